@@ -1,0 +1,94 @@
+"""The core's image type: a voxel array with its IJK->RAS geometry and exam metadata.
+
+Arrays are stored KJI-ordered (``array[k, j, i]``), as ``SimpleITK.GetArrayFromImage`` and
+``slicer.util.arrayFromVolume`` return them: i = column, j = row, k = slice along the
+slice normal. The file's voxel order is kept; nothing is reoriented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+#: Diagonal flip between DICOM/ITK patient LPS and Slicer RAS (same for points and matrices).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass
+class Volume:
+    """A scalar volume.
+
+    Attributes:
+        array_kji: voxel values, shape (k, j, i); HU for CT, mg/cm3 for BMD maps,
+            integers for label maps.
+        ijk_to_ras: 4x4 matrix taking homogeneous (i, j, k, 1) voxel indices to RAS mm.
+        metadata: exam metadata (patient, scanner, acquisition); see ``boneqct.io.dicom``.
+        warnings: notes made while loading (e.g. which series was chosen).
+    """
+
+    array_kji: np.ndarray
+    ijk_to_ras: np.ndarray
+    metadata: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ijk_to_ras = np.asarray(self.ijk_to_ras, dtype=float)
+        if self.ijk_to_ras.shape != (4, 4):
+            raise ValueError("ijk_to_ras must be a 4x4 matrix")
+
+    @property
+    def size_ijk(self) -> tuple[int, int, int]:
+        """Voxel counts along i, j, k."""
+        k, j, i = self.array_kji.shape
+        return (i, j, k)
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel spacing along i, j, k in mm (column norms of the direction-scaled matrix)."""
+        return np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+
+    @property
+    def direction_ras(self) -> np.ndarray:
+        """3x3 matrix whose columns are the unit i, j, k axes in RAS."""
+        return self.ijk_to_ras[:3, :3] / self.spacing_mm
+
+    @property
+    def origin_ras_mm(self) -> np.ndarray:
+        """RAS position (mm) of the centre of voxel (0, 0, 0)."""
+        return self.ijk_to_ras[:3, 3].copy()
+
+    def ijk_to_ras_points(self, ijk: np.ndarray) -> np.ndarray:
+        """Map (N, 3) voxel indices (i, j, k), possibly fractional, to RAS mm."""
+        ijk = np.atleast_2d(np.asarray(ijk, dtype=float))
+        return ijk @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
+
+    def ras_to_ijk_points(self, ras_mm: np.ndarray) -> np.ndarray:
+        """Map (N, 3) RAS points (mm) to fractional voxel indices (i, j, k)."""
+        ras_mm = np.atleast_2d(np.asarray(ras_mm, dtype=float))
+        ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
+        return ras_mm @ ras_to_ijk[:3, :3].T + ras_to_ijk[:3, 3]
+
+    def with_array(self, array_kji: np.ndarray) -> Volume:
+        """A volume on the same grid with other voxel values (e.g. BMD or a label map)."""
+        if array_kji.shape != self.array_kji.shape:
+            raise ValueError("array shape differs from the volume's grid")
+        return replace(self, array_kji=array_kji, warnings=list(self.warnings))
+
+
+def ijk_to_ras_matrix(origin_ras_mm, spacing_mm, direction_ras=np.eye(3)) -> np.ndarray:
+    """Build a 4x4 IJK->RAS matrix from origin (RAS mm), spacing (mm) and a direction matrix."""
+    m = np.eye(4)
+    m[:3, :3] = np.asarray(direction_ras, float) * np.asarray(spacing_mm, float)
+    m[:3, 3] = origin_ras_mm
+    return m
+
+
+def lps_to_ras(points_lps) -> np.ndarray:
+    """Convert (N, 3) LPS points to RAS (and, being an involution, RAS to LPS)."""
+    p = np.array(points_lps, dtype=float)
+    p[..., :2] *= -1.0
+    return p
+
+
+ras_to_lps = lps_to_ras
