@@ -1,0 +1,99 @@
+"""Calibration phantom definitions, read from data files.
+
+Each phantom is one JSON file in ``boneqct/data/phantoms`` (name, material, fit model,
+rods with certified densities, nominal rod diameter, layout, source). A user passes either
+one of the bundled names or the path of their own certificate file in the same format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from boneqct.errors import CalibrationError
+
+MATERIALS = ("K2HPO4", "HA")
+FIT_MODELS = ("mindways-two-step", "linear")
+
+
+@dataclass(frozen=True)
+class Rod:
+    """One rod: certified mineral density (mg/cm3) and, for K2HPO4 phantoms, water (mg/cm3)."""
+
+    name: str
+    density_mg_cm3: float
+    water_mg_cm3: float | None = None
+
+
+@dataclass(frozen=True)
+class PhantomDefinition:
+    """A calibration phantom as its certificate describes it."""
+
+    name: str
+    material: str
+    fit: str
+    rods: tuple[Rod, ...]
+    nominal_rod_diameter_mm: float
+    source: str = ""
+    description: str = ""
+
+    @property
+    def density_order(self) -> list[int]:
+        """Rod indices sorted by the HU they should show (density, plus water for K2HPO4)."""
+        def expected(rod: Rod) -> float:
+            return rod.density_mg_cm3 + (rod.water_mg_cm3 or 0.0) * 0.001
+        return sorted(range(len(self.rods)), key=lambda i: expected(self.rods[i]))
+
+
+def bundled_phantom_names() -> list[str]:
+    """Names of the phantom definitions shipped with BoneQCT."""
+    folder = resources.files("boneqct") / "data" / "phantoms"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_phantom_definition(name_or_path: str | Path) -> PhantomDefinition:
+    """Load a bundled phantom by name (e.g. ``mindways-model3``) or a certificate JSON file."""
+    path = Path(name_or_path)
+    if path.suffix.lower() == ".json" and path.is_file():
+        text = path.read_text()
+    elif str(name_or_path) in bundled_phantom_names():
+        text = (resources.files("boneqct") / "data" / "phantoms" / f"{name_or_path}.json").read_text()
+    else:
+        raise CalibrationError(
+            f"Unknown calibration phantom '{name_or_path}'. Use one of "
+            f"{', '.join(bundled_phantom_names())}, or give the path of a certificate JSON file "
+            "in the same format as those in boneqct/data/phantoms."
+        )
+    try:
+        data = json.loads(text)
+        rods = tuple(
+            Rod(str(r["name"]), float(r["density_mg_cm3"]),
+                None if r.get("water_mg_cm3") is None else float(r["water_mg_cm3"]))
+            for r in data["rods"]
+        )
+        definition = PhantomDefinition(
+            name=str(data["name"]), material=str(data["material"]), fit=str(data["fit"]),
+            rods=rods, nominal_rod_diameter_mm=float(data["nominal_rod_diameter_mm"]),
+            source=str(data.get("source", "")), description=str(data.get("description", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(
+            f"The phantom certificate '{name_or_path}' is not valid ({exc!s}). It needs name, "
+            "material, fit, nominal_rod_diameter_mm and rods with name and density_mg_cm3."
+        ) from None
+    if definition.material not in MATERIALS or definition.fit not in FIT_MODELS:
+        raise CalibrationError(
+            f"The phantom certificate '{name_or_path}' names material '{definition.material}' "
+            f"and fit '{definition.fit}'; material must be one of {MATERIALS} and fit one of "
+            f"{FIT_MODELS}."
+        )
+    if definition.fit == "mindways-two-step" and any(r.water_mg_cm3 is None for r in rods):
+        raise CalibrationError(
+            f"The phantom certificate '{name_or_path}' uses the two-step K2HPO4 fit, which needs "
+            "water_mg_cm3 for every rod."
+        )
+    if len(rods) < 2:
+        raise CalibrationError(f"The phantom certificate '{name_or_path}' lists fewer than 2 rods.")
+    return definition
