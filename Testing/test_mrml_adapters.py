@@ -1,0 +1,193 @@
+"""MRML adapter tests on Slicer's real MRML libraries (PyPI ``slicer-core``).
+
+Skipped as a whole when slicer-core is not installed. The adapters live in
+``QCTBoneDensity/QCTBoneDensityLib``; the module folder is put on ``sys.path`` here as
+Slicer does for its scripted modules.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer.util")
+from slicer import vtkMRMLScene  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "QCTBoneDensity"))
+
+from QCTBoneDensityLib import (  # noqa: E402
+    calibration_from_table_node,
+    calibration_to_table_node,
+    missing_python_packages,
+    update_node_from_volume,
+    volume_from_node,
+)
+
+from boneqct.volume import Volume  # noqa: E402
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene installed as ``slicer.mrmlScene``."""
+    slicer.mrmlScene = vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+def oblique_ijk_to_ras() -> np.ndarray:
+    """IJK->RAS with a rotation about an oblique axis, anisotropic spacing and an origin."""
+    axis = np.array([1.0, 2.0, 3.0]) / np.linalg.norm([1.0, 2.0, 3.0])
+    angle = np.deg2rad(23.0)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    m = np.eye(4)
+    m[:3, :3] = rotation * np.array([0.7, 0.9, 2.5])
+    m[:3, 3] = [-120.25, 35.5, -410.0]
+    return m
+
+
+def asymmetric_volume() -> Volume:
+    """Shape (k, j, i) = (4, 5, 6) with every voxel value distinct."""
+    array_kji = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) * 7 - 300
+    return Volume(array_kji=array_kji, ijk_to_ras=oblique_ijk_to_ras())
+
+
+def node_ijk_to_ras(node) -> np.ndarray:
+    matrix = slicer.util.vtkMatrixFromArray(np.eye(4))
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def test_volume_into_node_keeps_geometry_and_voxels(scene):
+    volume = asymmetric_volume()
+    node = update_node_from_volume(volume, name="ct")
+    assert node.IsA("vtkMRMLScalarVolumeNode")
+    assert node.GetName() == "ct"
+    assert scene.GetNodeByID(node.GetID()) is node
+    np.testing.assert_allclose(node_ijk_to_ras(node), volume.ijk_to_ras, atol=1e-9, rtol=0)
+    assert node.GetImageData().GetDimensions() == (6, 5, 4)  # i, j, k
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), volume.array_kji)
+    # voxel (i, j, k) = (5, 1, 2) sits where the core says it does
+    node_ijk_to_ras_point = node_ijk_to_ras(node) @ np.array([5, 1, 2, 1.0])
+    ras = volume.ijk_to_ras_points([[5, 1, 2]])[0]
+    np.testing.assert_allclose(node_ijk_to_ras_point[:3], ras, atol=1e-9)
+
+
+def test_volume_round_trip_through_node_is_unchanged(scene):
+    volume = asymmetric_volume()
+    back = volume_from_node(update_node_from_volume(volume))
+    np.testing.assert_allclose(back.ijk_to_ras, volume.ijk_to_ras, atol=1e-9, rtol=0)
+    np.testing.assert_array_equal(back.array_kji, volume.array_kji)
+    assert back.array_kji.dtype == volume.array_kji.dtype
+    assert back.metadata == {}
+
+
+def test_volume_from_node_copies_voxels(scene):
+    node = update_node_from_volume(asymmetric_volume())
+    volume = volume_from_node(node)
+    slicer.util.arrayFromVolume(node)[0, 0, 0] = 12345
+    assert volume.array_kji[0, 0, 0] != 12345
+
+
+def test_update_existing_node_replaces_grid(scene):
+    node = update_node_from_volume(asymmetric_volume(), name="keep me")
+    smaller = Volume(array_kji=np.full((2, 3, 4), 1.5, dtype=np.float32), ijk_to_ras=np.diag([2.0, 3.0, 4.0, 1.0]))
+    same = update_node_from_volume(smaller, node=node, name="ignored")
+    assert same is node and node.GetName() == "keep me"
+    np.testing.assert_allclose(node_ijk_to_ras(node), smaller.ijk_to_ras, atol=1e-12)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), smaller.array_kji)
+
+
+def test_volume_from_empty_node_says_what_to_do(scene):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    with pytest.raises(ValueError, match="image data"):
+        volume_from_node(node)
+
+
+def _spine_phantom_volume():
+    try:
+        from boneqct.phantoms import make_spine_phantom
+    except ImportError as exc:
+        pytest.skip(f"boneqct.phantoms.make_spine_phantom is not available yet ({exc})")
+    result = make_spine_phantom()
+    if isinstance(result, Volume):
+        return result
+    for item in (getattr(result, "volume", None), *(result if isinstance(result, tuple) else ())):
+        if isinstance(item, Volume):
+            return item
+    pytest.fail(f"make_spine_phantom() returned {type(result).__name__}, which holds no Volume")
+
+
+def test_spine_phantom_into_node_keeps_size_and_geometry(scene):
+    phantom = _spine_phantom_volume()
+    node = update_node_from_volume(phantom, name="phantom")
+    assert node.GetImageData().GetDimensions() == phantom.size_ijk
+    np.testing.assert_allclose(node_ijk_to_ras(node), phantom.ijk_to_ras, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(node.GetSpacing(), phantom.spacing_mm, atol=1e-9)
+    back = volume_from_node(node)
+    np.testing.assert_array_equal(back.array_kji, phantom.array_kji)
+
+
+def _manual_calibration():
+    try:
+        from boneqct.calibration import manual_calibration
+    except ImportError as exc:
+        pytest.skip(f"boneqct.calibration.manual_calibration is not available yet ({exc})")
+    return manual_calibration(slope_hu_per_mg_cm3=1.27, intercept_hu=-4.5, material="HA")
+
+
+def test_calibration_table_columns_have_units_and_descriptions(scene):
+    calibration = _manual_calibration()
+    table = calibration_to_table_node(calibration)
+    assert table.IsA("vtkMRMLTableNode")
+    names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert names == ["Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)", "Voxels", "Residual (HU)"]
+    assert table.GetColumnUnitLabel("Density (mg/cm3)") == "mg/cm3"
+    for name in ("Measured (HU)", "SD (HU)", "Residual (HU)"):
+        assert table.GetColumnUnitLabel(name) == "HU"
+    for name in names:
+        assert table.GetColumnDescription(name), f"column {name} has no description"
+    assert table.GetNumberOfRows() == len(calibration.rods)
+    assert table.GetAttribute("BoneQCT.Material") == "HA"
+    assert float(table.GetAttribute("BoneQCT.SlopeHUPerMgCm3")) == pytest.approx(1.27)
+    assert float(table.GetAttribute("BoneQCT.InterceptHU")) == pytest.approx(-4.5)
+
+
+def test_calibration_rebuilt_from_table_converts_like_the_original(scene):
+    calibration = _manual_calibration()
+    rebuilt = calibration_from_table_node(calibration_to_table_node(calibration))
+    hu = np.array([-100.0, 0.0, 250.0, 1000.0])
+    np.testing.assert_allclose(rebuilt.hu_to_bmd(hu), calibration.hu_to_bmd(hu), rtol=1e-12)
+    assert rebuilt.material == calibration.material
+
+
+def test_calibration_table_rows_from_phantom_fit(scene):
+    try:
+        from boneqct.calibration import calibrate_with_phantom
+    except ImportError as exc:
+        pytest.skip(f"phantom calibration is not available yet ({exc})")
+    calibration = calibrate_with_phantom(_spine_phantom_volume(), "mindways-model3")
+    table = calibration_to_table_node(calibration)
+    assert table.GetNumberOfRows() == len(calibration.rods) >= 2
+    for row, rod in enumerate(calibration.rods):
+        assert table.GetCellText(row, 0) == rod["name"]
+        assert float(table.GetCellText(row, 1)) == pytest.approx(rod["density_mg_cm3"])
+        assert float(table.GetCellText(row, 2)) == pytest.approx(rod["measured_hu"])
+        assert int(table.GetCellText(row, 4)) == rod["n_voxels"]
+
+
+def test_calibration_from_table_without_calibration_explains(scene):
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode")
+    with pytest.raises(ValueError, match="Calibrate"):
+        calibration_from_table_node(table)
+
+
+def test_missing_python_packages_reports_only_absent_ones():
+    assert missing_python_packages({"numpy": "numpy", "boneqct_no_such_package": "x"}) == [
+        "boneqct_no_such_package"
+    ]
