@@ -76,10 +76,12 @@ class Volume:
         return replace(self, array_kji=array_kji, warnings=list(self.warnings))
 
 
-def ijk_to_ras_matrix(origin_ras_mm, spacing_mm, direction_ras=np.eye(3)) -> np.ndarray:
-    """Build a 4x4 IJK->RAS matrix from origin (RAS mm), spacing (mm) and a direction matrix."""
+def ijk_to_ras_matrix(origin_ras_mm, spacing_mm, direction_ras=None) -> np.ndarray:
+    """Build a 4x4 IJK->RAS matrix from origin (RAS mm), spacing (mm) and a direction matrix
+    whose columns are the i, j, k axes in RAS (identity when omitted)."""
+    direction = np.eye(3) if direction_ras is None else np.asarray(direction_ras, float)
     m = np.eye(4)
-    m[:3, :3] = np.asarray(direction_ras, float) * np.asarray(spacing_mm, float)
+    m[:3, :3] = direction * np.asarray(spacing_mm, float)
     m[:3, 3] = origin_ras_mm
     return m
 

@@ -1,0 +1,455 @@
+"""DICOM CT series input: discovery, validation, slice order, HU, geometry and exam metadata.
+
+Slices are ordered by their position along the slice normal (never by InstanceNumber). The
+voxel order of the files is kept: i = column, j = row, k = slice along the normal
+(row cosine x column cosine), as SimpleITK and Slicer do. Geometry is built in LPS from
+ImageOrientationPatient / ImagePositionPatient / PixelSpacing and handed to the core in RAS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from boneqct.errors import InputError
+from boneqct.volume import LPS_TO_RAS, Volume
+
+#: Largest allowed gap between neighbouring slices, as a multiple of the median spacing.
+MAX_GAP_FACTOR = 1.5
+#: Slice-spacing irregularity (relative) above which a warning is given.
+SPACING_WARN_FRACTION = 0.01
+#: Tolerances for "the same" orientation cosines and pixel spacing across slices.
+ORIENTATION_TOLERANCE = 1e-3
+SPACING_TOLERANCE_MM = 1e-3
+#: Gantry tilt (degrees) below which the stack is treated as orthogonal.
+TILT_TOLERANCE_DEG = 0.05
+#: Value (HU) given to voxels that a gantry-tilt resampling takes from outside the scan: air.
+OUTSIDE_HU = -1024.0
+
+_CT_IMAGE_STORAGE_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+}
+_ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+_UNCOMPRESSED_SYNTAXES = {
+    pydicom.uid.ImplicitVRLittleEndian,
+    pydicom.uid.ExplicitVRLittleEndian,
+}
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder: what a user needs to choose it."""
+
+    series_uid: str
+    modality: str
+    description: str
+    orientation: str
+    datasets: list = field(repr=False)
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.datasets)
+
+    def summary(self) -> dict:
+        """JSON-ready description (no patient identity)."""
+        return {
+            "series_uid": self.series_uid,
+            "modality": self.modality,
+            "description": self.description,
+            "n_slices": self.n_slices,
+            "orientation": self.orientation,
+        }
+
+
+def find_series(source: str | Path | list) -> list[SeriesInfo]:
+    """Read the DICOM headers under a folder (recursively) or in a list of files, by series.
+
+    Files that are not DICOM are skipped; DICOM files that cannot be parsed raise InputError.
+    Pixel data is not read here (deferred). Series are sorted largest first.
+    """
+    files = _list_files(source)
+    by_uid: dict[str, list] = {}
+    for path in files:
+        ds = _read_header(path)
+        if ds is None or "PixelData" not in ds:
+            continue
+        by_uid.setdefault(str(ds.get("SeriesInstanceUID", "unknown")), []).append(ds)
+    if not by_uid:
+        raise InputError(
+            "No DICOM image files were found in the input. Point BoneQCT at the folder that "
+            "holds the CT series (or its files), or at a NIfTI/NRRD/MHA volume."
+        )
+    series = [
+        SeriesInfo(uid, str(dsets[0].get("Modality", "")),
+                   str(dsets[0].get("SeriesDescription", "")), _orientation_name(dsets[0]), dsets)
+        for uid, dsets in by_uid.items()
+    ]
+    return sorted(series, key=lambda s: -s.n_slices)
+
+
+def load_dicom_series(source: str | Path | list, series_uid: str | None = None) -> Volume:
+    """Load one CT series as a Volume in HU.
+
+    Args:
+        source: a folder (searched recursively) or a list of files of one series.
+        series_uid: the SeriesInstanceUID to take when the folder holds several series;
+            by default the largest axial CT series is taken, and a warning says which.
+    """
+    from_file_list = isinstance(source, (list, tuple))
+    series = find_series(source)
+    warnings: list[str] = []
+    if from_file_list and len(series) > 1:
+        raise InputError(
+            f"The files given belong to {len(series)} different series (mixed series). Give "
+            "the files of one series only, or give the folder and choose a series with --series."
+        )
+    chosen = _choose_series(series, series_uid, warnings)
+    if chosen.modality != "CT":
+        raise InputError(
+            f"The series is of modality '{chosen.modality or 'unknown'}', not CT. BoneQCT "
+            "measures bone density from CT Hounsfield units only; choose a CT series."
+        )
+    if any(str(ds.get("SOPClassUID", "")) == _ENHANCED_CT for ds in chosen.datasets):
+        raise InputError(
+            "The series is an Enhanced (multi-frame) CT object, which BoneQCT does not read yet. "
+            "Export the series from the scanner or PACS as classic CT Image Storage, one file "
+            "per slice, or convert it to NIfTI."
+        )
+    datasets = chosen.datasets
+    if len(datasets) < 2:
+        raise InputError(
+            "The series holds a single 2D image; BoneQCT needs a 3D volume. "
+            "Load the whole series (all slices)."
+        )
+    geometry = _slice_geometry(datasets)
+    order = np.argsort(geometry.positions_along_normal_mm)
+    datasets = [datasets[i] for i in order]
+    positions_lps_mm = geometry.positions_lps_mm[order]
+    along_mm = geometry.positions_along_normal_mm[order]
+    step_mm = _check_slice_spacing(along_mm, warnings)
+
+    array_kji = _stack_hu(datasets)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, 0] = geometry.row_cosine_lps * geometry.column_spacing_mm
+    ijk_to_lps[:3, 1] = geometry.column_cosine_lps * geometry.row_spacing_mm
+    ijk_to_lps[:3, 3] = positions_lps_mm[0]
+    slice_step_lps = (positions_lps_mm[-1] - positions_lps_mm[0]) / (len(datasets) - 1)
+    tilt_deg = _tilt_deg(slice_step_lps, geometry.normal_lps)
+    metadata = exam_metadata(datasets[0])
+    metadata["gantry_tilt_deg"] = round(tilt_deg, 3)
+    if tilt_deg > TILT_TOLERANCE_DEG:
+        ijk_to_lps[:3, 2] = slice_step_lps
+        array_kji, ijk_to_lps = _resample_orthogonal(array_kji, ijk_to_lps, geometry.normal_lps)
+        warnings.append(
+            f"The series was acquired with a gantry tilt of {tilt_deg:.2f} degrees; it was "
+            "resampled (linear interpolation) to an orthogonal grid with slices along the "
+            f"normal, spacing {ijk_to_lps[:3, 2] @ geometry.normal_lps:.3f} mm; voxels shifted "
+            f"in from outside the scan were set to {OUTSIDE_HU:.0f} HU."
+        )
+    else:
+        ijk_to_lps[:3, 2] = geometry.normal_lps * step_mm
+    metadata["source_format"] = "dicom"
+    return Volume(array_kji, LPS_TO_RAS @ ijk_to_lps, metadata, warnings)
+
+
+def exam_metadata(ds) -> dict:
+    """Exam metadata a report needs, from one slice's header (identity included: reports only)."""
+    def text(keyword: str) -> str | None:
+        value = ds.get(keyword)
+        if value in (None, ""):
+            return None
+        if isinstance(value, pydicom.multival.MultiValue):
+            return "\\".join(str(v) for v in value)
+        return str(value)
+
+    def number(keyword: str) -> float | None:
+        value = ds.get(keyword)
+        try:
+            return None if value in (None, "") else float(value)
+        except (TypeError, ValueError):
+            return None
+
+    birth = _iso_date(text("PatientBirthDate"))
+    study = _iso_date(text("StudyDate"))
+    exposure_mas = number("Exposure")
+    if exposure_mas is None and number("XRayTubeCurrent") and number("ExposureTime"):
+        exposure_mas = number("XRayTubeCurrent") * number("ExposureTime") / 1000.0
+    spacing = ds.get("PixelSpacing")
+    return {
+        "patient_name": text("PatientName"),
+        "patient_id": text("PatientID"),
+        "patient_sex": text("PatientSex"),
+        "patient_birth_date": birth,
+        "patient_age_years": _age_years(text("PatientAge"), birth, study),
+        "study_date": study,
+        "study_description": text("StudyDescription"),
+        "series_description": text("SeriesDescription"),
+        "manufacturer": text("Manufacturer"),
+        "model": text("ManufacturerModelName"),
+        "institution": text("InstitutionName"),
+        "modality": text("Modality"),
+        "kvp": number("KVP"),
+        "exposure_mas": exposure_mas,
+        "tube_current_ma": number("XRayTubeCurrent"),
+        "slice_thickness_mm": number("SliceThickness"),
+        "pixel_spacing_mm": None if spacing is None else [float(v) for v in spacing],
+        "convolution_kernel": text("ConvolutionKernel"),
+        "series_uid": text("SeriesInstanceUID"),
+        "study_uid": text("StudyInstanceUID"),
+    }
+
+
+#: Metadata keys that identify the patient; dropped by anonymised output.
+IDENTITY_KEYS = ("patient_name", "patient_id", "patient_birth_date", "institution",
+                 "study_uid", "series_uid")
+
+
+def anonymized_metadata(metadata: dict) -> dict:
+    """A copy of exam metadata without identifying fields (sex, age and scanner kept)."""
+    return {k: v for k, v in metadata.items() if k not in IDENTITY_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# internals
+
+
+@dataclass
+class _Geometry:
+    row_cosine_lps: np.ndarray
+    column_cosine_lps: np.ndarray
+    normal_lps: np.ndarray
+    row_spacing_mm: float
+    column_spacing_mm: float
+    positions_lps_mm: np.ndarray
+    positions_along_normal_mm: np.ndarray
+
+
+def _list_files(source) -> list[Path]:
+    if isinstance(source, (list, tuple)):
+        files = [Path(p) for p in source]
+        missing = [p.name for p in files if not p.is_file()]
+        if missing:
+            raise InputError(
+                f"{len(missing)} of the files given do not exist (first: '{missing[0]}'). "
+                "Check the file list."
+            )
+        return files
+    folder = Path(source)
+    if not folder.is_dir():
+        raise InputError(f"'{folder.name}' is neither a folder nor a volume file BoneQCT reads.")
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+    return files
+
+
+def _read_header(path: Path):
+    """Parse a file's header with pixel data deferred; None when the file is not DICOM."""
+    try:
+        return pydicom.dcmread(path, defer_size="256 KB")
+    except InvalidDicomError:
+        if _has_dicom_preamble(path):
+            raise _corrupt(path) from None
+        return None
+    except Exception:  # noqa: BLE001 - any parser failure means a damaged file
+        raise _corrupt(path) from None
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(128)
+        return f.read(4) == b"DICM"
+
+
+def _corrupt(path: Path) -> InputError:
+    return InputError(
+        f"The DICOM file '{path.name}' is truncated or corrupt and cannot be read. Re-export "
+        "the series from the scanner or PACS, or remove that file if it is not part of the scan."
+    )
+
+
+def _orientation_name(ds) -> str:
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None or len(iop) != 6:
+        return "unknown"
+    normal = np.abs(np.cross(np.array(iop[:3], float), np.array(iop[3:], float)))
+    axis = int(np.argmax(normal))
+    if normal[axis] < 0.9:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
+
+
+def _choose_series(series: list[SeriesInfo], series_uid: str | None, warnings: list[str]):
+    if series_uid is not None:
+        for s in series:
+            if s.series_uid == series_uid:
+                return s
+        listing = "; ".join(
+            f"{s.series_uid} ({s.modality}, {s.n_slices} slices, '{s.description}')" for s in series
+        )
+        raise InputError(
+            f"Series {series_uid} is not in the input. The series found are: {listing}."
+        )
+    if len(series) == 1:
+        return series[0]
+    ct_axial = [s for s in series if s.modality == "CT" and s.orientation == "axial"]
+    chosen = (ct_axial or [s for s in series if s.modality == "CT"] or series)[0]
+    others = ", ".join(f"{s.series_uid} ({s.modality}, {s.n_slices} slices)"
+                       for s in series if s is not chosen)
+    warnings.append(
+        f"The input holds {len(series)} series; using {chosen.series_uid} ('{chosen.description}', "
+        f"{chosen.modality}, {chosen.n_slices} slices, the largest axial CT series). Others: "
+        f"{others}. Choose another with --series UID."
+    )
+    return chosen
+
+
+def _slice_geometry(datasets) -> _Geometry:
+    try:
+        iop = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
+        ipp = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
+        spacing = np.array([[float(v) for v in ds.PixelSpacing] for ds in datasets])
+        shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    except (AttributeError, TypeError, ValueError):
+        raise InputError(
+            "Some slices lack ImageOrientationPatient, ImagePositionPatient, PixelSpacing or "
+            "image size, so the volume's geometry is unknown. Re-export the series with its "
+            "geometry, or convert it to NIfTI with a tool that knows it."
+        ) from None
+    if np.abs(iop - iop[0]).max() > ORIENTATION_TOLERANCE:
+        raise InputError(
+            "The slices of the series have different orientations (ImageOrientationPatient), so "
+            "they do not form one volume (a localizer or a reformat mixed in?). Choose a series "
+            "of parallel axial slices."
+        )
+    if np.abs(spacing - spacing[0]).max() > SPACING_TOLERANCE_MM or len(shapes) != 1:
+        raise InputError(
+            "The slices of the series have different pixel spacings or image sizes, so they do "
+            "not form one volume. Choose a series reconstructed with one field of view."
+        )
+    row_cosine = iop[0, :3] / np.linalg.norm(iop[0, :3])
+    column_cosine = iop[0, 3:] / np.linalg.norm(iop[0, 3:])
+    normal = np.cross(row_cosine, column_cosine)
+    return _Geometry(row_cosine, column_cosine, normal, float(spacing[0, 0]),
+                     float(spacing[0, 1]), ipp, ipp @ normal)
+
+
+def _check_slice_spacing(along_mm: np.ndarray, warnings: list[str]) -> float:
+    """Median slice step (mm); errors for duplicate slices and gaps, warns if irregular."""
+    steps_mm = np.diff(along_mm)
+    if steps_mm.min() < SPACING_TOLERANCE_MM:
+        raise InputError(
+            "Two or more slices of the series lie at the same position (duplicate slices or two "
+            "acquisitions in one series). Choose a series with one slice per position."
+        )
+    median_mm = float(np.median(steps_mm))
+    gaps = np.flatnonzero(steps_mm > MAX_GAP_FACTOR * median_mm)
+    if gaps.size:
+        k = int(gaps[0])
+        raise InputError(
+            f"The series has missing slices: {gaps.size} gap(s), the first between slices {k} "
+            f"and {k + 1} ({steps_mm[k]:.2f} mm against a median spacing of {median_mm:.2f} mm). "
+            "Re-export the complete series."
+        )
+    irregular = float(np.abs(steps_mm - median_mm).max() / median_mm)
+    if irregular > SPACING_WARN_FRACTION:
+        warnings.append(
+            f"Slice spacing varies by up to {100 * irregular:.1f}% around {median_mm:.3f} mm; "
+            "the volume uses the mean spacing."
+        )
+    return float((along_mm[-1] - along_mm[0]) / (len(along_mm) - 1))
+
+
+def _tilt_deg(slice_step_lps: np.ndarray, normal_lps: np.ndarray) -> float:
+    along = float(slice_step_lps @ normal_lps)
+    across = float(np.linalg.norm(slice_step_lps - along * normal_lps))
+    return float(np.degrees(np.arctan2(across, abs(along))))
+
+
+def _resample_orthogonal(array_kji, ijk_to_lps, normal_lps):
+    """Resample a sheared (gantry-tilted) stack onto the orthogonal grid along the normal."""
+    image = sitk.GetImageFromArray(array_kji.astype(np.float32))
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((ijk_to_lps[:3, :3] / spacing).flatten().tolist())
+    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
+    step_mm = float(ijk_to_lps[:3, 2] @ normal_lps)
+    out = np.array(ijk_to_lps)
+    out[:3, 2] = normal_lps * step_mm
+    reference = sitk.Image(image.GetSize(), sitk.sitkFloat32)
+    out_spacing = np.linalg.norm(out[:3, :3], axis=0)
+    reference.SetSpacing(out_spacing.tolist())
+    reference.SetDirection((out[:3, :3] / out_spacing).flatten().tolist())
+    reference.SetOrigin(out[:3, 3].tolist())
+    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, OUTSIDE_HU)
+    return sitk.GetArrayFromImage(resampled), out
+
+
+def _stack_hu(datasets) -> np.ndarray:
+    """Stack the slices' pixels (in the given order) and apply RescaleSlope/Intercept -> HU."""
+    slopes = np.array([float(ds.get("RescaleSlope", 1.0)) for ds in datasets])
+    intercepts = np.array([float(ds.get("RescaleIntercept", 0.0)) for ds in datasets])
+    integer_hu = np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts))
+    rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
+    out = np.empty((len(datasets), rows, columns), np.int32 if integer_hu else np.float32)
+    for k, ds in enumerate(datasets):
+        stored = _stored_pixels(ds, rows, columns)
+        if integer_hu:
+            np.add(stored, int(intercepts[k]), out=out[k], dtype=np.int32)
+        else:
+            out[k] = stored * slopes[k] + intercepts[k]
+    if integer_hu and out.min() >= -32768 and out.max() <= 32767:
+        return out.astype(np.int16)
+    return out.astype(np.float32, copy=False)
+
+
+def _stored_pixels(ds, rows: int, columns: int) -> np.ndarray:
+    """The slice's stored values (before rescale) as a (rows, columns) array."""
+    try:
+        if (ds.file_meta.TransferSyntaxUID in _UNCOMPRESSED_SYNTAXES
+                and int(ds.BitsAllocated) == 16 and int(ds.get("SamplesPerPixel", 1)) == 1):
+            dtype = np.int16 if int(ds.PixelRepresentation) == 1 else np.uint16
+            raw = ds.PixelData
+            if len(raw) < rows * columns * 2:
+                raise ValueError("short pixel data")
+            stored = np.frombuffer(raw, dtype=dtype, count=rows * columns).reshape(rows, columns)
+            bits_stored = int(ds.get("BitsStored", 16))
+            if bits_stored < 16:  # drop bits above BitsStored; sign-extend signed values
+                shift = 16 - bits_stored
+                stored = (stored << shift) >> shift
+            return stored
+        stored = ds.pixel_array
+    except Exception:  # noqa: BLE001 - any decoder failure means a damaged or unreadable file
+        raise _corrupt(Path(str(ds.filename))) from None
+    if stored.shape != (rows, columns):
+        raise InputError(
+            f"The DICOM file '{Path(str(ds.filename)).name}' does not hold one grey-scale image "
+            f"of {rows} x {columns} pixels (colour or multi-frame?). Choose a CT series."
+        )
+    return stored
+
+
+def _iso_date(value: str | None) -> str | None:
+    if not value or len(value) < 8 or not value[:8].isdigit():
+        return None
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+
+
+def _age_years(age_tag: str | None, birth_iso: str | None, study_iso: str | None):
+    """Age in years from PatientAge ('065Y'), else from birth and study dates."""
+    if age_tag and age_tag[:-1].isdigit():
+        factor = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}.get(age_tag[-1].upper())
+        if factor:
+            return round(int(age_tag[:-1]) * factor, 2)
+    if birth_iso and study_iso:
+        born, seen = date.fromisoformat(birth_iso), date.fromisoformat(study_iso)
+        return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+    return None

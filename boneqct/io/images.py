@@ -1,0 +1,86 @@
+"""Volume files (NIfTI, NRRD, MHA/MHD) through SimpleITK, and the one LPS <-> RAS crossing.
+
+SimpleITK and the file formats describe geometry in LPS; the core works in RAS. The conversion
+happens here and only here (``volume_from_sitk`` / ``volume_to_sitk``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from boneqct.errors import InputError
+from boneqct.io.atomic import atomic_path
+from boneqct.volume import LPS_TO_RAS, Volume
+
+#: File endings read as single-file volumes.
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: File endings written (single-file formats only, so the atomic rename covers the data).
+WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+def is_volume_file(path: Path) -> bool:
+    """True when the file name ends like a NIfTI/NRRD/MetaImage volume."""
+    name = path.name.lower()
+    return any(name.endswith(s) for s in VOLUME_SUFFIXES)
+
+
+def volume_from_sitk(image: sitk.Image, metadata: dict | None = None) -> Volume:
+    """Wrap a SimpleITK image as a Volume (array KJI, IJK->RAS)."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"The image has {image.GetDimension()} dimensions and "
+            f"{image.GetNumberOfComponentsPerPixel()} components per voxel; BoneQCT needs a "
+            "single-component 3D volume. Export the CT as a 3D scalar volume."
+        )
+    direction_lps = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = direction_lps * np.array(image.GetSpacing(), dtype=float)
+    ijk_to_lps[:3, 3] = image.GetOrigin()
+    return Volume(sitk.GetArrayFromImage(image), LPS_TO_RAS @ ijk_to_lps, metadata or {})
+
+
+def volume_to_sitk(volume: Volume) -> sitk.Image:
+    """A SimpleITK image with the volume's voxels and geometry (LPS)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array_kji), isVector=False)
+    ijk_to_lps = LPS_TO_RAS @ volume.ijk_to_ras
+    spacing_mm = volume.spacing_mm
+    image.SetSpacing(spacing_mm.tolist())
+    image.SetDirection((ijk_to_lps[:3, :3] / spacing_mm).flatten().tolist())
+    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
+    return image
+
+
+def read_volume_file(path: str | Path) -> Volume:
+    """Read a NIfTI, NRRD or MetaImage volume; voxel values as stored (scaled by the header)."""
+    path = Path(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(
+            f"Cannot read the volume file '{path.name}': it is truncated, corrupt or not in a "
+            "format BoneQCT reads (NIfTI, NRRD, MHA/MHD). Re-export it from the source."
+        ) from None
+    if image.GetDimension() == 2 or (image.GetDimension() == 3 and min(image.GetSize()) == 1):
+        raise InputError(
+            f"'{path.name}' holds a single 2D image; BoneQCT needs a 3D CT volume. "
+            "Load the whole series (all slices)."
+        )
+    volume = volume_from_sitk(image)
+    volume.metadata.update({"source_format": path.suffix.lstrip(".").lower()})
+    return volume
+
+
+def write_volume(volume: Volume, path: str | Path) -> Path:
+    """Write a volume or label map as NIfTI/NRRD/MHA (by suffix), atomically, geometry exact."""
+    path = Path(path)
+    if not path.name.lower().endswith(WRITE_SUFFIXES):
+        raise InputError(
+            f"Cannot write '{path.name}': use a .nii.gz, .nii, .nrrd or .mha file name."
+        )
+    image = volume_to_sitk(volume)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+    return path
