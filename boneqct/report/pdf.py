@@ -1,0 +1,97 @@
+"""Shared report furniture: styles, the exam/patient table, figures, atomic PDF writing."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from reportlab.lib import colors  # noqa: E402
+from reportlab.lib.pagesizes import A4  # noqa: E402
+from reportlab.lib.styles import getSampleStyleSheet  # noqa: E402
+from reportlab.lib.units import mm  # noqa: E402
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle  # noqa: E402
+
+from boneqct import __version__  # noqa: E402
+from boneqct.io.atomic import atomic_path  # noqa: E402
+from boneqct.io.dicom import anonymized_metadata  # noqa: E402
+
+STYLES = getSampleStyleSheet()
+TABLE_STYLE = TableStyle([
+    ("FONTSIZE", (0, 0), (-1, -1), 8),
+    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#dde4ee")),
+    ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+    ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+    ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+    ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+])
+ALERT_COLOR = colors.HexColor("#b00020")
+
+
+def figure_flowable(fig, width_mm: float) -> Image:
+    """A matplotlib figure as a PNG image flowable of the given width (mm); closes the figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=200, bbox_inches="tight")
+    plt.close(fig)
+    buffer.seek(0)
+    image = Image(buffer)
+    scale = width_mm * mm / image.drawWidth
+    image.drawWidth *= scale
+    image.drawHeight *= scale
+    return image
+
+
+def table(rows: list[list], col_widths_mm: list[float] | None = None, style=None) -> Table:
+    """A small report table; the first row is the header."""
+    widths = None if col_widths_mm is None else [w * mm for w in col_widths_mm]
+    t = Table(rows, colWidths=widths, hAlign="LEFT")
+    t.setStyle(style or TABLE_STYLE)
+    return t
+
+
+def exam_table(metadata: dict, anonymize: bool) -> Table:
+    """Patient and exam table; identity left out when ``anonymize``."""
+    shown = anonymized_metadata(metadata) if anonymize else metadata
+
+    def value(key, fmt="{}"):
+        v = shown.get(key)
+        return "-" if v is None else fmt.format(v)
+
+    patient = "anonymised" if anonymize else f"{value('patient_name')} (ID {value('patient_id')})"
+    rows = [
+        ["Patient", patient, "Sex / age", f"{value('patient_sex')} / {value('patient_age_years')}"],
+        ["Study date", value("study_date"), "Scanner",
+         f"{value('manufacturer')} {value('model')}".strip()],
+        ["kVp / mAs", f"{value('kvp')} / {value('exposure_mas')}", "Kernel",
+         value("convolution_kernel")],
+        ["Slice thickness", value("slice_thickness_mm", "{} mm"), "Pixel spacing",
+         value("pixel_spacing_mm", "{} mm")],
+    ]
+    style = TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8),
+                        ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
+                        ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
+                        ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)])
+    return table(rows, [28, 62, 28, 62], style)
+
+
+def write_report(path: str | Path, title: str, flowables: list) -> Path:
+    """Write a PDF report atomically: title, generation note, then the given flowables."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    story = [
+        Paragraph(title, STYLES["Title"]),
+        Paragraph(f"BoneQCT {__version__} - generated {stamp} - for research use; results must "
+                  "be reviewed by a qualified reader.", STYLES["Italic"]),
+        Spacer(1, 3 * mm),
+        *flowables,
+    ]
+    with atomic_path(path) as tmp:
+        doc = SimpleDocTemplate(str(tmp), pagesize=A4, leftMargin=14 * mm, rightMargin=14 * mm,
+                                topMargin=12 * mm, bottomMargin=12 * mm, title=title,
+                                author="BoneQCT")
+        doc.build(story)
+    return path
