@@ -12,9 +12,16 @@ from boneqct.calibration.fit import (
     fit_calibration,
     manual_calibration,
 )
+from boneqct.calibration.phantom_calibration import calibrate_with_phantom, per_slice_calibration
+from boneqct.calibration.rod_detection import DetectedRod, RodDetection, detect_rods
 
 __all__ = [
     "Calibration",
+    "DetectedRod",
+    "RodDetection",
+    "calibrate_with_phantom",
+    "detect_rods",
+    "per_slice_calibration",
     "PhantomDefinition",
     "Rod",
     "bundled_phantom_names",
