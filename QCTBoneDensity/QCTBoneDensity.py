@@ -283,9 +283,9 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
 
     def hasCalibration(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a calibration written by this module."""
-        from QCTBoneDensityLib.tables import ATTRIBUTE_SLOPE_HU_PER_MG_CM3
+        from QCTBoneDensityLib import has_calibration
 
-        return tableNode is not None and tableNode.GetAttribute(ATTRIBUTE_SLOPE_HU_PER_MG_CM3) is not None
+        return has_calibration(tableNode)
 
     def calibrationSummary(self, tableNode) -> str:
         """One line describing the calibration held by ``tableNode`` (empty if none)."""
@@ -314,18 +314,17 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         """
         if inputVolume is None:
             raise ValueError("Select the CT volume to convert.")
-        import numpy as np
         from QCTBoneDensityLib import (
             calibration_from_table_node,
             update_node_from_volume,
             volume_from_node,
         )
 
+        from boneqct.calibration import convert_volume_to_bmd
+
         calibration = calibration_from_table_node(calibrationTable)
-        ct = volume_from_node(inputVolume)
-        bmd_mg_cm3 = np.asarray(calibration.hu_to_bmd(ct.array_kji), dtype=np.float32)
-        outputVolume = update_node_from_volume(
-            ct.with_array(bmd_mg_cm3), outputVolume, name=f"{inputVolume.GetName()} BMD")
+        bmd = convert_volume_to_bmd(volume_from_node(inputVolume), calibration)
+        outputVolume = update_node_from_volume(bmd, outputVolume, name=f"{inputVolume.GetName()} BMD")
         outputVolume.SetAttribute("BoneQCT.Quantity", f"BMD (mg/cm3 {calibration.material})")
         return outputVolume
 
@@ -385,7 +384,7 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
             volume_from_node,
         )
 
-        from boneqct.calibration.definitions import load_phantom_definition
+        from boneqct.calibration import convert_volume_to_bmd, load_phantom_definition
 
         self.delayDisplay("Phantom calibration")
         ct = self._phantomVolume()
@@ -399,6 +398,6 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         bmdVolume = logic.convertToBmd(inputVolume, table)
         bmd = volume_from_node(bmdVolume)
         np.testing.assert_allclose(bmd.ijk_to_ras, ct.ijk_to_ras, atol=1e-9)
-        expected = calibration_from_table_node(table).hu_to_bmd(ct.array_kji.astype(float))
-        np.testing.assert_allclose(bmd.array_kji, expected, rtol=1e-5, atol=1e-3)
+        expected = convert_volume_to_bmd(ct, calibration_from_table_node(table))
+        np.testing.assert_allclose(bmd.array_kji, expected.array_kji, rtol=1e-6)
         self.delayDisplay("Phantom calibration passed")

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 from QCTBoneDensityLib import (  # noqa: E402
     calibration_from_table_node,
     calibration_to_table_node,
+    has_calibration,
     missing_python_packages,
     update_node_from_volume,
     volume_from_node,
@@ -146,8 +147,11 @@ def test_calibration_table_columns_have_units_and_descriptions(scene):
     table = calibration_to_table_node(calibration)
     assert table.IsA("vtkMRMLTableNode")
     names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-    assert names == ["Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)", "Voxels", "Residual (HU)"]
+    assert names == ["Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)", "Voxels",
+                     "Residual (HU)", "Residual (mg/cm3)"]
     assert table.GetColumnUnitLabel("Density (mg/cm3)") == "mg/cm3"
+    assert table.GetColumnUnitLabel("Residual (mg/cm3)") == "mg/cm3"
+    assert table.GetColumnUnitLabel("Voxels") == "voxels"
     for name in ("Measured (HU)", "SD (HU)", "Residual (HU)"):
         assert table.GetColumnUnitLabel(name) == "HU"
     for name in names:
@@ -160,10 +164,28 @@ def test_calibration_table_columns_have_units_and_descriptions(scene):
 
 def test_calibration_rebuilt_from_table_converts_like_the_original(scene):
     calibration = _manual_calibration()
-    rebuilt = calibration_from_table_node(calibration_to_table_node(calibration))
+    table = calibration_to_table_node(calibration)
+    assert has_calibration(table)
+    rebuilt = calibration_from_table_node(table)
     hu = np.array([-100.0, 0.0, 250.0, 1000.0])
     np.testing.assert_allclose(rebuilt.hu_to_bmd(hu), calibration.hu_to_bmd(hu), rtol=1e-12)
-    assert rebuilt.material == calibration.material
+    assert rebuilt.to_dict() == calibration.to_dict()
+
+
+def test_per_slice_calibration_survives_the_table(scene):
+    calibration = _manual_calibration()
+    calibration.per_slice = {"k": [0, 10], "slope_hu_per_mg_cm3": [1.2, 1.4],
+                             "intercept_hu": [-5.0, 5.0]}
+    calibration.rods = [{"name": "A", "density_mg_cm3": 0.0, "measured_hu": -4.0, "sd_hu": 3.0,
+                         "n_voxels": np.int64(120), "residual_hu": np.float64(0.5),
+                         "residual_mg_cm3": 0.4, "center_ras_mm": np.array([1.0, 2.0, 3.0])}]
+    table = calibration_to_table_node(calibration)
+    assert table.GetNumberOfRows() == 1
+    rebuilt = calibration_from_table_node(table)
+    hu = np.full((11, 2, 2), 100.0)
+    np.testing.assert_allclose(rebuilt.hu_to_bmd(hu, k_index=range(11)),
+                               calibration.hu_to_bmd(hu, k_index=range(11)))
+    assert rebuilt.rods[0]["center_ras_mm"] == [1.0, 2.0, 3.0]
 
 
 def test_calibration_table_rows_from_phantom_fit(scene):

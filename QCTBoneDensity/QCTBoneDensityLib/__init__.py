@@ -13,5 +13,6 @@ from QCTBoneDensityLib.dependencies import (  # noqa: F401
 from QCTBoneDensityLib.tables import (  # noqa: F401
     calibration_from_table_node,
     calibration_to_table_node,
+    has_calibration,
 )
 from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401

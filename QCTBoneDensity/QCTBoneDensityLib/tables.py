@@ -2,12 +2,18 @@
 
 The table has one row per phantom rod; every column has a unit label and a description
 (``SetColumnUnitLabel`` / ``SetColumnDescription``, as Slicer's SegmentStatistics does).
-The fit itself (material, slope, intercept, R2, warnings) is stored as attributes of the
-table node, so the calibration is saved with the scene and can be rebuilt from it.
+The whole calibration (``Calibration.to_dict()`` as JSON, including any per-slice line) is
+stored as an attribute of the table node, with its summary (material, slope, intercept, R2,
+warnings) in readable attributes beside it, so the calibration is saved with the scene and
+rebuilt exactly from it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+
+import numpy as np
 import slicer
 import vtk
 
@@ -17,6 +23,8 @@ ATTRIBUTE_SLOPE_HU_PER_MG_CM3 = "BoneQCT.SlopeHUPerMgCm3"
 ATTRIBUTE_INTERCEPT_HU = "BoneQCT.InterceptHU"
 ATTRIBUTE_R2 = "BoneQCT.R2"
 ATTRIBUTE_WARNINGS = "BoneQCT.Warnings"
+#: Attribute holding ``Calibration.to_dict()`` as JSON (what :func:`calibration_from_table_node` reads).
+ATTRIBUTE_CALIBRATION_JSON = "BoneQCT.CalibrationJSON"
 
 #: (column name, key in a rod dict, vtk array class, unit label, description)
 ROD_COLUMNS = (
@@ -31,7 +39,18 @@ ROD_COLUMNS = (
      "Number of voxels averaged inside the rod"),
     ("Residual (HU)", "residual_hu", vtk.vtkDoubleArray, "HU",
      "Measured minus fitted CT number of the rod"),
+    ("Residual (mg/cm3)", "residual_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+     "Residual of the rod expressed as mineral density"),
 )
+
+
+def _json_default(value):
+    """Make numpy values in ``Calibration.to_dict()`` JSON-serialisable."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT calibration"):
@@ -43,8 +62,9 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
             ``slicer.mrmlScene`` named ``name``.
 
     Returns:
-        The table node. Its attributes ``BoneQCT.Material``, ``BoneQCT.SlopeHUPerMgCm3``,
-        ``BoneQCT.InterceptHU``, ``BoneQCT.R2`` and ``BoneQCT.Warnings`` hold the fit.
+        The table node. Its attribute ``BoneQCT.CalibrationJSON`` holds the calibration;
+        ``BoneQCT.Material``, ``BoneQCT.SlopeHUPerMgCm3``, ``BoneQCT.InterceptHU``,
+        ``BoneQCT.R2`` and ``BoneQCT.Warnings`` summarise it for display.
     """
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
@@ -55,13 +75,13 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
         column = array_class()
         column.SetName(column_name)
         for rod in rods:
-            value = rod[key]
+            value = rod.get(key)
             if array_class is vtk.vtkStringArray:
                 column.InsertNextValue(str(value))
             elif array_class is vtk.vtkIntArray:
-                column.InsertNextValue(int(value))
+                column.InsertNextValue(-1 if value is None else int(value))
             else:
-                column.InsertNextValue(float(value))
+                column.InsertNextValue(math.nan if value is None else float(value))
         table_node.AddColumn(column)
         table_node.SetColumnUnitLabel(column_name, unit)
         table_node.SetColumnDescription(column_name, description)
@@ -71,29 +91,31 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
     table_node.SetAttribute(ATTRIBUTE_INTERCEPT_HU, repr(float(calibration.intercept_hu)))
     table_node.SetAttribute(ATTRIBUTE_R2, "" if r2 is None else repr(float(r2)))
     table_node.SetAttribute(ATTRIBUTE_WARNINGS, "\n".join(str(w) for w in calibration.warnings or []))
+    table_node.SetAttribute(ATTRIBUTE_CALIBRATION_JSON,
+                            json.dumps(calibration.to_dict(), default=_json_default))
     table_node.EndModify(was_modifying)
     return table_node
 
 
-def calibration_from_table_node(table_node):
-    """Rebuild the HU -> density calibration stored on a table node.
+def has_calibration(table_node) -> bool:
+    """Whether ``table_node`` holds a calibration written by :func:`calibration_to_table_node`."""
+    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON) is not None
 
-    Uses the fit summary attributes written by :func:`calibration_to_table_node` (material,
-    slope, intercept), so the returned calibration converts HU exactly as the original did;
-    per-rod measurements stay in the table.
+
+def calibration_from_table_node(table_node):
+    """Rebuild the :class:`boneqct.calibration.Calibration` stored on a table node.
+
+    Reads the JSON written by :func:`calibration_to_table_node`, so the result converts HU
+    exactly as the original did (including a per-slice line), with its rods and warnings.
 
     Raises:
         ValueError: if the table does not hold a BoneQCT calibration.
     """
-    if table_node is None or table_node.GetAttribute(ATTRIBUTE_SLOPE_HU_PER_MG_CM3) is None:
+    if not has_calibration(table_node):
         raise ValueError(
             "The selected table does not hold a BoneQCT calibration: run Calibrate first, or "
             "select the calibration table it produced."
         )
-    from boneqct.calibration import manual_calibration
+    from boneqct.calibration import Calibration
 
-    return manual_calibration(
-        slope_hu_per_mg_cm3=float(table_node.GetAttribute(ATTRIBUTE_SLOPE_HU_PER_MG_CM3)),
-        intercept_hu=float(table_node.GetAttribute(ATTRIBUTE_INTERCEPT_HU)),
-        material=table_node.GetAttribute(ATTRIBUTE_MATERIAL),
-    )
+    return Calibration.from_dict(json.loads(table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON)))
