@@ -1,10 +1,10 @@
 """Automatic detection and measurement of the calibration phantom's rods in an axial CT.
 
-Algorithm (on the mean image of the chosen slices, block-averaged to ~1/10 rod diameter):
+Algorithm (on the mean image of the chosen slices, block-averaged to ~1/16 rod diameter):
 
-1. Matched circular filter at 5 radii (0.5-1.6 x nominal): contrast = mean HU in an inner
-   square minus mean HU in a surrounding square ring, kept only where the ring is inside the
-   object (no air), so that phantom edges do not respond.
+1. Matched circular filter at 10 radii r (0.5-1.6 x nominal): contrast = mean HU in a disk
+   of 0.6 r minus mean HU in a thin ring (1.1-1.4 r), kept only where the ring is inside the
+   object (no air) and uniform, so that phantom edges and side lobes do not respond.
 2. Seeds are the strongest local maxima of |contrast| (rods may be brighter or darker than
    the phantom body); every pair of seeds whose direction is within 20 degrees of
    left-right (taken from ``ijk_to_ras``, not from the array orientation) is a line
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from boneqct.calibration.definitions import PhantomDefinition
 from boneqct.calibration.fit import fit_line
@@ -37,7 +37,7 @@ from boneqct.errors import CalibrationError
 from boneqct.volume import Volume
 
 #: Detected rod radius range relative to the nominal radius (phantom lots differ).
-RADIUS_FACTORS = (0.5, 0.7, 1.0, 1.3, 1.6)
+RADIUS_FACTORS = (0.5, 0.57, 0.65, 0.74, 0.84, 0.95, 1.08, 1.23, 1.4, 1.6)
 #: Voxels above this HU belong to the object (patient, phantom, table); below is air.
 OBJECT_THRESHOLD_HU = -400.0
 #: Largest angle (degrees) between the rod line and the patient's left-right axis.
@@ -131,31 +131,35 @@ def _block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     return img.reshape(nj // factor, factor, ni // factor, factor).mean(axis=(1, 3))
 
 
-def _box_sizes(radius_mm: float, spacing_ji_mm: np.ndarray, scale: float) -> tuple[int, int]:
-    return tuple(max(1, int(round(scale * radius_mm / s)) | 1) for s in spacing_ji_mm)
+def _disk_kernel(r_in_mm: float, r_out_mm: float, spacing_ji_mm: np.ndarray) -> np.ndarray:
+    """Normalised kernel of the pixels whose centres are r_in <= r <= r_out mm from the centre."""
+    nj, ni = (int(np.ceil(r_out_mm / s)) for s in spacing_ji_mm)
+    dj, di = np.mgrid[-nj:nj + 1, -ni:ni + 1]
+    r = np.hypot(dj * spacing_ji_mm[0], di * spacing_ji_mm[1])
+    k = ((r >= r_in_mm) & (r <= r_out_mm)).astype(np.float32)
+    if not k.any():
+        k[nj, ni] = 1.0
+    return k / k.sum()
 
 
 def _contrast_map(image: np.ndarray, obj: np.ndarray, radius_mm: float,
                   spacing_ji_mm: np.ndarray, noise_hu: float) -> np.ndarray:
-    """Inner-square minus square-ring mean HU for a disk of ``radius_mm``.
+    """Matched circular filter: mean HU of a disk (0.6 r) minus that of a thin ring (1.1-1.4 r).
 
-    NaN where the ring reaches air (object edges); 0 where the ring is not uniform (SD above
-    half the contrast and above 4x the noise), which removes the side lobes next to bright
-    structures and the response to edges between tissues.
+    The thin ring keeps the reference inside the phantom body even when the body is only a
+    few mm thicker than the rods. NaN where the ring reaches air (object edges); 0 where the
+    ring is not uniform (SD above half the contrast and above 4x the noise), which removes
+    the side lobes between bright rods and the response to edges between tissues.
     """
-    inner, middle, outer = (_box_sizes(radius_mm, spacing_ji_mm, s) for s in (1.2, 2.4, 3.2))
-    a_mid, a_out = np.prod(middle), np.prod(outer)
-    sq = image * image
-    mean_in = ndimage.uniform_filter(image, inner, mode="nearest")
-    sum_mid = ndimage.uniform_filter(image, middle, mode="nearest") * a_mid
-    sum_out = ndimage.uniform_filter(image, outer, mode="nearest") * a_out
-    sq_mid = ndimage.uniform_filter(sq, middle, mode="nearest") * a_mid
-    sq_out = ndimage.uniform_filter(sq, outer, mode="nearest") * a_out
-    ring_mean = (sum_out - sum_mid) / (a_out - a_mid)
-    ring_sd = np.sqrt(np.maximum((sq_out - sq_mid) / (a_out - a_mid) - ring_mean ** 2, 0.0))
+    inner = _disk_kernel(0.0, ROI_RADIUS_FRACTION * radius_mm, spacing_ji_mm)
+    ring = _disk_kernel(1.1 * radius_mm, 1.4 * radius_mm, spacing_ji_mm)
+    mean_in = signal.fftconvolve(image, inner, mode="same")
+    ring_mean = signal.fftconvolve(image, ring, mode="same")
+    ring_sq = signal.fftconvolve(image * image, ring, mode="same")
+    ring_sd = np.sqrt(np.maximum(ring_sq - ring_mean ** 2, 0.0))
     contrast = mean_in - ring_mean
     uniform = ring_sd <= np.maximum(0.5 * np.abs(contrast), 4.0 * noise_hu)
-    inside = ndimage.uniform_filter(obj, outer, mode="constant") > 0.999
+    inside = signal.fftconvolve(obj, ring, mode="same") > 0.999
     return np.where(inside, np.where(uniform, contrast, 0.0), np.nan)
 
 
@@ -223,9 +227,9 @@ def _rods_along_line(contrast_r, pos_ji, plane: _Plane, n_rods, radius_mm, tol_m
     offsets = np.linspace(-tol_mm, tol_mm, 3)
     pts = centre + t[:, None, None] * u + offsets[None, :, None] * normal   # (t, off, 2) mm
     idx = (pts / plane.spacing_ji_mm).reshape(-1, 2).T
-    vals = ndimage.map_coordinates(np.nan_to_num(contrast_r, nan=np.inf), idx, order=0,
-                                   mode="constant", cval=np.inf).reshape(len(t), len(offsets))
-    inside = np.isfinite(vals).all(axis=1)
+    vals = ndimage.map_coordinates(contrast_r, idx, order=0, mode="constant",
+                                   cval=np.nan).reshape(len(t), len(offsets))
+    inside = np.isfinite(vals).any(axis=1)
     vals = np.where(np.isfinite(vals), vals, 0.0)
     best_off = np.abs(vals).argmax(axis=1)
     profile = np.abs(vals[np.arange(len(t)), best_off])
@@ -298,8 +302,8 @@ def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
     radii = [f * r_nom for f in RADIUS_FACTORS]
     noise = _noise_hu(image, obj)
     maps = [_contrast_map(image, obj, r, plane.spacing_ji_mm, noise) for r in radii]
-    # SD of the contrast of a ~0.6r square against its ring, doubled for noise correlation.
-    n_in = max(1.0, (1.2 * radii[0]) ** 2 / np.prod(plane.spacing_ji_mm))
+    # SD of the contrast of the 0.6r disk against its ring, doubled for noise correlation.
+    n_in = max(1.0, np.pi * (ROI_RADIUS_FRACTION * radii[0]) ** 2 / np.prod(plane.spacing_ji_mm))
     thr_hu = max(8.0, 5.0 * 2.0 * noise / np.sqrt(n_in))
     min_sep_px = max(3, int(round(radii[0] / plane.spacing_ji_mm.min())))
     pos, rad, con = _seeds(maps, radii, min_sep_px, max(3 * thr_hu, 30.0))
@@ -337,7 +341,7 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
         raise CalibrationError(f"The slice range {slice_range} is empty for a volume of {nk} "
                                f"slices. {_REMEDY}")
     n_rods = len(definition.rods)
-    factor = max(1, int(definition.nominal_rod_diameter_mm / 10.0
+    factor = max(1, int(definition.nominal_rod_diameter_mm / 16.0
                         / volume.spacing_mm[:2].min()))
     plane = _plane_geometry(volume, factor)
     ks = np.arange(k0, k1)
