@@ -1,0 +1,305 @@
+"""Static checks of the Slicer side of the extension (the parts that run only inside Slicer).
+
+These parse the real files: module scripts (ast), Qt Designer .ui files (XML), CMakeLists,
+icons (PNG header). They need neither Slicer nor slicer-core.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULES = ("QCTBoneDensity", "HipCTXA", "FiniteElement")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def module_script(module: str) -> Path:
+    return REPO / module / f"{module}.py"
+
+
+def module_ui(module: str) -> Path:
+    return REPO / module / "Resources" / "UI" / f"{module}.ui"
+
+
+def parse_python(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def ui_widget_names(ui_path: Path) -> set[str]:
+    """objectNames of every widget (and layout/spacer) declared in a .ui file."""
+    root = ET.parse(ui_path).getroot()
+    return {el.get("name") for el in root.iter() if el.tag in ("widget", "layout", "spacer")}
+
+
+def ui_parameter_bindings(ui_path: Path) -> dict[str, str]:
+    """widget objectName -> value of its SlicerParameterName dynamic property."""
+    bindings = {}
+    for widget in ET.parse(ui_path).getroot().iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bindings[widget.get("name")] = prop.findtext("string")
+    return bindings
+
+
+def parameter_wrapper_fields(tree: ast.Module) -> dict[str, dict[str, ast.AnnAssign]]:
+    """class name -> {field: annotation node} for every @parameterNodeWrapper class."""
+    wrappers = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
+            if "parameterNodeWrapper" in names:
+                wrappers[node.name] = {
+                    item.target.id: item for item in node.body
+                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                }
+    return wrappers
+
+
+def imported_modules(tree: ast.Module) -> set[str]:
+    """Top-level package names imported anywhere in a module (including inside functions)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _strip_cmake_comment(line: str) -> str:
+    """A CMake line without its ``#`` comment (a ``#`` inside a quoted string is kept)."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == "#" and not quoted:
+            return line[:index]
+    return line
+
+
+def cmake_text(path: Path) -> str:
+    """CMake source without comments."""
+    return "\n".join(_strip_cmake_comment(line) for line in path.read_text().splitlines())
+
+
+def cmake_sets(text: str) -> dict[str, list[str]]:
+    """Variables assigned with set(NAME values...)."""
+    return {m.group(1): m.group(2).split() for m in re.finditer(r"\bset\(\s*(\w+)\s*([^)]*)\)", text)}
+
+
+def cmake_calls(text: str, command: str) -> list[str]:
+    """Argument strings of every call to ``command`` (case-insensitive)."""
+    return [m.group(1).strip() for m in re.finditer(rf"\b{command}\(([^)]*)\)", text, re.IGNORECASE)]
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: variables.get(m.group(1), m.group(0)), value)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG file"
+    assert data[12:16] == b"IHDR", f"{path} has no PNG header chunk"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# ----------------------------------------------------------------------------- module scripts
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_python_files_compile(module):
+    paths = sorted((REPO / module).rglob("*.py"))
+    assert module_script(module) in paths
+    for path in paths:
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_follows_the_scripted_module_template(module):
+    tree = parse_python(module_script(module))
+    bases = {node.name: {getattr(b, "id", getattr(b, "attr", None)) for b in node.bases}
+             for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert "ScriptedLoadableModule" in bases.get(module, set())
+    assert {"ScriptedLoadableModuleWidget", "VTKObservationMixin"} <= bases.get(f"{module}Widget", set())
+    assert "ScriptedLoadableModuleLogic" in bases.get(f"{module}Logic", set())
+    assert "ScriptedLoadableModuleTest" in bases.get(f"{module}Test", set())
+    assert f"{module}ParameterNode" in parameter_wrapper_fields(tree)
+    source = module_script(module).read_text()
+    assert f'resourcePath("UI/{module}.ui")' in source
+    assert "from __main__ import" not in source
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_ui_attribute_used_exists_in_the_ui_file(module):
+    used = set(re.findall(r"\bself\.ui\.(\w+)", module_script(module).read_text()))
+    assert used or module != "QCTBoneDensity"
+    missing = used - ui_widget_names(module_ui(module))
+    assert not missing, f"{module}.py uses self.ui.{sorted(missing)} not defined in {module}.ui"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_parameter_names_match_parameter_node_fields(module):
+    fields = parameter_wrapper_fields(parse_python(module_script(module)))[f"{module}ParameterNode"]
+    bindings = ui_parameter_bindings(module_ui(module))
+    assert bindings, f"{module}.ui binds no widget to the parameter node"
+    unknown = {w: p for w, p in bindings.items() if p not in fields}
+    assert not unknown, f"{module}.ui binds widgets to parameters that do not exist: {unknown}"
+    assert len(set(bindings.values())) == len(bindings), "a parameter is bound to two widgets"
+    unbound = set(fields) - set(bindings.values())
+    assert not unbound, f"{module}ParameterNode fields without a widget in the .ui: {sorted(unbound)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_is_a_qt_designer_file_for_the_module(module):
+    root = ET.parse(module_ui(module)).getroot()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == module
+    classes = {el.get("class") for el in root.iter("widget")}
+    assert "ctkCollapsibleButton" in classes and "qMRMLNodeComboBox" in classes
+    declared = {cw.findtext("class") for cw in root.iter("customwidget")}
+    custom = {c for c in classes if not c.startswith("Q")}
+    assert custom <= declared, f"custom widgets not declared in <customwidgets>: {custom - declared}"
+    names = [el.get("name") for el in root.iter("widget")]
+    assert len(names) == len(set(names)), "duplicate widget objectName"
+    # every MRML widget gets the scene from the top-level widget
+    receivers = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    mrml_widgets = {el.get("name") for el in root.iter("widget")
+                    if el.get("class", "").startswith("qMRML") and el is not top}
+    assert mrml_widgets <= receivers, f"MRML widgets without the scene: {mrml_widgets - receivers}"
+
+
+def test_qct_module_choices_match_the_core():
+    from boneqct.calibration.definitions import MATERIALS, bundled_phantom_names
+
+    tree = parse_python(module_script("QCTBoneDensity"))
+    constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+    assert ast.literal_eval(constants["MATERIALS"]) == list(MATERIALS)
+    assert {"mindways-model3", "qrm-bdc-3", "qrm-bdc-6", "b-mas-200"} <= set(bundled_phantom_names())
+    fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
+    assert ast.literal_eval(fields["phantomName"].value) in bundled_phantom_names()
+    assert ast.literal_eval(fields["manualMaterial"].value) in MATERIALS
+
+
+# ----------------------------------------------------------------------------- layering
+
+@pytest.mark.parametrize("module", MODULES)
+def test_lib_adapters_do_not_import_qt_or_ctk(module):
+    lib = REPO / module / f"{module}Lib"
+    paths = sorted(lib.glob("*.py"))
+    assert lib / "__init__.py" in paths
+    for path in paths:
+        forbidden = imported_modules(parse_python(path)) & {"qt", "ctk", "__main__"}
+        assert not forbidden, f"{path.relative_to(REPO)} imports {sorted(forbidden)}"
+
+
+def test_core_package_never_imports_slicer_qt_or_ctk():
+    paths = sorted((REPO / "boneqct").rglob("*.py"))
+    assert len(paths) > 3
+    for path in paths:
+        forbidden = imported_modules(parse_python(path)) & {"slicer", "qt", "ctk", "__main__"}
+        assert not forbidden, f"{path.relative_to(REPO)} imports {sorted(forbidden)}"
+
+
+# ----------------------------------------------------------------------------- CMake
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_cmakelists_lists_exactly_the_module_files(module):
+    folder = REPO / module
+    text = cmake_text(folder / "CMakeLists.txt")
+    sets = cmake_sets(text)
+    assert sets["MODULE_NAME"] == [module]
+    variables = {"MODULE_NAME": module}
+    scripts = [expand(s, variables) for s in sets["MODULE_PYTHON_SCRIPTS"]]
+    resources = [expand(s, variables) for s in sets["MODULE_PYTHON_RESOURCES"]]
+    for listed in scripts + resources:
+        assert (folder / listed).is_file(), f"{module}/CMakeLists.txt lists missing file {listed}"
+    shipped = {p.relative_to(folder).as_posix() for p in folder.rglob("*.py")
+               if "Testing" not in p.relative_to(folder).parts and "__pycache__" not in p.parts}
+    assert shipped == set(scripts), f"scripts not listed: {shipped - set(scripts)}"
+    assert f"Resources/UI/{module}.ui" in resources and f"Resources/Icons/{module}.png" in resources
+    build = cmake_calls(text, "slicerMacroBuildScriptedModule")
+    assert build and "WITH_GENERIC_TESTS" in build[0]
+    unittests = [expand(c.split()[-1], variables) for c in cmake_calls(text, "slicer_add_python_unittest")]
+    assert unittests == [f"{module}.py"]
+    subdirs = cmake_calls(text, "add_subdirectory")
+    assert subdirs == ["Testing"]
+    for sub in ("Testing", "Testing/Python"):
+        assert (folder / sub / "CMakeLists.txt").is_file()
+    assert cmake_calls(cmake_text(folder / "Testing" / "CMakeLists.txt"), "add_subdirectory") == ["Python"]
+    for call in cmake_calls(cmake_text(folder / "Testing" / "Python" / "CMakeLists.txt"),
+                            "slicer_add_python_unittest"):
+        assert (folder / "Testing" / "Python" / call.split()[-1]).is_file()
+
+
+def test_top_level_cmakelists_is_a_slicer_extension():
+    text = cmake_text(REPO / "CMakeLists.txt")
+    assert re.search(r"cmake_minimum_required\(", text)
+    assert re.search(r"\bproject\(\s*BoneQCT\s*\)", text)
+    sets = {m.group(1): m.group(2) for m in re.finditer(r'set\((EXTENSION_\w+)\s+"([^"]*)"', text)}
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS",
+                "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+                "EXTENSION_DEPENDS"):
+        assert sets.get(key), f"{key} is not set"
+    assert sets["EXTENSION_CATEGORY"] == "Quantification"
+    assert sets["EXTENSION_DEPENDS"] == "NA"
+    assert sets["EXTENSION_ICONURL"].endswith("Resources/Icons/BoneQCT.png")
+    assert "find_package(Slicer REQUIRED)" in text
+    assert "include(${Slicer_USE_FILE})" in text
+    assert "include(${Slicer_EXTENSION_GENERATE_CONFIG})" in text
+    assert "include(${Slicer_EXTENSION_CPACK})" in text
+    subdirs = cmake_calls(text, "add_subdirectory")
+    assert subdirs == ["boneqct", *MODULES]
+    for sub in subdirs:
+        assert (REPO / sub / "CMakeLists.txt").is_file(), f"add_subdirectory({sub}) has no CMakeLists.txt"
+
+
+def test_core_cmakelists_installs_the_package_files():
+    text = cmake_text(REPO / "boneqct" / "CMakeLists.txt")
+    call = cmake_calls(text, "ctkMacroCompilePythonScript")
+    assert call, "boneqct/CMakeLists.txt does not call ctkMacroCompilePythonScript"
+    assert "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    globs = {}
+    for m in re.finditer(r"file\(\s*GLOB_RECURSE\s+(\w+)([^)]*)\)", text):
+        patterns = [p.replace("${CMAKE_CURRENT_SOURCE_DIR}/", "") for p in m.group(2).split()
+                    if "*" in p]
+        globs[m.group(1)] = patterns
+    assert set(globs) == {"BONEQCT_PYTHON_SCRIPTS", "BONEQCT_PYTHON_RESOURCES"}
+    assert "${BONEQCT_PYTHON_SCRIPTS}" in call[0] and "${BONEQCT_PYTHON_RESOURCES}" in call[0]
+    package = REPO / "boneqct"
+
+    def matched(patterns):
+        found = set()
+        for pattern in patterns:
+            folder, _, name = pattern.rpartition("/")
+            found |= {p.relative_to(package).as_posix() for p in (package / folder).rglob(name)}
+        return found
+
+    scripts = matched(globs["BONEQCT_PYTHON_SCRIPTS"])
+    assert {"__init__.py", "volume.py", "calibration/__init__.py", "calibration/definitions.py"} <= scripts
+    assert {p.relative_to(package).as_posix() for p in package.rglob("*.py")} == scripts
+    resources = matched(globs["BONEQCT_PYTHON_RESOURCES"])
+    data = {p.relative_to(package).as_posix() for p in (package / "data").rglob("*") if p.is_file()}
+    assert data and data == resources, f"data files not installed: {data - resources}"
+
+
+# ----------------------------------------------------------------------------- icons
+
+@pytest.mark.parametrize("icon", [
+    *(f"{m}/Resources/Icons/{m}.png" for m in MODULES),
+    "Resources/Icons/BoneQCT.png",
+])
+def test_icons_are_valid_pngs(icon):
+    width, height = png_size(REPO / icon)
+    assert 32 <= width <= 512 and width == height
