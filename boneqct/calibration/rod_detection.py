@@ -210,7 +210,12 @@ def _line_hypotheses(pos_ji, radius_mm, contrast, plane: _Plane, tol_mm, max_spa
 
 
 def _rods_along_line(contrast_r, pos_ji, plane: _Plane, n_rods, radius_mm, tol_mm, thr_hu):
-    """Rod positions (j, i) along a line through ``pos_ji``; list of alternatives or []."""
+    """Rods along the line through ``pos_ji``.
+
+    Returns:
+        (alternatives, n_found): each alternative is ((n_rods, 2) positions (j, i) in pixels,
+        boolean array of rods placed by spacing); n_found is the number of rods with contrast.
+    """
     pos_mm = pos_ji * plane.spacing_ji_mm
     centre = pos_mm.mean(axis=0)
     if len(pos_mm) >= 2:
@@ -252,7 +257,7 @@ def _rods_along_line(contrast_r, pos_ji, plane: _Plane, n_rods, radius_mm, tol_m
         off[placed] = 0.0
         pts_mm = centre + ts[:, None] * u + off[:, None] * normal
         result.append((pts_mm / plane.spacing_ji_mm, placed))
-    return result
+    return result, len(found)
 
 
 def _complete_set(t_found, n_rods, t_inside) -> list[list[float]]:
@@ -296,7 +301,11 @@ def _measure(array_kji: np.ndarray, ks: np.ndarray, center_ji: np.ndarray,
 
 
 def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
-    """All rod sets found on the best line: (alternatives, radius_mm, contrast_map)."""
+    """Rod sets on the most posterior complete line.
+
+    Returns:
+        ((alternatives, radius_mm, contrast_map) or None, largest number of rods seen on a line).
+    """
     n_rods = len(definition.rods)
     r_nom = definition.nominal_rod_diameter_mm / 2.0
     radii = [f * r_nom for f in RADIUS_FACTORS]
@@ -310,17 +319,19 @@ def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
     tol_mm = max(1.5 * plane.spacing_ji_mm.max(), 0.3 * r_nom)
     max_span = (n_rods - 1) * 6.0 * r_nom
     posterior_mm = plane.posterior_ji / plane.spacing_ji_mm
-    best = None
+    best, most_found = None, 0
     for _score, inliers in _line_hypotheses(pos, rad, con, plane, tol_mm, max_span)[:15]:
         r_line = float(np.median(rad[inliers]))
         contrast_r = maps[radii.index(min(radii, key=lambda r: abs(r - r_line)))]
-        alts = _rods_along_line(contrast_r, pos[inliers], plane, n_rods, r_line, tol_mm, thr_hu)
+        alts, n_found = _rods_along_line(contrast_r, pos[inliers], plane, n_rods, r_line,
+                                         tol_mm, thr_hu)
+        most_found = max(most_found, n_found)
         if not alts:
             continue
         depth = float(np.mean(alts[0][0] * plane.spacing_ji_mm @ posterior_mm))
         if best is None or depth > best[0]:
             best = (depth, alts, r_line, contrast_r)
-    return None if best is None else best[1:]
+    return (None if best is None else best[1:]), most_found
 
 
 def detect_rods(volume: Volume, definition: PhantomDefinition,
@@ -347,7 +358,13 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
     ks = np.arange(k0, k1)
     mean_image = _block_mean(volume.array_kji[k0:k1].mean(axis=0, dtype=np.float32), factor)
     obj = (mean_image > OBJECT_THRESHOLD_HU).astype(np.float32)
-    found = _find_line(mean_image, obj, plane, definition)
+    found, most_found = _find_line(mean_image, obj, plane, definition)
+    if found is None and most_found >= 2:
+        raise CalibrationError(
+            f"Only {min(most_found, n_rods)} of the {n_rods} rods of phantom '{definition.name}' "
+            f"were found in a row in slices {k0}-{k1 - 1} (or they were not evenly spaced): "
+            f"part of the phantom may be outside the field of view, hidden by artefacts, or the "
+            f"phantom definition may not match the scanned phantom. {_REMEDY}")
     if found is None:
         raise CalibrationError(
             f"No calibration phantom '{definition.name}' was found: no row of {n_rods} rods of "
