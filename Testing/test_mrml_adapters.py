@@ -196,11 +196,14 @@ def test_calibration_table_rows_from_phantom_fit(scene):
     calibration = calibrate_with_phantom(_spine_phantom_volume(), "mindways-model3")
     table = calibration_to_table_node(calibration)
     assert table.GetNumberOfRows() == len(calibration.rods) >= 2
+    values = table.GetTable()  # full precision (GetCellText rounds for display)
     for row, rod in enumerate(calibration.rods):
         assert table.GetCellText(row, 0) == rod["name"]
-        assert float(table.GetCellText(row, 1)) == pytest.approx(rod["density_mg_cm3"])
-        assert float(table.GetCellText(row, 2)) == pytest.approx(rod["measured_hu"])
-        assert int(table.GetCellText(row, 4)) == rod["n_voxels"]
+        assert values.GetValue(row, 1).ToDouble() == pytest.approx(rod["density_mg_cm3"])
+        assert values.GetValue(row, 2).ToDouble() == pytest.approx(rod["measured_hu"])
+        assert values.GetValue(row, 3).ToDouble() == pytest.approx(rod["sd_hu"])
+        assert values.GetValue(row, 4).ToInt() == rod["n_voxels"]
+        assert values.GetValue(row, 5).ToDouble() == pytest.approx(rod["residual_hu"])
 
 
 def test_calibration_from_table_without_calibration_explains(scene):
