@@ -356,13 +356,14 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
                         / volume.spacing_mm[:2].min()))
     plane = _plane_geometry(volume, factor)
     ks = np.arange(k0, k1)
-    mean_image = _block_mean(volume.array_kji[k0:k1].mean(axis=0, dtype=np.float32), factor)
+    mean_full = volume.array_kji[k0:k1].mean(axis=0, dtype=np.float32)
+    mean_image = _block_mean(mean_full, factor)
     obj = (mean_image > OBJECT_THRESHOLD_HU).astype(np.float32)
     found, most_found = _find_line(mean_image, obj, plane, definition)
-    if found is None and most_found >= 2:
+    if found is None and 2 <= most_found < n_rods:
         raise CalibrationError(
-            f"Only {min(most_found, n_rods)} of the {n_rods} rods of phantom '{definition.name}' "
-            f"were found in a row in slices {k0}-{k1 - 1} (or they were not evenly spaced): "
+            f"Only {most_found} of the {n_rods} rods of phantom '{definition.name}' "
+            f"were found in a row in slices {k0}-{k1 - 1}: "
             f"part of the phantom may be outside the field of view, hidden by artefacts, or the "
             f"phantom definition may not match the scanned phantom. {_REMEDY}")
     if found is None:
@@ -376,9 +377,13 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
                 radius_mm - ROI_EDGE_MARGIN_VOXELS * full_spacing_ji.max())
     offsets = _roi_offsets(max(roi_r, full_spacing_ji.max()), full_spacing_ji)
     left_mm = plane.left_ji / plane.spacing_ji_mm
+    body_hu = _body_hu(mean_image, obj, alternatives[0][0], radius_mm, plane)
     candidates = []
     for pos_ji, placed in alternatives:
-        full_ji = pos_ji * factor + (factor - 1) / 2.0
+        full_ji = np.array([c if p else _refine_center(mean_full, c, radius_mm, body_hu,
+                                                        full_spacing_ji)
+                            for c, p in zip(pos_ji * factor + (factor - 1) / 2.0, placed,
+                                            strict=True)])
         values = [_measure(volume.array_kji, ks, c, offsets) for c in full_ji]
         pooled = np.array([v.mean() for v in values])
         right_to_left = np.argsort(pos_ji * plane.spacing_ji_mm @ left_mm)
@@ -417,9 +422,24 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
         if placed[det_index]:
             warnings.append(f"Rod {rods[-1].name} shows no contrast against the phantom body "
                             "and was placed from the spacing of its neighbours.")
-    body = _body_hu(mean_image, obj, pos_ji, radius_mm, plane)
     return RodDetection(phantom=definition.name, rods=rods, slices_k=[int(k) for k in ks_used],
-                        body_hu=body, r2=float(r2), warnings=warnings)
+                        body_hu=body_hu, r2=float(r2), warnings=warnings)
+
+
+def _refine_center(image: np.ndarray, center_ji: np.ndarray, radius_mm: float, body_hu: float,
+                   spacing_ji_mm: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """Sub-voxel rod centre (j, i): centroid of |HU - body HU| within 1.3 rod radii."""
+    offsets = _roi_offsets(1.3 * radius_mm, spacing_ji_mm)
+    c = np.asarray(center_ji, dtype=float)
+    for _ in range(iterations):
+        base = np.round(c).astype(int)
+        jj = np.clip(base[0] + offsets[:, 0], 0, image.shape[0] - 1)
+        ii = np.clip(base[1] + offsets[:, 1], 0, image.shape[1] - 1)
+        w = np.abs(image[jj, ii] - body_hu)
+        if not np.isfinite(body_hu) or w.sum() <= 0:
+            break
+        c = np.array([np.sum(w * jj), np.sum(w * ii)]) / w.sum()
+    return c
 
 
 def _slices_showing_rods(values: list[np.ndarray]) -> np.ndarray:
