@@ -9,6 +9,7 @@ ImageOrientationPatient / ImagePositionPatient / PixelSpacing and handed to the 
 from __future__ import annotations
 
 import os
+import warnings as pywarnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -252,13 +253,24 @@ def _list_files(source) -> list[Path]:
 
 
 def _read_header(path: Path):
-    """Parse a file's header with pixel data deferred; None when the file is not DICOM."""
+    """Parse a file's header with pixel data deferred; None when the file is not DICOM.
+
+    A file that has the DICOM preamble but ends early or holds no SOP class is damaged.
+    """
     try:
-        return pydicom.dcmread(path, defer_size="256 KB")
+        with pywarnings.catch_warnings(record=True) as caught:
+            pywarnings.simplefilter("always")
+            ds = pydicom.dcmread(path, defer_size="256 KB")
+        ended_early = any("End of file reached" in str(w.message) for w in caught)
+        if ended_early or "SOPClassUID" not in ds:
+            raise _corrupt(path)
+        return ds
     except InvalidDicomError:
         if _has_dicom_preamble(path):
             raise _corrupt(path) from None
         return None
+    except InputError:
+        raise
     except Exception:  # noqa: BLE001 - any parser failure means a damaged file
         raise _corrupt(path) from None
 
