@@ -297,3 +297,21 @@ def test_error_unknown_series_lists_those_found(series_dir):
 
 def test_error_missing_input(tmp_path):
     _expect_error(tmp_path / "nowhere", "does not exist")
+
+
+def test_real_ct_cutout_keeps_its_pir_voxel_order(real_data_dir):
+    """The TPTBox L3 cut-out is stored PIR: loaded as stored, with SimpleITK's geometry in RAS."""
+    path = real_data_dir / "tptbox_L3" / "sub-ct_label-22_ct.nii.gz"
+    volume = load_ct(path)
+    image = sitk.ReadImage(str(path))
+    assert volume.size_ijk == image.GetSize() == (73, 47, 73)
+    np.testing.assert_allclose(volume.spacing_mm, [1.5, 1.5, 1.5], atol=1e-4)
+    np.testing.assert_array_equal(volume.array_kji, sitk.GetArrayFromImage(image))
+    # i runs Posterior, j Inferior, k Right in RAS terms: -A, -S, +R
+    axes_ras = volume.direction_ras
+    assert np.argmax(np.abs(axes_ras[:, 0])) == 1 and axes_ras[1, 0] < 0
+    assert np.argmax(np.abs(axes_ras[:, 1])) == 2 and axes_ras[2, 1] < 0
+    assert np.argmax(np.abs(axes_ras[:, 2])) == 0 and axes_ras[0, 2] > 0
+    far_corner_lps = np.array(image.TransformIndexToPhysicalPoint((72, 46, 72)))
+    np.testing.assert_allclose(volume.ijk_to_ras_points([72, 46, 72])[0], lps_to_ras(far_corner_lps),
+                               atol=1e-4)
