@@ -209,7 +209,8 @@ def _line_hypotheses(pos_ji, radius_mm, contrast, plane: _Plane, tol_mm, max_spa
     return sorted(((s, np.array(k)) for k, s in lines.items()), key=lambda x: -x[0])
 
 
-def _rods_along_line(contrast_r, pos_ji, plane: _Plane, n_rods, radius_mm, tol_mm, thr_hu):
+def _rods_along_line(contrast_r, obj, pos_ji, plane: _Plane, n_rods, radius_mm, tol_mm,
+                     thr_hu):
     """Rods along the line through ``pos_ji``.
 
     Returns:
@@ -248,7 +249,11 @@ def _rods_along_line(contrast_r, pos_ji, plane: _Plane, n_rods, radius_mm, tol_m
         found.append(m)
         work[np.abs(t - t[m]) < 1.8 * radius_mm] = 0.0
     found.sort()
-    alternatives = _complete_set([t[m] for m in found], n_rods, t[inside])
+    # A rod placed by spacing must lie in the object (it may sit too close to air or other
+    # materials for the filter's ring).
+    on_line = (centre + t[:, None] * u) / plane.spacing_ji_mm
+    in_object = ndimage.map_coordinates(obj, on_line.T, order=0, mode="constant") > 0.5
+    alternatives = _complete_set([t[m] for m in found], n_rods, t[in_object])
     result = []
     for ts in alternatives:
         ts = np.asarray(ts)
@@ -323,7 +328,7 @@ def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
     for _score, inliers in _line_hypotheses(pos, rad, con, plane, tol_mm, max_span)[:15]:
         r_line = float(np.median(rad[inliers]))
         contrast_r = maps[radii.index(min(radii, key=lambda r: abs(r - r_line)))]
-        alts, n_found = _rods_along_line(contrast_r, pos[inliers], plane, n_rods, r_line,
+        alts, n_found = _rods_along_line(contrast_r, obj, pos[inliers], plane, n_rods, r_line,
                                          tol_mm, thr_hu)
         most_found = max(most_found, n_found)
         if not alts:
