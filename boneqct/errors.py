@@ -17,3 +17,7 @@ class InputError(BoneQCTError):
 
 class CalibrationError(BoneQCTError):
     """The calibration phantom cannot be found or fits badly."""
+
+
+class SpineError(BoneQCTError):
+    """A vertebral level cannot be measured (seed outside bone, level out of the scan...)."""
