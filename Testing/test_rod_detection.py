@@ -91,5 +91,6 @@ def test_absent_phantom_fails_with_documented_message():
 
 def test_wrong_definition_fails_with_rod_count_message():
     ph = _phantom()
-    with pytest.raises(CalibrationError, match="of the 6 rods of phantom 'qrm-bdc-6'"):
+    with pytest.raises(CalibrationError, match="does not match phantom 'qrm-bdc-6'") as err:
         detect_rods(ph.volume, load_phantom_definition("qrm-bdc-6"))
+    assert "fewer than its 6 rods" in str(err.value) and "--slope/--intercept" in str(err.value)

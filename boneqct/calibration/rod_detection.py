@@ -25,14 +25,18 @@ HU pattern is absent (phantom shorter than the scan) are dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
 from scipy import ndimage, signal
 
 from boneqct.calibration.definitions import PhantomDefinition
-from boneqct.calibration.fit import fit_line
+from boneqct.calibration.fit import (
+    MINDWAYS_INTERCEPT_OFFSET_HU,
+    MINDWAYS_SLOPE_OFFSET_HU_PER_MG_CM3,
+    fit_line,
+)
 from boneqct.errors import CalibrationError
 from boneqct.volume import Volume
 
@@ -47,6 +51,8 @@ MAX_GAP_RATIO = 1.6
 #: ROI radius as a fraction of the detected rod radius, and the minimum edge margin (voxels).
 ROI_RADIUS_FRACTION = 0.6
 ROI_EDGE_MARGIN_VOXELS = 2
+#: Largest difference (HU) between a rod placed by spacing and the other rods' prediction.
+PLACED_ROD_TOLERANCE_HU = 25.0
 #: A slice shows the phantom if its rod HU correlate with the pooled ones at least this much.
 MIN_SLICE_CORRELATION = 0.9
 
@@ -394,12 +400,13 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
         right_to_left = np.argsort(pos_ji * plane.spacing_ji_mm @ left_mm)
         for order in (right_to_left, right_to_left[::-1]):
             slope, _, r2, _ = fit_line(definition, pooled[order])
-            if slope > 0:
+            if slope > 0 and _placed_rod_consistent(definition, pooled[order], placed[order]):
                 candidates.append((r2, order, full_ji, values, placed, pos_ji))
     if not candidates:
         raise CalibrationError(
-            f"{n_rods} rods were found for phantom '{definition.name}' but their HU do not "
-            f"increase with the certified densities in either order along the row. {_REMEDY}")
+            f"The row of rods found does not match phantom '{definition.name}': fewer than its "
+            f"{n_rods} rods show contrast, or their HU do not increase with the certified "
+            f"densities in either order along the row. {_REMEDY}")
     r2, order, full_ji, values, placed, pos_ji = max(candidates, key=lambda c: c[0])
     keep = _slices_showing_rods(values)
     warnings = []
@@ -429,6 +436,28 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
                             "and was placed from the spacing of its neighbours.")
     return RodDetection(phantom=definition.name, rods=rods, slices_k=[int(k) for k in ks_used],
                         body_hu=body_hu, r2=float(r2), warnings=warnings)
+
+
+def _placed_rod_consistent(definition: PhantomDefinition, hu: np.ndarray,
+                           placed: np.ndarray) -> bool:
+    """A rod placed by spacing must have the HU that the other rods' fit predicts for it.
+
+    It was placed because it showed no contrast, so its measured HU is the body's; the
+    assignment is rejected when the line through the other rods predicts otherwise (by more
+    than ``PLACED_ROD_TOLERANCE_HU``).
+    """
+    if not placed.any():
+        return True
+    i = int(np.argmax(placed))
+    others = replace(definition, rods=tuple(r for n, r in enumerate(definition.rods) if n != i))
+    slope, intercept, _, _ = fit_line(others, np.delete(hu, i))
+    rod = definition.rods[i]
+    if definition.fit == "mindways-two-step":
+        predicted = (rod.water_mg_cm3 + (slope + MINDWAYS_SLOPE_OFFSET_HU_PER_MG_CM3)
+                     * rod.density_mg_cm3 + intercept - MINDWAYS_INTERCEPT_OFFSET_HU)
+    else:
+        predicted = slope * rod.density_mg_cm3 + intercept
+    return abs(predicted - hu[i]) < PLACED_ROD_TOLERANCE_HU
 
 
 def _refine_center(image: np.ndarray, center_ji: np.ndarray, radius_mm: float, body_hu: float,
