@@ -1,0 +1,61 @@
+"""Follow-up: change in spine BMD between two exams against the least significant change."""
+
+from __future__ import annotations
+
+from boneqct.errors import BoneQCTError
+
+#: ISCD: LSC at 95% confidence = 2.77 x the precision error (RMS-SD) (domain.md section 4).
+LSC_FACTOR = 2.77
+
+
+def least_significant_change(precision_mg_cm3: float) -> float:
+    """LSC (mg/cm3) at 95% confidence from a precision error (RMS-SD, mg/cm3)."""
+    return LSC_FACTOR * precision_mg_cm3
+
+
+def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
+                  precision_mg_cm3: float | None = None) -> dict:
+    """Per-level and mean change from ``old`` to ``new`` (two ``spine.json`` documents).
+
+    Args:
+        lsc_mg_cm3: least significant change to test against; or
+        precision_mg_cm3: a precision error (RMS-SD) from which LSC = 2.77 x precision.
+
+    Returns:
+        dict with ``levels`` (level, old/new BMD, change in mg/cm3 and %, ``significant``
+        when an LSC is known), ``mean`` (same fields for the diagnostic mean), ``lsc_mg_cm3``.
+    """
+    for name, doc in (("old", old), ("new", new)):
+        if not doc.get("calibrated"):
+            raise BoneQCTError(f"The {name} exam is uncalibrated (HU only); follow-up compares "
+                               "calibrated BMD. Re-run it with a calibration.")
+    if old.get("material") != new.get("material"):
+        raise BoneQCTError(
+            f"The exams are calibrated in different materials ({old.get('material')} vs "
+            f"{new.get('material')}); their BMD values cannot be compared directly."
+        )
+    if lsc_mg_cm3 is None and precision_mg_cm3 is not None:
+        lsc_mg_cm3 = least_significant_change(precision_mg_cm3)
+    old_levels = {lv["level"]: lv for lv in old["levels"]}
+    rows = [_change(lv["level"], old_levels[lv["level"]]["bmd_mg_cm3"], lv["bmd_mg_cm3"], lsc_mg_cm3)
+            for lv in new["levels"] if lv["level"] in old_levels]
+    if not rows:
+        raise BoneQCTError("The two exams have no level in common; nothing to compare.")
+    out = {"levels": rows, "lsc_mg_cm3": lsc_mg_cm3, "material": new.get("material")}
+    if old.get("mean_bmd_mg_cm3") is not None and new.get("mean_bmd_mg_cm3") is not None:
+        out["mean"] = _change("mean", old["mean_bmd_mg_cm3"], new["mean_bmd_mg_cm3"], lsc_mg_cm3)
+        out["mean"]["levels_used_old"] = old.get("levels_used")
+        out["mean"]["levels_used_new"] = new.get("levels_used")
+    if lsc_mg_cm3 is None:
+        out["note"] = ("No least significant change given (--lsc or --precision): changes are "
+                       "not tested for significance.")
+    return out
+
+
+def _change(level: str, old_bmd: float, new_bmd: float, lsc_mg_cm3: float | None) -> dict:
+    change = new_bmd - old_bmd
+    row = {"level": level, "old_bmd_mg_cm3": old_bmd, "new_bmd_mg_cm3": new_bmd,
+           "change_mg_cm3": change, "change_percent": 100.0 * change / old_bmd}
+    if lsc_mg_cm3 is not None:
+        row["significant"] = abs(change) > lsc_mg_cm3
+    return row
