@@ -1,0 +1,385 @@
+"""Analytic geometry of the digital spine phantom: body, ESP-like vertebrae, rod phantom, table.
+
+All positions are RAS mm (x to the patient's right, y anterior, z superior); the patient lies
+supine, so the rod phantom and the table are posterior (low y). Shapes are evaluated pointwise
+on coordinate arrays and return integer compartment labels (``LABELS``).
+
+Vertebra design after the European Spine Phantom (Kalender et al. 1995, Med Phys 22:1345;
+layout as in US 5,235,628): an elliptic-cylinder centrum with a cortical shell, a neural-arch
+band around the spinal canal, wedge-shaped transverse processes and a posterior (spinous)
+process. Sizes marked "ALBA" come from the IOR-BIC ALBA QA software's detection settings
+(domain.md section 2), the others are placeholders to keep configurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from boneqct.calibration.definitions import PhantomDefinition, load_phantom_definition
+
+AIR, SKIN, FAT, MUSCLE, SOFT_TISSUE, BLOOD, SPINAL_SOFT_TISSUE = 0, 1, 2, 3, 4, 5, 6
+TABLE, PHANTOM_BODY, CORTICAL_BONE, POSTERIOR_ELEMENTS = 7, 8, 9, 10
+#: Trabecular bone of vertebra n (0 = most superior) has label TRABECULAR_FIRST + n.
+TRABECULAR_FIRST = 11
+#: Calibration rod n (in the definition's order) has label ROD_FIRST + n.
+ROD_FIRST = 21
+
+#: Label value -> compartment name of the phantom's label map (uint8).
+LABELS: dict[int, str] = {
+    AIR: "air",
+    SKIN: "skin",
+    FAT: "fat",
+    MUSCLE: "muscle",
+    SOFT_TISSUE: "soft_tissue",
+    BLOOD: "blood",
+    SPINAL_SOFT_TISSUE: "spinal_soft_tissue",
+    TABLE: "table",
+    PHANTOM_BODY: "phantom_body",
+    CORTICAL_BONE: "cortical_bone",
+    POSTERIOR_ELEMENTS: "posterior_elements",
+}
+LABEL_DESCRIPTIONS: dict[str, str] = {
+    "air": "air around the patient",
+    "skin": "skin layer of the body outline",
+    "fat": "subcutaneous fat",
+    "muscle": "abdominal-wall and paraspinal muscles",
+    "soft_tissue": "visceral soft tissue inside the muscle wall",
+    "blood": "blood in the aorta",
+    "spinal_soft_tissue": "intervertebral discs and spinal canal",
+    "table": "patient table",
+    "phantom_body": "water-equivalent body of the calibration phantom",
+    "cortical_bone": "cortical shell of the vertebral bodies",
+    "posterior_elements": "neural arch, transverse and spinous processes",
+    "trabecular_<level>": f"trabecular bone of one vertebral body (labels {TRABECULAR_FIRST}+)",
+    "rod_<name>": f"calibration rod (labels {ROD_FIRST}+, in the certificate's order)",
+}
+
+
+@dataclass(frozen=True)
+class SpinePhantomParams:
+    """Anatomy and pose of the digital spine phantom (lengths in mm, densities K2HPO4 mg/cm3).
+
+    Attributes:
+        levels: vertebra names, superior first.
+        trabecular_bmd_mg_cm3: trabecular density per level (ESP: 50/100/200, Kalender 1995).
+        vertebra_spacing_mm: distance between vertebra centres along the spine axis (ALBA: 29).
+        body_width_mm: left-right diameter of the centrum (ALBA: about 35).
+        body_depth_mm: anterior-posterior diameter of the centrum (placeholder: cylindrical).
+        body_height_mm: centrum height along the spine axis (placeholder; not published).
+        cortical_thickness_mm: cortical shell thickness per level (placeholder; the ESP's
+            increases from L1 to L3, values not published).
+        cortical_bmd_mg_cm3: cortical shell density (ALBA expects 800 mg HA/cm3).
+        posterior_bmd_mg_cm3: posterior elements' density (ALBA: spinous process 400).
+        canal_radius_mm, arch_thickness_mm: spinal canal radius and neural-arch band thickness
+            (ALBA's posterior cortical ring of radius 9.3-11.3 mm).
+        transverse_width_mm: width across the transverse processes (ALBA: about 62).
+        transverse_base_mm, transverse_tip_mm: antero-posterior thickness of the wedge-shaped
+            transverse processes at the midline and at the tips (placeholders).
+        spinous_length_mm, spinous_width_mm: posterior process size (placeholders).
+        posterior_height_mm: height of the posterior elements along the axis (placeholder).
+        spine_depth_mm: distance from the skin of the back to the L2-level centrum centre.
+        spine_tilt_deg: rotation of the spine about the left-right axis through the middle
+            vertebra; positive tilts the superior end anteriorly (lordosis-like).
+        spine_rotation_deg: axial rotation about the spine's own axis; positive turns the
+            patient's right side anteriorly (right-handed about superior).
+        body_outline_width_mm, body_outline_depth_mm: elliptic body outline (mm).
+        skin_thickness_mm, fat_thickness_mm, muscle_wall_thickness_mm: outline layers.
+        aorta_radius_mm: radius of the aorta (anterior-left of the centrum).
+        phantom_present: include the rod phantom under the back.
+        phantom_name: calibration phantom definition (``load_phantom_definition``).
+        phantom_offset_mm: (x, y) shift of the rod phantom in RAS mm (+x patient's right,
+            +y anterior) from its place centred under the back.
+        phantom_rotation_deg: in-plane rotation of the rod phantom about its centre
+            (right-handed about superior).
+        rod_spacing_mm: centre-to-centre distance of neighbouring rods.
+        rod_diameter_mm: rod diameter; None uses the definition's nominal diameter.
+        phantom_width_mm, phantom_thickness_mm, phantom_corner_radius_mm: rounded-rectangle
+            phantom body.
+        table_thickness_mm, table_width_mm: patient table slab under the phantom.
+        table_radius_mm: radius of curvature of the table top; None for a flat table.
+    """
+
+    levels: tuple[str, ...] = ("L1", "L2", "L3")
+    trabecular_bmd_mg_cm3: tuple[float, ...] = (50.0, 100.0, 200.0)
+    vertebra_spacing_mm: float = 29.0
+    body_width_mm: float = 35.0
+    body_depth_mm: float = 35.0
+    body_height_mm: float = 25.0
+    cortical_thickness_mm: tuple[float, ...] = (1.0, 1.5, 2.0)
+    cortical_bmd_mg_cm3: float = 800.0
+    posterior_bmd_mg_cm3: float = 400.0
+    canal_radius_mm: float = 9.3
+    arch_thickness_mm: float = 2.0
+    transverse_width_mm: float = 62.0
+    transverse_base_mm: float = 10.0
+    transverse_tip_mm: float = 4.0
+    spinous_length_mm: float = 20.0
+    spinous_width_mm: float = 6.0
+    posterior_height_mm: float = 15.0
+    spine_depth_mm: float = 75.0
+    spine_tilt_deg: float = 0.0
+    spine_rotation_deg: float = 0.0
+    body_outline_width_mm: float = 300.0
+    body_outline_depth_mm: float = 200.0
+    skin_thickness_mm: float = 2.0
+    fat_thickness_mm: float = 20.0
+    muscle_wall_thickness_mm: float = 12.0
+    aorta_radius_mm: float = 11.0
+    phantom_present: bool = True
+    phantom_name: str = "mindways-model3"
+    phantom_offset_mm: tuple[float, float] = (0.0, 0.0)
+    phantom_rotation_deg: float = 0.0
+    rod_spacing_mm: float = 35.0
+    rod_diameter_mm: float | None = None
+    phantom_width_mm: float = 200.0
+    phantom_thickness_mm: float = 32.0
+    phantom_corner_radius_mm: float = 8.0
+    table_thickness_mm: float = 15.0
+    table_width_mm: float = 420.0
+    table_radius_mm: float | None = 800.0
+
+    def __post_init__(self) -> None:
+        n = len(self.levels)
+        if len(self.trabecular_bmd_mg_cm3) != n or len(self.cortical_thickness_mm) != n:
+            raise ValueError("levels, trabecular_bmd_mg_cm3 and cortical_thickness_mm differ in length")
+        if n > ROD_FIRST - TRABECULAR_FIRST:
+            raise ValueError(f"at most {ROD_FIRST - TRABECULAR_FIRST} vertebrae")
+        if max(self.cortical_thickness_mm) * 2 >= min(self.body_width_mm, self.body_depth_mm,
+                                                      self.body_height_mm):
+            raise ValueError("the cortical shell leaves no trabecular bone")
+
+
+def _rotation_z(angle_deg: float) -> np.ndarray:
+    """Right-handed rotation about RAS +z (superior)."""
+    c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _rotation_x(angle_deg: float) -> np.ndarray:
+    """Right-handed rotation about RAS +x (patient's right)."""
+    c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def _inside_ellipse(x, y, center_x, center_y, semi_x, semi_y):
+    """Points inside an axis-aligned ellipse."""
+    return ((x - center_x) / semi_x) ** 2 + ((y - center_y) / semi_y) ** 2 <= 1.0
+
+
+def _inside_rounded_rectangle(u, v, half_u, half_v, corner_radius):
+    """Points inside a rectangle |u|<=half_u, |v|<=half_v with rounded corners (local frame)."""
+    du = np.maximum(np.abs(u) - (half_u - corner_radius), 0.0)
+    dv = np.maximum(np.abs(v) - (half_v - corner_radius), 0.0)
+    return (np.abs(u) <= half_u) & (np.abs(v) <= half_v) & (du**2 + dv**2 <= corner_radius**2)
+
+
+@dataclass(frozen=True)
+class Rod:
+    """One calibration rod as placed in the phantom (RAS mm, densities mg/cm3)."""
+
+    name: str
+    label: int
+    k2hpo4_mg_cm3: float
+    water_mg_cm3: float
+    center_xy_ras_mm: tuple[float, float]
+    diameter_mm: float
+
+
+@dataclass(frozen=True)
+class Vertebra:
+    """One vertebra as placed (RAS mm; axis and frame are unit vectors in RAS)."""
+
+    level: str
+    label: int
+    trabecular_bmd_mg_cm3: float
+    cortical_thickness_mm: float
+    center_ras_mm: np.ndarray
+    axial_offset_mm: float
+
+
+class Anatomy:
+    """The placed geometry of one phantom: evaluates compartment labels at RAS points."""
+
+    def __init__(self, params: SpinePhantomParams):
+        self.params = params
+        p = params
+        self.back_y_ras_mm = -p.body_outline_depth_mm / 2.0
+        self.definition: PhantomDefinition = load_phantom_definition(p.phantom_name)
+        self.rod_diameter_mm = p.rod_diameter_mm or self.definition.nominal_rod_diameter_mm
+        nominal_phantom_y = self.back_y_ras_mm - p.phantom_thickness_mm / 2.0
+        self.phantom_center_xy_ras_mm = (p.phantom_offset_mm[0],
+                                         nominal_phantom_y + p.phantom_offset_mm[1])
+        self.table_top_y_ras_mm = self.back_y_ras_mm - (
+            p.phantom_thickness_mm if p.phantom_present else 0.0)
+        # spine frame: columns are the local right, anterior and superior axes in RAS
+        self.spine_frame_ras = _rotation_x(-p.spine_tilt_deg) @ _rotation_z(p.spine_rotation_deg)
+        self.spine_center_ras_mm = np.array([0.0, self.back_y_ras_mm + p.spine_depth_mm, 0.0])
+        self.canal_center_v_mm = -(p.body_depth_mm / 2.0 + p.canal_radius_mm)
+        self.rods = self._place_rods() if p.phantom_present else ()
+        self.vertebrae = self._place_vertebrae()
+
+    # ----- placement -------------------------------------------------------------------------
+    def _place_rods(self) -> tuple[Rod, ...]:
+        """Rods in a row along the phantom's long axis, the first at the patient's right."""
+        p = self.params
+        rods = self.definition.rods
+        cx, cy = self.phantom_center_xy_ras_mm
+        rotation = _rotation_z(p.phantom_rotation_deg)[:2, :2]
+        placed = []
+        for n, rod in enumerate(rods):
+            u_mm = ((len(rods) - 1) / 2.0 - n) * p.rod_spacing_mm
+            x, y = rotation @ np.array([u_mm, 0.0]) + (cx, cy)
+            placed.append(Rod(rod.name, ROD_FIRST + n, rod.density_mg_cm3,
+                              float(rod.water_mg_cm3 or 0.0), (float(x), float(y)),
+                              self.rod_diameter_mm))
+        return tuple(placed)
+
+    def _place_vertebrae(self) -> tuple[Vertebra, ...]:
+        """Vertebrae along the spine axis, the first (superior) one highest."""
+        p = self.params
+        n = len(p.levels)
+        vertebrae = []
+        for index, level in enumerate(p.levels):
+            w_mm = ((n - 1) / 2.0 - index) * p.vertebra_spacing_mm
+            center = self.spine_center_ras_mm + self.spine_frame_ras[:, 2] * w_mm
+            vertebrae.append(Vertebra(level, TRABECULAR_FIRST + index,
+                                      float(p.trabecular_bmd_mg_cm3[index]),
+                                      float(p.cortical_thickness_mm[index]), center, w_mm))
+        return tuple(vertebrae)
+
+    @property
+    def spine_axis_ras(self) -> np.ndarray:
+        """Unit vector of the spine (and every centrum) axis, towards superior, in RAS."""
+        return self.spine_frame_ras[:, 2].copy()
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Label value -> compartment name for this phantom (with its levels and rods)."""
+        table = dict(LABELS)
+        table.update({v.label: f"trabecular_{v.level}" for v in self.vertebrae})
+        table.update({r.label: f"rod_{r.name}" for r in self.rods})
+        return table
+
+    def vertebra_bounding_radius_mm(self) -> float:
+        """Radius (mm) of a sphere about a vertebra's centre that contains the whole vertebra."""
+        p = self.params
+        tip_v_mm = abs(self.canal_center_v_mm) + p.canal_radius_mm + p.arch_thickness_mm
+        in_plane_mm = max(
+            np.hypot(p.transverse_width_mm / 2.0,
+                     abs(self.canal_center_v_mm) + p.transverse_base_mm / 2.0),
+            np.hypot(p.spinous_width_mm / 2.0, tip_v_mm + p.spinous_length_mm),
+            max(p.body_width_mm, p.body_depth_mm) / 2.0,
+        )
+        return float(np.hypot(in_plane_mm, max(p.body_height_mm, p.posterior_height_mm) / 2.0))
+
+    def spine_bounds_xy_ras_mm(self, z_min_mm: float, z_max_mm: float) -> np.ndarray:
+        """[[x_min, x_max], [y_min, y_max]] (RAS mm) holding the spine between two z levels."""
+        radius = self.vertebra_bounding_radius_mm()
+        centers = [v.center_ras_mm[:2] for v in self.vertebrae]
+        lows = [c - radius for c in centers]
+        highs = [c + radius for c in centers]
+        column_radius_mm = max(self.params.body_width_mm, self.params.body_depth_mm) / 2.0
+        column_radius_mm /= abs(self.spine_frame_ras[2, 2])
+        axis = self.spine_axis_ras
+        for z_mm in (z_min_mm, z_max_mm):
+            point = self.spine_center_ras_mm + axis * (z_mm - self.spine_center_ras_mm[2]) / axis[2]
+            lows.append(point[:2] - column_radius_mm)
+            highs.append(point[:2] + column_radius_mm)
+        return np.array([np.min(lows, axis=0), np.max(highs, axis=0)]).T
+
+    # ----- z-invariant compartments ----------------------------------------------------------
+    def background_labels(self, x_ras_mm: np.ndarray, y_ras_mm: np.ndarray) -> np.ndarray:
+        """Labels of the z-invariant compartments (body, table, rod phantom) at (x, y) RAS mm."""
+        p = self.params
+        x, y = np.broadcast_arrays(x_ras_mm, y_ras_mm)
+        labels = np.full(x.shape, AIR, dtype=np.uint8)
+        half_w, half_d = p.body_outline_width_mm / 2.0, p.body_outline_depth_mm / 2.0
+        self._paint_table(labels, x, y)
+        depth_mm = 0.0
+        for label, thickness in ((SKIN, 0.0), (FAT, p.skin_thickness_mm),
+                                 (MUSCLE, p.fat_thickness_mm),
+                                 (SOFT_TISSUE, p.muscle_wall_thickness_mm)):
+            depth_mm += thickness
+            labels[_inside_ellipse(x, y, 0.0, 0.0, half_w - depth_mm, half_d - depth_mm)] = label
+        # paraspinal muscles either side of the spinous process (placeholder sizes)
+        spine_y = self.spine_center_ras_mm[1]
+        paraspinal_y = spine_y - p.body_depth_mm / 2.0 - 2.0 * p.canal_radius_mm
+        for side in (-1.0, 1.0):
+            labels[_inside_ellipse(x, y, side * 30.0, paraspinal_y, 24.0, 20.0)] = MUSCLE
+        aorta_x = -(p.aorta_radius_mm + 6.0)  # slightly to the patient's left (RAS -x)
+        aorta_y = spine_y + p.body_depth_mm / 2.0 + p.aorta_radius_mm + 2.0
+        labels[_inside_ellipse(x, y, aorta_x, aorta_y, p.aorta_radius_mm, p.aorta_radius_mm)] = BLOOD
+        if p.phantom_present:
+            self._paint_rod_phantom(labels, x, y)
+        return labels
+
+    def _paint_table(self, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """A slab under the phantom, its top flat or curved up to the sides."""
+        p = self.params
+        top_y = np.full(x.shape, self.table_top_y_ras_mm)
+        if p.table_radius_mm is not None:
+            half_chord = np.minimum(np.abs(x), p.table_radius_mm)
+            top_y = top_y + p.table_radius_mm - np.sqrt(p.table_radius_mm**2 - half_chord**2)
+        inside = (np.abs(x) <= p.table_width_mm / 2.0) & (y <= top_y) & (
+            y >= top_y - p.table_thickness_mm)
+        labels[inside] = TABLE
+
+    def _paint_rod_phantom(self, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """The rounded-rectangle phantom body and its rods."""
+        p = self.params
+        cx, cy = self.phantom_center_xy_ras_mm
+        c, s = np.cos(np.radians(p.phantom_rotation_deg)), np.sin(np.radians(p.phantom_rotation_deg))
+        u = c * (x - cx) + s * (y - cy)
+        v = -s * (x - cx) + c * (y - cy)
+        labels[_inside_rounded_rectangle(u, v, p.phantom_width_mm / 2.0,
+                                         p.phantom_thickness_mm / 2.0,
+                                         p.phantom_corner_radius_mm)] = PHANTOM_BODY
+        for rod in self.rods:
+            radius = rod.diameter_mm / 2.0
+            labels[_inside_ellipse(x, y, *rod.center_xy_ras_mm, radius, radius)] = rod.label
+
+    # ----- the spine -------------------------------------------------------------------------
+    def spine_labels(self, x_ras_mm, y_ras_mm, z_ras_mm) -> np.ndarray:
+        """Spine labels at RAS points (broadcast arrays); 0 where the spine is absent."""
+        p = self.params
+        x, y, z = np.broadcast_arrays(x_ras_mm, y_ras_mm, z_ras_mm)
+        dx, dy, dz = (x - self.spine_center_ras_mm[0], y - self.spine_center_ras_mm[1],
+                      z - self.spine_center_ras_mm[2])
+        frame = self.spine_frame_ras
+        u = frame[0, 0] * dx + frame[1, 0] * dy + frame[2, 0] * dz
+        v = frame[0, 1] * dx + frame[1, 1] * dy + frame[2, 1] * dz
+        w = frame[0, 2] * dx + frame[1, 2] * dy + frame[2, 2] * dz
+        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        in_column = (u / semi_u) ** 2 + (v / semi_v) ** 2 <= 1.0
+        labels = np.where(in_column, SPINAL_SOFT_TISSUE, AIR).astype(np.uint8)
+        reach_mm = self.vertebra_bounding_radius_mm()
+        for vertebra in self.vertebrae:
+            w_local = w - vertebra.axial_offset_mm
+            if np.min(np.abs(w_local)) > reach_mm:
+                continue
+            self._paint_vertebra(labels, u, v, w_local, in_column, vertebra)
+        return labels
+
+    def _paint_vertebra(self, labels, u, v, w, in_column, vertebra: Vertebra) -> None:
+        """Posterior elements, canal, cortical shell and trabecular core in the local frame."""
+        p = self.params
+        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        in_post = np.abs(w) <= p.posterior_height_mm / 2.0
+        dv = v - self.canal_center_v_mm
+        r2 = u**2 + dv**2
+        arch = r2 <= (p.canal_radius_mm + p.arch_thickness_mm) ** 2
+        half_tp = p.transverse_width_mm / 2.0
+        wedge_half_mm = (p.transverse_base_mm
+                         + (p.transverse_tip_mm - p.transverse_base_mm) * np.abs(u) / half_tp) / 2.0
+        transverse = (np.abs(u) <= half_tp) & (np.abs(dv) <= wedge_half_mm)
+        spinous = (np.abs(u) <= p.spinous_width_mm / 2.0) & (dv <= 0.0) & (
+            dv >= -(p.canal_radius_mm + p.arch_thickness_mm + p.spinous_length_mm))
+        labels[in_post & (arch | transverse | spinous)] = POSTERIOR_ELEMENTS
+        labels[in_post & (r2 <= p.canal_radius_mm**2)] = SPINAL_SOFT_TISSUE
+        t = vertebra.cortical_thickness_mm
+        labels[in_column & (np.abs(w) <= p.body_height_mm / 2.0)] = CORTICAL_BONE
+        core = ((u / (semi_u - t)) ** 2 + (v / (semi_v - t)) ** 2 <= 1.0) & (
+            np.abs(w) <= p.body_height_mm / 2.0 - t)
+        labels[core] = vertebra.label
