@@ -29,7 +29,7 @@ def calibration_figure(calibration):
     for r, x, y in zip(calibration.rods, density, y_hu, strict=True):
         ax_fit.annotate(r["name"], (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
     ax_fit.set_xlabel(f"rod density (mg/cm3 {calibration.material})")
-    ax_fit.set_ylabel("HU - water equivalent (mg/cm3)" if water.any() else "CT number (HU)")
+    ax_fit.set_ylabel("HU minus water-equiv. density" if water.any() else "CT number (HU)")
     ax_fit.grid(alpha=0.3)
     ax_fit.legend(fontsize=7)
     ax_res.bar([r["name"] for r in calibration.rods], residual, color="#7f7f7f")
@@ -46,7 +46,7 @@ def calibration_section(calibration) -> list:
     summary = (
         f"{calibration.method} calibration"
         + (f" with phantom <b>{calibration.phantom}</b>" if calibration.phantom else "")
-        + f", material {calibration.material}: BMD = (HU - {calibration.intercept_hu:.2f}) / "
+        + f", material {calibration.material}: BMD = (HU {-calibration.intercept_hu:+.2f}) / "
         f"{calibration.slope_hu_per_mg_cm3:.5f}"
         + (f"; R<super>2</super> = {calibration.r2:.5f} over {len(calibration.slices_used)} "
            "slices" if calibration.r2 is not None else "")
