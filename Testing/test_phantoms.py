@@ -223,3 +223,10 @@ def test_write_phantom(tmp_path):
     np.testing.assert_array_equal(labels, phantom.labels.array_kji)
     again = write_phantom(phantom, tmp_path, formats=("dicom",))
     assert "nifti" not in again and len(list(again["dicom"].glob("*.dcm"))) == 3
+
+
+def test_one_cortical_thickness_for_all_levels():
+    params = SpinePhantomParams(cortical_thickness_mm=1.2)
+    assert params.cortical_thickness_mm == (1.2, 1.2, 1.2)
+    with pytest.raises(ValueError):
+        SpinePhantomParams(trabecular_bmd_mg_cm3=(50.0, 100.0))

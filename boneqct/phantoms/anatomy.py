@@ -68,8 +68,9 @@ class SpinePhantomParams:
         body_width_mm: left-right diameter of the centrum (ALBA: about 35).
         body_depth_mm: anterior-posterior diameter of the centrum (placeholder: cylindrical).
         body_height_mm: centrum height along the spine axis (placeholder; not published).
-        cortical_thickness_mm: cortical shell thickness per level (placeholder; the ESP's
-            increases from L1 to L3, values not published).
+        cortical_thickness_mm: cortical shell thickness per level, or one value for all
+            (placeholder: the ESP's cortical structures differ in thickness by level, Kalender
+            1995; the values are not published).
         cortical_bmd_mg_cm3: cortical shell density (ALBA expects 800 mg HA/cm3).
         posterior_bmd_mg_cm3: posterior elements' density (ALBA: spinous process 400).
         canal_radius_mm, arch_thickness_mm: spinal canal radius and neural-arch band thickness
@@ -142,6 +143,9 @@ class SpinePhantomParams:
 
     def __post_init__(self) -> None:
         n = len(self.levels)
+        if np.ndim(self.cortical_thickness_mm) == 0:  # one thickness for every level
+            object.__setattr__(self, "cortical_thickness_mm",
+                               (float(self.cortical_thickness_mm),) * n)
         if len(self.trabecular_bmd_mg_cm3) != n or len(self.cortical_thickness_mm) != n:
             raise ValueError("levels, trabecular_bmd_mg_cm3 and cortical_thickness_mm differ in length")
         if n > ROD_FIRST - TRABECULAR_FIRST:

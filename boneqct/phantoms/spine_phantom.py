@@ -230,6 +230,15 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
         "label_table": {str(k): v for k, v in sorted(anatomy.labels.items())},
         "label_descriptions": LABEL_DESCRIPTIONS,
         "compartments": compartments,
+        "notes": {
+            "label_volume_cm3": "voxels of the label map (labels at voxel centres) x voxel volume",
+            "partial_volume_cm3": "sum of sub-sample fractions x voxel volume: the analytic "
+                                  "volume inside the imaged slab, its ends weighted by the slice "
+                                  "profile",
+            "calibration": "120 kVp is fitted to Ogo's measured Mindways fixture; the other kVp "
+                           "presets and all soft-tissue HU are illustrative",
+            "coordinates": "RAS mm; rods run along z, their centre given at the middle slice",
+        },
     }
 
 
