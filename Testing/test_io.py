@@ -125,6 +125,17 @@ def test_compressed_series_decodes_to_same_hu(tmp_path, syntax):
     np.testing.assert_allclose(compressed.ijk_to_ras, plain.ijk_to_ras, atol=1e-6)
 
 
+def test_jpeg_ls_series_decodes_to_same_hu(tmp_path):
+    volume = _asymmetric_volume((4, 34, 36), oblique=False)
+    files = write_dicom_series(volume, tmp_path / "jls")
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.compress(pydicom.uid.JPEGLSLossless, encoding_plugin="pyjpegls")
+        ds.save_as(path)
+    assert pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    np.testing.assert_array_equal(load_ct(tmp_path / "jls").array_kji, volume.array_kji)
+
+
 def test_rescale_slope_and_intercept_are_applied(series_dir):
     volume, folder = series_dir
     for path in _files(folder):
