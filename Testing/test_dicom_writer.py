@@ -20,7 +20,8 @@ def _volume(size_ijk=(7, 5, 4)) -> Volume:
     ni, nj, nk = size_ijk
     array_kji = (np.arange(ni * nj * nk).reshape(nk, nj, ni) * 37 % 3000 - 1100).astype(np.int16)
     matrix = ijk_to_ras_matrix(ORIGIN_RAS_MM, SPACING_MM, AXIAL_DIRECTION_RAS)
-    return Volume(array_kji, matrix, {"kvp": 120, "mas": 150, "convolution_kernel": "B30f"})
+    return Volume(array_kji, matrix, {"kvp": 120, "exposure_mas": 150, "convolution_kernel": "B30f",
+                                      "patient_id": "P7", "study_date": "2024-02-29"})
 
 
 def _read_sitk(folder):
@@ -52,6 +53,7 @@ def test_pydicom_reads_back_attributes(tmp_path):
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.Modality == "CT" and ds.Manufacturer == "BoneQCT"
         assert ds.PatientName == "PHANTOM^DIGITAL" and ds.InstanceNumber == k + 1
+        assert ds.PatientID == "P7" and ds.StudyDate == "20240229"
         assert float(ds.KVP) == 120 and ds.Exposure == 150 and ds.ConvolutionKernel == "B30f"
         hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         np.testing.assert_array_equal(hu, volume.array_kji[k])

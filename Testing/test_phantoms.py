@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from scipy.optimize import curve_fit
@@ -212,7 +213,11 @@ def test_write_phantom(tmp_path):
     phantom = make_spine_phantom(scanner=ScannerParams(n_slices=3), seed=3)
     paths = write_phantom(phantom, tmp_path)
     assert set(paths) == {"dicom", "nifti", "labels", "truth"}
-    assert len(list(paths["dicom"].glob("*.dcm"))) == 3
+    dicom_files = sorted(paths["dicom"].glob("*.dcm"))
+    assert len(dicom_files) == 3
+    header = pydicom.dcmread(dicom_files[0])
+    assert header.PatientName == "PHANTOM^DIGITAL" and header.PatientID == "BQCT-PHANTOM-3"
+    assert float(header.KVP) == 120 and header.StudyDate == "20250101"
     assert json.loads(paths["truth"].read_text()) == json.loads(json.dumps(phantom.truth))
     image = sitk.ReadImage(str(paths["nifti"]))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(image), phantom.volume.array_kji)

@@ -32,7 +32,7 @@ TRANSFER_SYNTAXES = {
     "rle": RLELossless,
 }
 RESCALE_INTERCEPT_HU = -1024.0
-#: Used when neither the call nor ``volume.metadata["patient"]`` gives a value.
+#: Used when neither the call nor ``volume.metadata`` (``patient_*`` keys) gives a value.
 DEFAULT_PATIENT = {"name": "PHANTOM^DIGITAL", "id": "BQCT-PHANTOM", "sex": "O",
                    "birth_date": "19650101"}
 DEFAULT_STUDY_DATE = "20250101"
@@ -43,6 +43,17 @@ def _uid(uid_seed: str | None, *parts: object):
     if uid_seed is None:
         return generate_uid()
     return generate_uid(entropy_srcs=[str(uid_seed), *map(str, parts)])
+
+
+def _dicom_date(date: str) -> str:
+    """A date given as YYYYMMDD or ISO YYYY-MM-DD, as DICOM DA (YYYYMMDD)."""
+    return str(date).replace("-", "")
+
+
+def _patient_from_metadata(metadata: dict) -> dict:
+    """Patient fields present in exam metadata (``boneqct.io.dicom.exam_metadata`` keys)."""
+    fields = {key: metadata.get(f"patient_{key}") for key in DEFAULT_PATIENT}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _slice_geometry_lps(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,6 +81,7 @@ def _stored_values(array_kji: np.ndarray) -> np.ndarray:
 
 
 def _series_dataset(volume: Volume, patient: dict, uids: dict, *, series_description: str,
+                    study_description: str,
                     kvp, mas, convolution_kernel, slice_thickness_mm: float, study_date: str,
                     series_number: int) -> Dataset:
     """The attributes shared by every slice of the series."""
@@ -84,11 +96,11 @@ def _series_dataset(volume: Volume, patient: dict, uids: dict, *, series_descrip
     ds.Manufacturer = "BoneQCT"
     ds.ManufacturerModelName = "digital phantom"
     ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "BoneQCT synthetic study"
+    ds.StudyDescription = study_description
     ds.SeriesDescription = series_description
     ds.PatientName = patient["name"]
     ds.PatientID = patient["id"]
-    ds.PatientBirthDate = patient["birth_date"]
+    ds.PatientBirthDate = _dicom_date(patient["birth_date"])
     ds.PatientSex = patient["sex"]
     ds.PatientIdentityRemoved = "YES"
     ds.BodyPartExamined = "LSPINE"
@@ -155,7 +167,8 @@ def write_dicom_series(
         volume: HU volume; values are rounded to integers and must fit 16-bit storage.
         out_dir: folder for the files ``CT00001.dcm`` ... (created if missing).
         patient: ``name``, ``id``, ``sex``, ``birth_date`` (YYYYMMDD); missing keys come from
-            ``volume.metadata["patient"]``, then ``DEFAULT_PATIENT`` (synthetic, anonymous).
+            ``volume.metadata`` (``patient_name``, ``patient_id``, ``patient_sex``,
+            ``patient_birth_date``), then ``DEFAULT_PATIENT`` (synthetic, anonymous).
         series_description: SeriesDescription.
         transfer_syntax: "explicit-le" (uncompressed), "jpeg2000-lossless" (pylibjpeg-openjpeg,
             which always uses 6 wavelet resolutions, so slices need at least 32 rows and
@@ -164,9 +177,10 @@ def write_dicom_series(
         study_uid, series_uid: UIDs to use; generated when None.
         uid_seed: when given, every generated UID is derived from it (reproducible series).
         kvp, mas, convolution_kernel, slice_thickness_mm: acquisition values (kV, mAs, kernel
-            name, mm); None takes ``volume.metadata`` keys of the same names (slice thickness
-            defaults to the slice spacing).
-        study_date: YYYYMMDD; default ``volume.metadata["study_date"]`` or 20250101.
+            name, mm); None takes ``volume.metadata`` keys ``kvp``, ``exposure_mas``,
+            ``convolution_kernel``, ``slice_thickness_mm`` (thickness defaults to the spacing).
+        study_date: YYYYMMDD or YYYY-MM-DD; default ``volume.metadata["study_date"]``, else
+            20250101.
         series_number: SeriesNumber.
         overwrite: delete ``*.dcm`` files already in ``out_dir`` first; otherwise such files
             raise ``FileExistsError`` (two series in one folder confuse readers).
@@ -187,7 +201,7 @@ def write_dicom_series(
     for path in existing:
         path.unlink()
     metadata = volume.metadata
-    patient = {**DEFAULT_PATIENT, **metadata.get("patient", {}), **(patient or {})}
+    patient = {**DEFAULT_PATIENT, **_patient_from_metadata(metadata), **(patient or {})}
     uids = {
         "study": study_uid or _uid(uid_seed, "study"),
         "series": series_uid or _uid(uid_seed, "series"),
@@ -196,12 +210,13 @@ def write_dicom_series(
     spacing_mm = volume.spacing_mm
     shared = _series_dataset(
         volume, patient, uids, series_description=series_description,
+        study_description=metadata.get("study_description") or "BoneQCT synthetic study",
         kvp=kvp if kvp is not None else metadata.get("kvp"),
-        mas=mas if mas is not None else metadata.get("mas"),
+        mas=mas if mas is not None else metadata.get("exposure_mas"),
         convolution_kernel=convolution_kernel or metadata.get("convolution_kernel"),
         slice_thickness_mm=float(slice_thickness_mm or metadata.get("slice_thickness_mm")
                                  or spacing_mm[2]),
-        study_date=study_date or metadata.get("study_date", DEFAULT_STUDY_DATE),
+        study_date=_dicom_date(study_date or metadata.get("study_date") or DEFAULT_STUDY_DATE),
         series_number=series_number,
     )
     row_lps, column_lps, positions_lps = _slice_geometry_lps(volume)

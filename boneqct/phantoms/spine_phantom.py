@@ -46,9 +46,12 @@ from boneqct.phantoms.scanner import (
 )
 from boneqct.volume import LPS_TO_RAS, Volume
 
-#: Synthetic, anonymous patient written into the phantom's metadata and DICOM files.
-PHANTOM_PATIENT = {"name": "PHANTOM^DIGITAL", "sex": "O", "birth_date": "19650101"}
-PHANTOM_STUDY_DATE = "20250101"
+#: Synthetic, anonymous patient and study (keys as ``boneqct.io.dicom.exam_metadata``).
+PHANTOM_EXAM = {"patient_name": "PHANTOM^DIGITAL", "patient_sex": "O",
+                "patient_birth_date": "1965-01-01", "patient_age_years": 60,
+                "study_date": "2025-01-01", "study_description": "BoneQCT synthetic study",
+                "series_description": "BoneQCT digital spine phantom",
+                "manufacturer": "BoneQCT", "model": "digital phantom", "modality": "CT"}
 
 
 @dataclass
@@ -255,14 +258,13 @@ def make_spine_phantom(params: SpinePhantomParams | None = None,
     hu_kji, labels_kji, counts = _render(anatomy, scanner, ijk_to_ras, lut, rng)
     truth = _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_ras)
     metadata = {
-        "patient": {**PHANTOM_PATIENT, "id": f"BQCT-PHANTOM-{seed}"},
-        "study_date": PHANTOM_STUDY_DATE,
-        "modality": "CT",
-        "manufacturer": "BoneQCT",
-        "kvp": scanner.kvp,
-        "mas": scanner.mas,
-        "convolution_kernel": scanner.convolution_kernel,
+        **PHANTOM_EXAM,
+        "patient_id": f"BQCT-PHANTOM-{seed}",
+        "kvp": float(scanner.kvp),
+        "exposure_mas": scanner.mas,
         "slice_thickness_mm": scanner.slice_thickness_mm,
+        "pixel_spacing_mm": [scanner.pixel_mm, scanner.pixel_mm],
+        "convolution_kernel": scanner.convolution_kernel,
         "synthetic": True,
     }
     volume = Volume(hu_kji, ijk_to_ras, metadata)
@@ -310,7 +312,7 @@ def write_phantom(phantom: SpinePhantom, out_dir: str | Path,
     if "dicom" in formats:
         paths["dicom"] = out_dir / "dicom"
         write_dicom_series(phantom.volume, paths["dicom"], overwrite=True,
-                           series_description="BoneQCT digital spine phantom",
+                           series_description=PHANTOM_EXAM["series_description"],
                            uid_seed=hashlib.sha256(truth_text.encode()).hexdigest())
     if "nifti" in formats:
         paths["nifti"] = _write_nifti(phantom.volume, out_dir / "phantom_ct.nii.gz")
