@@ -1,0 +1,273 @@
+"""Vertebral body delineation from a seed point or from a vertebra label map.
+
+Method (on an isotropic RAS-aligned box around the seed, ``local_grid.LocalGrid``):
+
+1. Resample the CT (linear) to ``WORK_SPACING_MM`` and smooth it (Gaussian, ``SMOOTH_MM``).
+2. Thresholds from the image itself: the trabecular level is the median HU within
+   ``SEED_RADIUS_MM`` of the seed, the cortical level the ``CORTEX_PERCENTILE``th percentile
+   within ``CORTEX_RADIUS_MM``; the cortex threshold lies half-way between them. Low-density
+   trabecular bone has the HU of muscle, so the body is found as the space enclosed by its
+   cortical shell, never by a trabecular threshold.
+3. The interior is grown from the seed through below-threshold voxels by a ball of radius r
+   (opening by reconstruction): voxels farther than r from the cortex connected to the seed,
+   dilated back by r. A ball cannot pass a gap in the shell narrower than 2r (basivertebral
+   foramen, thin endplates); r is increased (``BALL_RADII_MM``) until the region is closed.
+   A region still open (touching the box) means the seed is not inside a vertebral body.
+4. The body = interior + the cortex within ``SHELL_MM`` of it; axis from ``axis.find_body_axis``;
+   anterior = away from the posterior elements (bone outside the body at the body's height).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from boneqct.errors import SpineError
+from boneqct.io.images import volume_to_sitk
+from boneqct.spine.axis import find_body_axis
+from boneqct.spine.levels import normalize_level
+from boneqct.spine.local_grid import LocalGrid
+from boneqct.spine.types import VertebralBody
+from boneqct.volume import Volume
+
+#: Working grid spacing (mm) and half-size of the box around the seed (mm): holds a large
+#: lumbar body (about 55 mm wide) from a seed anywhere inside it.
+WORK_SPACING_MM = 1.0
+BOX_HALF_MM = 45.0
+#: Gaussian smoothing SD (mm) against noise before thresholding.
+SMOOTH_MM = 0.8
+#: Radius (mm) of the sphere around the seed giving the trabecular HU level.
+SEED_RADIUS_MM = 4.0
+#: Radius (mm) and percentile giving the cortical HU level (shell and posterior elements).
+CORTEX_RADIUS_MM = 25.0
+CORTEX_PERCENTILE = 99.5
+#: Smallest cortex-trabecular contrast (HU) for a shell to be recognised.
+MIN_CONTRAST_HU = 80.0
+#: Seeds whose neighbourhood is darker than this (HU) lie in air or fat.
+AIR_FAT_HU = -200.0
+#: Ball radii (mm) tried in turn by the interior growing.
+BALL_RADII_MM = (2.0, 3.0, 4.5)
+#: Largest distance (mm) from the seed to the nearest voxel a ball can reach.
+SEED_SNAP_MM = 6.0
+#: Plausible interior volume (cm3) of a vertebral body.
+MIN_INTERIOR_CM3 = 2.0
+MAX_INTERIOR_CM3 = 150.0
+#: Width (mm) of the cortex added around the interior to form the body.
+SHELL_MM = 3.0
+#: Bone threshold (HU) for finding the posterior elements: a common CT bone threshold,
+#: below cortical and posterior-element HU whatever the body's density.
+POSTERIOR_BONE_HU = 200.0
+#: Largest angle (degrees) between the anterior direction found and RAS A before falling back.
+MAX_ANTERIOR_DEVIATION_DEG = 45.0
+
+
+def _sphere(shape, center_kji, radius_vox) -> np.ndarray:
+    """Bool ball of a radius (voxels) about a centre (k, j, i) in an array shape."""
+    kk, jj, ii = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    c = center_kji
+    return (kk - c[0]) ** 2 + (jj - c[1]) ** 2 + (ii - c[2]) ** 2 <= radius_vox**2
+
+
+def _fmt(ras_mm) -> str:
+    """A RAS position for messages."""
+    return "(" + ", ".join(f"{x:.1f}" for x in ras_mm) + ") mm RAS"
+
+
+def _touches_faces(mask: np.ndarray) -> bool:
+    """True when a mask reaches any face of its array."""
+    return any(np.take(mask, index, axis=a).any() for a in range(3) for index in (0, -1))
+
+
+def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
+    """Interior grown from the seed by a ball; (interior, ball radius) or (None, None) if open."""
+    distance_mm = ndimage.distance_transform_edt(below_kji) * spacing_mm
+    seed_kji = np.asarray(seed_kji)
+    for radius_mm in BALL_RADII_MM:
+        core = distance_mm > radius_mm
+        labels, _ = ndimage.label(core)
+        near = _sphere(core.shape, seed_kji, SEED_SNAP_MM / spacing_mm) & core
+        if not near.any():
+            continue
+        candidates = np.argwhere(near)
+        nearest = candidates[np.argmin(((candidates - seed_kji) ** 2).sum(axis=1))]
+        component = labels == labels[tuple(nearest)]
+        if _touches_faces(component) or component.sum() * voxel_cm3 > MAX_INTERIOR_CM3:
+            continue
+        lo = np.maximum(np.argwhere(component).min(axis=0) - int(radius_mm / spacing_mm) - 2, 0)
+        hi = np.argwhere(component).max(axis=0) + int(radius_mm / spacing_mm) + 3
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        reach_mm = ndimage.distance_transform_edt(~component[box]) * spacing_mm
+        interior = np.zeros_like(component)
+        interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
+        return interior, radius_mm
+    return None, None
+
+
+def _anterior_direction(bone_kji, body_kji, grid: LocalGrid, center_ras, axis_ras,
+                        height_mm) -> tuple[np.ndarray, list[str]]:
+    """Unit anterior vector ⟂ axis: away from the bone outside the body at the body's height."""
+    anterior_ref = np.array([0.0, 1.0, 0.0]) - axis_ras[1] * axis_ras
+    anterior_ref /= np.linalg.norm(anterior_ref)
+    near_body = ndimage.binary_dilation(body_kji, iterations=2)
+    outside = np.argwhere(bone_kji & ~near_body)
+    warnings: list[str] = []
+    if len(outside):
+        offsets = grid.kji_to_ras(outside) - center_ras
+        along = offsets @ axis_ras
+        radial = offsets - along[:, None] * axis_ras
+        keep = (np.abs(along) <= height_mm / 2.0) & (np.linalg.norm(radial, axis=1) <= 45.0)
+        if keep.sum() > 10:
+            posterior = radial[keep].mean(axis=0)
+            if np.linalg.norm(posterior) > 1.0:
+                anterior = -posterior / np.linalg.norm(posterior)
+                if anterior @ anterior_ref >= np.cos(np.radians(MAX_ANTERIOR_DEVIATION_DEG)):
+                    return anterior, warnings
+    warnings.append("Posterior elements not found clearly: anterior taken as the patient's "
+                    "anterior (RAS A) perpendicular to the body axis.")
+    return anterior_ref, warnings
+
+
+def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
+               limit_ct_kji: np.ndarray | None = None) -> VertebralBody:
+    """Delineate the body around a seed; ``limit_ct_kji`` confines it (e.g. a vertebra label)."""
+    seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
+    seed_ijk = volume_hu.ras_to_ijk_points(seed_ras_mm)[0]
+    size_ijk = np.array(volume_hu.size_ijk)
+    if np.any(seed_ijk < -0.5) or np.any(seed_ijk > size_ijk - 0.5):
+        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies outside the scan. "
+                         "Place the seed inside the vertebral body on this CT.")
+    grid = LocalGrid.around(seed_ras_mm, BOX_HALF_MM, WORK_SPACING_MM)
+    spacing = grid.spacing_mm
+    voxel_cm3 = spacing**3 / 1000.0
+    inside = grid.inside_scan(volume_hu)
+    hu = ndimage.gaussian_filter(grid.sample(volume_hu, order=1), SMOOTH_MM / spacing)
+    seed_kji = np.round(grid.ras_to_kji(seed_ras_mm)[0]).astype(int)
+
+    near_seed = _sphere(hu.shape, seed_kji, SEED_RADIUS_MM / spacing) & inside
+    trabecular_hu = float(np.median(hu[near_seed]))
+    if trabecular_hu < AIR_FAT_HU:
+        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
+                         f"(about {trabecular_hu:.0f} HU), not in bone. Move it into the "
+                         "vertebral body.")
+    around = _sphere(hu.shape, seed_kji, CORTEX_RADIUS_MM / spacing) & inside
+    cortex_hu = float(np.percentile(hu[around], CORTEX_PERCENTILE))
+    if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
+        raise SpineError(f"No cortical bone around the seed of {level} at {_fmt(seed_ras_mm)}: "
+                         "the seed is not in a vertebral body. Move it into the body.")
+    threshold_hu = trabecular_hu + 0.5 * (cortex_hu - trabecular_hu)
+    below = (hu < threshold_hu) & inside
+    if limit_ct_kji is not None:
+        below &= _limit_on_grid(limit_ct_kji, volume_hu, grid)
+    interior, radius_mm = _grow_interior(below, seed_kji, spacing, voxel_cm3)
+    if interior is None:
+        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
+                         "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
+                         "or the body is badly broken). Move it into the body.")
+    if (ndimage.binary_dilation(interior, iterations=2) & ~inside).any():
+        raise SpineError(f"Level {level} is cut by the end of the scan: the vertebral body is "
+                         "not entirely on the CT. Measure another level or use a longer scan.")
+    if interior.sum() * voxel_cm3 < MIN_INTERIOR_CM3:
+        raise SpineError(f"The body of {level} found at {_fmt(seed_ras_mm)} is too small "
+                         f"(< {MIN_INTERIOR_CM3} cm3) for a measurement; check the seed and "
+                         "the level, or exclude the level.")
+    bone = (hu >= threshold_hu) & inside
+    shell = ndimage.distance_transform_edt(~interior) * spacing <= SHELL_MM
+    body = ndimage.binary_fill_holes(interior | (shell & bone))
+
+    interior_ras = grid.kji_to_ras(np.argwhere(interior))
+    center_ras = interior_ras.mean(axis=0)
+    axis_ras = find_body_axis(interior_ras)
+    along = (grid.kji_to_ras(np.argwhere(body)) - center_ras) @ axis_ras
+    height_mm = float(np.ptp(np.percentile(along, [1.0, 99.0])) + spacing)
+    anterior_ras, warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), body, grid, center_ras, axis_ras,
+                                                 height_mm)
+    if radius_mm > BALL_RADII_MM[0]:
+        warnings.append(f"{level}: gaps in the cortical shell; interior grown with a "
+                        f"{radius_mm:.1f} mm ball.")
+    return VertebralBody(
+        level=level,
+        body_mask_kji=grid.mask_to_ct(body, volume_hu),
+        trabecular_mask_kji=grid.mask_to_ct(interior, volume_hu),
+        center_ras_mm=center_ras, axis_ras=axis_ras, anterior_ras=anterior_ras,
+        height_mm=height_mm, warnings=warnings)
+
+
+def _limit_on_grid(limit_ct_kji: np.ndarray, volume: Volume, grid: LocalGrid) -> np.ndarray:
+    """A CT-grid bool mask on the local grid (nearest neighbour)."""
+    return grid.sample(volume.with_array(limit_ct_kji.astype(np.uint8)), order=0, cval=0) > 0
+
+
+def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> VertebralBody:
+    """Delineate a vertebral body (posterior elements excluded) from a seed inside it.
+
+    Args:
+        volume_hu: the CT in HU with its IJK->RAS matrix (any voxel order and spacing).
+        seed_ras_mm: a point inside the vertebral body (RAS mm).
+        level: level name ("L1", ...).
+
+    Raises:
+        SpineError: seed outside the scan or outside bone, body cut by the scan's end, body
+            too small.
+    """
+    return _delineate(volume_hu, seed_ras_mm, normalize_level(level))
+
+
+def _label_mask_on_ct(volume_hu: Volume, labels: Volume, label_value: int) -> np.ndarray:
+    """Bool CT-grid mask of one label value (labels resampled nearest-neighbour if needed)."""
+    same_grid = (labels.array_kji.shape == volume_hu.array_kji.shape
+                 and np.allclose(labels.ijk_to_ras, volume_hu.ijk_to_ras, atol=1e-3))
+    if same_grid:
+        return labels.array_kji == label_value
+    found = np.argwhere(labels.array_kji == label_value)
+    mask = np.zeros(volume_hu.array_kji.shape, bool)
+    if not len(found):
+        return mask
+    lo = np.maximum(found.min(axis=0) - 2, 0)
+    hi = found.max(axis=0) + 3
+    crop = labels.array_kji[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == label_value
+    crop_ijk_to_ras = labels.ijk_to_ras.copy()
+    crop_ijk_to_ras[:3, 3] = labels.ijk_to_ras_points(lo[::-1])[0]
+    moving = volume_to_sitk(Volume(crop.astype(np.uint8), crop_ijk_to_ras))
+    corners = np.array([[a, b, c] for a in (0, crop.shape[2] - 1) for b in (0, crop.shape[1] - 1)
+                        for c in (0, crop.shape[0] - 1)], float)
+    ct_ijk = volume_hu.ras_to_ijk_points(labels.ijk_to_ras_points(corners + lo[::-1]))
+    ct_lo = np.clip(np.floor(ct_ijk.min(axis=0)).astype(int) - 1, 0, None)
+    ct_hi = np.minimum(np.ceil(ct_ijk.max(axis=0)).astype(int) + 2, volume_hu.size_ijk)
+    if np.any(ct_hi <= ct_lo):
+        return mask
+    ref_ijk_to_ras = volume_hu.ijk_to_ras.copy()
+    ref_ijk_to_ras[:3, 3] = volume_hu.ijk_to_ras_points(ct_lo)[0]
+    shape_kji = tuple((ct_hi - ct_lo)[::-1])
+    reference = volume_to_sitk(Volume(np.zeros(shape_kji, np.uint8), ref_ijk_to_ras))
+    resampled = sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    mask[ct_lo[2]:ct_hi[2], ct_lo[1]:ct_hi[1], ct_lo[0]:ct_hi[0]] = (
+        sitk.GetArrayFromImage(resampled) > 0)
+    return mask
+
+
+def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
+                    level: str) -> VertebralBody:
+    """Delineate a vertebral body from a whole-vertebra label (TotalSegmentator, VerSe).
+
+    The label map may be on another grid (resampled nearest-neighbour onto the CT). The seed
+    is the label's deepest point (largest distance to its edge, which lies in the body, the
+    vertebra's thickest part); the body is then delineated as from a seed, confined to the
+    label dilated by 2 mm so the posterior elements and neighbours stay out.
+    """
+    level = normalize_level(level)
+    mask = _label_mask_on_ct(volume_hu, labels, int(label_value))
+    if not mask.any():
+        raise SpineError(f"Label {label_value} ({level}) is absent from the label map. Check "
+                         "the label scheme or segment this level.")
+    spacing_kji = volume_hu.spacing_mm[::-1]
+    found = np.argwhere(mask)
+    lo, hi = np.maximum(found.min(axis=0) - 4, 0), found.max(axis=0) + 5
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    depth_mm = ndimage.distance_transform_edt(mask[box], sampling=spacing_kji)
+    seed_kji = np.array(np.unravel_index(np.argmax(depth_mm), depth_mm.shape)) + lo
+    seed_ras = volume_hu.ijk_to_ras_points(seed_kji[::-1])[0]
+    near_mm = ndimage.distance_transform_edt(~mask[box], sampling=spacing_kji)
+    limit = np.zeros(mask.shape, bool)
+    limit[box] = near_mm <= 2.0
+    return _delineate(volume_hu, seed_ras, level, limit_ct_kji=limit)

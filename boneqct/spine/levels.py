@@ -1,0 +1,48 @@
+"""Vertebral level names and the label numbering of common segmentation tools."""
+
+from __future__ import annotations
+
+from boneqct.errors import SpineError
+
+#: Levels measured by spine QCT, cranial first (domain.md section 3: L1-L2, up to L1-L4).
+LEVEL_NAMES: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+
+#: Label value -> level per label-map scheme. TotalSegmentator (v2 "total" task) and VerSe
+#: (vertebra number: 1-7 cervical, 8-19 thoracic, 20-24 lumbar).
+LABEL_SCHEMES: dict[str, dict[int, str]] = {
+    "totalsegmentator": {33: "T11", 32: "T12", 31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5"},
+    "verse": {18: "T11", 19: "T12", 20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"},
+}
+
+
+def _scheme(scheme: str) -> dict[int, str]:
+    """The label table of a scheme, or SpineError naming the known schemes."""
+    table = LABEL_SCHEMES.get(scheme.lower())
+    if table is None:
+        raise SpineError(f"Unknown label scheme '{scheme}'. Use one of: "
+                         f"{', '.join(sorted(LABEL_SCHEMES))}.")
+    return table
+
+
+def normalize_level(name: str) -> str:
+    """The canonical level name ("l1" -> "L1"), or SpineError listing the known levels."""
+    level = str(name).strip().upper()
+    if level not in LEVEL_NAMES:
+        raise SpineError(f"Unknown vertebral level '{name}'. Use one of: {', '.join(LEVEL_NAMES)}.")
+    return level
+
+
+def level_for_label(label_value: int, scheme: str = "totalsegmentator") -> str:
+    """The level name of a label value in a scheme; SpineError when the value is not a level."""
+    table = _scheme(scheme)
+    try:
+        return table[int(label_value)]
+    except KeyError:
+        raise SpineError(f"Label {label_value} is not one of the levels {', '.join(LEVEL_NAMES)} "
+                         f"in the '{scheme}' numbering. Check the label-map scheme.") from None
+
+
+def label_for_level(level: str, scheme: str = "totalsegmentator") -> int:
+    """The label value of a level in a scheme."""
+    level = normalize_level(level)
+    return next(value for value, name in _scheme(scheme).items() if name == level)

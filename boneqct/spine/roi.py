@@ -1,0 +1,141 @@
+"""Trabecular ROI of a delineated vertebral body: mid-height elliptic cylinder or 3D interior.
+
+Elliptic cylinder (QCT spine ROI, domain.md section 3): axis along the body axis, centred on
+the trabecular interior's mid-height, ``thickness_mm`` thick. In the body's frame (u to the
+side, v anterior) the ellipse, aligned with u and v, is the largest one whose cylinder holds
+only trabecular voxels at least ``margin_mm`` from the inner cortical boundary, and that stays
+anterior of the basivertebral vein: its posterior edge lies at least ``VEIN_FRACTION`` of the
+trabecular antero-posterior depth (measured along the midline in the slab) in front of the
+posterior inner cortex, so the ROI excludes the posterior third of the body where the vein
+and its channels enter, and its centre lies anterior of the body centre.
+The mask holds the CT voxels whose centres lie inside the analytic cylinder (exact on any grid).
+
+"trabecular-3d": every trabecular voxel at least ``margin_mm`` from the inner cortex.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from boneqct.errors import SpineError
+from boneqct.spine.types import VertebralBody, VertebralROI
+from boneqct.volume import Volume
+
+#: ROI thickness along the body axis (mm): the seed's QCT PRO screen, ROI depth 9 mm
+#: (domain.md section 3).
+DEFAULT_THICKNESS_MM = 9.0
+#: Distance (mm) kept from the inner cortical boundary.
+DEFAULT_MARGIN_MM = 2.0
+#: Posterior part of the trabecular depth excluded for the basivertebral vein (fraction).
+VEIN_FRACTION = 1.0 / 3.0
+#: Half-width (mm) of the midline band where the antero-posterior depth is measured.
+MIDLINE_HALF_WIDTH_MM = 5.0
+#: Ellipse aspect ratios (side / antero-posterior semi-axis) tried.
+ASPECT_RATIOS = np.arange(1.0, 3.01, 0.1)
+#: Smallest ROI volume (cm3) accepted.
+MIN_ROI_CM3 = 0.3
+KINDS = ("elliptic-cylinder", "trabecular-3d")
+
+
+def _crop_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """Slices of a mask's bounding box, padded by ``pad`` voxels."""
+    found = np.argwhere(mask)
+    lo = np.maximum(found.min(axis=0) - pad, 0)
+    hi = np.minimum(found.max(axis=0) + pad + 1, mask.shape)
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def _largest_ellipse(forbidden_uv, u0, v_lim, v_max):
+    """Largest axis-aligned ellipse avoiding points, above v_lim: (u_c, v_c, a, b) in mm."""
+    best = (0.0, None)
+    for u_c in u0 + np.arange(-3.0, 3.01, 1.0):
+        for v_c in np.arange(v_lim, v_max, 0.5):
+            du = forbidden_uv[:, 0] - u_c
+            dv = forbidden_uv[:, 1] - v_c
+            # scale of the ellipse (b = scale, a = ratio * scale) reaching the nearest point
+            scale = np.sqrt((du[None, :] / ASPECT_RATIOS[:, None]) ** 2 + dv[None, :] ** 2)
+            b = np.minimum(0.999 * scale.min(axis=1), v_c - v_lim)
+            area = ASPECT_RATIOS * b**2
+            n = int(np.argmax(area))
+            if area[n] > best[0]:
+                best = (area[n], (u_c, v_c, ASPECT_RATIOS[n] * b[n], b[n]))
+    return best[1]
+
+
+def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFAULT_THICKNESS_MM,
+              margin_mm: float = DEFAULT_MARGIN_MM,
+              kind: str = "elliptic-cylinder") -> VertebralROI:
+    """Place the trabecular ROI of a body on the CT grid.
+
+    Args:
+        volume_hu: the CT the body was delineated on (its grid and IJK->RAS).
+        body: the delineated body (masks on the CT grid, centre, axis, anterior).
+        thickness_mm: cylinder thickness along the body axis (mm).
+        margin_mm: least distance (mm) from the inner cortical boundary.
+        kind: "elliptic-cylinder" or "trabecular-3d".
+
+    Raises:
+        SpineError: the body leaves too little trabecular bone for the ROI.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    trabecular = body.trabecular_mask_kji
+    if not trabecular.any():
+        raise SpineError(f"{body.level}: no trabecular bone delineated; check the seed.")
+    spacing_kji = volume_hu.spacing_mm[::-1]
+    pad = int(np.ceil(thickness_mm / spacing_kji.min())) + 2
+    box = _crop_box(trabecular, pad)
+    inner = trabecular[box]
+    # distance of each voxel centre to the inner boundary (half a voxel inside the centres
+    # of the outermost interior voxels)
+    depth_mm = ndimage.distance_transform_edt(inner, sampling=spacing_kji) - 0.5 * spacing_kji.min()
+    allowed = inner & (depth_mm >= margin_mm)
+    roi = np.zeros(trabecular.shape, bool)
+    warnings: list[str] = []
+    if kind == "trabecular-3d":
+        roi[box] = allowed
+        center_ras = body.center_ras_mm.copy()
+        semi_axes, thickness = None, None
+    else:
+        axis, anterior = body.axis_ras, body.anterior_ras
+        side = np.cross(axis, anterior)
+        kk, jj, ii = np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij")
+        ras = volume_hu.ijk_to_ras_points(np.stack([ii.ravel(), jj.ravel(), kk.ravel()], 1))
+        rel = ras - body.center_ras_mm
+        u, v, w = (rel @ side).reshape(kk.shape), (rel @ anterior).reshape(kk.shape), (
+            rel @ axis).reshape(kk.shape)
+        w_lo, w_hi = np.percentile(w[inner], [0.5, 99.5])
+        w_mid = 0.5 * (w_lo + w_hi)
+        slab = np.abs(w - w_mid) <= thickness_mm / 2.0
+        midline = slab & inner & (np.abs(u) <= MIDLINE_HALF_WIDTH_MM)
+        usable = slab & allowed
+        if midline.sum() < 10 or usable.sum() < 10:
+            raise SpineError(f"{body.level}: too little trabecular bone at mid-height for a "
+                             f"{thickness_mm:g} mm ROI with a {margin_mm:g} mm margin; the body "
+                             "may be fractured or deformed. Exclude this level.")
+        v_post, v_ant = np.percentile(v[midline], [1.0, 99.0])
+        v_lim = v_post + VEIN_FRACTION * (v_ant - v_post)
+        edge = slab & ~allowed & ndimage.binary_dilation(allowed, np.ones((3, 3, 3), bool))
+        forbidden_uv = np.column_stack([u[edge], v[edge]])
+        front = usable & (v >= v_lim)
+        if not front.any():
+            raise SpineError(f"{body.level}: no trabecular bone anterior of the basivertebral "
+                             "vein region; the body may be fractured or deformed.")
+        ellipse = _largest_ellipse(forbidden_uv, float(np.median(u[front])), v_lim,
+                                   float(v[front].max()))
+        if ellipse is None:
+            raise SpineError(f"{body.level}: no room for an ROI in the trabecular bone.")
+        u_c, v_c, a, b = ellipse
+        inside = slab & (((u - u_c) / a) ** 2 + ((v - v_c) / b) ** 2 <= 1.0)
+        roi[box] = inside
+        center_ras = body.center_ras_mm + u_c * side + v_c * anterior + w_mid * axis
+        semi_axes, thickness = (float(a), float(b)), float(thickness_mm)
+    voxel_cm3 = float(np.prod(spacing_kji)) / 1000.0
+    if roi.sum() * voxel_cm3 < MIN_ROI_CM3:
+        raise SpineError(f"{body.level}: the ROI would hold only {roi.sum()} voxels "
+                         f"(< {MIN_ROI_CM3} cm3); the body is too small or damaged. "
+                         "Check the seed or exclude this level.")
+    return VertebralROI(level=body.level, kind=kind, mask_kji=roi, center_ras_mm=center_ras,
+                        axis_ras=body.axis_ras.copy(), semi_axes_mm=semi_axes,
+                        thickness_mm=thickness, warnings=warnings)

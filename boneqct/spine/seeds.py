@@ -1,0 +1,110 @@
+"""Seed points of vertebral levels: Slicer markups files and command-line text.
+
+Every function returns ``{level: position}`` with positions in RAS mm (the core's frame).
+Slicer's markups JSON stores positions in the frame its ``coordinateSystem`` names ("LPS" in
+files written by current Slicer, "RAS" in older ones); both are read, LPS is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from boneqct.errors import SpineError
+from boneqct.io.atomic import write_json_atomic
+from boneqct.spine.levels import LEVEL_NAMES, normalize_level
+from boneqct.volume import lps_to_ras, ras_to_lps
+
+#: Schema URL Slicer writes at the top of a markups file (Slicer 5.x).
+MARKUPS_SCHEMA_URL = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/"
+                      "Markups/Resources/Schema/markups-schema-v1.0.3.json#")
+
+_SEED_FORMAT = "LEVEL=R,A,S (RAS mm), e.g. L1=2.5,-30.0,112.0"
+
+
+def _add_point(points: dict, label: str, position_ras_mm, source: str) -> None:
+    """Add one seed, rejecting unknown level names and duplicates."""
+    try:
+        level = normalize_level(label)
+    except SpineError:
+        raise SpineError(f"{source}: the point label '{label}' is not a vertebral level. "
+                         f"Name each point by its level ({', '.join(LEVEL_NAMES)}).") from None
+    if level in points:
+        raise SpineError(f"{source}: level {level} has more than one seed point. "
+                         "Keep one point per level.")
+    position = np.asarray(position_ras_mm, dtype=float)
+    if position.shape != (3,) or not np.all(np.isfinite(position)):
+        raise SpineError(f"{source}: the point of {level} has no valid 3D position.")
+    points[level] = position
+
+
+def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
+    """Read seed points from a Slicer markups file (.mrk.json); positions returned in RAS mm.
+
+    Point labels must be level names (case-insensitive). Raises SpineError for an unreadable
+    file, an unknown label, a duplicate level or a file with no points.
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        markups = document["markups"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise SpineError(f"Cannot read seed points from '{path.name}': it is missing or not a "
+                         "Slicer markups file (.mrk.json). Save the point list from Slicer's "
+                         "Markups module.") from None
+    points: dict[str, np.ndarray] = {}
+    for markup in markups:
+        frame = str(markup.get("coordinateSystem", "LPS")).upper()
+        if frame not in ("LPS", "RAS"):
+            raise SpineError(f"'{path.name}' uses coordinate system '{frame}'; "
+                             "expected LPS or RAS.")
+        for point in markup.get("controlPoints", []):
+            position = np.asarray(point.get("position", []), dtype=float)
+            if position.shape == (3,) and frame == "LPS":
+                position = lps_to_ras(position)
+            _add_point(points, str(point.get("label", "")), position, f"'{path.name}'")
+    if not points:
+        raise SpineError(f"'{path.name}' holds no points. Place one point per level, "
+                         "labelled by its level (e.g. L1).")
+    return points
+
+
+def parse_seed_args(texts: list[str]) -> dict[str, np.ndarray]:
+    """Parse seeds given as text, one per level, in the form ``LEVEL=R,A,S`` (RAS mm)."""
+    points: dict[str, np.ndarray] = {}
+    for text in texts:
+        label, sep, coords = str(text).partition("=")
+        try:
+            position = [float(c) for c in coords.split(",")]
+        except ValueError:
+            position = []
+        if not sep or len(position) != 3:
+            raise SpineError(f"Cannot read the seed '{text}'. Give each seed as {_SEED_FORMAT}.")
+        _add_point(points, label.strip(), position, f"Seed '{text}'")
+    return points
+
+
+def write_markups_points(points: dict[str, np.ndarray], path: str | Path,
+                         name: str = "Seeds") -> Path:
+    """Write ``{level: RAS mm}`` as a Slicer point-list markups file (LPS), atomically."""
+    control_points = []
+    for n, (level, position_ras_mm) in enumerate(points.items(), start=1):
+        position_lps_mm = ras_to_lps(np.asarray(position_ras_mm, dtype=float))
+        control_points.append({
+            "id": str(n), "label": str(level), "description": "", "associatedNodeID": "",
+            "position": [float(x) for x in position_lps_mm],
+            "orientation": [-1.0, -0.0, -0.0, -0.0, -1.0, -0.0, 0.0, 0.0, 1.0],
+            "selected": True, "locked": False, "visibility": True, "positionStatus": "defined",
+        })
+    document = {
+        "@schema": MARKUPS_SCHEMA_URL,
+        "markups": [{
+            "type": "Fiducial", "name": name, "coordinateSystem": "LPS",
+            "coordinateUnits": "mm", "locked": False, "fixedNumberOfControlPoints": False,
+            "labelFormat": "%N-%d", "lastUsedControlPointNumber": len(control_points),
+            "controlPoints": control_points, "measurements": [],
+        }],
+    }
+    return write_json_atomic(path, document)
