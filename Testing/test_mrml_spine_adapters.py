@@ -1,0 +1,504 @@
+"""Spine MRML adapter tests on Slicer's real MRML libraries (PyPI ``slicer-core``).
+
+Unit tests build small results by hand (levels and ``VertebralROI`` masks); the end-to-end
+test runs the core's ``analyze_spine`` on the digital spine phantom and checks every table
+cell against the core's result at full precision, and the BMD against the phantom's truth.
+Skipped as a whole when slicer-core is not installed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer.util")
+from slicer import vtkMRMLScene  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "QCTBoneDensity"))
+
+from QCTBoneDensityLib import (  # noqa: E402
+    calibration_to_table_node,
+    has_spine_result,
+    labels_from_node,
+    parse_levels,
+    reference_plot,
+    roi_centers_to_markups,
+    roi_labelmap_to_node,
+    roi_segmentation_from_labelmap,
+    run_spine,
+    seeds_from_markups_node,
+    spine_result_to_table_node,
+    spine_summary_text,
+    update_node_from_volume,
+    volume_from_node,
+)
+from QCTBoneDensityLib.spine import SPINE_COLUMNS  # noqa: E402
+
+from boneqct.spine.types import VertebralROI  # noqa: E402
+from boneqct.volume import Volume  # noqa: E402
+
+COLUMN_NAMES = ["Level", "BMD (mg/cm3)", "SD (mg/cm3)", "Median (mg/cm3)", "Mean (HU)", "SD (HU)",
+                "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC"]
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene installed as ``slicer.mrmlScene``."""
+    slicer.mrmlScene = vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+def oblique_ijk_to_ras() -> np.ndarray:
+    """IJK->RAS with an oblique rotation, anisotropic spacing and an origin."""
+    axis = np.array([1.0, -2.0, 3.0]) / np.linalg.norm([1.0, -2.0, 3.0])
+    angle = np.deg2rad(17.0)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    m = np.eye(4)
+    m[:3, :3] = rotation * np.array([0.7, 0.9, 2.5])
+    m[:3, 3] = [-20.25, 35.5, -110.0]
+    return m
+
+
+def node_ijk_to_ras(node) -> np.ndarray:
+    matrix = slicer.util.vtkMatrixFromArray(np.eye(4))
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def small_ct() -> Volume:
+    array_kji = (np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8) % 50) * 5
+    return Volume(array_kji=array_kji, ijk_to_ras=oblique_ijk_to_ras())
+
+
+def level(name, bmd, index, **overrides):
+    """A LevelResult-like object with every field the adapters read."""
+    values = dict(
+        level=name, bmd_mg_cm3=bmd, sd_mg_cm3=None if bmd is None else 12.345678901,
+        median_mg_cm3=None if bmd is None else bmd - 0.123456789, mean_hu=150.0 + index / 3.0,
+        sd_hu=20.0 + index / 7.0, median_hu=149.0, n_voxels=1000 + index,
+        roi_volume_mm3=1234.56789 + index, roi_center_ras_mm=[1.5 + index, -30.25, 100.0 + 35.0 * index],
+        roi_axis_ras=[0.0, 0.0, 1.0], roi_semi_axes_mm=[12.0, 9.0], roi_thickness_mm=9.0,
+        cement_augmentation=None if bmd is None else bmd < 50.0,
+        qc={"cortical_fraction": 0.0, "inside_body": True, "enough_voxels": index != 2,
+            "passed": index != 2},
+        excluded=False)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+def fake_result(volume: Volume | None = None, calibrated=True, reference=None):
+    """A SpineResult-like object: L1 (low BMD), L2, L3 (failed QC); ROIs on ``volume``'s grid."""
+    bmds = (41.234567891, 98.76543219, 120.5) if calibrated else (None, None, None)
+    levels = [level(name, bmd, n) for n, (name, bmd) in enumerate(zip(("L1", "L2", "L3"), bmds, strict=True))]
+    rois = []
+    if volume is not None:
+        for n, lv in enumerate(levels):
+            mask = np.zeros(volume.array_kji.shape, bool)
+            mask[2 * n:2 * n + 2, 1 + n:4 + n, 2:5 + n] = True
+            rois.append(VertebralROI(lv.level, "elliptic-cylinder", mask, np.array(lv.roi_center_ras_mm),
+                                     np.array([0.0, 0.0, 1.0]), (12.0, 9.0), 9.0))
+    mean = float(np.mean(bmds[:2])) if calibrated else None
+    result = SimpleNamespace(
+        levels=levels, levels_used=["L1", "L2"], mean_bmd_mg_cm3=mean, mean_hu=150.2,
+        category="osteopenia" if calibrated else None, t_score=-1.75 if calibrated else None,
+        z_score=None, reference=reference, calibrated=calibrated,
+        calibration=SimpleNamespace(material="K2HPO4") if calibrated else None,
+        warnings=["L3: ROI quality check failed"], rois=rois)
+    result.to_dict = lambda: {"levels": [vars(lv) for lv in levels], "mean_bmd_mg_cm3": mean}
+    return result
+
+
+def column(table_node, name):
+    array = table_node.GetTable().GetColumnByName(name)
+    assert array is not None, f"no column {name}"
+    return array
+
+
+# ----------------------------------------------------------------------------- seeds
+
+def add_points(scene, points, name="seeds"):
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for label, position in points:
+        node.AddControlPoint(*position, label)
+    return node
+
+
+def test_seeds_from_markups_node_are_the_placed_ras_points(scene):
+    placed = {"L1": [12.25, -30.5, 101.125], "L2": [-3.0, 44.0, 66.75], "T12": [0.0, 0.0, 140.0]}
+    node = add_points(scene, [("L1", placed["L1"]), (" l2 ", placed["L2"]), ("t12", placed["T12"])])
+    seeds = seeds_from_markups_node(node)
+    assert set(seeds) == set(placed)
+    for name, position in placed.items():
+        assert isinstance(seeds[name], np.ndarray) and seeds[name].shape == (3,)
+        np.testing.assert_array_equal(seeds[name], position)
+
+
+def test_seeds_skip_unplaced_points(scene):
+    node = add_points(scene, [("L1", [1.0, 2.0, 3.0])])
+    index = node.AddControlPoint(0.0, 0.0, 0.0, "L2")
+    node.UnsetNthControlPointPosition(index)
+    assert list(seeds_from_markups_node(node)) == ["L1"]
+
+
+@pytest.mark.parametrize("points, message", [
+    ([("L1", [0, 0, 0]), ("liver", [1, 1, 1])], "'liver'.*not named by a vertebral level"),
+    ([("L1", [0, 0, 0]), ("F-1", [1, 1, 1])], "F-1"),
+    ([("L1", [0, 0, 0]), ("l1", [1, 1, 1])], "L1 has more than one seed point"),
+    ([], "no placed points"),
+])
+def test_seeds_with_bad_labels_say_what_to_fix(scene, points, message):
+    node = add_points(scene, points)
+    with pytest.raises(ValueError, match=message):
+        seeds_from_markups_node(node)
+
+
+def test_seeds_without_node_say_what_to_select():
+    with pytest.raises(ValueError, match="Select"):
+        seeds_from_markups_node(None)
+
+
+def test_parse_levels():
+    assert parse_levels("L1,L2") == ("L1", "L2")
+    assert parse_levels(" l1; L2 l3 ,") == ("L1", "L2", "L3")
+    assert parse_levels(["T12", "L1", "L1"]) == ("T12", "L1")
+    with pytest.raises(ValueError, match="'L9' is not a vertebral level"):
+        parse_levels("L1,L9")
+    with pytest.raises(ValueError, match="List the levels"):
+        parse_levels(" , ")
+
+
+# ----------------------------------------------------------------------------- label maps
+
+def test_labels_from_labelmap_node_keep_values_and_geometry(scene):
+    labels = Volume(np.zeros((6, 7, 8), np.uint8), oblique_ijk_to_ras())
+    labels.array_kji[1:3, 2:4, 2:5] = 31
+    labels.array_kji[4:6, 1:3, 1:3] = 30
+    node = update_node_from_volume(labels, name="labels", node_class="vtkMRMLLabelMapVolumeNode")
+    back = labels_from_node(node, None)
+    np.testing.assert_array_equal(back.array_kji, labels.array_kji)
+    np.testing.assert_allclose(back.ijk_to_ras, labels.ijk_to_ras, atol=1e-9)
+
+
+def import_segments(scene, ct_node, segments):
+    """A segmentation from a label map painted with a distinct value per segment, renamed."""
+    array = np.zeros(slicer.util.arrayFromVolume(ct_node).shape, np.uint8)
+    for n, (_, mask) in enumerate(segments):
+        array[mask] = n + 1
+    labelmap = update_node_from_volume(Volume(array, node_ijk_to_ras(ct_node)), name="painted",
+                                       node_class="vtkMRMLLabelMapVolumeNode")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node)
+    segmentation = node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        segment.SetName(segments[segment.GetLabelValue() - 1][0])
+    return node
+
+
+@pytest.mark.parametrize("scheme, l1, l2", [("totalsegmentator", 31, 30), ("verse", 20, 21)])
+def test_labels_from_segmentation_use_level_names_and_the_ct_grid(scene, scheme, l1, l2):
+    ct_node = update_node_from_volume(small_ct(), name="ct")
+    shape = (6, 7, 8)
+    masks = {name: np.zeros(shape, bool) for name in ("L1 vertebra", "vertebrae_L2", "liver")}
+    masks["L1 vertebra"][1:3, 2:4, 2:5] = True
+    masks["vertebrae_L2"][3:5, 1:3, 1:3] = True
+    masks["liver"][5, 5:7, 5:8] = True
+    node = import_segments(scene, ct_node, list(masks.items()))
+    labels = labels_from_node(node, ct_node, scheme)
+    np.testing.assert_allclose(labels.ijk_to_ras, node_ijk_to_ras(ct_node), atol=1e-6)
+    assert labels.array_kji.shape == shape
+    expected = np.zeros(shape, np.uint8)
+    expected[masks["L1 vertebra"]] = l1
+    expected[masks["vertebrae_L2"]] = l2
+    np.testing.assert_array_equal(labels.array_kji, expected)
+    # no temporary node is left behind
+    assert scene.GetFirstNodeByName("__BoneQCT_temporary_labels__") is None
+
+
+def test_labels_from_imported_labelmap_segmentation_keep_scheme_values(scene):
+    ct_node = update_node_from_volume(small_ct(), name="ct")
+    array = np.zeros((6, 7, 8), np.uint8)
+    array[1:3, 2:4, 2:5] = 31
+    array[4:6, 1:3, 1:3] = 30
+    array[0, 0, 0:3] = 5  # not a vertebra in TotalSegmentator numbering
+    labelmap = update_node_from_volume(Volume(array, oblique_ijk_to_ras()), name="ts",
+                                       node_class="vtkMRMLLabelMapVolumeNode")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "ts segments")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node)
+    labels = labels_from_node(node, ct_node, "totalsegmentator")
+    expected = np.where(array == 5, 0, array)
+    np.testing.assert_array_equal(labels.array_kji, expected)
+
+
+def test_labels_from_segmentation_without_levels_explain(scene):
+    ct_node = update_node_from_volume(small_ct(), name="ct")
+    mask = np.zeros((6, 7, 8), bool)
+    mask[1:3, 1:3, 1:3] = True
+    node = import_segments(scene, ct_node, [("liver", mask)])
+    with pytest.raises(ValueError, match="no vertebral level"):
+        labels_from_node(node, ct_node)
+    with pytest.raises(ValueError, match="Select"):
+        labels_from_node(None, ct_node)
+
+
+# ----------------------------------------------------------------------------- table
+
+def test_spine_table_columns_units_descriptions_and_values(scene):
+    result = fake_result()
+    table = spine_result_to_table_node(result)
+    assert table.IsA("vtkMRMLTableNode")
+    names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert names == COLUMN_NAMES == [c[0] for c in SPINE_COLUMNS]
+    units = {"BMD (mg/cm3)": "mg/cm3", "SD (mg/cm3)": "mg/cm3", "Median (mg/cm3)": "mg/cm3",
+             "Mean (HU)": "HU", "SD (HU)": "HU", "Voxels": "voxels", "ROI volume (mm3)": "mm3"}
+    for name in names:
+        assert table.GetColumnUnitLabel(name) == units.get(name, "")
+        assert table.GetColumnDescription(name), f"column {name} has no description"
+    assert table.GetNumberOfRows() == len(result.levels)
+    for row, lv in enumerate(result.levels):
+        assert column(table, "Level").GetValue(row) == lv.level
+        assert column(table, "BMD (mg/cm3)").GetValue(row) == lv.bmd_mg_cm3
+        assert column(table, "SD (mg/cm3)").GetValue(row) == lv.sd_mg_cm3
+        assert column(table, "Median (mg/cm3)").GetValue(row) == lv.median_mg_cm3
+        assert column(table, "Mean (HU)").GetValue(row) == lv.mean_hu
+        assert column(table, "SD (HU)").GetValue(row) == lv.sd_hu
+        assert column(table, "Voxels").GetValue(row) == lv.n_voxels
+        assert column(table, "ROI volume (mm3)").GetValue(row) == lv.roi_volume_mm3
+    assert [column(table, "Cement augmentation").GetValue(r) for r in range(3)] == ["yes", "no", "no"]
+    qc = [column(table, "QC").GetValue(r) for r in range(3)]
+    assert qc[:2] == ["pass", "pass"] and qc[2].startswith("FAIL") and "enough_voxels" in qc[2]
+    assert float(table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3")) == result.mean_bmd_mg_cm3
+    assert table.GetAttribute("BoneQCT.Spine.LevelsUsed") == "L1,L2"
+    assert table.GetAttribute("BoneQCT.Spine.Category") == "osteopenia"
+    assert float(table.GetAttribute("BoneQCT.Spine.TScore")) == -1.75
+    assert table.GetAttribute("BoneQCT.Spine.ZScore") == ""
+    assert has_spine_result(table)
+    summary = spine_summary_text(table)
+    assert "70.0 mg/cm3 K2HPO4" in summary and "osteopenia" in summary and "T-score -1.75" in summary
+    assert "Z-score" not in summary and "L3: ROI quality check failed" in summary
+
+
+def test_uncalibrated_table_has_empty_bmd_and_cement(scene):
+    result = fake_result(calibrated=False)
+    table = spine_result_to_table_node(result)
+    for row in range(3):
+        assert math.isnan(column(table, "BMD (mg/cm3)").GetValue(row))
+        assert column(table, "Cement augmentation").GetValue(row) == ""
+        assert column(table, "Mean (HU)").GetValue(row) == result.levels[row].mean_hu
+    assert table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3") == ""
+    assert table.GetAttribute("BoneQCT.Spine.Category") == ""
+    assert spine_summary_text(table).startswith("Uncalibrated: mean of L1,L2: 150.2 HU")
+
+
+def test_spine_table_is_overwritten_in_place(scene):
+    table = spine_result_to_table_node(fake_result(), name="first")
+    result = fake_result()
+    result.levels = result.levels[:1]
+    same = spine_result_to_table_node(result, table)
+    assert same is table and table.GetNumberOfRows() == 1
+    assert table.GetNumberOfColumns() == len(COLUMN_NAMES)
+
+
+# ----------------------------------------------------------------------------- ROIs
+
+def test_roi_labelmap_is_on_the_ct_grid_with_level_names(scene):
+    ct = small_ct()
+    ct_node = update_node_from_volume(ct, name="ct")
+    result = fake_result(ct)
+    node = roi_labelmap_to_node(volume_from_node(ct_node), result)
+    assert node.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_allclose(node_ijk_to_ras(node), node_ijk_to_ras(ct_node), atol=1e-12, rtol=0)
+    assert node.GetImageData().GetDimensions() == ct_node.GetImageData().GetDimensions()
+    array = slicer.util.arrayFromVolume(node)
+    for n, roi in enumerate(result.rois):
+        assert np.all(array[roi.mask_kji] == n + 1)
+    assert np.count_nonzero(array) == np.count_nonzero(np.any([r.mask_kji for r in result.rois], axis=0))
+    colors = node.GetDisplayNode().GetColorNode()
+    assert [colors.GetColorName(v) for v in (1, 2, 3)] == ["L1", "L2", "L3"]
+    # overwrite in place: the node and its colour table are reused
+    again = roi_labelmap_to_node(ct, result, node)
+    assert again is node and node.GetDisplayNode().GetColorNode() is colors
+
+
+def test_roi_segmentation_has_one_segment_per_level(scene):
+    ct = small_ct()
+    result = fake_result(ct)
+    labelmap = roi_labelmap_to_node(ct, result)
+    segmentation_node = roi_segmentation_from_labelmap(labelmap)
+    segmentation = segmentation_node.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["L1", "L2", "L3"]
+    exported = labels_from_node(segmentation_node, labelmap, "verse")
+    expected = np.zeros(ct.array_kji.shape, np.uint8)
+    for roi, value in zip(result.rois, (20, 21, 22), strict=True):
+        expected[roi.mask_kji] = value
+    np.testing.assert_array_equal(exported.array_kji, expected)
+    assert roi_segmentation_from_labelmap(labelmap, segmentation_node) is segmentation_node
+    assert segmentation.GetNumberOfSegments() == 3
+
+
+def test_roi_centers_markups(scene):
+    result = fake_result()
+    node = roi_centers_to_markups(result)
+    assert node.IsA("vtkMRMLMarkupsFiducialNode")
+    assert node.GetNumberOfControlPoints() == 3
+    for index, lv in enumerate(result.levels):
+        assert node.GetNthControlPointLabel(index) == lv.level
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPosition(index, position)
+        np.testing.assert_array_equal(position, lv.roi_center_ras_mm)
+        assert node.GetNthControlPointLocked(index)
+    # the centres read back as seeds
+    seeds = seeds_from_markups_node(node)
+    np.testing.assert_array_equal(seeds["L2"], result.levels[1].roi_center_ras_mm)
+    assert roi_centers_to_markups(result, node) is node and node.GetNumberOfControlPoints() == 3
+
+
+# ----------------------------------------------------------------------------- reference plot
+
+def test_no_reference_curve_no_plot(scene):
+    assert reference_plot(fake_result()) is None
+    no_curve = {"used": None, "why_absent": ["no reference"], "curve": None, "age_years": None}
+    assert reference_plot(fake_result(reference=no_curve)) is None
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 0
+
+
+@pytest.mark.parametrize("reference", [
+    {"curve": {"age_years": [25.0, 35.0, 45.0], "mean": [180.0, 170.0, 150.0], "sd": [25.0, 26.0, 27.0]},
+     "age_years": 52.0, "sex": "F"},
+    {"age_years": [25.0, 35.0, 45.0], "mean_mg_cm3": [180.0, 170.0, 150.0],
+     "sd_mg_cm3": [25.0, 26.0, 27.0], "patient": {"age_years": 52.0, "bmd_mg_cm3": 70.0}},
+])
+def test_reference_plot_has_curve_band_and_patient(scene, reference):
+    result = fake_result(reference=reference)
+    chart = reference_plot(result)
+    assert chart.IsA("vtkMRMLPlotChartNode")
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    assert len(series) == 4
+    mean_table = series[0].GetTableNode()
+    np.testing.assert_array_equal(
+        [column(mean_table, "Age (years)").GetValue(i) for i in range(3)], [25.0, 35.0, 45.0])
+    np.testing.assert_array_equal(
+        [column(mean_table, "Mean - 1 SD (mg/cm3)").GetValue(i) for i in range(3)], [155.0, 144.0, 123.0])
+    assert mean_table.GetColumnUnitLabel("Mean (mg/cm3)") == "mg/cm3"
+    patient = series[-1]
+    assert patient.GetYColumnName() == "BMD (mg/cm3)"
+    assert column(patient.GetTableNode(), "Age (years)").GetValue(0) == 52.0
+    assert column(patient.GetTableNode(), "BMD (mg/cm3)").GetValue(0) == pytest.approx(70.0)
+    # replotting without a curve removes the old chart with its series and tables
+    assert reference_plot(fake_result(), chart) is None
+    for cls in ("vtkMRMLPlotChartNode", "vtkMRMLPlotSeriesNode"):
+        assert scene.GetNumberOfNodesByClass(cls) == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+# ----------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def phantom():
+    from boneqct.phantoms import make_spine_phantom
+
+    return make_spine_phantom()
+
+
+def _pipeline():
+    try:
+        from boneqct.spine import pipeline
+    except ImportError as exc:
+        pytest.skip(f"boneqct.spine.pipeline has not landed yet ({exc})")
+    return pipeline
+
+
+def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
+    pipeline = _pipeline()
+    from boneqct.calibration import calibrate_with_phantom
+
+    ct_node = update_node_from_volume(phantom.volume, name="phantom")
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    calibration_table = calibration_to_table_node(calibration)
+    truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
+    seeds_node = add_points(scene, [(name, v["body_center_ras_mm"]) for name, v in truth.items()])
+
+    out = run_spine(ct_node, calibration_table, seeds_node=seeds_node, levels_used="L1,L2")
+    expected = pipeline.analyze_spine(
+        phantom.volume, calibration, seeds={n: np.asarray(v["body_center_ras_mm"]) for n, v in truth.items()},
+        levels_used=("L1", "L2"))
+    result, table = out["result"], out["table"]
+    assert [lv.level for lv in result.levels] == [lv.level for lv in expected.levels] == sorted(truth)
+    assert table.GetNumberOfRows() == len(expected.levels)
+    for row, lv in enumerate(expected.levels):
+        assert column(table, "Level").GetValue(row) == lv.level
+        assert column(table, "BMD (mg/cm3)").GetValue(row) == lv.bmd_mg_cm3
+        assert column(table, "SD (mg/cm3)").GetValue(row) == lv.sd_mg_cm3
+        assert column(table, "Median (mg/cm3)").GetValue(row) == lv.median_mg_cm3
+        assert column(table, "Mean (HU)").GetValue(row) == lv.mean_hu
+        assert column(table, "SD (HU)").GetValue(row) == lv.sd_hu
+        assert column(table, "Voxels").GetValue(row) == lv.n_voxels
+        assert column(table, "ROI volume (mm3)").GetValue(row) == lv.roi_volume_mm3
+        assert column(table, "Cement augmentation").GetValue(row) == ("yes" if lv.cement_augmentation else "no")
+        assert column(table, "QC").GetValue(row) == "pass"
+        assert lv.bmd_mg_cm3 == pytest.approx(truth[lv.level]["trabecular_bmd_mg_cm3"], rel=0.02)
+    assert float(table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3")) == expected.mean_bmd_mg_cm3
+    assert table.GetAttribute("BoneQCT.Spine.Category") == expected.category
+    assert table.GetColumnUnitLabel("BMD (mg/cm3)") == "mg/cm3"
+
+    labelmap = out["roi_labelmap"]
+    np.testing.assert_allclose(node_ijk_to_ras(labelmap), node_ijk_to_ras(ct_node), atol=1e-12, rtol=0)
+    assert labelmap.GetImageData().GetDimensions() == ct_node.GetImageData().GetDimensions()
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap),
+                                  pipeline.roi_label_map(phantom.volume, expected).array_kji)
+    segmentation = out["roi_segmentation"].GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] \
+        == [lv.level for lv in expected.levels]
+    centers = out["roi_centers"]
+    for index, lv in enumerate(expected.levels):
+        position = [0.0, 0.0, 0.0]
+        centers.GetNthControlPointPosition(index, position)
+        np.testing.assert_allclose(position, lv.roi_center_ras_mm, atol=1e-9)
+    assert (out["chart"] is None) == (expected.reference is None or not expected.reference.get("curve"))
+
+    # a second run reuses the output nodes
+    again = run_spine(ct_node, calibration_table, seeds_node=seeds_node, table_node=table,
+                      roi_labelmap_node=labelmap, roi_segmentation_node=out["roi_segmentation"],
+                      roi_centers_node=centers)
+    assert again["table"] is table and again["roi_labelmap"] is labelmap
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 1
+
+
+def test_phantom_label_map_input_and_uncalibrated(scene, phantom):
+    _pipeline()
+    from boneqct.spine.levels import label_for_level
+
+    ct_node = update_node_from_volume(phantom.volume, name="phantom")
+    # the phantom's vertebra labels, renumbered to TotalSegmentator values
+    labels = np.zeros(phantom.labels.array_kji.shape, np.uint8)
+    for v in phantom.truth["vertebrae"]:
+        labels[phantom.labels.array_kji == v["label"]] = label_for_level(v["level"], "totalsegmentator")
+    if not labels.any():
+        pytest.skip("the phantom's label map has no vertebra labels")
+    labels_node = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
+                                          node_class="vtkMRMLLabelMapVolumeNode")
+    out = run_spine(ct_node, None, labels_node=labels_node, label_scheme="totalsegmentator")
+    result, table = out["result"], out["table"]
+    assert not result.calibrated and result.levels
+    for row, lv in enumerate(result.levels):
+        assert math.isnan(column(table, "BMD (mg/cm3)").GetValue(row))
+        assert column(table, "Mean (HU)").GetValue(row) == lv.mean_hu
+    assert table.GetAttribute("BoneQCT.Spine.Calibrated") == "false"
+
+
+def test_run_spine_needs_a_volume_and_an_input(scene):
+    with pytest.raises(ValueError, match="CT volume"):
+        run_spine(None)
+    ct_node = update_node_from_volume(small_ct(), name="ct")
+    with pytest.raises(ValueError, match="seed points"):
+        run_spine(ct_node)
