@@ -5,7 +5,10 @@ Method (on an isotropic RAS-aligned box around the seed, ``local_grid.LocalGrid`
 1. Resample the CT (linear) to ``WORK_SPACING_MM`` and smooth it (Gaussian, ``SMOOTH_MM``).
 2. Thresholds from the image itself: the trabecular level is the median HU within
    ``SEED_RADIUS_MM`` of the seed, the cortical level the ``CORTEX_PERCENTILE``th percentile
-   within ``CORTEX_RADIUS_MM``; the cortex threshold lies half-way between them. Low-density
+   within ``CORTEX_RADIUS_MM`` (the densest bone nearby: posterior elements, thick cortex);
+   the cortex threshold lies a fraction (``CORTEX_FRACTIONS``, tried in turn) of the way from
+   the first to the second, low enough to catch a thin, partial-volumed shell, high enough
+   above the noise. Low-density
    trabecular bone has the HU of muscle, so the body is found as the space enclosed by its
    cortical shell, never by a trabecular threshold.
 3. The interior is grown from the seed through below-threshold voxels by a ball of radius r
@@ -44,6 +47,9 @@ CORTEX_RADIUS_MM = 25.0
 CORTEX_PERCENTILE = 99.5
 #: Smallest cortex-trabecular contrast (HU) for a shell to be recognised.
 MIN_CONTRAST_HU = 80.0
+#: Positions of the cortex threshold between the trabecular and cortical levels, tried in
+#: turn until the interior is closed (lower ones catch a faint, thin shell).
+CORTEX_FRACTIONS = (0.3, 0.2, 0.12)
 #: Seeds whose neighbourhood is darker than this (HU) lie in air or fat.
 AIR_FAT_HU = -200.0
 #: Ball radii (mm) tried in turn by the interior growing.
@@ -155,11 +161,15 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
     if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
         raise SpineError(f"No cortical bone around the seed of {level} at {_fmt(seed_ras_mm)}: "
                          "the seed is not in a vertebral body. Move it into the body.")
-    threshold_hu = trabecular_hu + 0.5 * (cortex_hu - trabecular_hu)
-    below = (hu < threshold_hu) & inside
-    if limit_ct_kji is not None:
-        below &= _limit_on_grid(limit_ct_kji, volume_hu, grid)
-    interior, radius_mm = _grow_interior(below, seed_kji, spacing, voxel_cm3)
+    limit = None if limit_ct_kji is None else _limit_on_grid(limit_ct_kji, volume_hu, grid)
+    for fraction in CORTEX_FRACTIONS:
+        threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
+        below = (hu < threshold_hu) & inside
+        if limit is not None:
+            below &= limit
+        interior, radius_mm = _grow_interior(below, seed_kji, spacing, voxel_cm3)
+        if interior is not None:
+            break
     if interior is None:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
                          "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
