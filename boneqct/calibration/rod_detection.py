@@ -42,6 +42,9 @@ from boneqct.volume import Volume
 
 #: Detected rod radius range relative to the nominal radius (phantom lots differ).
 RADIUS_FACTORS = (0.5, 0.57, 0.65, 0.74, 0.84, 0.95, 1.08, 1.23, 1.4, 1.6)
+#: A rod's radius is the smallest filter radius whose |contrast| reaches this fraction of the
+#: largest |contrast| over all radii (the start of the plateau, where the ring clears the rod).
+RADIUS_PLATEAU_FRACTION = 0.9
 #: Voxels above this HU belong to the object (patient, phantom, table); below is air.
 OBJECT_THRESHOLD_HU = -400.0
 #: Largest angle (degrees) between the rod line and the patient's left-right axis.
@@ -179,17 +182,24 @@ def _noise_hu(image: np.ndarray, obj: np.ndarray) -> float:
 
 
 def _seeds(contrast_maps: list[np.ndarray], radii_mm, min_spacing_px, threshold_hu, n_max=25):
-    """Strongest local maxima of |contrast| over scales: arrays (pos_ji, radius_mm, contrast)."""
-    stack = np.abs(np.nan_to_num(np.stack(contrast_maps), nan=0.0))
-    best = stack.argmax(axis=0)
-    score = np.take_along_axis(stack, best[None], axis=0)[0]
+    """Strongest local maxima of |contrast| over scales: arrays (pos_ji, radius_mm, contrast).
+
+    Once the ring clears a rod's edge the contrast stays on a plateau as the radius grows
+    (until the ring meets other structures), so the largest response says little about the
+    rod's size: its radius is the smallest one that reaches ``RADIUS_PLATEAU_FRACTION`` of
+    the seed's largest |contrast| over scales.
+    """
+    signed_stack = np.stack(contrast_maps)
+    stack = np.abs(np.nan_to_num(signed_stack, nan=0.0))
+    score = stack.max(axis=0)
     peaks = (score == ndimage.maximum_filter(score, size=min_spacing_px)) & (score > threshold_hu)
     jj, ii = np.nonzero(peaks)
     order = np.argsort(score[jj, ii])[::-1][:n_max]
     jj, ii = jj[order], ii[order]
-    signed = np.stack(contrast_maps)[best[jj, ii], jj, ii]
-    return (np.stack([jj, ii], axis=1).astype(float), np.asarray(radii_mm)[best[jj, ii]],
-            signed)
+    per_scale = stack[:, jj, ii]                                        # (radii, seeds)
+    edge = (per_scale >= RADIUS_PLATEAU_FRACTION * score[jj, ii]).argmax(axis=0)
+    signed = signed_stack[per_scale.argmax(axis=0), jj, ii]
+    return (np.stack([jj, ii], axis=1).astype(float), np.asarray(radii_mm)[edge], signed)
 
 
 def _line_hypotheses(pos_ji, radius_mm, contrast, plane: _Plane, tol_mm, max_span_mm):
@@ -327,6 +337,8 @@ def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
     thr_hu = max(8.0, 5.0 * 2.0 * noise / np.sqrt(n_in))
     min_sep_px = max(3, int(round(radii[0] / plane.spacing_ji_mm.min())))
     pos, rad, con = _seeds(maps, radii, min_sep_px, max(3 * thr_hu, 30.0))
+    pos = np.array([_refine_center(image, p, r, _ring_median_hu(image, p, r, plane.spacing_ji_mm),
+                                   plane.spacing_ji_mm) for p, r in zip(pos, rad, strict=True)])
     tol_mm = max(1.5 * plane.spacing_ji_mm.max(), 0.3 * r_nom)
     max_span = (n_rods - 1) * 6.0 * r_nom
     posterior_mm = plane.posterior_ji / plane.spacing_ji_mm
@@ -474,6 +486,17 @@ def _refine_center(image: np.ndarray, center_ji: np.ndarray, radius_mm: float, b
             break
         c = np.array([np.sum(w * jj), np.sum(w * ii)]) / w.sum()
     return c
+
+
+def _ring_median_hu(image: np.ndarray, center_ji: np.ndarray, radius_mm: float,
+                    spacing_ji_mm: np.ndarray) -> float:
+    """Median HU in the filter's ring (1.1-1.4 radii) around a pixel: the rod's surroundings."""
+    outer = _roi_offsets(1.4 * radius_mm, spacing_ji_mm)
+    outer = outer[np.hypot(*(outer * spacing_ji_mm).T) >= 1.1 * radius_mm]
+    c = np.round(center_ji).astype(int)
+    jj = np.clip(c[0] + outer[:, 0], 0, image.shape[0] - 1)
+    ii = np.clip(c[1] + outer[:, 1], 0, image.shape[1] - 1)
+    return float(np.median(image[jj, ii]))
 
 
 def _slices_showing_rods(values: list[np.ndarray]) -> np.ndarray:

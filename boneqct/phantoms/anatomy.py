@@ -90,8 +90,11 @@ class SpinePhantomParams:
         aorta_radius_mm: radius of the aorta (anterior-left of the centrum).
         phantom_present: include the rod phantom under the back.
         phantom_name: calibration phantom definition (``load_phantom_definition``).
+        phantom_gap_mm: air gap between the back and the top of the phantom (or of the table
+            without a phantom); the table lies under the phantom, so both move down with it.
         phantom_offset_mm: (x, y) shift of the rod phantom in RAS mm (+x patient's right,
-            +y anterior) from its place centred under the back.
+            +y anterior) from its place centred under the back, the table staying put: +y
+            presses it into the back, -y into the table.
         phantom_rotation_deg: in-plane rotation of the rod phantom about its centre
             (right-handed about superior).
         rod_spacing_mm: centre-to-centre distance of neighbouring rods.
@@ -130,6 +133,7 @@ class SpinePhantomParams:
     aorta_radius_mm: float = 11.0
     phantom_present: bool = True
     phantom_name: str = "mindways-model3"
+    phantom_gap_mm: float = 0.0
     phantom_offset_mm: tuple[float, float] = (0.0, 0.0)
     phantom_rotation_deg: float = 0.0
     rod_spacing_mm: float = 35.0
@@ -212,10 +216,11 @@ class Anatomy:
         self.back_y_ras_mm = -p.body_outline_depth_mm / 2.0
         self.definition: PhantomDefinition = load_phantom_definition(p.phantom_name)
         self.rod_diameter_mm = p.rod_diameter_mm or self.definition.nominal_rod_diameter_mm
-        nominal_phantom_y = self.back_y_ras_mm - p.phantom_thickness_mm / 2.0
+        support_y = self.back_y_ras_mm - p.phantom_gap_mm     # top of phantom or table
+        nominal_phantom_y = support_y - p.phantom_thickness_mm / 2.0
         self.phantom_center_xy_ras_mm = (p.phantom_offset_mm[0],
                                          nominal_phantom_y + p.phantom_offset_mm[1])
-        self.table_top_y_ras_mm = self.back_y_ras_mm - (
+        self.table_top_y_ras_mm = support_y - (
             p.phantom_thickness_mm if p.phantom_present else 0.0)
         # spine frame: columns are the local right, anterior and superior axes in RAS
         self.spine_frame_ras = _rotation_x(-p.spine_tilt_deg) @ _rotation_z(p.spine_rotation_deg)
