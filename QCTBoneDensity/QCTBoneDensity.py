@@ -1,4 +1,5 @@
-"""QCT Bone Density: calibrate a CT scan with its phantom and convert it to mineral density.
+"""QCT Bone Density: calibrate a CT scan with its phantom, convert it to mineral density, and
+measure the trabecular BMD of the lumbar spine level by level.
 
 The module only moves data between the scene and the Slicer-free ``boneqct`` core: it reads
 MRML nodes (through ``QCTBoneDensityLib``), calls the core, and writes nodes back.
@@ -6,11 +7,18 @@ MRML nodes (through ``QCTBoneDensityLib``), calls the core, and writes nodes bac
 
 import logging
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Union
 
+import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLTableNode
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -34,6 +42,17 @@ PHANTOM_NAMES = sorted(
 #: Calibration materials (as boneqct.calibration.definitions.MATERIALS; checked by the tests).
 MATERIALS = ["K2HPO4", "HA"]
 
+#: Where the vertebral levels come from.
+SPINE_INPUT_SEEDS = "Seed points"
+SPINE_INPUT_LABELS = "Label map or segmentation"
+SPINE_INPUT_MODES = [SPINE_INPUT_SEEDS, SPINE_INPUT_LABELS]
+
+#: Vertebra label numberings (as boneqct.spine.levels.LABEL_SCHEMES; checked by the tests).
+LABEL_SCHEMES = ["totalsegmentator", "verse"]
+
+#: Patient sex for the reference scores ("unknown": no T/Z-score).
+PATIENT_SEXES = ["unknown", "F", "M"]
+
 
 #
 # QCTBoneDensity
@@ -52,8 +71,12 @@ class QCTBoneDensity(ScriptedLoadableModule):
         self.parent.helpText = """
 Calibrates a CT scan to bone mineral density (mg/cm3) with the calibration phantom scanned
 with the patient (Mindways Model 3, QRM-BDC 3/6, B-MAS 200) or with a known slope and
-intercept, and converts the scan into a BMD map. The computations are done by the
-Slicer-free <code>boneqct</code> package, which also has a command line.
+intercept, and converts the scan into a BMD map. The spine section places a trabecular ROI in
+each vertebral body (from seed points named by level, or from a TotalSegmentator/VerSe label
+map or segmentation) and reports the BMD per level, the diagnostic mean of the levels used
+(L1-L2 by default), its ACR category, cement-augmentation flags and ROI quality checks.
+The computations are done by the Slicer-free <code>boneqct</code> package, which also has a
+command line.
 """
         self.parent.acknowledgementText = """
 Built on 3D Slicer's scripted module template. Calibration follows the QCT PRO two-step
@@ -76,6 +99,16 @@ class QCTBoneDensityParameterNode:
     manualSlopeHuPerMgCm3, manualInterceptHu, manualMaterial - HU = slope * density + intercept.
     calibrationTable - per-rod results; the fit is kept as attributes of this table.
     outputBmdVolume - BMD map (mg/cm3 of the calibration material).
+
+    Spine (the calibration table above is used when it holds a calibration, else HU only):
+    spineInputMode - levels from seed points or from a label map / segmentation.
+    spineSeeds - markups point list, one point per level named by the level (L1, L2, ...).
+    spineLabels - vertebra label map or segmentation, numbered by ``labelScheme``.
+    levelsUsed, excludedLevels - comma-separated levels of the diagnostic mean / left out.
+    roiThicknessMm, roiMarginMm - ROI slab thickness and margin to the cortex (mm).
+    cementThresholdMgCm3 - BMD below which a level is flagged for cement augmentation.
+    patientAgeYears (0: unknown), patientSex - for T/Z-scores.
+    spineTable, spineRoiLabelmap, spineRoiSegmentation, spineRoiCenters - results.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -86,6 +119,22 @@ class QCTBoneDensityParameterNode:
     manualMaterial: Annotated[str, Choice(MATERIALS)] = "K2HPO4"
     calibrationTable: vtkMRMLTableNode
     outputBmdVolume: vtkMRMLScalarVolumeNode
+
+    spineInputMode: Annotated[str, Choice(SPINE_INPUT_MODES)] = SPINE_INPUT_SEEDS
+    spineSeeds: vtkMRMLMarkupsFiducialNode
+    spineLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
+    levelsUsed: str = "L1,L2"
+    excludedLevels: str = ""
+    roiThicknessMm: Annotated[float, WithinRange(1.0, 30.0)] = 9.0
+    roiMarginMm: Annotated[float, WithinRange(0.0, 10.0)] = 2.0
+    cementThresholdMgCm3: Annotated[float, WithinRange(0.0, 300.0)] = 50.0
+    patientAgeYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
+    patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
+    spineTable: vtkMRMLTableNode
+    spineRoiLabelmap: vtkMRMLLabelMapVolumeNode
+    spineRoiSegmentation: vtkMRMLSegmentationNode
+    spineRoiCenters: vtkMRMLMarkupsFiducialNode
 
 
 #
@@ -119,6 +168,8 @@ class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.calibrateButton.connect("clicked(bool)", self.onCalibrateButton)
         self.ui.convertButton.connect("clicked(bool)", self.onConvertButton)
+        self.ui.spineApplyButton.connect("clicked(bool)", self.onSpineApplyButton)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
 
         self.initializeParameterNode()
 
@@ -190,6 +241,36 @@ class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             "Convert the CT volume from HU to BMD (mg/cm3)" if canConvert
             else "Select a CT volume and calibrate first")
 
+        self._updateSpineState()
+
+    def _updateSpineState(self) -> None:
+        """Show the spine inputs of the chosen mode, enable Measure/Export, show the summary."""
+        p = self._parameterNode
+        seeds = p.spineInputMode == SPINE_INPUT_SEEDS
+        for widget in (self.ui.spineSeedsLabel, self.ui.spineSeedsSelector):
+            widget.visible = seeds
+        for widget in (self.ui.spineLabelsLabel, self.ui.spineLabelsSelector,
+                       self.ui.labelSchemeLabel, self.ui.labelSchemeComboBox):
+            widget.visible = not seeds
+        levelsNode = p.spineSeeds if seeds else p.spineLabels
+        canMeasure = p.inputVolume is not None and levelsNode is not None
+        self.ui.spineApplyButton.enabled = canMeasure
+        if canMeasure:
+            self.ui.spineApplyButton.toolTip = (
+                "Measure each level" + ("" if self.logic.hasCalibration(p.calibrationTable)
+                                        else " (no calibration: HU only)"))
+        else:
+            self.ui.spineApplyButton.toolTip = (
+                "Select a CT volume and " + ("seed points named by level" if seeds
+                                             else "a vertebra label map or segmentation"))
+        self.ui.spineTableView.setMRMLTableNode(p.spineTable)
+        self.ui.spineSummaryLabel.text = self.logic.spineSummary(p.spineTable)
+        canExport = self.logic.canExportSpineReport(p.spineTable)
+        self.ui.exportReportButton.enabled = canExport
+        self.ui.exportReportButton.toolTip = (
+            "Write the spine report (PDF) of the last measurement" if canExport
+            else "Measure the spine first (the report needs this session's measurement)")
+
     def _ensurePythonPackages(self) -> bool:
         """Offer to install the core's missing Python packages; True when all are present."""
         missing = self.logic.missingPythonPackages()
@@ -224,6 +305,48 @@ class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
             slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
 
+    def onSpineApplyButton(self) -> None:
+        """Measure the spine and show the results (table, ROIs, centres, reference chart)."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Spine measurement failed.", waitCursor=True):
+            if not self._ensurePythonPackages():
+                return
+            seeds = p.spineInputMode == SPINE_INPUT_SEEDS
+            outputs = self.logic.runSpine(
+                p.inputVolume,
+                p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
+                seedsNode=p.spineSeeds if seeds else None,
+                labelsNode=None if seeds else p.spineLabels,
+                labelScheme=p.labelScheme, levelsUsed=p.levelsUsed, excludedLevels=p.excludedLevels,
+                thicknessMm=p.roiThicknessMm, marginMm=p.roiMarginMm,
+                cementThresholdMgCm3=p.cementThresholdMgCm3,
+                ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
+                sex=None if p.patientSex == "unknown" else p.patientSex,
+                tableNode=p.spineTable, roiLabelmapNode=p.spineRoiLabelmap,
+                roiSegmentationNode=p.spineRoiSegmentation, roiCentersNode=p.spineRoiCenters)
+            p.spineTable = outputs["table"]
+            p.spineRoiLabelmap = outputs["roi_labelmap"]
+            p.spineRoiSegmentation = outputs["roi_segmentation"]
+            p.spineRoiCenters = outputs["roi_centers"]
+            # the segmentation shows the ROIs; the label map stays in the scene for export
+            slicer.util.setSliceViewerLayers(background=p.inputVolume, label=None)
+            if outputs["chart"] is not None:
+                slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+            self._updateState()
+
+    def onExportReportButton(self) -> None:
+        """Ask for a file name and write the spine report (PDF) of the last measurement."""
+        p = self._parameterNode
+        path = qt.QFileDialog.getSaveFileName(
+            slicer.util.mainWindow(), "Export spine report", "report.pdf", "PDF files (*.pdf)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("Writing the spine report failed.", waitCursor=True):
+            if not self._ensurePythonPackages():
+                return
+            written = self.logic.exportSpineReport(path, p.spineTable)
+            slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
+
 
 #
 # QCTBoneDensityLogic
@@ -238,6 +361,9 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        #: spine table node ID -> (SpineResult, CT Volume, exam metadata) of this session,
+        #: kept for the report, which needs the ROI masks (not stored in the scene).
+        self._spineResults = {}
 
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
@@ -328,6 +454,55 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         outputVolume.SetAttribute("BoneQCT.Quantity", f"BMD (mg/cm3 {calibration.material})")
         return outputVolume
 
+    def runSpine(self, inputVolume, calibrationTable=None, seedsNode=None, labelsNode=None,
+                 labelScheme: str = "totalsegmentator", levelsUsed: str = "L1,L2",
+                 excludedLevels: str = "", thicknessMm: float = 9.0, marginMm: float = 2.0,
+                 cementThresholdMgCm3: float = 50.0, ageYears=None, sex=None, tableNode=None,
+                 roiLabelmapNode=None, roiSegmentationNode=None, roiCentersNode=None) -> dict:
+        """Measure each vertebral level of ``inputVolume`` and write the results into the scene.
+
+        Levels come from ``seedsNode`` (markups points named by level) when given, else from
+        ``labelsNode`` (label map or segmentation in ``labelScheme`` numbering). Without a
+        calibration table the values are HU only. Output nodes given are overwritten, the
+        others created. Returns the dict of ``QCTBoneDensityLib.run_spine``: "result",
+        "volume", "table", "roi_labelmap", "roi_segmentation", "roi_centers", "chart" (or None).
+        """
+        from QCTBoneDensityLib import run_spine
+
+        outputs = run_spine(
+            inputVolume, calibrationTable, seeds_node=seedsNode, labels_node=labelsNode,
+            label_scheme=labelScheme, levels_used=levelsUsed, exclude=excludedLevels,
+            thickness_mm=thicknessMm, margin_mm=marginMm,
+            cement_threshold_mg_cm3=cementThresholdMgCm3, age_years=ageYears, sex=sex,
+            table_node=tableNode, roi_labelmap_node=roiLabelmapNode,
+            roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
+        for warning in outputs["result"].warnings:
+            logging.warning(f"BoneQCT spine: {warning}")
+        metadata = {"series_description": inputVolume.GetName(), "patient_age_years": ageYears,
+                    "patient_sex": sex}
+        self._spineResults[outputs["table"].GetID()] = (outputs["result"], outputs["volume"], metadata)
+        return outputs
+
+    def spineSummary(self, tableNode) -> str:
+        """Mean BMD, category, T/Z-scores and warnings of a spine table (empty if none)."""
+        from QCTBoneDensityLib import spine_summary_text
+
+        return spine_summary_text(tableNode)
+
+    def canExportSpineReport(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a spine measurement of this session (needed by the report)."""
+        return tableNode is not None and tableNode.GetID() in self._spineResults
+
+    def exportSpineReport(self, path, tableNode, anonymize: bool = False):
+        """Write the spine report PDF of the measurement held by ``tableNode``; returns the path."""
+        if not self.canExportSpineReport(tableNode):
+            raise ValueError("Measure the spine first: the report is written from this session's "
+                             "measurement (the ROI masks are not saved with the scene).")
+        from boneqct.spine.report import write_spine_report
+
+        result, volume, metadata = self._spineResults[tableNode.GetID()]
+        return write_spine_report(path, result, volume, metadata, anonymize=anonymize)
+
 
 #
 # QCTBoneDensityTest
@@ -347,6 +522,8 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         self.test_ManualCalibrationIsIdentity()
         self.setUp()
         self.test_PhantomCalibrationAndBmdMap()
+        self.setUp()
+        self.test_SpinePhantomEndToEnd()
 
     def _phantomVolume(self):
         """A small digital spine phantom with calibration rods, made by the core."""
@@ -401,3 +578,41 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         expected = convert_volume_to_bmd(ct, calibration_from_table_node(table))
         np.testing.assert_allclose(bmd.array_kji, expected.array_kji, rtol=1e-6)
         self.delayDisplay("Phantom calibration passed")
+
+    def test_SpinePhantomEndToEnd(self) -> None:
+        """Phantom -> nodes -> calibrate -> seeds from the truth -> spine; BMD within 2% of truth."""
+        import numpy as np
+        from QCTBoneDensityLib import update_node_from_volume
+
+        from boneqct.phantoms import make_spine_phantom
+
+        self.delayDisplay("Spine measurement on the digital phantom")
+        phantom = make_spine_phantom()
+        inputVolume = update_node_from_volume(phantom.volume, name="spine phantom")
+        logic = QCTBoneDensityLogic()
+        calibrationTable = logic.calibrateWithPhantom(inputVolume, "mindways-model3")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+        truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
+        for level, vertebra in truth.items():
+            seeds.AddControlPoint(*vertebra["body_center_ras_mm"], level)
+
+        outputs = logic.runSpine(inputVolume, calibrationTable, seedsNode=seeds, levelsUsed="L1,L2")
+        table = outputs["table"]
+        self.assertEqual(table.GetNumberOfRows(), len(truth))
+        self.assertEqual(table.GetColumnUnitLabel("BMD (mg/cm3)"), "mg/cm3")
+        levels = table.GetTable().GetColumnByName("Level")
+        bmd = table.GetTable().GetColumnByName("BMD (mg/cm3)")
+        for row in range(table.GetNumberOfRows()):
+            expected = truth[levels.GetValue(row)]["trabecular_bmd_mg_cm3"]
+            self.assertLess(abs(bmd.GetValue(row) - expected), 0.02 * expected)
+        segmentation = outputs["roi_segmentation"].GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), len(truth))
+        self.assertEqual(outputs["roi_centers"].GetNumberOfControlPoints(), len(truth))
+        labelmapMatrix, ctMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        outputs["roi_labelmap"].GetIJKToRASMatrix(labelmapMatrix)
+        inputVolume.GetIJKToRASMatrix(ctMatrix)
+        np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(labelmapMatrix),
+                                   slicer.util.arrayFromVTKMatrix(ctMatrix), atol=1e-9)
+        self.assertTrue(logic.spineSummary(table).startswith("Mean BMD of L1,L2"))
+        self.assertTrue(logic.canExportSpineReport(table))
+        self.delayDisplay("Spine measurement passed")

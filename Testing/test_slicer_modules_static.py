@@ -303,3 +303,92 @@ def test_core_cmakelists_installs_the_package_files():
 def test_icons_are_valid_pngs(icon):
     width, height = png_size(REPO / icon)
     assert 32 <= width <= 512 and width == height
+
+
+# ----------------------------------------------------------------------------- bindings in detail
+
+def annotation_node_classes(annotation: ast.expr) -> set[str]:
+    """vtkMRML class names in a field annotation (a class, Union[...], X | Y, Annotated[...])."""
+    return {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(annotation)
+            if isinstance(n, (ast.Name, ast.Attribute))
+            and (n.id if isinstance(n, ast.Name) else n.attr).startswith("vtkMRML")}
+
+
+def ui_node_types(ui_path: Path) -> dict[str, set[str]]:
+    """widget objectName -> nodeTypes of every qMRMLNodeComboBox."""
+    types = {}
+    for widget in ET.parse(ui_path).getroot().iter("widget"):
+        if widget.get("class") == "qMRMLNodeComboBox":
+            for prop in widget.findall("property"):
+                if prop.get("name") == "nodeTypes":
+                    types[widget.get("name")] = {s.text for s in prop.iter("string")}
+    return types
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_node_selectors_offer_exactly_the_parameter_node_types(module):
+    fields = parameter_wrapper_fields(parse_python(module_script(module)))[f"{module}ParameterNode"]
+    bindings = ui_parameter_bindings(module_ui(module))
+    for widget, types in ui_node_types(module_ui(module)).items():
+        if widget in bindings:
+            expected = annotation_node_classes(fields[bindings[widget]].annotation)
+            assert types == expected, f"{module}.ui {widget} offers {sorted(types)}, the field wants {sorted(expected)}"
+
+
+def module_constants(tree: ast.Module) -> dict[str, ast.expr]:
+    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def test_qct_spine_parameters_match_the_core():
+    from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
+
+    tree = parse_python(module_script("QCTBoneDensity"))
+    constants = module_constants(tree)
+    assert ast.literal_eval(constants["LABEL_SCHEMES"]) == list(LABEL_SCHEMES)
+    assert ast.literal_eval(constants["PATIENT_SEXES"]) == ["unknown", "F", "M"]
+    fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
+    assert ast.literal_eval(fields["labelScheme"].value) in LABEL_SCHEMES
+    levels_used = ast.literal_eval(fields["levelsUsed"].value).split(",")
+    assert levels_used and set(levels_used) <= set(LEVEL_NAMES)
+    assert annotation_node_classes(fields["spineLabels"].annotation) == {
+        "vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"}
+    assert annotation_node_classes(fields["spineSeeds"].annotation) == {"vtkMRMLMarkupsFiducialNode"}
+    try:
+        from boneqct.spine import pipeline
+        from boneqct.spine.interpret import CEMENT_THRESHOLD_MG_CM3
+    except ImportError as exc:
+        pytest.skip(f"boneqct.spine.pipeline is not available yet ({exc})")
+    assert tuple(levels_used) == tuple(pipeline.DEFAULT_LEVELS_USED)
+    assert ast.literal_eval(fields["roiThicknessMm"].value) == pipeline.DEFAULT_ROI_THICKNESS_MM
+    assert ast.literal_eval(fields["roiMarginMm"].value) == pipeline.DEFAULT_MARGIN_MM
+    assert ast.literal_eval(fields["cementThresholdMgCm3"].value) == CEMENT_THRESHOLD_MG_CM3
+
+
+def test_qct_spine_buttons_are_connected_and_the_module_imports_no_core_at_load():
+    source = module_script("QCTBoneDensity").read_text()
+    for button, slot in (("spineApplyButton", "onSpineApplyButton"),
+                         ("exportReportButton", "onExportReportButton")):
+        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+    tree = parse_python(module_script("QCTBoneDensity"))
+    top_level = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_level.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top_level.add(node.module.split(".")[0])
+    # the core and its numeric dependencies load lazily (they may still have to be installed)
+    assert not top_level & {"boneqct", "numpy", "scipy", "QCTBoneDensityLib"}
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityLogic")
+    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)}
+    assert {"runSpine", "spineSummary", "exportSpineReport", "canExportSpineReport"} <= methods
+    assert "boneqct.spine.report import write_spine_report" in source
+
+
+def test_qct_spine_lib_uses_only_mrml_adapters():
+    tree = parse_python(REPO / "QCTBoneDensity" / "QCTBoneDensityLib" / "spine.py")
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert {"seeds_from_markups_node", "labels_from_node", "spine_result_to_table_node",
+            "roi_labelmap_to_node", "roi_centers_to_markups", "reference_plot", "run_spine"} <= functions
+    assert imported_modules(tree) <= {"__future__", "json", "math", "re", "numpy", "slicer", "vtk",
+                                      "QCTBoneDensityLib", "boneqct"}

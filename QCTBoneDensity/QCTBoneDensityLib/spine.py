@@ -293,7 +293,6 @@ def _level_color_table(levels: list[str], color_node=None, name: str = "BoneQCT 
     for n, level in enumerate(levels):
         r, g, b = ROI_COLORS[n % len(ROI_COLORS)]
         color_node.SetColor(n + 1, level, r, g, b, 1.0)
-    color_node.SetNamesInitialised(True)
     return color_node
 
 
