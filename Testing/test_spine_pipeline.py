@@ -1,0 +1,151 @@
+"""Spine QCT end to end on the digital phantom: results, files, report, command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pypdf
+import pytest
+
+from boneqct.calibration import manual_calibration
+from boneqct.io import read_volume_file, write_volume
+from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
+from boneqct.spine.outputs import write_spine_outputs
+from boneqct.spine.pipeline import analyze_spine
+from boneqct.spine.seeds import read_markups_seeds
+
+# L1 at 36 mg/cm3: the seed's cement case; L2 and L3 well above the threshold.
+DENSITIES_MG_CM3 = (36.0, 100.0, 200.0)
+SCANNER = ScannerParams(pixel_mm=0.9, matrix=(360, 270), n_slices=56, slice_spacing_mm=1.6,
+                        slice_thickness_mm=1.6, noise_sd_hu=15.0)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_spine_phantom(SpinePhantomParams(trabecular_bmd_mg_cm3=DENSITIES_MG_CM3), SCANNER,
+                              seed=4)
+
+
+@pytest.fixture(scope="module")
+def true_calibration(phantom):
+    truth = phantom.truth["calibration"]
+    return manual_calibration(truth["slope_hu_per_mg_cm3"], truth["intercept_hu"], "K2HPO4")
+
+
+def _seeds(phantom):
+    return {v["level"]: np.array(v["body_center_ras_mm"]) for v in phantom.truth["vertebrae"]}
+
+
+@pytest.fixture(scope="module")
+def result(phantom, true_calibration):
+    return analyze_spine(phantom.volume, true_calibration, seeds=_seeds(phantom))
+
+
+def test_per_level_bmd_matches_truth(result, phantom):
+    truth = {v["level"]: v["trabecular_bmd_mg_cm3"] for v in phantom.truth["vertebrae"]}
+    assert [lv.level for lv in result.levels] == ["L1", "L2", "L3"]
+    for lv in result.levels:
+        assert lv.bmd_mg_cm3 == pytest.approx(truth[lv.level], rel=0.02, abs=1.5), lv.level
+        assert lv.qc["passed"], lv.qc
+        assert lv.n_voxels > 500
+        # a 9 mm slab: volume = pi a b h within voxelisation error
+        a, b = lv.roi_semi_axes_mm
+        assert lv.roi_volume_mm3 == pytest.approx(np.pi * a * b * 9.0, rel=0.15)
+
+
+def test_diagnosis_cement_and_levels_used(result):
+    l1, l2, _ = result.levels
+    assert result.levels_used == ["L1", "L2"]
+    assert result.mean_bmd_mg_cm3 == pytest.approx((l1.bmd_mg_cm3 + l2.bmd_mg_cm3) / 2)
+    assert result.category == "osteoporosis"  # mean about 68 mg/cm3
+    assert [lv.cement_augmentation for lv in result.levels] == [True, False, False]
+    assert "t_score" not in result.to_dict()
+    assert "no reference data" in result.reference["why_absent"][0]
+
+
+def test_excluded_level_leaves_the_mean(phantom, true_calibration):
+    result = analyze_spine(phantom.volume, true_calibration, seeds=_seeds(phantom),
+                           levels_used=("L1", "L2", "L3"), exclude=("L1",))
+    assert result.levels_used == ["L2", "L3"]
+    assert result.category == "normal"
+
+
+def test_uncalibrated_mode_measures_hu_only(phantom):
+    result = analyze_spine(phantom.volume, None, seeds=_seeds(phantom))
+    truth = phantom.truth["calibration"]
+    l2 = result.levels[1]
+    assert l2.bmd_mg_cm3 is None and l2.cement_augmentation is None
+    assert result.category is None and result.mean_bmd_mg_cm3 is None
+    expected_hu = truth["slope_hu_per_mg_cm3"] * 100.0 + truth["intercept_hu"]
+    assert l2.mean_hu == pytest.approx(expected_hu, abs=3.0)
+    assert "Uncalibrated" in result.warnings[0]
+
+
+def test_output_files(result, phantom, tmp_path):
+    paths = write_spine_outputs(tmp_path, result, phantom.volume)
+    document = json.loads(paths["json"].read_text())
+    for key in ("calibration", "levels", "levels_used", "mean_bmd_mg_cm3", "category"):
+        assert key in document
+    level = document["levels"][0]
+    for key in ("level", "bmd_mg_cm3", "sd_mg_cm3", "n_voxels", "roi_volume_mm3",
+                "roi_center_ras_mm", "cement_augmentation", "qc"):
+        assert key in level
+    rows = paths["csv"].read_text().splitlines()
+    assert rows[0].startswith("level,bmd_mg_cm3") and len(rows) == 4
+    labels = read_volume_file(paths["rois"])
+    np.testing.assert_allclose(labels.ijk_to_ras, phantom.volume.ijk_to_ras, atol=1e-5)
+    for n, roi in enumerate(result.rois):
+        np.testing.assert_array_equal(labels.array_kji == n + 1, roi.mask_kji)
+    centres = read_markups_seeds(paths["markups"])
+    np.testing.assert_allclose(centres["L2"], result.levels[1].roi_center_ras_mm, atol=1e-3)
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(paths["report"]).pages)
+    assert len(pypdf.PdfReader(paths["report"]).pages) == 1
+    for fragment in ("Exam results", "L1", "L2", "L3", "Cement augmentation", "osteoporosis",
+                     "PHANTOM"):
+        assert fragment in text, fragment
+
+
+def test_cli_spine_and_compare(phantom, tmp_path):
+    paths = write_phantom(phantom, tmp_path / "phantom", formats=("nifti",))
+    seeds = [f"--seed={level}={','.join(f'{v:.2f}' for v in p)}"
+             for level, p in _seeds(phantom).items()]
+    runs = {}
+    for name, extra in (("a", []), ("b", ["--anonymize"])):
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, "-m", "boneqct.cli", "spine", str(paths["nifti"]),
+                                 "--phantom", "mindways-model3", "--out", str(out), *seeds, *extra],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "CEMENT AUGMENTATION SUGGESTED" in result.stdout
+        runs[name] = out
+    compare = subprocess.run([sys.executable, "-m", "boneqct.cli", "compare",
+                              str(runs["a"] / "spine.json"), str(runs["b"] / "spine.json"),
+                              "--precision", "1.0", "--json"], capture_output=True, text=True)
+    assert compare.returncode == 0, compare.stderr
+    comparison = json.loads(compare.stdout)
+    assert all(abs(row["change_mg_cm3"]) < 1e-9 for row in comparison["levels"])
+    assert comparison["lsc_mg_cm3"] == pytest.approx(2.77)
+
+
+def test_anonymized_outputs_carry_no_identity(phantom, true_calibration, tmp_path):
+    volume = replace(phantom.volume, metadata={**phantom.volume.metadata,
+                                               "patient_name": "DOE^JANE", "patient_id": "X123"})
+    result = analyze_spine(volume, true_calibration, seeds=_seeds(phantom))
+    paths = write_spine_outputs(tmp_path, result, volume, anonymize=True)
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(paths["report"]).pages)
+    for content in (paths["json"].read_text(), text):
+        assert "DOE" not in content and "X123" not in content
+    assert "anonymised" in text
+
+
+def test_cli_seed_outside_bone_is_a_clean_error(phantom, tmp_path):
+    path = write_volume(phantom.volume, tmp_path / "ct.nii.gz")
+    result = subprocess.run([sys.executable, "-m", "boneqct.cli", "spine", str(path),
+                             "--out", str(tmp_path / "o"), "--seed", "L1=0,60,0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "L1" in result.stderr

@@ -1,0 +1,55 @@
+"""Files of a spine analysis: spine.json, spine.csv, the ROIs (NIfTI label map and Slicer
+markups of their centres) and report.pdf, each written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic, write_volume
+from boneqct.spine.pipeline import SpineResult, roi_label_map
+from boneqct.spine.report import write_spine_report
+from boneqct.spine.seeds import write_markups_points
+from boneqct.volume import Volume
+
+CSV_COLUMNS = ("level", "bmd_mg_cm3", "sd_mg_cm3", "median_mg_cm3", "mean_hu", "sd_hu",
+               "n_voxels", "roi_volume_mm3", "roi_center_r_mm", "roi_center_a_mm",
+               "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded")
+
+
+def spine_csv(result: SpineResult) -> str:
+    """One row per level, units in the column names."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for lv in result.levels:
+        r, a, s = lv.roi_center_ras_mm
+        writer.writerow([lv.level, _num(lv.bmd_mg_cm3), _num(lv.sd_mg_cm3), _num(lv.median_mg_cm3),
+                         _num(lv.mean_hu), _num(lv.sd_hu), lv.n_voxels, _num(lv.roi_volume_mm3),
+                         _num(r), _num(a), _num(s), lv.cement_augmentation, lv.qc["passed"],
+                         lv.level in result.levels_used, lv.excluded])
+    return buffer.getvalue()
+
+
+def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Volume,
+                        anonymize: bool = False) -> dict[str, Path]:
+    """Write every output file of a spine analysis into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
+    document = result.to_dict()
+    document["exam"] = metadata
+    paths = {name: out_dir / file for name, file in (
+        ("json", "spine.json"), ("csv", "spine.csv"), ("rois", "spine_rois.nii.gz"),
+        ("markups", "spine_roi_centers.mrk.json"), ("report", "report.pdf"))}
+    write_json_atomic(paths["json"], document)
+    write_text_atomic(paths["csv"], spine_csv(result))
+    write_volume(roi_label_map(volume_hu, result), paths["rois"])
+    write_markups_points({lv.level: lv.roi_center_ras_mm for lv in result.levels},
+                         paths["markups"], name="ROI centres")
+    write_spine_report(paths["report"], result, volume_hu, metadata, anonymize=anonymize)
+    return paths
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.4f}"

@@ -1,0 +1,174 @@
+"""The one-page spine QCT report: exam, calibration QC, per-level table, category, cement
+flags, reference chart, and an axial and a sagittal view of each level with its ROI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, Spacer
+from scipy import ndimage
+
+from boneqct.report.pdf import ALERT_COLOR, STYLES, exam_table, figure_flowable, table, write_report
+from boneqct.volume import Volume
+
+#: Half-width (mm) and pixel size (mm) of the level views.
+VIEW_HALF_WIDTH_MM = 30.0
+VIEW_PIXEL_MM = 0.4
+#: Bone window for the views (HU).
+WINDOW_HU = (-250.0, 750.0)
+
+
+def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: dict,
+                       anonymize: bool = False) -> Path:
+    """Write the spine report PDF (atomically) for a ``SpineResult``."""
+    story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm)]
+    story += _calibration_line(result)
+    story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
+    story += _diagnosis(result)
+    story += _cement_flags(result)
+    figures = [_level_views_figure(result, volume_hu)]
+    if result.reference and result.reference.get("curve"):
+        figures.insert(0, _reference_chart(result))
+    for fig in figures:
+        story += [Spacer(1, 2 * mm), figure_flowable(fig, 180)]
+    for warning in result.warnings:
+        story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
+    return write_report(path, "Spine QCT: trabecular bone mineral density", story)
+
+
+def _calibration_line(result) -> list:
+    cal = result.calibration
+    if cal is None:
+        return [Paragraph("<b>Uncalibrated</b>: values are CT numbers (HU) only; no BMD, "
+                          "category or cement flag.", STYLES["Normal"])]
+    fit = f", R<super>2</super> {cal.r2:.4f}" if cal.r2 is not None else ""
+    worst = max((abs(r["residual_mg_cm3"]) for r in cal.rods), default=None)
+    residual = f", largest rod residual {worst:.1f} mg/cm3" if worst is not None else ""
+    text = (f"Calibration: {cal.method}{' (' + cal.phantom + ')' if cal.phantom else ''}, "
+            f"{cal.material}, slope {cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
+            f"{cal.intercept_hu:.1f} HU{fit}{residual}.")
+    story = [Paragraph(text, STYLES["Normal"])]
+    story += [Paragraph(f"<font color='{ALERT_COLOR.hexval()}'>Calibration QC: {w}</font>",
+                        STYLES["Normal"]) for w in cal.warnings]
+    return story
+
+
+def _level_table(result) -> object:
+    unit = f"mg/cm3 {result.calibration.material}" if result.calibrated else "HU"
+    rows = [["Level", f"BMD ({unit})" if result.calibrated else "Mean (HU)", "SD",
+             "ROI volume (mm3)", "Cement", "ROI QC", "Used"]]
+    for lv in result.levels:
+        value, sd = (lv.bmd_mg_cm3, lv.sd_mg_cm3) if result.calibrated else (lv.mean_hu, lv.sd_hu)
+        cement = "-" if lv.cement_augmentation is None else ("YES" if lv.cement_augmentation else "no")
+        rows.append([lv.level, f"{value:.1f}", f"{sd:.1f}", f"{lv.roi_volume_mm3:.0f}", cement,
+                     "pass" if lv.qc["passed"] else "FAIL",
+                     "yes" if lv.level in result.levels_used else ("excluded" if lv.excluded else "")])
+    return table(rows, [18, 34, 16, 30, 18, 18, 18])
+
+
+def _diagnosis(result) -> list:
+    if not result.calibrated or result.mean_bmd_mg_cm3 is None:
+        return []
+    text = (f"Mean of {', '.join(result.levels_used)}: <b>{result.mean_bmd_mg_cm3:.1f} mg/cm3</b>"
+            f" - category (ACR): <b>{result.category}</b>")
+    if result.t_score is not None:
+        text += f"; T-score {result.t_score:.2f}"
+    if result.z_score is not None:
+        text += f"; Z-score {result.z_score:.2f}"
+    story = [Spacer(1, 1.5 * mm), Paragraph(text, STYLES["Normal"])]
+    why = (result.reference or {}).get("why_absent") or []
+    if why:
+        story.append(Paragraph("T/Z-scores: " + "; ".join(why) + ".", STYLES["Italic"]))
+    story.append(Paragraph("ACR: > 120 normal, 80-120 low bone mass, < 80 osteoporosis. QCT "
+                           "T-scores are not DXA T-scores; the WHO -2.5 rule does not apply.",
+                           STYLES["Italic"]))
+    return story
+
+
+def _cement_flags(result) -> list:
+    flagged = [lv for lv in result.levels if lv.cement_augmentation]
+    if not result.calibrated:
+        return []
+    if not flagged:
+        return [Paragraph(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
+                          "mg/cm3; cement augmentation not indicated by BMD.", STYLES["Normal"])]
+    lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f})" for lv in flagged)
+    return [Paragraph(f"<font color='{ALERT_COLOR.hexval()}' size='12'><b>Cement augmentation "
+                      f"suggested for screw fixation at {lines} mg/cm3 (below "
+                      f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>", STYLES["Normal"])]
+
+
+def _reference_chart(result):
+    ref = result.reference
+    curve = ref["curve"]
+    age = np.array(curve["age_years"])
+    mean, sd = np.array(curve["mean"]), np.array(curve["sd"])
+    fig, ax = plt.subplots(figsize=(6.5, 2.2))
+    ax.fill_between(age, mean - sd, mean + sd, color="#9dc3e6", alpha=0.6, label="reference +/- 1 SD")
+    ax.plot(age, mean, color="#1f4e79", label="reference mean")
+    for y, color in ((120, "#548235"), (80, "#c00000")):
+        ax.axhline(y, color=color, ls="--", lw=0.8)
+    if ref.get("age_years") is not None:
+        ax.plot([ref["age_years"]], [result.mean_bmd_mg_cm3], "o", color="#c00000", label="patient")
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("BMD (mg/cm3)")
+    ax.set_title(f"Reference: {ref['used']['name']}", fontsize=8)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _level_views_figure(result, volume_hu: Volume):
+    """For each level: an axial view (perpendicular to the body axis) and a sagittal view."""
+    n = len(result.levels)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(2.0 * max(n, 2), 4.1), squeeze=False)
+    for col, (lv, roi, body) in enumerate(zip(result.levels, result.rois, result.bodies, strict=True)):
+        axis = np.asarray(roi.axis_ras, float)
+        anterior = np.asarray(body.anterior_ras, float)
+        left = np.cross(axis, anterior)  # R x A = S, so S x A = -R: patient left
+        # (name, image x direction, image y direction, letters at the left / right / top
+        # edges); axial views in radiological convention (patient's right on the image's left)
+        views = (("axial", left, anterior, ("R", "L", "A")),
+                 ("sagittal", anterior, axis, ("P", "A", "S")))
+        for row, (name, horizontal, up, letters) in enumerate(views):
+            image, mask = _plane(volume_hu, roi.mask_kji, np.asarray(roi.center_ras_mm), horizontal, up)
+            ax = axes[row][col]
+            extent = (-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM, -VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM)
+            ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
+                      extent=extent)
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors="#ff3b30", linewidths=0.8, origin="lower",
+                           extent=extent)
+            for x, y, letter in zip((0.03, 0.97, 0.5), (0.5, 0.5, 0.97), letters, strict=True):
+                ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=6,
+                        ha="center", va="center")
+            ax.set_title(f"{lv.level} {name}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax in axes.ravel()[2 * n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _plane(volume_hu: Volume, mask_kji: np.ndarray, center_ras_mm: np.ndarray,
+           horizontal_ras: np.ndarray, up_ras: np.ndarray):
+    """Sample the CT (linear) and a mask (nearest) on a square plane through ``center_ras_mm``."""
+    offsets_mm = np.arange(-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM + 1e-9, VIEW_PIXEL_MM)
+    v, u = np.meshgrid(offsets_mm, offsets_mm, indexing="ij")
+    points_ras = center_ras_mm + u[..., None] * horizontal_ras + v[..., None] * up_ras
+    coords_kji = volume_hu.ras_to_ijk_points(points_ras.reshape(-1, 3))[:, ::-1].T
+    # sample from the bounding box of the plane only, not the whole volume
+    low = np.clip(np.floor(coords_kji.min(axis=1)).astype(int) - 1, 0, None)
+    high = np.minimum(np.ceil(coords_kji.max(axis=1)).astype(int) + 2, mask_kji.shape)
+    if np.any(high <= low):
+        return np.full(u.shape, -1000.0), np.zeros(u.shape, np.uint8)
+    box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
+    local = coords_kji - low[:, None]
+    image = ndimage.map_coordinates(volume_hu.array_kji[box].astype(np.float32), local, order=1,
+                                    cval=-1000.0)
+    mask = ndimage.map_coordinates(mask_kji[box].astype(np.uint8), local, order=0, cval=0)
+    return image.reshape(u.shape), mask.reshape(u.shape)
