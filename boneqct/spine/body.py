@@ -185,6 +185,9 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
     shell = ndimage.distance_transform_edt(~interior) * spacing <= SHELL_MM
     body = ndimage.binary_fill_holes(interior | (shell & bone))
 
+    if not body[tuple(seed_kji)]:
+        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies beside a vertebral "
+                         "body, not in it (in a disc or soft tissue). Move it into the body.")
     interior_ras = grid.kji_to_ras(np.argwhere(interior))
     center_ras = interior_ras.mean(axis=0)
     axis_ras = find_body_axis(interior_ras)
