@@ -45,7 +45,7 @@ from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
 
 COLUMN_NAMES = ["Level", "BMD (mg/cm3)", "SD (mg/cm3)", "Median (mg/cm3)", "Mean (HU)", "SD (HU)",
-                "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC"]
+                "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC", "Used"]
 
 
 @pytest.fixture
@@ -121,6 +121,14 @@ def column(table_node, name):
     array = table_node.GetTable().GetColumnByName(name)
     assert array is not None, f"no column {name}"
     return array
+
+
+def _pipeline():
+    try:
+        from boneqct.spine import pipeline
+    except ImportError as exc:
+        pytest.skip(f"boneqct.spine.pipeline has not landed yet ({exc})")
+    return pipeline
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -257,7 +265,7 @@ def test_spine_table_columns_units_descriptions_and_values(scene):
     table = spine_result_to_table_node(result)
     assert table.IsA("vtkMRMLTableNode")
     names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-    assert names == COLUMN_NAMES == [c[0] for c in SPINE_COLUMNS]
+    assert names == COLUMN_NAMES == [c[0] for c in SPINE_COLUMNS] + ["Used"]
     units = {"BMD (mg/cm3)": "mg/cm3", "SD (mg/cm3)": "mg/cm3", "Median (mg/cm3)": "mg/cm3",
              "Mean (HU)": "HU", "SD (HU)": "HU", "Voxels": "voxels", "ROI volume (mm3)": "mm3"}
     for name in names:
@@ -276,6 +284,7 @@ def test_spine_table_columns_units_descriptions_and_values(scene):
     assert [column(table, "Cement augmentation").GetValue(r) for r in range(3)] == ["yes", "no", "no"]
     qc = [column(table, "QC").GetValue(r) for r in range(3)]
     assert qc[:2] == ["pass", "pass"] and qc[2].startswith("FAIL") and "enough_voxels" in qc[2]
+    assert [column(table, "Used").GetValue(r) for r in range(3)] == ["yes", "yes", ""]
     assert float(table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3")) == result.mean_bmd_mg_cm3
     assert table.GetAttribute("BoneQCT.Spine.LevelsUsed") == "L1,L2"
     assert table.GetAttribute("BoneQCT.Spine.Category") == "osteopenia"
@@ -311,6 +320,7 @@ def test_spine_table_is_overwritten_in_place(scene):
 # ----------------------------------------------------------------------------- ROIs
 
 def test_roi_labelmap_is_on_the_ct_grid_with_level_names(scene):
+    _pipeline()  # roi_label_map
     ct = small_ct()
     ct_node = update_node_from_volume(ct, name="ct")
     result = fake_result(ct)
@@ -330,6 +340,7 @@ def test_roi_labelmap_is_on_the_ct_grid_with_level_names(scene):
 
 
 def test_roi_segmentation_has_one_segment_per_level(scene):
+    _pipeline()  # roi_label_map
     ct = small_ct()
     result = fake_result(ct)
     labelmap = roi_labelmap_to_node(ct, result)
@@ -410,14 +421,6 @@ def phantom():
     return make_spine_phantom()
 
 
-def _pipeline():
-    try:
-        from boneqct.spine import pipeline
-    except ImportError as exc:
-        pytest.skip(f"boneqct.spine.pipeline has not landed yet ({exc})")
-    return pipeline
-
-
 def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
     pipeline = _pipeline()
     from boneqct.calibration import calibrate_with_phantom
@@ -446,6 +449,7 @@ def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
         assert column(table, "ROI volume (mm3)").GetValue(row) == lv.roi_volume_mm3
         assert column(table, "Cement augmentation").GetValue(row) == ("yes" if lv.cement_augmentation else "no")
         assert column(table, "QC").GetValue(row) == "pass"
+        assert column(table, "Used").GetValue(row) == ("yes" if lv.level in ("L1", "L2") else "")
         assert lv.bmd_mg_cm3 == pytest.approx(truth[lv.level]["trabecular_bmd_mg_cm3"], rel=0.02)
     assert float(table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3")) == expected.mean_bmd_mg_cm3
     assert table.GetAttribute("BoneQCT.Spine.Category") == expected.category
@@ -487,9 +491,14 @@ def test_phantom_label_map_input_and_uncalibrated(scene, phantom):
         pytest.skip("the phantom's label map has no vertebra labels")
     labels_node = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
                                           node_class="vtkMRMLLabelMapVolumeNode")
-    out = run_spine(ct_node, None, labels_node=labels_node, label_scheme="totalsegmentator")
+    out = run_spine(ct_node, None, labels_node=labels_node, label_scheme="totalsegmentator",
+                    levels_used="L1,L2", exclude="l2")
     result, table = out["result"], out["table"]
     assert not result.calibrated and result.levels
+    assert result.levels_used == ["L1"]
+    used = {column(table, "Level").GetValue(r): column(table, "Used").GetValue(r)
+            for r in range(table.GetNumberOfRows())}
+    assert used["L1"] == "yes" and used["L2"] == "excluded"
     for row, lv in enumerate(result.levels):
         assert math.isnan(column(table, "BMD (mg/cm3)").GetValue(row))
         assert column(table, "Mean (HU)").GetValue(row) == lv.mean_hu

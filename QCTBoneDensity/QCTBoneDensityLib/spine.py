@@ -82,6 +82,16 @@ SPINE_COLUMNS = (
      "ROI quality check: pass, or FAIL with the checks that failed"),
 )
 
+#: Last column: whether the level is in the diagnostic mean (filled from the result).
+USED_COLUMN = ("Used", vtk.vtkStringArray, "",
+               "yes: the level is in the diagnostic mean; excluded: left out by the user")
+
+
+def _used_text(result, lv) -> str:
+    if lv.level in result.levels_used:
+        return "yes"
+    return "excluded" if getattr(lv, "excluded", False) else ""
+
 
 def _json_default(value):
     if isinstance(value, np.ndarray):
@@ -212,7 +222,8 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
 def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spine"):
     """Write a ``SpineResult`` into a table node: one row per level, summary as attributes.
 
-    Every column has a unit label and a description. Missing values (e.g. BMD when
+    Columns: :data:`SPINE_COLUMNS` then "Used" (in the diagnostic mean / excluded). Every
+    column has a unit label and a description. Missing values (e.g. BMD when
     uncalibrated) are NaN in number columns and empty in text columns. The node attributes
     ``BoneQCT.Spine.*`` hold the mean BMD, levels used, category, T- and Z-score (empty when
     absent), and ``BoneQCT.Spine.JSON`` the whole spine.json document.
@@ -229,6 +240,14 @@ def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spi
         table_node.AddColumn(column)
         table_node.SetColumnUnitLabel(column_name, unit)
         table_node.SetColumnDescription(column_name, description)
+    column_name, array_class, unit, description = USED_COLUMN
+    column = array_class()
+    column.SetName(column_name)
+    for level in result.levels:
+        column.InsertNextValue(_used_text(result, level))
+    table_node.AddColumn(column)
+    table_node.SetColumnUnitLabel(column_name, unit)
+    table_node.SetColumnDescription(column_name, description)
     calibration = getattr(result, "calibration", None)
 
     def number(value):
@@ -533,14 +552,14 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
         ``{"result": SpineResult, "volume": the CT as a core Volume, "table", "roi_labelmap",
         "roi_segmentation", "roi_centers", "chart" (None without a reference curve)}``.
     """
-    from boneqct.spine.pipeline import analyze_spine
-    from QCTBoneDensityLib.tables import calibration_from_table_node
-    from QCTBoneDensityLib.volumes import volume_from_node
-
     if ct_node is None:
         raise ValueError("Select the CT volume to measure.")
     if seeds_node is None and labels_node is None:
         raise ValueError("Select seed points (one per level) or a vertebra label map / segmentation.")
+    from boneqct.spine.pipeline import analyze_spine
+    from QCTBoneDensityLib.tables import calibration_from_table_node
+    from QCTBoneDensityLib.volumes import volume_from_node
+
     volume_hu = volume_from_node(ct_node)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     inputs = ({"seeds": seeds_from_markups_node(seeds_node)} if seeds_node is not None else
