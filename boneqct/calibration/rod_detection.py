@@ -6,7 +6,10 @@ Algorithm (on the mean image of the chosen slices, block-averaged to ~1/16 rod d
    of 0.6 r minus mean HU in a thin ring (1.1-1.4 r), kept only where the ring is inside the
    object (no air) and uniform, so that phantom edges and side lobes do not respond.
 2. Seeds are the strongest local maxima of |contrast| (rods may be brighter or darker than
-   the phantom body); every pair of seeds whose direction is within 20 degrees of
+   the phantom body). The response is flat once the ring clears the rod (in radius) and
+   while the disk stays inside it (in position), so a seed's radius is the smallest that
+   reaches 90% of its largest response and its centre is the sub-pixel centroid of
+   |HU - ring median| within 1.3 radii; every pair of seeds whose direction is within 20 degrees of
    left-right (taken from ``ijk_to_ras``, not from the array orientation) is a line
    hypothesis, scored by the summed contrast of the seeds of similar radius on it.
 3. Along each line the |contrast| profile at the seeds' radius is searched for the
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from itertools import combinations
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import fft, ndimage
 
 from boneqct.calibration.definitions import PhantomDefinition
 from boneqct.calibration.fit import (
@@ -151,25 +154,40 @@ def _disk_kernel(r_in_mm: float, r_out_mm: float, spacing_ji_mm: np.ndarray) -> 
     return k / k.sum()
 
 
-def _contrast_map(image: np.ndarray, obj: np.ndarray, radius_mm: float,
-                  spacing_ji_mm: np.ndarray, noise_hu: float) -> np.ndarray:
+def _contrast_maps(image: np.ndarray, obj: np.ndarray, radii_mm, spacing_ji_mm: np.ndarray,
+                   noise_hu: float) -> list[np.ndarray]:
     """Matched circular filter: mean HU of a disk (0.6 r) minus that of a thin ring (1.1-1.4 r).
 
-    The thin ring keeps the reference inside the phantom body even when the body is only a
-    few mm thicker than the rods. NaN where the ring reaches air (object edges); 0 where the
-    ring is not uniform (SD above half the contrast and above 4x the noise), which removes
-    the side lobes between bright rods and the response to edges between tissues.
+    One map per radius. The thin ring keeps the reference inside the phantom body even when
+    the body is only a few mm thicker than the rods. NaN where the ring reaches air (object
+    edges); 0 where the ring is not uniform (SD above half the contrast and above 4x the
+    noise), which removes the side lobes between bright rods and the response to edges
+    between tissues. The image, its square and the object mask are transformed once.
     """
-    inner = _disk_kernel(0.0, ROI_RADIUS_FRACTION * radius_mm, spacing_ji_mm)
-    ring = _disk_kernel(1.1 * radius_mm, 1.4 * radius_mm, spacing_ji_mm)
-    mean_in = signal.fftconvolve(image, inner, mode="same")
-    ring_mean = signal.fftconvolve(image, ring, mode="same")
-    ring_sq = signal.fftconvolve(image * image, ring, mode="same")
-    ring_sd = np.sqrt(np.maximum(ring_sq - ring_mean ** 2, 0.0))
-    contrast = mean_in - ring_mean
-    uniform = ring_sd <= np.maximum(0.5 * np.abs(contrast), 4.0 * noise_hu)
-    inside = signal.fftconvolve(obj, ring, mode="same") > 0.999
-    return np.where(inside, np.where(uniform, contrast, 0.0), np.nan)
+    r_max_mm = 1.4 * max(radii_mm)
+    pad_ji = [2 * int(np.ceil(r_max_mm / s)) for s in spacing_ji_mm]
+    shape = [fft.next_fast_len(n + p, real=True) for n, p in zip(image.shape, pad_ji, strict=True)]
+    spectra = [fft.rfft2(a, s=shape) for a in (image, image * image, obj)]
+
+    def filtered(kernel, image_spectra):
+        """The images convolved with ``kernel`` ('same' size, kernel centred)."""
+        kernel_spectrum = fft.rfft2(kernel, s=shape)
+        hj, hi = kernel.shape[0] // 2, kernel.shape[1] // 2
+        return [fft.irfft2(sp * kernel_spectrum, s=shape)[hj:hj + image.shape[0],
+                                                          hi:hi + image.shape[1]]
+                for sp in image_spectra]
+
+    maps = []
+    for radius_mm in radii_mm:
+        mean_in, = filtered(_disk_kernel(0.0, ROI_RADIUS_FRACTION * radius_mm, spacing_ji_mm),
+                            spectra[:1])
+        ring_mean, ring_sq, ring_obj = filtered(
+            _disk_kernel(1.1 * radius_mm, 1.4 * radius_mm, spacing_ji_mm), spectra)
+        ring_sd = np.sqrt(np.maximum(ring_sq - ring_mean ** 2, 0.0))
+        contrast = mean_in - ring_mean
+        uniform = ring_sd <= np.maximum(0.5 * np.abs(contrast), 4.0 * noise_hu)
+        maps.append(np.where(ring_obj > 0.999, np.where(uniform, contrast, 0.0), np.nan))
+    return maps
 
 
 def _noise_hu(image: np.ndarray, obj: np.ndarray) -> float:
@@ -331,7 +349,7 @@ def _find_line(image, obj, plane: _Plane, definition: PhantomDefinition):
     r_nom = definition.nominal_rod_diameter_mm / 2.0
     radii = [f * r_nom for f in RADIUS_FACTORS]
     noise = _noise_hu(image, obj)
-    maps = [_contrast_map(image, obj, r, plane.spacing_ji_mm, noise) for r in radii]
+    maps = _contrast_maps(image, obj, radii, plane.spacing_ji_mm, noise)
     # SD of the contrast of the 0.6r disk against its ring, doubled for noise correlation.
     n_in = max(1.0, np.pi * (ROI_RADIUS_FRACTION * radii[0]) ** 2 / np.prod(plane.spacing_ji_mm))
     thr_hu = max(8.0, 5.0 * 2.0 * noise / np.sqrt(n_in))
