@@ -1,0 +1,7 @@
+"""``python -m boneqct.cli``."""
+
+import sys
+
+from boneqct.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""Options and input handling shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from boneqct.errors import BoneQCTError
+
+
+def add_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", nargs="+", type=Path,
+                        help="DICOM folder, DICOM files of one series, or a NIfTI/NRRD/MHA file")
+    parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use in a folder")
+
+
+def add_calibration_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--phantom", help="calibrate with this phantom (name or certificate JSON)")
+    group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct calibrate`")
+    group.add_argument("--slope", type=float, help="manual calibration slope, HU per mg/cm3 "
+                       "(with --intercept)")
+    parser.add_argument("--intercept", type=float, help="manual calibration intercept, HU")
+    parser.add_argument("--material", default="K2HPO4", choices=["K2HPO4", "HA"],
+                        help="material of a manual calibration")
+
+
+def calibration_from_args(args, volume):
+    """The calibration chosen on the command line, or None (uncalibrated, HU only)."""
+    from boneqct.calibration import Calibration, calibrate_with_phantom, manual_calibration
+
+    if (args.slope is None) != (args.intercept is None):
+        raise BoneQCTError("A manual calibration needs both --slope and --intercept.")
+    if args.phantom:
+        return calibrate_with_phantom(volume, args.phantom)
+    if args.calibration:
+        try:
+            return Calibration.from_dict(json.loads(args.calibration.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise BoneQCTError(f"Cannot read the calibration file '{args.calibration.name}'; give "
+                               "a JSON written by `boneqct calibrate --out`.") from None
+    if args.slope is not None:
+        return manual_calibration(args.slope, args.intercept, args.material)
+    print("warning: no calibration given: measuring HU only (no BMD, no category).",
+          file=sys.stderr)
+    return None
+
+
+def parse_levels(text: str) -> tuple[str, ...]:
+    return tuple(v.strip().upper() for v in text.split(",") if v.strip())
+
+
+def load_input(args):
+    from boneqct.io import load_ct
+
+    source = args.input[0] if len(args.input) == 1 else list(args.input)
+    volume = load_ct(source, series_uid=args.series)
+    for warning in volume.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return volume

@@ -1,0 +1,153 @@
+"""Foundation commands: info, calibrate, phantom, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from boneqct.cli.common import add_input, load_input
+from boneqct.errors import BoneQCTError
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the ``boneqct`` parser."""
+    info = sub.add_parser("info", help="describe a CT input: series, geometry, exam metadata")
+    add_input(info)
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--anonymize", action="store_true", help="leave out patient identity")
+    info.set_defaults(handler=_cmd_info)
+
+    cal = sub.add_parser("calibrate", help="calibrate HU to mineral density with a phantom")
+    add_input(cal)
+    cal.add_argument("--phantom", required=True,
+                     help="bundled phantom name (mindways-model3, qrm-bdc-3, qrm-bdc-6, "
+                          "b-mas-200) or a certificate JSON file")
+    cal.add_argument("--slices", metavar="FIRST:LAST",
+                     help="slice index range k to search (inclusive); default all slices")
+    cal.add_argument("--per-slice", action="store_true",
+                     help="also fit slope and intercept as a function of z (long scans)")
+    cal.add_argument("--out", type=Path, help="write the calibration JSON here")
+    cal.set_defaults(handler=_cmd_calibrate)
+    ph = sub.add_parser("phantom", help="generate a digital phantom CT with its truth")
+    ph.add_argument("kind", choices=["spine"], help="what the phantom holds")
+    ph.add_argument("--out", type=Path, required=True, help="output folder")
+    ph.add_argument("--format", default="dicom,nifti",
+                    help="comma-separated: dicom, nifti (default both)")
+    ph.add_argument("--seed", type=int, default=0, help="random seed (deterministic output)")
+    ph.add_argument("--kvp", type=int, default=120, help="scanner preset: 80, 100, 120, 140")
+    ph.add_argument("--noise-hu", type=float, default=None, help="noise SD (HU)")
+    ph.add_argument("--psf-fwhm-mm", type=float, default=None, help="in-plane PSF FWHM (mm)")
+    ph.add_argument("--tilt-deg", type=float, default=0.0, help="spine tilt (lordosis), degrees")
+    ph.add_argument("--no-calibration-phantom", action="store_true",
+                    help="leave the rod phantom out")
+    ph.set_defaults(handler=_cmd_phantom)
+    demo = sub.add_parser("demo", help="run the main job on the bundled digital phantom")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
+    demo.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_info(args) -> int:
+    from boneqct.io import anonymized_metadata, find_series, is_volume_file
+
+    first = args.input[0]
+    series = []
+    if len(args.input) > 1 or first.is_dir() or not is_volume_file(first):
+        source = first if len(args.input) == 1 and first.is_dir() else list(args.input)
+        series = [s.summary() for s in find_series(source)]
+    volume = load_input(args)
+    metadata = anonymized_metadata(volume.metadata) if args.anonymize else volume.metadata
+    info = {
+        "series": series,
+        "size": list(volume.size_ijk),
+        "spacing_mm": [round(float(s), 6) for s in volume.spacing_mm],
+        "ijk_to_ras": volume.ijk_to_ras.round(6).tolist(),
+        "metadata": metadata,
+        "warnings": volume.warnings,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for s in series:
+        print(f"series {s['series_uid']}: {s['modality']} {s['orientation']}, "
+              f"{s['n_slices']} slices, '{s['description']}'")
+    print(f"size (i, j, k): {info['size']}")
+    print(f"spacing (mm): {info['spacing_mm']}")
+    print("IJK to RAS:")
+    for row in info["ijk_to_ras"]:
+        print("  " + "  ".join(f"{v:10.4f}" for v in row))
+    for key, value in metadata.items():
+        if value is not None:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _parse_slices(text: str | None):
+    if not text:
+        return None
+    try:
+        first, last = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise BoneQCTError(f"--slices must be FIRST:LAST slice indices, got '{text}'.") from None
+    return (first, last)
+
+
+def _cmd_calibrate(args) -> int:
+    from boneqct.calibration import calibrate_with_phantom
+    from boneqct.io import write_json_atomic
+
+    volume = load_input(args)
+    calibration = calibrate_with_phantom(volume, args.phantom, slice_range=_parse_slices(args.slices),
+                                         per_slice=args.per_slice)
+    print(_calibration_text(calibration))
+    if args.out:
+        write_json_atomic(args.out, calibration.to_dict())
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _calibration_text(calibration) -> str:
+    """Human-readable calibration summary: fit, QC and per-rod table."""
+    lines = [
+        f"phantom: {calibration.phantom}   material: {calibration.material}",
+        f"slope: {calibration.slope_hu_per_mg_cm3:.5f} HU per mg/cm3   "
+        f"intercept: {calibration.intercept_hu:.2f} HU   R2: {calibration.r2:.5f}",
+        f"slices used: {len(calibration.slices_used)}",
+        f"{'rod':>6} {'density mg/cm3':>15} {'measured HU':>12} {'SD HU':>7} {'voxels':>7} "
+        f"{'residual HU':>12}",
+    ]
+    for rod in calibration.rods:
+        lines.append(f"{rod['name']:>6} {rod['density_mg_cm3']:>15.2f} {rod['measured_hu']:>12.2f} "
+                     f"{rod['sd_hu']:>7.2f} {rod['n_voxels']:>7d} {rod['residual_hu']:>12.3f}")
+    lines += [f"warning: {w}" for w in calibration.warnings]
+    return "\n".join(lines)
+
+
+def _cmd_phantom(args) -> int:
+    from boneqct.phantoms import (
+        ScannerParams,
+        SpinePhantomParams,
+        make_spine_phantom,
+        write_phantom,
+    )
+
+    scanner_kwargs = {"kvp": args.kvp}
+    if args.noise_hu is not None:
+        scanner_kwargs["noise_sd_hu"] = args.noise_hu
+    if args.psf_fwhm_mm is not None:
+        scanner_kwargs["psf_fwhm_mm"] = args.psf_fwhm_mm
+    phantom = make_spine_phantom(
+        SpinePhantomParams(spine_tilt_deg=args.tilt_deg,
+                           phantom_present=not args.no_calibration_phantom),
+        ScannerParams(**scanner_kwargs), seed=args.seed)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    paths = write_phantom(phantom, args.out, formats=formats)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from boneqct.demo import run_demo
+
+    run_demo(args.out)
+    return 0

@@ -1,0 +1,126 @@
+"""Spine QCT commands: spine, compare."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from boneqct.cli.common import (
+    add_calibration_options,
+    add_input,
+    calibration_from_args,
+    load_input,
+    parse_levels,
+)
+from boneqct.errors import BoneQCTError
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the ``boneqct`` parser."""
+    spine = sub.add_parser("spine", help="per-level trabecular BMD of the lumbar spine")
+    add_input(spine)
+    spine.add_argument("--out", type=Path, required=True, help="output folder")
+    add_calibration_options(spine)
+    where = spine.add_mutually_exclusive_group(required=True)
+    where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
+                       "points labelled by level (L1, L2, ...)")
+    where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
+                       help="a seed point inside a vertebral body, RAS mm (repeatable)")
+    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD)")
+    spine.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
+                       default="totalsegmentator", help="numbering of --labels")
+    spine.add_argument("--levels", default="L1,L2",
+                       help="levels averaged for the diagnostic value (default L1,L2)")
+    spine.add_argument("--exclude", default="", help="levels to leave out (e.g. fractured)")
+    spine.add_argument("--roi", choices=["elliptic-cylinder", "trabecular-3d"],
+                       default="elliptic-cylinder", help="ROI shape")
+    spine.add_argument("--roi-thickness-mm", type=float, default=9.0, help="ROI slab thickness")
+    spine.add_argument("--margin-mm", type=float, default=2.0, help="margin from the cortex")
+    spine.add_argument("--cement-threshold", type=float, default=50.0, metavar="MG_CM3",
+                       help="BMD below which cement augmentation is suggested (default 50)")
+    spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
+                       "T/Z-scores")
+    spine.add_argument("--age", type=float, help="patient age in years (else from DICOM)")
+    spine.add_argument("--sex", choices=["F", "M"], help="patient sex (else from DICOM)")
+    spine.add_argument("--anonymize", action="store_true",
+                       help="leave patient identity out of the outputs")
+    spine.set_defaults(handler=_cmd_spine)
+
+    compare = sub.add_parser("compare", help="follow-up: change between two spine.json files")
+    compare.add_argument("old", type=Path, help="spine.json of the earlier exam")
+    compare.add_argument("new", type=Path, help="spine.json of the later exam")
+    lsc = compare.add_mutually_exclusive_group()
+    lsc.add_argument("--lsc", type=float, metavar="MG_CM3", help="least significant change")
+    lsc.add_argument("--precision", type=float, metavar="MG_CM3",
+                     help="precision error (RMS-SD); LSC = 2.77 x precision")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+def _cmd_spine(args) -> int:
+    from boneqct.io import read_volume_file
+    from boneqct.reference import load_reference
+    from boneqct.spine.outputs import write_spine_outputs
+    from boneqct.spine.pipeline import analyze_spine
+    from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
+
+    volume = load_input(args)
+    calibration = calibration_from_args(args, volume)
+    seeds = labels = None
+    if args.seeds:
+        seeds = read_markups_seeds(args.seeds)
+    elif args.seed:
+        seeds = parse_seed_args(args.seed)
+    else:
+        labels = read_volume_file(args.labels)
+    sex = args.sex or volume.metadata.get("patient_sex")
+    age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
+    result = analyze_spine(
+        volume, calibration, seeds=seeds, labels=labels, label_scheme=args.label_scheme,
+        levels_used=parse_levels(args.levels), exclude=parse_levels(args.exclude), roi_kind=args.roi,
+        thickness_mm=args.roi_thickness_mm, margin_mm=args.margin_mm,
+        cement_threshold_mg_cm3=args.cement_threshold,
+        reference=load_reference(args.reference) if args.reference else None,
+        age_years=age, sex=sex if sex in ("F", "M") else None)
+    paths = write_spine_outputs(args.out, result, volume, anonymize=args.anonymize)
+    unit = "mg/cm3" if result.calibrated else "HU"
+    for lv in result.levels:
+        value = lv.bmd_mg_cm3 if result.calibrated else lv.mean_hu
+        flag = "  CEMENT AUGMENTATION SUGGESTED" if lv.cement_augmentation else ""
+        qc = "" if lv.qc["passed"] else "  (ROI QC failed)"
+        print(f"{lv.level}: {value:.1f} {unit}{flag}{qc}")
+    if result.mean_bmd_mg_cm3 is not None:
+        print(f"mean {'/'.join(result.levels_used)}: {result.mean_bmd_mg_cm3:.1f} mg/cm3, "
+              f"category: {result.category}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {paths['report']}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from boneqct.spine.followup import compare_exams
+
+    documents = []
+    for path in (args.old, args.new):
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            raise BoneQCTError(f"Cannot read '{path.name}'; give spine.json files written by "
+                               "`boneqct spine`.") from None
+    comparison = compare_exams(*documents, lsc_mg_cm3=args.lsc, precision_mg_cm3=args.precision)
+    if args.json:
+        print(json.dumps(comparison, indent=2))
+        return 0
+    for row in comparison["levels"] + ([comparison["mean"]] if "mean" in comparison else []):
+        significant = ""
+        if "significant" in row:
+            significant = "  significant" if row["significant"] else "  within LSC"
+        print(f"{row['level']}: {row['old_bmd_mg_cm3']:.1f} -> {row['new_bmd_mg_cm3']:.1f} mg/cm3, "
+              f"{row['change_mg_cm3']:+.1f} mg/cm3 ({row['change_percent']:+.1f}%){significant}")
+    if comparison["lsc_mg_cm3"] is not None:
+        print(f"least significant change: {comparison['lsc_mg_cm3']:.2f} mg/cm3")
+    else:
+        print(comparison["note"])
+    return 0
