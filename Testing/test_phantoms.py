@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from scipy.optimize import curve_fit
 from scipy.special import erfc
 
+from boneqct.calibration import load_phantom_definition
 from boneqct.phantoms import (
     KVP_CALIBRATION_PRESETS,
     ScannerParams,
@@ -79,7 +80,7 @@ def test_calibration_model_and_120_kvp_preset(clean):
     assert calibration["intercept_hu"] == pytest.approx(beta_ref + 999.6)
     assert calibration["material"] == "K2HPO4" and calibration["kvp"] == 120
     for rod in clean.truth["calibration_phantom"]["rods"]:
-        expected = rod["water_mg_cm3"] + sigma_ref * rod["k2hpo4_mg_cm3"] + beta_ref
+        expected = rod["water_mg_cm3"] + sigma_ref * rod["density_mg_cm3"] + beta_ref
         assert rod["expected_hu"] == pytest.approx(expected)
 
 
@@ -108,6 +109,49 @@ def test_rod_hu_match_the_model(clean):
         assert clean.volume.array_kji[core].mean() == pytest.approx(rod["expected_hu"], abs=1.0)
         assert _hu_at(clean.volume, rod["center_ras_mm"]) == pytest.approx(rod["expected_hu"],
                                                                            abs=1.0)
+
+
+@pytest.mark.parametrize("name", ["qrm-bdc-3", "qrm-bdc-6", "b-mas-200"])
+def test_ha_phantom_truth_and_rod_hu(name):
+    phantom = make_spine_phantom(SpinePhantomParams(phantom_name=name), FEW_SLICES, seed=0)
+    definition = load_phantom_definition(name)
+    calibration = phantom.truth["calibration"]
+    sigma_ref, beta_ref = KVP_CALIBRATION_PRESETS[120]
+    # 120 kVp: Goodsitt's K2HPO4/HA ratio interpolated to 0.8267, times sigma_CT 1.2494
+    assert calibration["slope_hu_per_mg_cm3"] == pytest.approx(
+        (0.86 - 0.05 * 40.0 / 60.0) * (sigma_ref - 0.2174))
+    assert calibration["slope_hu_per_mg_cm3"] == pytest.approx(1.033, abs=1e-3)
+    assert calibration["intercept_hu"] == pytest.approx(beta_ref + 999.6)
+    assert calibration["material"] == "HA" and calibration["model"] == "linear"
+    assert phantom.truth["compartments"]["phantom_body"]["hu"] == pytest.approx(
+        calibration["intercept_hu"])
+    truth_phantom = phantom.truth["calibration_phantom"]
+    assert truth_phantom["material"] == "HA"
+    assert truth_phantom["width_mm"] == pytest.approx((len(definition.rods) - 1) * 35.0 + 60.0)
+    rods = truth_phantom["rods"]
+    assert [r["name"] for r in rods] == [r.name for r in definition.rods]
+    ras = _voxel_ras(phantom.volume)
+    for rod in rods:
+        assert rod["diameter_mm"] == definition.nominal_rod_diameter_mm
+        assert rod["water_mg_cm3"] is None
+        assert rod["expected_hu"] == pytest.approx(
+            calibration["slope_hu_per_mg_cm3"] * rod["density_mg_cm3"] + calibration["intercept_hu"])
+        radial_mm = np.linalg.norm(ras[..., :2] - np.array(rod["center_ras_mm"][:2]), axis=-1)
+        core = radial_mm < rod["diameter_mm"] / 2.0 - 4.0
+        assert phantom.volume.array_kji[core].mean() == pytest.approx(rod["expected_hu"], abs=1.0)
+
+
+def test_phantom_gap_lowers_phantom_and_table():
+    touching = make_spine_phantom(SpinePhantomParams(), FEW_SLICES, seed=0)
+    lifted = make_spine_phantom(SpinePhantomParams(phantom_gap_mm=10.0), FEW_SLICES, seed=0)
+    y0, y1 = (p.truth["calibration_phantom"]["center_ras_mm"][1] for p in (touching, lifted))
+    assert y1 == pytest.approx(y0 - 10.0)
+    assert touching.truth["calibration_phantom"]["width_mm"] == 200.0
+    # an air gap between the back and the phantom top
+    x_ras = touching.truth["calibration_phantom"]["center_ras_mm"][0]
+    top_y = y1 + touching.truth["spine_params"]["phantom_thickness_mm"] / 2.0
+    assert _hu_at(lifted.volume, [x_ras, top_y + 5.0, 0.0]) < -900
+    assert _hu_at(touching.volume, [x_ras, top_y + 5.0, 0.0]) > -200
 
 
 def test_noise_sd_in_a_uniform_region(clean, noisy):

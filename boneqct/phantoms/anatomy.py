@@ -26,6 +26,9 @@ TRABECULAR_FIRST = 11
 #: Calibration rod n (in the definition's order) has label ROD_FIRST + n.
 ROD_FIRST = 21
 
+#: Phantom body beyond the centres of the end rods (mm; placeholder).
+PHANTOM_END_MARGIN_MM = 30.0
+
 #: Label value -> compartment name of the phantom's label map (uint8).
 LABELS: dict[int, str] = {
     AIR: "air",
@@ -59,7 +62,11 @@ LABEL_DESCRIPTIONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SpinePhantomParams:
-    """Anatomy and pose of the digital spine phantom (lengths in mm, densities K2HPO4 mg/cm3).
+    """Anatomy and pose of the digital spine phantom.
+
+    Lengths in mm; mineral densities in mg/cm3 of the calibration phantom's material (K2HPO4
+    for Mindways, hydroxyapatite for the HA phantoms), so the truth calibration and the bone
+    densities share one unit.
 
     Attributes:
         levels: vertebra names, superior first.
@@ -89,7 +96,9 @@ class SpinePhantomParams:
         skin_thickness_mm, fat_thickness_mm, muscle_wall_thickness_mm: outline layers.
         aorta_radius_mm: radius of the aorta (anterior-left of the centrum).
         phantom_present: include the rod phantom under the back.
-        phantom_name: calibration phantom definition (``load_phantom_definition``).
+        phantom_name: calibration phantom definition (``load_phantom_definition``): any
+            bundled name or certificate file; its rods are rendered in a row with the
+            definition's densities and nominal diameter.
         phantom_gap_mm: air gap between the back and the top of the phantom (or of the table
             without a phantom); the table lies under the phantom, so both move down with it.
         phantom_offset_mm: (x, y) shift of the rod phantom in RAS mm (+x patient's right,
@@ -100,7 +109,8 @@ class SpinePhantomParams:
         rod_spacing_mm: centre-to-centre distance of neighbouring rods.
         rod_diameter_mm: rod diameter; None uses the definition's nominal diameter.
         phantom_width_mm, phantom_thickness_mm, phantom_corner_radius_mm: rounded-rectangle
-            phantom body.
+            phantom body; the width None is the rod row plus ``PHANTOM_END_MARGIN_MM`` at
+            each end (200 mm for five rods 35 mm apart).
         table_thickness_mm, table_width_mm: patient table slab under the phantom.
         table_radius_mm: radius of curvature of the table top; None for a flat table.
     """
@@ -138,7 +148,7 @@ class SpinePhantomParams:
     phantom_rotation_deg: float = 0.0
     rod_spacing_mm: float = 35.0
     rod_diameter_mm: float | None = None
-    phantom_width_mm: float = 200.0
+    phantom_width_mm: float | None = None
     phantom_thickness_mm: float = 32.0
     phantom_corner_radius_mm: float = 8.0
     table_thickness_mm: float = 15.0
@@ -189,8 +199,8 @@ class Rod:
 
     name: str
     label: int
-    k2hpo4_mg_cm3: float
-    water_mg_cm3: float
+    density_mg_cm3: float
+    water_mg_cm3: float | None
     center_xy_ras_mm: tuple[float, float]
     diameter_mm: float
 
@@ -216,6 +226,8 @@ class Anatomy:
         self.back_y_ras_mm = -p.body_outline_depth_mm / 2.0
         self.definition: PhantomDefinition = load_phantom_definition(p.phantom_name)
         self.rod_diameter_mm = p.rod_diameter_mm or self.definition.nominal_rod_diameter_mm
+        self.phantom_width_mm = p.phantom_width_mm or (
+            (len(self.definition.rods) - 1) * p.rod_spacing_mm + 2.0 * PHANTOM_END_MARGIN_MM)
         support_y = self.back_y_ras_mm - p.phantom_gap_mm     # top of phantom or table
         nominal_phantom_y = support_y - p.phantom_thickness_mm / 2.0
         self.phantom_center_xy_ras_mm = (p.phantom_offset_mm[0],
@@ -240,9 +252,8 @@ class Anatomy:
         for n, rod in enumerate(rods):
             u_mm = ((len(rods) - 1) / 2.0 - n) * p.rod_spacing_mm
             x, y = rotation @ np.array([u_mm, 0.0]) + (cx, cy)
-            placed.append(Rod(rod.name, ROD_FIRST + n, rod.density_mg_cm3,
-                              float(rod.water_mg_cm3 or 0.0), (float(x), float(y)),
-                              self.rod_diameter_mm))
+            placed.append(Rod(rod.name, ROD_FIRST + n, rod.density_mg_cm3, rod.water_mg_cm3,
+                              (float(x), float(y)), self.rod_diameter_mm))
         return tuple(placed)
 
     def _place_vertebrae(self) -> tuple[Vertebra, ...]:
@@ -342,7 +353,7 @@ class Anatomy:
         c, s = np.cos(np.radians(p.phantom_rotation_deg)), np.sin(np.radians(p.phantom_rotation_deg))
         u = c * (x - cx) + s * (y - cy)
         v = -s * (x - cx) + c * (y - cy)
-        labels[_inside_rounded_rectangle(u, v, p.phantom_width_mm / 2.0,
+        labels[_inside_rounded_rectangle(u, v, self.phantom_width_mm / 2.0,
                                          p.phantom_thickness_mm / 2.0,
                                          p.phantom_corner_radius_mm)] = PHANTOM_BODY
         for rod in self.rods:

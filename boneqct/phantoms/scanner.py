@@ -1,4 +1,4 @@
-"""The digital scanner: K2HPO4 density -> HU, tissue HU per kVp, slice profile, PSF and noise.
+"""The digital scanner: mineral density -> HU, tissue HU per kVp, slice profile, PSF and noise.
 
 The density-to-HU model is the Mindways two-step calibration run backwards (QCT PRO User Guide
 v5.0, as implemented in Bonelab Ogo ``ogo/calib/mindways_calibration.py``):
@@ -6,6 +6,10 @@ v5.0, as implemented in Bonelab Ogo ``ogo/calib/mindways_calibration.py``):
 * a calibration rod:   ``HU = water_mg_cm3 + sigma_ref * K2HPO4_mg_cm3 + beta_ref``
 * bone or tissue given as K2HPO4 in a water-like matrix: ``HU = sigma_CT * rho + beta_CT``
   with ``sigma_CT = sigma_ref - 0.2174`` and ``beta_CT = beta_ref + 999.6``.
+
+For hydroxyapatite (HA) phantoms the rods are HA in a water-equivalent base and every
+mineral density is in mg HA/cm3: ``HU = a_HA * rho_HA + b`` with ``b = beta_CT`` (no mineral)
+and an ILLUSTRATIVE ``a_HA`` derived from the K2HPO4 model (``ha_slope_hu_per_mg_cm3``).
 """
 
 from __future__ import annotations
@@ -155,10 +159,56 @@ class Calibration:
         }
 
 
-def calibration_for(scanner: ScannerParams) -> Calibration:
-    """The true calibration of the scanner's kVp preset."""
+#: (kVp, K2HPO4-equivalent / HA-equivalent density of the same bone), single-energy QCT
+#: (Goodsitt 1992, Bone Miner 19:145).
+K2HPO4_PER_HA_BY_KVP = ((80, 0.86), (140, 0.81))
+
+
+def ha_slope_hu_per_mg_cm3(kvp: int) -> float:
+    """ILLUSTRATIVE HA slope (HU per mg HA/cm3): sigma_CT times the K2HPO4/HA density ratio.
+
+    A bone measuring rho_HA against HA measures ratio * rho_HA against K2HPO4, so at equal
+    HU ``a_HA = ratio * sigma_CT``; the ratio is interpolated linearly in kVp between
+    Goodsitt's 80 and 140 kVp values. At 120 kVp: 0.827 * 1.249 = 1.033 HU per mg HA/cm3.
+    """
+    sigma_ref, _ = KVP_CALIBRATION_PRESETS[kvp]
+    (kvp_low, ratio_low), (kvp_high, ratio_high) = K2HPO4_PER_HA_BY_KVP
+    ratio = float(np.interp(kvp, [kvp_low, kvp_high], [ratio_low, ratio_high]))
+    return ratio * (sigma_ref - SIGMA_WATER_OFFSET)
+
+
+@dataclass(frozen=True)
+class HACalibration:
+    """The scanner's true hydroxyapatite calibration at one kVp: HU = a * rho_HA + b."""
+
+    kvp: int
+    slope_hu_per_mg_cm3: float
+    intercept_hu: float
+
+    def tissue_hu(self, ha_mg_cm3):
+        """HU of bone, a rod or the phantom base holding ``ha_mg_cm3`` in a water-like matrix."""
+        return self.slope_hu_per_mg_cm3 * np.asarray(ha_mg_cm3, float) + self.intercept_hu
+
+    def as_dict(self) -> dict:
+        """The calibration as the truth JSON reports it."""
+        return {
+            "material": "HA",
+            "model": "linear",
+            "kvp": self.kvp,
+            "slope_hu_per_mg_cm3": self.slope_hu_per_mg_cm3,
+            "intercept_hu": self.intercept_hu,
+        }
+
+
+def calibration_for(scanner: ScannerParams, material: str = "K2HPO4") -> Calibration | HACalibration:
+    """The true calibration of the scanner's kVp preset, in mg/cm3 of ``material``."""
     sigma_ref, beta_ref = KVP_CALIBRATION_PRESETS[scanner.kvp]
-    return Calibration(scanner.kvp, sigma_ref, beta_ref)
+    k2hpo4 = Calibration(scanner.kvp, sigma_ref, beta_ref)
+    if material == "K2HPO4":
+        return k2hpo4
+    if material == "HA":
+        return HACalibration(scanner.kvp, ha_slope_hu_per_mg_cm3(scanner.kvp), k2hpo4.beta_ct_hu)
+    raise ValueError(f"material must be 'K2HPO4' or 'HA', not {material!r}")
 
 
 def tissue_hu_for(scanner: ScannerParams) -> dict[str, float]:

@@ -27,6 +27,7 @@ from boneqct import __version__
 from boneqct.phantoms.anatomy import (
     CORTICAL_BONE,
     LABEL_DESCRIPTIONS,
+    PHANTOM_BODY,
     POSTERIOR_ELEMENTS,
     Anatomy,
     SpinePhantomParams,
@@ -35,6 +36,7 @@ from boneqct.phantoms.scanner import (
     FWHM_PER_SD,
     PSF_TRUNCATE_SD,
     Calibration,
+    HACalibration,
     ScannerParams,
     add_noise,
     apply_psf,
@@ -85,8 +87,13 @@ def phantom_grid(anatomy: Anatomy, scanner: ScannerParams) -> np.ndarray:
     return ijk_to_ras
 
 
-def _label_hu_lut(anatomy: Anatomy, calibration: Calibration, tissue_hu: dict) -> np.ndarray:
-    """HU of every label value (index = label), 256 entries."""
+def _label_hu_lut(anatomy: Anatomy, calibration: Calibration | HACalibration,
+                  tissue_hu: dict) -> np.ndarray:
+    """HU of every label value (index = label), 256 entries.
+
+    K2HPO4 rods follow the Mindways rod model (their water-equivalent density adds); HA rods
+    and the body of an HA phantom (its base material, 0 mg HA/cm3) follow HU = a * rho + b.
+    """
     p = anatomy.params
     lut = np.zeros(256)
     for value, name in anatomy.labels.items():
@@ -96,8 +103,11 @@ def _label_hu_lut(anatomy: Anatomy, calibration: Calibration, tissue_hu: dict) -
     lut[POSTERIOR_ELEMENTS] = calibration.tissue_hu(p.posterior_bmd_mg_cm3)
     for vertebra in anatomy.vertebrae:
         lut[vertebra.label] = calibration.tissue_hu(vertebra.trabecular_bmd_mg_cm3)
+    if anatomy.definition.material == "HA":
+        lut[PHANTOM_BODY] = calibration.tissue_hu(0.0)
     for rod in anatomy.rods:
-        lut[rod.label] = calibration.rod_hu(rod.k2hpo4_mg_cm3, rod.water_mg_cm3)
+        lut[rod.label] = (calibration.tissue_hu(rod.density_mg_cm3) if rod.water_mg_cm3 is None
+                          else calibration.rod_hu(rod.density_mg_cm3, rod.water_mg_cm3))
     return lut
 
 
@@ -201,8 +211,8 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
             "trabecular_height_mm": p.body_height_mm - 2.0 * t,
         })
     rods = [{
-        "name": r.name, "label": r.label, "k2hpo4_mg_cm3": r.k2hpo4_mg_cm3,
-        "water_mg_cm3": r.water_mg_cm3, "expected_hu": float(lut[r.label]),
+        "name": r.name, "label": r.label, "material": anatomy.definition.material,
+        "density_mg_cm3": r.density_mg_cm3, "water_mg_cm3": r.water_mg_cm3, "expected_hu": float(lut[r.label]),
         "center_ras_mm": [*r.center_xy_ras_mm, z_center_mm], "axis_ras": [0.0, 0.0, 1.0],
         "diameter_mm": r.diameter_mm,
     } for r in anatomy.rods]
@@ -223,7 +233,8 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
                  "ijk_to_ras": ijk_to_ras.tolist()},
         "calibration": calibration.as_dict(),
         "calibration_phantom": {
-            "name": p.phantom_name, "present": p.phantom_present,
+            "name": p.phantom_name, "material": anatomy.definition.material,
+            "present": p.phantom_present, "width_mm": anatomy.phantom_width_mm,
             "center_ras_mm": [*anatomy.phantom_center_xy_ras_mm, z_center_mm],
             "rotation_deg": p.phantom_rotation_deg, "rods": rods,
         },
@@ -238,8 +249,10 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
             "partial_volume_cm3": "sum of sub-sample fractions x voxel volume: the analytic "
                                   "volume inside the imaged slab, its ends weighted by the slice "
                                   "profile",
-            "calibration": "120 kVp is fitted to Ogo's measured Mindways fixture; the other kVp "
-                           "presets and all soft-tissue HU are illustrative",
+            "calibration": "K2HPO4: 120 kVp is fitted to Ogo's measured Mindways fixture; the "
+                           "other kVp presets, the HA slopes (from the K2HPO4 model and "
+                           "Goodsitt 1992's K2HPO4/HA ratio) and all soft-tissue HU are "
+                           "illustrative; bone densities are in the phantom's material",
             "coordinates": "RAS mm; rods run along z, their centre given at the middle slice",
         },
     }
@@ -251,7 +264,7 @@ def make_spine_phantom(params: SpinePhantomParams | None = None,
     params = params or SpinePhantomParams()
     scanner = scanner or ScannerParams()
     anatomy = Anatomy(params)
-    calibration = calibration_for(scanner)
+    calibration = calibration_for(scanner, anatomy.definition.material)
     lut = _label_hu_lut(anatomy, calibration, tissue_hu_for(scanner))
     ijk_to_ras = phantom_grid(anatomy, scanner)
     rng = np.random.default_rng(seed)
