@@ -149,3 +149,41 @@ def test_cli_seed_outside_bone_is_a_clean_error(phantom, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "L1" in result.stderr
+
+
+def test_cli_spine_from_a_real_label_map_uncalibrated(real_data_dir, tmp_path):
+    """tptbox L3 (VerSe labels, no phantom): L2 and L4 are cut by the scan and skipped with a
+    warning; L3's ROI mean HU is close to the mean of its body interior (subregion 50)."""
+    folder = real_data_dir / "tptbox_L3"
+    result = subprocess.run([sys.executable, "-m", "boneqct.cli", "spine",
+                             str(folder / "sub-ct_label-22_ct.nii.gz"), "--out", str(tmp_path),
+                             "--labels", str(folder / "sub-ct_seg-vert_label-22_msk.nii.gz"),
+                             "--label-scheme", "verse", "--levels", "L3"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "measuring HU only" in result.stderr and "L2 not measured" in result.stderr
+    document = json.loads((tmp_path / "spine.json").read_text())
+    assert not document["calibrated"] and document["category"] is None
+    (level,) = document["levels"]
+    ct = read_volume_file(folder / "sub-ct_label-22_ct.nii.gz").array_kji
+    vertebrae = read_volume_file(folder / "sub-ct_seg-vert_label-22_msk.nii.gz").array_kji
+    interior = read_volume_file(folder / "sub-ct_seg-subreg_label-22_msk.nii.gz").array_kji == 50
+    interior_mean_hu = ct[interior & (vertebrae == 22)].mean()
+    assert level["level"] == "L3" and level["bmd_mg_cm3"] is None
+    assert level["mean_hu"] == pytest.approx(interior_mean_hu, abs=5.0)
+
+
+def test_cli_spine_from_a_markups_file(phantom, tmp_path):
+    from boneqct.spine.seeds import write_markups_points
+
+    ct = write_volume(phantom.volume, tmp_path / "ct.nii.gz")
+    seeds = write_markups_points(_seeds(phantom), tmp_path / "seeds.mrk.json", name="seeds")
+    result = subprocess.run([sys.executable, "-m", "boneqct.cli", "spine", str(ct), "--out",
+                             str(tmp_path / "out"), "--seeds", str(seeds), "--slope",
+                             str(phantom.truth["calibration"]["slope_hu_per_mg_cm3"]),
+                             "--intercept", str(phantom.truth["calibration"]["intercept_hu"])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    levels = json.loads((tmp_path / "out" / "spine.json").read_text())["levels"]
+    for level, truth in zip(levels, DENSITIES_MG_CM3, strict=True):
+        assert level["bmd_mg_cm3"] == pytest.approx(truth, rel=0.02, abs=1.5)

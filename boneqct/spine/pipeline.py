@@ -120,10 +120,10 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     """
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
-    bodies = _bodies_from_seeds(volume_hu, seeds) if seeds is not None else \
-        _bodies_from_labels(volume_hu, labels, label_scheme)
-    bodies.sort(key=lambda b: LEVEL_NAMES.index(b.level))
     warnings: list[str] = []
+    bodies = _bodies_from_seeds(volume_hu, seeds) if seeds is not None else \
+        _bodies_from_labels(volume_hu, labels, label_scheme, warnings)
+    bodies.sort(key=lambda b: LEVEL_NAMES.index(b.level))
     if calibration is None:
         warnings.append("Uncalibrated: values are HU only; no BMD, category or cement flag.")
     levels, rois = [], []
@@ -151,9 +151,12 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
                             "review the ROI before using this level.")
     used = [lv for lv in levels if lv.level in levels_used and not lv.excluded]
     missing = [name for name in levels_used if name not in {lv.level for lv in used}]
-    if missing:
+    if missing and used:
         warnings.append(f"Levels {', '.join(missing)} of the diagnostic set were not measured or "
                         "are excluded; the mean uses the others.")
+    elif missing:
+        warnings.append(f"No level of the diagnostic set ({', '.join(levels_used)}) was measured: "
+                        "no mean value and no category. Choose the levels with --levels.")
     mean_bmd = _mean([lv.bmd_mg_cm3 for lv in used]) if calibration is not None else None
     result = SpineResult(
         calibration=calibration, levels=levels, levels_used=[lv.level for lv in used],
@@ -188,7 +191,10 @@ def _bodies_from_seeds(volume_hu: Volume, seeds: dict) -> list[VertebralBody]:
             for level, p in seeds.items()]
 
 
-def _bodies_from_labels(volume_hu: Volume, labels: Volume, scheme: str) -> list[VertebralBody]:
+def _bodies_from_labels(volume_hu: Volume, labels: Volume, scheme: str,
+                        warnings: list[str]) -> list[VertebralBody]:
+    """Bodies of every labelled level; a level that cannot be measured (cut by the scan's end,
+    too damaged) is skipped with a warning, as a label map often holds partial neighbours."""
     if scheme not in LABEL_SCHEMES:
         raise SpineError(f"Unknown label scheme '{scheme}'; use one of {', '.join(LABEL_SCHEMES)}.")
     present = set(np.unique(labels.array_kji).tolist())
@@ -198,7 +204,16 @@ def _bodies_from_labels(volume_hu: Volume, labels: Volume, scheme: str) -> list[
             f"The label map holds no lumbar or low thoracic vertebra in {scheme} numbering "
             f"(expected labels {sorted(LABEL_SCHEMES[scheme])}). Check --label-scheme."
         )
-    return [body_from_label(volume_hu, labels, value, level) for value, level in found]
+    bodies = []
+    for value, level in found:
+        try:
+            bodies.append(body_from_label(volume_hu, labels, value, level))
+        except SpineError as exc:
+            warnings.append(f"{level} not measured: {exc}")
+    if not bodies:
+        raise SpineError("No labelled level could be measured: "
+                         + " ".join(w for w in warnings if "not measured" in w))
+    return bodies
 
 
 def _qc_failures(qc: dict) -> str:

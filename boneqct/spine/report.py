@@ -17,6 +17,8 @@ from boneqct.volume import Volume
 #: Half-width (mm) and pixel size (mm) of the level views.
 VIEW_HALF_WIDTH_MM = 30.0
 VIEW_PIXEL_MM = 0.4
+#: Printed width (mm) of one level's column of views.
+VIEW_COLUMN_WIDTH_MM = 45.0
 #: Bone window for the views (HU).
 WINDOW_HU = (-250.0, 750.0)
 
@@ -29,11 +31,11 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: di
     story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
     story += _diagnosis(result)
     story += _cement_flags(result)
-    figures = [_level_views_figure(result, volume_hu)]
     if result.reference and result.reference.get("curve"):
-        figures.insert(0, _reference_chart(result))
-    for fig in figures:
-        story += [Spacer(1, 2 * mm), figure_flowable(fig, 180)]
+        story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
+    views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.levels), 1))
+    story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu),
+                                                 views_width_mm)]
     for warning in result.warnings:
         story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
     return write_report(path, "Spine QCT: trabecular bone mineral density", story)
@@ -124,7 +126,7 @@ def _reference_chart(result):
 def _level_views_figure(result, volume_hu: Volume):
     """For each level: an axial view (perpendicular to the body axis) and a sagittal view."""
     n = len(result.levels)
-    fig, axes = plt.subplots(2, max(n, 1), figsize=(2.0 * max(n, 2), 4.1), squeeze=False)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
     for col, (lv, roi, body) in enumerate(zip(result.levels, result.rois, result.bodies, strict=True)):
         axis = np.asarray(roi.axis_ras, float)
         anterior = np.asarray(body.anterior_ras, float)
@@ -148,8 +150,6 @@ def _level_views_figure(result, volume_hu: Volume):
             ax.set_title(f"{lv.level} {name}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
-    for ax in axes.ravel()[2 * n:]:
-        ax.axis("off")
     fig.tight_layout()
     return fig
 
