@@ -30,14 +30,14 @@ from boneqct.errors import SpineError
 from boneqct.io.images import volume_to_sitk
 from boneqct.spine.axis import find_body_axis
 from boneqct.spine.levels import normalize_level
-from boneqct.spine.local_grid import LocalGrid
+from boneqct.spine.local_grid import LocalGrid, bounding_box
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
 
 #: Working grid spacing (mm) and half-size of the box around the seed (mm): holds a large
 #: lumbar body (about 55 mm wide) from a seed anywhere inside it.
 WORK_SPACING_MM = 1.0
-BOX_HALF_MM = 45.0
+BOX_HALF_MM = 36.0
 #: Gaussian smoothing SD (mm) against noise before thresholding.
 SMOOTH_MM = 0.8
 #: Radius (mm) of the sphere around the seed giving the trabecular HU level.
@@ -64,15 +64,28 @@ SHELL_MM = 3.0
 #: Bone threshold (HU) for finding the posterior elements: a common CT bone threshold,
 #: below cortical and posterior-element HU whatever the body's density.
 POSTERIOR_BONE_HU = 200.0
+#: Distance (mm) from a vertebra label within which the body is grown (label maps are
+#: often a little tight on the cortex).
+LABEL_REACH_MM = 2.0
 #: Largest angle (degrees) between the anterior direction found and RAS A before falling back.
 MAX_ANTERIOR_DEVIATION_DEG = 45.0
 
 
-def _sphere(shape, center_kji, radius_vox) -> np.ndarray:
-    """Bool ball of a radius (voxels) about a centre (k, j, i) in an array shape."""
-    kk, jj, ii = np.ogrid[:shape[0], :shape[1], :shape[2]]
+def _ball_near(shape, center_kji, radius_vox) -> tuple[tuple[slice, ...], np.ndarray]:
+    """A ball of a radius (voxels) about a centre (k, j, i), clipped to an array shape: the
+    box (slices) holding it and the ball within that box."""
+    reach = int(np.ceil(radius_vox))
+    box = tuple(slice(max(c - reach, 0), min(c + reach + 1, n))
+                for c, n in zip(center_kji, shape, strict=True))
+    kk, jj, ii = np.ogrid[box]
     c = center_kji
-    return (kk - c[0]) ** 2 + (jj - c[1]) ** 2 + (ii - c[2]) ** 2 <= radius_vox**2
+    return box, (kk - c[0]) ** 2 + (jj - c[1]) ** 2 + (ii - c[2]) ** 2 <= radius_vox**2
+
+
+def _values_in_ball(values, center_kji, radius_vox, valid) -> np.ndarray:
+    """The values within a ball (voxels) about a centre (k, j, i) where ``valid`` holds."""
+    box, ball = _ball_near(values.shape, center_kji, radius_vox)
+    return values[box][ball & valid[box]]
 
 
 def _fmt(ras_mm) -> str:
@@ -88,21 +101,19 @@ def _touches_faces(mask: np.ndarray) -> bool:
 def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
     """Interior grown from the seed by a ball; (interior, ball radius) or (None, None) if open."""
     distance_mm = ndimage.distance_transform_edt(below_kji) * spacing_mm
-    seed_kji = np.asarray(seed_kji)
     for radius_mm in BALL_RADII_MM:
         core = distance_mm > radius_mm
-        labels, _ = ndimage.label(core)
-        near = _sphere(core.shape, seed_kji, SEED_SNAP_MM / spacing_mm) & core
+        snap_box, snap_ball = _ball_near(core.shape, seed_kji, SEED_SNAP_MM / spacing_mm)
+        near = snap_ball & core[snap_box]
         if not near.any():
             continue
-        candidates = np.argwhere(near)
+        candidates = np.argwhere(near) + [s.start for s in snap_box]
         nearest = candidates[np.argmin(((candidates - seed_kji) ** 2).sum(axis=1))]
+        labels, _ = ndimage.label(core)
         component = labels == labels[tuple(nearest)]
         if _touches_faces(component) or component.sum() * voxel_cm3 > MAX_INTERIOR_CM3:
             continue
-        lo = np.maximum(np.argwhere(component).min(axis=0) - int(radius_mm / spacing_mm) - 2, 0)
-        hi = np.argwhere(component).max(axis=0) + int(radius_mm / spacing_mm) + 3
-        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        box = bounding_box(component, pad=int(radius_mm / spacing_mm) + 2)
         reach_mm = ndimage.distance_transform_edt(~component[box]) * spacing_mm
         interior = np.zeros_like(component)
         interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
@@ -110,13 +121,12 @@ def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
     return None, None
 
 
-def _anterior_direction(bone_kji, body_kji, grid: LocalGrid, center_ras, axis_ras,
+def _anterior_direction(bone_kji, near_body_kji, grid: LocalGrid, center_ras, axis_ras,
                         height_mm) -> tuple[np.ndarray, list[str]]:
     """Unit anterior vector ⟂ axis: away from the bone outside the body at the body's height."""
     anterior_ref = np.array([0.0, 1.0, 0.0]) - axis_ras[1] * axis_ras
     anterior_ref /= np.linalg.norm(anterior_ref)
-    near_body = ndimage.binary_dilation(body_kji, iterations=2)
-    outside = np.argwhere(bone_kji & ~near_body)
+    outside = np.argwhere(bone_kji & ~near_body_kji)
     warnings: list[str] = []
     if len(outside):
         offsets = grid.kji_to_ras(outside) - center_ras
@@ -134,9 +144,22 @@ def _anterior_direction(bone_kji, body_kji, grid: LocalGrid, center_ras, axis_ra
     return anterior_ref, warnings
 
 
-def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
-               limit_ct_kji: np.ndarray | None = None) -> VertebralBody:
-    """Delineate the body around a seed; ``limit_ct_kji`` confines it (e.g. a vertebra label)."""
+def _body_around(interior, bone, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
+    """The body (interior + the bone within ``SHELL_MM`` of it, holes filled) and the voxels
+    within 2 voxels (city-block) of it, on the local grid."""
+    box = bounding_box(interior, pad=int(np.ceil(SHELL_MM / spacing_mm)) + 3)
+    shell = ndimage.distance_transform_edt(~interior[box]) * spacing_mm <= SHELL_MM
+    body = np.zeros_like(interior)
+    body[box] = ndimage.binary_fill_holes(interior[box] | (shell & bone[box]))
+    near_body = np.zeros_like(interior)
+    near_body[box] = ndimage.binary_dilation(body[box], iterations=2)
+    return body, near_body
+
+
+def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> VertebralBody:
+    """Delineate the body around a seed; ``label`` (a vertebra on the CT grid, as a box and
+    the mask in it) confines the growth to within ``LABEL_REACH_MM`` of it and the
+    interior to it."""
     seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
     seed_ijk = volume_hu.ras_to_ijk_points(seed_ras_mm)[0]
     size_ijk = np.array(volume_hu.size_ijk)
@@ -150,31 +173,30 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
     hu = ndimage.gaussian_filter(grid.sample(volume_hu, order=1), SMOOTH_MM / spacing)
     seed_kji = np.round(grid.ras_to_kji(seed_ras_mm)[0]).astype(int)
 
-    near_seed = _sphere(hu.shape, seed_kji, SEED_RADIUS_MM / spacing) & inside
-    trabecular_hu = float(np.median(hu[near_seed]))
+    trabecular_hu = float(np.median(_values_in_ball(hu, seed_kji, SEED_RADIUS_MM / spacing,
+                                                    inside)))
     if trabecular_hu < AIR_FAT_HU:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
                          f"(about {trabecular_hu:.0f} HU), not in bone. Move it into the "
                          "vertebral body.")
-    around = _sphere(hu.shape, seed_kji, CORTEX_RADIUS_MM / spacing) & inside
-    cortex_hu = float(np.percentile(hu[around], CORTEX_PERCENTILE))
+    cortex_hu = float(np.percentile(_values_in_ball(hu, seed_kji, CORTEX_RADIUS_MM / spacing,
+                                                    inside), CORTEX_PERCENTILE))
     if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
         raise SpineError(f"No cortical bone around the seed of {level} at {_fmt(seed_ras_mm)}: "
                          "the seed is not in a vertebral body. Move it into the body.")
-    limit = None if limit_ct_kji is None else _limit_on_grid(limit_ct_kji, volume_hu, grid)
+    allowed = inside if label is None else inside & _reach_on_grid(label, volume_hu, grid)
     for fraction in CORTEX_FRACTIONS:
         threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
-        below = (hu < threshold_hu) & inside
-        if limit is not None:
-            below &= limit
-        interior, radius_mm = _grow_interior(below, seed_kji, spacing, voxel_cm3)
+        interior, radius_mm = _grow_interior((hu < threshold_hu) & allowed, seed_kji, spacing,
+                                             voxel_cm3)
         if interior is not None:
             break
     if interior is None:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
                          "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
                          "or the body is badly broken). Move it into the body.")
-    if (ndimage.binary_dilation(interior, iterations=2) & ~inside).any():
+    near_box = bounding_box(interior, pad=3)
+    if (ndimage.binary_dilation(interior[near_box], iterations=2) & ~inside[near_box]).any():
         raise SpineError(f"Level {level} is cut by the end of the scan: the vertebral body is "
                          "not entirely on the CT. Measure another level or use a longer scan.")
     if interior.sum() * voxel_cm3 < MIN_INTERIOR_CM3:
@@ -182,9 +204,7 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
                          f"(< {MIN_INTERIOR_CM3} cm3) for a measurement; check the seed and "
                          "the level, or exclude the level.")
     bone = (hu >= threshold_hu) & inside
-    shell = ndimage.distance_transform_edt(~interior) * spacing <= SHELL_MM
-    body = ndimage.binary_fill_holes(interior | (shell & bone))
-
+    body, near_body = _body_around(interior, bone, spacing)
     if not body[tuple(seed_kji)]:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies beside a vertebral "
                          "body, not in it (in a disc or soft tissue). Move it into the body.")
@@ -193,22 +213,19 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str,
     axis_ras = find_body_axis(interior_ras)
     along = (grid.kji_to_ras(np.argwhere(body)) - center_ras) @ axis_ras
     height_mm = float(np.ptp(np.percentile(along, [1.0, 99.0])) + spacing)
-    anterior_ras, warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), body, grid, center_ras, axis_ras,
-                                                 height_mm)
+    anterior_ras, warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), near_body,
+                                                 grid, center_ras, axis_ras, height_mm)
     if radius_mm > BALL_RADII_MM[0]:
         warnings.append(f"{level}: gaps in the cortical shell; interior grown with a "
                         f"{radius_mm:.1f} mm ball.")
+    box, (body_ct, interior_ct) = grid.masks_to_ct_box([body, interior], volume_hu)
+    if label is not None:
+        interior_ct &= _label_in_box(label, box)
     return VertebralBody(
-        level=level,
-        body_mask_kji=grid.mask_to_ct(body, volume_hu),
-        trabecular_mask_kji=grid.mask_to_ct(interior, volume_hu),
-        center_ras_mm=center_ras, axis_ras=axis_ras, anterior_ras=anterior_ras,
-        height_mm=height_mm, warnings=warnings)
-
-
-def _limit_on_grid(limit_ct_kji: np.ndarray, volume: Volume, grid: LocalGrid) -> np.ndarray:
-    """A CT-grid bool mask on the local grid (nearest neighbour)."""
-    return grid.sample(volume.with_array(limit_ct_kji.astype(np.uint8)), order=0, cval=0) > 0
+        level=level, box_kji=box, body_in_box=body_ct, trabecular_in_box=interior_ct,
+        grid_shape_kji=volume_hu.array_kji.shape, center_ras_mm=center_ras, axis_ras=axis_ras,
+        anterior_ras=anterior_ras, height_mm=height_mm, threshold_hu=float(threshold_hu),
+        ball_radius_mm=float(radius_mm), warnings=warnings)
 
 
 def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> VertebralBody:
@@ -226,37 +243,62 @@ def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> Vert
     return _delineate(volume_hu, seed_ras_mm, normalize_level(level))
 
 
-def _label_mask_on_ct(volume_hu: Volume, labels: Volume, label_value: int) -> np.ndarray:
-    """Bool CT-grid mask of one label value (labels resampled nearest-neighbour if needed)."""
+def _box_volume(volume: Volume, box_kji, array_kji: np.ndarray) -> Volume:
+    """An array on a box (slices k, j, i) of a volume's grid, as a Volume with its geometry."""
+    ijk_to_ras = volume.ijk_to_ras.copy()
+    ijk_to_ras[:3, 3] = volume.ijk_to_ras_points([s.start for s in box_kji[::-1]])[0]
+    return Volume(array_kji, ijk_to_ras)
+
+
+def _label_on_ct(volume_hu: Volume, labels: Volume, label_value: int, pad: int):
+    """One label value on the CT grid (resampled nearest-neighbour if on another grid), as
+    (box, mask in the box) with the box padded by ``pad`` voxels; None when absent."""
+    found = labels.array_kji == label_value
+    if not found.any():
+        return None
     same_grid = (labels.array_kji.shape == volume_hu.array_kji.shape
                  and np.allclose(labels.ijk_to_ras, volume_hu.ijk_to_ras, atol=1e-3))
     if same_grid:
-        return labels.array_kji == label_value
-    found = np.argwhere(labels.array_kji == label_value)
-    mask = np.zeros(volume_hu.array_kji.shape, bool)
-    if not len(found):
-        return mask
-    lo = np.maximum(found.min(axis=0) - 2, 0)
-    hi = found.max(axis=0) + 3
-    crop = labels.array_kji[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == label_value
-    crop_ijk_to_ras = labels.ijk_to_ras.copy()
-    crop_ijk_to_ras[:3, 3] = labels.ijk_to_ras_points(lo[::-1])[0]
-    moving = volume_to_sitk(Volume(crop.astype(np.uint8), crop_ijk_to_ras))
-    corners = np.array([[a, b, c] for a in (0, crop.shape[2] - 1) for b in (0, crop.shape[1] - 1)
-                        for c in (0, crop.shape[0] - 1)], float)
-    ct_ijk = volume_hu.ras_to_ijk_points(labels.ijk_to_ras_points(corners + lo[::-1]))
-    ct_lo = np.clip(np.floor(ct_ijk.min(axis=0)).astype(int) - 1, 0, None)
-    ct_hi = np.minimum(np.ceil(ct_ijk.max(axis=0)).astype(int) + 2, volume_hu.size_ijk)
+        box = bounding_box(found, pad=pad)
+        return box, found[box]
+    crop_box = bounding_box(found, pad=2)
+    moving = volume_to_sitk(_box_volume(labels, crop_box, found[crop_box].astype(np.uint8)))
+    corners = np.array([[s.start if a else s.stop - 1 for s, a in zip(crop_box[::-1], bits,
+                                                                     strict=True)]
+                        for bits in np.ndindex(2, 2, 2)], float)
+    ct_ijk = volume_hu.ras_to_ijk_points(labels.ijk_to_ras_points(corners))
+    ct_lo = np.clip(np.floor(ct_ijk.min(axis=0)).astype(int) - 1 - pad, 0, None)
+    ct_hi = np.minimum(np.ceil(ct_ijk.max(axis=0)).astype(int) + 2 + pad, volume_hu.size_ijk)
     if np.any(ct_hi <= ct_lo):
-        return mask
-    ref_ijk_to_ras = volume_hu.ijk_to_ras.copy()
-    ref_ijk_to_ras[:3, 3] = volume_hu.ijk_to_ras_points(ct_lo)[0]
+        return None
+    box = tuple(slice(a, b) for a, b in zip(ct_lo[::-1], ct_hi[::-1], strict=True))
     shape_kji = tuple((ct_hi - ct_lo)[::-1])
-    reference = volume_to_sitk(Volume(np.zeros(shape_kji, np.uint8), ref_ijk_to_ras))
+    reference = volume_to_sitk(_box_volume(volume_hu, box, np.zeros(shape_kji, np.uint8)))
     resampled = sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    mask[ct_lo[2]:ct_hi[2], ct_lo[1]:ct_hi[1], ct_lo[0]:ct_hi[0]] = (
-        sitk.GetArrayFromImage(resampled) > 0)
-    return mask
+    mask = sitk.GetArrayFromImage(resampled) > 0
+    return (box, mask) if mask.any() else None
+
+
+def _reach_on_grid(label, volume: Volume, grid: LocalGrid) -> np.ndarray:
+    """Local-grid voxels within ``LABEL_REACH_MM`` of a CT-grid label (nearest neighbour)."""
+    box, mask = label
+    near_mm = ndimage.distance_transform_edt(~mask, sampling=volume.spacing_mm[::-1])
+    near = _box_volume(volume, box, (near_mm <= LABEL_REACH_MM).astype(np.uint8))
+    return grid.sample(near, order=0, cval=0) > 0
+
+
+def _label_in_box(label, box_kji) -> np.ndarray:
+    """A CT-grid label, given as (box, mask in the box), within another box of the grid."""
+    label_box, mask = label
+    out = np.zeros(tuple(s.stop - s.start for s in box_kji), bool)
+    lo = [max(a.start, b.start) for a, b in zip(box_kji, label_box, strict=True)]
+    hi = [min(a.stop, b.stop) for a, b in zip(box_kji, label_box, strict=True)]
+    if all(h > low for low, h in zip(lo, hi, strict=True)):
+        out[tuple(slice(low - b.start, h - b.start) for low, h, b in zip(lo, hi, box_kji,
+                                                                        strict=True))] = \
+            mask[tuple(slice(low - b.start, h - b.start) for low, h, b in zip(lo, hi, label_box,
+                                                                             strict=True))]
+    return out
 
 
 def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
@@ -265,22 +307,20 @@ def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
 
     The label map may be on another grid (resampled nearest-neighbour onto the CT). The seed
     is the label's deepest point (largest distance to its edge, which lies in the body, the
-    vertebra's thickest part); the body is then delineated as from a seed, confined to the
-    label dilated by 2 mm so the posterior elements and neighbours stay out.
+    vertebra's thickest part); the body is then delineated as from a seed, grown only within
+    ``LABEL_REACH_MM`` of the label so the posterior elements and neighbours stay out, and its
+    trabecular interior is kept within the label.
     """
     level = normalize_level(level)
-    mask = _label_mask_on_ct(volume_hu, labels, int(label_value))
-    if not mask.any():
+    spacing_kji = volume_hu.spacing_mm[::-1]
+    pad = int(np.ceil(LABEL_REACH_MM / spacing_kji.min())) + 2
+    label = _label_on_ct(volume_hu, labels, int(label_value), pad)
+    if label is None:
         raise SpineError(f"Label {label_value} ({level}) is absent from the label map. Check "
                          "the label scheme or segment this level.")
-    spacing_kji = volume_hu.spacing_mm[::-1]
-    found = np.argwhere(mask)
-    lo, hi = np.maximum(found.min(axis=0) - 4, 0), found.max(axis=0) + 5
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    depth_mm = ndimage.distance_transform_edt(mask[box], sampling=spacing_kji)
-    seed_kji = np.array(np.unravel_index(np.argmax(depth_mm), depth_mm.shape)) + lo
+    box, mask = label
+    depth_mm = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
+    seed_kji = np.array(np.unravel_index(np.argmax(depth_mm), depth_mm.shape))
+    seed_kji += [s.start for s in box]
     seed_ras = volume_hu.ijk_to_ras_points(seed_kji[::-1])[0]
-    near_mm = ndimage.distance_transform_edt(~mask[box], sampling=spacing_kji)
-    limit = np.zeros(mask.shape, bool)
-    limit[box] = near_mm <= 2.0
-    return _delineate(volume_hu, seed_ras, level, limit_ct_kji=limit)
+    return _delineate(volume_hu, seed_ras, level, label=label)

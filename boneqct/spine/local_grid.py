@@ -2,7 +2,8 @@
 
 The spine geometry is done on this grid in physical mm whatever the CT's voxel order and
 spacing (e.g. PIR-stored, anisotropic). Array axes are (S, A, R): ``array[k, j, i]`` is the
-voxel at ``origin_ras_mm + spacing_mm * (i, j, k)``.
+voxel at ``origin_ras_mm + spacing_mm * (i, j, k)``. Every map to or from the CT works on the
+part of the CT the box covers, never on the whole CT.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.volume import Volume
+
+BoxKJI = tuple[slice, slice, slice]
+
+
+def bounding_box(mask: np.ndarray, pad: int = 0) -> BoxKJI:
+    """Slices (k, j, i) of a non-empty mask's bounding box, padded by ``pad`` voxels (clipped)."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        lo.append(max(present[0] - pad, 0))
+        hi.append(min(present[-1] + pad + 1, mask.shape[axis]))
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
 @dataclass(frozen=True)
@@ -41,53 +55,66 @@ class LocalGrid:
     def _local_to_ct_kji(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
         """Matrix and offset taking local (k, j, i) indices to the CT's (k, j, i) indices."""
         ras_to_ijk = np.linalg.inv(volume.ijk_to_ras)
-        local_ijk_to_ras = np.diag([self.spacing_mm] * 3)
-        ijk_to_ijk = ras_to_ijk[:3, :3] @ local_ijk_to_ras
+        ijk_to_ijk = ras_to_ijk[:3, :3] * self.spacing_mm
         offset_ijk = ras_to_ijk[:3, :3] @ self.origin_ras_mm + ras_to_ijk[:3, 3]
         flip = np.eye(3)[::-1]  # (k, j, i) <-> (i, j, k)
         return flip @ ijk_to_ijk @ flip, flip @ offset_ijk
 
+    def _ct_box_of(self, volume: Volume, local_box: BoxKJI, pad: int) -> BoxKJI:
+        """Slices (k, j, i) of the CT voxels covering a part of this grid, padded, clipped."""
+        matrix, offset = self._local_to_ct_kji(volume)
+        corners_kji = np.array([[k, j, i] for k in (local_box[0].start, local_box[0].stop - 1)
+                                for j in (local_box[1].start, local_box[1].stop - 1)
+                                for i in (local_box[2].start, local_box[2].stop - 1)], float)
+        ct_kji = corners_kji @ matrix.T + offset
+        lo = np.floor(ct_kji.min(axis=0)).astype(int) - pad
+        hi = np.ceil(ct_kji.max(axis=0)).astype(int) + pad + 1
+        shape = volume.array_kji.shape
+        return tuple(slice(min(max(lo[a], 0), shape[a]), max(min(hi[a], shape[a]), 0))
+                     for a in range(3))
+
     def sample(self, volume: Volume, order: int = 1, cval: float = -1000.0) -> np.ndarray:
         """Volume values at the local voxel centres (linear for HU, order 0 for labels)."""
+        box = self._ct_box_of(volume, tuple(slice(0, n) for n in self.shape_kji), pad=1)
+        if any(s.stop <= s.start for s in box):
+            return np.full(self.shape_kji, cval, np.float32 if order > 0 else
+                           volume.array_kji.dtype)
         matrix, offset = self._local_to_ct_kji(volume)
-        data = volume.array_kji
+        data = volume.array_kji[box]
         if order > 0:
-            data = data.astype(np.float32, copy=False)
-        return ndimage.affine_transform(data, matrix, offset, output_shape=self.shape_kji,
-                                        order=order, mode="constant", cval=cval)
+            data = data.astype(np.float32)
+        start_kji = np.array([s.start for s in box], float)
+        return ndimage.affine_transform(data, matrix, offset - start_kji,
+                                        output_shape=self.shape_kji, order=order,
+                                        mode="constant", cval=cval)
 
     def inside_scan(self, volume: Volume) -> np.ndarray:
         """Bool array: local voxels whose centre lies within the CT's voxel extent."""
         matrix, offset = self._local_to_ct_kji(volume)
-        kk, jj, ii = np.indices(self.shape_kji, dtype=np.float32)
+        kk, jj, ii = (np.arange(n, dtype=np.float32) for n in self.shape_kji)
         inside = np.ones(self.shape_kji, bool)
         for axis, size in enumerate(volume.array_kji.shape):
-            coord = (matrix[axis, 0] * kk + matrix[axis, 1] * jj + matrix[axis, 2] * ii
-                     + offset[axis])
+            coord = (matrix[axis, 0] * kk[:, None, None] + matrix[axis, 1] * jj[None, :, None]
+                     + matrix[axis, 2] * ii[None, None, :] + offset[axis])
             inside &= (coord >= -0.5) & (coord <= size - 0.5)
         return inside
 
-    def ct_box(self, volume: Volume) -> tuple[slice, slice, slice]:
-        """Slices (k, j, i) of the CT's voxels covering this box (clipped to the CT)."""
-        corners_kji = np.array([[k, j, i] for k in (0, self.shape_kji[0] - 1)
-                                for j in (0, self.shape_kji[1] - 1)
-                                for i in (0, self.shape_kji[2] - 1)], float)
-        ijk = volume.ras_to_ijk_points(self.kji_to_ras(corners_kji))
-        lo = np.floor(ijk.min(axis=0)).astype(int)
-        hi = np.ceil(ijk.max(axis=0)).astype(int) + 1
-        size_ijk = volume.size_ijk
-        return tuple(slice(max(lo[a], 0), min(hi[a], size_ijk[a])) for a in (2, 1, 0))
-
-    def mask_to_ct(self, mask: np.ndarray, volume: Volume) -> np.ndarray:
-        """A local bool mask on the full CT grid (nearest neighbour), False outside the box."""
-        box = self.ct_box(volume)
-        out = np.zeros(volume.array_kji.shape, dtype=bool)
-        if any(s.stop <= s.start for s in box):
-            return out
-        kk, jj, ii = np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij")
-        ijk = np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)
-        local_kji = self.ras_to_kji(volume.ijk_to_ras_points(ijk))
-        values = ndimage.map_coordinates(mask.astype(np.uint8), local_kji.T, order=0,
-                                         mode="constant", cval=0)
-        out[box] = values.reshape(kk.shape) > 0
-        return out
+    def masks_to_ct_box(self, masks: list[np.ndarray],
+                         volume: Volume) -> tuple[BoxKJI, list[np.ndarray]]:
+        """Local bool masks on the CT grid (nearest neighbour), within the CT box (slices
+        k, j, i) holding the first, non-empty one (which must contain the others)."""
+        local_box = bounding_box(masks[0], pad=1)
+        box = self._ct_box_of(volume, local_box, pad=1)
+        matrix, offset = self._local_to_ct_kji(volume)
+        inverse = np.linalg.inv(matrix)
+        start_ct = np.array([s.start for s in box], float)
+        start_local = np.array([s.start for s in local_box], float)
+        # CT (k, j, i) in the box -> local (k, j, i) in the local box
+        ct_offset = inverse @ (start_ct - offset) - start_local
+        shape = tuple(s.stop - s.start for s in box)
+        on_ct = [ndimage.affine_transform(mask[local_box].astype(np.uint8), inverse, ct_offset,
+                                          output_shape=shape, order=0, mode="constant",
+                                          cval=0) > 0 for mask in masks]
+        tight = bounding_box(on_ct[0])
+        return (tuple(slice(s.start + t.start, s.start + t.stop)
+                      for s, t in zip(box, tight, strict=True)), [m[tight] for m in on_ct])

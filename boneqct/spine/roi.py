@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.errors import SpineError
-from boneqct.spine.types import VertebralBody, VertebralROI
+from boneqct.spine.types import VertebralBody, VertebralROI, mask_on_grid
 from boneqct.volume import Volume
 
 #: ROI thickness along the body axis (mm): the seed's QCT PRO screen, ROI depth 9 mm
@@ -38,29 +38,40 @@ MIN_ROI_CM3 = 0.3
 KINDS = ("elliptic-cylinder", "trabecular-3d")
 
 
-def _crop_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
-    """Slices of a mask's bounding box, padded by ``pad`` voxels."""
-    found = np.argwhere(mask)
-    lo = np.maximum(found.min(axis=0) - pad, 0)
-    hi = np.minimum(found.max(axis=0) + pad + 1, mask.shape)
-    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-
-
 def _largest_ellipse(forbidden_uv, u0, v_lim, v_max):
     """Largest axis-aligned ellipse avoiding points, above v_lim: (u_c, v_c, a, b) in mm."""
+    v_centres = np.arange(v_lim, v_max, 0.5)
+    if not len(v_centres) or not len(forbidden_uv):
+        return None
     best = (0.0, None)
+    dv2 = (forbidden_uv[None, :, 1] - v_centres[:, None]) ** 2  # (centre, point)
     for u_c in u0 + np.arange(-3.0, 3.01, 1.0):
-        for v_c in np.arange(v_lim, v_max, 0.5):
-            du = forbidden_uv[:, 0] - u_c
-            dv = forbidden_uv[:, 1] - v_c
-            # scale of the ellipse (b = scale, a = ratio * scale) reaching the nearest point
-            scale = np.sqrt((du[None, :] / ASPECT_RATIOS[:, None]) ** 2 + dv[None, :] ** 2)
-            b = np.minimum(0.999 * scale.min(axis=1), v_c - v_lim)
-            area = ASPECT_RATIOS * b**2
-            n = int(np.argmax(area))
-            if area[n] > best[0]:
-                best = (area[n], (u_c, v_c, ASPECT_RATIOS[n] * b[n], b[n]))
+        du = forbidden_uv[:, 0] - u_c
+        # scale of the ellipse (b = scale, a = ratio * scale) reaching the nearest point
+        scale2 = ((du[None, :] / ASPECT_RATIOS[:, None]) ** 2)[None, :, :] + dv2[:, None, :]
+        b = np.minimum(0.999 * np.sqrt(scale2.min(axis=2)), (v_centres - v_lim)[:, None])
+        area = ASPECT_RATIOS[None, :] * b**2  # (centre, ratio)
+        n_v, n_ratio = np.unravel_index(int(np.argmax(area)), area.shape)
+        if area[n_v, n_ratio] > best[0]:
+            best = (area[n_v, n_ratio], (u_c, v_centres[n_v], ASPECT_RATIOS[n_ratio]
+                                         * b[n_v, n_ratio], b[n_v, n_ratio]))
     return best[1]
+
+
+def _body_frame_coordinates(volume: Volume, box_kji, center_ras_mm, directions_ras):
+    """Coordinates (mm) of a box's CT voxel centres along unit directions from a centre, as
+    arrays broadcastable to the box's shape (one per direction)."""
+    start_ijk = np.array([s.start for s in box_kji[::-1]], float)
+    origin = volume.ijk_to_ras_points(start_ijk)[0] - center_ras_mm
+    steps_ras = volume.ijk_to_ras[:3, :3]  # columns: RAS step of i, j, k
+    ranges_kji = [np.arange(s.stop - s.start, dtype=float) for s in box_kji]
+    out = []
+    for direction in directions_ras:
+        step_ijk = direction @ steps_ras
+        out.append(origin @ direction + step_ijk[2] * ranges_kji[0][:, None, None]
+                   + step_ijk[1] * ranges_kji[1][None, :, None]
+                   + step_ijk[0] * ranges_kji[2][None, None, :])
+    return out
 
 
 def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFAULT_THICKNESS_MM,
@@ -80,32 +91,30 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    trabecular = body.trabecular_mask_kji
-    if not trabecular.any():
+    if not body.trabecular_in_box.any():
         raise SpineError(f"{body.level}: no trabecular bone delineated; check the seed.")
     spacing_kji = volume_hu.spacing_mm[::-1]
-    pad = int(np.ceil(thickness_mm / spacing_kji.min())) + 2
-    box = _crop_box(trabecular, pad)
-    inner = trabecular[box]
+    # the body's box grown by a voxel, clipped to the grid: the interior gets a background rim
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
+                for s, n in zip(body.box_kji, body.grid_shape_kji, strict=True))
+    inner = np.zeros(tuple(s.stop - s.start for s in box), bool)
+    inner[tuple(slice(b.start - s.start, b.stop - s.start)
+                for s, b in zip(box, body.box_kji, strict=True))] = body.trabecular_in_box
     # distance of each voxel centre to the inner boundary (half a voxel inside the centres
     # of the outermost interior voxels)
     depth_mm = ndimage.distance_transform_edt(inner, sampling=spacing_kji) - 0.5 * spacing_kji.min()
     allowed = inner & (depth_mm >= margin_mm)
-    roi = np.zeros(trabecular.shape, bool)
     warnings: list[str] = []
     if kind == "trabecular-3d":
-        roi[box] = allowed
+        roi_in_box = allowed
         center_ras = body.center_ras_mm.copy()
         semi_axes, thickness = None, None
     else:
         axis, anterior = body.axis_ras, body.anterior_ras
         side = np.cross(axis, anterior)
-        kk, jj, ii = np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij")
-        ras = volume_hu.ijk_to_ras_points(np.stack([ii.ravel(), jj.ravel(), kk.ravel()], 1))
-        rel = ras - body.center_ras_mm
-        u, v, w = (rel @ side).reshape(kk.shape), (rel @ anterior).reshape(kk.shape), (
-            rel @ axis).reshape(kk.shape)
-        w_lo, w_hi = np.percentile(w[inner], [0.5, 99.5])
+        u, v, w = _body_frame_coordinates(volume_hu, box, body.center_ras_mm,
+                                          (side, anterior, axis))
+        w_lo, w_hi = np.percentile(np.broadcast_to(w, inner.shape)[inner], [0.5, 99.5])
         w_mid = 0.5 * (w_lo + w_hi)
         slab = np.abs(w - w_mid) <= thickness_mm / 2.0
         midline = slab & inner & (np.abs(u) <= MIDLINE_HALF_WIDTH_MM)
@@ -127,15 +136,16 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
         if ellipse is None:
             raise SpineError(f"{body.level}: no room for an ROI in the trabecular bone.")
         u_c, v_c, a, b = ellipse
-        inside = slab & (((u - u_c) / a) ** 2 + ((v - v_c) / b) ** 2 <= 1.0)
-        roi[box] = inside
+        roi_in_box = slab & (((u - u_c) / a) ** 2 + ((v - v_c) / b) ** 2 <= 1.0)
         center_ras = body.center_ras_mm + u_c * side + v_c * anterior + w_mid * axis
         semi_axes, thickness = (float(a), float(b)), float(thickness_mm)
     voxel_cm3 = float(np.prod(spacing_kji)) / 1000.0
-    if roi.sum() * voxel_cm3 < MIN_ROI_CM3:
-        raise SpineError(f"{body.level}: the ROI would hold only {roi.sum()} voxels "
+    n_voxels = int(np.count_nonzero(roi_in_box))
+    if n_voxels * voxel_cm3 < MIN_ROI_CM3:
+        raise SpineError(f"{body.level}: the ROI would hold only {n_voxels} voxels "
                          f"(< {MIN_ROI_CM3} cm3); the body is too small or damaged. "
                          "Check the seed or exclude this level.")
-    return VertebralROI(level=body.level, kind=kind, mask_kji=roi, center_ras_mm=center_ras,
+    return VertebralROI(level=body.level, kind=kind, mask_kji=mask_on_grid(box, roi_in_box, body.grid_shape_kji),
+                        center_ras_mm=center_ras,
                         axis_ras=body.axis_ras.copy(), semi_axes_mm=semi_axes,
                         thickness_mm=thickness, warnings=warnings)
