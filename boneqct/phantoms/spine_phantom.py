@@ -15,15 +15,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from boneqct import __version__
+from boneqct.io import write_text_atomic, write_volume
+from boneqct.io.dicom_writer import write_dicom_series
 from boneqct.phantoms.anatomy import (
     CORTICAL_BONE,
     LABEL_DESCRIPTIONS,
@@ -46,7 +45,7 @@ from boneqct.phantoms.scanner import (
     tissue_hu_for,
     to_int16_hu,
 )
-from boneqct.volume import LPS_TO_RAS, Volume
+from boneqct.volume import Volume
 
 #: Synthetic, anonymous patient and study (keys as ``boneqct.io.dicom.exam_metadata``).
 PHANTOM_EXAM = {"patient_name": "PHANTOM^DIGITAL", "patient_sex": "O",
@@ -285,27 +284,6 @@ def make_spine_phantom(params: SpinePhantomParams | None = None,
     return SpinePhantom(volume, labels, truth)
 
 
-def _write_nifti(volume: Volume, path: Path) -> Path:
-    """Write a volume as NIfTI with SimpleITK (RAS -> LPS), atomically.
-
-    Kept as the single NIfTI writer of this package so ``boneqct.io`` can replace it.
-    """
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array_kji))
-    ijk_to_lps = LPS_TO_RAS @ volume.ijk_to_ras
-    image.SetSpacing(volume.spacing_mm.tolist())
-    image.SetDirection((ijk_to_lps[:3, :3] / volume.spacing_mm).ravel().tolist())
-    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp_name, useCompression=True)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return path
-
-
 def write_phantom(phantom: SpinePhantom, out_dir: str | Path,
                   formats: tuple[str, ...] = ("dicom", "nifti")) -> dict[str, Path]:
     """Write the CT (DICOM series and/or NIfTI), the label map (NIfTI) and the truth (JSON).
@@ -313,7 +291,6 @@ def write_phantom(phantom: SpinePhantom, out_dir: str | Path,
     Returns the paths by key: ``dicom`` (folder), ``nifti``, ``labels``, ``truth``. The DICOM
     UIDs are derived from the truth, so the same phantom always gets the same UIDs.
     """
-    from boneqct.io.dicom_writer import write_dicom_series
 
     unknown = set(formats) - {"dicom", "nifti"}
     if unknown:
@@ -328,11 +305,7 @@ def write_phantom(phantom: SpinePhantom, out_dir: str | Path,
                            series_description=PHANTOM_EXAM["series_description"],
                            uid_seed=hashlib.sha256(truth_text.encode()).hexdigest())
     if "nifti" in formats:
-        paths["nifti"] = _write_nifti(phantom.volume, out_dir / "phantom_ct.nii.gz")
-    paths["labels"] = _write_nifti(phantom.labels, out_dir / "phantom_labels.nii.gz")
-    paths["truth"] = out_dir / "phantom_truth.json"
-    fd, tmp_name = tempfile.mkstemp(prefix=".phantom_truth.", suffix=".json", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(truth_text)
-    os.replace(tmp_name, paths["truth"])
+        paths["nifti"] = write_volume(phantom.volume, out_dir / "phantom_ct.nii.gz")
+    paths["labels"] = write_volume(phantom.labels, out_dir / "phantom_labels.nii.gz")
+    paths["truth"] = write_text_atomic(out_dir / "phantom_truth.json", truth_text)
     return paths
