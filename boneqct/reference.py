@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from boneqct.data_files import bundled_names, read_named_json_text
 from boneqct.errors import BoneQCTError
 
 
@@ -52,19 +52,13 @@ class Reference:
 
 def bundled_reference_names() -> list[str]:
     """Names of the reference files shipped with BoneQCT."""
-    folder = resources.files("boneqct") / "data" / "reference"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
-
+    return bundled_names("reference")
 
 
 def load_reference(name_or_path: str | Path) -> Reference:
     """Load a bundled reference by name, or a reference JSON file."""
-    path = Path(name_or_path)
-    if path.suffix.lower() == ".json" and path.is_file():
-        text = path.read_text()
-    elif str(name_or_path) in bundled_reference_names():
-        text = (resources.files("boneqct") / "data" / "reference" / f"{name_or_path}.json").read_text()
-    else:
+    text = read_named_json_text("reference", name_or_path)
+    if text is None:
         raise BoneQCTError(
             f"Unknown reference data '{name_or_path}'. Give one of "
             f"{', '.join(bundled_reference_names()) or '(none shipped)'} or a reference JSON file "

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from boneqct.data_files import bundled_names, read_named_json_text
 from boneqct.errors import CalibrationError
 
 MATERIALS = ("K2HPO4", "HA")
@@ -54,18 +54,13 @@ class PhantomDefinition:
 
 def bundled_phantom_names() -> list[str]:
     """Names of the phantom definitions shipped with BoneQCT."""
-    folder = resources.files("boneqct") / "data" / "phantoms"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    return bundled_names("phantoms")
 
 
 def load_phantom_definition(name_or_path: str | Path) -> PhantomDefinition:
     """Load a bundled phantom by name (e.g. ``mindways-model3``) or a certificate JSON file."""
-    path = Path(name_or_path)
-    if path.suffix.lower() == ".json" and path.is_file():
-        text = path.read_text()
-    elif str(name_or_path) in bundled_phantom_names():
-        text = (resources.files("boneqct") / "data" / "phantoms" / f"{name_or_path}.json").read_text()
-    else:
+    text = read_named_json_text("phantoms", name_or_path)
+    if text is None:
         raise CalibrationError(
             f"Unknown calibration phantom '{name_or_path}'. Use one of "
             f"{', '.join(bundled_phantom_names())}, or give the path of a certificate JSON file "
