@@ -38,6 +38,29 @@ def register(sub) -> None:
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
     rep.set_defaults(handler=_cmd_repositioning)
 
+    qa = sub.add_parser("qa", help="measure a QA spine phantom's inserts vs nominal and append "
+                        "them to the scanner's QA log")
+    add_input(qa)
+    add_calibration_options(qa)
+    qa.add_argument("--phantom-type", default="esp",
+                    help="nominal values: esp (Kalender 1995, mg HA/cm3), digital-esp, or a "
+                         "JSON file")
+    qa.add_argument("--log-dir", type=Path, default=Path("qa_logs"),
+                    help="folder of the per-scanner QA logs (default ./qa_logs)")
+    qa.add_argument("--log", type=Path, help="append to this log file instead")
+    qa.add_argument("--session", help="session label (default: the study date, else today)")
+    qa.set_defaults(handler=_cmd_qa)
+
+    report = sub.add_parser("qa-report", help="control chart and drift check of a QA log (exit status 1 when drift or an out-of-control session is flagged)")
+    report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
+    report.add_argument("--out", type=Path, help="output folder (default: beside the log)")
+    report.add_argument("--baseline", type=int, default=5,
+                        help="sessions that set the centre line (default 5)")
+    report.add_argument("--tolerance-percent", type=float, default=3.0,
+                        help="half-width of the tolerance band, %% of the centre (default 3)")
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.set_defaults(handler=_cmd_qa_report)
+
 
 def _print_sites(sites: list[dict], unit: str) -> None:
     for s in sites:
@@ -83,3 +106,45 @@ def _cmd_repositioning(args) -> int:
     if args.out:
         print(f"written: {write_json_atomic(args.out, study)}")
     return 0
+
+
+def _cmd_qa(args) -> int:
+    from datetime import date
+
+    from boneqct.qa import append_to_log, load_nominal, log_path_for, measure_esp
+
+    nominal = load_nominal(args.phantom_type)
+    volume = load_input(args)
+    calibration = calibration_from_args(args, volume)
+    rows = measure_esp(volume, nominal, calibration)
+    session = args.session or volume.metadata.get("study_date") or date.today().isoformat()
+    path = args.log or log_path_for(args.log_dir, volume.metadata)
+    append_to_log(path, session, volume.metadata, nominal["name"], rows,
+                  "none" if calibration is None else calibration.method)
+    for row in rows:
+        deviation = ("" if row["deviation_percent"] is None
+                     else f" ({row['deviation_percent']:+.1f}% vs nominal {row['nominal_mg_cm3']:g})")
+        print(f"{row['insert']}: {row['value']:.1f} {row['unit']}{deviation}")
+    print(f"QA log: {path}")
+    return 0
+
+
+def _cmd_qa_report(args) -> int:
+    from dataclasses import asdict
+
+    from boneqct.qa import control_chart, read_log, write_qa_report
+
+    charts = control_chart(read_log(args.log), args.baseline, args.tolerance_percent)
+    paths = write_qa_report(args.out or args.log.parent, charts, args.log.name)
+    if args.json:
+        print(json.dumps([{**asdict(c), "drift": c.drift, "out_of_control": c.out_of_control}
+                          for c in charts], indent=2))
+    else:
+        for c in charts:
+            trend = ("" if c.trend_change_percent is None else
+                     f", trend {c.trend_change_percent:+.2f}% (p = {c.trend_p_value:.2g})")
+            print(f"{c.insert}: {'DRIFT' if c.drift else 'no drift'}{trend}; "
+                  f"{len(c.shewhart_sessions)} session(s) beyond the control limits, "
+                  f"{len(c.out_of_tolerance_sessions)} out of tolerance")
+        print(f"chart: {paths['png']}\nreport: {paths['pdf']}")
+    return 1 if any(c.drift or c.out_of_control for c in charts) else 0
