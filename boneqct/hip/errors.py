@@ -1,0 +1,23 @@
+"""Errors of the hip CTXA analysis; each message names the problem and the remedy."""
+
+from boneqct.errors import BoneQCTError
+
+
+class HipError(BoneQCTError):
+    """The hip cannot be measured as asked."""
+
+
+class NoCalibrationError(HipError):
+    """CTXA needs calibrated mineral density."""
+
+
+class FemurNotFoundError(HipError):
+    """No proximal femur on the requested side."""
+
+
+class TruncatedFemurError(HipError):
+    """The scan does not hold the whole proximal femur."""
+
+
+class ImplantError(HipError):
+    """Metal in the femur: that side is refused."""

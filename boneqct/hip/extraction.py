@@ -1,0 +1,221 @@
+"""Extraction of one proximal femur from a calibrated CT: a filled mask of its periosteal volume.
+
+Bone is thresholded on the BMD map, the femur is the connected component on the chosen side
+that holds the seed (or, without one, the large component reaching furthest distally: the
+shaft), and its cortical shell is closed and its interior (trabecular bone, marrow) filled so
+that the projection counts all mineral inside the bone. The femur is separated from the
+acetabulum at the joint space by the fitted head sphere (``cut_at_joint_space``), so a
+narrow joint space that thresholding bridges is cut too. A label map (e.g. TotalSegmentator's
+femur_left / femur_right) can replace thresholding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from boneqct.hip.errors import FemurNotFoundError, HipError, ImplantError
+from boneqct.io import volume_from_sitk, volume_to_sitk
+from boneqct.volume import Volume
+
+#: Bone threshold on the BMD map (mg/cm3): above soft tissue (~50) and marrow, below cortex.
+DEFAULT_BONE_THRESHOLD_MG_CM3 = 200.0
+#: CT number above which a voxel is metal (HU): dense cortical bone stays below ~2000 HU.
+METAL_THRESHOLD_HU = 2500.0
+#: Metal volume (cm3) in or on the femur from which the side is refused.
+METAL_MIN_VOLUME_CM3 = 0.05
+#: Smallest femur component (cm3) taken for a femur without a seed or labels.
+MIN_FEMUR_VOLUME_CM3 = 20.0
+#: Label values of femur_left / femur_right per label scheme (TotalSegmentator v2 "total"
+#: task class map; the BoneQCT femur phantom's label map).
+FEMUR_LABELS = {"totalsegmentator": {"left": 75, "right": 76},
+                "phantom": {"left": 1, "right": 2}}
+
+
+def side_unit_x(side: str) -> float:
+    """RAS x sign of a side: the patient's left is -x (RAS: +x is the patient's right)."""
+    if side not in ("left", "right"):
+        raise HipError(f"The side must be 'left' or 'right', not '{side}'.")
+    return -1.0 if side == "left" else 1.0
+
+
+def voxel_centers_ras(volume: Volume, kji: np.ndarray) -> np.ndarray:
+    """RAS (mm) of voxels given as an (N, 3) array of (k, j, i) indices."""
+    return volume.ijk_to_ras_points(np.asarray(kji)[:, ::-1])
+
+
+def patient_midline_x_mm(volume_hu: Volume) -> float:
+    """RAS x of the patient's midline: the body's centre when the body lies within the field
+    of view left to right, else 0 (the scanner isocentre, where the patient is centred)."""
+    body = volume_hu.array_kji[volume_hu.array_kji.shape[0] // 2] > -500
+    columns = np.flatnonzero(body.any(axis=0))
+    if columns.size == 0 or columns[0] == 0 or columns[-1] == body.shape[1] - 1:
+        return 0.0
+    rows, cols = np.nonzero(body)
+    k = volume_hu.array_kji.shape[0] // 2
+    kji = np.column_stack([np.full(rows.size, k), rows, cols])
+    return float(voxel_centers_ras(volume_hu, kji)[:, 0].mean())
+
+
+def _side_mask(volume: Volume, side: str, midline_x_mm: float) -> np.ndarray:
+    """KJI mask of the voxels on the chosen side of the midline."""
+    nk, nj, ni = volume.array_kji.shape
+    grid = np.stack(np.meshgrid(np.arange(ni), np.arange(nj), indexing="xy"), -1).reshape(-1, 2)
+    sign = side_unit_x(side)
+    per_k = []
+    for k in (0, nk - 1):  # x is affine in (i, j, k): evaluate at both ends and interpolate
+        ijk = np.column_stack([grid, np.full(len(grid), k)])
+        per_k.append((volume.ijk_to_ras_points(ijk)[:, 0] - midline_x_mm).reshape(nj, ni))
+    weights = np.linspace(0.0, 1.0, nk)[:, None, None]
+    x_rel = per_k[0][None] * (1 - weights) + per_k[1][None] * weights
+    return sign * x_rel > 0
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Face-connected components (labels KJI, count)."""
+    return ndimage.label(mask)
+
+
+def _pick_femur(labels: np.ndarray, n: int, volume: Volume, seed_ras_mm) -> int:
+    """Label of the femur component: the seed's, or the large one reaching lowest in z."""
+    voxel_cm3 = float(np.prod(volume.spacing_mm)) / 1000.0
+    if seed_ras_mm is not None:
+        i, j, k = np.rint(volume.ras_to_ijk_points(seed_ras_mm)[0]).astype(int)
+        inside = all(0 <= a < s for a, s in zip((k, j, i), labels.shape, strict=True))
+        if inside:
+            radius = 3
+            box = labels[max(k - radius, 0):k + radius + 1, max(j - radius, 0):j + radius + 1,
+                         max(i - radius, 0):i + radius + 1]
+            found = np.bincount(box[box > 0].ravel(), minlength=n + 1)
+            if found.any():
+                return int(np.argmax(found))
+        raise FemurNotFoundError(
+            "The seed point is not in bone on the requested side. Place it inside the femoral "
+            "head or neck of that side, or leave it out to find the femur automatically.")
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    big = np.flatnonzero(sizes * voxel_cm3 >= MIN_FEMUR_VOLUME_CM3)
+    if big.size == 0:
+        raise FemurNotFoundError(
+            "No femur was found on the requested side: no bone large enough for a proximal "
+            "femur lies there. Check the side and that the scan covers the hip, or give a seed "
+            "point in the femoral head.")
+    slices = ndimage.find_objects(labels)
+    lowest_z = []
+    for label in big:
+        k_range = slices[label - 1][0]
+        ends = [volume.ijk_to_ras_points([[0, 0, k]])[0, 2] for k in (k_range.start, k_range.stop - 1)]
+        lowest_z.append(min(ends))
+    return int(big[int(np.argmin(lowest_z))])
+
+
+def _fill(mask: np.ndarray, spacing_ijk_mm: np.ndarray, closing_mm: float) -> np.ndarray:
+    """Close the cortical shell, then fill holes in 3D and in each axial slice (the shaft's
+    marrow is open where the scan ends)."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in spacing_ijk_mm))
+    radius = [max(1, int(round(closing_mm / s))) for s in spacing_ijk_mm]
+    closed = sitk.BinaryMorphologicalClosing(image, radius, sitk.sitkBall)
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(closed)).astype(bool)
+    padded = np.pad(filled, ((1, 1), (0, 0), (0, 0)))
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_fill_holes(padded, structure=in_plane)[1:-1] | mask
+
+
+def _crop(mask: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
+    """Bounding box of a mask with a margin, clipped to the array."""
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n))
+                 for b, n in zip(box, mask.shape, strict=True))
+
+
+def femur_component(volume_bmd: Volume, side: str, seed_ras_mm=None,
+                    bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3,
+                    midline_x_mm: float = 0.0) -> np.ndarray:
+    """KJI mask of the thresholded femur (cortex and dense trabecular bone, not filled) on the
+    ``side`` of ``midline_x_mm`` (RAS x, see ``patient_midline_x_mm``)."""
+    bone = (volume_bmd.array_kji > bone_threshold_mg_cm3) & _side_mask(volume_bmd, side, midline_x_mm)
+    labels, n = _components(bone)
+    if n == 0:
+        raise FemurNotFoundError(
+            "No bone was found on the requested side. Check the side and the calibration "
+            "(BMD map), and that the scan covers the hip.")
+    return labels == _pick_femur(labels, n, volume_bmd, seed_ras_mm)
+
+
+def femur_from_labels(labels: Volume, grid: Volume, side: str,
+                      scheme: str = "totalsegmentator") -> np.ndarray:
+    """KJI mask of the side's femur from a label map, resampled (nearest) onto ``grid``."""
+    value = FEMUR_LABELS[scheme][side]
+    same_grid = (labels.array_kji.shape == grid.array_kji.shape
+                 and np.allclose(labels.ijk_to_ras, grid.ijk_to_ras, atol=1e-4))
+    if not same_grid:
+        resampled = sitk.Resample(volume_to_sitk(labels), volume_to_sitk(grid.with_array(
+            np.zeros(grid.array_kji.shape, np.uint8))), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        labels = volume_from_sitk(resampled)
+    mask = labels.array_kji == value
+    if not mask.any():
+        raise FemurNotFoundError(
+            f"The label map has no {side} femur (label {value} in the {scheme} numbering). "
+            "Give the label map of the femur of that side, or use a seed point instead.")
+    return mask
+
+
+def check_no_metal(volume_hu: Volume, femur_mask_kji: np.ndarray, side: str,
+                   margin_mm: float = 3.0) -> None:
+    """Refuse a femur that holds or touches metal (an implant).
+
+    Raises:
+        ImplantError: metal (> ``METAL_THRESHOLD_HU``) of more than ``METAL_MIN_VOLUME_CM3``
+            within ``margin_mm`` of the femur.
+    """
+    box = _crop(femur_mask_kji, int(np.ceil(margin_mm / volume_hu.spacing_mm.min())) + 1)
+    near = ndimage.binary_dilation(femur_mask_kji[box], iterations=max(
+        1, int(round(margin_mm / volume_hu.spacing_mm.min()))))
+    metal_cm3 = float(np.count_nonzero(near & (volume_hu.array_kji[box] > METAL_THRESHOLD_HU))
+                      * np.prod(volume_hu.spacing_mm) / 1000.0)
+    if metal_cm3 >= METAL_MIN_VOLUME_CM3:
+        raise ImplantError(
+            f"Metal ({metal_cm3:.1f} cm3 above {METAL_THRESHOLD_HU:g} HU) was found in the {side} "
+            "femur: a hip implant or fixation. CTXA cannot measure a femur with metal; that side "
+            "is refused. Measure the other hip.")
+
+
+def fill_femur(mask_kji: np.ndarray, spacing_ijk_mm: np.ndarray,
+               closing_mm: float = 1.0) -> np.ndarray:
+    """The femur's periosteal volume: cortex closed, trabecular bone and marrow filled."""
+    box = _crop(mask_kji, int(np.ceil(2 * closing_mm / min(spacing_ijk_mm))) + 2)
+    out = np.zeros_like(mask_kji, dtype=bool)
+    out[box] = _fill(mask_kji[box], np.asarray(spacing_ijk_mm), closing_mm)
+    return out
+
+
+def cut_at_joint_space(mask_kji: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
+                       head_radius_mm: float, neck_axis_ras: np.ndarray,
+                       gap_mm: float = 1.0, neck_cone_deg: float = 60.0) -> np.ndarray:
+    """Remove what lies outside the head sphere (radius + ``gap_mm``) away from the neck.
+
+    The joint space surrounds the head; anything of the mask beyond it, outside a cone of
+    ``neck_cone_deg`` about the neck axis (pointing from the head to the neck), is acetabulum
+    or pelvis. The component holding the head centre is kept.
+    """
+    box = _crop(mask_kji, 0)
+    kji = np.argwhere(mask_kji[box]) + [b.start for b in box]
+    d = voxel_centers_ras(volume, kji) - head_center_ras_mm
+    dist = np.linalg.norm(d, axis=1)
+    cos_neck = d @ neck_axis_ras / np.maximum(dist, 1e-9)
+    outside = (dist > head_radius_mm + gap_mm) & (cos_neck < np.cos(np.radians(neck_cone_deg)))
+    outside &= dist < head_radius_mm + 25.0  # the acetabulum, not the trochanter or shaft
+    cut = mask_kji.copy()
+    cut[tuple(kji[outside].T)] = False
+    labels, _ = _components(cut)
+    i, j, k = np.rint(volume.ras_to_ijk_points(head_center_ras_mm)[0]).astype(int)
+    keep = labels[k, j, i]
+    return labels == keep if keep else cut
+
+
+__all__ = ["DEFAULT_BONE_THRESHOLD_MG_CM3", "FEMUR_LABELS", "check_no_metal",
+           "cut_at_joint_space", "femur_component", "femur_from_labels", "fill_femur",
+           "patient_midline_x_mm", "side_unit_x", "voxel_centers_ras"]
