@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from boneqct.errors import SpineError
 from boneqct.io import load_ct, volume_from_sitk, volume_to_sitk
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
-from boneqct.spine.body import body_from_label, delineate_body_from_seed
+from boneqct.spine.body import BALL_RADII_MM, body_from_label, delineate_body_from_seed
 from boneqct.spine.roi import place_roi
 from boneqct.volume import Volume
 
@@ -76,6 +76,14 @@ def test_phantom_roi_accuracy_precision_axis_and_margins(phantom):
 def test_phantom_trabecular_3d(phantom):
     truth = phantom.truth["vertebrae"][1]
     body = delineate_body_from_seed(phantom.volume, truth["body_center_ras_mm"], truth["level"])
+    # what the delineation decided, for QC; the masks on the whole grid match the boxed ones
+    assert body.ball_radius_mm in BALL_RADII_MM
+    trabecular_hu = phantom.volume.array_kji[body.trabecular_mask_kji]
+    assert np.median(trabecular_hu) < body.threshold_hu < np.percentile(phantom.volume.array_kji,
+                                                                          99.9)
+    assert body.trabecular_mask_kji.sum() == body.trabecular_in_box.sum() > 0
+    assert body.body_mask_kji[body.box_kji].sum() == body.body_mask_kji.sum()
+    assert not (body.trabecular_mask_kji & ~body.body_mask_kji).any()
     roi = place_roi(phantom.volume, body, kind="trabecular-3d")
     assert roi.semi_axes_mm is None and roi.thickness_mm is None
     assert abs(_bmd(phantom, roi.mask_kji) / truth["trabecular_bmd_mg_cm3"] - 1.0) < 0.02
@@ -92,10 +100,16 @@ def tptbox(real_data_dir):
             load_ct(folder / "sub-ct_seg-subreg_label-22_msk.nii.gz"))
 
 
-def test_real_ct_roi_in_body_interior_from_label_and_seeds(tptbox):
+@pytest.fixture(scope="module")
+def tptbox_body_from_label(tptbox):
+    ct, vertebrae, _ = tptbox
+    return body_from_label(ct, vertebrae, 22, "L3")
+
+
+def test_real_ct_roi_in_body_interior_from_label_and_seeds(tptbox, tptbox_body_from_label):
     ct, vertebrae, subregions = tptbox
     interior = (subregions.array_kji == 50) & (vertebrae.array_kji == 22)
-    roi = place_roi(ct, body_from_label(ct, vertebrae, 22, "L3"))
+    roi = place_roi(ct, tptbox_body_from_label)
     assert (subregions.array_kji[roi.mask_kji] == 50).mean() >= 0.98
     centroid = ct.ijk_to_ras_points(np.argwhere(interior)[:, ::-1]).mean(axis=0)
     for offset in ([0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, -4], [-3, -3, 0]):
@@ -103,6 +117,17 @@ def test_real_ct_roi_in_body_interior_from_label_and_seeds(tptbox):
         roi = place_roi(ct, body)
         assert roi.mask_kji.sum() > 300
         assert (subregions.array_kji[roi.mask_kji] == 50).mean() >= 0.98
+
+
+def test_real_ct_trabecular_3d_from_label(tptbox, tptbox_body_from_label):
+    """The whole-interior ROI stays in the body interior (VerSe subregion 50), off the
+    cortex and border band (49), and the trabecular interior within the vertebra's label."""
+    ct, vertebrae, subregions = tptbox
+    body = tptbox_body_from_label
+    assert (vertebrae.array_kji[body.trabecular_mask_kji] == 22).all()
+    roi = place_roi(ct, body, kind="trabecular-3d")
+    assert roi.mask_kji.sum() > 1000
+    assert (subregions.array_kji[roi.mask_kji] == 50).mean() >= 0.98
 
 
 def test_label_on_another_grid(tptbox):

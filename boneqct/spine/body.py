@@ -18,6 +18,15 @@ Method (on an isotropic RAS-aligned box around the seed, ``local_grid.LocalGrid`
    A region still open (touching the box) means the seed is not inside a vertebral body.
 4. The body = interior + the cortex within ``SHELL_MM`` of it; axis from ``axis.find_body_axis``;
    anterior = away from the posterior elements (bone outside the body at the body's height).
+5. From a vertebra label map (``body_from_label``) the seed is the label's deepest point and
+   the cortex must still close the interior: a label's edge is the bone's outer surface, so
+   an interior bounded by the label instead of the cortex would run into the cortex and its
+   partial-volume band. The label only trims the interior (within ``LABEL_REACH_MM`` on the
+   working grid, within the label on the CT grid); it bounds the growth only when no
+   threshold closes the interior (with a warning).
+
+The working box and every map back to the CT cover only the box around the seed; the masks
+are returned within the body's bounding box on the CT grid.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
 
 #: Working grid spacing (mm) and half-size of the box around the seed (mm): holds a large
-#: lumbar body (about 55 mm wide) from a seed anywhere inside it.
+#: lumbar body (about 55 mm wide, 40 mm deep) from a seed within 8 mm of its centre.
 WORK_SPACING_MM = 1.0
 BOX_HALF_MM = 36.0
 #: Gaussian smoothing SD (mm) against noise before thresholding.
@@ -64,8 +73,8 @@ SHELL_MM = 3.0
 #: Bone threshold (HU) for finding the posterior elements: a common CT bone threshold,
 #: below cortical and posterior-element HU whatever the body's density.
 POSTERIOR_BONE_HU = 200.0
-#: Distance (mm) from a vertebra label within which the body is grown (label maps are
-#: often a little tight on the cortex).
+#: Distance (mm) from a vertebra label within which the interior is kept on the working grid
+#: (label maps are often a little tight on the cortex).
 LABEL_REACH_MM = 2.0
 #: Largest angle (degrees) between the anterior direction found and RAS A before falling back.
 MAX_ANTERIOR_DEVIATION_DEG = 45.0
@@ -119,6 +128,18 @@ def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
         interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
         return interior, radius_mm
     return None, None
+
+
+def _grow_within_cortex(hu, allowed, seed_kji, trabecular_hu, cortex_hu, spacing_mm):
+    """The interior closed by the cortex at the first threshold (``CORTEX_FRACTIONS``, high
+    to low) that closes it, within ``allowed``: (interior, ball radius, threshold) or None."""
+    for fraction in CORTEX_FRACTIONS:
+        threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
+        interior, radius_mm = _grow_interior((hu < threshold_hu) & allowed, seed_kji,
+                                             spacing_mm, spacing_mm**3 / 1000.0)
+        if interior is not None:
+            return interior, radius_mm, threshold_hu
+    return None
 
 
 def _anterior_direction(bone_kji, near_body_kji, grid: LocalGrid, center_ras, axis_ras,
@@ -184,17 +205,21 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
     if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
         raise SpineError(f"No cortical bone around the seed of {level} at {_fmt(seed_ras_mm)}: "
                          "the seed is not in a vertebral body. Move it into the body.")
-    allowed = inside if label is None else inside & _reach_on_grid(label, volume_hu, grid)
-    for fraction in CORTEX_FRACTIONS:
-        threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
-        interior, radius_mm = _grow_interior((hu < threshold_hu) & allowed, seed_kji, spacing,
-                                             voxel_cm3)
-        if interior is not None:
-            break
-    if interior is None:
+    reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
+    grown = _grow_within_cortex(hu, inside, seed_kji, trabecular_hu, cortex_hu, spacing)
+    warnings: list[str] = []
+    if grown is None and reach is not None:
+        grown = _grow_within_cortex(hu, inside & reach, seed_kji, trabecular_hu, cortex_hu,
+                                    spacing)
+        warnings.append("the cortex does not close the body on the CT; its interior is "
+                        "bounded by the vertebra label.")
+    if grown is None:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
                          "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
                          "or the body is badly broken). Move it into the body.")
+    interior, radius_mm, threshold_hu = grown
+    if reach is not None:
+        interior &= reach
     near_box = bounding_box(interior, pad=3)
     if (ndimage.binary_dilation(interior[near_box], iterations=2) & ~inside[near_box]).any():
         raise SpineError(f"Level {level} is cut by the end of the scan: the vertebral body is "
@@ -213,8 +238,9 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
     axis_ras = find_body_axis(interior_ras)
     along = (grid.kji_to_ras(np.argwhere(body)) - center_ras) @ axis_ras
     height_mm = float(np.ptp(np.percentile(along, [1.0, 99.0])) + spacing)
-    anterior_ras, warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), near_body,
+    anterior_ras, anterior_warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), near_body,
                                                  grid, center_ras, axis_ras, height_mm)
+    warnings += anterior_warnings
     if radius_mm > BALL_RADII_MM[0]:
         warnings.append(f"{level}: gaps in the cortical shell; interior grown with a "
                         f"{radius_mm:.1f} mm ball.")

@@ -91,8 +91,13 @@ class LocalGrid:
     def inside_scan(self, volume: Volume) -> np.ndarray:
         """Bool array: local voxels whose centre lies within the CT's voxel extent."""
         matrix, offset = self._local_to_ct_kji(volume)
-        kk, jj, ii = (np.arange(n, dtype=np.float32) for n in self.shape_kji)
+        corners_kji = np.array(list(np.ndindex(2, 2, 2)), float) * (np.array(self.shape_kji) - 1)
+        corners_ct_kji = corners_kji @ matrix.T + offset
         inside = np.ones(self.shape_kji, bool)
+        if np.all((corners_ct_kji >= -0.5) & (corners_ct_kji <= np.array(volume.array_kji.shape)
+                                                               - 0.5)):
+            return inside  # the box is convex: all inside when its corners are
+        kk, jj, ii = (np.arange(n, dtype=np.float32) for n in self.shape_kji)
         for axis, size in enumerate(volume.array_kji.shape):
             coord = (matrix[axis, 0] * kk[:, None, None] + matrix[axis, 1] * jj[None, :, None]
                      + matrix[axis, 2] * ii[None, None, :] + offset[axis])
