@@ -86,6 +86,7 @@ def test_phantom_trabecular_3d(phantom):
     assert not (body.trabecular_mask_kji & ~body.body_mask_kji).any()
     roi = place_roi(phantom.volume, body, kind="trabecular-3d")
     assert roi.semi_axes_mm is None and roi.thickness_mm is None
+    assert roi.mask_kji[roi.box_kji].sum() == roi.mask_kji.sum() > 0
     assert abs(_bmd(phantom, roi.mask_kji) / truth["trabecular_bmd_mg_cm3"] - 1.0) < 0.02
     uvw = _local_coordinates(phantom, roi.mask_kji, truth)
     semi = min(truth["trabecular_semi_axes_mm"])

@@ -43,10 +43,12 @@ from boneqct.spine.local_grid import LocalGrid, bounding_box
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
 
-#: Working grid spacing (mm) and half-size of the box around the seed (mm): holds a large
-#: lumbar body (about 55 mm wide, 40 mm deep) from a seed within 8 mm of its centre.
+#: Working grid spacing (mm) and half-sizes (mm) of the box around the seed, tried in turn
+#: while a region grown reaches the box's faces: the first holds a large lumbar body (about
+#: 50 mm wide inside its cortex) from a seed within about 10 mm of its centre, the second
+#: from anywhere in its central part.
 WORK_SPACING_MM = 1.0
-BOX_HALF_MM = 36.0
+BOX_HALF_SIZES_MM = (36.0, 48.0)
 #: Gaussian smoothing SD (mm) against noise before thresholding.
 SMOOTH_MM = 0.8
 #: Radius (mm) of the sphere around the seed giving the trabecular HU level.
@@ -108,8 +110,10 @@ def _touches_faces(mask: np.ndarray) -> bool:
 
 
 def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
-    """Interior grown from the seed by a ball; (interior, ball radius) or (None, None) if open."""
+    """Interior grown from the seed by a ball: (interior, ball radius, touched), interior and
+    radius None if open; ``touched`` tells whether a region grown reached the array's faces."""
     distance_mm = ndimage.distance_transform_edt(below_kji) * spacing_mm
+    touched = False
     for radius_mm in BALL_RADII_MM:
         core = distance_mm > radius_mm
         snap_box, snap_ball = _ball_near(core.shape, seed_kji, SEED_SNAP_MM / spacing_mm)
@@ -120,26 +124,32 @@ def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
         nearest = candidates[np.argmin(((candidates - seed_kji) ** 2).sum(axis=1))]
         labels, _ = ndimage.label(core)
         component = labels == labels[tuple(nearest)]
-        if _touches_faces(component) or component.sum() * voxel_cm3 > MAX_INTERIOR_CM3:
+        if _touches_faces(component):
+            touched = True
+            continue
+        if component.sum() * voxel_cm3 > MAX_INTERIOR_CM3:
             continue
         box = bounding_box(component, pad=int(radius_mm / spacing_mm) + 2)
         reach_mm = ndimage.distance_transform_edt(~component[box]) * spacing_mm
         interior = np.zeros_like(component)
         interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
-        return interior, radius_mm
-    return None, None
+        return interior, radius_mm, touched
+    return None, None, touched
 
 
 def _grow_within_cortex(hu, allowed, seed_kji, trabecular_hu, cortex_hu, spacing_mm):
     """The interior closed by the cortex at the first threshold (``CORTEX_FRACTIONS``, high
-    to low) that closes it, within ``allowed``: (interior, ball radius, threshold) or None."""
+    to low) that closes it, within ``allowed``: ((interior, ball radius, threshold) or None,
+    whether a region grown reached the array's faces)."""
+    touched = False
     for fraction in CORTEX_FRACTIONS:
         threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
-        interior, radius_mm = _grow_interior((hu < threshold_hu) & allowed, seed_kji,
-                                             spacing_mm, spacing_mm**3 / 1000.0)
+        interior, radius_mm, touched_now = _grow_interior(
+            (hu < threshold_hu) & allowed, seed_kji, spacing_mm, spacing_mm**3 / 1000.0)
+        touched |= touched_now
         if interior is not None:
-            return interior, radius_mm, threshold_hu
-    return None
+            return (interior, radius_mm, threshold_hu), touched
+    return None, touched
 
 
 def _anterior_direction(bone_kji, near_body_kji, grid: LocalGrid, center_ras, axis_ras,
@@ -187,32 +197,36 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
     if np.any(seed_ijk < -0.5) or np.any(seed_ijk > size_ijk - 0.5):
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies outside the scan. "
                          "Place the seed inside the vertebral body on this CT.")
-    grid = LocalGrid.around(seed_ras_mm, BOX_HALF_MM, WORK_SPACING_MM)
-    spacing = grid.spacing_mm
-    voxel_cm3 = spacing**3 / 1000.0
-    inside = grid.inside_scan(volume_hu)
-    hu = ndimage.gaussian_filter(grid.sample(volume_hu, order=1), SMOOTH_MM / spacing)
-    seed_kji = np.round(grid.ras_to_kji(seed_ras_mm)[0]).astype(int)
-
-    trabecular_hu = float(np.median(_values_in_ball(hu, seed_kji, SEED_RADIUS_MM / spacing,
-                                                    inside)))
-    if trabecular_hu < AIR_FAT_HU:
-        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
-                         f"(about {trabecular_hu:.0f} HU), not in bone. Move it into the "
-                         "vertebral body.")
-    cortex_hu = float(np.percentile(_values_in_ball(hu, seed_kji, CORTEX_RADIUS_MM / spacing,
-                                                    inside), CORTEX_PERCENTILE))
-    if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
-        raise SpineError(f"No cortical bone around the seed of {level} at {_fmt(seed_ras_mm)}: "
-                         "the seed is not in a vertebral body. Move it into the body.")
-    reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
-    grown = _grow_within_cortex(hu, inside, seed_kji, trabecular_hu, cortex_hu, spacing)
-    warnings: list[str] = []
-    if grown is None and reach is not None:
-        grown = _grow_within_cortex(hu, inside & reach, seed_kji, trabecular_hu, cortex_hu,
-                                    spacing)
-        warnings.append("the cortex does not close the body on the CT; its interior is "
-                        "bounded by the vertebra label.")
+    for half_size_mm in BOX_HALF_SIZES_MM:
+        grid = LocalGrid.around(seed_ras_mm, half_size_mm, WORK_SPACING_MM)
+        spacing = grid.spacing_mm
+        inside = grid.inside_scan(volume_hu)
+        hu = ndimage.gaussian_filter(grid.sample(volume_hu, order=1), SMOOTH_MM / spacing)
+        seed_kji = np.round(grid.ras_to_kji(seed_ras_mm)[0]).astype(int)
+        trabecular_hu = float(np.median(_values_in_ball(hu, seed_kji, SEED_RADIUS_MM / spacing,
+                                                        inside)))
+        if trabecular_hu < AIR_FAT_HU:
+            raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
+                             f"(about {trabecular_hu:.0f} HU), not in bone. Move it into the "
+                             "vertebral body.")
+        cortex_hu = float(np.percentile(_values_in_ball(hu, seed_kji, CORTEX_RADIUS_MM / spacing,
+                                                        inside), CORTEX_PERCENTILE))
+        if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
+            raise SpineError(f"No cortical bone around the seed of {level} at "
+                             f"{_fmt(seed_ras_mm)}: the seed is not in a vertebral body. Move "
+                             "it into the body.")
+        reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
+        grown, touched = _grow_within_cortex(hu, inside, seed_kji, trabecular_hu, cortex_hu,
+                                             spacing)
+        warnings: list[str] = []
+        if grown is None and reach is not None:
+            grown, touched_in_label = _grow_within_cortex(hu, inside & reach, seed_kji,
+                                                          trabecular_hu, cortex_hu, spacing)
+            touched |= touched_in_label
+            warnings.append("the cortex does not close the body on the CT; its interior is "
+                            "bounded by the vertebra label.")
+        if not touched:  # the box held every region grown
+            break
     if grown is None:
         raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
                          "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
@@ -224,7 +238,7 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
     if (ndimage.binary_dilation(interior[near_box], iterations=2) & ~inside[near_box]).any():
         raise SpineError(f"Level {level} is cut by the end of the scan: the vertebral body is "
                          "not entirely on the CT. Measure another level or use a longer scan.")
-    if interior.sum() * voxel_cm3 < MIN_INTERIOR_CM3:
+    if interior.sum() * spacing**3 / 1000.0 < MIN_INTERIOR_CM3:
         raise SpineError(f"The body of {level} found at {_fmt(seed_ras_mm)} is too small "
                          f"(< {MIN_INTERIOR_CM3} cm3) for a measurement; check the seed and "
                          "the level, or exclude the level.")

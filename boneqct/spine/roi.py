@@ -145,7 +145,8 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
         raise SpineError(f"{body.level}: the ROI would hold only {n_voxels} voxels "
                          f"(< {MIN_ROI_CM3} cm3); the body is too small or damaged. "
                          "Check the seed or exclude this level.")
-    return VertebralROI(level=body.level, kind=kind, mask_kji=mask_on_grid(box, roi_in_box, body.grid_shape_kji),
-                        center_ras_mm=center_ras,
-                        axis_ras=body.axis_ras.copy(), semi_axes_mm=semi_axes,
-                        thickness_mm=thickness, warnings=warnings)
+    return VertebralROI(level=body.level, kind=kind,
+                        mask_kji=mask_on_grid(box, roi_in_box, body.grid_shape_kji),
+                        center_ras_mm=center_ras, axis_ras=body.axis_ras.copy(),
+                        semi_axes_mm=semi_axes, thickness_mm=thickness, warnings=warnings,
+                        box_kji=box)

@@ -77,6 +77,8 @@ class VertebralROI:
             None for the 3D kind.
         thickness_mm: slab thickness along the axis (mm); None for the 3D kind.
         warnings: notes for the report.
+        box_kji: slices (k, j, i) of the grid outside which ``mask_kji`` is False, so that
+            readers can work on that box instead of the whole grid; None when not known.
     """
 
     level: str
@@ -87,3 +89,4 @@ class VertebralROI:
     semi_axes_mm: tuple[float, float] | None
     thickness_mm: float | None
     warnings: list[str] = field(default_factory=list)
+    box_kji: tuple[slice, slice, slice] | None = None
