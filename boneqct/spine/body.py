@@ -189,8 +189,8 @@ def _body_around(interior, bone, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
 
 def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> VertebralBody:
     """Delineate the body around a seed; ``label`` (a vertebra on the CT grid, as a box and
-    the mask in it) confines the growth to within ``LABEL_REACH_MM`` of it and the
-    interior to it."""
+    the mask in it) trims the interior to within ``LABEL_REACH_MM`` of it (working grid) and
+    to it (CT grid), and bounds the growth when the cortex alone does not close it."""
     seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
     seed_ijk = volume_hu.ras_to_ijk_points(seed_ras_mm)[0]
     size_ijk = np.array(volume_hu.size_ijk)
@@ -252,8 +252,8 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
     axis_ras = find_body_axis(interior_ras)
     along = (grid.kji_to_ras(np.argwhere(body)) - center_ras) @ axis_ras
     height_mm = float(np.ptp(np.percentile(along, [1.0, 99.0])) + spacing)
-    anterior_ras, anterior_warnings = _anterior_direction(bone | (hu >= POSTERIOR_BONE_HU), near_body,
-                                                 grid, center_ras, axis_ras, height_mm)
+    anterior_ras, anterior_warnings = _anterior_direction(
+        bone | (hu >= POSTERIOR_BONE_HU), near_body, grid, center_ras, axis_ras, height_mm)
     warnings += anterior_warnings
     if radius_mm > BALL_RADII_MM[0]:
         warnings.append(f"{level}: gaps in the cortical shell; interior grown with a "
