@@ -19,7 +19,9 @@ def add_input(parser: argparse.ArgumentParser) -> None:
 def add_calibration_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--phantom", help="calibrate with this phantom (name or certificate JSON)")
-    group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct calibrate`")
+    group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct "
+                       "calibrate`, or 'internal' for a phantomless calibration from the "
+                       "patient's air, fat and muscle")
     group.add_argument("--slope", type=float, help="manual calibration slope, HU per mg/cm3 "
                        "(with --intercept)")
     parser.add_argument("--intercept", type=float, help="manual calibration intercept, HU")
@@ -35,6 +37,12 @@ def calibration_from_args(args, volume):
         raise BoneQCTError("A manual calibration needs both --slope and --intercept.")
     if args.phantom:
         return calibrate_with_phantom(volume, args.phantom)
+    # --- phantomless calibration (boneqct.calibration.internal) ---
+    if args.calibration is not None and str(args.calibration) == "internal":
+        from boneqct.calibration.internal import internal_calibration
+
+        return internal_calibration(volume)
+    # ---
     if args.calibration:
         try:
             return Calibration.from_dict(json.loads(args.calibration.read_text()))

@@ -1,0 +1,262 @@
+"""Tissue composition of a slice, a slab or a whole scan (QCT PRO Tissue Analysis Report fields).
+
+Classification, slice by slice, of the image smoothed in-plane by a Gaussian of
+``SMOOTHING_SD_PX`` pixel (so that noise does not move soft tissue across the fat threshold),
+inside the body outline (table and calibration phantom cut off, ``segmentation.body_outline``):
+
+* skin: the outer ``skin_thickness_mm`` of the outline, as a fraction of each edge pixel;
+* cortical bone: calibrated density >= ``cortical_threshold_mg_cm3``; cancellous bone: the
+  holes the cortex encloses (a vertebral body's interior, whatever its density);
+* fat: HU below the fat/muscle threshold, the midpoint of the fat and muscle CT values that
+  the calibration predicts for the reference densities 0.923 and 1.055 g/cm3; internal air
+  (below ``air_threshold_hu``) is left out;
+* muscle: the remaining soft tissue up to ``LEAN_UPPER_HU`` (QCT PRO's two-compartment model
+  calls all lean soft tissue "muscle": skeletal muscle, organs, blood, discs);
+* subcutaneous / visceral fat: outside / inside the muscle wall (``visceral_cavity``);
+* skeletal muscle area at L3: Alberta-window pixels in the muscle band along the inside of
+  the wall (or in a given muscle mask) on the slice nearest the L3 point.
+
+Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
+skin density; mineral masses are the sums of calibrated density x voxel volume (mg of the
+calibration's material). Areas of a slab are mean areas per slice (volume / slab thickness).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from boneqct.calibration.fit import MINDWAYS_INTERCEPT_OFFSET_HU
+from boneqct.errors import BoneQCTError
+from boneqct.tissue.segmentation import (
+    body_outline,
+    bone_envelope,
+    skin_fraction,
+    visceral_cavity,
+)
+from boneqct.volume import Volume
+
+#: Reference densities of the QCT PRO Tissue Analysis Report (domain.md section 1), g/cm3.
+FAT_DENSITY_G_CM3 = 0.923
+MUSCLE_DENSITY_G_CM3 = 1.055
+#: Skin density, ICRU Report 44 (1989), g/cm3.
+SKIN_DENSITY_G_CM3 = 1.09
+#: Alberta protocol skeletal-muscle window, HU (domain.md section 1; Mitsiopoulos 1998).
+MUSCLE_WINDOW_HU = (-29.0, 150.0)
+#: Upper bound of lean soft tissue (HU), the top of the Alberta muscle window.
+LEAN_UPPER_HU = MUSCLE_WINDOW_HU[1]
+#: Air / tissue threshold (HU): midway between air (-1000) and soft tissue.
+AIR_THRESHOLD_HU = -500.0
+#: Placeholders, configurable: cortical threshold (mg/cm3), skin thickness (mm), the muscle
+#: band inside the wall for the L3 muscle area (mm), gaps bridged in the wall (mm), smallest
+#: cancellous cross-section (mm2), margin of the spine region around its bone (mm).
+CORTICAL_THRESHOLD_MG_CM3 = 350.0
+SKIN_THICKNESS_MM = 2.0
+MUSCLE_BAND_MM = 15.0
+WALL_GAP_CLOSING_MM = 5.0
+MIN_CANCELLOUS_AREA_MM2 = 400.0
+SPINE_MARGIN_MM = 10.0
+#: In-plane Gaussian SD (pixels) of the smoothing before classification.
+SMOOTHING_SD_PX = 1.0
+TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral")
+
+
+class TissueError(BoneQCTError):
+    """The tissue analysis cannot run on this input (no calibration, empty range...)."""
+
+
+def tissue_reference(calibration) -> dict:
+    """Fat and muscle CT values (HU) the calibration predicts for the reference densities.
+
+    A tissue without mineral of physical density rho (mg/cm3) has, in the Mindways convention,
+    ``HU = rho + beta_ref`` with ``beta_ref = intercept_hu - 999.6`` (QCT PRO User Guide v5.0:
+    rod HU = water-equivalent density + sigma_ref * K2HPO4 + beta_ref); the same is used for
+    an HA phantom's line, whose intercept is its water-like base.
+    """
+    beta_ref_hu = calibration.intercept_hu - MINDWAYS_INTERCEPT_OFFSET_HU
+    fat_hu = 1000.0 * FAT_DENSITY_G_CM3 + beta_ref_hu
+    muscle_hu = 1000.0 * MUSCLE_DENSITY_G_CM3 + beta_ref_hu
+    return {"fat_density_g_cm3": FAT_DENSITY_G_CM3, "muscle_density_g_cm3": MUSCLE_DENSITY_G_CM3,
+            "skin_density_g_cm3": SKIN_DENSITY_G_CM3, "fat_hu": fat_hu, "muscle_hu": muscle_hu,
+            "fat_muscle_threshold_hu": (fat_hu + muscle_hu) / 2.0}
+
+
+def _in_plane_axes(volume: Volume) -> tuple[np.ndarray, int, int]:
+    """Pixel spacing (j, i) mm, the in-plane axis running antero-posteriorly (0 = j, 1 = i),
+    and +1 if its index grows posteriorly (RAS -y)."""
+    direction = volume.direction_ras
+    if abs(direction[2, 2]) < 0.9:
+        raise TissueError("Tissue analysis needs axial slices (the slice axis along the body "
+                          "axis); reformat the scan to axial first.")
+    spacing = volume.spacing_mm
+    posterior_axis = 0 if abs(direction[1, 1]) >= abs(direction[1, 0]) else 1
+    y_component = direction[1, 1] if posterior_axis == 0 else direction[1, 0]
+    return np.array([spacing[1], spacing[0]]), posterior_axis, -int(np.sign(y_component))
+
+
+def _class_stats(weight: np.ndarray, voxel_cm3: float, slab_cm: float, density_g_cm3=None,
+                 bmd_mg_cm3=None) -> dict:
+    """Mass (g), mean area per slice (cm2) and volume (cm3) of a class given as a boolean or
+    fractional (0-1) voxel weight."""
+    volume_cm3 = float(weight.sum(dtype=np.float64) * voxel_cm3)
+    if bmd_mg_cm3 is not None:
+        mass_g = float((bmd_mg_cm3 * weight).sum(dtype=np.float64) * voxel_cm3 / 1000.0)
+    else:
+        mass_g = volume_cm3 * density_g_cm3
+    return {"mass_g": mass_g, "area_cm2": volume_cm3 / slab_cm, "volume_cm3": volume_cm3}
+
+
+def _region(masks: dict, region: np.ndarray, bmd: np.ndarray, voxel_cm3: float,
+            slab_cm: float) -> dict:
+    """The report fields of one region (image or spine)."""
+    out = {
+        "fat": _class_stats(masks["fat"] * region, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
+        "muscle": _class_stats(masks["muscle"] * region, voxel_cm3, slab_cm, MUSCLE_DENSITY_G_CM3),
+        "skin": _class_stats(masks["skin"] * region, voxel_cm3, slab_cm, SKIN_DENSITY_G_CM3),
+        "cortical_mineral": _class_stats(masks["cortical"] & region, voxel_cm3, slab_cm,
+                                         bmd_mg_cm3=bmd),
+        "cancellous_mineral": _class_stats(masks["cancellous"] & region, voxel_cm3, slab_cm,
+                                           bmd_mg_cm3=bmd),
+    }
+
+    def density(name):
+        v = out[name]["volume_cm3"]
+        return 1000.0 * out[name]["mass_g"] / v if v > 0 else None
+
+    bone_volume = out["cortical_mineral"]["volume_cm3"] + out["cancellous_mineral"]["volume_cm3"]
+    bone_mass = out["cortical_mineral"]["mass_g"] + out["cancellous_mineral"]["mass_g"]
+    fat, muscle = out["fat"], out["muscle"]
+
+    def ratio(a, b):
+        return a / b if b > 0 else None
+
+    out.update({
+        "cortical_bmd_mg_cm3": density("cortical_mineral"),
+        "cancellous_bmd_mg_cm3": density("cancellous_mineral"),
+        "integral_bmd_mg_cm3": 1000.0 * bone_mass / bone_volume if bone_volume > 0 else None,
+        "fat_lean_ratio_volume": ratio(fat["volume_cm3"], muscle["volume_cm3"]),
+        "fat_lean_ratio_mass": ratio(fat["mass_g"], muscle["mass_g"]),
+        "bone_muscle_ratio_volume": ratio(bone_volume, muscle["volume_cm3"]),
+        "bone_muscle_ratio_mass": ratio(bone_mass, muscle["mass_g"]),
+    })
+    return out
+
+
+def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float | None:
+    total = float(weight.sum(dtype=np.float64))
+    return float((values * weight).sum(dtype=np.float64) / total) if total > 0 else None
+
+
+def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | None = None,
+                   spine_mask_kji: np.ndarray | None = None,
+                   l3_point_ras_mm=None, muscle_mask_kji: np.ndarray | None = None,
+                   cortical_threshold_mg_cm3: float = CORTICAL_THRESHOLD_MG_CM3,
+                   skin_thickness_mm: float = SKIN_THICKNESS_MM,
+                   muscle_band_mm: float = MUSCLE_BAND_MM) -> dict:
+    """Tissue composition of slices ``k_range`` (first, stop; default all) of an axial CT.
+
+    Args:
+        volume_hu: axial CT in HU.
+        calibration: a ``boneqct.calibration.Calibration`` (phantom, manual or internal).
+        k_range: half-open slice range; (k, k + 1) for one slice.
+        spine_mask_kji: the spine region; default the vertebral bone found (cortex and the
+            cancellous bone it encloses) dilated in-plane by ``SPINE_MARGIN_MM``.
+        l3_point_ras_mm: a point (RAS mm) in L3; its nearest slice gives the skeletal muscle
+            area (cm2). None: not reported.
+        muscle_mask_kji: skeletal muscle mask (e.g. from a segmentation) for the L3 area;
+            default the lean tissue within ``muscle_band_mm`` inside the wall.
+        cortical_threshold_mg_cm3, skin_thickness_mm, muscle_band_mm: see module constants.
+
+    Returns:
+        A JSON-serialisable dict: "reference" (densities, fitted tissue HU, thresholds),
+        "extent", "regions" {"image", "spine"} with fat/muscle/skin/cortical_mineral/
+        cancellous_mineral {mass_g, area_cm2, volume_cm3}, densities and ratios,
+        "fat_compartments" and "skeletal_muscle_l3".
+
+    Raises:
+        TissueError: no calibration, non-axial slices, or an empty slice range.
+    """
+    if calibration is None:
+        raise TissueError("Tissue analysis needs a calibration (its thresholds and mineral "
+                          "densities come from it): pass --phantom, --calibration (a file or "
+                          "'internal'), or --slope/--intercept.")
+    nk = volume_hu.array_kji.shape[0]
+    k0, k1 = (0, nk) if k_range is None else (max(0, int(k_range[0])), min(nk, int(k_range[1])))
+    if k1 <= k0:
+        raise TissueError(f"The slice range {k_range} holds no slice of this {nk}-slice scan; "
+                          f"give first:last within 0:{nk - 1}.")
+    pixel_mm, posterior_axis, posterior_sign = _in_plane_axes(volume_hu)
+    spacing = volume_hu.spacing_mm
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    slab_cm = (k1 - k0) * spacing[2] / 10.0
+    reference = tissue_reference(calibration)
+    cortical_hu = float(calibration.slope_hu_per_mg_cm3 * cortical_threshold_mg_cm3
+                        + calibration.intercept_hu)
+    hu = volume_hu.array_kji[k0:k1].astype(np.float32)
+    bmd = calibration.hu_to_bmd(hu, k_index=np.arange(k0, k1) if calibration.per_slice else None)
+    smooth = ndimage.gaussian_filter(hu, (0.0, SMOOTHING_SD_PX, SMOOTHING_SD_PX))
+    names = ("body", "skin", "fat", "muscle", "cortical", "cancellous", "cavity", "band")
+    masks = {name: np.zeros(hu.shape, np.float32 if name in ("skin", "fat", "muscle") else bool)
+             for name in names}
+    threshold_hu = reference["fat_muscle_threshold_hu"]
+    for n in range(k1 - k0):
+        s = smooth[n]
+        body = body_outline(hu[n], pixel_mm, posterior_axis, posterior_sign, AIR_THRESHOLD_HU)
+        skin = skin_fraction(body, pixel_mm, skin_thickness_mm)
+        cortical = body & (bmd[n] >= cortical_threshold_mg_cm3)
+        cancellous = bone_envelope(cortical, pixel_mm, MIN_CANCELLOUS_AREA_MM2) & body
+        inner = np.where(body & ~cortical & ~cancellous, 1.0 - skin, 0.0)
+        fat = inner * ((s > AIR_THRESHOLD_HU) & (s < threshold_hu))
+        muscle = inner * ((s >= threshold_hu) & (s <= LEAN_UPPER_HU))
+        cavity = visceral_cavity((muscle > 0) | cortical | cancellous, pixel_mm,
+                                 WALL_GAP_CLOSING_MM) & (skin == 0)
+        depth_mm = ndimage.distance_transform_edt(cavity, sampling=pixel_mm)
+        for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
+                                      cavity & (depth_mm <= muscle_band_mm)), strict=True):
+            masks[name][n] = mask
+    if spine_mask_kji is None:
+        spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
+                                        np.ones((1, 3, 3), bool),
+                                        iterations=max(1, int(round(SPINE_MARGIN_MM / pixel_mm.min()))))
+    else:
+        spine = np.asarray(spine_mask_kji, bool)[k0:k1]
+    result = {
+        "reference": {**reference,
+                      "fat_hu_measured": _weighted_mean(hu, masks["fat"]),
+                      "muscle_hu_measured": _weighted_mean(hu, masks["muscle"]),
+                      "air_threshold_hu": AIR_THRESHOLD_HU, "muscle_upper_hu": LEAN_UPPER_HU,
+                      "cortical_threshold_mg_cm3": cortical_threshold_mg_cm3,
+                      "cortical_threshold_hu": cortical_hu,
+                      "cancellous": "the interior enclosed by cortex, any density",
+                      "skin_thickness_mm": skin_thickness_mm,
+                      "calibration": {"material": calibration.material, "method": calibration.method,
+                                      "slope_hu_per_mg_cm3": calibration.slope_hu_per_mg_cm3,
+                                      "intercept_hu": calibration.intercept_hu}},
+        "extent": {"k_first": k0, "k_stop": k1, "n_slices": k1 - k0, "slab_thickness_mm": slab_cm * 10.0},
+        "regions": {"image": _region(masks, masks["body"], bmd, voxel_cm3, slab_cm),
+                    "spine": _region(masks, spine & masks["body"], bmd, voxel_cm3, slab_cm)},
+    }
+    subcutaneous = masks["fat"] * ~masks["cavity"]
+    visceral = masks["fat"] * masks["cavity"]
+    result["fat_compartments"] = {
+        "subcutaneous_fat": _class_stats(subcutaneous, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
+        "visceral_fat": _class_stats(visceral, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
+    }
+    result["skeletal_muscle_l3"] = None
+    if l3_point_ras_mm is not None:
+        k = int(round(volume_hu.ras_to_ijk_points(l3_point_ras_mm)[0, 2]))
+        if not k0 <= k < k1:
+            raise TissueError("The L3 point lies outside the analysed slices; widen the slice "
+                              "range or move the point into L3.")
+        region = masks["band"][k - k0] if muscle_mask_kji is None else np.asarray(muscle_mask_kji, bool)[k]
+        s = smooth[k - k0]
+        window = (region & (s >= MUSCLE_WINDOW_HU[0]) & (s <= MUSCLE_WINDOW_HU[1])
+                  ) * (1.0 - masks["skin"][k - k0])
+        area_cm2 = float(window.sum() * pixel_mm.prod() / 100.0)
+        result["skeletal_muscle_l3"] = {
+            "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
+            "mean_hu": _weighted_mean(hu[k - k0], window),
+            "mask": "given muscle mask" if muscle_mask_kji is not None
+            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall"}
+    result["masks_kji"] = masks  # removed by to_json; kept for label maps and the figure
+    return result
