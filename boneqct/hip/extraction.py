@@ -147,7 +147,8 @@ def femur_component(volume_bmd: Volume, side: str, seed_ras_mm=None,
 
 def femur_from_labels(labels: Volume, grid: Volume, side: str,
                       scheme: str = "totalsegmentator") -> np.ndarray:
-    """KJI mask of the side's femur from a label map, resampled (nearest) onto ``grid``."""
+    """KJI mask of the side's femur from a label map, resampled (nearest) onto ``grid`` and
+    grown by one voxel (a label drawn at the surface misses the blurred edge's mineral)."""
     value = FEMUR_LABELS[scheme][side]
     same_grid = (labels.array_kji.shape == grid.array_kji.shape
                  and np.allclose(labels.ijk_to_ras, grid.ijk_to_ras, atol=1e-4))
@@ -156,7 +157,9 @@ def femur_from_labels(labels: Volume, grid: Volume, side: str,
             np.zeros(grid.array_kji.shape, np.uint8))), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         labels = volume_from_sitk(resampled)
     mask = labels.array_kji == value
-    if not mask.any():
+    if mask.any():  # include the mineral the PSF spreads just outside a surface-tight label
+        mask = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1))
+    else:
         raise FemurNotFoundError(
             f"The label map has no {side} femur (label {value} in the {scheme} numbering). "
             "Give the label map of the femur of that side, or use a seed point instead.")

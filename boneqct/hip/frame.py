@@ -23,7 +23,7 @@ from boneqct.volume import Volume
 
 #: Shaft cross-sections fitted for the shaft axis, distance below the head centre (mm): below
 #: the lesser trochanter of an adult femur (placeholder, about 3.5-5 head radii).
-SHAFT_FIT_BELOW_HEAD_MM = (82.0, 110.0)
+SHAFT_FIT_BELOW_HEAD_MM = (90.0, 115.0)
 #: Shell beyond the head surface (mm) whose femur voxels give the neck direction.
 NECK_SHELL_MM = (4.0, 14.0)
 

@@ -1,7 +1,7 @@
 """Projection of the femur's mineral in the DXA position: areal density (g/cm2) conserving mass.
 
 Each voxel of the filled femur is split into s x s x s sub-voxels (s chosen so they are at most
-half a projection pixel), each carrying its share of the voxel's mineral (BMD x volume); their
+half a projection pixel, so the splatted image is smooth), each carrying its share of the voxel's mineral (BMD x volume); their
 centres are projected onto the DXA image plane and their mass is spread bilinearly over the
 four nearest pixels. The image's total mass is therefore exactly the femur's 3D mineral mass,
 whatever the pose. The volume of bone is projected the same way (for vBMD).
@@ -95,7 +95,7 @@ class Projection:
 
 def _subvoxel_offsets(volume: Volume, pixel_mm: float) -> tuple[np.ndarray, int]:
     """Sub-voxel centre offsets in index units (M, 3) for i, j, k, and the split factor."""
-    s = max(1, int(np.ceil(2.0 * volume.spacing_mm.max() / pixel_mm)))
+    s = max(1, int(np.ceil(2.0 * volume.spacing_mm.max() / pixel_mm - 1e-6)))
     frac = (np.arange(s) + 0.5) / s - 0.5
     grid = np.stack(np.meshgrid(frac, frac, frac, indexing="ij"), -1).reshape(-1, 3)
     return grid, s
@@ -122,16 +122,16 @@ def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     vol_cm3 = voxel_mm3 / 1000.0 / len(offsets_ijk)
     bmc = np.zeros(n_rows * n_cols)
     volume = np.zeros(n_rows * n_cols)
-    for du, dw in uw_off:
-        col = (uw_vox[:, 0] + du - origin[0]) / pixel_mm
-        row = (origin[1] - (uw_vox[:, 1] + dw)) / pixel_mm
+    for chunk in np.array_split(uw_off, max(1, len(uw_off) // 8)):
+        col = (uw_vox[None, :, 0] + chunk[:, None, 0] - origin[0]) / pixel_mm
+        row = (origin[1] - (uw_vox[None, :, 1] + chunk[:, None, 1])) / pixel_mm
         c0, r0 = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
         fc, fr = col - c0, row - r0
         for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
                                (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
-            index = (r0 + dr) * n_cols + (c0 + dc)
-            bmc += np.bincount(index, weights=weight * mass_g, minlength=bmc.size)
-            volume += np.bincount(index, weights=weight * vol_cm3, minlength=volume.size)
+            index = ((r0 + dr) * n_cols + (c0 + dc)).ravel()
+            bmc += np.bincount(index, weights=(weight * mass_g).ravel(), minlength=bmc.size)
+            volume += np.bincount(index, weights=weight.ravel() * vol_cm3, minlength=volume.size)
     return Projection(bmc.reshape(n_rows, n_cols), volume.reshape(n_rows, n_cols), pixel_mm,
                       origin, axes, frame.head_center_ras_mm.copy())
 

@@ -90,7 +90,7 @@ class FemurPhantomParams:
     neck_radius_mm: float = 15.0
     neck_cortex_mm: float = 2.0
     neck_trabecular_mg_cm3: float = 200.0
-    neck_length_mm: float = 58.0
+    neck_length_mm: float = 66.0
     neck_shaft_angle_deg: float = 130.0
     trochanter_center_mm: tuple[float, float, float] = (6.0, 0.0, 2.0)
     trochanter_semi_axes_mm: tuple[float, float, float] = (22.0, 17.0, 30.0)

@@ -1,0 +1,166 @@
+"""Hip CTXA on the digital femur phantom, against its analytic truth.
+
+Must hold (issue 4): neck aBMD within 2% of the analytic value; total-hip BMC equal to the 3D
+mineral mass inside the total-hip region within 0.5%; neck and total-hip aBMD within 1.5% of the
+neutral pose for anteversion -10..+30, adduction +/-10 and flexion +/-10 degrees; truncated,
+implant, missing-femur and uncalibrated cases fail with their documented messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from boneqct.calibration import manual_calibration
+from boneqct.hip import (
+    FemurNotFoundError,
+    ImplantError,
+    NoCalibrationError,
+    TruncatedFemurError,
+)
+from boneqct.hip.extraction import voxel_centers_ras
+from boneqct.hip.pipeline import analyze_hip
+from boneqct.hip.rois import ROI_NAMES
+from boneqct.phantoms.femur import FemurPhantomParams, make_femur_phantom
+
+
+def truth_calibration(phantom):
+    line = phantom.truth["calibration"]
+    return manual_calibration(line["slope_hu_per_mg_cm3"], line["intercept_hu"])
+
+
+def run(params=None, **kwargs):
+    phantom = make_femur_phantom(params or FemurPhantomParams(), seed=kwargs.pop("seed", 0))
+    return phantom, analyze_hip(phantom.volume, truth_calibration(phantom), "left", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def neutral():
+    return run(sex="F")
+
+
+def test_neck_abmd_matches_the_analytic_cylinder(neutral):
+    phantom, result = neutral
+    truth = phantom.truth["neck_abmd_g_cm2"]
+    assert result.rois["neck"]["abmd_g_cm2"] == pytest.approx(truth, rel=0.02)
+
+
+def test_total_hip_bmc_is_the_3d_mineral_mass_in_the_region(neutral):
+    _, result = neutral
+    projection, mask = result.projection, result.femur_mask_kji
+    kji = np.argwhere(mask)
+    u, w = projection.uw_of_ras(voxel_centers_ras(result.volume_bmd, kji))
+    rows, cols = (np.rint(v).astype(int) for v in projection.pixels_of_uw(u, w))
+    in_total = result.roi_labels[rows, cols] > 0
+    voxel_cm3 = float(np.prod(result.volume_bmd.spacing_mm)) / 1000.0
+    mass_3d_g = float(result.volume_bmd.array_kji[mask][in_total].sum()) * voxel_cm3 / 1000.0
+    assert result.rois["total"]["bmc_g"] == pytest.approx(mass_3d_g, rel=0.005)
+    # and the whole image holds exactly the femur's mass
+    femur_g = float(result.volume_bmd.array_kji[mask].astype(np.float64).sum()) * voxel_cm3 / 1000.0
+    assert projection.bmc_g.sum() == pytest.approx(femur_g, rel=1e-6)
+
+
+def test_table_is_self_consistent(neutral):
+    _, result = neutral
+    rois = result.rois
+    for name in ROI_NAMES:
+        roi = rois[name]
+        assert roi["bmc_g"] == pytest.approx(roi["abmd_g_cm2"] * roi["area_cm2"], rel=1e-12)
+        assert roi["vbmd_mg_cm3"] == pytest.approx(1000 * roi["bmc_g"] / roi["volume_cm3"], rel=1e-12)
+        assert roi["area_cm2"] > 0
+    for key in ("bmc_g", "area_cm2", "volume_cm3"):
+        parts = sum(rois[n][key] for n in ("neck", "trochanter", "intertrochanter"))
+        assert rois["total"][key] == pytest.approx(parts, rel=1e-12)
+
+
+def test_frame_matches_the_phantom(neutral):
+    phantom, result = neutral
+    truth = phantom.truth["femurs"][0]
+    frame = result.frame
+    assert np.linalg.norm(frame.head_center_ras_mm - truth["head_center_ras_mm"]) < 1.0
+    assert frame.head_radius_mm == pytest.approx(truth["head_radius_mm"], abs=0.6)
+    assert frame.neck_shaft_angle_deg == pytest.approx(truth["neck_shaft_angle_deg"], abs=1.5)
+    assert abs(frame.neck_axis_ras @ truth["neck_axis_ras"]) > np.cos(np.radians(1.5))
+    assert frame.shaft_axis_ras @ truth["shaft_axis_ras"] > np.cos(np.radians(1.0))
+
+
+def test_t_scores_and_who_category_from_the_reference_files(neutral):
+    _, result = neutral
+    neck, total = result.rois["neck"], result.rois["total"]
+    assert neck["t_score"] == pytest.approx((neck["abmd_g_cm2"] - 0.858) / 0.120)
+    assert total["t_score"] == pytest.approx((total["abmd_g_cm2"] - 0.942) / 0.122)
+    assert "t_score" not in result.rois["trochanter"]  # NHANES III trochanter not verified
+    lowest = min(neck["t_score"], total["t_score"])
+    assert result.interpretation["t_score_min"] == lowest
+    expected = "normal" if lowest >= -1 else "osteopenia" if lowest > -2.5 else "osteoporosis"
+    assert result.interpretation["category"] == expected
+
+
+@pytest.mark.parametrize("pose", [{"anteversion_deg": -10.0}, {"anteversion_deg": 30.0},
+                                  {"adduction_deg": 10.0}, {"adduction_deg": -10.0},
+                                  {"flexion_deg": 10.0}, {"flexion_deg": -10.0}],
+                         ids=lambda p: "_".join(f"{k}{v:+g}" for k, v in p.items()))
+def test_pose_invariance(neutral, pose):
+    _, reference = neutral
+    _, result = run(FemurPhantomParams(**pose), seed=3)
+    for name in ("neck", "total"):
+        assert result.rois[name]["abmd_g_cm2"] == pytest.approx(
+            reference.rois[name]["abmd_g_cm2"], rel=0.015), name
+    truth_anteversion = pose.get("anteversion_deg", 0.0)
+    assert result.frame.anteversion_deg == pytest.approx(truth_anteversion, abs=3.0)
+
+
+def test_truncated_femur_is_refused():
+    phantom = make_femur_phantom(top_z_ras_mm=42.0, scanner=None)
+    short = phantom.volume.with_array(phantom.volume.array_kji.copy())
+    # keep the slices from the head down to the trochanter only (50 mm below the head centre)
+    z = short.ijk_to_ras_points([[0, 0, k] for k in range(short.array_kji.shape[0])])[:, 2]
+    keep = np.flatnonzero(z >= -50.0)
+    cut = type(short)(short.array_kji[keep], short.ijk_to_ras.copy(), short.metadata)
+    cut.ijk_to_ras[:3, 3] = short.ijk_to_ras_points([[0, 0, keep[0]]])[0]
+    with pytest.raises(TruncatedFemurError, match="truncated.*below the lesser trochanter"):
+        analyze_hip(cut, truth_calibration(phantom), "left")
+
+
+def test_head_cut_off_is_refused():
+    phantom = make_femur_phantom(top_z_ras_mm=8.0)
+    with pytest.raises(TruncatedFemurError, match="femoral head reaches the end of the scan"):
+        analyze_hip(phantom.volume, truth_calibration(phantom), "left")
+
+
+def test_implant_is_refused():
+    phantom = make_femur_phantom(FemurPhantomParams(implant=True))
+    with pytest.raises(ImplantError, match="Metal .* left femur.*refused"):
+        analyze_hip(phantom.volume, truth_calibration(phantom), "left")
+
+
+def test_missing_femur_and_missing_calibration(neutral):
+    phantom = make_femur_phantom()
+    with pytest.raises(FemurNotFoundError, match="No (femur|bone) was found on the requested side"):
+        analyze_hip(phantom.volume, truth_calibration(phantom), "right")
+    with pytest.raises(NoCalibrationError, match="needs calibrated bone mineral density"):
+        analyze_hip(phantom.volume, None, "left")
+
+
+def test_seed_and_label_map_give_the_same_femur(neutral):
+    phantom, reference = neutral
+    head = phantom.truth["femurs"][0]["head_center_ras_mm"]
+    calibration = truth_calibration(phantom)
+    by_seed = analyze_hip(phantom.volume, calibration, "left", seed_ras_mm=head)
+    assert by_seed.rois["neck"]["abmd_g_cm2"] == pytest.approx(reference.rois["neck"]["abmd_g_cm2"],
+                                                               rel=1e-9)
+    by_labels = analyze_hip(phantom.volume, calibration, "left", labels=phantom.labels,
+                            label_scheme="phantom")
+    assert by_labels.rois["neck"]["abmd_g_cm2"] == pytest.approx(phantom.truth["neck_abmd_g_cm2"],
+                                                                 rel=0.03)
+
+
+def test_chinese_women_reference_scores_trochanter_and_not_men(neutral):
+    phantom, _ = neutral
+    calibration = truth_calibration(phantom)
+    women = analyze_hip(phantom.volume, calibration, "left", population="chinese-women", sex="F")
+    troch = women.rois["trochanter"]
+    assert troch["t_score"] == pytest.approx((troch["abmd_g_cm2"] - 0.756) / 0.11)
+    men = analyze_hip(phantom.volume, calibration, "left", population="chinese-women", sex="M")
+    assert all("t_score" not in men.rois[n] for n in ROI_NAMES)
+    assert men.interpretation["category"] is None
