@@ -194,6 +194,8 @@ def exam_metadata(ds) -> dict:
         "series_description": text("SeriesDescription"),
         "manufacturer": text("Manufacturer"),
         "model": text("ManufacturerModelName"),
+        "station_name": text("StationName"),
+        "device_serial_number": text("DeviceSerialNumber"),
         "institution": text("InstitutionName"),
         "modality": text("Modality"),
         "kvp": number("KVP"),

@@ -15,9 +15,10 @@ LOG_COLUMNS = ("session", "scanner", "kvp", "phantom_type", "insert", "nominal_m
 
 
 def scanner_id(metadata: dict) -> str:
-    """A file-name-safe scanner identifier from the manufacturer and model (DICOM)."""
+    """A file-name-safe scanner identifier: manufacturer, model, and the station name or device
+    serial number where the DICOM header gives them (two scanners of one model stay apart)."""
     parts = [str(metadata.get(key) or "") for key in
-             ("manufacturer", "model")]
+             ("manufacturer", "model", "station_name", "device_serial_number")]
     text = "_".join(p for p in parts if p) or "unknown-scanner"
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")
 
