@@ -1,0 +1,61 @@
+"""The one-page hip CTXA report: exam, calibration, projection with regions, the per-region
+table, T-scores and WHO category, and the anatomical frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, Spacer
+
+from boneqct.hip.rois import ROI_NAMES
+from boneqct.report.pdf import STYLES, exam_table, figure_flowable, table, write_report
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool = False) -> Path:
+    """Write the hip report PDF (atomically) for a ``HipResult``."""
+    from boneqct.hip.outputs import projection_figure
+
+    cal = result.calibration
+    story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm),
+             Paragraph(f"Calibration: {cal.method}, {cal.material}, slope "
+                       f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
+                       f"{cal.intercept_hu:.1f} HU.", STYLES["Normal"]),
+             Paragraph(f"Side: {result.side}. DXA-equivalent areal BMD by CTXA (Cann et al. 2014).",
+                       STYLES["Normal"]), Spacer(1, 2 * mm),
+             figure_flowable(projection_figure(result), 80)]
+    rows = [["Region", "aBMD (g/cm2)", "vBMD (mg/cm3)", "BMC (g)", "Area (cm2)", "Volume (cm3)",
+             "T-score"]]
+    for name in ROI_NAMES:
+        roi = result.rois[name]
+        rows.append([name, _fmt(roi["abmd_g_cm2"], ".3f"), _fmt(roi["vbmd_mg_cm3"], ".1f"),
+                     _fmt(roi["bmc_g"], ".2f"), _fmt(roi["area_cm2"], ".2f"),
+                     _fmt(roi["volume_cm3"], ".1f"), _fmt(roi.get("t_score"), ".2f")])
+    story += [Paragraph("Results", STYLES["Heading2"]), table(rows, [28, 24, 26, 20, 20, 24, 18])]
+    interp = result.interpretation
+    if interp.get("category"):
+        story.append(Paragraph(f"Lowest T-score of neck and total hip: <b>{interp['t_score_min']:.2f}"
+                               f"</b> - WHO category: <b>{interp['category']}</b> (reference "
+                               f"{interp['population']}).", STYLES["Normal"]))
+    for region, info in interp.get("regions", {}).items():
+        if info.get("reference"):
+            story.append(Paragraph(f"{region}: {info['reference']['source']}", STYLES["Italic"]))
+        for why in info.get("why_absent", []):
+            story.append(Paragraph(f"{region}: {why}", STYLES["Italic"]))
+    if interp.get("why"):
+        story.append(Paragraph(interp["why"], STYLES["Italic"]))
+    f = result.frame
+    story.append(Paragraph(f"Frame: head radius {f.head_radius_mm:.1f} mm (fit RMS "
+                           f"{f.head_fit_rms_mm:.2f} mm), neck-shaft angle "
+                           f"{f.neck_shaft_angle_deg:.1f} deg, anteversion relative to the scanner "
+                           f"{f.anteversion_deg:.1f} deg.", STYLES["Normal"]))
+    for warning in result.warnings:
+        story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
+    return write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
+
+
+__all__ = ["write_hip_report"]
