@@ -1,0 +1,203 @@
+"""Vertebral strength of one level: mesh, solve, criterion, fragile flag; outputs; follow-up.
+
+``analyze_vertebra`` runs the whole chain on a calibrated density volume and a delineated
+``VertebralBody``; ``write_fe_outputs`` writes fe.json, fe.vtu and the report page atomically;
+``compare_fe`` compares two exams' fe.json (same element size, law and criterion enforced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from boneqct.fe.analysis import (
+    CRITERIA,
+    FRAGILE_STRENGTH_N,
+    LINEAR_RULE_STRAIN,
+    Model,
+    Solution,
+    build_model,
+    fragile,
+    nonlinear_curve,
+    pistoia_strength_n,
+    solve_displacement,
+)
+from boneqct.fe.errors import FEError
+from boneqct.fe.materials import LAWS, MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO
+from boneqct.fe.mesh import DEFAULT_PMMA_MM, MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
+from boneqct.fe.solver import DEFAULT_RTOL
+from boneqct.volume import Volume
+
+
+@dataclass
+class FEResult:
+    """Result of one vertebral FE analysis (units in the names; see ``to_dict``).
+
+    ``model`` and ``solution`` hold the solved state (the fields at the failure load for the
+    linear criteria, at 2% apparent strain for the nonlinear one); they are not serialised.
+    """
+
+    level: str
+    law: str
+    criterion: str
+    element_mm: float
+    n_elements: int
+    n_bone_elements: int
+    n_dof: int
+    bone_height_mm: float
+    stiffness_n_mm: float
+    strength_n: float
+    linear_strength_n: float
+    sex: str | None
+    fragile: bool | None
+    solver: dict
+    curve: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    model: Model | None = None
+    solution: Solution | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON document written as fe.json."""
+        return {
+            "level": self.level, "law": self.law, "law_citation": LAWS[self.law].citation,
+            "criterion": self.criterion, "element_mm": self.element_mm,
+            "n_elements": self.n_elements, "n_bone_elements": self.n_bone_elements,
+            "n_dof": self.n_dof, "bone_height_mm": self.bone_height_mm,
+            "stiffness_n_mm": self.stiffness_n_mm, "strength_n": self.strength_n,
+            "linear_strength_n": self.linear_strength_n, "sex": self.sex, "fragile": self.fragile,
+            "fragile_threshold_n": FRAGILE_STRENGTH_N.get(self.sex),
+            "solver": self.solver, "load_displacement": self.curve, "warnings": self.warnings,
+            "model": {
+                "poisson_ratio": POISSON_RATIO, "min_modulus_mpa": MIN_MODULUS_MPA,
+                "pmma_modulus_mpa": PMMA_MODULUS_MPA, "platens": "bonded",
+                "partial_volume_rule": f"element kept when >= {MIN_MASK_FRACTION:.0%} of its "
+                f"{SUBSAMPLES ** 3} sub-samples lie in the body mask; density = mean over the "
+                "sub-samples inside the mask",
+                "load_axis": "vertebral body axis (endplate normal)",
+            },
+        }
+
+
+def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
+                     law: str = "morgan2003", criterion: str = "nonlinear",
+                     element_mm: float = 1.0, pmma_mm: float = DEFAULT_PMMA_MM,
+                     preconditioner: str = "jacobi", rtol: float = DEFAULT_RTOL,
+                     sex: str | None = None) -> FEResult:
+    """Stiffness and strength of a vertebral body in axial compression.
+
+    Args:
+        bmd: calibrated density volume (mg/cm3 of ``density_material``).
+        body: ``boneqct.spine.types.VertebralBody`` on ``bmd``'s grid (mask, axis, anterior).
+        density_material: the calibration's material, "K2HPO4" or "HA".
+        law: density-modulus law (``boneqct.fe.materials.LAWS``).
+        criterion: "linear" (0.68% rule), "pistoia" or "nonlinear" (2% apparent strain).
+        element_mm: edge of the cubic elements (mm).
+        pmma_mm: PMMA layer thickness (mm).
+        preconditioner: "jacobi" or "amg".
+        rtol: relative residual tolerance of each linear solve.
+        sex: "F" or "M" for the fragile flag (None: flag not given).
+
+    Raises:
+        FEError: unknown law or criterion, empty mask, ...
+    """
+    if criterion not in CRITERIA:
+        raise FEError(f"Unknown strength criterion '{criterion}'; choose one of "
+                      f"{', '.join(CRITERIA)}.")
+    mesh = mesh_vertebral_body(bmd, body.body_mask_kji, body.axis_ras, body.anterior_ras,
+                               density_material=density_material, element_mm=element_mm,
+                               pmma_mm=pmma_mm)
+    model = build_model(mesh, law)
+    linear = solve_displacement(model, model.modulus_mpa, LINEAR_RULE_STRAIN * mesh.bone_height_mm,
+                                preconditioner=preconditioner, rtol=rtol)
+    reports = list(linear.reports)
+    stiffness = linear.reaction_n / linear.applied_mm
+    linear_strength = LINEAR_RULE_STRAIN * stiffness * mesh.bone_height_mm
+    curve: list[dict] = []
+    converged = linear.reports[0].converged
+    if criterion == "linear":
+        strength, solution = linear_strength, linear
+    elif criterion == "pistoia":
+        strength = pistoia_strength_n(model, linear)
+        solution = _scaled(linear, strength / linear.reaction_n)
+    else:
+        curve, solution, nonlinear_converged = nonlinear_curve(
+            model, preconditioner=preconditioner, rtol=rtol)
+        reports += solution.reports
+        converged &= nonlinear_converged
+        strength = max(point["force_n"] for point in curve)
+    warnings = list(body.warnings)
+    if not converged:
+        warnings.append("The finite-element solution did not converge to the requested "
+                        "tolerance; the stiffness and strength are unreliable.")
+    solver = {
+        "preconditioner": preconditioner, "tolerance": rtol, "converged": bool(converged),
+        "iterations": int(sum(r.iterations for r in reports)), "solves": len(reports),
+        "max_relative_residual": float(max(r.relative_residual for r in reports)),
+        "linear_iterations": int(linear.reports[0].iterations),
+        "linear_relative_residual": float(linear.reports[0].relative_residual),
+    }
+    return FEResult(
+        level=body.level, law=law, criterion=criterion, element_mm=float(element_mm),
+        n_elements=mesh.n_elements, n_bone_elements=int(model.is_bone.sum()), n_dof=model.n_dof,
+        bone_height_mm=mesh.bone_height_mm, stiffness_n_mm=float(stiffness),
+        strength_n=float(strength), linear_strength_n=float(linear_strength), sex=sex,
+        fragile=fragile(strength, sex), solver=solver, curve=curve, warnings=warnings,
+        model=model, solution=solution)
+
+
+def _scaled(solution: Solution, factor: float) -> Solution:
+    """A linear solution scaled by ``factor`` (displacement, applied and reaction)."""
+    return Solution(solution.displacement_mm * factor, solution.applied_mm * factor,
+                    solution.reaction_n * factor, solution.modulus_mpa, solution.reports)
+
+
+def compare_fe(old: dict, new: dict) -> dict:
+    """Change in strength and stiffness between two exams' fe.json documents.
+
+    Raises:
+        FEError: the two analyses differ in element size, law or criterion (their strengths
+            are then not comparable: element size alone changes strength by about 5% between
+            1.0 and 1.5 mm).
+    """
+    for key, what in (("element_mm", "element size"), ("law", "density-modulus law"),
+                      ("criterion", "strength criterion")):
+        if old.get(key) != new.get(key):
+            raise FEError(f"The two exams were analysed with a different {what} ({old.get(key)} "
+                          f"vs {new.get(key)}); re-run both with the same settings to compare.")
+    out = {"level": new.get("level"), "element_mm": new["element_mm"], "law": new["law"],
+           "criterion": new["criterion"]}
+    for key in ("strength_n", "stiffness_n_mm"):
+        change = new[key] - old[key]
+        out[f"old_{key}"], out[f"new_{key}"] = old[key], new[key]
+        out[f"change_{key}"] = change
+        out[f"change_{key.rsplit('_', 2)[0]}_percent"] = 100.0 * change / old[key]
+    return out
+
+
+def write_fe_outputs(out_dir: str | Path, result: FEResult, metadata: dict | None = None,
+                     anonymize: bool = False) -> dict[str, Path]:
+    """Write fe.json, fe.vtu and fe.pdf (each atomically) into ``out_dir``."""
+    from boneqct.fe.report import write_fe_report
+    from boneqct.fe.vtu import unstructured_grid, write_vtu
+    from boneqct.io import write_json_atomic
+
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / "fe.json", "vtu": out_dir / "fe.vtu", "report": out_dir / "fe.pdf"}
+    write_vtu(unstructured_grid(result.model, result.solution), paths["vtu"])
+    write_fe_report(paths["report"], result, metadata or {}, anonymize)
+    write_json_atomic(paths["json"], result.to_dict())
+    return paths
+
+
+def mid_sagittal_strain(result: FEResult) -> tuple[np.ndarray, float]:
+    """Effective strain on the mid-sagittal plane of the mesh (rows k along the axis, columns j
+    anterior; NaN outside) and the element size (mm)."""
+    from boneqct.fe.analysis import element_fields
+
+    mesh = result.model.mesh
+    values = np.full(mesh.material_kji.shape, np.nan)
+    values[mesh.elements_kji] = element_fields(result.model, result.solution)["effective_strain"]
+    columns = np.flatnonzero(mesh.elements_kji.any(axis=(0, 1)))
+    return values[:, :, (columns[0] + columns[-1]) // 2], mesh.element_mm
