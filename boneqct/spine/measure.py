@@ -34,7 +34,7 @@ def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
         dict with ``bmd_mg_cm3``, ``sd_mg_cm3``, ``median_mg_cm3`` (None when uncalibrated),
         ``mean_hu``, ``sd_hu``, ``median_hu``, ``n_voxels``, ``roi_volume_mm3`` and ``qc``.
     """
-    k, j, i = np.nonzero(roi.mask_kji)
+    k, j, i = _roi_indices_kji(roi)
     n_voxels = int(k.size)
     voxel_volume_mm3 = float(abs(np.linalg.det(volume_hu.ijk_to_ras[:3, :3])))
     hu = volume_hu.array_kji[k, j, i].astype(np.float64)
@@ -53,7 +53,7 @@ def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
         cortical_fraction = float(np.mean(bmd > CORTICAL_THRESHOLD_MG_CM3)) if n_voxels else 1.0
     else:
         cortical_fraction = float(np.mean(hu > CORTICAL_THRESHOLD_HU)) if n_voxels else 1.0
-    inside_fraction = float(body.trabecular_mask_kji[k, j, i].mean()) if n_voxels else 0.0
+    inside_fraction = float(_inside(body, k, j, i).mean()) if n_voxels else 0.0
     qc = {
         "cortical_fraction": cortical_fraction,
         "cortical_threshold": (f"{CORTICAL_THRESHOLD_MG_CM3:g} mg/cm3" if calibration is not None
@@ -66,6 +66,23 @@ def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
     qc["passed"] = bool(qc["inside_body"] and qc["enough_voxels"] and qc["low_cortical_fraction"])
     stats["qc"] = qc
     return stats
+
+
+def _roi_indices_kji(roi: VertebralROI) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel indices (k, j, i) of the ROI, searched only inside its box when it has one."""
+    box = roi.box_kji or tuple(slice(0, n) for n in roi.mask_kji.shape)
+    local = np.nonzero(roi.mask_kji[box])
+    return tuple(index + axis.start for index, axis in zip(local, box, strict=True))
+
+
+def _inside(body: VertebralBody, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Whether voxels (k, j, i) of the CT grid lie in the body's trabecular interior."""
+    local = [index - axis.start for index, axis in zip((k, j, i), body.box_kji, strict=True)]
+    shape = body.trabecular_in_box.shape
+    within = np.all([(x >= 0) & (x < n) for x, n in zip(local, shape, strict=True)], axis=0)
+    inside = np.zeros(k.shape, bool)
+    inside[within] = body.trabecular_in_box[tuple(x[within] for x in local)]
+    return inside
 
 
 def _sd(values: np.ndarray) -> float:

@@ -145,7 +145,8 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
             qc=stats["qc"], excluded=body.level in exclude,
         ))
         rois.append(roi)
-        warnings += [f"{body.level}: {w}" for w in body.warnings + roi.warnings]
+        warnings += [w if w.startswith(body.level) else f"{body.level}: {w}"
+                     for w in body.warnings + roi.warnings]
         if not stats["qc"]["passed"]:
             warnings.append(f"{body.level}: ROI quality check failed ({_qc_failures(stats['qc'])}); "
                             "review the ROI before using this level.")
