@@ -14,11 +14,11 @@ import argparse
 import sys
 
 from boneqct import __version__
-from boneqct.cli import ct, hip, qa, spine, tissue
+from boneqct.cli import ct, fe, hip, qa, spine, tissue
 from boneqct.errors import BoneQCTError
 
 EXIT_INPUT_ERROR = 2
-COMMAND_MODULES = (ct, spine, qa, tissue, hip)
+COMMAND_MODULES = (ct, spine, qa, tissue, hip, fe)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,63 @@
+"""`boneqct fe` and `boneqct fe-compare` on the digital phantom."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from boneqct.io import write_volume
+from boneqct.phantoms import make_spine_phantom
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "boneqct.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def phantom_file(tmp_path_factory):
+    ph = make_spine_phantom()
+    path = tmp_path_factory.mktemp("fe_cli") / "ct.nii.gz"
+    write_volume(ph.volume, path)
+    return path, ph.truth
+
+
+def _fe_args(path, truth, level, out, element_mm):
+    v = next(v for v in truth["vertebrae"] if v["level"] == level)
+    seed = ",".join(f"{x:.2f}" for x in v["body_center_ras_mm"])
+    cal = truth["calibration"]
+    return ["fe", path, "--level", level, f"--seed={level}={seed}", "--out", out,
+            "--slope", cal["slope_hu_per_mg_cm3"], "--intercept", cal["intercept_hu"],
+            "--criterion", "linear", "--element-mm", element_mm, "--sex", "F"]
+
+
+def test_fe_writes_json_vtu_and_report_and_compares(phantom_file, tmp_path):
+    path, truth = phantom_file
+    for level in ("L1", "L3"):
+        done = _run(*_fe_args(path, truth, level, tmp_path / level, 2.0))
+        assert done.returncode == 0, done.stderr
+        assert "strength" in done.stdout
+        assert sorted(p.name for p in (tmp_path / level).iterdir()) == ["fe.json", "fe.pdf",
+                                                                        "fe.vtu"]
+    doc = json.loads((tmp_path / "L1" / "fe.json").read_text())
+    for key in ("stiffness_n_mm", "strength_n", "criterion", "law", "element_mm", "n_elements",
+                "n_dof", "solver", "fragile"):
+        assert key in doc
+    assert doc["solver"]["converged"] and doc["fragile"] == (doc["strength_n"] <= 4500.0)
+    compared = _run("fe-compare", tmp_path / "L1" / "fe.json", tmp_path / "L3" / "fe.json",
+                    "--json")
+    assert compared.returncode == 0, compared.stderr
+    change = json.loads(compared.stdout)
+    assert change["change_strength_n"] > 0  # L3 (200 mg/cm3) is stronger than L1 (50)
+
+
+def test_fe_without_calibration_is_a_clean_error(phantom_file, tmp_path):
+    path, truth = phantom_file
+    args = _fe_args(path, truth, "L2", tmp_path, 2.0)
+    slope = args.index("--slope")
+    done = _run(*(args[:slope] + args[slope + 4:]))
+    assert done.returncode == 2
+    assert "needs calibrated density" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,116 @@
+"""Finite-element commands: fe (vertebral strength of one level), fe-compare (two exams)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
+from boneqct.errors import BoneQCTError
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the ``boneqct`` parser."""
+    from boneqct.fe.analysis import CRITERIA
+    from boneqct.fe.materials import LAWS
+    from boneqct.fe.solver import PRECONDITIONERS
+
+    fe = sub.add_parser("fe", help="vertebral stiffness and strength by voxel finite elements")
+    add_input(fe)
+    fe.add_argument("--level", required=True, help="vertebral level to analyse (e.g. L2)")
+    fe.add_argument("--out", type=Path, required=True, help="output folder")
+    add_calibration_options(fe)
+    where = fe.add_mutually_exclusive_group(required=True)
+    where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
+                       "points labelled by level")
+    where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
+                       help="a seed point inside the vertebral body, RAS mm")
+    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD)")
+    fe.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
+                    default="totalsegmentator", help="numbering of --labels")
+    fe.add_argument("--element-mm", type=float, default=1.0, help="element edge, mm (default 1.0)")
+    fe.add_argument("--law", choices=sorted(LAWS), default="morgan2003",
+                    help="density-modulus law (default morgan2003)")
+    fe.add_argument("--criterion", choices=CRITERIA, default="nonlinear",
+                    help="strength criterion (default nonlinear: 2%% apparent strain)")
+    fe.add_argument("--pmma-mm", type=float, default=3.0, help="PMMA layer thickness, mm")
+    fe.add_argument("--preconditioner", choices=PRECONDITIONERS, default="jacobi",
+                    help="CG preconditioner (amg: smoothed aggregation)")
+    fe.add_argument("--sex", choices=["F", "M"], help="patient sex for the fragile flag "
+                    "(else from DICOM)")
+    fe.add_argument("--anonymize", action="store_true",
+                    help="leave patient identity out of the outputs")
+    fe.set_defaults(handler=_cmd_fe)
+
+    compare = sub.add_parser("fe-compare", help="follow-up: change between two fe.json files")
+    compare.add_argument("old", type=Path, help="fe.json of the earlier exam")
+    compare.add_argument("new", type=Path, help="fe.json of the later exam")
+    compare.add_argument("--json", action="store_true", help="print JSON")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+def _body(args, volume):
+    """The delineated vertebral body of ``args.level``."""
+    from boneqct.io import read_volume_file
+    from boneqct.spine.body import body_from_label, delineate_body_from_seed
+    from boneqct.spine.levels import label_for_level, normalize_level
+    from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
+
+    level = normalize_level(args.level)
+    if args.labels:
+        return body_from_label(volume, read_volume_file(args.labels),
+                               label_for_level(level, args.label_scheme), level)
+    seeds = read_markups_seeds(args.seeds) if args.seeds else parse_seed_args(args.seed)
+    if level not in seeds:
+        raise BoneQCTError(f"No seed point for {level}; give one (e.g. --seed {level}=R,A,S) or "
+                           "label a point with this level in the markups file.")
+    return delineate_body_from_seed(volume, seeds[level], level)
+
+
+def _cmd_fe(args) -> int:
+    from boneqct.calibration import convert_volume_to_bmd
+    from boneqct.fe.vertebra import analyze_vertebra, write_fe_outputs
+
+    volume = load_input(args)
+    calibration = calibration_from_args(args, volume)
+    if calibration is None:
+        raise BoneQCTError("The finite-element model needs calibrated density: give --phantom, "
+                           "--calibration or --slope/--intercept.")
+    body = _body(args, volume)
+    sex = args.sex or volume.metadata.get("patient_sex")
+    result = analyze_vertebra(
+        convert_volume_to_bmd(volume, calibration), body,
+        density_material=calibration.material, law=args.law, criterion=args.criterion,
+        element_mm=args.element_mm, pmma_mm=args.pmma_mm, preconditioner=args.preconditioner,
+        sex=sex if sex in ("F", "M") else None)
+    paths = write_fe_outputs(args.out, result, volume.metadata, anonymize=args.anonymize)
+    flag = {True: "  FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
+    print(f"{result.level}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
+          f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
+          f"{result.element_mm:g} mm{flag}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {paths['report']}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from boneqct.fe.vertebra import compare_fe
+
+    documents = []
+    for path in (args.old, args.new):
+        try:
+            documents.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            raise BoneQCTError(f"Cannot read '{path.name}'; give fe.json files written by "
+                               "`boneqct fe`.") from None
+    change = compare_fe(*documents)
+    if args.json:
+        print(json.dumps(change, indent=2))
+        return 0
+    print(f"{change['level']}: strength {change['old_strength_n']:.0f} -> "
+          f"{change['new_strength_n']:.0f} N ({change['change_strength_percent']:+.1f}%), "
+          f"stiffness {change['old_stiffness_n_mm']:.0f} -> {change['new_stiffness_n_mm']:.0f} "
+          f"N/mm ({change['change_stiffness_percent']:+.1f}%)")
+    return 0
