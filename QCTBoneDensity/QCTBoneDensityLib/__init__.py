@@ -10,6 +10,7 @@ from QCTBoneDensityLib.dependencies import (  # noqa: F401
     install_python_packages,
     missing_python_packages,
 )
+from QCTBoneDensityLib.qa import qa_rows_to_table_node, qa_summary_text, run_qa  # noqa: F401
 from QCTBoneDensityLib.spine import (  # noqa: F401
     has_spine_result,
     labels_from_node,
@@ -25,7 +26,19 @@ from QCTBoneDensityLib.spine import (  # noqa: F401
 )
 from QCTBoneDensityLib.tables import (  # noqa: F401
     calibration_from_table_node,
+    calibration_summary_text,
     calibration_to_table_node,
     has_calibration,
+)
+from QCTBoneDensityLib.tissue import (  # noqa: F401
+    export_tissue_report,
+    has_tissue_result,
+    internal_points_from_markups,
+    l3_point_from_markups,
+    run_internal_calibration,
+    run_tissue,
+    tissue_document_from_table_node,
+    tissue_result_to_table_nodes,
+    tissue_summary_text,
 )
 from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401

@@ -23,6 +23,8 @@ ATTRIBUTE_SLOPE_HU_PER_MG_CM3 = "BoneQCT.SlopeHUPerMgCm3"
 ATTRIBUTE_INTERCEPT_HU = "BoneQCT.InterceptHU"
 ATTRIBUTE_R2 = "BoneQCT.R2"
 ATTRIBUTE_WARNINGS = "BoneQCT.Warnings"
+#: How the calibration was obtained: "phantom", "internal" (phantomless) or "manual".
+ATTRIBUTE_METHOD = "BoneQCT.CalibrationMethod"
 #: Attribute holding ``Calibration.to_dict()`` as JSON (what :func:`calibration_from_table_node` reads).
 ATTRIBUTE_CALIBRATION_JSON = "BoneQCT.CalibrationJSON"
 
@@ -64,7 +66,8 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
     Returns:
         The table node. Its attribute ``BoneQCT.CalibrationJSON`` holds the calibration;
         ``BoneQCT.Material``, ``BoneQCT.SlopeHUPerMgCm3``, ``BoneQCT.InterceptHU``,
-        ``BoneQCT.R2`` and ``BoneQCT.Warnings`` summarise it for display.
+        ``BoneQCT.R2``, ``BoneQCT.Warnings`` and ``BoneQCT.CalibrationMethod`` summarise it
+        for display (:func:`calibration_summary_text`).
     """
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
@@ -91,6 +94,7 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
     table_node.SetAttribute(ATTRIBUTE_INTERCEPT_HU, repr(float(calibration.intercept_hu)))
     table_node.SetAttribute(ATTRIBUTE_R2, "" if r2 is None else repr(float(r2)))
     table_node.SetAttribute(ATTRIBUTE_WARNINGS, "\n".join(str(w) for w in calibration.warnings or []))
+    table_node.SetAttribute(ATTRIBUTE_METHOD, str(calibration.method))
     table_node.SetAttribute(ATTRIBUTE_CALIBRATION_JSON,
                             json.dumps(calibration.to_dict(), default=_json_default))
     table_node.EndModify(was_modifying)
@@ -119,3 +123,32 @@ def calibration_from_table_node(table_node):
     from boneqct.calibration import Calibration
 
     return Calibration.from_dict(json.loads(table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON)))
+
+
+#: How each calibration method is named in the summary.
+METHOD_NAMES = {"phantom": "Phantom", "internal": "Internal (phantomless)", "manual": "Manual"}
+
+
+def calibration_summary_text(table_node) -> str:
+    """The calibration line, its QC (R2, per-ROI placement of an internal calibration) and its
+    warnings, from a calibration table (empty when it holds none)."""
+    if not has_calibration(table_node):
+        return ""
+    method = table_node.GetAttribute(ATTRIBUTE_METHOD) or ""
+    summary = (
+        (f"{METHOD_NAMES.get(method, method)}: " if method else "")
+        + f"HU = {float(table_node.GetAttribute(ATTRIBUTE_SLOPE_HU_PER_MG_CM3)):.4f} x density"
+        f" + {float(table_node.GetAttribute(ATTRIBUTE_INTERCEPT_HU)):.2f}"
+        f" (mg/cm3 {table_node.GetAttribute(ATTRIBUTE_MATERIAL)})"
+    )
+    r2 = table_node.GetAttribute(ATTRIBUTE_R2)
+    if r2:
+        summary += f", R2 = {float(r2):.4f}" + (" (tissue fit)" if method == "internal" else "")
+    if method == "internal":
+        rods = json.loads(table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON)).get("rods") or []
+        summary += "\nROIs: " + ", ".join(
+            f"{rod['name']} ({rod.get('placed', 'automatic')})" for rod in rods)
+    warnings = table_node.GetAttribute(ATTRIBUTE_WARNINGS)
+    if warnings:
+        summary += "\nWarnings: " + warnings.replace("\n", "; ")
+    return summary

@@ -1,0 +1,350 @@
+"""Tissue adapters: scene nodes <-> the core's phantomless calibration and tissue composition.
+
+Inputs: the CT volume node, a calibration table (``tables.calibration_to_table_node``), markups
+point lists (tissue ROIs of the internal calibration named air/fat/muscle/blood; the L3 point
+for the skeletal muscle area). Outputs: the calibration table of the internal calibration, and
+the tissue composition as two table nodes with a unit label and a description on every column
+(as Slicer's SegmentStatistics does):
+
+* compartments: one row per region and compartment (image and spine: fat, muscle, skin,
+  cortical and cancellous mineral; image: subcutaneous and visceral fat), mass (g), area (cm2)
+  and volume (cm3), the rows of the core's ``tissue.csv``;
+* measures: one row per region, cortical/cancellous/integral BMD (mg/cm3) and the fat/lean
+  and bone/muscle ratios by volume and by mass.
+
+The reference densities, fitted tissue CT values and thresholds are attributes of the
+compartments table (``BoneQCT.Tissue.Reference.<key>``), with the whole tissue.json document
+(``BoneQCT.Tissue.JSON``) so the report can be written again from a saved scene.
+
+Only ``slicer.vtkMRML*``, ``slicer.util`` and ``vtk`` are used (no Qt); the core is imported
+inside the functions, so this file loads before the core's dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import slicer
+import vtk
+
+#: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
+ATTRIBUTE_TISSUE_JSON = "BoneQCT.Tissue.JSON"
+#: Prefix of the attributes holding ``result["reference"]`` numbers (densities, CT values, thresholds).
+ATTRIBUTE_TISSUE_REFERENCE_PREFIX = "BoneQCT.Tissue.Reference."
+ATTRIBUTE_TISSUE_CALIBRATION = "BoneQCT.Tissue.Calibration"
+ATTRIBUTE_TISSUE_SLICES = "BoneQCT.Tissue.Slices"
+ATTRIBUTE_TISSUE_L3_AREA_CM2 = "BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2"
+ATTRIBUTE_TISSUE_L3_SLICE = "BoneQCT.Tissue.SkeletalMuscleL3Slice"
+#: Node reference role from the compartments table to the measures table.
+MEASURES_TABLE_ROLE = "BoneQCT.TissueMeasures"
+
+#: Compartments of each region, in the order of the core's ``boneqct.tissue.composition.TISSUES``.
+REGION_TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral")
+#: Fat compartments of the whole image (``result["fat_compartments"]``).
+FAT_COMPARTMENTS = ("subcutaneous_fat", "visceral_fat")
+
+#: (column name, key in a compartment dict, unit label, description)
+COMPARTMENT_COLUMNS = (
+    ("Mass (g)", "mass_g", "g",
+     "Mass of the compartment: fat and muscle volumes times 0.923 and 1.055 g/cm3, skin times "
+     "1.09 g/cm3; mineral masses in g of the calibration material"),
+    ("Area (cm2)", "area_cm2", "cm2",
+     "Cross-sectional area; for a slab, the mean area per slice (volume / slab thickness)"),
+    ("Volume (cm3)", "volume_cm3", "cm3", "Volume of the compartment (partial voxels counted)"),
+)
+
+#: (column name, key in a region dict, unit label, description)
+MEASURE_COLUMNS = (
+    ("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", "mg/cm3",
+     "Mean mineral density of the cortical bone, in mg/cm3 of the calibration material"),
+    ("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", "mg/cm3",
+     "Mean mineral density of the cancellous bone enclosed by the cortex"),
+    ("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", "mg/cm3",
+     "Mineral mass of cortical and cancellous bone divided by their volume"),
+    ("Fat/lean ratio (volume)", "fat_lean_ratio_volume", "cm3/cm3", "Fat volume / muscle volume"),
+    ("Fat/lean ratio (mass)", "fat_lean_ratio_mass", "g/g", "Fat mass / muscle mass"),
+    ("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", "cm3/cm3",
+     "Cortical plus cancellous bone volume / muscle volume"),
+    ("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", "g/g",
+     "Cortical plus cancellous mineral mass / muscle mass"),
+)
+
+#: Internal-calibration tissues a markups point can name (``boneqct.calibration.internal``).
+INTERNAL_TISSUES = ("air", "fat", "muscle", "blood")
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _table_node(table_node, name: str):
+    if table_node is None:
+        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    return table_node
+
+
+def _add_column(table_node, name: str, array_class, values, unit: str, description: str) -> None:
+    column = array_class()
+    column.SetName(name)
+    for value in values:
+        column.InsertNextValue(value)
+    table_node.AddColumn(column)
+    table_node.SetColumnUnitLabel(name, unit)
+    table_node.SetColumnDescription(name, description)
+
+
+# ----------------------------------------------------------------------------- markups inputs
+
+def _defined_points(node) -> list[tuple[str, np.ndarray]]:
+    """(label, world RAS position mm) of the control points with a defined position."""
+    points = []
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
+            continue
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(index, position)
+        points.append((node.GetNthControlPointLabel(index), np.array(position, dtype=float)))
+    return points
+
+
+def internal_points_from_markups(node) -> dict[str, np.ndarray]:
+    """ROI points of the internal calibration: ``{tissue: RAS position (mm)}``.
+
+    Each control point is named by the tissue it lies in (air, fat, muscle, blood; case and
+    surrounding spaces ignored); its ROI replaces the automatic one (blood has none). None or
+    a list without placed points gives ``{}`` (all ROIs automatic).
+
+    Raises:
+        ValueError: a label that is not one of those tissues, or a tissue given twice.
+    """
+    if node is None:
+        return {}
+    points: dict[str, np.ndarray] = {}
+    for label, position in _defined_points(node):
+        tissue = label.strip().lower()
+        if tissue not in INTERNAL_TISSUES:
+            raise ValueError(
+                f"The point '{label}' of '{node.GetName()}' does not name an internal-calibration "
+                f"tissue: name each point {', '.join(INTERNAL_TISSUES)} (the tissue it lies in).")
+        if tissue in points:
+            raise ValueError(f"'{node.GetName()}' has two points named {tissue}: keep one per tissue.")
+        points[tissue] = position
+    return points
+
+
+def l3_point_from_markups(node) -> np.ndarray | None:
+    """The point (RAS mm) in L3 for the skeletal muscle area, or None without a node.
+
+    The control point labelled L3 (so the spine seed list can be reused), else the only
+    placed point of the list.
+
+    Raises:
+        ValueError: no placed point, or several points none of which is labelled L3.
+    """
+    if node is None:
+        return None
+    points = _defined_points(node)
+    named = [position for label, position in points if label.strip().upper() == "L3"]
+    if named:
+        return named[0]
+    if len(points) == 1:
+        return points[0][1]
+    raise ValueError(f"'{node.GetName()}' has {len(points)} placed points and none is named L3: "
+                     "place one point in L3, or name the L3 point 'L3'.")
+
+
+# ----------------------------------------------------------------------------- internal calibration
+
+def dicom_kvp(node) -> float | None:
+    """The tube voltage (kVp, DICOM 0018,0060) of a volume loaded from Slicer's DICOM database,
+    or None (not from DICOM, no database, e.g. under slicer-core)."""
+    database = getattr(slicer, "dicomDatabase", None)
+    uids = node.GetAttribute("DICOM.instanceUIDs") if node is not None else None
+    if database is None or not uids:
+        return None
+    try:
+        value = database.instanceValue(uids.split()[0], "0018,0060")
+        return float(value) if value else None
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def run_internal_calibration(ct_node, points_node=None, table_node=None, k_range=None,
+                             kvp: float | None = None):
+    """Phantomless calibration of ``ct_node`` from air, fat and muscle (and blood at a point).
+
+    Args:
+        ct_node: CT volume node (HU), axial.
+        points_node: optional markups point list naming tissue ROIs
+            (:func:`internal_points_from_markups`); missing tissues are placed automatically.
+        table_node: calibration table to overwrite (None creates one).
+        k_range: optional half-open slice range searched for the automatic ROIs.
+        kvp: tube voltage of the scan; default read from the DICOM database
+            (:func:`dicom_kvp`). The core warns when it is unknown or not about 120 kVp.
+
+    Returns:
+        ``(calibration, table node)``; the table has one row per tissue ROI (measured HU, SD,
+        voxels, residual from the tissue line) and the fit's R2 and warnings, as a phantom
+        calibration's table does (``tables.calibration_to_table_node``).
+    """
+    if ct_node is None:
+        raise ValueError("Select the CT volume to calibrate from its own tissues.")
+    from boneqct.calibration.internal import internal_calibration
+    from QCTBoneDensityLib.tables import calibration_to_table_node
+    from QCTBoneDensityLib.volumes import volume_from_node
+
+    volume = volume_from_node(ct_node)
+    kvp = dicom_kvp(ct_node) if kvp is None else kvp
+    if kvp is not None:
+        volume.metadata["kvp"] = float(kvp)
+    calibration = internal_calibration(volume, internal_points_from_markups(points_node), k_range=k_range)
+    table = calibration_to_table_node(calibration, table_node,
+                                      name=f"{ct_node.GetName()} calibration (internal)")
+    return calibration, table
+
+
+# ----------------------------------------------------------------------------- tissue outputs
+
+def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_node=None,
+                                 name: str = "BoneQCT tissue"):
+    """Write an ``analyze_tissue`` result into the compartments and measures tables.
+
+    Returns:
+        ``(compartments table, measures table)``. Missing values (a ratio with an empty
+        denominator) are NaN. The compartments table references the measures table (role
+        ``BoneQCT.TissueMeasures``) and holds the reference values and the document as
+        attributes (see the module docstring).
+    """
+    table_node = _table_node(table_node, name)
+    measures_table_node = _table_node(measures_table_node, f"{name} measures")
+
+    was_modifying = table_node.StartModify()
+    table_node.RemoveAllColumns()
+    rows = [(region, tissue, result["regions"][region][tissue])
+            for region in result["regions"] for tissue in REGION_TISSUES]
+    rows += [("image", name_, result["fat_compartments"][name_]) for name_ in FAT_COMPARTMENTS]
+    _add_column(table_node, "Region", vtk.vtkStringArray, [r[0] for r in rows], "",
+                "image: the body in the analysed slices; spine: the vertebral bone and a margin")
+    _add_column(table_node, "Compartment", vtk.vtkStringArray, [r[1] for r in rows], "",
+                "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
+    for column_name, key, unit, description in COMPARTMENT_COLUMNS:
+        _add_column(table_node, column_name, vtk.vtkDoubleArray, [float(r[2][key]) for r in rows],
+                    unit, description)
+    for key, value in result["reference"].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            table_node.SetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key, repr(float(value)))
+    calibration = result["reference"]["calibration"]
+    table_node.SetAttribute(ATTRIBUTE_TISSUE_CALIBRATION,
+                            f"{calibration['method']} ({calibration['material']})")
+    extent = result["extent"]
+    table_node.SetAttribute(ATTRIBUTE_TISSUE_SLICES, f"{extent['k_first']}:{extent['k_stop'] - 1}")
+    muscle_l3 = result.get("skeletal_muscle_l3")
+    table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_AREA_CM2,
+                            "" if muscle_l3 is None else repr(float(muscle_l3["area_cm2"])))
+    table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_SLICE, "" if muscle_l3 is None else str(muscle_l3["k"]))
+    from boneqct.tissue.outputs import tissue_document
+
+    table_node.SetAttribute(ATTRIBUTE_TISSUE_JSON,
+                            json.dumps(tissue_document(result), default=_json_default))
+    table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
+    table_node.EndModify(was_modifying)
+
+    was_modifying = measures_table_node.StartModify()
+    measures_table_node.RemoveAllColumns()
+    regions = list(result["regions"])
+    _add_column(measures_table_node, "Region", vtk.vtkStringArray, regions, "",
+                "image: the body in the analysed slices; spine: the vertebral bone and a margin")
+    for column_name, key, unit, description in MEASURE_COLUMNS:
+        _add_column(measures_table_node, column_name, vtk.vtkDoubleArray,
+                    [_number(result["regions"][r][key]) for r in regions], unit, description)
+    measures_table_node.EndModify(was_modifying)
+    return table_node, measures_table_node
+
+
+def has_tissue_result(table_node) -> bool:
+    """Whether ``table_node`` holds a result written by :func:`tissue_result_to_table_nodes`."""
+    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_TISSUE_JSON) is not None
+
+
+def tissue_document_from_table_node(table_node) -> dict:
+    """The tissue.json document stored on a compartments table (what the report is written from)."""
+    if not has_tissue_result(table_node):
+        raise ValueError("The selected table holds no tissue composition: run the tissue "
+                         "analysis first, or select the table it produced.")
+    return json.loads(table_node.GetAttribute(ATTRIBUTE_TISSUE_JSON))
+
+
+def tissue_summary_text(table_node) -> str:
+    """A few lines: calibration, slices, fitted CT values and thresholds, L3 muscle area."""
+    if not has_tissue_result(table_node):
+        return ""
+
+    def reference(key):
+        return float(table_node.GetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key))
+
+    text = (f"Slices {table_node.GetAttribute(ATTRIBUTE_TISSUE_SLICES)}, calibration "
+            f"{table_node.GetAttribute(ATTRIBUTE_TISSUE_CALIBRATION)}."
+            f"\nFat / muscle CT value: {reference('fat_hu'):.1f} / {reference('muscle_hu'):.1f} HU "
+            f"({reference('fat_density_g_cm3'):g} / {reference('muscle_density_g_cm3'):g} g/cm3); "
+            f"fat/muscle threshold {reference('fat_muscle_threshold_hu'):.1f} HU; cortical "
+            f"{reference('cortical_threshold_mg_cm3'):g} mg/cm3 ({reference('cortical_threshold_hu'):.0f} HU).")
+    area = table_node.GetAttribute(ATTRIBUTE_TISSUE_L3_AREA_CM2)
+    if area:
+        text += (f"\nSkeletal muscle area at L3 (slice "
+                 f"{table_node.GetAttribute(ATTRIBUTE_TISSUE_L3_SLICE)}): {float(area):.1f} cm2")
+    return text
+
+
+def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, table_node=None,
+               measures_table_node=None) -> dict:
+    """Read the nodes, run ``boneqct.tissue.analyze_tissue``, write the two tables.
+
+    Args:
+        ct_node: axial CT volume node (HU).
+        calibration_table_node: a calibration table (phantom, internal or manual); required,
+            the thresholds and mineral densities come from it.
+        k_range: half-open slice range (first, stop); None analyses the whole scan.
+        l3_node: optional markups point list with the point in L3 (:func:`l3_point_from_markups`).
+        table_node, measures_table_node: output tables to overwrite (None creates them).
+
+    Returns:
+        ``{"result": the core's result dict (with its masks), "table", "measures_table"}``.
+    """
+    if ct_node is None:
+        raise ValueError("Select the CT volume to analyse.")
+    if calibration_table_node is None:
+        raise ValueError("Tissue analysis needs a calibration: calibrate first (phantom, "
+                         "internal or manual).")
+    from boneqct.tissue import analyze_tissue
+    from QCTBoneDensityLib.tables import calibration_from_table_node
+    from QCTBoneDensityLib.volumes import volume_from_node
+
+    calibration = calibration_from_table_node(calibration_table_node)
+    result = analyze_tissue(volume_from_node(ct_node), calibration, k_range,
+                            l3_point_ras_mm=l3_point_from_markups(l3_node))
+    table, measures = tissue_result_to_table_nodes(result, table_node, measures_table_node,
+                                                   name=f"{ct_node.GetName()} tissue")
+    return {"result": result, "table": table, "measures_table": measures}
+
+
+def export_tissue_report(out_dir, table_node, metadata: dict | None = None,
+                         anonymize: bool = False) -> dict:
+    """Write tissue.json, tissue.csv and tissue_report.pdf from a compartments table.
+
+    The report is written from the document stored on the table, so it works on a saved
+    scene too. Returns the core's ``{"json", "csv", "report"}`` paths.
+    """
+    from boneqct.tissue import write_tissue_outputs
+
+    return write_tissue_outputs(out_dir, tissue_document_from_table_node(table_node),
+                                metadata or {}, anonymize=anonymize)

@@ -1,0 +1,275 @@
+"""Tissue, internal-calibration and QA MRML adapter tests on Slicer's real MRML libraries
+(PyPI ``slicer-core``).
+
+The digital spine phantom goes into a volume node; the internal calibration and the tissue
+composition run through the adapters, and every table cell is compared with the core's own
+result at full precision (read from the vtkTable arrays, not as text). Skipped as a whole
+when slicer-core is not installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer.util")
+from slicer import vtkMRMLScene  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "QCTBoneDensity"))
+
+from QCTBoneDensityLib import (  # noqa: E402
+    calibration_from_table_node,
+    calibration_summary_text,
+    calibration_to_table_node,
+    export_tissue_report,
+    has_tissue_result,
+    internal_points_from_markups,
+    l3_point_from_markups,
+    qa_summary_text,
+    run_internal_calibration,
+    run_qa,
+    run_tissue,
+    tissue_document_from_table_node,
+    tissue_summary_text,
+    update_node_from_volume,
+    volume_from_node,
+)
+from QCTBoneDensityLib.tissue import (  # noqa: E402
+    COMPARTMENT_COLUMNS,
+    FAT_COMPARTMENTS,
+    MEASURE_COLUMNS,
+    MEASURES_TABLE_ROLE,
+    REGION_TISSUES,
+)
+
+from boneqct.calibration import calibrate_with_phantom  # noqa: E402
+from boneqct.calibration.internal import internal_calibration  # noqa: E402
+from boneqct.phantoms import make_spine_phantom  # noqa: E402
+from boneqct.tissue import analyze_tissue  # noqa: E402
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene installed as ``slicer.mrmlScene``."""
+    slicer.mrmlScene = vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_spine_phantom(seed=2)
+
+
+def _markups(name, points):
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for label, position in points:
+        node.AddControlPoint(*map(float, position), label)
+    return node
+
+
+def _column(table_node, name):
+    column = table_node.GetTable().GetColumnByName(name)
+    assert column is not None, f"no column {name}"
+    return [column.GetValue(row) for row in range(column.GetNumberOfTuples())]
+
+
+def _l3_center(phantom):
+    return next(v for v in phantom.truth["vertebrae"] if v["level"] == "L3")["body_center_ras_mm"]
+
+
+# ----------------------------------------------------------------------------- markups inputs
+
+def test_internal_points_from_markups(scene):
+    node = _markups("tissues", [(" Fat ", (1, 2, 3)), ("BLOOD", (4.5, 5, 6))])
+    points = internal_points_from_markups(node)
+    assert set(points) == {"fat", "blood"}
+    np.testing.assert_array_equal(points["blood"], [4.5, 5.0, 6.0])
+    assert internal_points_from_markups(None) == {}
+    node.AddControlPoint(0.0, 0.0, 0.0, "bone")
+    with pytest.raises(ValueError, match="air, fat, muscle, blood"):
+        internal_points_from_markups(node)
+    twice = _markups("twice", [("fat", (0, 0, 0)), ("fat", (1, 1, 1))])
+    with pytest.raises(ValueError, match="two points named fat"):
+        internal_points_from_markups(twice)
+
+
+def test_l3_point_from_markups(scene):
+    assert l3_point_from_markups(None) is None
+    np.testing.assert_array_equal(l3_point_from_markups(_markups("one", [("P-1", (1, 2, 3))])), [1, 2, 3])
+    seeds = _markups("seeds", [("L1", (0, 0, 10)), ("l3", (0, 0, -20)), ("L2", (0, 0, 0))])
+    np.testing.assert_array_equal(l3_point_from_markups(seeds), [0, 0, -20])
+    with pytest.raises(ValueError, match="none is named L3"):
+        l3_point_from_markups(_markups("two", [("a", (0, 0, 0)), ("b", (1, 1, 1))]))
+
+
+# ----------------------------------------------------------------------------- internal calibration
+
+def test_internal_calibration_through_the_adapter_equals_the_core(scene, phantom):
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    calibration, table = run_internal_calibration(ct, kvp=120.0)
+    expected = internal_calibration(phantom.volume)   # the phantom's metadata says 120 kVp
+    assert calibration.to_dict() == expected.to_dict()
+    rebuilt = calibration_from_table_node(table)
+    assert rebuilt.slope_hu_per_mg_cm3 == expected.slope_hu_per_mg_cm3
+    assert rebuilt.intercept_hu == expected.intercept_hu
+    assert rebuilt.method == "internal"
+    assert _column(table, "Rod") == [r["name"] for r in expected.rods]
+    assert _column(table, "Measured (HU)") == [r["measured_hu"] for r in expected.rods]
+    assert _column(table, "Residual (HU)") == [r["residual_hu"] for r in expected.rods]
+    assert table.GetAttribute("BoneQCT.CalibrationMethod") == "internal"
+    summary = calibration_summary_text(table)
+    assert summary.startswith("Internal (phantomless): HU = ")
+    assert "R2 = " in summary and "air (automatic)" in summary
+    # a volume node carries no DICOM header here: the kVp is unknown and the core says so
+    unknown, table = run_internal_calibration(ct, table_node=table)
+    assert unknown.slope_hu_per_mg_cm3 == expected.slope_hu_per_mg_cm3
+    assert any("kVp" in w for w in unknown.warnings)
+    assert "Warnings: Internal calibration at None kVp" in calibration_summary_text(table)
+
+
+def test_internal_calibration_with_a_point_replaces_the_automatic_roi(scene, phantom):
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    automatic, _ = run_internal_calibration(ct, kvp=120)
+    muscle = next(r for r in automatic.rods if r["name"] == "muscle")
+    points = _markups("internal ROIs", [("muscle", muscle["center_ras_mm"])])
+    calibration, table = run_internal_calibration(ct, points, kvp=120)
+    expected = internal_calibration(phantom.volume, {"muscle": muscle["center_ras_mm"]})
+    assert calibration.to_dict() == expected.to_dict()
+    assert {r["name"]: r["placed"] for r in calibration.rods}["muscle"] == "point"
+    assert "muscle (point)" in calibration_summary_text(table)
+
+
+def test_phantom_calibration_summary_names_its_method(scene, phantom):
+    table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    assert calibration_summary_text(table).startswith("Phantom: HU = ")
+    assert calibration_summary_text(None) == ""
+
+
+# ----------------------------------------------------------------------------- tissue composition
+
+def _assert_tables_equal_result(table, measures, result):
+    expected_rows = [(region, tissue, result["regions"][region][tissue])
+                     for region in ("image", "spine") for tissue in REGION_TISSUES]
+    expected_rows += [("image", name, result["fat_compartments"][name]) for name in FAT_COMPARTMENTS]
+    assert table.GetNumberOfRows() == len(expected_rows) == 12
+    assert _column(table, "Region") == [r[0] for r in expected_rows]
+    assert _column(table, "Compartment") == [r[1] for r in expected_rows]
+    for column_name, key, unit, _ in COMPARTMENT_COLUMNS:
+        assert _column(table, column_name) == [r[2][key] for r in expected_rows], column_name
+        assert table.GetColumnUnitLabel(column_name) == unit
+    assert [table.GetColumnUnitLabel(n) for n in ("Mass (g)", "Area (cm2)", "Volume (cm3)")] == \
+        ["g", "cm2", "cm3"]
+    assert _column(measures, "Region") == ["image", "spine"]
+    for column_name, key, unit, _ in MEASURE_COLUMNS:
+        values = _column(measures, column_name)
+        for value, region in zip(values, ("image", "spine"), strict=True):
+            want = result["regions"][region][key]
+            assert (math.isnan(value) if want is None else value == want), (column_name, region)
+        assert measures.GetColumnUnitLabel(column_name) == unit
+    for node in (table, measures):
+        for c in range(node.GetNumberOfColumns()):
+            assert node.GetColumnDescription(node.GetColumnName(c)), node.GetColumnName(c)
+    assert table.GetNodeReference(MEASURES_TABLE_ROLE) is measures
+    reference = result["reference"]
+    for key in ("fat_hu", "muscle_hu", "fat_muscle_threshold_hu", "fat_hu_measured",
+                "muscle_hu_measured", "cortical_threshold_hu", "cortical_threshold_mg_cm3",
+                "air_threshold_hu", "muscle_upper_hu", "fat_density_g_cm3", "muscle_density_g_cm3"):
+        assert float(table.GetAttribute(f"BoneQCT.Tissue.Reference.{key}")) == reference[key], key
+
+
+def test_tissue_with_internal_calibration_equals_the_core(scene, phantom, tmp_path):
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    _, calibration_table = run_internal_calibration(ct, kvp=120)
+    l3_node = _markups("L3", [("L3", _l3_center(phantom))])
+    outputs = run_tissue(ct, calibration_table, l3_node=l3_node)
+    table, measures = outputs["table"], outputs["measures_table"]
+    assert has_tissue_result(table)
+
+    # the core on the same inputs, independent of the adapter
+    expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume),
+                              l3_point_ras_mm=_l3_center(phantom))
+    _assert_tables_equal_result(table, measures, expected)
+    area = expected["skeletal_muscle_l3"]["area_cm2"]
+    assert float(table.GetAttribute("BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2")) == area
+    assert table.GetAttribute("BoneQCT.Tissue.Slices") == f"0:{phantom.volume.array_kji.shape[0] - 1}"
+    summary = tissue_summary_text(table)
+    assert "internal (K2HPO4)" in summary and "Skeletal muscle area at L3" in summary
+    document = tissue_document_from_table_node(table)
+    assert document["regions"]["image"]["fat"]["mass_g"] == expected["regions"]["image"]["fat"]["mass_g"]
+    assert "masks_kji" not in document
+
+    # outputs given are overwritten, not duplicated
+    n_tables = scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+    again = run_tissue(ct, calibration_table, k_range=(10, 12), table_node=table,
+                       measures_table_node=measures)
+    assert again["table"] is table and again["measures_table"] is measures
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == n_tables
+    _assert_tables_equal_result(table, measures, analyze_tissue(
+        phantom.volume, internal_calibration(phantom.volume), (10, 12)))
+    assert table.GetAttribute("BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2") == ""
+    assert "Skeletal muscle" not in tissue_summary_text(table)
+
+
+def test_tissue_report_export_from_the_table(scene, phantom, tmp_path):
+    pytest.importorskip("reportlab")
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    outputs = run_tissue(ct, calibration_table, k_range=(20, 21))
+    paths = export_tissue_report(tmp_path / "report", outputs["table"], {"patient_name": "X"})
+    assert paths["report"].stat().st_size > 1000
+    rows = list(csv.reader(paths["csv"].read_text().splitlines()))
+    assert rows[0] == ["region", "tissue", "mass_g", "area_cm2", "volume_cm3"]
+    assert len(rows) == 1 + outputs["table"].GetNumberOfRows()
+
+
+def test_tissue_errors_say_what_to_do(scene, phantom):
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    with pytest.raises(ValueError, match="needs a calibration"):
+        run_tissue(ct, None)
+    with pytest.raises(ValueError, match="Select the CT volume"):
+        run_tissue(None, None)
+    empty = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "empty")
+    with pytest.raises(ValueError, match="no tissue composition"):
+        tissue_document_from_table_node(empty)
+    assert tissue_summary_text(empty) == "" and tissue_summary_text(None) == ""
+
+
+# ----------------------------------------------------------------------------- QA
+
+def test_qa_session_appended_to_the_log_with_flags(scene, tmp_path):
+    from boneqct.qa import load_nominal, measure_esp, read_log
+
+    phantom = make_spine_phantom(seed=11)
+    ct = update_node_from_volume(phantom.volume, name="esp")
+    calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    log = tmp_path / "qa.csv"
+    with pytest.raises(ValueError, match="QA log"):
+        run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=tmp_path)
+    first = run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=log, session="s1")
+    second = run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=log, session="s2",
+                    table_node=first["table"])
+    table = second["table"]
+    assert table is first["table"]
+    expected = measure_esp(volume_from_node(ct), load_nominal("digital-esp"),
+                           calibration_from_table_node(calibration_table))
+    assert _column(table, "Insert") == [r["insert"] for r in expected]
+    assert _column(table, "Measured") == [r["value"] for r in expected]
+    assert _column(table, "Mean (HU)") == [r["mean_hu"] for r in expected]
+    deviations = _column(table, "Deviation (%)")
+    for value, row in zip(deviations, expected, strict=True):
+        want = row["deviation_percent"]
+        assert math.isnan(value) if want is None else value == want
+    assert table.GetColumnUnitLabel("Measured") == "mg K2HPO4/cm3"
+    assert table.GetColumnUnitLabel("Deviation (%)") == "%"
+    assert set(_column(table, "Drift")) == {"no"}
+    assert {r["session"] for r in read_log(log)} == {"s1", "s2"}
+    summary = qa_summary_text(table)
+    assert "2 session(s)" in summary and "No drift" in summary
