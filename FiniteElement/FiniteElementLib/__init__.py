@@ -1,10 +1,18 @@
 """MRML adapters for the Finite Element module (no ``qt``/``ctk``).
 
 The volume adapters are shared with the other BoneQCT modules and live in
-``QCTBoneDensityLib``; this package re-exports them so the module has one import point.
-FiniteElement-specific adapters (e.g. result tables) are added here with the module's pipeline.
+``QCTBoneDensityLib``; this package re-exports them so the module has one import point, beside
+its own result adapters (``FiniteElementLib.fe``).
 """
 
-from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node
+from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401
 
-__all__ = ["update_node_from_volume", "volume_from_node"]
+from FiniteElementLib.fe import (  # noqa: F401
+    COLOR_FIELDS,
+    color_model_by,
+    fe_document_from_table_node,
+    fe_result_to_table_node,
+    load_displacement_plot,
+    mesh_to_model_node,
+    run_fe,
+)
