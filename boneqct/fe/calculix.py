@@ -2,7 +2,7 @@
 on the identical mesh, materials and boundary conditions, for verification and benchmarks.
 
 CalculiX's C3D8 is the same fully integrated trilinear hexahedron with the same node order as
-VTK_HEXAHEDRON. Each element gets its own material (the moduli are continuous).
+VTK_HEXAHEDRON. Elements of equal modulus share one material.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ def ccx_executable() -> str | None:
     return shutil.which("ccx")
 
 
-def write_inp(model: Model, path: str | Path, applied_mm: float) -> Path:
+def write_inp(model: Model, path: str | Path, applied_mm: float, solver: str = "SPOOLES") -> Path:
     """Write the model as a CalculiX input deck (axis-frame coordinates, mm, N, MPa) with the
-    top platen displaced ``applied_mm`` down the axis; returns the path."""
+    top platen displaced ``applied_mm`` down the axis; ``solver`` is CalculiX's *STATIC solver
+    (SPOOLES direct, or ITERATIVE CHOLESKY); returns the path."""
     path = Path(path)
     h = model.mesh.element_mm
     node_xyz = model.assembler.node_kji()[:, ::-1] * h
@@ -37,12 +38,18 @@ def write_inp(model: Model, path: str | Path, applied_mm: float) -> Path:
     lines += [f"{n + 1},{x:.6f},{y:.6f},{z:.6f}" for n, (x, y, z) in enumerate(node_xyz)]
     lines.append("*ELEMENT,TYPE=C3D8,ELSET=EALL")
     lines += [f"{e + 1}," + ",".join(map(str, row)) for e, row in enumerate(nodes)]
-    for e, modulus in enumerate(model.modulus_mpa):
-        lines += [f"*ELSET,ELSET=E{e + 1}", str(e + 1), f"*MATERIAL,NAME=M{e + 1}", "*ELASTIC",
-                  f"{modulus:.9g},{POISSON_RATIO}", f"*SOLID SECTION,ELSET=E{e + 1},MATERIAL=M{e + 1}"]
+    moduli, material_of_element = np.unique(model.modulus_mpa, return_inverse=True)
+    order = np.argsort(material_of_element, kind="stable")
+    starts = np.searchsorted(material_of_element[order], np.arange(len(moduli) + 1))
+    for m, modulus in enumerate(moduli):
+        members = order[starts[m]:starts[m + 1]] + 1
+        lines.append(f"*ELSET,ELSET=E{m + 1}")
+        lines += [",".join(map(str, members[i:i + 16])) for i in range(0, len(members), 16)]
+        lines += [f"*MATERIAL,NAME=M{m + 1}", "*ELASTIC", f"{modulus:.17g},{POISSON_RATIO}",
+                  f"*SOLID SECTION,ELSET=E{m + 1},MATERIAL=M{m + 1}"]
     lines.append("*NSET,NSET=TOP")
     lines += [str(n + 1) for n in sorted(top)]
-    lines += ["*STEP", "*STATIC", "*BOUNDARY"]
+    lines += ["*STEP", f"*STATIC,SOLVER={solver}", "*BOUNDARY"]
     for n, dofs in enumerate(fixed):
         for d in np.flatnonzero(dofs):
             value = -applied_mm if (d == 2 and n in top) else 0.0
@@ -52,7 +59,7 @@ def write_inp(model: Model, path: str | Path, applied_mm: float) -> Path:
     return path
 
 
-def run_ccx(model: Model, work_dir: str | Path, applied_mm: float,
+def run_ccx(model: Model, work_dir: str | Path, applied_mm: float, solver: str = "SPOOLES",
             timeout_s: float = 600.0) -> float:
     """Solve the model with CalculiX; returns the compressive reaction on the top platen (N)."""
     exe = ccx_executable()
@@ -60,7 +67,7 @@ def run_ccx(model: Model, work_dir: str | Path, applied_mm: float,
         raise FEError("CalculiX (ccx) is not installed; install the Debian package calculix-ccx.")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    write_inp(model, work_dir / "model.inp", applied_mm)
+    write_inp(model, work_dir / "model.inp", applied_mm, solver)
     done = subprocess.run([exe, "-i", "model"], cwd=work_dir, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
     dat = work_dir / "model.dat"
