@@ -95,17 +95,19 @@ def _cmd_fe(args) -> int:
     return 0
 
 
+def _read_fe_json(path: Path) -> dict:
+    """An fe.json document, or a BoneQCTError saying what to give."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise BoneQCTError(f"Cannot read '{path.name}'; give fe.json files written by "
+                           "`boneqct fe`.") from None
+
+
 def _cmd_compare(args) -> int:
     from boneqct.fe.vertebra import compare_fe
 
-    documents = []
-    for path in (args.old, args.new):
-        try:
-            documents.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            raise BoneQCTError(f"Cannot read '{path.name}'; give fe.json files written by "
-                               "`boneqct fe`.") from None
-    change = compare_fe(*documents)
+    change = compare_fe(_read_fe_json(args.old), _read_fe_json(args.new))
     if args.json:
         print(json.dumps(change, indent=2))
         return 0
