@@ -392,3 +392,56 @@ def test_qct_spine_lib_uses_only_mrml_adapters():
             "roi_labelmap_to_node", "roi_centers_to_markups", "reference_plot", "run_spine"} <= functions
     assert imported_modules(tree) <= {"__future__", "json", "math", "re", "numpy", "slicer", "vtk",
                                       "QCTBoneDensityLib", "boneqct"}
+
+
+def test_qct_calibration_tissue_and_qa_parameters_match_the_core():
+    from importlib import resources
+
+    tree = parse_python(module_script("QCTBoneDensity"))
+    constants = module_constants(tree)
+    fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
+    qa_types = sorted(p.name[:-5] for p in (resources.files("boneqct") / "data" / "qa").iterdir()
+                      if p.name.endswith(".json"))
+    assert {"esp", "digital-esp"} <= set(qa_types)
+    assert ast.literal_eval(fields["qaPhantomType"].value) in qa_types
+    methods = [ast.literal_eval(constants[name]) for name in
+               ("CALIBRATION_PHANTOM", "CALIBRATION_INTERNAL", "CALIBRATION_MANUAL")]
+    assert [n.id for n in constants["CALIBRATION_METHODS"].elts] == [
+        "CALIBRATION_PHANTOM", "CALIBRATION_INTERNAL", "CALIBRATION_MANUAL"]
+    assert len(set(methods)) == 3
+    assert fields["calibrationMethod"].value.id == "CALIBRATION_PHANTOM"
+    for name in ("internalCalibrationPoints", "tissueL3Point"):
+        assert annotation_node_classes(fields[name].annotation) == {"vtkMRMLMarkupsFiducialNode"}
+    for name in ("tissueTable", "tissueMeasuresTable", "qaTable"):
+        assert annotation_node_classes(fields[name].annotation) == {"vtkMRMLTableNode"}
+    # the QA log path is a pathlib.Path bound to a ctkPathLineEdit (the wrapper's path connector)
+    assert ast.unparse(fields["qaLogPath"].annotation) == "pathlib.Path"
+    bindings = {param: widget for widget, param in ui_parameter_bindings(module_ui("QCTBoneDensity")).items()}
+    classes = {el.get("name"): el.get("class")
+               for el in ET.parse(module_ui("QCTBoneDensity")).getroot().iter("widget")}
+    assert classes[bindings["qaLogPath"]] == "ctkPathLineEdit"
+    assert classes[bindings["calibrationMethod"]] == "QComboBox"
+    assert classes[bindings["tissueWholeScan"]] == "QCheckBox"
+
+
+def test_qct_tissue_and_qa_buttons_call_the_logic_and_the_lib_stays_mrml_only():
+    source = module_script("QCTBoneDensity").read_text()
+    for button, slot in (("tissueApplyButton", "onTissueApplyButton"),
+                         ("tissueExportReportButton", "onTissueExportReportButton"),
+                         ("qaApplyButton", "onQAApplyButton")):
+        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+    tree = parse_python(module_script("QCTBoneDensity"))
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityLogic")
+    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)}
+    assert {"calibrateInternally", "runTissue", "tissueSummary", "hasTissueResult",
+            "exportTissueReport", "runQA", "qaSummary"} <= methods
+    test = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityTest")
+    assert "test_TissueWithInternalCalibration" in {n.name for n in test.body if isinstance(n, ast.FunctionDef)}
+    lib = REPO / "QCTBoneDensity" / "QCTBoneDensityLib"
+    for name in ("tissue.py", "qa.py"):
+        lib_tree = parse_python(lib / name)
+        assert imported_modules(lib_tree) <= {"__future__", "json", "math", "pathlib", "datetime",
+                                              "numpy", "slicer", "vtk", "QCTBoneDensityLib", "boneqct"}
+        # the core is imported lazily, inside the functions
+        top = {n.module.split(".")[0] for n in lib_tree.body if isinstance(n, ast.ImportFrom) and n.module}
+        assert "boneqct" not in top
