@@ -17,6 +17,8 @@ from pathlib import Path
 import slicer
 import vtk
 
+from QCTBoneDensityLib.tables import add_column
+
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
 ATTRIBUTE_QA_SESSION = "BoneQCT.QA.Session"
 ATTRIBUTE_QA_PHANTOM = "BoneQCT.QA.PhantomType"
@@ -83,13 +85,8 @@ def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name:
     was_modifying = table_node.StartModify()
     table_node.RemoveAllColumns()
     for column_name, array_class, column_unit, description, getter in columns:
-        column = array_class()
-        column.SetName(column_name)
-        for row in rows:
-            column.InsertNextValue(getter(row))
-        table_node.AddColumn(column)
-        table_node.SetColumnUnitLabel(column_name, column_unit)
-        table_node.SetColumnDescription(column_name, description)
+        add_column(table_node, column_name, array_class, [getter(row) for row in rows], column_unit,
+                   description)
     table_node.EndModify(was_modifying)
     return table_node
 

@@ -23,6 +23,7 @@ import slicer
 import slicer.util
 import vtk
 
+from QCTBoneDensityLib.tables import add_column, json_default
 from QCTBoneDensityLib.volumes import update_node_from_volume
 
 #: Attributes of the spine table node holding the diagnostic summary.
@@ -91,14 +92,6 @@ def _used_text(result, lv) -> str:
     if lv.level in result.levels_used:
         return "yes"
     return "excluded" if getattr(lv, "excluded", False) else ""
-
-
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -262,7 +255,7 @@ def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spi
     table_node.SetAttribute(ATTRIBUTE_SPINE_CALIBRATED, "true" if result.calibrated else "false")
     table_node.SetAttribute(ATTRIBUTE_SPINE_MATERIAL, "" if calibration is None else str(calibration.material))
     table_node.SetAttribute(ATTRIBUTE_SPINE_WARNINGS, "\n".join(str(w) for w in result.warnings))
-    table_node.SetAttribute(ATTRIBUTE_SPINE_JSON, json.dumps(result.to_dict(), default=_json_default))
+    table_node.SetAttribute(ATTRIBUTE_SPINE_JSON, json.dumps(result.to_dict(), default=json_default))
     table_node.EndModify(was_modifying)
     return table_node
 
@@ -434,13 +427,7 @@ def _series(name: str, table_node, x_column: str, y_column: str, color, line=Tru
 
 
 def _double_column(name: str, values, unit: str, description: str, table_node) -> None:
-    column = vtk.vtkDoubleArray()
-    column.SetName(name)
-    for value in values:
-        column.InsertNextValue(float(value))
-    table_node.AddColumn(column)
-    table_node.SetColumnUnitLabel(name, unit)
-    table_node.SetColumnDescription(name, description)
+    add_column(table_node, name, vtk.vtkDoubleArray, [float(v) for v in values], unit, description)
 
 
 def _remove_chart(chart_node) -> None:

@@ -46,13 +46,24 @@ ROD_COLUMNS = (
 )
 
 
-def _json_default(value):
-    """Make numpy values in ``Calibration.to_dict()`` JSON-serialisable."""
+def json_default(value):
+    """``json.dumps`` default making numpy values of core results JSON-serialisable."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def add_column(table_node, name: str, array_class, values, unit: str, description: str) -> None:
+    """Append a column of ``values`` (an ``array_class`` vtk array) with its unit and description."""
+    column = array_class()
+    column.SetName(name)
+    for value in values:
+        column.InsertNextValue(value)
+    table_node.AddColumn(column)
+    table_node.SetColumnUnitLabel(name, unit)
+    table_node.SetColumnDescription(name, description)
 
 
 def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT calibration"):
@@ -96,7 +107,7 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
     table_node.SetAttribute(ATTRIBUTE_WARNINGS, "\n".join(str(w) for w in calibration.warnings or []))
     table_node.SetAttribute(ATTRIBUTE_METHOD, str(calibration.method))
     table_node.SetAttribute(ATTRIBUTE_CALIBRATION_JSON,
-                            json.dumps(calibration.to_dict(), default=_json_default))
+                            json.dumps(calibration.to_dict(), default=json_default))
     table_node.EndModify(was_modifying)
     return table_node
 

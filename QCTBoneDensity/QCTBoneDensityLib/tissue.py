@@ -29,6 +29,8 @@ import numpy as np
 import slicer
 import vtk
 
+from QCTBoneDensityLib.tables import add_column, json_default
+
 #: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
 ATTRIBUTE_TISSUE_JSON = "BoneQCT.Tissue.JSON"
 #: Prefix of the attributes holding ``result["reference"]`` numbers (densities, CT values, thresholds).
@@ -79,28 +81,10 @@ def _number(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _table_node(table_node, name: str):
     if table_node is None:
         table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
     return table_node
-
-
-def _add_column(table_node, name: str, array_class, values, unit: str, description: str) -> None:
-    column = array_class()
-    column.SetName(name)
-    for value in values:
-        column.InsertNextValue(value)
-    table_node.AddColumn(column)
-    table_node.SetColumnUnitLabel(name, unit)
-    table_node.SetColumnDescription(name, description)
 
 
 # ----------------------------------------------------------------------------- markups inputs
@@ -233,12 +217,12 @@ def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_n
     rows = [(region, tissue, result["regions"][region][tissue])
             for region in result["regions"] for tissue in REGION_TISSUES]
     rows += [("image", name_, result["fat_compartments"][name_]) for name_ in FAT_COMPARTMENTS]
-    _add_column(table_node, "Region", vtk.vtkStringArray, [r[0] for r in rows], "",
+    add_column(table_node, "Region", vtk.vtkStringArray, [r[0] for r in rows], "",
                 "image: the body in the analysed slices; spine: the vertebral bone and a margin")
-    _add_column(table_node, "Compartment", vtk.vtkStringArray, [r[1] for r in rows], "",
+    add_column(table_node, "Compartment", vtk.vtkStringArray, [r[1] for r in rows], "",
                 "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
     for column_name, key, unit, description in COMPARTMENT_COLUMNS:
-        _add_column(table_node, column_name, vtk.vtkDoubleArray, [float(r[2][key]) for r in rows],
+        add_column(table_node, column_name, vtk.vtkDoubleArray, [float(r[2][key]) for r in rows],
                     unit, description)
     for key, value in result["reference"].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -255,17 +239,17 @@ def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_n
     from boneqct.tissue.outputs import tissue_document
 
     table_node.SetAttribute(ATTRIBUTE_TISSUE_JSON,
-                            json.dumps(tissue_document(result), default=_json_default))
+                            json.dumps(tissue_document(result), default=json_default))
     table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
     table_node.EndModify(was_modifying)
 
     was_modifying = measures_table_node.StartModify()
     measures_table_node.RemoveAllColumns()
     regions = list(result["regions"])
-    _add_column(measures_table_node, "Region", vtk.vtkStringArray, regions, "",
+    add_column(measures_table_node, "Region", vtk.vtkStringArray, regions, "",
                 "image: the body in the analysed slices; spine: the vertebral bone and a margin")
     for column_name, key, unit, description in MEASURE_COLUMNS:
-        _add_column(measures_table_node, column_name, vtk.vtkDoubleArray,
+        add_column(measures_table_node, column_name, vtk.vtkDoubleArray,
                     [_number(result["regions"][r][key]) for r in regions], unit, description)
     measures_table_node.EndModify(was_modifying)
     return table_node, measures_table_node
