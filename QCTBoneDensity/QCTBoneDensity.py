@@ -1,5 +1,6 @@
-"""QCT Bone Density: calibrate a CT scan with its phantom, convert it to mineral density, and
-measure the trabecular BMD of the lumbar spine level by level.
+"""QCT Bone Density: calibrate a CT scan (with its phantom, from the patient's own tissues, or
+with known values), convert it to mineral density, measure the trabecular BMD of the lumbar
+spine level by level and the tissue composition, and check the scanner with a QA phantom.
 
 The module only moves data between the scene and the Slicer-free ``boneqct`` core: it reads
 MRML nodes (through ``QCTBoneDensityLib``), calls the core, and writes nodes back.
@@ -89,6 +90,11 @@ intercept, and converts the scan into a BMD map. The spine section places a trab
 each vertebral body (from seed points named by level, or from a TotalSegmentator/VerSe label
 map or segmentation) and reports the BMD per level, the diagnostic mean of the levels used
 (L1-L2 by default), its ACR category, cement-augmentation flags and ROI quality checks.
+Without a phantom, the internal calibration uses the patient's own air, subcutaneous fat and
+paraspinal muscle (points can replace the automatic ROIs). The tissue section reports fat,
+muscle, skin, cortical and cancellous mineral (mass, area, volume), subcutaneous and visceral
+fat, bone densities and ratios, and the skeletal muscle area at L3. The QA section measures an
+ESP-like phantom against its nominal values and appends the session to a QA log with drift flags.
 The computations are done by the Slicer-free <code>boneqct</code> package, which also has a
 command line.
 """
