@@ -1,12 +1,28 @@
-"""Hip CTXA: DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT, with femoral neck, trochanter, intertrochanter and total hip regions (Cann et al. 2014).
+"""Hip CTXA: DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT, with
+femoral neck, trochanter, intertrochanter and total hip regions (Cann et al. 2014).
 
-This release provides the module shell: input selection and the shared scene <-> core
-adapters. The hip CTXA pipeline (femur extraction, rotation to the DXA position, projection and ROIs) comes in a later release.
+The module only moves data between the scene and the Slicer-free ``boneqct`` core: it reads
+MRML nodes (through ``HipCTXALib``), calls ``boneqct.hip``, and writes nodes back. The widget's
+sections follow the CTXA workflow: input, calibration, extraction, rotation, ROIs, results,
+report.
 """
 
+import logging
+from importlib import resources
+from typing import Annotated, Union
+
+import qt
 import slicer
-from slicer import vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+import vtk
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLLinearTransformNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -14,6 +30,31 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+# boneqct and HipCTXALib are imported only inside the logic's methods: the core's Python
+# dependencies may still have to be installed (QCTBoneDensityLib.dependencies) when Slicer
+# loads this file.
+
+SIDES = ["left", "right"]
+
+#: Femur label numberings (as boneqct.hip.extraction.FEMUR_LABELS; checked by the tests).
+LABEL_SCHEMES = ["totalsegmentator", "phantom"]
+
+#: Calibration phantoms offered: the certificate files bundled with boneqct.
+PHANTOM_NAMES = sorted(
+    p.name[: -len(".json")]
+    for p in (resources.files("boneqct") / "data" / "phantoms").iterdir()
+    if p.name.endswith(".json")
+)
+MATERIALS = ["K2HPO4", "HA"]
+CALIBRATION_PHANTOM = "Phantom"
+CALIBRATION_MANUAL = "Manual"
+CALIBRATION_METHODS = [CALIBRATION_PHANTOM, CALIBRATION_MANUAL]
+
+#: DXA reference populations (as boneqct.hip.interpret.REFERENCE_SETS, plus none).
+REFERENCE_POPULATIONS = ["nhanes3", "chinese-women", "none"]
+PATIENT_SEXES = ["unknown", "F", "M"]
+
 
 #
 # HipCTXA
@@ -30,7 +71,13 @@ class HipCTXA(ScriptedLoadableModule):
         self.parent.dependencies = ["QCTBoneDensity"]  # shares QCTBoneDensityLib's adapters
         self.parent.contributors = ["BoneQCT developers"]
         self.parent.helpText = """
-DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT, with femoral neck, trochanter, intertrochanter and total hip regions (Cann et al. 2014). The hip CTXA pipeline (femur extraction, rotation to the DXA position, projection and ROIs) comes in a later release.
+DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT (CTXA, Cann et al.
+2014). The chosen femur is extracted (or taken from a seed point or a TotalSegmentator label
+map), its anatomical frame fitted, it is rotated to the DXA position and its mineral projected
+antero-posteriorly; Hologic-style regions give the femoral neck, trochanter, intertrochanter
+and total hip aBMD, vBMD, BMC, area and volume, with T-scores against DXA reference data and the
+WHO category. The computations are done by the Slicer-free <code>boneqct</code> package, which
+also has a command line (<code>boneqct hip</code>).
 """
         self.parent.acknowledgementText = """
 Built on 3D Slicer's scripted module template; computations are in the Slicer-free
@@ -47,10 +94,48 @@ Built on 3D Slicer's scripted module template; computations are in the Slicer-fr
 class HipCTXAParameterNode:
     """The module's state, saved with the scene.
 
-    inputVolume - CT volume in HU (or a BMD map from QCT Bone Density).
+    Input: inputVolume (CT in HU), side, optional seedPoints (first point in the femoral head)
+    or femurLabels (label map / segmentation in labelScheme numbering).
+    Calibration: calibrationMethod, phantomName, manualSlopeHuPerMgCm3, manualInterceptHu,
+    manualMaterial; calibrationTable holds the calibration (made here or by QCT Bone Density).
+    Outputs per step: femurSegmentation (extraction), dxaTransform and rotatedVolume
+    (rotation; makeRotatedVolume to resample), projectionVolume and roiLabelmap (ROIs; pixelMm,
+    neckBoxWidthMm, neckCenterMm (0: automatic), distalBorderBelowHeadMm), resultsTable
+    (results; referencePopulation, patientSex, patientAgeYears (0: unknown)).
+    Report: anonymizeReport.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    side: Annotated[str, Choice(SIDES)] = "left"
+    seedPoints: vtkMRMLMarkupsFiducialNode
+    femurLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
+
+    calibrationMethod: Annotated[str, Choice(CALIBRATION_METHODS)] = CALIBRATION_PHANTOM
+    phantomName: Annotated[str, Choice(PHANTOM_NAMES)] = "mindways-model3"
+    manualSlopeHuPerMgCm3: Annotated[float, WithinRange(0.01, 10.0)] = 1.0
+    manualInterceptHu: Annotated[float, WithinRange(-1000.0, 1000.0)] = 0.0
+    manualMaterial: Annotated[str, Choice(MATERIALS)] = "K2HPO4"
+    calibrationTable: vtkMRMLTableNode
+
+    femurSegmentation: vtkMRMLSegmentationNode
+    dxaTransform: vtkMRMLLinearTransformNode
+    makeRotatedVolume: bool = True
+    rotatedVolume: vtkMRMLScalarVolumeNode
+
+    pixelMm: Annotated[float, WithinRange(0.2, 2.0)] = 0.5
+    neckBoxWidthMm: Annotated[float, WithinRange(5.0, 30.0)] = 15.0
+    neckCenterMm: Annotated[float, WithinRange(0.0, 120.0)] = 0.0
+    distalBorderBelowHeadMm: Annotated[float, WithinRange(30.0, 150.0)] = 85.0
+    projectionVolume: vtkMRMLScalarVolumeNode
+    roiLabelmap: vtkMRMLLabelMapVolumeNode
+
+    referencePopulation: Annotated[str, Choice(REFERENCE_POPULATIONS)] = "nhanes3"
+    patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
+    patientAgeYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
+    resultsTable: vtkMRMLTableNode
+
+    anonymizeReport: bool = False
 
 
 #
@@ -59,7 +144,7 @@ class HipCTXAParameterNode:
 
 
 class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: binds the .ui to the parameter node."""
+    """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -69,7 +154,7 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
-        """Load the .ui and create the logic (called once)."""
+        """Load the .ui, create the logic and connect buttons (called once)."""
         ScriptedLoadableModuleWidget.setup(self)
 
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/HipCTXA.ui"))
@@ -81,6 +166,10 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.calibrateButton.connect("clicked(bool)", self.onCalibrateButton)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
 
         self.initializeParameterNode()
 
@@ -97,6 +186,7 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
 
     def onSceneStartClose(self, caller, event) -> None:
         """The parameter node is about to be removed with the scene."""
@@ -108,7 +198,7 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        """Make sure the parameter node exists and has an input volume if possible."""
+        """Make sure the parameter node exists, is observed, and has an input volume if possible."""
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
@@ -119,9 +209,113 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Bind the GUI to ``inputParameterNode`` (a HipCTXAParameterNode or None)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
+            self._updateState()
+
+    def _updateState(self, caller=None, event=None) -> None:
+        """Enable what can act on the current selection; show calibration, frame and results."""
+        p = self._parameterNode
+        if p is None:
+            return
+        manual = p.calibrationMethod == CALIBRATION_MANUAL
+        self.ui.phantomNameComboBox.enabled = not manual
+        for widget in (self.ui.manualSlopeSpinBox, self.ui.manualInterceptSpinBox,
+                       self.ui.manualMaterialComboBox):
+            widget.enabled = manual
+        self.ui.calibrateButton.enabled = manual or p.inputVolume is not None
+        self.ui.calibrationSummaryLabel.text = self.logic.calibrationSummary(p.calibrationTable)
+        self.ui.labelSchemeComboBox.enabled = p.femurLabels is not None
+        self.ui.rotatedVolumeSelector.enabled = p.makeRotatedVolume
+
+        calibrated = self.logic.hasCalibration(p.calibrationTable)
+        both = p.seedPoints is not None and p.femurLabels is not None
+        self.ui.applyButton.enabled = p.inputVolume is not None and calibrated and not both
+        self.ui.applyButton.toolTip = (
+            "Give either a seed point or femur labels, not both" if both
+            else "Extract, rotate, project and measure the hip" if self.ui.applyButton.enabled
+            else "Select a CT volume and calibrate first (CTXA needs BMD)")
+        self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
+        self.ui.resultsSummaryLabel.text = self.logic.hipSummary(p.resultsTable)
+        self.ui.frameSummaryLabel.text = self.logic.frameSummary(p.resultsTable)
+        canExport = self.logic.canExportReport(p.resultsTable)
+        self.ui.exportReportButton.enabled = canExport
+        self.ui.exportReportButton.toolTip = (
+            "Write hip.json, hip.csv, the projection and report.pdf into a folder" if canExport
+            else "Measure the hip first (the report needs this session's measurement)")
+
+    def _ensurePythonPackages(self) -> bool:
+        """Offer to install the core's missing Python packages; True when all are present."""
+        from QCTBoneDensityLib import install_python_packages, missing_python_packages
+
+        missing = missing_python_packages()
+        if not missing:
+            return True
+        if not slicer.util.confirmOkCancelDisplay(
+                "BoneQCT needs these Python packages, which are not installed in Slicer yet: "
+                + ", ".join(missing) + ". Install them now (needs an internet connection)?"):
+            return False
+        install_python_packages(missing)
+        return True
+
+    def onCalibrateButton(self) -> None:
+        """Calibrate with the chosen method into the calibration table."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
+            if not self._ensurePythonPackages():
+                return
+            if p.calibrationMethod == CALIBRATION_MANUAL:
+                p.calibrationTable = self.logic.calibrateManually(
+                    p.manualSlopeHuPerMgCm3, p.manualInterceptHu, p.manualMaterial, p.calibrationTable)
+            else:
+                p.calibrationTable = self.logic.calibrateWithPhantom(
+                    p.inputVolume, p.phantomName, p.calibrationTable)
+
+    def onApplyButton(self) -> None:
+        """Run the hip analysis and show its nodes (projection with regions, femur, table)."""
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("Hip analysis failed.", waitCursor=True):
+            if not self._ensurePythonPackages():
+                return
+            outputs = self.logic.runHip(
+                p.inputVolume, p.calibrationTable, p.side, seedNode=p.seedPoints,
+                labelsNode=p.femurLabels, labelScheme=p.labelScheme, pixelMm=p.pixelMm,
+                neckBoxWidthMm=p.neckBoxWidthMm,
+                neckCenterMm=p.neckCenterMm if p.neckCenterMm > 0 else None,
+                distalBorderBelowHeadMm=p.distalBorderBelowHeadMm,
+                population=None if p.referencePopulation == "none" else p.referencePopulation,
+                sex=None if p.patientSex == "unknown" else p.patientSex,
+                ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
+                tableNode=p.resultsTable, segmentationNode=p.femurSegmentation,
+                transformNode=p.dxaTransform, projectionNode=p.projectionVolume,
+                roiLabelmapNode=p.roiLabelmap, rotatedVolumeNode=p.rotatedVolume,
+                makeRotatedVolume=p.makeRotatedVolume)
+            p.resultsTable = outputs["table"]
+            p.femurSegmentation = outputs["segmentation"]
+            p.dxaTransform = outputs["transform"]
+            p.projectionVolume = outputs["projection"]
+            p.roiLabelmap = outputs["roi_labelmap"]
+            if outputs["rotated_volume"] is not None:
+                p.rotatedVolume = outputs["rotated_volume"]
+            # the projection with its regions, like a DXA printout
+            slicer.util.setSliceViewerLayers(background=outputs["projection"],
+                                             label=outputs["roi_labelmap"], fit=True)
+            self._updateState()
+
+    def onExportReportButton(self) -> None:
+        """Ask for a folder and write the hip outputs and report into it."""
+        p = self._parameterNode
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export hip report")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Writing the hip report failed.", waitCursor=True):
+            if not self._ensurePythonPackages():
+                return
+            paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
+            slicer.util.showStatusMessage(f"Hip report written to {paths['report']}", 5000)
 
 
 #
@@ -130,10 +324,16 @@ class HipCTXAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class HipCTXALogic(ScriptedLoadableModuleLogic):
-    """Scene-level operations of the module, usable from the Python console without the GUI."""
+    """Scene-level operations of the module, usable from the Python console without the GUI.
+
+    Each method reads nodes, calls ``boneqct``, and writes nodes; nothing is computed here.
+    """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        #: results table node ID -> (HipResult, exam metadata) of this session, for the report
+        #: (which needs the projection images, not stored in the table).
+        self._hipResults = {}
 
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
@@ -145,6 +345,101 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 
         return volume_from_node(volumeNode)
 
+    def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None):
+        """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table."""
+        if inputVolume is None:
+            raise ValueError("Select the CT volume that shows the calibration phantom.")
+        from HipCTXALib import calibration_to_table_node, volume_from_node
+
+        from boneqct.calibration import calibrate_with_phantom
+
+        calibration = calibrate_with_phantom(volume_from_node(inputVolume), phantomName)
+        for warning in calibration.warnings:
+            logging.warning(f"BoneQCT calibration: {warning}")
+        return calibration_to_table_node(calibration, tableNode,
+                                         name=f"{inputVolume.GetName()} calibration ({phantomName})")
+
+    def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str,
+                          tableNode=None):
+        """Record a known calibration (HU = slope * density + intercept) in a table node."""
+        from HipCTXALib import calibration_to_table_node
+
+        from boneqct.calibration import manual_calibration
+
+        calibration = manual_calibration(slopeHuPerMgCm3, interceptHu, material)
+        return calibration_to_table_node(calibration, tableNode, name=f"Manual calibration ({material})")
+
+    def hasCalibration(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a BoneQCT calibration."""
+        from HipCTXALib import has_calibration
+
+        return has_calibration(tableNode)
+
+    def calibrationSummary(self, tableNode) -> str:
+        """The calibration held by ``tableNode`` in one or two lines (empty if none)."""
+        from HipCTXALib import calibration_summary_text
+
+        return calibration_summary_text(tableNode)
+
+    def runHip(self, inputVolume, calibrationTable, side: str = "left", seedNode=None,
+               labelsNode=None, labelScheme: str = "totalsegmentator", pixelMm: float = 0.5,
+               neckBoxWidthMm: float = 15.0, neckCenterMm=None,
+               distalBorderBelowHeadMm: float = 85.0, population="nhanes3", sex=None,
+               ageYears=None, tableNode=None, segmentationNode=None, transformNode=None,
+               projectionNode=None, roiLabelmapNode=None, rotatedVolumeNode=None,
+               makeRotatedVolume: bool = True) -> dict:
+        """Measure one hip of ``inputVolume`` and write the results into the scene.
+
+        Returns the dict of ``HipCTXALib.run_hip``: "result", "volume", "table",
+        "segmentation", "transform", "projection", "roi_labelmap", "rotated_volume".
+        """
+        from HipCTXALib import run_hip
+
+        outputs = run_hip(
+            inputVolume, calibrationTable, side, seed_node=seedNode, labels_node=labelsNode,
+            label_scheme=labelScheme, pixel_mm=pixelMm, neck_box_width_mm=neckBoxWidthMm,
+            neck_center_mm=neckCenterMm, distal_border_below_head_mm=distalBorderBelowHeadMm,
+            population=population, sex=sex, age_years=ageYears, table_node=tableNode,
+            segmentation_node=segmentationNode, transform_node=transformNode,
+            projection_node=projectionNode, roi_labelmap_node=roiLabelmapNode,
+            rotated_volume_node=rotatedVolumeNode, rotated_volume=makeRotatedVolume)
+        for warning in outputs["result"].warnings:
+            logging.warning(f"BoneQCT hip: {warning}")
+        metadata = {"series_description": inputVolume.GetName(), "patient_age_years": ageYears,
+                    "patient_sex": sex}
+        self._hipResults[outputs["table"].GetID()] = (outputs["result"], metadata)
+        return outputs
+
+    def hipSummary(self, tableNode) -> str:
+        """Neck and total-hip aBMD, T-scores, WHO category and frame of a results table."""
+        from HipCTXALib import hip_summary_text
+
+        return hip_summary_text(tableNode)
+
+    def frameSummary(self, tableNode) -> str:
+        """The anatomical frame's angles stored on a results table (empty if none)."""
+        from HipCTXALib import has_hip_result
+
+        if not has_hip_result(tableNode):
+            return ""
+        return (f"Neck-shaft angle {float(tableNode.GetAttribute('BoneQCT.Hip.NeckShaftAngleDeg')):.1f}"
+                f" deg, anteversion {float(tableNode.GetAttribute('BoneQCT.Hip.AnteversionDeg')):.1f}"
+                f" deg, head radius {float(tableNode.GetAttribute('BoneQCT.Hip.HeadRadiusMm')):.1f} mm")
+
+    def canExportReport(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a hip measurement of this session (needed by the report)."""
+        return tableNode is not None and tableNode.GetID() in self._hipResults
+
+    def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
+        """Write hip.json, hip.csv, the projection (NIfTI, PNG) and report.pdf into ``folder``."""
+        if not self.canExportReport(tableNode):
+            raise ValueError("Measure the hip first: the report is written from this session's "
+                             "measurement (the projection images are not saved with the scene).")
+        from HipCTXALib import export_hip_report
+
+        result, metadata = self._hipResults[tableNode.GetID()]
+        return export_hip_report(folder, result, metadata, anonymize=anonymize)
+
 
 #
 # HipCTXATest
@@ -152,7 +447,7 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 
 
 class HipCTXATest(ScriptedLoadableModuleTest):
-    """In-Slicer self-test: a digital phantom from the core passes through the scene unchanged."""
+    """In-Slicer self-test: the digital femur phantom through the module end to end."""
 
     def setUp(self) -> None:
         """Start from an empty scene."""
@@ -161,21 +456,46 @@ class HipCTXATest(ScriptedLoadableModuleTest):
     def runTest(self) -> None:
         """Run all tests of the module."""
         self.setUp()
-        self.test_PhantomVolumeReachesTheCore()
+        self.test_FemurPhantomEndToEnd()
 
-    def test_PhantomVolumeReachesTheCore(self) -> None:
-        """The logic hands the core exactly the voxels and geometry that are in the scene."""
+    def test_FemurPhantomEndToEnd(self) -> None:
+        """Phantom -> nodes -> manual calibration -> hip; neck aBMD within 2% of the analytic
+        value, table with units, projection, regions, transform, segmentation and report."""
+        import tempfile
+
         import numpy as np
         from HipCTXALib import update_node_from_volume
 
-        from boneqct.phantoms import make_spine_phantom
-        from boneqct.volume import Volume
+        from boneqct.phantoms.femur import make_femur_phantom
 
-        self.delayDisplay("Digital phantom through the scene")
-        phantom = make_spine_phantom()
-        ct = phantom if isinstance(phantom, Volume) else phantom.volume
-        node = update_node_from_volume(ct, name="phantom")
-        volume = HipCTXALogic().volumeFromNode(node)
-        np.testing.assert_allclose(volume.ijk_to_ras, ct.ijk_to_ras, atol=1e-9)
-        np.testing.assert_array_equal(volume.array_kji, ct.array_kji)
-        self.delayDisplay("Test passed")
+        self.delayDisplay("Hip CTXA on the digital femur phantom")
+        phantom = make_femur_phantom()
+        inputVolume = update_node_from_volume(phantom.volume, name="femur phantom")
+        logic = HipCTXALogic()
+        line = phantom.truth["calibration"]
+        calibrationTable = logic.calibrateManually(line["slope_hu_per_mg_cm3"], line["intercept_hu"],
+                                                   "K2HPO4")
+        self.assertTrue(logic.hasCalibration(calibrationTable))
+
+        outputs = logic.runHip(inputVolume, calibrationTable, "left", sex="F")
+        result, table = outputs["result"], outputs["table"]
+        self.assertEqual(table.GetNumberOfRows(), 4)
+        self.assertEqual(table.GetColumnUnitLabel("aBMD (g/cm2)"), "g/cm2")
+        neck = table.GetTable().GetColumnByName("aBMD (g/cm2)").GetValue(0)
+        self.assertEqual(neck, result.rois["neck"]["abmd_g_cm2"])
+        self.assertLess(abs(neck - phantom.truth["neck_abmd_g_cm2"]), 0.02 * phantom.truth["neck_abmd_g_cm2"])
+        projection = slicer.util.arrayFromVolume(outputs["projection"])
+        self.assertEqual(projection.shape, (1, *result.projection.bmc_g.shape))
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(outputs["roi_labelmap"])[0],
+                                      result.roi_labels)
+        matrix = vtk.vtkMatrix4x4()
+        outputs["transform"].GetMatrixTransformToParent(matrix)
+        np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix),
+                                   result.frame.dxa_rotation_ras(), atol=1e-12)
+        self.assertEqual(outputs["segmentation"].GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertTrue(logic.hipSummary(table).startswith("Left hip: Femoral neck"))
+        self.assertTrue(logic.canExportReport(table))
+        with tempfile.TemporaryDirectory() as folder:
+            paths = logic.exportReport(folder, table)
+            self.assertTrue(paths["report"].is_file())
+        self.delayDisplay("Hip CTXA passed")

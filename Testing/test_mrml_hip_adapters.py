@@ -1,0 +1,258 @@
+"""HipCTXA MRML adapters on Slicer's real MRML libraries (PyPI ``slicer-core``).
+
+The digital femur phantom goes into a volume node, through ``run_hip`` (scene -> core ->
+scene) once per module, and every output node is checked against the core's ``HipResult`` at
+full precision: table cells (read from the vtkTable arrays), the projection node's geometry and
+values, the region label map, the DXA transform, the femur segmentation. Input adapters (seed
+markups, femur label map / segmentation) are checked on their own. Skipped as a whole when
+slicer-core is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vtk
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer.util")
+from slicer import vtkMRMLScene  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "QCTBoneDensity"))
+sys.path.insert(0, str(REPO / "HipCTXA"))
+
+from HipCTXALib import (  # noqa: E402
+    HIP_COLUMNS,
+    REGIONS,
+    calibration_to_table_node,
+    export_hip_report,
+    femur_labels_from_node,
+    has_hip_result,
+    hip_summary_text,
+    projection_volume,
+    run_hip,
+    seed_from_markups_node,
+    transform_matrix,
+    update_node_from_volume,
+    volume_from_node,
+)
+
+from boneqct.calibration import manual_calibration  # noqa: E402
+from boneqct.hip import NoCalibrationError  # noqa: E402
+from boneqct.hip.extraction import FEMUR_LABELS  # noqa: E402
+from boneqct.phantoms.femur import make_femur_phantom  # noqa: E402
+
+
+def node_matrix(node) -> np.ndarray:
+    matrix = slicer.util.vtkMatrixFromArray(np.eye(4))
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_femur_phantom()
+
+
+@pytest.fixture(scope="module")
+def analysed(phantom):
+    """The phantom through the scene once: (scene, CT node, run_hip outputs)."""
+    slicer.mrmlScene = vtkMRMLScene()
+    ct_node = update_node_from_volume(phantom.volume, name="femur phantom")
+    line = phantom.truth["calibration"]
+    table = calibration_to_table_node(manual_calibration(line["slope_hu_per_mg_cm3"],
+                                                         line["intercept_hu"]))
+    outputs = run_hip(ct_node, table, "left", sex="F")
+    yield slicer.mrmlScene, ct_node, outputs
+    slicer.mrmlScene.Clear(True)
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene for the input-adapter tests."""
+    slicer.mrmlScene = vtkMRMLScene()
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def test_the_core_gets_the_scene_volume_and_measures_the_analytic_neck(analysed, phantom):
+    _, ct_node, outputs = analysed
+    volume = outputs["volume"]
+    np.testing.assert_array_equal(volume.array_kji, phantom.volume.array_kji)
+    np.testing.assert_allclose(volume.ijk_to_ras, phantom.volume.ijk_to_ras, atol=1e-12)
+    np.testing.assert_array_equal(volume_from_node(ct_node).array_kji, phantom.volume.array_kji)
+    neck = outputs["result"].rois["neck"]["abmd_g_cm2"]
+    assert neck == pytest.approx(phantom.truth["neck_abmd_g_cm2"], rel=0.02)
+
+
+def test_table_holds_the_core_result_at_full_precision_with_units(analysed):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["table"]
+    table = node.GetTable()
+    assert node.GetNumberOfRows() == 4
+    regions = table.GetColumnByName("Region")
+    assert [regions.GetValue(r) for r in range(4)] == list(REGIONS)
+    assert node.GetColumnDescription("Region")
+    expected_units = {"aBMD (g/cm2)": "g/cm2", "vBMD (mg/cm3)": "mg/cm3", "BMC (g)": "g",
+                      "Area (cm2)": "cm2", "Volume (cm3)": "cm3", "T-score": "SD"}
+    for column_name, unit in expected_units.items():
+        assert node.GetColumnUnitLabel(column_name) == unit
+    for column_name, key, unit, _ in HIP_COLUMNS:
+        assert node.GetColumnUnitLabel(column_name) == unit
+        assert node.GetColumnDescription(column_name)
+        column = table.GetColumnByName(column_name)
+        for row, region in enumerate(REGIONS):
+            value = result.rois[region].get(key)
+            if value is None:
+                assert math.isnan(column.GetValue(row)), (region, column_name)
+            else:
+                assert column.GetValue(row) == value, (region, column_name)
+    # T-scores where NHANES III has data (neck, total hip), none for the trochanter
+    tscores = table.GetColumnByName("T-score")
+    assert not math.isnan(tscores.GetValue(0)) and not math.isnan(tscores.GetValue(3))
+    assert math.isnan(tscores.GetValue(1))
+
+
+def test_table_attributes_hold_the_frame_and_the_interpretation(analysed):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["table"]
+    frame = result.frame
+    assert float(node.GetAttribute("BoneQCT.Hip.NeckShaftAngleDeg")) == frame.neck_shaft_angle_deg
+    assert float(node.GetAttribute("BoneQCT.Hip.AnteversionDeg")) == frame.anteversion_deg
+    assert float(node.GetAttribute("BoneQCT.Hip.HeadRadiusMm")) == frame.head_radius_mm
+    assert float(node.GetAttribute("BoneQCT.Hip.HeadFitRmsMm")) == frame.head_fit_rms_mm
+    assert float(node.GetAttribute("BoneQCT.Hip.NeckLengthMm")) == frame.neck_length_mm
+    assert node.GetAttribute("BoneQCT.Hip.Side") == "left"
+    assert node.GetAttribute("BoneQCT.Hip.WHOCategory") == result.interpretation["category"]
+    assert float(node.GetAttribute("BoneQCT.Hip.TScoreMin")) == result.interpretation["t_score_min"]
+    document = json.loads(node.GetAttribute("BoneQCT.Hip.JSON"))
+    assert document["rois"]["total"]["bmc_g"] == result.rois["total"]["bmc_g"]
+    assert has_hip_result(node)
+    summary = hip_summary_text(node)
+    assert summary.startswith("Left hip: Femoral neck ") and "WHO category" in summary
+    assert "Neck-shaft angle" in summary
+
+
+def test_projection_node_is_the_core_projection_in_g_cm2(analysed):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["projection"]
+    expected = projection_volume(result)
+    array = slicer.util.arrayFromVolume(node)
+    assert array.shape == (1, *result.projection.bmc_g.shape)
+    np.testing.assert_array_equal(array, expected.array_kji)
+    np.testing.assert_array_equal(array[0], result.projection.areal_density_g_cm2.astype(np.float32))
+    np.testing.assert_allclose(node_matrix(node), expected.ijk_to_ras, atol=1e-9)
+    spacing = node.GetSpacing()
+    assert spacing[0] == pytest.approx(result.projection.pixel_mm)
+    assert spacing[1] == pytest.approx(result.projection.pixel_mm)
+    assert node.GetAttribute("BoneQCT.Quantity") == "Areal BMD (g/cm2)"
+    # the image conserves the femur's mineral
+    assert float(array.astype(np.float64).sum()) * result.projection.pixel_area_cm2 == pytest.approx(
+        result.qc["femur_mineral_g"], rel=1e-5)
+
+
+def test_region_labelmap_is_on_the_projection_grid_and_named(analysed):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["roi_labelmap"]
+    assert node.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node)[0], result.roi_labels)
+    np.testing.assert_allclose(node_matrix(node), node_matrix(outputs["projection"]), atol=1e-12)
+    colors = node.GetDisplayNode().GetColorNode()
+    assert [colors.GetColorName(v) for v in (1, 2, 3)] == ["neck", "trochanter", "intertrochanter"]
+
+
+def test_transform_node_is_the_dxa_rotation(analysed):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["transform"]
+    assert node.IsA("vtkMRMLLinearTransformNode")
+    np.testing.assert_allclose(transform_matrix(node), result.frame.dxa_rotation_ras(), atol=1e-12)
+
+
+def test_segmentation_holds_the_femur_mask(analysed, phantom):
+    _, _, outputs = analysed
+    result, node = outputs["result"], outputs["segmentation"]
+    segmentation = node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 1
+    segment_id = segmentation.GetNthSegmentID(0)
+    assert segmentation.GetSegment(segment_id).GetName() == "femur_left"
+    grid = update_node_from_volume(result.volume_bmd, name="grid")
+    exported = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "exported")
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(node, ids, exported, grid)
+    array = slicer.util.arrayFromVolume(exported)
+    np.testing.assert_array_equal(array > 0, result.femur_mask_kji)
+    head = np.asarray(phantom.truth["femurs"][0]["head_center_ras_mm"])
+    i, j, k = np.rint(result.volume_bmd.ras_to_ijk_points(head)[0]).astype(int)
+    assert array[k, j, i]  # the femur holds the head centre
+    slicer.mrmlScene.RemoveNode(grid)
+    slicer.mrmlScene.RemoveNode(exported)
+
+
+def test_rotated_volume_is_in_the_dxa_position(analysed):
+    _, _, outputs = analysed
+    node = outputs["rotated_volume"]
+    assert node is not None and node.GetAttribute("BoneQCT.Quantity").startswith("BMD (mg/cm3")
+    matrix = node_matrix(node)
+    np.testing.assert_allclose(matrix[:3, :3], np.diag(np.diag(matrix[:3, :3])), atol=1e-12)
+    assert float(slicer.util.arrayFromVolume(node).max()) > 500.0  # cortical bone
+
+
+def test_report_files_are_written_from_the_session_result(analysed, tmp_path):
+    _, _, outputs = analysed
+    paths = export_hip_report(tmp_path, outputs["result"], {"series_description": "phantom"})
+    assert paths["report"].read_bytes()[:4] == b"%PDF"
+    assert json.loads(paths["json"].read_text())["side"] == "left"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def test_seed_is_the_first_placed_point_in_world_ras(scene):
+    assert seed_from_markups_node(None) is None
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seed")
+    with pytest.raises(ValueError, match="no placed point"):
+        seed_from_markups_node(node)
+    node.AddControlPoint(-80.0, 5.5, 12.25, "head")
+    node.AddControlPoint(1.0, 2.0, 3.0, "other")
+    np.testing.assert_array_equal(seed_from_markups_node(node), [-80.0, 5.5, 12.25])
+
+
+def test_femur_labels_from_a_labelmap_and_from_a_segmentation(scene, phantom):
+    ct_node = update_node_from_volume(phantom.volume, name="ct")
+    labels = phantom.labels
+    label_node = update_node_from_volume(labels, name="labels", node_class="vtkMRMLLabelMapVolumeNode")
+    from_labelmap = femur_labels_from_node(label_node, ct_node, "left", "phantom")
+    np.testing.assert_array_equal(from_labelmap.array_kji, labels.array_kji)
+
+    value = FEMUR_LABELS["phantom"]["left"]
+    only_left = labels.with_array((labels.array_kji == value).astype(np.uint8))
+    left_node = update_node_from_volume(only_left, name="left", node_class="vtkMRMLLabelMapVolumeNode")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "femurs")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(left_node, segmentation)
+    segmentation.GetSegmentation().GetNthSegment(0).SetName("femur_left")
+    exported = femur_labels_from_node(segmentation, ct_node, "left", "totalsegmentator")
+    np.testing.assert_allclose(exported.ijk_to_ras, phantom.volume.ijk_to_ras, atol=1e-9)
+    expected = np.where(labels.array_kji == value, FEMUR_LABELS["totalsegmentator"]["left"], 0)
+    np.testing.assert_array_equal(exported.array_kji, expected)
+    with pytest.raises(ValueError, match="exactly one segment of the right femur"):
+        femur_labels_from_node(segmentation, ct_node, "right", "totalsegmentator")
+
+
+def test_run_hip_refuses_missing_inputs(scene, phantom):
+    ct_node = update_node_from_volume(phantom.volume, name="ct")
+    with pytest.raises(ValueError, match="Select the CT volume"):
+        run_hip(None, None, "left")
+    seed = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seed")
+    labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    with pytest.raises(ValueError, match="either a seed point or a femur label map"):
+        run_hip(ct_node, None, "left", seed_node=seed, labels_node=labels)
+    with pytest.raises(NoCalibrationError, match="needs calibrated bone mineral density"):
+        run_hip(ct_node, None, "left")
