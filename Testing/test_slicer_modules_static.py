@@ -445,3 +445,38 @@ def test_qct_tissue_and_qa_buttons_call_the_logic_and_the_lib_stays_mrml_only():
         # the core is imported lazily, inside the functions
         top = {n.module.split(".")[0] for n in lib_tree.body if isinstance(n, ast.ImportFrom) and n.module}
         assert "boneqct" not in top
+
+
+def test_hip_module_choices_and_defaults_match_the_core():
+    from boneqct.hip.extraction import FEMUR_LABELS
+    from boneqct.hip.interpret import REFERENCE_SETS
+    from boneqct.hip.projection import DEFAULT_PIXEL_MM
+    from boneqct.hip.rois import DISTAL_BORDER_BELOW_HEAD_MM, NECK_BOX_WIDTH_MM
+
+    tree = parse_python(module_script("HipCTXA"))
+    constants = module_constants(tree)
+    assert ast.literal_eval(constants["LABEL_SCHEMES"]) == list(FEMUR_LABELS)
+    assert ast.literal_eval(constants["REFERENCE_POPULATIONS"]) == [*REFERENCE_SETS, "none"]
+    assert ast.literal_eval(constants["SIDES"]) == ["left", "right"]
+    fields = parameter_wrapper_fields(tree)["HipCTXAParameterNode"]
+    assert ast.literal_eval(fields["pixelMm"].value) == DEFAULT_PIXEL_MM
+    assert ast.literal_eval(fields["neckBoxWidthMm"].value) == NECK_BOX_WIDTH_MM
+    assert ast.literal_eval(fields["distalBorderBelowHeadMm"].value) == DISTAL_BORDER_BELOW_HEAD_MM
+    assert annotation_node_classes(fields["femurLabels"].annotation) == {
+        "vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"}
+
+
+def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
+    source = module_script("HipCTXA").read_text()
+    for button, slot in (("calibrateButton", "onCalibrateButton"), ("applyButton", "onApplyButton"),
+                         ("exportReportButton", "onExportReportButton")):
+        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+    tree = parse_python(module_script("HipCTXA"))
+    top_level = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
+                 for alias in node.names}
+    top_level |= {node.module.split(".")[0] for node in tree.body
+                  if isinstance(node, ast.ImportFrom) and node.module}
+    assert not top_level & {"boneqct", "numpy", "scipy", "HipCTXALib", "QCTBoneDensityLib"}
+    lib = parse_python(REPO / "HipCTXA" / "HipCTXALib" / "hip.py")
+    assert imported_modules(lib) <= {"__future__", "json", "math", "numpy", "slicer", "vtk",
+                                     "QCTBoneDensityLib", "boneqct"}
