@@ -58,18 +58,63 @@ def patient_midline_x_mm(volume_hu: Volume) -> float:
     return float(voxel_centers_ras(volume_hu, kji)[:, 0].mean())
 
 
-def _side_mask(volume: Volume, side: str, midline_x_mm: float) -> np.ndarray:
-    """KJI mask of the voxels on the chosen side of the midline."""
-    nk, nj, ni = volume.array_kji.shape
-    grid = np.stack(np.meshgrid(np.arange(ni), np.arange(nj), indexing="xy"), -1).reshape(-1, 2)
+def crop_volume(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """The sub-volume of a KJI index box (a view of the voxels), with its own IJK->RAS."""
+    m = volume.ijk_to_ras.copy()
+    m[:3, 3] = volume.ijk_to_ras_points([[box[2].start, box[1].start, box[0].start]])[0]
+    return Volume(volume.array_kji[box], m, volume.metadata)
+
+
+def side_box(volume: Volume, side: str, midline_x_mm: float) -> tuple[slice, slice, slice]:
+    """KJI index box of every voxel on ``side`` of the midline, with all the slices.
+
+    RAS x is affine in (i, j, k), so an index along one axis has a voxel on the side when the
+    largest signed x over the other two axes is beyond the midline.
+    """
     sign = side_unit_x(side)
-    per_k = []
-    for k in (0, nk - 1):  # x is affine in (i, j, k): evaluate at both ends and interpolate
-        ijk = np.column_stack([grid, np.full(len(grid), k)])
-        per_k.append((volume.ijk_to_ras_points(ijk)[:, 0] - midline_x_mm).reshape(nj, ni))
-    weights = np.linspace(0.0, 1.0, nk)[:, None, None]
-    x_rel = per_k[0][None] * (1 - weights) + per_k[1][None] * weights
-    return sign * x_rel > 0
+    a = sign * volume.ijk_to_ras[0, :3]
+    d = sign * (volume.ijk_to_ras[0, 3] - midline_x_mm)
+    sizes = volume.size_ijk
+    best = [max(0.0, a[n] * (sizes[n] - 1)) for n in range(3)]
+    ranges = []
+    for axis in range(2):  # i, j; k is kept whole (the scan's ends are checked on it)
+        reach = a[axis] * np.arange(sizes[axis]) + d + sum(best) - best[axis]
+        inside = np.flatnonzero(reach > 0)
+        if inside.size == 0:
+            raise FemurNotFoundError(
+                f"No bone was found on the requested side: the scan holds nothing on the {side} "
+                "side of the patient's midline. Check the side and that the scan covers the hip.")
+        ranges.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    return (slice(0, sizes[2]), ranges[1], ranges[0])
+
+
+def _side_mask(volume: Volume, side: str, midline_x_mm: float) -> np.ndarray:
+    """KJI mask (possibly a broadcast view) of the voxels on the chosen side of the midline."""
+    nk, nj, ni = volume.array_kji.shape
+    m = volume.ijk_to_ras[0]
+    x_ji = (m[0] * np.arange(ni, dtype=np.float32)[None, :] + m[1] * np.arange(nj, dtype=np.float32)[:, None]
+            + np.float32(m[3] - midline_x_mm))
+    sign = side_unit_x(side)
+    if m[2] == 0.0:  # x does not change from slice to slice
+        return np.broadcast_to(sign * x_ji > 0, (nk, nj, ni))
+    x = x_ji[None] + np.float32(m[2]) * np.arange(nk, dtype=np.float32)[:, None, None]
+    return sign * x > 0
+
+
+def bone_threshold_hu(calibration, bone_threshold_mg_cm3: float, k_index: np.ndarray) -> np.ndarray:
+    """CT number (HU) of the bone threshold per slice: BMD > threshold <=> HU > this."""
+    slope, intercept = calibration.coefficients_at(k_index)
+    return slope * bone_threshold_mg_cm3 + intercept
+
+
+def bmd_of_box(volume_hu: Volume, calibration, k0: int = 0) -> Volume:
+    """BMD (mg/cm3, float32) of a sub-volume of the CT whose first slice is the CT's ``k0``
+    (a per-slice calibration is applied with the CT's slice indices)."""
+    nk = volume_hu.array_kji.shape[0]
+    k_index = np.arange(k0, k0 + nk) if calibration.per_slice is not None else None
+    bmd = Volume(calibration.hu_to_bmd(volume_hu.array_kji, k_index=k_index), volume_hu.ijk_to_ras,
+                 {**volume_hu.metadata, "units": f"mg {calibration.material}/cm3"})
+    return bmd
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -124,25 +169,36 @@ def _fill(mask: np.ndarray, spacing_ijk_mm: np.ndarray, closing_mm: float) -> np
     return ndimage.binary_fill_holes(padded, structure=in_plane)[1:-1] | mask
 
 
-def _crop(mask: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
+def mask_box(mask: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
     """Bounding box of a mask with a margin, clipped to the array."""
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
     return tuple(slice(max(b.start - margin, 0), min(b.stop + margin, n))
                  for b, n in zip(box, mask.shape, strict=True))
 
 
-def femur_component(volume_bmd: Volume, side: str, seed_ras_mm=None,
+def femur_component(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
                     bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3,
                     midline_x_mm: float = 0.0) -> np.ndarray:
     """KJI mask of the thresholded femur (cortex and dense trabecular bone, not filled) on the
-    ``side`` of ``midline_x_mm`` (RAS x, see ``patient_midline_x_mm``)."""
-    bone = (volume_bmd.array_kji > bone_threshold_mg_cm3) & _side_mask(volume_bmd, side, midline_x_mm)
+    ``side`` of ``midline_x_mm`` (RAS x, see ``patient_midline_x_mm``).
+
+    Bone is BMD above ``bone_threshold_mg_cm3``, tested as HU above the threshold's CT number
+    under ``calibration`` (per slice when the calibration is), so the CT is not converted.
+    ``volume_hu`` holds whole slices (k from 0): pass the CT or a ``side_box`` crop of it.
+    """
+    nk = volume_hu.array_kji.shape[0]
+    threshold_hu = bone_threshold_hu(calibration, bone_threshold_mg_cm3, np.arange(nk))
+    if calibration.per_slice is None:
+        bone = volume_hu.array_kji > float(threshold_hu[0])
+    else:
+        bone = volume_hu.array_kji > threshold_hu[:, None, None]
+    bone &= _side_mask(volume_hu, side, midline_x_mm)
     labels, n = _components(bone)
     if n == 0:
         raise FemurNotFoundError(
             "No bone was found on the requested side. Check the side and the calibration "
             "(BMD map), and that the scan covers the hip.")
-    return labels == _pick_femur(labels, n, volume_bmd, seed_ras_mm)
+    return labels == _pick_femur(labels, n, volume_hu, seed_ras_mm)
 
 
 def femur_from_labels(labels: Volume, grid: Volume, side: str,
@@ -158,7 +214,8 @@ def femur_from_labels(labels: Volume, grid: Volume, side: str,
         labels = volume_from_sitk(resampled)
     mask = labels.array_kji == value
     if mask.any():  # include the mineral the PSF spreads just outside a surface-tight label
-        mask = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1))
+        box = mask_box(mask, 2)
+        mask[box] = ndimage.binary_dilation(mask[box], structure=ndimage.generate_binary_structure(3, 1))
     else:
         raise FemurNotFoundError(
             f"The label map has no {side} femur (label {value} in the {scheme} numbering). "
@@ -174,7 +231,7 @@ def check_no_metal(volume_hu: Volume, femur_mask_kji: np.ndarray, side: str,
         ImplantError: metal (> ``METAL_THRESHOLD_HU``) of more than ``METAL_MIN_VOLUME_CM3``
             within ``margin_mm`` of the femur.
     """
-    box = _crop(femur_mask_kji, int(np.ceil(margin_mm / volume_hu.spacing_mm.min())) + 1)
+    box = mask_box(femur_mask_kji, int(np.ceil(margin_mm / volume_hu.spacing_mm.min())) + 1)
     near = ndimage.binary_dilation(femur_mask_kji[box], iterations=max(
         1, int(round(margin_mm / volume_hu.spacing_mm.min()))))
     metal_cm3 = float(np.count_nonzero(near & (volume_hu.array_kji[box] > METAL_THRESHOLD_HU))
@@ -189,7 +246,7 @@ def check_no_metal(volume_hu: Volume, femur_mask_kji: np.ndarray, side: str,
 def fill_femur(mask_kji: np.ndarray, spacing_ijk_mm: np.ndarray,
                closing_mm: float = 1.0) -> np.ndarray:
     """The femur's periosteal volume: cortex closed, trabecular bone and marrow filled."""
-    box = _crop(mask_kji, int(np.ceil(2 * closing_mm / min(spacing_ijk_mm))) + 2)
+    box = mask_box(mask_kji, int(np.ceil(2 * closing_mm / min(spacing_ijk_mm))) + 2)
     out = np.zeros_like(mask_kji, dtype=bool)
     out[box] = _fill(mask_kji[box], np.asarray(spacing_ijk_mm), closing_mm)
     return out
@@ -204,7 +261,7 @@ def cut_at_joint_space(mask_kji: np.ndarray, volume: Volume, head_center_ras_mm:
     ``neck_cone_deg`` about the neck axis (pointing from the head to the neck), is acetabulum
     or pelvis. The component holding the head centre is kept.
     """
-    box = _crop(mask_kji, 0)
+    box = mask_box(mask_kji, 0)
     kji = np.argwhere(mask_kji[box]) + [b.start for b in box]
     d = voxel_centers_ras(volume, kji) - head_center_ras_mm
     dist = np.linalg.norm(d, axis=1)
@@ -219,6 +276,7 @@ def cut_at_joint_space(mask_kji: np.ndarray, volume: Volume, head_center_ras_mm:
     return labels == keep if keep else cut
 
 
-__all__ = ["DEFAULT_BONE_THRESHOLD_MG_CM3", "FEMUR_LABELS", "check_no_metal",
-           "cut_at_joint_space", "femur_component", "femur_from_labels", "fill_femur",
-           "patient_midline_x_mm", "side_unit_x", "voxel_centers_ras"]
+__all__ = ["DEFAULT_BONE_THRESHOLD_MG_CM3", "FEMUR_LABELS", "bmd_of_box", "bone_threshold_hu",
+           "check_no_metal", "crop_volume", "mask_box", "cut_at_joint_space", "femur_component",
+           "femur_from_labels", "fill_femur", "patient_midline_x_mm", "side_box", "side_unit_x",
+           "voxel_centers_ras"]

@@ -8,16 +8,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from boneqct.calibration import convert_volume_to_bmd
 from boneqct.hip.errors import NoCalibrationError
 from boneqct.hip.extraction import (
     DEFAULT_BONE_THRESHOLD_MG_CM3,
+    bmd_of_box,
     check_no_metal,
+    crop_volume,
     cut_at_joint_space,
     femur_component,
     femur_from_labels,
     fill_femur,
+    mask_box,
     patient_midline_x_mm,
+    side_box,
 )
 from boneqct.hip.frame import FemurFrame, check_head_in_scan, femur_frame
 from boneqct.hip.interpret import hip_scores
@@ -50,7 +53,9 @@ class HipResult:
     warnings: list[str] = field(default_factory=list)
     projection: Projection | None = field(default=None, repr=False)
     roi_labels: np.ndarray | None = field(default=None, repr=False)
+    #: the filled femur (KJI) on ``volume_bmd``'s grid
     femur_mask_kji: np.ndarray | None = field(default=None, repr=False)
+    #: BMD (mg/cm3) of the box around the femur: a crop of the CT's grid with its own IJK->RAS
     volume_bmd: Volume | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -65,26 +70,48 @@ class HipResult:
                 "warnings": self.warnings}
 
 
-def extract_femur(volume_hu: Volume, volume_bmd: Volume, side: str, seed_ras_mm=None,
+#: Margin (mm) of the box around the femur in which it is analysed: room for closing the
+#: cortex, the metal check around the bone and the joint-space cut.
+FEMUR_BOX_MARGIN_MM = 10.0
+
+
+def extract_femur(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
                   labels: Volume | None = None, label_scheme: str = "totalsegmentator",
                   bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3
-                  ) -> tuple[np.ndarray, FemurFrame]:
-    """The filled femur mask (KJI, on the CT grid) of ``side`` and its anatomical frame.
+                  ) -> tuple[np.ndarray, FemurFrame, Volume]:
+    """The filled femur of ``side``, its anatomical frame and the BMD around it.
+
+    The femur is found on the side's half of the CT (bone thresholded in HU at the CT number of
+    ``bone_threshold_mg_cm3``) or taken from ``labels``; everything after that is done in a box
+    around it (``FEMUR_BOX_MARGIN_MM``), and only that box is converted to BMD.
+
+    Returns:
+        (mask, frame, volume_bmd): ``volume_bmd`` is the BMD (mg/cm3) of the box, a ``Volume``
+        with its own IJK->RAS (a crop of the CT's grid), and ``mask`` (KJI) is on its grid.
 
     Raises FemurNotFoundError, ImplantError or TruncatedFemurError (messages say what to do).
     """
     if labels is not None:
-        component = femur_from_labels(labels, volume_bmd, side, label_scheme)
+        grid = volume_hu
+        component = femur_from_labels(labels, volume_hu, side, label_scheme)
     else:
-        component = femur_component(volume_bmd, side, seed_ras_mm, bone_threshold_mg_cm3,
+        grid = crop_volume(volume_hu, side_box(volume_hu, side, patient_midline_x_mm(volume_hu)))
+        component = femur_component(grid, calibration, side, seed_ras_mm, bone_threshold_mg_cm3,
                                     patient_midline_x_mm(volume_hu))
-    check_no_metal(volume_hu, component, side)
-    check_head_in_scan(component, volume_bmd)
-    mask = fill_femur(component, volume_bmd.spacing_mm)
-    frame = femur_frame(mask, volume_bmd)
-    mask = cut_at_joint_space(mask, volume_bmd, frame.head_center_ras_mm, frame.head_radius_mm,
+    check_head_in_scan(component, grid)
+    margin = int(np.ceil(FEMUR_BOX_MARGIN_MM / float(grid.spacing_mm.min())))
+    box = mask_box(component, margin)
+    box_hu = crop_volume(grid, box)
+    component = component[box]
+    check_no_metal(box_hu, component, side)
+    volume_bmd = bmd_of_box(box_hu, calibration, box[0].start)
+    filled = fill_femur(component, volume_bmd.spacing_mm)
+    frame = femur_frame(filled, volume_bmd)
+    mask = cut_at_joint_space(filled, volume_bmd, frame.head_center_ras_mm, frame.head_radius_mm,
                               frame.neck_axis_ras)
-    return mask, femur_frame(mask, volume_bmd)
+    if not np.array_equal(mask, filled):  # refit without the acetabulum
+        frame = femur_frame(mask, volume_bmd)
+    return mask, frame, volume_bmd
 
 
 def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
@@ -116,9 +143,8 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
             "Hip CTXA needs calibrated bone mineral density: areal BMD in g/cm2 cannot be "
             "computed from CT numbers alone. Give a calibration (--phantom, --calibration, or "
             "--slope and --intercept).")
-    volume_bmd = convert_volume_to_bmd(volume_hu, calibration)
-    mask, frame = extract_femur(volume_hu, volume_bmd, side, seed_ras_mm, labels, label_scheme,
-                                bone_threshold_mg_cm3)
+    mask, frame, volume_bmd = extract_femur(volume_hu, calibration, side, seed_ras_mm, labels,
+                                            label_scheme, bone_threshold_mg_cm3)
     projection = project_femur(volume_bmd, mask, frame, pixel_mm)
     placement = place_rois(projection, frame.head_radius_mm, frame.neck_axis_ras,
                            frame.neck_length_mm, neck_box_width_mm, distal_border_below_head_mm,

@@ -1,7 +1,7 @@
 """Projection of the femur's mineral in the DXA position: areal density (g/cm2) conserving mass.
 
-Each voxel of the filled femur is split into s x s x s sub-voxels (s chosen so they are at most
-half a projection pixel, so the splatted image is smooth), each carrying its share of the voxel's mineral (BMD x volume); their
+Each voxel of the filled femur is split into sub-voxels (along each axis as many as make them at
+most half a projection pixel long, so the splatted image is smooth), each carrying its share of the voxel's mineral (BMD x volume); their
 centres are projected onto the DXA image plane and their mass is spread bilinearly over the
 four nearest pixels. The image's total mass is therefore exactly the femur's 3D mineral mass,
 whatever the pose. The volume of bone is projected the same way (for vBMD).
@@ -93,12 +93,13 @@ class Projection:
                       {"unit": "g/cm2" if values is None else ""})
 
 
-def _subvoxel_offsets(volume: Volume, pixel_mm: float) -> tuple[np.ndarray, int]:
-    """Sub-voxel centre offsets in index units (M, 3) for i, j, k, and the split factor."""
-    s = max(1, int(np.ceil(2.0 * volume.spacing_mm.max() / pixel_mm - 1e-6)))
-    frac = (np.arange(s) + 0.5) / s - 0.5
-    grid = np.stack(np.meshgrid(frac, frac, frac, indexing="ij"), -1).reshape(-1, 3)
-    return grid, s
+def _subvoxel_offsets(volume: Volume, pixel_mm: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Sub-voxel centre offsets in index units (M, 3) for i, j, k, and the split factors: each
+    axis is split so that its sub-voxels are at most half a projection pixel long."""
+    splits = tuple(max(1, int(np.ceil(2.0 * s / pixel_mm - 1e-6))) for s in volume.spacing_mm)
+    fracs = [(np.arange(n) + 0.5) / n - 0.5 for n in splits]
+    grid = np.stack(np.meshgrid(*fracs, indexing="ij"), -1).reshape(-1, 3)
+    return grid, splits
 
 
 def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
@@ -108,7 +109,7 @@ def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     kji = np.argwhere(mask_kji)
     bmd = volume_bmd.array_kji[mask_kji].astype(np.float64)
     voxel_mm3 = float(abs(np.linalg.det(volume_bmd.ijk_to_ras[:3, :3])))
-    offsets_ijk, s = _subvoxel_offsets(volume_bmd, pixel_mm)
+    offsets_ijk, _ = _subvoxel_offsets(volume_bmd, pixel_mm)
     centres = voxel_centers_ras(volume_bmd, kji) - frame.head_center_ras_mm
     # (u, w) of each voxel centre and of the sub-voxel offsets (the map is linear)
     uw_vox = centres @ axes[:, :2]
