@@ -1,10 +1,13 @@
 """Projection of the femur's mineral in the DXA position: areal density (g/cm2) conserving mass.
 
 Each voxel of the filled femur is split into sub-voxels (along each axis as many as make them at
-most half a projection pixel long, so the splatted image is smooth), each carrying its share of the voxel's mineral (BMD x volume); their
-centres are projected onto the DXA image plane and their mass is spread bilinearly over the
-four nearest pixels. The image's total mass is therefore exactly the femur's 3D mineral mass,
-whatever the pose. The volume of bone is projected the same way (for vBMD).
+most half a projection pixel long, so the image is smooth), each carrying its share of the
+voxel's mineral (BMD x volume) and spread bilinearly over the four pixels nearest its projected
+centre. The split is done in two exact, mass-conserving steps: the voxels' mass is spread
+bilinearly on a grid ``FINE_PER_PIXEL`` times finer than the pixels, then every fine cell
+deposits the sub-voxels' mean footprint (the same for every voxel: the map is linear). The
+image's total mass is therefore exactly the femur's 3D mineral mass, whatever the pose. The
+volume of bone is projected the same way (for vBMD).
 
 The rotated BMD volume (for display) is a separate, SimpleITK linear resampling.
 """
@@ -28,6 +31,9 @@ DEFAULT_PIXEL_MM = 0.5
 G_PER_MG_CM3_MM3 = 1e-6
 #: Margin (mm) of the projection image around the femur.
 MARGIN_MM = 6.0
+#: Fine grid (per pixel and axis) on which the voxels' mass is gathered before the sub-voxel
+#: footprint spreads it on the pixels (a voxel is placed to within 1/8 pixel).
+FINE_PER_PIXEL = 4
 
 
 @dataclass
@@ -102,6 +108,48 @@ def _subvoxel_offsets(volume: Volume, pixel_mm: float) -> tuple[np.ndarray, tupl
     return grid, splits
 
 
+def _bilinear_splat(row: np.ndarray, col: np.ndarray, values: np.ndarray,
+                    shape: tuple[int, int]) -> np.ndarray:
+    """Spread ``values`` at fractional (row, col) bilinearly over the four nearest cells."""
+    r0, c0 = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
+    fr, fc = row - r0, col - c0
+    image = np.zeros(shape[0] * shape[1])
+    for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
+                           (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+        image += np.bincount((r0 + dr) * shape[1] + c0 + dc, weights=weight * values,
+                             minlength=image.size)
+    return image.reshape(shape)
+
+
+def _footprint_kernel(offsets_px: np.ndarray, fine: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """What a unit mass at a fine-grid position deposits on the pixels: the mean over the
+    sub-voxel offsets (M, 2; row, col in pixels) of the bilinear tent, sampled every
+    1/``fine`` pixel. Returns the kernel and the fine offset (row, col) of its first cell; each
+    sample sums to one over the pixels it reaches (the tent is a partition of unity)."""
+    lo = np.floor((offsets_px.min(axis=0) - 1.0) * fine).astype(int)
+    hi = np.ceil((offsets_px.max(axis=0) + 1.0) * fine).astype(int)
+    d_row = np.arange(lo[0], hi[0] + 1) / fine
+    d_col = np.arange(lo[1], hi[1] + 1) / fine
+    tent_r = np.maximum(0.0, 1.0 - np.abs(d_row[None, :] - offsets_px[:, :1]))  # (M, R)
+    tent_c = np.maximum(0.0, 1.0 - np.abs(d_col[None, :] - offsets_px[:, 1:]))  # (M, C)
+    return tent_r.T @ tent_c / len(offsets_px), (int(lo[0]), int(lo[1]))
+
+
+def _sample_convolution(fine_image: np.ndarray, kernel: np.ndarray, first: tuple[int, int],
+                        fine: int, shape: tuple[int, int]) -> np.ndarray:
+    """Pixel (r, c) = sum over fine cells q of fine_image[q] x kernel(fine position of the
+    pixel - q): the fine image convolved with the footprint, at the pixel centres only."""
+    pad = int(np.max(np.abs([first[0], first[1], first[0] + kernel.shape[0] - 1,
+                             first[1] + kernel.shape[1] - 1])))
+    padded = np.pad(fine_image, pad)
+    out = np.zeros(shape)
+    span_r, span_c = (shape[0] - 1) * fine + 1, (shape[1] - 1) * fine + 1
+    for a, b in zip(*np.nonzero(kernel), strict=True):
+        r, c = pad - (first[0] + a), pad - (first[1] + b)
+        out += kernel[a, b] * padded[r:r + span_r:fine, c:c + span_c:fine]
+    return out
+
+
 def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
                   pixel_mm: float = DEFAULT_PIXEL_MM) -> Projection:
     """Project the femur's mineral (BMD in mg/cm3 inside ``mask_kji``) in the DXA position."""
@@ -119,21 +167,19 @@ def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     n_cols = int(np.ceil((hi[0] - lo[0]) / pixel_mm)) + 1
     n_rows = int(np.ceil((hi[1] - lo[1]) / pixel_mm)) + 1
     origin = (float(lo[0]), float(hi[1]))
-    mass_g = bmd * voxel_mm3 * G_PER_MG_CM3_MM3 / len(offsets_ijk)
-    vol_cm3 = voxel_mm3 / 1000.0 / len(offsets_ijk)
-    bmc = np.zeros(n_rows * n_cols)
-    volume = np.zeros(n_rows * n_cols)
-    for chunk in np.array_split(uw_off, max(1, len(uw_off) // 8)):
-        col = (uw_vox[None, :, 0] + chunk[:, None, 0] - origin[0]) / pixel_mm
-        row = (origin[1] - (uw_vox[None, :, 1] + chunk[:, None, 1])) / pixel_mm
-        c0, r0 = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
-        fc, fr = col - c0, row - r0
-        for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
-                               (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
-            index = ((r0 + dr) * n_cols + (c0 + dc)).ravel()
-            bmc += np.bincount(index, weights=(weight * mass_g).ravel(), minlength=bmc.size)
-            volume += np.bincount(index, weights=weight.ravel() * vol_cm3, minlength=volume.size)
-    return Projection(bmc.reshape(n_rows, n_cols), volume.reshape(n_rows, n_cols), pixel_mm,
+    # 1. each voxel's mass, bilinearly onto a grid FINE_PER_PIXEL times finer than the pixels
+    f = FINE_PER_PIXEL
+    col = (uw_vox[:, 0] - origin[0]) / pixel_mm * f
+    row = (origin[1] - uw_vox[:, 1]) / pixel_mm * f
+    fine_shape = ((n_rows - 1) * f + 2, (n_cols - 1) * f + 2)
+    fine_mass = _bilinear_splat(row, col, bmd * voxel_mm3 * G_PER_MG_CM3_MM3, fine_shape)
+    fine_volume = _bilinear_splat(row, col, np.full(len(bmd), voxel_mm3 / 1000.0), fine_shape)
+    # 2. the sub-voxels' footprint on the pixels, sampled at the fine positions
+    offsets_px = np.column_stack([-uw_off[:, 1], uw_off[:, 0]]) / pixel_mm  # (row, col)
+    kernel, first = _footprint_kernel(offsets_px, f)
+    bmc = _sample_convolution(fine_mass, kernel, first, f, (n_rows, n_cols))
+    volume = _sample_convolution(fine_volume, kernel, first, f, (n_rows, n_cols))
+    return Projection(bmc, volume, pixel_mm,
                       origin, axes, frame.head_center_ras_mm.copy())
 
 
