@@ -42,7 +42,10 @@ def side_unit_x(side: str) -> float:
 
 def voxel_centers_ras(volume: Volume, kji: np.ndarray) -> np.ndarray:
     """RAS (mm) of voxels given as an (N, 3) array of (k, j, i) indices."""
-    return volume.ijk_to_ras_points(np.asarray(kji)[:, ::-1])
+    kji = np.asarray(kji)
+    m = volume.ijk_to_ras  # i, j, k columns added one by one: fast for many points
+    return (kji[:, 2, None] * m[:3, 0] + kji[:, 1, None] * m[:3, 1] + kji[:, 0, None] * m[:3, 2]
+            + m[:3, 3])
 
 
 def patient_midline_x_mm(volume_hu: Volume) -> float:

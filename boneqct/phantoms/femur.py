@@ -178,11 +178,11 @@ def place_femurs(p: FemurPhantomParams) -> list[PlacedFemur]:
 
 def femur_density(p: FemurPhantomParams, femur: PlacedFemur, x, y, z):
     """Mineral density (mg/cm3) at RAS points and masks of femur, acetabulum and implant."""
-    d = np.stack(np.broadcast_arrays(x - femur.head_center_ras_mm[0],
+    dx, dy, dz = np.broadcast_arrays(x - femur.head_center_ras_mm[0],
                                      y - femur.head_center_ras_mm[1],
-                                     z - femur.head_center_ras_mm[2]), axis=-1)
-    dist = np.linalg.norm(d, axis=-1)
-    lat, ant, sup = (d @ femur.axes_ras[:, n] for n in range(3))
+                                     z - femur.head_center_ras_mm[2])
+    dist = np.sqrt(dx * dx + dy * dy + dz * dz)
+    lat, ant, sup = (dx * a[0] + dy * a[1] + dz * a[2] for a in femur.axes_ras.T)
     nsa = np.radians(p.neck_shaft_angle_deg)
     h_l, h_s = -np.sin(nsa), -np.cos(nsa)  # unit vector from the intersection to the head
     p_l, p_s = -p.neck_length_mm * h_l, -p.neck_length_mm * h_s  # the intersection
@@ -221,7 +221,7 @@ def femur_density(p: FemurPhantomParams, femur: PlacedFemur, x, y, z):
         density[core & np.isnan(density)] = core_density
     density[bone & np.isnan(density)] = p.cortical_mg_cm3
     inner = p.head_radius_mm + p.joint_space_mm
-    cos_open = (d @ femur.medial_superior_ras) / np.maximum(dist, 1e-9)
+    cos_open = (dx * femur.medial_superior_ras[0] + dy * femur.medial_superior_ras[1] + dz * femur.medial_superior_ras[2]) / np.maximum(dist, 1e-9)
     acetabulum = ((dist >= inner) & (dist <= inner + p.acetabulum_thickness_mm)
                   & (cos_open >= np.cos(np.radians(p.acetabulum_opening_deg))))
     implant = np.zeros(dist.shape, bool)
