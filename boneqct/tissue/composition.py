@@ -28,10 +28,12 @@ from scipy import ndimage
 
 from boneqct.calibration.fit import MINDWAYS_INTERCEPT_OFFSET_HU
 from boneqct.errors import BoneQCTError
+from boneqct.tissue.mineral import bone_mineral
 from boneqct.tissue.segmentation import (
     body_outline,
     bone_envelope,
-    skin_fraction,
+    layer_fractions,
+    outline_depth,
     visceral_cavity,
 )
 from boneqct.volume import Volume
@@ -106,17 +108,28 @@ def _class_stats(weight: np.ndarray, voxel_cm3: float, slab_cm: float, density_g
     return {"mass_g": mass_g, "area_cm2": volume_cm3 / slab_cm, "volume_cm3": volume_cm3}
 
 
-def _region(masks: dict, region: np.ndarray, bmd: np.ndarray, voxel_cm3: float,
+def _mineral_stats(mineral_mg_cm3: np.ndarray, weight: np.ndarray, voxel_cm3: float,
+                   slab_cm: float) -> dict:
+    """Mass (g) of a mineral map (mg/cm3 per voxel), area and volume of its voxel weight."""
+    volume_cm3 = float(weight.sum(dtype=np.float64) * voxel_cm3)
+    mass_g = float(mineral_mg_cm3.sum(dtype=np.float64) * voxel_cm3 / 1000.0)
+    return {"mass_g": mass_g, "area_cm2": volume_cm3 / slab_cm, "volume_cm3": volume_cm3}
+
+
+def _region(masks: dict, region: np.ndarray, mineral: dict, voxel_cm3: float,
             slab_cm: float) -> dict:
     """The report fields of one region (image or spine)."""
+    inside = region & masks["body"]
+    fraction = mineral["cancellous_fraction"]
     out = {
-        "fat": _class_stats(masks["fat"] * region, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
-        "muscle": _class_stats(masks["muscle"] * region, voxel_cm3, slab_cm, MUSCLE_DENSITY_G_CM3),
+        "fat": _class_stats(masks["fat"] * inside, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
+        "muscle": _class_stats(masks["muscle"] * inside, voxel_cm3, slab_cm, MUSCLE_DENSITY_G_CM3),
         "skin": _class_stats(masks["skin"] * region, voxel_cm3, slab_cm, SKIN_DENSITY_G_CM3),
-        "cortical_mineral": _class_stats(masks["cortical"] & region, voxel_cm3, slab_cm,
-                                         bmd_mg_cm3=bmd),
-        "cancellous_mineral": _class_stats(masks["cancellous"] & region, voxel_cm3, slab_cm,
-                                           bmd_mg_cm3=bmd),
+        "cortical_mineral": _mineral_stats(mineral["cortical"] * inside,
+                                           (masks["cortical"] & inside) * (1.0 - fraction),
+                                           voxel_cm3, slab_cm),
+        "cancellous_mineral": _mineral_stats(mineral["cancellous"] * inside, fraction * inside,
+                                             voxel_cm3, slab_cm),
     }
 
     def density(name):
@@ -202,10 +215,11 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
     for n in range(k1 - k0):
         s = smooth[n]
         body = body_outline(hu[n], pixel_mm, posterior_axis, posterior_sign, AIR_THRESHOLD_HU)
-        skin = skin_fraction(body, pixel_mm, skin_thickness_mm)
+        depth = outline_depth(hu[n], body, pixel_mm, AIR_THRESHOLD_HU, skin_thickness_mm + 2.0)
+        skin, below = layer_fractions(depth, pixel_mm, skin_thickness_mm)
         cortical = body & (bmd[n] >= cortical_threshold_mg_cm3)
         cancellous = bone_envelope(cortical, pixel_mm, MIN_CANCELLOUS_AREA_MM2) & body
-        inner = np.where(body & ~cortical & ~cancellous, 1.0 - skin, 0.0)
+        inner = np.where(body & ~cortical & ~cancellous, below, 0.0)
         fat = inner * ((s > AIR_THRESHOLD_HU) & (s < threshold_hu))
         muscle = inner * ((s >= threshold_hu) & (s <= LEAN_UPPER_HU))
         cavity = visceral_cavity((muscle > 0) | cortical | cancellous, pixel_mm,
@@ -214,10 +228,13 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
                                       cavity & (depth_mm <= muscle_band_mm)), strict=True):
             masks[name][n] = mask
+    mineral = bone_mineral(bmd, masks["body"], masks["cortical"], spacing,
+                           MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0))
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
                                         np.ones((1, 3, 3), bool),
                                         iterations=max(1, int(round(SPINE_MARGIN_MM / pixel_mm.min()))))
+        spine |= mineral["region"]  # the whole integration region of the bone mineral
     else:
         spine = np.asarray(spine_mask_kji, bool)[k0:k1]
     result = {
@@ -233,8 +250,9 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
                                       "slope_hu_per_mg_cm3": calibration.slope_hu_per_mg_cm3,
                                       "intercept_hu": calibration.intercept_hu}},
         "extent": {"k_first": k0, "k_stop": k1, "n_slices": k1 - k0, "slab_thickness_mm": slab_cm * 10.0},
-        "regions": {"image": _region(masks, masks["body"], bmd, voxel_cm3, slab_cm),
-                    "spine": _region(masks, spine & masks["body"], bmd, voxel_cm3, slab_cm)},
+        "regions": {"image": _region(masks, masks["body"] | (masks["skin"] > 0), mineral,
+                                     voxel_cm3, slab_cm),
+                    "spine": _region(masks, spine & masks["body"], mineral, voxel_cm3, slab_cm)},
     }
     subcutaneous = masks["fat"] * ~masks["cavity"]
     visceral = masks["fat"] * masks["cavity"]
@@ -258,5 +276,36 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
             else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall"}
+    masks["cancellous_fraction"] = mineral["cancellous_fraction"]
+    result["reference"]["trabecular_bmd_mg_cm3"] = mineral["trabecular_bmd"]
     result["masks_kji"] = masks  # removed by to_json; kept for label maps and the figure
     return result
+
+
+#: Labels of ``tissue_label_map`` (uint8): value -> tissue class.
+TISSUE_LABELS: dict[int, str] = {0: "outside", 1: "skin", 2: "subcutaneous_fat",
+                                 3: "visceral_fat", 4: "muscle", 5: "cortical_bone",
+                                 6: "cancellous_bone", 7: "other"}
+
+
+def tissue_label_map(volume: Volume, result: dict) -> Volume:
+    """The tissue classes of an ``analyze_tissue`` result on the CT grid (uint8, ``TISSUE_LABELS``).
+
+    Each voxel takes its dominant class: fractional classes (skin, fat, muscle) at >= 0.5;
+    cortical bone where the cancellous fraction (cortical mid-surface rule) is below 0.5;
+    "other" for body voxels of no class (air inside, bone-free dense tissue). Slices outside
+    the analysed range are 0. The label table is in the metadata ("label_table").
+    """
+    masks = result["masks_kji"]
+    k0, k1 = result["extent"]["k_first"], result["extent"]["k_stop"]
+    labels = np.zeros(volume.array_kji.shape, np.uint8)
+    out = labels[k0:k1]
+    out[masks["body"]] = 7
+    out[masks["muscle"] >= 0.5] = 4
+    out[(masks["fat"] >= 0.5) & ~masks["cavity"]] = 2
+    out[(masks["fat"] >= 0.5) & masks["cavity"]] = 3
+    out[masks["cortical"]] = 5
+    out[masks["cancellous_fraction"] >= 0.5] = 6
+    out[masks["skin"] >= 0.5] = 1
+    return Volume(labels, volume.ijk_to_ras.copy(),
+                  {"label_table": {str(k): v for k, v in TISSUE_LABELS.items()}})
