@@ -13,14 +13,14 @@ import copy
 import numpy as np
 import pytest
 
-from boneqct.calibration import manual_calibration
+from boneqct.calibration import convert_volume_to_bmd, manual_calibration
 from boneqct.hip import (
     FemurNotFoundError,
     ImplantError,
     NoCalibrationError,
     TruncatedFemurError,
 )
-from boneqct.hip.extraction import voxel_centers_ras
+from boneqct.hip.extraction import bmd_of_box, bone_threshold_hu, crop_volume, voxel_centers_ras
 from boneqct.hip.interpret import hip_scores
 from boneqct.hip.pipeline import analyze_hip
 from boneqct.hip.rois import ROI_NAMES
@@ -184,3 +184,24 @@ def test_chinese_women_reference_scores_trochanter_and_not_men(by_seed):
     men = hip_scores(rois, "chinese-women", "M", None)
     assert all("t_score" not in rois[n] for n in ROI_NAMES)
     assert men["category"] is None
+
+
+def test_bmd_box_and_bone_threshold_follow_a_per_slice_calibration(neutral):
+    phantom, _ = neutral
+    line = phantom.truth["calibration"]
+    volume = phantom.volume
+    nk = volume.array_kji.shape[0]
+    calibration = manual_calibration(line["slope_hu_per_mg_cm3"], line["intercept_hu"])
+    calibration.per_slice = {"k": [0, nk - 1],
+                             "slope_hu_per_mg_cm3": [line["slope_hu_per_mg_cm3"] * 0.9,
+                                                     line["slope_hu_per_mg_cm3"] * 1.1],
+                             "intercept_hu": [line["intercept_hu"] - 20, line["intercept_hu"] + 20]}
+    box = (slice(40, 90), slice(10, 120), slice(30, 150))
+    expected = convert_volume_to_bmd(volume, calibration)
+    got = bmd_of_box(crop_volume(volume, box), calibration, box[0].start)
+    np.testing.assert_array_equal(got.array_kji, expected.array_kji[box])
+    np.testing.assert_allclose(got.ijk_to_ras_points([[0, 0, 0]])[0],
+                               volume.ijk_to_ras_points([[30, 10, 40]])[0], atol=1e-12)
+    threshold_hu = bone_threshold_hu(calibration, 200.0, np.arange(nk))
+    bmd_at_threshold = calibration.hu_to_bmd(threshold_hu, k_index=np.arange(nk))
+    np.testing.assert_allclose(bmd_at_threshold, 200.0, rtol=1e-5)
