@@ -4,7 +4,10 @@ Classification, slice by slice, of the image smoothed in-plane by a Gaussian of
 ``SMOOTHING_SD_PX`` pixel (so that noise does not move soft tissue across the fat threshold),
 inside the body outline (table and calibration phantom cut off, ``segmentation.body_outline``):
 
-* skin: the outer ``skin_thickness_mm`` of the outline, as a fraction of each edge pixel;
+* skin: the layer of ``skin_thickness_mm`` under the outline, each pixel's fraction from its
+  sub-pixel depth below the outline's mid-level (air/tissue) iso-line
+  (``segmentation.outline_depth``, ``layer_fractions``); the fat and muscle below it get the
+  pixel's fraction deeper than the layer (the thickness is configured, not measured);
 * cortical bone: calibrated density >= ``cortical_threshold_mg_cm3``; cancellous bone: the
   holes the cortex encloses (a vertebral body's interior, whatever its density);
 * fat: HU below the fat/muscle threshold, the midpoint of the fat and muscle CT values that
@@ -17,8 +20,11 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
   the wall (or in a given muscle mask) on the slice nearest the L3 point.
 
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
-skin density; mineral masses are the sums of calibrated density x voxel volume (mg of the
-calibration's material). Areas of a slab are mean areas per slice (volume / slab thickness).
+skin density; mineral masses are partial-volume-aware (``boneqct.tissue.mineral``): the
+integral is the conserved excess density over the local soft tissue around the bone, the
+cancellous part the interior trabecular density times the volume to the cortex mid-surface,
+cortical the rest (mg of the calibration's material). Cortical volume is the thresholded
+cortex outside that mid-surface (not partial-volume corrected). Areas of a slab are mean areas per slice (volume / slab thickness).
 """
 
 from __future__ import annotations
