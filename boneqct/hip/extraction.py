@@ -141,7 +141,7 @@ def _pick_femur(labels: np.ndarray, n: int, volume: Volume, seed_ras_mm) -> int:
         raise FemurNotFoundError(
             "The seed point is not in bone on the requested side. Place it inside the femoral "
             "head or neck of that side, or leave it out to find the femur automatically.")
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes = np.bincount(labels[labels > 0], minlength=n + 1)  # bone voxels only: fast
     sizes[0] = 0
     big = np.flatnonzero(sizes * voxel_cm3 >= MIN_FEMUR_VOLUME_CM3)
     if big.size == 0:
