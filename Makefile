@@ -17,13 +17,13 @@ demo: $(STAMP)
 	$(BIN)/boneqct demo --out demo-output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q Testing
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python Testing/benchmarks/bench_io_calibration.py
+	for b in Testing/benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info
