@@ -37,6 +37,9 @@ from boneqct.fe.materials import (
 from boneqct.fe.mesh import BONE, VoxelMesh
 from boneqct.fe.solver import DEFAULT_RTOL, SolverReport, rigid_body_modes, solve
 
+#: Preconditioner of the linear solves (geometric multigrid on the voxel lattice).
+DEFAULT_PRECONDITIONER = "gmg"
+
 #: Apparent strain of the linear strength rule (parosol-py default after Kopperdahl/Crawford).
 LINEAR_RULE_STRAIN = 0.0068
 #: Pistoia et al. 2002: failure when 2% of the bone volume exceeds 0.7% effective strain.
@@ -76,6 +79,13 @@ class Model:
     fixed: np.ndarray
     top_z_dofs: np.ndarray
     platens: str
+
+    @property
+    def top_node_kji(self) -> tuple:
+        """Node-lattice index of the top-face nodes (for arrays shaped like the lattice)."""
+        if getattr(self, "_top_node_kji", None) is None:
+            self._top_node_kji = tuple(self.assembler.node_kji()[self.top_z_dofs // 3].T)
+        return self._top_node_kji
 
     @property
     def n_dof(self) -> int:
@@ -134,20 +144,73 @@ def build_model(mesh: VoxelMesh, law: str = "morgan2003", *, platens: str = "bon
 
 
 def solve_displacement(model: Model, modulus_mpa: np.ndarray, applied_mm: float, *,
-                       preconditioner: str = "jacobi", x0: np.ndarray | None = None,
-                       rtol: float = DEFAULT_RTOL) -> Solution:
-    """Displacements and reaction for the top platen moved ``applied_mm`` down the axis."""
+                       preconditioner: str = DEFAULT_PRECONDITIONER,
+                       x0: np.ndarray | None = None, rtol: float = DEFAULT_RTOL,
+                       apply_m=None) -> Solution:
+    """Displacements and reaction for the top platen moved ``applied_mm`` down the axis.
+
+    "gmg" (geometric multigrid) and "jacobi" solve matrix-free on the voxel lattice
+    (:mod:`boneqct.fe.operator`); "amg" assembles the sparse matrix for pyamg. ``apply_m`` is
+    a ready preconditioner for the lattice operator (e.g. a multigrid hierarchy built for
+    nearby moduli, reused across the nonlinear iterations).
+    """
+    if preconditioner == "amg":
+        return _solve_assembled(model, modulus_mpa, applied_mm, x0=x0, rtol=rtol)
+    op = lattice_operator(model, modulus_mpa)
+    prescribed = np.zeros(op.vector_shape)
+    prescribed[2][model.top_node_kji] = -applied_mm
+    rhs = -op.apply_unconstrained(prescribed)
+    rhs *= op.free
+    start = None
+    if x0 is not None:
+        start = to_grid(model, np.where(model.fixed, 0.0, x0)).ravel()
+    free_part, report = solve(op, rhs.ravel(), preconditioner=preconditioner, x0=start,
+                              rtol=rtol, apply_m=apply_m)
+    u_grid = np.where(op.dirichlet, prescribed, free_part.reshape(op.vector_shape))
+    reaction = -float(op.apply_unconstrained(u_grid)[2][model.top_node_kji].sum())
+    u = u_grid.reshape(3, -1)[:, model.assembler.node_flat].T.ravel()
+    return Solution(u, float(applied_mm), reaction, np.asarray(modulus_mpa), [report])
+
+
+def lattice_operator(model: Model, modulus_mpa: np.ndarray, dtype=np.float64):
+    """The matrix-free constrained stiffness operator of the model for element moduli."""
+    from boneqct.fe.operator import VoxelOperator
+
+    modulus_kji = np.zeros(model.mesh.material_kji.shape)
+    modulus_kji[model.mesh.elements_kji] = modulus_mpa
+    return VoxelOperator(modulus_kji, model.mesh.element_mm, POISSON_RATIO,
+                         to_grid(model, model.fixed).astype(bool), dtype)
+
+
+def lattice_preconditioner(model: Model, modulus_mpa: np.ndarray):
+    """A geometric multigrid preconditioner (callable r -> M^-1 r) for the lattice operator."""
+    from boneqct.fe.operator import GeometricMultigrid
+
+    return GeometricMultigrid(lattice_operator(model, modulus_mpa))
+
+
+def to_grid(model: Model, dof_values: np.ndarray) -> np.ndarray:
+    """Values per DOF (node numbering, x y z per node) on the node lattice, component-major
+    ``(3, nk+1, nj+1, ni+1)``, 0 where no node."""
+    dof_values = np.asarray(dof_values)
+    shape = model.assembler.node_id_kji.shape
+    grid = np.zeros((3, int(np.prod(shape))), dof_values.dtype)
+    grid[:, model.assembler.node_flat] = dof_values.reshape(-1, 3).T
+    return grid.reshape(3, *shape)
+
+
+def _solve_assembled(model: Model, modulus_mpa: np.ndarray, applied_mm: float, *,
+                     x0: np.ndarray | None, rtol: float) -> Solution:
+    """The assembled-matrix path (pyamg smoothed aggregation with rigid-body modes)."""
     stiffness = model.assembler.matrix(modulus_mpa)
     prescribed = np.zeros(model.n_dof)
     prescribed[model.top_z_dofs] = -applied_mm
     system, rhs = _constrained_system(stiffness, model.fixed, prescribed)
-    near_null = None
-    if preconditioner == "amg":
-        node_xyz = model.assembler.node_kji()[:, ::-1] * model.mesh.element_mm
-        near_null = rigid_body_modes(node_xyz)
+    node_xyz = model.assembler.node_kji()[:, ::-1] * model.mesh.element_mm
+    near_null = rigid_body_modes(node_xyz)
     start = None if x0 is None else np.where(model.fixed, 0.0, x0)
-    free_part, report = solve(system, rhs, preconditioner=preconditioner,
-                              near_null_space=near_null, x0=start, rtol=rtol)
+    free_part, report = solve(system, rhs, preconditioner="amg", near_null_space=near_null,
+                              x0=start, rtol=rtol)
     u = np.where(model.fixed, prescribed, free_part)
     reaction = -float((stiffness @ u)[model.top_z_dofs].sum())
     return Solution(u, float(applied_mm), reaction, np.asarray(modulus_mpa), [report])
@@ -214,7 +277,7 @@ def pistoia_strength_n(model: Model, solution: Solution) -> float:
 
 
 def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
-                    steps: int = NONLINEAR_STEPS, preconditioner: str = "jacobi",
+                    steps: int = NONLINEAR_STEPS, preconditioner: str = DEFAULT_PRECONDITIONER,
                     rtol: float = DEFAULT_RTOL) -> tuple[list[dict], Solution, bool]:
     """Load-displacement curve of the elastic-perfectly-plastic model.
 
@@ -238,6 +301,7 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
         solution = Solution(solution.displacement_mm * scale, applied, solution.reaction_n * scale,
                             solution.modulus_mpa, solution.reports)
         iterations = 0
+        apply_m = None
         while True:
             secant = _secant_modulus(model, solution.displacement_mm)
             if np.allclose(secant, solution.modulus_mpa, rtol=1e-9, atol=0.0):
@@ -246,8 +310,14 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
                 converged = False  # the secant iteration did not settle
                 break
             force = solution.reaction_n
+            if apply_m is None and preconditioner == "gmg":
+                # One multigrid hierarchy per load step, from the step's first secant moduli:
+                # the moduli change little within a step, and any SPD preconditioner keeps CG
+                # exact (only the iteration count depends on it).
+                apply_m = lattice_preconditioner(model, secant)
             solution = solve_displacement(model, secant, applied, preconditioner=preconditioner,
-                                          x0=solution.displacement_mm, rtol=rtol)
+                                          x0=solution.displacement_mm, rtol=rtol,
+                                          apply_m=apply_m)
             converged &= solution.reports[-1].converged
             iterations += 1
             if abs(solution.reaction_n - force) <= NONLINEAR_FORCE_RTOL * abs(solution.reaction_n):

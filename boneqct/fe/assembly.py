@@ -57,6 +57,21 @@ class Assembler:
             [self.node_id_kji[ek + o[0], ej + o[1], ei + o[2]] for o in NODE_OFFSETS_KJI], axis=1)
         self._element_index_kji = np.full(self.elements_kji.shape, -1, dtype=np.int64)
         self._element_index_kji[self.elements_kji] = np.arange(len(ek))
+        self._k_ref = k_ref
+        self._pattern_built = False
+
+    @property
+    def node_flat(self) -> np.ndarray:
+        """Flat index into the node lattice ``node_id_kji`` of each node, in node order."""
+        return self._node_flat
+
+    def _build_pattern(self) -> None:
+        """The block-sparse pattern (built on the first :meth:`matrix` call only: the
+        matrix-free solvers never need it)."""
+        if self._pattern_built:
+            return
+        self._pattern_built = True
+        k_ref = self._k_ref
         # For each neighbour offset d: pairs (a, b) of local nodes with offset_b - offset_a = d.
         self._pairs = []
         for d in NEIGHBOUR_OFFSETS_KJI:
@@ -106,6 +121,7 @@ class Assembler:
     def matrix(self, modulus_mpa: np.ndarray) -> sp.bsr_matrix:
         """The global stiffness matrix (N/mm), 3x3 blocks per node pair, for element moduli
         (MPa, one per element)."""
+        self._build_pattern()
         modulus = np.concatenate([np.asarray(modulus_mpa, float), [0.0]])
         blocks = np.empty((self.n_blocks, 9))
         for (locals_a, pair_blocks), (nodes, slots) in zip(self._pairs, self._slots, strict=True):

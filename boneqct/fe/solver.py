@@ -21,7 +21,7 @@ from boneqct.fe.errors import FEError
 #: Default relative residual tolerance |b - A x| / |b|.
 DEFAULT_RTOL = 1e-6
 #: Preconditioners offered.
-PRECONDITIONERS = ("jacobi", "amg")
+PRECONDITIONERS = ("gmg", "jacobi", "amg")
 
 
 @dataclass
@@ -68,8 +68,14 @@ def rigid_body_modes(node_xyz_mm: np.ndarray) -> np.ndarray:
 def make_preconditioner(matrix, preconditioner: str, near_null_space: np.ndarray | None = None):
     """A callable r -> M^-1 r for ``matrix`` (symmetric positive definite, BSR or CSR)."""
     if preconditioner == "jacobi":
-        inverse_diagonal = 1.0 / matrix.diagonal()
+        inverse_diagonal = 1.0 / np.ravel(matrix.diagonal())
         return lambda r: inverse_diagonal * r
+    if preconditioner == "gmg":
+        from boneqct.fe.operator import GeometricMultigrid, VoxelOperator
+
+        if not isinstance(matrix, VoxelOperator):
+            raise FEError("The geometric multigrid preconditioner needs the voxel operator.")
+        return GeometricMultigrid(matrix)
     if preconditioner == "amg":
         hierarchy = pyamg.smoothed_aggregation_solver(
             matrix, B=near_null_space, symmetry="symmetric", max_coarse=500, coarse_solver="cholesky",
@@ -82,37 +88,50 @@ def make_preconditioner(matrix, preconditioner: str, near_null_space: np.ndarray
 
 def solve(matrix, rhs: np.ndarray, *, preconditioner: str = "jacobi",
           near_null_space: np.ndarray | None = None, x0: np.ndarray | None = None,
-          rtol: float = DEFAULT_RTOL, max_iterations: int | None = None):
+          rtol: float = DEFAULT_RTOL, max_iterations: int | None = None, apply_m=None):
     """Solve ``matrix @ x = rhs`` by preconditioned CG.
 
     Args:
-        matrix: symmetric positive definite sparse matrix (N/mm).
+        matrix: symmetric positive definite sparse matrix (N/mm), or an operator with
+            ``matvec(x, out)`` and ``diagonal()`` (:class:`boneqct.fe.operator.VoxelOperator`).
         rhs: right-hand side (N).
         preconditioner: "jacobi" or "amg" (smoothed aggregation, ``near_null_space`` =
-            rigid-body modes from :func:`rigid_body_modes`).
+            rigid-body modes from :func:`rigid_body_modes`); the name reported when
+            ``apply_m`` is given.
         x0: starting guess (mm), e.g. the previous load step's solution.
         rtol: relative residual tolerance.
         max_iterations: default 10 x sqrt(n) + 1000.
+        apply_m: a ready preconditioner r -> M^-1 r (overrides ``preconditioner``'s setup).
 
     Returns:
         (x, SolverReport).
     """
     t0 = time.perf_counter()
-    apply_m = make_preconditioner(matrix, preconditioner, near_null_space)
+    if apply_m is None:
+        apply_m = make_preconditioner(matrix, preconditioner, near_null_space)
     t1 = time.perf_counter()
+    if hasattr(matrix, "matvec") and hasattr(matrix, "vector_shape"):
+        def apply_a(v, out):
+            return matrix.matvec(v, out)
+    else:
+        def apply_a(v, out):
+            out[...] = matrix @ v
+            return out
     n = len(rhs)
     max_iterations = max_iterations or int(10 * np.sqrt(n)) + 1000
     x = np.zeros(n) if x0 is None else np.array(x0, dtype=float)
     b_norm = np.linalg.norm(rhs)
     if b_norm == 0.0:
         return np.zeros(n), SolverReport(preconditioner, 0, 0.0, rtol, True, t1 - t0, 0.0)
-    r = rhs - matrix @ x
+    q = np.empty(n)
+    r = rhs - apply_a(x, q)
     z = apply_m(r)
     p = z.copy()
     rz = r @ z
     iterations = 0
-    while np.linalg.norm(r) > rtol * b_norm and iterations < max_iterations:
-        q = matrix @ p
+    threshold = rtol * b_norm
+    while np.linalg.norm(r) > threshold and iterations < max_iterations:
+        apply_a(p, q)
         alpha = rz / (p @ q)
         x += alpha * p
         r -= alpha * q
@@ -122,7 +141,7 @@ def solve(matrix, rhs: np.ndarray, *, preconditioner: str = "jacobi",
         p += z
         rz = rz_new
         iterations += 1
-    residual = float(np.linalg.norm(rhs - matrix @ x) / b_norm)
+    residual = float(np.linalg.norm(rhs - apply_a(x, q)) / b_norm)
     report = SolverReport(preconditioner, iterations, residual, rtol,
                           bool(residual <= rtol * 1.01), t1 - t0, time.perf_counter() - t1)
     return x, report

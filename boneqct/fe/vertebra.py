@@ -14,6 +14,7 @@ import numpy as np
 
 from boneqct.fe.analysis import (
     CRITERIA,
+    DEFAULT_PRECONDITIONER,
     FRAGILE_STRENGTH_N,
     LINEAR_RULE_STRAIN,
     Model,
@@ -83,7 +84,7 @@ class FEResult:
 def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
                      law: str = "morgan2003", criterion: str = "nonlinear",
                      element_mm: float = 1.0, pmma_mm: float = DEFAULT_PMMA_MM,
-                     preconditioner: str = "jacobi", rtol: float = DEFAULT_RTOL,
+                     preconditioner: str = DEFAULT_PRECONDITIONER, rtol: float = DEFAULT_RTOL,
                      sex: str | None = None) -> FEResult:
     """Stiffness and strength of a vertebral body in axial compression.
 
@@ -95,7 +96,7 @@ def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
         criterion: "linear" (0.68% rule), "pistoia" or "nonlinear" (2% apparent strain).
         element_mm: edge of the cubic elements (mm).
         pmma_mm: PMMA layer thickness (mm).
-        preconditioner: "jacobi" or "amg".
+        preconditioner: "gmg" (geometric multigrid), "jacobi" or "amg".
         rtol: relative residual tolerance of each linear solve.
         sex: "F" or "M" for the fragile flag (None: flag not given).
 
