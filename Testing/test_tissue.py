@@ -87,9 +87,15 @@ def test_partial_volume_aware_masses_at_two_grids(phantom, result, grid_result):
         print(label, {k: f"{100 * v:+.2f}%" for k, v in errors.items()})
         for key in ("fat", "muscle", "skin_volume", "integral"):
             assert abs(errors[key]) < 0.02, (label, key, errors[key])
-        # the cortical/cancellous split of the integral is not yet within 2 % (cortex thinner
-        # than the resolution, see boneqct/tissue/mineral.py); guard against regressions
-        assert abs(errors["cortical"]) < 0.08 and abs(errors["cancellous"]) < 0.13, errors
+        # split at the half-max inner cortical surface (boneqct/tissue/mineral.py). Measured
+        # cancellous/cortical: 0.8 mm -2.5/+2.8 % (seeds 2, 3: -2.6/+2.4 %); 1.25 mm -3.4/-1.6 %
+        # (noise 20), -6.9/+0.3 % (noise 40; L1's 1 mm cortex leaves its interior open in
+        # noisy slices and 2 mm slices sample the end-plate profile coarsely). Not yet 2 %:
+        # 3 % (the original bound) where it holds, 8 % at 1.25 mm until the end plates are
+        # located better (was 13 % with the mid-surface rule).
+        assert abs(errors["cortical"]) < 0.03, (label, errors)
+        bound = 0.03 if ph.volume.spacing_mm[0] < 1.0 else 0.08
+        assert abs(errors["cancellous"]) < bound, (label, errors)
         image = res["regions"]["image"]
         n_slices = ph.volume.array_kji.shape[0]
         for tissue in ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral"):
@@ -139,10 +145,9 @@ def test_cancellous_mineral_and_l3_muscle_area(phantom, result):
                   for v in phantom.truth["vertebrae"])
     cancellous = result["regions"]["image"]["cancellous_mineral"]["mass_g"]
     print("cancellous mineral error %", 100 * (cancellous / truth_g - 1))
-    # was rel=0.03 with the thresholded interior (which passed here by chance: +8 % at noise 5,
-    # -7 % at 0.8 mm); the mid-surface rule over-counts by the inner half of the cortex, a
-    # known, documented bias (boneqct/tissue/mineral.py) - not yet within 2 %
-    assert cancellous == pytest.approx(truth_g, rel=0.13)
+    # original bound rel=0.03; the half-max inner surface gives -3.4 % here (1.25 mm, seed 1),
+    # see test_partial_volume_aware_masses_at_two_grids - not yet within 3 % at 1.25 mm
+    assert cancellous == pytest.approx(truth_g, rel=0.05)
     sma = result["skeletal_muscle_l3"]
     truth_cm2 = (phantom.labels.array_kji[sma["k"]] == 3).sum() * 1.25**2 / 100.0
     assert sma["area_cm2"] == pytest.approx(truth_cm2, rel=0.03)
