@@ -29,10 +29,10 @@ from boneqct.fe.hexahedron import NODE_OFFSETS_XYZ, reference_stiffness
 #: Local node offsets (k, j, i) of the hexahedron, VTK order.
 NODE_OFFSETS_KJI = NODE_OFFSETS_XYZ[:, ::-1]
 #: The coarsest multigrid level is solved directly once it has at most this many free DOFs.
-MAX_COARSE_DOF = 3000
+MAX_COARSE_DOF = 1000
 #: Chebyshev smoother: polynomial degree and the targeted part of the spectrum of D^-1 K,
 #: [LOWER_FRACTION, UPPER_FACTOR] x the estimated largest eigenvalue.
-CHEBYSHEV_DEGREE = 2
+CHEBYSHEV_DEGREE = 3
 CHEBYSHEV_LOWER_FRACTION, CHEBYSHEV_UPPER_FACTOR = 0.25, 1.1
 #: Power iterations estimating the largest eigenvalue of D^-1 K on each level.
 POWER_ITERATIONS = 12
@@ -194,9 +194,10 @@ class _Level:
         self.lower = CHEBYSHEV_LOWER_FRACTION * self.upper
         self._work = np.empty(op.vector_shape, op.dtype)
 
-    def smooth(self, b, x=None, degree: int = CHEBYSHEV_DEGREE):
+    def smooth(self, b, x=None):
         """Chebyshev iteration for K x = b preconditioned by the diagonal; x=None starts at 0."""
         op = self.op
+        degree = CHEBYSHEV_DEGREE
         theta = 0.5 * (self.upper + self.lower)
         delta = 0.5 * (self.upper - self.lower)
         sigma = theta / delta
@@ -223,7 +224,8 @@ class _Level:
 class GeometricMultigrid:
     """V-cycle preconditioner ``r -> M^-1 r`` for a :class:`VoxelOperator` (flat vectors)."""
 
-    def __init__(self, op: VoxelOperator, dtype=np.float32, max_coarse_dof: int = MAX_COARSE_DOF):
+    def __init__(self, op: VoxelOperator, dtype=np.float32, max_coarse_dof: int | None = None):
+        max_coarse_dof = MAX_COARSE_DOF if max_coarse_dof is None else max_coarse_dof
         rng = np.random.default_rng(0)
         level_op = VoxelOperator(op.modulus_kji, op.element_mm, op.poisson_ratio, op.dirichlet,
                                  dtype)
@@ -259,9 +261,13 @@ class GeometricMultigrid:
         x = level.smooth(b)
         r = b - op.matvec(x, level._work)
         r *= op._free_values
-        coarse_shape = (self.levels[index + 1].op.node_shape if index + 1 < len(self.levels)
-                        else self._coarse_op.node_shape)
-        e = self._cycle(index + 1, restrict(r, coarse_shape))
+        coarse_op = (self.levels[index + 1].op if index + 1 < len(self.levels)
+                     else self._coarse_op)
+        # Prescribed coarse DOFs take no residual and give no correction.
+        coarse_b = restrict(r, coarse_op.node_shape)
+        coarse_b *= coarse_op._free_values
+        e = self._cycle(index + 1, coarse_b)
+        e *= coarse_op._free_values
         correction = prolong(e, op.node_shape)
         correction *= op._free_values
         x += correction
