@@ -292,6 +292,10 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
     solution = solve_displacement(model, modulus, final_strain * model.mesh.bone_height_mm / steps,
                                   preconditioner=preconditioner, rtol=rtol)
     converged = solution.reports[-1].converged
+    # One multigrid hierarchy serves many secant solves (any SPD preconditioner keeps CG
+    # exact; only the iteration count depends on it): rebuilt for the current secant moduli
+    # when a solve needs markedly more iterations than the first one made with it.
+    apply_m, base_iterations = None, 0
     for step in range(1, steps + 1):
         strain_app = final_strain * step / steps
         applied = strain_app * model.mesh.bone_height_mm
@@ -301,7 +305,6 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
         solution = Solution(solution.displacement_mm * scale, applied, solution.reaction_n * scale,
                             solution.modulus_mpa, solution.reports)
         iterations = 0
-        apply_m = None
         while True:
             secant = _secant_modulus(model, solution.displacement_mm)
             if np.allclose(secant, solution.modulus_mpa, rtol=1e-9, atol=0.0):
@@ -310,14 +313,16 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
                 converged = False  # the secant iteration did not settle
                 break
             force = solution.reaction_n
-            if apply_m is None and preconditioner == "gmg":
-                # One multigrid hierarchy per load step, from the step's first secant moduli:
-                # the moduli change little within a step, and any SPD preconditioner keeps CG
-                # exact (only the iteration count depends on it).
-                apply_m = lattice_preconditioner(model, secant)
+            rebuilt = False
+            if preconditioner == "gmg" and (
+                    apply_m is None
+                    or solution.reports[-1].iterations > 1.5 * base_iterations + 3):
+                apply_m, rebuilt = lattice_preconditioner(model, secant), True
             solution = solve_displacement(model, secant, applied, preconditioner=preconditioner,
                                           x0=solution.displacement_mm, rtol=rtol,
                                           apply_m=apply_m)
+            if rebuilt:
+                base_iterations = solution.reports[-1].iterations
             converged &= solution.reports[-1].converged
             iterations += 1
             if abs(solution.reaction_n - force) <= NONLINEAR_FORCE_RTOL * abs(solution.reaction_n):
