@@ -68,3 +68,12 @@ def load_input(args):
     for warning in volume.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return volume
+
+
+def read_result_json(path: Path, kind: str) -> dict:
+    """A result document (``spine.json``, ``fe.json``...) written by ``boneqct <kind>``."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise BoneQCTError(f"Cannot read '{path.name}'; give {kind}.json files written by "
+                           f"`boneqct {kind}`.") from None

@@ -6,13 +6,19 @@ import json
 import sys
 from pathlib import Path
 
-from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
+from boneqct.cli.common import (
+    add_calibration_options,
+    add_input,
+    calibration_from_args,
+    load_input,
+    read_result_json,
+)
 from boneqct.errors import BoneQCTError
 
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    from boneqct.fe.analysis import CRITERIA
+    from boneqct.fe.analysis import CRITERIA, DEFAULT_PRECONDITIONER
     from boneqct.fe.materials import LAWS
     from boneqct.fe.solver import PRECONDITIONERS
 
@@ -35,8 +41,9 @@ def register(sub) -> None:
     fe.add_argument("--criterion", choices=CRITERIA, default="nonlinear",
                     help="strength criterion (default nonlinear: 2%% apparent strain)")
     fe.add_argument("--pmma-mm", type=float, default=3.0, help="PMMA layer thickness, mm")
-    fe.add_argument("--preconditioner", choices=PRECONDITIONERS, default="jacobi",
-                    help="CG preconditioner (amg: smoothed aggregation)")
+    fe.add_argument("--preconditioner", choices=PRECONDITIONERS, default=DEFAULT_PRECONDITIONER,
+                    help="CG preconditioner (gmg: geometric multigrid, the default; jacobi; "
+                    "amg: smoothed aggregation)")
     fe.add_argument("--sex", choices=["F", "M"], help="patient sex for the fragile flag "
                     "(else from DICOM)")
     fe.add_argument("--anonymize", action="store_true",
@@ -95,19 +102,10 @@ def _cmd_fe(args) -> int:
     return 0
 
 
-def _read_fe_json(path: Path) -> dict:
-    """An fe.json document, or a BoneQCTError saying what to give."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise BoneQCTError(f"Cannot read '{path.name}'; give fe.json files written by "
-                           "`boneqct fe`.") from None
-
-
 def _cmd_compare(args) -> int:
     from boneqct.fe.vertebra import compare_fe
 
-    change = compare_fe(_read_fe_json(args.old), _read_fe_json(args.new))
+    change = compare_fe(read_result_json(args.old, "fe"), read_result_json(args.new, "fe"))
     if args.json:
         print(json.dumps(change, indent=2))
         return 0

@@ -12,8 +12,8 @@ from boneqct.cli.common import (
     calibration_from_args,
     load_input,
     parse_levels,
+    read_result_json,
 )
-from boneqct.errors import BoneQCTError
 
 
 def register(sub) -> None:
@@ -102,14 +102,8 @@ def _cmd_spine(args) -> int:
 def _cmd_compare(args) -> int:
     from boneqct.spine.followup import compare_exams
 
-    documents = []
-    for path in (args.old, args.new):
-        try:
-            documents.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            raise BoneQCTError(f"Cannot read '{path.name}'; give spine.json files written by "
-                               "`boneqct spine`.") from None
-    comparison = compare_exams(*documents, lsc_mg_cm3=args.lsc, precision_mg_cm3=args.precision)
+    comparison = compare_exams(read_result_json(args.old, "spine"), read_result_json(args.new, "spine"),
+                               lsc_mg_cm3=args.lsc, precision_mg_cm3=args.precision)
     if args.json:
         print(json.dumps(comparison, indent=2))
         return 0
