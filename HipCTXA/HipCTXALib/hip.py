@@ -28,7 +28,7 @@ import numpy as np
 import slicer
 import slicer.util
 import vtk
-from QCTBoneDensityLib.tables import calibration_from_table_node
+from QCTBoneDensityLib.tables import calibration_from_table_node, json_default
 from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node
 
 #: Region rows of the results table, in order (``boneqct.hip.rois.ROI_NAMES``).
@@ -75,14 +75,6 @@ ATTRIBUTE_CATEGORY = "BoneQCT.Hip.WHOCategory"
 ATTRIBUTE_WARNINGS = "BoneQCT.Hip.Warnings"
 #: ``HipResult.to_dict()`` as JSON (the hip.json document without exam metadata).
 ATTRIBUTE_HIP_JSON = "BoneQCT.Hip.JSON"
-
-
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _new_node(node_class: str, name: str):
@@ -205,7 +197,7 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
         else repr(float(interpretation["t_score_min"])),
         ATTRIBUTE_CATEGORY: interpretation.get("category") or "",
         ATTRIBUTE_WARNINGS: "\n".join(str(w) for w in result.warnings),
-        ATTRIBUTE_HIP_JSON: json.dumps(result.to_dict(), default=_json_default),
+        ATTRIBUTE_HIP_JSON: json.dumps(result.to_dict(), default=json_default),
     }
     for key, value in attributes.items():
         table_node.SetAttribute(key, value)
