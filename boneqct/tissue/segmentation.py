@@ -61,19 +61,6 @@ def body_outline(slice_hu: np.ndarray, pixel_mm: np.ndarray, posterior_axis: int
     return ndimage.binary_fill_holes(largest)
 
 
-def skin_fraction(body: np.ndarray, pixel_mm: np.ndarray, thickness_mm: float) -> np.ndarray:
-    """Fraction (0-1) of each body pixel lying within ``thickness_mm`` of the outline.
-
-    A pixel's centre lies at depth ``edt - p/2`` below the outline (which runs along the outer
-    edge of the outermost pixels), and the pixel spans that depth +/- p/2, p the mean pixel
-    size; the fraction of that span shallower than the thickness is skin.
-    """
-    p_mm = float(np.mean(pixel_mm))
-    centre_depth_mm = ndimage.distance_transform_edt(body, sampling=pixel_mm) - 0.5 * p_mm
-    fraction = np.clip((thickness_mm - (centre_depth_mm - 0.5 * p_mm)) / p_mm, 0.0, 1.0)
-    return np.where(body, fraction, 0.0).astype(np.float32)
-
-
 def visceral_cavity(lean_or_bone: np.ndarray, pixel_mm: np.ndarray,
                     gap_closing_mm: float) -> np.ndarray:
     """The region enclosed by the muscle wall: holes of the (closed) lean-or-bone mask.
