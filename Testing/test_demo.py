@@ -17,6 +17,7 @@ def test_demo_runs_end_to_end(tmp_path):
     for level, error_percent in summary["level_bmd_error_percent"].items():
         assert abs(error_percent) < 2.0, level
     assert summary["category"] == "osteoporosis"
+    assert summary["fe_l2"]["converged"] and summary["fe_l2"]["strength_n"] > 0
     for path in summary["outputs"].values():
         assert Path(path).exists(), path
     text = pypdf.PdfReader(summary["outputs"]["report"]).pages[0].extract_text()

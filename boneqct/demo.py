@@ -3,8 +3,8 @@
 ``boneqct demo --out DIR`` (and ``make demo``) generates the phantom CT as a DICOM series and
 a seed-point file as a user would click it in Slicer, loads the series like a patient scan,
 finds the calibration phantom's rods, fits the calibration, places the vertebral ROIs,
-measures per-level BMD, and writes the spine report, the calibration report and the data
-files. Each step prints what it did and how far the measurement is from the known truth.
+measures per-level BMD, computes L2's strength by finite elements, and writes the spine
+report, the calibration report, the FE report and mesh, and the data files. Each step prints what it did and how far the measurement is from the known truth.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from boneqct.calibration import calibrate_with_phantom, convert_volume_to_bmd
+from boneqct.fe.vertebra import analyze_vertebra, write_fe_outputs
 from boneqct.io import load_ct, write_json_atomic, write_volume
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
 from boneqct.report import calibration_section, exam_table, write_report
@@ -79,7 +80,16 @@ def run_demo(out_dir: str | Path, seed: int = 0) -> dict:
           f"{result.category}")
 
     _step(5, "Converting the scan to a BMD volume (mg/cm3 K2HPO4)")
-    write_volume(convert_volume_to_bmd(volume, calibration), out_dir / "bmd.nii.gz")
+    bmd = convert_volume_to_bmd(volume, calibration)
+    write_volume(bmd, out_dir / "bmd.nii.gz")
+
+    _step(6, "Vertebral strength of L2 by finite elements (1 mm hexahedra, PMMA caps, "
+             "0.68% linear rule)")
+    l2_body = next(body for body in result.bodies if body.level == "L2")
+    fe = analyze_vertebra(bmd, l2_body, criterion="linear")
+    fe_paths = write_fe_outputs(out_dir / "fe_L2", fe, volume.metadata)
+    print(f"    {fe.n_elements} elements, stiffness {fe.stiffness_n_mm:.0f} N/mm, strength "
+          f"{fe.strength_n:.0f} N; mesh with fields: {fe_paths['vtu']}")
 
     summary = {
         "slope_error_percent": slope_error_pct,
@@ -87,10 +97,13 @@ def run_demo(out_dir: str | Path, seed: int = 0) -> dict:
         "level_bmd_error_percent": level_errors,
         "mean_bmd_mg_cm3": result.mean_bmd_mg_cm3,
         "category": result.category,
+        "fe_l2": {"stiffness_n_mm": fe.stiffness_n_mm, "strength_n": fe.strength_n,
+                  "converged": fe.solver["converged"]},
         "outputs": {name: str(path) for name, path in spine_paths.items()}
         | {"calibration": str(out_dir / "calibration.json"),
            "calibration_report": str(out_dir / "calibration_report.pdf"),
-           "bmd": str(out_dir / "bmd.nii.gz")},
+           "bmd": str(out_dir / "bmd.nii.gz")}
+        | {f"fe_{name}": str(path) for name, path in fe_paths.items()},
     }
     write_json_atomic(out_dir / "demo.json", summary)
     print(f"Report: {spine_paths['report']}\nDone in {time.perf_counter() - t0:.1f} s.")
