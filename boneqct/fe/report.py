@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.report.pdf import ALERT_COLOR, STYLES, exam_table, figure_flowable, table, write_report
+from boneqct.report.pdf import (
+    ALERT_COLOR,
+    STYLES,
+    exam_table,
+    figure_flowable,
+    subplots,
+    table,
+    write_report,
+)
 
 
 def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = False) -> Path:
@@ -49,7 +56,7 @@ def _figure(result):
     """Load-displacement curve (nonlinear) or linear line, and the mid-sagittal strain."""
     from boneqct.fe.vertebra import mid_sagittal_strain
 
-    fig, (ax_curve, ax_strain) = plt.subplots(1, 2, figsize=(8.0, 3.2))
+    fig, (ax_curve, ax_strain) = subplots(1, 2, figsize=(8.0, 3.2))
     if result.curve:
         ax_curve.plot([p["displacement_mm"] for p in result.curve],
                       [p["force_n"] for p in result.curve], "o-", ms=3)

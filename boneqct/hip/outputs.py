@@ -7,7 +7,6 @@ import csv
 import io
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from boneqct.hip.pipeline import HipResult
@@ -19,6 +18,7 @@ from boneqct.io import (
     write_text_atomic,
     write_volume,
 )
+from boneqct.report.pdf import subplots
 
 CSV_COLUMNS = ("roi", "abmd_g_cm2", "vbmd_mg_cm3", "bmc_g", "area_cm2", "volume_cm3", "t_score",
                "z_score")
@@ -42,7 +42,7 @@ def projection_figure(result: HipResult, title: str | None = None):
     image = projection.areal_density_g_cm2
     rows, cols = image.shape
     extent = (0, cols * projection.pixel_mm, rows * projection.pixel_mm, 0)
-    fig, ax = plt.subplots(figsize=(4.0, 4.0 * rows / cols))
+    fig, ax = subplots(figsize=(4.0, 4.0 * rows / cols))
     ax.imshow(image, cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6), extent=extent)
     x_mm = (np.arange(cols) + 0.5) * projection.pixel_mm
     y_mm = (np.arange(rows) + 0.5) * projection.pixel_mm
@@ -72,7 +72,6 @@ def write_hip_outputs(out_dir: str | Path, result: HipResult, metadata: dict,
     fig = projection_figure(result)
     with atomic_path(paths["png"]) as tmp:
         fig.savefig(tmp, format="png", dpi=200, bbox_inches="tight")
-    plt.close(fig)
     write_hip_report(paths["report"], result, metadata, anonymize)
     return paths
 

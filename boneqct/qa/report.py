@@ -11,18 +11,14 @@ from boneqct.qa.control import (
     TREND_P_VALUE,
     ControlLimits,
 )
+from boneqct.report.pdf import subplots
 
 FIGURE_WIDTH_IN, PANEL_HEIGHT_IN = 7.5, 1.9
 
 
 def chart_figure(charts: list[ControlLimits]):
     """A matplotlib figure with one panel per insert."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(charts), 1, figsize=(FIGURE_WIDTH_IN,
+    fig, axes = subplots(len(charts), 1, figsize=(FIGURE_WIDTH_IN,
                                                       PANEL_HEIGHT_IN * len(charts)),
                              squeeze=False)
     for ax, c in zip(axes[:, 0], charts, strict=True):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.report.pdf import ALERT_COLOR, STYLES, figure_flowable, table
+from boneqct.report.pdf import ALERT_COLOR, STYLES, figure_flowable, subplots, table
 
 
 def calibration_figure(calibration):
@@ -21,7 +20,7 @@ def calibration_figure(calibration):
     residual = np.array([r["residual_hu"] for r in calibration.rods])
     y_hu = np.array([r["measured_hu"] for r in calibration.rods]) - water
     line = np.polynomial.Polynomial.fit(density, y_hu - residual, 1)
-    fig, (ax_fit, ax_res) = plt.subplots(1, 2, figsize=(7.0, 2.4),
+    fig, (ax_fit, ax_res) = subplots(1, 2, figsize=(7.0, 2.4),
                                          gridspec_kw={"width_ratios": [2, 1]})
     ax_fit.plot(density, y_hu, "o", color="#1f4e79", label="rods (measured)")
     span = np.linspace(density.min(), density.max(), 50)

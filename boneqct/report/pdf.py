@@ -6,19 +6,16 @@ import io
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from reportlab.lib import colors  # noqa: E402
-from reportlab.lib.pagesizes import A4  # noqa: E402
-from reportlab.lib.styles import getSampleStyleSheet  # noqa: E402
-from reportlab.lib.units import mm  # noqa: E402
-from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle  # noqa: E402
-
-from boneqct import __version__  # noqa: E402
-from boneqct.io.atomic import atomic_path  # noqa: E402
-from boneqct.io.dicom import anonymized_metadata  # noqa: E402
+from boneqct import __version__
+from boneqct.io.atomic import atomic_path
+from boneqct.io.dicom import anonymized_metadata
 
 STYLES = getSampleStyleSheet()
 TABLE_STYLE = TableStyle([
@@ -32,11 +29,18 @@ TABLE_STYLE = TableStyle([
 ALERT_COLOR = colors.HexColor("#b00020")
 
 
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
+    """A matplotlib figure and its axes, made without pyplot: no global figure state and no
+    backend switch (the core also runs inside Slicer's Python); ``kwargs`` as for
+    ``Figure.subplots`` plus ``figsize`` (inches)."""
+    fig = Figure(figsize=kwargs.pop("figsize", None))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def figure_flowable(fig, width_mm: float) -> Image:
-    """A matplotlib figure as a PNG image flowable of the given width (mm); closes the figure."""
+    """A matplotlib figure as a PNG image flowable of the given width (mm)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=200, bbox_inches="tight")
-    plt.close(fig)
     buffer.seek(0)
     image = Image(buffer)
     scale = width_mm * mm / image.drawWidth

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 from scipy import ndimage
 
-from boneqct.report.pdf import ALERT_COLOR, STYLES, exam_table, figure_flowable, table, write_report
+from boneqct.report.pdf import (
+    ALERT_COLOR,
+    STYLES,
+    exam_table,
+    figure_flowable,
+    subplots,
+    table,
+    write_report,
+)
 from boneqct.volume import Volume
 
 #: Half-width (mm) and pixel size (mm) of the level views.
@@ -108,7 +115,7 @@ def _reference_chart(result):
     curve = ref["curve"]
     age = np.array(curve["age_years"])
     mean, sd = np.array(curve["mean"]), np.array(curve["sd"])
-    fig, ax = plt.subplots(figsize=(6.5, 2.2))
+    fig, ax = subplots(figsize=(6.5, 2.2))
     ax.fill_between(age, mean - sd, mean + sd, color="#9dc3e6", alpha=0.6, label="reference +/- 1 SD")
     ax.plot(age, mean, color="#1f4e79", label="reference mean")
     for y, color in ((120, "#548235"), (80, "#c00000")):
@@ -126,7 +133,7 @@ def _reference_chart(result):
 def _level_views_figure(result, volume_hu: Volume):
     """For each level: an axial view (perpendicular to the body axis) and a sagittal view."""
     n = len(result.levels)
-    fig, axes = plt.subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
+    fig, axes = subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
     for col, (lv, roi, body) in enumerate(zip(result.levels, result.rois, result.bodies, strict=True)):
         axis = np.asarray(roi.axis_ras, float)
         anterior = np.asarray(body.anterior_ras, float)
