@@ -4,17 +4,21 @@ of calibrated QCT.
 The module only moves data between the scene and the Slicer-free ``boneqct.fe`` core: it reads
 MRML nodes (through ``FiniteElementLib``), calls the core, and writes nodes back: the mesh as a
 model node coloured by a strain or stress field, a results table with units, and the
-load-displacement chart.
+load-displacement chart; and it exports fe.json, fe.vtu and fe.pdf through the core.
 """
 
 import logging
-from typing import Annotated
+from typing import Annotated, Union
 
+import qt
 import slicer
+import vtk
 from slicer import (
+    vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLModelNode,
     vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
     vtkMRMLTableNode,
 )
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -31,6 +35,8 @@ from slicer.util import VTKObservationMixin
 
 #: Levels offered (as boneqct.spine.levels.LEVEL_NAMES, lumbar and low thoracic).
 LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+#: Vertebra label numberings (as boneqct.spine.levels.LABEL_SCHEMES; checked by the tests).
+LABEL_SCHEMES = ["totalsegmentator", "verse"]
 #: Density-modulus laws (as boneqct.fe.materials.LAWS).
 LAWS = ["morgan2003", "kopperdahl2002", "crawford2003"]
 #: Strength criteria (as boneqct.fe.analysis.CRITERIA).
@@ -70,16 +76,21 @@ class FiniteElementParameterNode:
 
     inputVolume - CT volume in HU.
     calibrationTable - calibration table made by QCT Bone Density.
-    seeds - markups point list, one point per level named by the level.
+    seeds - markups point list, one point per level named by the level; or
+    vertebraLabels - vertebra label map or segmentation, numbered by ``labelScheme`` (give one
+    of the two).
     level - the level analysed.
     elementMm, law, criterion - the model (see boneqct.fe).
     patientSex - for the fragile-bone-strength flag.
     resultsTable, meshModel - results; colorBy - the field shown on the mesh.
+    anonymizeReport - leave the patient's identity out of the exported report.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     calibrationTable: vtkMRMLTableNode
     seeds: vtkMRMLMarkupsFiducialNode
+    vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     level: Annotated[str, Choice(LEVELS)] = "L1"
     elementMm: Annotated[float, WithinRange(0.5, 3.0)] = 1.0
     law: Annotated[str, Choice(LAWS)] = "morgan2003"
@@ -88,6 +99,7 @@ class FiniteElementParameterNode:
     resultsTable: vtkMRMLTableNode
     meshModel: vtkMRMLModelNode
     colorBy: Annotated[str, Choice(COLOR_FIELDS)] = "effective_strain"
+    anonymizeReport: bool = False
 
 
 class FiniteElementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -112,6 +124,7 @@ class FiniteElementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.colorByComboBox.connect("currentIndexChanged(int)", self.onColorBy)
+        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -127,6 +140,7 @@ class FiniteElementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
 
     def onSceneStartClose(self, caller, event) -> None:
         """The parameter node is about to be removed with the scene."""
@@ -149,9 +163,33 @@ class FiniteElementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Bind the GUI to ``inputParameterNode`` (a FiniteElementParameterNode or None)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
+            self._updateState()
+
+    def _updateState(self, caller=None, event=None) -> None:
+        """Enable Apply and Export when they can act; show the results summary."""
+        p = self._parameterNode
+        if p is None:
+            return
+        self.ui.labelSchemeComboBox.enabled = p.vertebraLabels is not None
+        calibrated = self.logic.hasCalibration(p.calibrationTable)
+        bodyInputs = (p.seeds is not None) + (p.vertebraLabels is not None)
+        self.ui.applyButton.enabled = p.inputVolume is not None and calibrated and bodyInputs == 1
+        self.ui.applyButton.toolTip = (
+            "Give either seed points or vertebra labels, not both" if bodyInputs == 2
+            else "Delineate the body, build and solve the model" if self.ui.applyButton.enabled
+            else "Select a CT volume, a calibration table (QCT Bone Density), and seed points "
+                 "or vertebra labels")
+        self.ui.summaryLabel.text = self.logic.feSummary(p.resultsTable)
+        canExport = self.logic.canExportReport(p.resultsTable)
+        self.ui.exportReportButton.enabled = canExport
+        self.ui.exportReportButton.toolTip = (
+            "Write fe.json, fe.vtu and fe.pdf into a folder" if canExport
+            else "Apply first (the report needs this session's model)")
 
     def onApplyButton(self) -> None:
         """Build and solve the model of the selected level; show mesh, table and curve."""
@@ -161,15 +199,25 @@ class FiniteElementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.inputVolume, p.calibrationTable, p.seeds, p.level, elementMm=p.elementMm,
                 law=p.law, criterion=p.criterion,
                 sex=None if p.patientSex == "unknown" else p.patientSex,
-                tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy)
+                tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy,
+                labelsNode=p.vertebraLabels, labelScheme=p.labelScheme)
             p.resultsTable = outputs["table"]
             p.meshModel = outputs["model"]
             slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
-            result = outputs["result"]
-            flag = {True: " - FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
-            self.ui.summaryLabel.text = (f"{result.level}: strength {result.strength_n:.0f} N "
-                                         f"({result.criterion}), stiffness "
-                                         f"{result.stiffness_n_mm:.0f} N/mm{flag}")
+            self._updateState()
+
+    def onExportReportButton(self) -> None:
+        """Ask for a folder and write fe.json, fe.vtu and fe.pdf into it."""
+        p = self._parameterNode
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(),
+                                                     "Export finite-element report")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Writing the finite-element report failed.",
+                                             waitCursor=True):
+            paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
+            slicer.util.showStatusMessage(f"Finite-element report written to {paths['report']}",
+                                          5000)
 
     def onColorBy(self, index) -> None:
         """Show the chosen field on the mesh."""
@@ -185,6 +233,9 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        #: results table node ID -> (FEResult, exam metadata) of this session, for the report
+        #: (which needs the solved model, not stored in the table).
+        self._feResults = {}
 
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
@@ -196,20 +247,55 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
 
         return volume_from_node(volumeNode)
 
+    def hasCalibration(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a BoneQCT calibration."""
+        from QCTBoneDensityLib import has_calibration
+
+        return has_calibration(tableNode)
+
     def run(self, inputVolume, calibrationTable, seedsNode, level: str, elementMm: float = 1.0,
             law: str = "morgan2003", criterion: str = "nonlinear", sex=None, tableNode=None,
-            modelNode=None, chartNode=None, colorBy: str = "effective_strain") -> dict:
+            modelNode=None, chartNode=None, colorBy: str = "effective_strain", labelsNode=None,
+            labelScheme: str = "totalsegmentator") -> dict:
         """Analyse ``level`` and write mesh, table and chart into the scene (see
-        ``FiniteElementLib.run_fe``); returns {"result", "table", "model", "chart"}."""
+        ``FiniteElementLib.run_fe``); returns {"result", "table", "model", "chart"}.
+
+        The body comes from ``seedsNode`` (points named by level) or from ``labelsNode``
+        (vertebra label map or segmentation in ``labelScheme`` numbering); give one of them.
+        """
         from FiniteElementLib import run_fe
 
         outputs = run_fe(inputVolume, calibrationTable, level, seeds_node=seedsNode,
+                         labels_node=labelsNode, label_scheme=labelScheme,
                          element_mm=elementMm, law=law, criterion=criterion, sex=sex,
                          table_node=tableNode, model_node=modelNode, chart_node=chartNode,
                          color_by=colorBy)
         for warning in outputs["result"].warnings:
             logging.warning(f"BoneQCT FE: {warning}")
+        metadata = {"series_description": inputVolume.GetName(), "patient_sex": sex}
+        self._feResults[outputs["table"].GetID()] = (outputs["result"], metadata)
         return outputs
+
+    def feSummary(self, tableNode) -> str:
+        """Strength, stiffness and fragile flag of a results table (empty if none)."""
+        from FiniteElementLib import fe_summary_text
+
+        return fe_summary_text(tableNode)
+
+    def canExportReport(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a model solved in this session (needed by the report)."""
+        return tableNode is not None and tableNode.GetID() in self._feResults
+
+    def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
+        """Write fe.json, fe.vtu and fe.pdf of the model held by ``tableNode`` into ``folder``;
+        returns the paths by key "json", "vtu", "report"."""
+        if not self.canExportReport(tableNode):
+            raise ValueError("Apply first: the report is written from this session's model "
+                             "(the solved model is not saved with the scene).")
+        from FiniteElementLib import export_fe_report
+
+        result, metadata = self._feResults[tableNode.GetID()]
+        return export_fe_report(folder, result, metadata, anonymize=anonymize)
 
 
 class FiniteElementTest(ScriptedLoadableModuleTest):
@@ -225,6 +311,8 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
         self.test_PhantomVolumeReachesTheCore()
         self.setUp()
         self.test_PhantomLevelStrength()
+        self.setUp()
+        self.test_PhantomLabelMapAndReport()
 
     def _phantom(self):
         from boneqct.phantoms import make_spine_phantom
@@ -264,4 +352,38 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
         strengths = [logic.run(node, table, seeds, level, elementMm=2.0, criterion="linear")
                      ["result"].strength_n for level in ("L1", "L3")]
         self.assertLess(strengths[0], strengths[1])
+        self.delayDisplay("Test passed")
+
+    def test_PhantomLabelMapAndReport(self) -> None:
+        """A vertebra label map gives the body; the report writes fe.json, fe.vtu and fe.pdf."""
+        import tempfile
+
+        import numpy as np
+        from FiniteElementLib import update_node_from_volume
+        from QCTBoneDensityLib import calibration_to_table_node
+
+        from boneqct.calibration import manual_calibration
+        from boneqct.spine.levels import label_for_level
+
+        self.delayDisplay("Finite elements from a vertebra label map, and the report")
+        phantom = self._phantom()
+        node = update_node_from_volume(phantom.volume, name="phantom")
+        cal = phantom.truth["calibration"]
+        table = calibration_to_table_node(manual_calibration(cal["slope_hu_per_mg_cm3"],
+                                                             cal["intercept_hu"]))
+        labels = np.zeros(phantom.labels.array_kji.shape, np.uint8)
+        for v in phantom.truth["vertebrae"]:
+            labels[phantom.labels.array_kji == v["label"]] = label_for_level(v["level"], "verse")
+        labelsNode = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
+                                             node_class="vtkMRMLLabelMapVolumeNode")
+        logic = FiniteElementLogic()
+        outputs = logic.run(node, table, None, "L2", elementMm=2.0, criterion="linear",
+                            labelsNode=labelsNode, labelScheme="verse")
+        self.assertGreater(outputs["result"].strength_n, 0.0)
+        self.assertTrue(logic.feSummary(outputs["table"]).startswith("L2: strength"))
+        self.assertTrue(logic.canExportReport(outputs["table"]))
+        with tempfile.TemporaryDirectory() as folder:
+            paths = logic.exportReport(folder, outputs["table"], anonymize=True)
+            for key in ("json", "vtu", "report"):
+                self.assertTrue(paths[key].is_file())
         self.delayDisplay("Test passed")

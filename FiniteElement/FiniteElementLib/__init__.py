@@ -10,8 +10,10 @@ from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node 
 from FiniteElementLib.fe import (  # noqa: F401
     COLOR_FIELDS,
     color_model_by,
+    export_fe_report,
     fe_document_from_table_node,
     fe_result_to_table_node,
+    fe_summary_text,
     load_displacement_plot,
     mesh_to_model_node,
     run_fe,

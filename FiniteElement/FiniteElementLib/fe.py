@@ -4,12 +4,14 @@
   (points RAS mm, per-element fields as cell data), coloured by a chosen field;
 - the results: a one-row ``vtkMRMLTableNode`` with units and descriptions per column, and
   fe.json as the attribute ``BoneQCT.FEJSON``;
-- the load-displacement curve: a table and a ``vtkMRMLPlotChartNode``.
+- the load-displacement curve: a table and a ``vtkMRMLPlotChartNode``;
+- the report: fe.json, fe.vtu and fe.pdf written by the core's ``write_fe_outputs``.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import slicer
 import vtk
@@ -78,6 +80,27 @@ def fe_document_from_table_node(table_node) -> dict | None:
     """The fe.json document stored in a results table (None when it holds none)."""
     text = None if table_node is None else table_node.GetAttribute(ATTRIBUTE_FE_JSON)
     return None if not text else json.loads(text)
+
+
+def fe_summary_text(table_node) -> str:
+    """Strength, criterion, stiffness and fragile flag of a results table (empty if none)."""
+    doc = fe_document_from_table_node(table_node)
+    if doc is None:
+        return ""
+    flag = " - FRAGILE BONE STRENGTH" if doc.get("fragile") else ""
+    return (f"{doc['level']}: strength {doc['strength_n']:.0f} N ({doc['criterion']}), "
+            f"stiffness {doc['stiffness_n_mm']:.0f} N/mm{flag}")
+
+
+def export_fe_report(folder, result, metadata: dict | None = None,
+                     anonymize: bool = False) -> dict[str, Path]:
+    """Write fe.json, fe.vtu and fe.pdf of ``result`` (a ``boneqct.fe.vertebra.FEResult``)
+    into ``folder`` (created if needed); returns the paths by key "json", "vtu", "report"."""
+    from boneqct.fe.vertebra import write_fe_outputs
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_fe_outputs(folder, result, dict(metadata or {}), anonymize=anonymize)
 
 
 def mesh_to_model_node(result, model_node=None, name: str = "BoneQCT FE mesh",
@@ -150,12 +173,16 @@ def run_fe(input_volume_node, calibration_table_node, level: str, *, seeds_node=
            color_by: str = "effective_strain") -> dict:
     """Analyse one level of the scene's CT and write the results into the scene.
 
-    The body of ``level`` is delineated from its seed in ``seeds_node`` or from
-    ``labels_node``. Returns {"result", "table", "model", "chart"}.
+    The body of ``level`` is delineated from its seed in ``seeds_node`` (markups points named
+    by level) or from ``labels_node`` (vertebra label map volume, or segmentation with
+    segments named by level; ``label_scheme`` numbering, see
+    ``QCTBoneDensityLib.labels_from_node``); give exactly one of the two. Returns
+    {"result", "table", "model", "chart"}.
 
     Raises:
-        ValueError: no input volume, no calibration, no seed for the level.
-        boneqct.errors.BoneQCTError: from the core (body not found, ...).
+        ValueError: no input volume, no calibration, no or both body inputs, no seed for the
+            level, a segmentation without vertebral levels.
+        boneqct.errors.BoneQCTError: from the core (label absent, body not found, ...).
     """
     from QCTBoneDensityLib import (
         calibration_from_table_node,
@@ -175,6 +202,10 @@ def run_fe(input_volume_node, calibration_table_node, level: str, *, seeds_node=
     if not has_calibration(calibration_table_node):
         raise ValueError("The finite-element model needs calibrated density: calibrate in the "
                          "QCT Bone Density module and select its calibration table.")
+    if seeds_node is None and labels_node is None:
+        raise ValueError("Select seed points or a vertebra label map / segmentation.")
+    if seeds_node is not None and labels_node is not None:
+        raise ValueError("Give either seed points or vertebra labels, not both.")
     volume = volume_from_node(input_volume_node)
     calibration = calibration_from_table_node(calibration_table_node)
     level = normalize_level(level)
