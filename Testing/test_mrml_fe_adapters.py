@@ -1,6 +1,7 @@
 """FiniteElement MRML adapters on Slicer's real MRML libraries (PyPI ``slicer-core``): the mesh
 as a model node with cell fields, the results table with units, the load-displacement chart,
-and the whole scene -> core -> scene run on the digital phantom."""
+the whole scene -> core -> scene run on the digital phantom (from seeds, and from a vertebra
+label map or segmentation, equal to the core's own result), and the exported report."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import vtk
 
 slicer = pytest.importorskip("slicer")
 pytest.importorskip("slicer.util")
@@ -22,19 +24,39 @@ sys.path.insert(0, str(REPO / "FiniteElement"))
 from FiniteElementLib import (  # noqa: E402
     COLOR_FIELDS,
     color_model_by,
+    export_fe_report,
     fe_document_from_table_node,
+    fe_summary_text,
     run_fe,
     update_node_from_volume,
 )
 from QCTBoneDensityLib import calibration_to_table_node  # noqa: E402
 
-from boneqct.calibration import manual_calibration  # noqa: E402
+from boneqct.calibration import convert_volume_to_bmd, manual_calibration  # noqa: E402
+from boneqct.fe.vertebra import analyze_vertebra  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
+from boneqct.spine.body import body_from_label  # noqa: E402
+from boneqct.spine.levels import label_for_level  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def phantom():
     return make_spine_phantom()
+
+
+def calibration_table(ph):
+    cal = ph.truth["calibration"]
+    return calibration_to_table_node(manual_calibration(cal["slope_hu_per_mg_cm3"],
+                                                        cal["intercept_hu"]))
+
+
+def vertebra_labels(ph, scheme: str):
+    """The phantom's vertebra labels renumbered to ``scheme`` (a core Volume on the CT grid)."""
+    labels = np.zeros(ph.labels.array_kji.shape, np.uint8)
+    for v in ph.truth["vertebrae"]:
+        labels[ph.labels.array_kji == v["label"]] = label_for_level(v["level"], scheme)
+    assert labels.any()
+    return ph.labels.with_array(labels)
 
 
 @pytest.fixture
@@ -104,3 +126,83 @@ def test_missing_calibration_and_seed_are_value_errors(scene, phantom):
     seeds.AddControlPoint(*ph.truth["vertebrae"][0]["body_center_ras_mm"], "L1")
     with pytest.raises(ValueError, match="L3"):
         run_fe(ct_node, table, "L3", seeds_node=seeds)
+    with pytest.raises(ValueError, match="not both"):
+        run_fe(ct_node, table, "L1", seeds_node=seeds, labels_node=seeds)
+    with pytest.raises(ValueError, match="seed points or a vertebra label map"):
+        run_fe(ct_node, table, "L1")
+
+
+def core_result(ph, labels, scheme: str, level: str, **options):
+    """What the core computes by itself from the same CT, calibration and label map."""
+    cal = ph.truth["calibration"]
+    calibration = manual_calibration(cal["slope_hu_per_mg_cm3"], cal["intercept_hu"])
+    body = body_from_label(ph.volume, labels, label_for_level(level, scheme), level)
+    return analyze_vertebra(convert_volume_to_bmd(ph.volume, calibration), body,
+                            density_material=calibration.material, **options)
+
+
+@pytest.mark.parametrize("scheme", ["totalsegmentator", "verse"])
+def test_label_map_through_the_scene_equals_the_core(scene, phantom, scheme):
+    ph = phantom
+    ct_node = update_node_from_volume(ph.volume, name="phantom")
+    labels = vertebra_labels(ph, scheme)
+    labels_node = update_node_from_volume(labels, name="vertebrae",
+                                          node_class="vtkMRMLLabelMapVolumeNode")
+    options = {"element_mm": 2.0, "criterion": "linear", "law": "kopperdahl2002", "sex": "M"}
+    out = run_fe(ct_node, calibration_table(ph), "L2", labels_node=labels_node,
+                 label_scheme=scheme, **options)
+    expected = core_result(ph, labels, scheme, "L2", **options)
+    result = out["result"]
+    assert result.level == "L2"
+    assert result.n_elements == expected.n_elements and result.n_dof == expected.n_dof
+    assert result.stiffness_n_mm == pytest.approx(expected.stiffness_n_mm, rel=1e-9)
+    assert result.strength_n == pytest.approx(expected.strength_n, rel=1e-9)
+    assert out["model"].GetMesh().GetNumberOfCells() == result.n_elements
+    doc = fe_document_from_table_node(out["table"])
+    assert doc["strength_n"] == pytest.approx(expected.strength_n, rel=1e-9)
+    assert fe_summary_text(out["table"]).startswith(f"L2: strength {expected.strength_n:.0f} N")
+    # the same labels through a segmentation whose segments are named by level
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae segmentation")
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+        labels_node, segmentation)
+    level_of_value = {label_for_level(v["level"], scheme): v["level"] for v in ph.truth["vertebrae"]}
+    for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
+        segment = segmentation.GetSegmentation().GetNthSegment(index)
+        segment.SetName(f"vertebrae_{level_of_value[segment.GetLabelValue()]}")
+    from_segmentation = run_fe(ct_node, calibration_table(ph), "L2", labels_node=segmentation,
+                               label_scheme=scheme, **options)["result"]
+    assert from_segmentation.strength_n == pytest.approx(expected.strength_n, rel=1e-9)
+
+
+def test_labels_without_the_level_say_so(scene, phantom):
+    ph = phantom
+    ct_node = update_node_from_volume(ph.volume, name="phantom")
+    labels_node = update_node_from_volume(vertebra_labels(ph, "totalsegmentator"),
+                                          name="vertebrae", node_class="vtkMRMLLabelMapVolumeNode")
+    # the phantom has L1-L3 only; "verse" numbering does not match TotalSegmentator values
+    with pytest.raises(Exception, match="absent"):
+        run_fe(ct_node, calibration_table(ph), "L2", labels_node=labels_node,
+               label_scheme="verse", element_mm=2.0, criterion="linear")
+
+
+def test_export_writes_json_vtu_and_pdf(scene, phantom, tmp_path):
+    ph = phantom
+    ct_node = update_node_from_volume(ph.volume, name="phantom")
+    labels_node = update_node_from_volume(vertebra_labels(ph, "totalsegmentator"),
+                                          name="vertebrae", node_class="vtkMRMLLabelMapVolumeNode")
+    result = run_fe(ct_node, calibration_table(ph), "L1", labels_node=labels_node,
+                    element_mm=2.5, criterion="linear", sex="F")["result"]
+    folder = tmp_path / "report" / "L1"
+    paths = export_fe_report(folder, result, {"patient_name": "Doe^Jane", "patient_sex": "F"},
+                             anonymize=True)
+    assert {key: path.name for key, path in paths.items()} == {
+        "json": "fe.json", "vtu": "fe.vtu", "report": "fe.pdf"}
+    assert all(path.parent == folder and path.stat().st_size > 0 for path in paths.values())
+    doc = json.loads(paths["json"].read_text())
+    assert doc["strength_n"] == pytest.approx(result.strength_n)
+    assert doc["n_elements"] == result.n_elements
+    assert paths["report"].read_bytes().startswith(b"%PDF")
+    reader = vtk.vtkXMLUnstructuredGridReader()
+    reader.SetFileName(str(paths["vtu"]))
+    reader.Update()
+    assert reader.GetOutput().GetNumberOfCells() == result.n_elements
