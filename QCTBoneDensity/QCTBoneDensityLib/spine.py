@@ -24,7 +24,7 @@ import slicer.util
 import vtk
 
 from QCTBoneDensityLib.tables import add_column, json_default
-from QCTBoneDensityLib.volumes import update_node_from_volume
+from QCTBoneDensityLib.volumes import labelmap_to_node
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -290,24 +290,6 @@ def spine_summary_text(table_node) -> str:
     return text
 
 
-#: Colours of the ROI labels (RGB 0-1), cycled over the levels.
-ROI_COLORS = ((0.90, 0.30, 0.25), (0.25, 0.65, 0.30), (0.25, 0.45, 0.85), (0.95, 0.75, 0.20),
-              (0.65, 0.35, 0.80), (0.20, 0.75, 0.80), (0.90, 0.50, 0.70))
-
-
-def _level_color_table(levels: list[str], color_node=None, name: str = "BoneQCT spine ROI colors"):
-    """A colour table naming label n + 1 by ``levels[n]`` (label 0 is the background)."""
-    if color_node is None:
-        color_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
-    color_node.SetTypeToUser()
-    color_node.SetNumberOfColors(len(levels) + 1)
-    color_node.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
-    for n, level in enumerate(levels):
-        r, g, b = ROI_COLORS[n % len(ROI_COLORS)]
-        color_node.SetColor(n + 1, level, r, g, b, 1.0)
-    return color_node
-
-
 def roi_labelmap_to_node(volume_hu, result, node=None, name: str = "BoneQCT spine ROIs"):
     """The ROIs of ``result`` as a label map volume node on the CT grid.
 
@@ -316,23 +298,10 @@ def roi_labelmap_to_node(volume_hu, result, node=None, name: str = "BoneQCT spin
     """
     from boneqct.spine.pipeline import roi_label_map
 
-    labels = roi_label_map(volume_hu, result)
-    if node is None:
-        node = update_node_from_volume(labels, name=name, node_class="vtkMRMLLabelMapVolumeNode")
-    else:
-        update_node_from_volume(labels, node=node)
-        if node.GetDisplayNode() is None:
-            node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    current = display.GetColorNode() if display is not None else None
-    reuse = current if current is not None and current.GetAttribute("BoneQCT.SpineROIColors") else None
-    color_node = _level_color_table([lv.level for lv in result.levels], reuse,
-                                    name=f"{node.GetName()} colors")
-    color_node.SetAttribute("BoneQCT.SpineROIColors", "1")
-    if display is not None:
-        display.SetAndObserveColorNodeID(color_node.GetID())
-    node.SetAttribute("BoneQCT.Quantity", "Spine ROI labels (label n = n-th level)")
-    return node
+    names = {0: "Background", **{n + 1: lv.level for n, lv in enumerate(result.levels)}}
+    return labelmap_to_node(roi_label_map(volume_hu, result), names, node, name=name,
+                            colors_attribute="BoneQCT.SpineROIColors",
+                            quantity="Spine ROI labels (label n = n-th level)")
 
 
 def roi_segmentation_from_labelmap(labelmap_node, segmentation_node=None,

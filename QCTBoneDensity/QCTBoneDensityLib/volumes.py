@@ -64,3 +64,67 @@ def update_node_from_volume(volume: Volume, node=None, name: str = "BoneQCT volu
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array_kji))
     node.EndModify(was_modifying)
     return node
+
+
+#: Colours of labels 1, 2, ... (RGB 0-1) when the caller gives none, cycled over the labels.
+LABEL_COLORS = ((0.90, 0.30, 0.25), (0.25, 0.65, 0.30), (0.25, 0.45, 0.85), (0.95, 0.75, 0.20),
+                (0.65, 0.35, 0.80), (0.20, 0.75, 0.80), (0.90, 0.50, 0.70))
+
+
+def label_color_table(names: dict[int, str], colors: dict | None = None, color_node=None,
+                      name: str = "BoneQCT label colors"):
+    """A user colour table naming each label value by ``names[value]``.
+
+    Label 0 is transparent (the background; named ``names[0]``, default "Background"). Other
+    labels take ``colors[value]`` (RGB 0-1) or, without it, :data:`LABEL_COLORS` in order;
+    values not in ``names`` are left unnamed and transparent. ``color_node`` is overwritten
+    when given.
+    """
+    if color_node is None:
+        color_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+    values = sorted(v for v in names if v > 0)
+    color_node.SetTypeToUser()
+    color_node.SetNumberOfColors(max(values, default=0) + 1)
+    for value in range(color_node.GetNumberOfColors()):
+        color_node.SetColor(value, "", 0.0, 0.0, 0.0, 0.0)
+    color_node.SetColor(0, names.get(0, "Background"), 0.0, 0.0, 0.0, 0.0)
+    for n, value in enumerate(values):
+        r, g, b = (colors or {}).get(value, LABEL_COLORS[n % len(LABEL_COLORS)])
+        color_node.SetColor(value, names[value], r, g, b, 1.0)
+    return color_node
+
+
+def labelmap_to_node(labels: Volume, names: dict[int, str], node=None, name: str = "BoneQCT labels",
+                     colors: dict | None = None, colors_attribute: str = "BoneQCT.LabelColors",
+                     quantity: str | None = None):
+    """Write a core label volume into a label map volume node whose colour table names the labels.
+
+    Args:
+        labels: integer label volume on its grid (written as is: same voxels, same IJK->RAS).
+        names: ``{label value: name}`` (:func:`label_color_table`).
+        node: label map volume node to overwrite; None creates one named ``name``.
+        colors: optional ``{label value: (r, g, b)}`` (0-1).
+        colors_attribute: attribute marking the colour tables made for this kind of label map;
+            the node's current colour table is overwritten when it carries it (a re-run adds
+            no new colour node), else a new table named "<node name> colors" is made.
+        quantity: optional ``BoneQCT.Quantity`` attribute of the node (what the labels mean).
+
+    Returns:
+        The label map volume node, displayed with the colour table.
+    """
+    if node is None:
+        node = update_node_from_volume(labels, name=name, node_class="vtkMRMLLabelMapVolumeNode")
+    else:
+        update_node_from_volume(labels, node=node)
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    current = display.GetColorNode() if display is not None else None
+    reuse = current if current is not None and current.GetAttribute(colors_attribute) else None
+    color_node = label_color_table(names, colors, reuse, name=f"{node.GetName()} colors")
+    color_node.SetAttribute(colors_attribute, "1")
+    if display is not None:
+        display.SetAndObserveColorNodeID(color_node.GetID())
+    if quantity is not None:
+        node.SetAttribute("BoneQCT.Quantity", quantity)
+    return node
