@@ -136,6 +136,7 @@ class QCTBoneDensityParameterNode:
     tissueWholeScan - analyse every slice, else slices tissueFirstSlice..tissueLastSlice (k).
     tissueL3Point - optional point in L3 (named L3, or the only point) for the muscle area.
     tissueTable, tissueMeasuresTable - compartments (mass, area, volume) and densities/ratios.
+    tissueLabelmap - tissue classes on the CT grid (label map named by its colour table).
 
     QA phantom (uses the calibration table when it holds a calibration, else HU only):
     qaPhantomType - bundled nominal values; qaLogPath - the QA log CSV appended to;
@@ -174,6 +175,7 @@ class QCTBoneDensityParameterNode:
     tissueL3Point: vtkMRMLMarkupsFiducialNode
     tissueTable: vtkMRMLTableNode
     tissueMeasuresTable: vtkMRMLTableNode
+    tissueLabelmap: vtkMRMLLabelMapVolumeNode
 
     qaPhantomType: Annotated[str, Choice(QA_PHANTOM_TYPES)] = "esp"
     qaLogPath: pathlib.Path
@@ -436,9 +438,11 @@ class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.inputVolume, p.calibrationTable,
                 sliceRange=None if p.tissueWholeScan else (p.tissueFirstSlice, p.tissueLastSlice),
                 l3PointNode=p.tissueL3Point, tableNode=p.tissueTable,
-                measuresTableNode=p.tissueMeasuresTable)
+                measuresTableNode=p.tissueMeasuresTable, labelmapNode=p.tissueLabelmap)
             p.tissueTable = outputs["table"]
             p.tissueMeasuresTable = outputs["measures_table"]
+            p.tissueLabelmap = outputs["labelmap"]
+            slicer.util.setSliceViewerLayers(background=p.inputVolume, label=outputs["labelmap"])
             self._updateState()
 
     def onTissueExportReportButton(self) -> None:
@@ -624,18 +628,20 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         return write_spine_report(path, result, volume, metadata, anonymize=anonymize)
 
     def runTissue(self, inputVolume, calibrationTable, sliceRange=None, l3PointNode=None,
-                  tableNode=None, measuresTableNode=None) -> dict:
-        """Tissue composition of ``inputVolume`` into the compartments and measures tables.
+                  tableNode=None, measuresTableNode=None, labelmapNode=None) -> dict:
+        """Tissue composition of ``inputVolume`` into the compartments and measures tables and
+        the tissue classes into a label map (output nodes given are overwritten).
 
         ``sliceRange`` is (first, last) k indices, both included (None: the whole scan);
         ``l3PointNode`` an optional markups list with the point in L3. Returns the dict of
-        ``QCTBoneDensityLib.run_tissue``: "result", "table", "measures_table".
+        ``QCTBoneDensityLib.run_tissue``: "result", "table", "measures_table", "labelmap".
         """
         from QCTBoneDensityLib import run_tissue
 
         kRange = None if sliceRange is None else (int(sliceRange[0]), int(sliceRange[1]) + 1)
         return run_tissue(inputVolume, calibrationTable, k_range=kRange, l3_node=l3PointNode,
-                          table_node=tableNode, measures_table_node=measuresTableNode)
+                          table_node=tableNode, measures_table_node=measuresTableNode,
+                          labelmap_node=labelmapNode)
 
     def hasTissueResult(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a tissue composition written by this module."""
@@ -796,14 +802,15 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Spine measurement passed")
 
     def test_TissueWithInternalCalibration(self) -> None:
-        """Phantom -> internal calibration -> tissue tables equal to the core's result."""
+        """Phantom -> internal calibration -> tissue tables and class label map equal to the core's."""
         import math
 
+        import numpy as np
         from QCTBoneDensityLib import update_node_from_volume
 
         from boneqct.calibration.internal import internal_calibration
         from boneqct.phantoms import make_spine_phantom
-        from boneqct.tissue import analyze_tissue
+        from boneqct.tissue import analyze_tissue, tissue_label_map
 
         self.delayDisplay("Internal calibration and tissue composition on the digital phantom")
         phantom = make_spine_phantom()
@@ -834,4 +841,15 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         self.assertFalse(math.isnan(integral))
         self.assertIn("Skeletal muscle area at L3", logic.tissueSummary(table))
         self.assertTrue(logic.hasTissueResult(table))
+        labelmap = outputs["labelmap"]
+        labelmapMatrix, ctMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        labelmap.GetIJKToRASMatrix(labelmapMatrix)
+        inputVolume.GetIJKToRASMatrix(ctMatrix)
+        np.testing.assert_array_equal(slicer.util.arrayFromVTKMatrix(labelmapMatrix),
+                                      slicer.util.arrayFromVTKMatrix(ctMatrix))
+        labels = tissue_label_map(phantom.volume, expected)
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap), labels.array_kji)
+        colors = labelmap.GetDisplayNode().GetColorNode()
+        for value, name in labels.metadata["label_table"].items():
+            self.assertEqual(colors.GetColorName(int(value)), name)
         self.delayDisplay("Tissue composition passed")

@@ -42,6 +42,7 @@ from QCTBoneDensityLib import (  # noqa: E402
     volume_from_node,
 )
 from QCTBoneDensityLib.tissue import (  # noqa: E402
+    ATTRIBUTE_TISSUE_LABEL_COLORS,
     COMPARTMENT_COLUMNS,
     FAT_COMPARTMENTS,
     MEASURE_COLUMNS,
@@ -52,7 +53,7 @@ from QCTBoneDensityLib.tissue import (  # noqa: E402
 from boneqct.calibration import calibrate_with_phantom  # noqa: E402
 from boneqct.calibration.internal import internal_calibration  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
-from boneqct.tissue import analyze_tissue  # noqa: E402
+from boneqct.tissue import analyze_tissue, tissue_label_map  # noqa: E402
 
 
 @pytest.fixture
@@ -216,6 +217,79 @@ def test_tissue_with_internal_calibration_equals_the_core(scene, phantom, tmp_pa
         phantom.volume, internal_calibration(phantom.volume), (10, 12)))
     assert table.GetAttribute("BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2") == ""
     assert "Skeletal muscle" not in tissue_summary_text(table)
+
+
+def _ijk_to_ras(node):
+    matrix = slicer.util.vtkMatrixFromArray(np.eye(4))
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def _assert_labelmap_equals_core(labelmap, ct, volume, result):
+    """Geometry of the CT node, voxels of the core's label map, colour names of its label table."""
+    assert labelmap.IsA("vtkMRMLLabelMapVolumeNode")
+    np.testing.assert_array_equal(_ijk_to_ras(labelmap), _ijk_to_ras(ct))
+    assert labelmap.GetImageData().GetDimensions() == ct.GetImageData().GetDimensions()
+    expected = tissue_label_map(volume, result)
+    voxels = slicer.util.arrayFromVolume(labelmap)
+    assert voxels.dtype == expected.array_kji.dtype == np.uint8
+    np.testing.assert_array_equal(voxels, expected.array_kji)
+    colors = labelmap.GetDisplayNode().GetColorNode()
+    assert colors.GetAttribute(ATTRIBUTE_TISSUE_LABEL_COLORS) == "1"
+    table = expected.metadata["label_table"]
+    assert colors.GetNumberOfColors() == len(table) == 8
+    assert {value: colors.GetColorName(int(value)) for value in table} == table
+    rgba = [[0.0] * 4 for _ in table]
+    for value in table:
+        colors.GetColor(int(value), rgba[int(value)])
+    assert rgba[0][3] == 0.0                                   # outside: transparent
+    shown = [tuple(c[:3]) for c in rgba[1:]]
+    assert len(set(shown)) == len(shown) and all(c[3] == 1.0 for c in rgba[1:])
+
+
+def test_tissue_classes_labelmap_equals_the_core(scene, phantom):
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    _, calibration_table = run_internal_calibration(ct, kvp=120)
+    outputs = run_tissue(ct, calibration_table, k_range=(5, 30))
+    labelmap = outputs["labelmap"]
+    expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume), (5, 30))
+    _assert_labelmap_equals_core(labelmap, ct, phantom.volume, expected)
+    voxels = slicer.util.arrayFromVolume(labelmap)
+    assert set(np.unique(voxels[5:30])) >= {0, 1, 2, 4, 5, 6}   # the phantom's classes show
+    assert not voxels[:5].any() and not voxels[30:].any()      # outside the analysed slices
+    assert labelmap.GetName() == "phantom tissue classes"
+    assert labelmap.GetAttribute("BoneQCT.Quantity").startswith("Tissue classes (0 outside, 1 skin")
+
+    # a given node and its colour table are overwritten, not duplicated
+    n_volumes = scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
+    n_colors = scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")
+    color_node = labelmap.GetDisplayNode().GetColorNode()
+    again = run_tissue(ct, calibration_table, k_range=(10, 12), labelmap_node=labelmap)
+    assert again["labelmap"] is labelmap
+    assert labelmap.GetDisplayNode().GetColorNode() is color_node
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == n_volumes
+    assert scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode") == n_colors
+    _assert_labelmap_equals_core(labelmap, ct, phantom.volume, again["result"])
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap), tissue_label_map(
+        phantom.volume, analyze_tissue(phantom.volume, internal_calibration(phantom.volume),
+                                       (10, 12))).array_kji)
+
+
+def test_tissue_labelmap_keeps_an_oblique_anisotropic_ct_geometry(scene, phantom):
+    """The label map is on the CT node's grid whatever its direction and spacing."""
+    from boneqct.volume import Volume
+
+    matrix = np.array(phantom.volume.ijk_to_ras, dtype=float)
+    angle = np.deg2rad(7.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    matrix[:3, :3] = rotation @ matrix[:3, :3] @ np.diag([1.0, 1.1, 1.3])
+    matrix[:3, 3] += (3.5, -2.0, 11.25)
+    volume = Volume(phantom.volume.array_kji, matrix, dict(phantom.volume.metadata))
+    ct = update_node_from_volume(volume, name="oblique")
+    calibration_table = calibration_to_table_node(internal_calibration(volume))
+    outputs = run_tissue(ct, calibration_table, k_range=(15, 18))
+    _assert_labelmap_equals_core(outputs["labelmap"], ct, volume, outputs["result"])
+    np.testing.assert_array_equal(_ijk_to_ras(outputs["labelmap"]), matrix)
 
 
 def test_tissue_report_export_from_the_table(scene, phantom, tmp_path):

@@ -38,7 +38,13 @@ from QCTBoneDensityLib.tissue import (  # noqa: F401
     run_internal_calibration,
     run_tissue,
     tissue_document_from_table_node,
+    tissue_labelmap_to_node,
     tissue_result_to_table_nodes,
     tissue_summary_text,
 )
-from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401
+from QCTBoneDensityLib.volumes import (  # noqa: F401
+    label_color_table,
+    labelmap_to_node,
+    update_node_from_volume,
+    volume_from_node,
+)

@@ -14,7 +14,9 @@ the tissue composition as two table nodes with a unit label and a description on
 
 The reference densities, fitted tissue CT values and thresholds are attributes of the
 compartments table (``BoneQCT.Tissue.Reference.<key>``), with the whole tissue.json document
-(``BoneQCT.Tissue.JSON``) so the report can be written again from a saved scene.
+(``BoneQCT.Tissue.JSON``) so the report can be written again from a saved scene. The tissue
+classes are also shown as a label map volume node on the CT grid (the core's
+``tissue_label_map``), whose colour table names each class.
 
 Only ``slicer.vtkMRML*``, ``slicer.util`` and ``vtk`` are used (no Qt); the core is imported
 inside the functions, so this file loads before the core's dependencies are installed.
@@ -72,6 +74,20 @@ MEASURE_COLUMNS = (
     ("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", "g/g",
      "Cortical plus cancellous mineral mass / muscle mass"),
 )
+
+#: Display colours (RGB 0-1) of the tissue classes of ``boneqct.tissue.tissue_label_map``, by
+#: class name (label 0, outside the body, is transparent).
+TISSUE_CLASS_COLORS = {
+    "skin": (0.87, 0.68, 0.58),
+    "subcutaneous_fat": (0.98, 0.88, 0.30),
+    "visceral_fat": (0.96, 0.55, 0.10),
+    "muscle": (0.75, 0.20, 0.20),
+    "cortical_bone": (0.98, 0.98, 0.92),
+    "cancellous_bone": (0.45, 0.65, 0.95),
+    "other": (0.55, 0.55, 0.55),
+}
+#: Attribute marking the colour tables of tissue label maps (reused on a re-run).
+ATTRIBUTE_TISSUE_LABEL_COLORS = "BoneQCT.TissueLabelColors"
 
 #: Internal-calibration tissues a markups point can name (``boneqct.calibration.internal``).
 INTERNAL_TISSUES = ("air", "fat", "muscle", "blood")
@@ -289,8 +305,28 @@ def tissue_summary_text(table_node) -> str:
     return text
 
 
+def tissue_labelmap_to_node(volume, result: dict, node=None, name: str = "BoneQCT tissue classes"):
+    """The tissue classes of ``result`` as a label map volume node on the grid of ``volume``.
+
+    The voxels are the core's ``boneqct.tissue.tissue_label_map(volume, result)``; the colour
+    table names each label as the core's ``metadata["label_table"]`` does (0 outside, 1 skin,
+    2 subcutaneous fat, ...) with the colours of :data:`TISSUE_CLASS_COLORS`. ``node`` is
+    overwritten when given.
+    """
+    from boneqct.tissue import tissue_label_map
+    from QCTBoneDensityLib.volumes import labelmap_to_node
+
+    labels = tissue_label_map(volume, result)
+    names = {int(value): label for value, label in labels.metadata["label_table"].items()}
+    colors = {value: TISSUE_CLASS_COLORS[label] for value, label in names.items()
+              if label in TISSUE_CLASS_COLORS}
+    quantity = "Tissue classes (" + ", ".join(f"{v} {names[v]}" for v in sorted(names)) + ")"
+    return labelmap_to_node(labels, names, node, name=name, colors=colors,
+                            colors_attribute=ATTRIBUTE_TISSUE_LABEL_COLORS, quantity=quantity)
+
+
 def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, table_node=None,
-               measures_table_node=None) -> dict:
+               measures_table_node=None, labelmap_node=None) -> dict:
     """Read the nodes, run ``boneqct.tissue.analyze_tissue``, write the two tables.
 
     Args:
@@ -300,9 +336,12 @@ def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, t
         k_range: half-open slice range (first, stop); None analyses the whole scan.
         l3_node: optional markups point list with the point in L3 (:func:`l3_point_from_markups`).
         table_node, measures_table_node: output tables to overwrite (None creates them).
+        labelmap_node: label map volume node receiving the tissue classes
+            (:func:`tissue_labelmap_to_node`); None creates one.
 
     Returns:
-        ``{"result": the core's result dict (with its masks), "table", "measures_table"}``.
+        ``{"result": the core's result dict (with its masks), "table", "measures_table",
+        "labelmap"}``.
     """
     if ct_node is None:
         raise ValueError("Select the CT volume to analyse.")
@@ -314,11 +353,14 @@ def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, t
     from QCTBoneDensityLib.volumes import volume_from_node
 
     calibration = calibration_from_table_node(calibration_table_node)
-    result = analyze_tissue(volume_from_node(ct_node), calibration, k_range,
+    volume = volume_from_node(ct_node)
+    result = analyze_tissue(volume, calibration, k_range,
                             l3_point_ras_mm=l3_point_from_markups(l3_node))
     table, measures = tissue_result_to_table_nodes(result, table_node, measures_table_node,
                                                    name=f"{ct_node.GetName()} tissue")
-    return {"result": result, "table": table, "measures_table": measures}
+    labelmap = tissue_labelmap_to_node(volume, result, labelmap_node,
+                                       name=f"{ct_node.GetName()} tissue classes")
+    return {"result": result, "table": table, "measures_table": measures, "labelmap": labelmap}
 
 
 def export_tissue_report(out_dir, table_node, metadata: dict | None = None,
