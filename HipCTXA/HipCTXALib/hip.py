@@ -29,7 +29,7 @@ import slicer
 import slicer.util
 import vtk
 from QCTBoneDensityLib.tables import calibration_from_table_node, json_default
-from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node
+from QCTBoneDensityLib.volumes import labelmap_to_node, update_node_from_volume, volume_from_node
 
 #: Region rows of the results table, in order (``boneqct.hip.rois.ROI_NAMES``).
 REGIONS = ("neck", "trochanter", "intertrochanter", "total")
@@ -300,32 +300,15 @@ def projection_to_volume_node(result, node=None, name: str = "BoneQCT hip projec
     return node
 
 
-def _region_color_table(color_node=None, name: str = "BoneQCT hip region colors"):
-    if color_node is None:
-        color_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
-    color_node.SetTypeToUser()
-    color_node.SetNumberOfColors(len(REGION_COLORS) + 1)
-    color_node.SetColor(0, "Background", 0.0, 0.0, 0.0, 0.0)
-    for value, region in zip(sorted(REGION_COLORS), REGIONS[:3], strict=True):
-        color_node.SetColor(value, region, *REGION_COLORS[value], 1.0)
-    color_node.SetAttribute("BoneQCT.HipRegionColors", "1")
-    return color_node
-
-
 def roi_labelmap_to_node(result, node=None, name: str = "BoneQCT hip regions"):
     """The regions as a single-slice label map on the projection's grid (1 neck, 2 trochanter,
     3 intertrochanter; the total hip is their union), named by a colour table."""
     labels = projection_volume(result)
     labels = labels.with_array(np.asarray(result.roi_labels, dtype=np.uint8)[None])
-    node = update_node_from_volume(labels, node, name=name, node_class="vtkMRMLLabelMapVolumeNode")
-    if node.GetDisplayNode() is None:
-        node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    current = display.GetColorNode()
-    reuse = current if current is not None and current.GetAttribute("BoneQCT.HipRegionColors") else None
-    display.SetAndObserveColorNodeID(_region_color_table(reuse, name=f"{node.GetName()} colors").GetID())
-    node.SetAttribute("BoneQCT.Quantity", "Hip regions (1 neck, 2 trochanter, 3 intertrochanter)")
-    return node
+    names = dict(zip(sorted(REGION_COLORS), REGIONS[:3], strict=True))
+    return labelmap_to_node(labels, names, node=node, name=name, colors=REGION_COLORS,
+                            colors_attribute="BoneQCT.HipRegionColors",
+                            quantity="Hip regions (1 neck, 2 trochanter, 3 intertrochanter)")
 
 
 def rotated_volume_to_node(result, node=None, name: str = "BoneQCT BMD in DXA position"):
