@@ -319,6 +319,20 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
 
         return make_spine_phantom()
 
+    def _phantomInScene(self):
+        """The phantom, its CT node and a calibration table with the phantom's true line."""
+        from FiniteElementLib import update_node_from_volume
+        from QCTBoneDensityLib import calibration_to_table_node
+
+        from boneqct.calibration import manual_calibration
+
+        phantom = self._phantom()
+        node = update_node_from_volume(phantom.volume, name="phantom")
+        cal = phantom.truth["calibration"]
+        table = calibration_to_table_node(manual_calibration(cal["slope_hu_per_mg_cm3"],
+                                                             cal["intercept_hu"]))
+        return phantom, node, table
+
     def test_PhantomVolumeReachesTheCore(self) -> None:
         """The logic hands the core exactly the voxels and geometry that are in the scene."""
         import numpy as np
@@ -334,17 +348,8 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
 
     def test_PhantomLevelStrength(self) -> None:
         """L3 (200 mg/cm3) of the phantom is stronger than L1 (50 mg/cm3)."""
-        from FiniteElementLib import update_node_from_volume
-        from QCTBoneDensityLib import calibration_to_table_node
-
-        from boneqct.calibration import manual_calibration
-
         self.delayDisplay("Finite elements on the digital phantom")
-        phantom = self._phantom()
-        node = update_node_from_volume(phantom.volume, name="phantom")
-        cal = phantom.truth["calibration"]
-        table = calibration_to_table_node(manual_calibration(cal["slope_hu_per_mg_cm3"],
-                                                             cal["intercept_hu"]))
+        phantom, node, table = self._phantomInScene()
         seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
         for v in phantom.truth["vertebrae"]:
             seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
@@ -360,17 +365,11 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
 
         import numpy as np
         from FiniteElementLib import update_node_from_volume
-        from QCTBoneDensityLib import calibration_to_table_node
 
-        from boneqct.calibration import manual_calibration
         from boneqct.spine.levels import label_for_level
 
         self.delayDisplay("Finite elements from a vertebra label map, and the report")
-        phantom = self._phantom()
-        node = update_node_from_volume(phantom.volume, name="phantom")
-        cal = phantom.truth["calibration"]
-        table = calibration_to_table_node(manual_calibration(cal["slope_hu_per_mg_cm3"],
-                                                             cal["intercept_hu"]))
+        phantom, node, table = self._phantomInScene()
         labels = np.zeros(phantom.labels.array_kji.shape, np.uint8)
         for v in phantom.truth["vertebrae"]:
             labels[phantom.labels.array_kji == v["label"]] = label_for_level(v["level"], "verse")
