@@ -235,7 +235,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
                                       cavity & (depth_mm <= muscle_band_mm)), strict=True):
             masks[name][n] = mask
     mineral = bone_mineral(bmd, masks["body"], masks["cortical"], spacing,
-                           MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0))
+                           MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0),
+                           slice_thickness_mm=volume_hu.metadata.get("slice_thickness_mm"))
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
                                         np.ones((1, 3, 3), bool),
