@@ -22,7 +22,8 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
 skin density; mineral masses are partial-volume-aware (``boneqct.tissue.mineral``): the
 integral is the conserved excess density over the local soft tissue around the bone, the
-cancellous part the interior trabecular density times the volume inside the half-max inner cortical surface,
+cancellous part the interior trabecular density times the volume inside the inner cortical surface
+of a blurred-shell body model fitted to each vertebral body,
 cortical the rest (mg of the calibration's material). Cortical volume is the thresholded
 cortex outside that surface (not partial-volume corrected). Areas of a slab are mean areas per slice (volume / slab thickness).
 """
@@ -299,7 +300,7 @@ def tissue_label_map(volume: Volume, result: dict) -> Volume:
     """The tissue classes of an ``analyze_tissue`` result on the CT grid (uint8, ``TISSUE_LABELS``).
 
     Each voxel takes its dominant class: fractional classes (skin, fat, muscle) at >= 0.5;
-    cortical bone where the cancellous fraction (half-max inner surface rule) is below 0.5;
+    cortical bone where the cancellous fraction (the fitted body model's core) is below 0.5;
     "other" for body voxels of no class (air inside, bone-free dense tissue). Slices outside
     the analysed range are 0. The label table is in the metadata ("label_table").
     """

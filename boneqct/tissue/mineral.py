@@ -398,11 +398,17 @@ def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacin
         spacing_mm: (i, j, k) spacing in mm (square-ish pixels assumed).
         min_cancellous_area_mm2: smallest cancellous cross-section.
         soft_tissue: voxels that may set the baseline (fat and lean soft tissue), KJI.
+        slice_thickness_mm: width of the rectangular slice profile (DICOM SliceThickness);
+            None: the slice spacing.
+        model: split cancellous from cortical by the fitted body model (rule 2); False: by the
+            half-maximum rule only.
 
     Returns:
         ``{"integral", "cancellous", "cortical"}`` voxel maps of mineral density x fraction
         (mg/cm3; sum x voxel volume = mass), ``"cancellous_fraction"`` (0-1) and
-        ``"trabecular_bmd"`` (one value per cancellous component), and ``"bone"`` (the
+        ``"trabecular_bmd"`` (one value per cancellous component), ``"inner_surfaces"`` (per
+        body the fitted model's parameters in mm and mg/cm3 - window coordinates - or the
+        half-max rule's surface offsets), and ``"bone"`` (the
         filled bone) and ``"region"`` (the integration region).
     """
     pixel_mm = np.array([spacing_mm[1], spacing_mm[0]], float)
