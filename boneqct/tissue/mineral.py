@@ -309,6 +309,10 @@ def _fit_body_walls(bmd, base, component, box, sampling, rho_t, sigma_mm=None):
     model = _InPlaneModel(image.shape, sampling[1:])
     params, ok = _fit_walls(image.astype(float), ground.astype(float), rho_t, model, start,
                             sigma_mm)
+    # plausible: a shell denser than the interior, a core of about the interior found
+    core = np.pi * (params["a"] - params["wall"]) * (params["b"] - params["wall"])
+    found = foot.sum() * sampling[1] * sampling[2]
+    ok = ok and params["rho_c"] > rho_t + 100.0 and 0.7 < core / found < 1.5
     return {"params": params, "ok": ok, "window": window, "model": model,
             "k_first": int(ks[0] + box[0].start), "k_last": int(ks[-1] + box[0].start),
             "k_central": (int(k_abs[0]), int(k_abs[-1]))}
@@ -462,14 +466,27 @@ def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacin
     sigma = float(np.median(resolved)) if resolved else None
     surfaces = []
     z_mm = np.arange(bmd.shape[0]) * sampling[0]
+    results, extents = [], []
     for index, box, density, fit in bodies:
         if fit is not None and sigma is not None and fit["params"]["wall"] < PSF_RESOLVING_SHELL_MM:
             fit = _fit_body_walls(bmd, base, labels[box] == index, box, sampling, density, sigma)
         if fit is not None and fit["ok"]:
             part, ends = _fit_body_ends(bmd, base, fit, density, z_mm, thickness)
-            grown = fit["window"]
-            found = {**{k: float(v) for k, v in fit["params"].items()}, **ends}
+            results.append((index, box, density, fit["window"], part,
+                            {**{k: float(v) for k, v in fit["params"].items()}, **ends}))
+            extents.append((fit["window"], ends["low_mm"], ends["high_mm"]))
         else:
+            results.append((index, box, density, None, None, None))
+    for index, box, density, grown, part, found in results:
+        if grown is None:
+            # a fragment of a modelled body (a slice of its end plate enclosed by its wall,
+            # taken for an interior) is that body's: its cancellous bone is the model's
+            k_mid = 0.5 * (box[0].start + box[0].stop - 1) * sampling[0]
+            j_mid, i_mid = (0.5 * (b.start + b.stop) for b in box[1:])
+            if any(w[1].start <= j_mid < w[1].stop and w[2].start <= i_mid < w[2].stop
+                   and low - thickness <= k_mid <= high + thickness for w, low, high in extents):
+                surfaces.append({"part_of_modelled_body": 1.0})
+                continue
             grown = _grow_box(box, bmd.shape, sampling, PROFILE_REACH_MM)
             part, found = _inner_fraction(bmd[grown], labels[grown] == index, sampling, density)
         surfaces.append(found)
