@@ -147,6 +147,17 @@ def test_rescale_slope_and_intercept_are_applied(series_dir):
     np.testing.assert_allclose(loaded.array_kji, volume.array_kji * 0.5 - 10.0, atol=1e-3)
 
 
+def test_hu_beyond_int16_come_back_as_float(series_dir):
+    volume, folder = series_dir
+    for path in _files(folder):
+        ds = pydicom.dcmread(path)
+        ds.RescaleIntercept = float(ds.RescaleIntercept) + 40000.0
+        ds.save_as(path)
+    loaded = load_ct(folder)
+    assert loaded.array_kji.dtype == np.float32
+    np.testing.assert_array_equal(loaded.array_kji, volume.array_kji.astype(np.float64) + 40000.0)
+
+
 def test_folder_with_two_series_takes_largest_axial_ct_and_says_so(tmp_path):
     big = _asymmetric_volume((6, 7, 9), oblique=False)
     small = _asymmetric_volume((3, 7, 9), oblique=False)

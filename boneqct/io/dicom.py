@@ -408,21 +408,28 @@ def _resample_orthogonal(array_kji, ijk_to_lps, normal_lps):
 
 
 def _stack_hu(datasets) -> np.ndarray:
-    """Stack the slices' pixels (in the given order) and apply RescaleSlope/Intercept -> HU."""
+    """Stack the slices' pixels (in the given order) and apply RescaleSlope/Intercept -> HU.
+
+    Integer HU (slope 1, integer intercepts) that fit int16 stay int16, checked slice by slice
+    while the slice is in cache; anything else is float32.
+    """
     slopes = np.array([float(ds.get("RescaleSlope", 1.0)) for ds in datasets])
     intercepts = np.array([float(ds.get("RescaleIntercept", 0.0)) for ds in datasets])
-    integer_hu = np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts))
     rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
-    out = np.empty((len(datasets), rows, columns), np.int32 if integer_hu else np.float32)
-    for k, ds in enumerate(datasets):
-        stored = _stored_pixels(ds, rows, columns)
-        if integer_hu:
-            np.add(stored, int(intercepts[k]), out=out[k], dtype=np.int32)
+    if np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts)):
+        out = np.empty((len(datasets), rows, columns), np.int16)
+        limits = np.iinfo(np.int16)
+        for k, ds in enumerate(datasets):
+            hu = np.add(_stored_pixels(ds, rows, columns), int(intercepts[k]), dtype=np.int32)
+            if hu.min() < limits.min or hu.max() > limits.max:
+                break
+            out[k] = hu
         else:
-            out[k] = stored * slopes[k] + intercepts[k]
-    if integer_hu and out.min() >= -32768 and out.max() <= 32767:
-        return out.astype(np.int16)
-    return out.astype(np.float32, copy=False)
+            return out
+    out = np.empty((len(datasets), rows, columns), np.float32)
+    for k, ds in enumerate(datasets):
+        out[k] = _stored_pixels(ds, rows, columns) * slopes[k] + intercepts[k]
+    return out
 
 
 def _stored_pixels(ds, rows: int, columns: int) -> np.ndarray:
