@@ -14,6 +14,7 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
+from BoneQCTWidgetLib import ParameterNodeWidgetMixin
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -188,30 +189,18 @@ class QCTBoneDensityParameterNode:
 #
 
 
-class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         """Load the .ui, create the logic and connect buttons (called once)."""
         ScriptedLoadableModuleWidget.setup(self)
-
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/QCTBoneDensity.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-
-        self.logic = QCTBoneDensityLogic()
-
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
+        self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic())
         self.ui.calibrateButton.connect("clicked(bool)", self.onCalibrateButton)
         self.ui.convertButton.connect("clicked(bool)", self.onConvertButton)
         self.ui.spineApplyButton.connect("clicked(bool)", self.onSpineApplyButton)
@@ -221,49 +210,6 @@ class QCTBoneDensityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.qaApplyButton.connect("clicked(bool)", self.onQAApplyButton)
 
         self.initializeParameterNode()
-
-    def cleanup(self) -> None:
-        """Called when the application closes and the module widget is destroyed."""
-        self.removeObservers()
-
-    def enter(self) -> None:
-        """Called each time the user opens this module."""
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        """Called each time the user opens another module: stop updating the GUI."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        """The parameter node is about to be removed with the scene."""
-        self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        """Recreate the parameter node if the module is shown while the scene is closed."""
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        """Make sure the parameter node exists, is observed, and has an input volume if possible."""
-        self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        """Bind the GUI to ``inputParameterNode`` (a QCTBoneDensityParameterNode or None)."""
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
-            self._updateState()
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable the widgets that can act on the current selection and show the calibration."""

@@ -16,6 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("QCTBoneDensity", "HipCTXA", "FiniteElement")
+#: The parameter-node lifecycle shared by the three module widgets.
+WIDGET_LIFECYCLE = REPO / "QCTBoneDensity" / "BoneQCTWidgetLib" / "__init__.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -133,8 +135,25 @@ def test_module_follows_the_scripted_module_template(module):
     assert "ScriptedLoadableModuleTest" in bases.get(f"{module}Test", set())
     assert f"{module}ParameterNode" in parameter_wrapper_fields(tree)
     source = module_script(module).read_text()
-    assert f'resourcePath("UI/{module}.ui")' in source
+    # the widget loads its own .ui through the shared lifecycle mixin, which resolves it in
+    # the module's Resources/UI folder
+    assert f'self.loadModuleUI("{module}.ui", {module}Logic())' in source
+    assert "ParameterNodeWidgetMixin" in bases.get(f"{module}Widget", set())
+    assert 'self.resourcePath(f"UI/{uiFileName}")' in WIDGET_LIFECYCLE.read_text()
     assert "from __main__ import" not in source
+
+
+def test_shared_widget_lifecycle_loads_nothing_heavy_and_defines_the_template_methods():
+    tree = parse_python(WIDGET_LIFECYCLE)
+    imported = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in tree.body
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"slicer", "vtk"}  # module files import it at load time
+    mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    methods = {n.name for n in mixin.body if isinstance(n, ast.FunctionDef)}
+    assert {"loadModuleUI", "cleanup", "enter", "exit", "onSceneStartClose", "onSceneEndClose",
+            "initializeParameterNode", "setParameterNode"} <= methods
 
 
 @pytest.mark.parametrize("module", MODULES)
