@@ -293,27 +293,16 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 
     def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None):
         """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table."""
-        if inputVolume is None:
-            raise ValueError("Select the CT volume that shows the calibration phantom.")
-        from HipCTXALib import calibration_to_table_node, volume_from_node
+        from QCTBoneDensityLib import phantom_calibration_to_table_node
 
-        from boneqct.calibration import calibrate_with_phantom
-
-        calibration = calibrate_with_phantom(volume_from_node(inputVolume), phantomName)
-        for warning in calibration.warnings:
-            logging.warning(f"BoneQCT calibration: {warning}")
-        return calibration_to_table_node(calibration, tableNode,
-                                         name=f"{inputVolume.GetName()} calibration ({phantomName})")
+        return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode)
 
     def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str,
                           tableNode=None):
         """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from HipCTXALib import calibration_to_table_node
+        from QCTBoneDensityLib import manual_calibration_to_table_node
 
-        from boneqct.calibration import manual_calibration
-
-        calibration = manual_calibration(slopeHuPerMgCm3, interceptHu, material)
-        return calibration_to_table_node(calibration, tableNode, name=f"Manual calibration ({material})")
+        return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
 
     def hasCalibration(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a BoneQCT calibration."""

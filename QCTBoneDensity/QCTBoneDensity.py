@@ -455,26 +455,15 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
 
         ``sliceRange`` is an optional (first, last) k-index range holding the phantom.
         """
-        if inputVolume is None:
-            raise ValueError("Select the CT volume that shows the calibration phantom.")
-        from QCTBoneDensityLib import calibration_to_table_node, volume_from_node
+        from QCTBoneDensityLib import phantom_calibration_to_table_node
 
-        from boneqct.calibration import calibrate_with_phantom
-
-        calibration = calibrate_with_phantom(volume_from_node(inputVolume), phantomName, slice_range=sliceRange)
-        for warning in calibration.warnings:
-            logging.warning(f"BoneQCT calibration: {warning}")
-        name = f"{inputVolume.GetName()} calibration ({phantomName})"
-        return calibration_to_table_node(calibration, tableNode, name=name)
+        return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode, sliceRange)
 
     def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str, tableNode=None):
         """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from QCTBoneDensityLib import calibration_to_table_node
+        from QCTBoneDensityLib import manual_calibration_to_table_node
 
-        from boneqct.calibration import manual_calibration
-
-        calibration = manual_calibration(slopeHuPerMgCm3, interceptHu, material)
-        return calibration_to_table_node(calibration, tableNode, name=f"Manual calibration ({material})")
+        return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
 
     def calibrateInternally(self, inputVolume, pointsNode=None, tableNode=None):
         """Phantomless calibration from the patient's air, fat and muscle; returns the table.

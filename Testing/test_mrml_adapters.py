@@ -206,6 +206,28 @@ def test_calibration_table_rows_from_phantom_fit(scene):
         assert values.GetValue(row, 5).ToDouble() == pytest.approx(rod["residual_hu"])
 
 
+def test_phantom_and_manual_calibration_from_nodes(scene):
+    from QCTBoneDensityLib import (
+        manual_calibration_to_table_node,
+        phantom_calibration_to_table_node,
+    )
+
+    from boneqct.calibration import calibrate_with_phantom
+
+    volume = _spine_phantom_volume()
+    node = update_node_from_volume(volume, name="ct")
+    table = phantom_calibration_to_table_node(node, "mindways-model3")
+    expected = calibrate_with_phantom(volume, "mindways-model3")
+    fitted = calibration_from_table_node(table)
+    assert fitted.slope_hu_per_mg_cm3 == expected.slope_hu_per_mg_cm3
+    assert fitted.intercept_hu == expected.intercept_hu
+    assert table.GetName() == "ct calibration (mindways-model3)"
+    manual = calibration_from_table_node(manual_calibration_to_table_node(1.5, -10.0, "HA"))
+    assert (manual.slope_hu_per_mg_cm3, manual.intercept_hu, manual.material) == (1.5, -10.0, "HA")
+    with pytest.raises(ValueError, match="Select the CT volume"):
+        phantom_calibration_to_table_node(None, "mindways-model3")
+
+
 def test_calibration_from_table_without_calibration_explains(scene):
     table = scene.AddNewNodeByClass("vtkMRMLTableNode")
     with pytest.raises(ValueError, match="Calibrate"):

@@ -29,6 +29,8 @@ from QCTBoneDensityLib.tables import (  # noqa: F401
     calibration_summary_text,
     calibration_to_table_node,
     has_calibration,
+    manual_calibration_to_table_node,
+    phantom_calibration_to_table_node,
 )
 from QCTBoneDensityLib.tissue import (  # noqa: F401
     export_tissue_report,

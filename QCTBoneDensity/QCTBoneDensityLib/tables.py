@@ -11,6 +11,7 @@ rebuilt exactly from it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -110,6 +111,36 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
                             json.dumps(calibration.to_dict(), default=json_default))
     table_node.EndModify(was_modifying)
     return table_node
+
+
+def phantom_calibration_to_table_node(volume_node, phantom_name: str, table_node=None,
+                                      slice_range=None):
+    """Fit the phantom seen in ``volume_node`` and record it in a (new or given) table node.
+
+    ``slice_range`` is an optional (first, last) k-index range holding the phantom; QC warnings
+    go to the log (they carry no patient identity) and into the table's attributes.
+    """
+    if volume_node is None:
+        raise ValueError("Select the CT volume that shows the calibration phantom.")
+    from boneqct.calibration import calibrate_with_phantom
+    from QCTBoneDensityLib.volumes import volume_from_node
+
+    calibration = calibrate_with_phantom(volume_from_node(volume_node), phantom_name,
+                                         slice_range=slice_range)
+    for warning in calibration.warnings:
+        logging.warning(f"BoneQCT calibration: {warning}")
+    return calibration_to_table_node(calibration, table_node,
+                                     name=f"{volume_node.GetName()} calibration ({phantom_name})")
+
+
+def manual_calibration_to_table_node(slope_hu_per_mg_cm3: float, intercept_hu: float,
+                                     material: str, table_node=None):
+    """Record a known calibration (HU = slope x density + intercept) in a table node."""
+    from boneqct.calibration import manual_calibration
+
+    calibration = manual_calibration(slope_hu_per_mg_cm3, intercept_hu, material)
+    return calibration_to_table_node(calibration, table_node,
+                                     name=f"Manual calibration ({material})")
 
 
 def has_calibration(table_node) -> bool:
