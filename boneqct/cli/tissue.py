@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
@@ -52,5 +53,7 @@ def _cmd_tissue(args) -> int:
         print(f"{tissue}: {f['mass_g']:.1f} g, {f['area_cm2']:.1f} cm2, {f['volume_cm3']:.1f} cm3")
     if result["skeletal_muscle_l3"]:
         print(f"skeletal muscle area at L3: {result['skeletal_muscle_l3']['area_cm2']:.1f} cm2")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {paths['report']}")
     return 0

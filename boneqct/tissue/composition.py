@@ -39,8 +39,10 @@ from boneqct.tissue.mineral import bone_mineral
 from boneqct.tissue.segmentation import (
     body_outline,
     bone_envelope,
+    open_cortex_cancellous,
     layer_fractions,
     outline_depth,
+    skeletal_muscle,
     visceral_cavity,
 )
 from boneqct.volume import Volume
@@ -65,6 +67,16 @@ MUSCLE_BAND_MM = 15.0
 WALL_GAP_CLOSING_MM = 5.0
 MIN_CANCELLOUS_AREA_MM2 = 400.0
 SPINE_MARGIN_MM = 10.0
+#: Smoothed density (mg/cm3) above which a pixel inside a vertebra whose cortex does not close
+#: counts as cancellous bone: above lean soft tissue (about 40-60 mg/cm3 K2HPO4-equivalent)
+#: and contrast-enhanced liver (about 70 on the project's real slices). Not verified on
+#: severely osteoporotic bone (trabecular density below it: no cancellous bone is found and
+#: a warning says so).
+TRABECULAR_MIN_MG_CM3 = 100.0
+#: Plausibility (warnings, not verified): soft tissue outside the body outline above this
+#: share of that inside it; trabecular density outside this range (mg/cm3).
+OUTSIDE_SOFT_TISSUE_SHARE = 0.10
+TRABECULAR_PLAUSIBLE_MG_CM3 = (0.0, 400.0)
 #: In-plane Gaussian SD (pixels) of the smoothing before classification.
 SMOOTHING_SD_PX = 1.0
 TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral")
@@ -167,6 +179,18 @@ def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float | None:
     return float((values * weight).sum(dtype=np.float64) / total) if total > 0 else None
 
 
+def _outline_warnings(smooth_hu: np.ndarray, body: np.ndarray, k: int) -> list[str]:
+    """A warning if much soft tissue (fat to lean, in-plane smoothed HU) lies outside the body
+    outline: arms or objects left out, or an outline cut short."""
+    soft = (smooth_hu > AIR_THRESHOLD_HU) & (smooth_hu <= LEAN_UPPER_HU)
+    outside, inside = int((soft & ~body).sum()), int((soft & body).sum())
+    if outside > OUTSIDE_SOFT_TISSUE_SHARE * max(inside, 1):
+        return [f"Slice {k}: {outside / max(inside, 1):.0%} as much soft tissue outside the body "
+                "outline as inside (arms, a second body part, or an outline cut short); check "
+                "the tissue label map."]
+    return []
+
+
 def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | None = None,
                    spine_mask_kji: np.ndarray | None = None,
                    l3_point_ras_mm=None, muscle_mask_kji: np.ndarray | None = None,
@@ -191,7 +215,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         A JSON-serialisable dict: "reference" (densities, fitted tissue HU, thresholds),
         "extent", "regions" {"image", "spine"} with fat/muscle/skin/cortical_mineral/
         cancellous_mineral {mass_g, area_cm2, volume_cm3}, densities and ratios,
-        "fat_compartments" and "skeletal_muscle_l3".
+        "fat_compartments", "skeletal_muscle_l3" and "warnings" (implausible outline,
+        no or implausible cancellous bone).
 
     Raises:
         TissueError: no calibration, non-axial slices, or an empty slice range.
@@ -215,29 +240,40 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
     hu = volume_hu.array_kji[k0:k1].astype(np.float32)
     bmd = calibration.hu_to_bmd(hu, k_index=np.arange(k0, k1) if calibration.per_slice else None)
     smooth = ndimage.gaussian_filter(hu, (0.0, SMOOTHING_SD_PX, SMOOTHING_SD_PX))
-    names = ("body", "skin", "fat", "muscle", "cortical", "cancellous", "cavity", "band")
+    smooth_bmd = calibration.hu_to_bmd(smooth, k_index=np.arange(k0, k1)
+                                       if calibration.per_slice else None)
+    names = ("body", "skin", "fat", "muscle", "cortical", "cancellous", "cavity", "skeletal_muscle")
     masks = {name: np.zeros(hu.shape, np.float32 if name in ("skin", "fat", "muscle") else bool)
              for name in names}
     threshold_hu = reference["fat_muscle_threshold_hu"]
+    open_cortex = np.zeros(hu.shape, bool)
+    warnings = []
     for n in range(k1 - k0):
         s = smooth[n]
         body = body_outline(hu[n], pixel_mm, posterior_axis, posterior_sign, AIR_THRESHOLD_HU)
+        warnings += _outline_warnings(s, body, k0 + n)
         depth = outline_depth(hu[n], body, pixel_mm, AIR_THRESHOLD_HU, skin_thickness_mm + 2.0)
         skin, below = layer_fractions(depth, pixel_mm, skin_thickness_mm)
         cortical = body & (bmd[n] >= cortical_threshold_mg_cm3)
         cancellous = bone_envelope(cortical, pixel_mm, MIN_CANCELLOUS_AREA_MM2) & body
+        if not cancellous.any():
+            cancellous = open_cortex_cancellous(cortical, smooth_bmd[n], pixel_mm,
+                                                MIN_CANCELLOUS_AREA_MM2, TRABECULAR_MIN_MG_CM3)
+            open_cortex[n] = cancellous
         inner = np.where(body & ~cortical & ~cancellous, below, 0.0)
         fat = inner * ((s > AIR_THRESHOLD_HU) & (s < threshold_hu))
         muscle = inner * ((s >= threshold_hu) & (s <= LEAN_UPPER_HU))
-        cavity = visceral_cavity((muscle > 0) | cortical | cancellous, pixel_mm,
-                                 WALL_GAP_CLOSING_MM) & (skin == 0)
-        depth_mm = ndimage.distance_transform_edt(cavity, sampling=pixel_mm)
+        bone = cortical | cancellous
+        cavity = visceral_cavity((muscle > 0) | bone | (s > LEAN_UPPER_HU), body & (skin == 0),
+                                 pixel_mm)
+        muscle_mask = skeletal_muscle((muscle > 0) & ~bone, cavity, bone, pixel_mm, muscle_band_mm)
         for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
-                                      cavity & (depth_mm <= muscle_band_mm)), strict=True):
+                                      muscle_mask), strict=True):
             masks[name][n] = mask
     mineral = bone_mineral(bmd, masks["body"], masks["cortical"], spacing,
                            MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0),
-                           slice_thickness_mm=volume_hu.metadata.get("slice_thickness_mm"))
+                           slice_thickness_mm=volume_hu.metadata.get("slice_thickness_mm"),
+                           open_cortex_cancellous=open_cortex)
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
                                         np.ones((1, 3, 3), bool),
@@ -274,7 +310,7 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         if not k0 <= k < k1:
             raise TissueError("The L3 point lies outside the analysed slices; widen the slice "
                               "range or move the point into L3.")
-        region = masks["band"][k - k0] if muscle_mask_kji is None else np.asarray(muscle_mask_kji, bool)[k]
+        region = masks["skeletal_muscle"][k - k0] if muscle_mask_kji is None else np.asarray(muscle_mask_kji, bool)[k]
         s = smooth[k - k0]
         window = (region & (s >= MUSCLE_WINDOW_HU[0]) & (s <= MUSCLE_WINDOW_HU[1])
                   ) * (1.0 - masks["skin"][k - k0])
@@ -284,6 +320,15 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
             else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall"}
+    trabecular = mineral["trabecular_bmd"]
+    if masks["cortical"].any() and not trabecular:
+        warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
+                        f"denser than {TRABECULAR_MIN_MG_CM3:g} mg/cm3 lies in its hull "
+                        "(disc level, very low density, or no vertebra); cancellous mineral is 0.")
+    low, high = TRABECULAR_PLAUSIBLE_MG_CM3
+    warnings += [f"Implausible trabecular density {v:.0f} mg/cm3 (outside {low:g}-{high:g}); "
+                 "check the calibration." for v in trabecular if not low <= v <= high]
+    result["warnings"] = warnings
     masks["cancellous_fraction"] = mineral["cancellous_fraction"]
     result["reference"]["trabecular_bmd_mg_cm3"] = mineral["trabecular_bmd"]
     result["masks_kji"] = masks  # removed by to_json; kept for label maps and the figure

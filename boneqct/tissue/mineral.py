@@ -397,7 +397,8 @@ def _baseline(bmd: np.ndarray, soft: np.ndarray, sd_px: np.ndarray) -> np.ndarra
 
 def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacing_mm,
                  min_cancellous_area_mm2: float, soft_tissue: np.ndarray,
-                 slice_thickness_mm: float | None = None, model: bool = True) -> dict:
+                 slice_thickness_mm: float | None = None, model: bool = True,
+                 open_cortex_cancellous: np.ndarray | None = None) -> dict:
     """Voxel maps of the partial-volume-aware mineral (module docstring, rules 1-3).
 
     Args:
@@ -411,6 +412,8 @@ def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacin
             None: the slice spacing.
         model: split cancellous from cortical by the fitted body model (rule 2); False: by the
             half-maximum rule only.
+        open_cortex_cancellous: cancellous bone the caller found where the cortex does not
+            close (``segmentation.open_cortex_cancellous``), KJI; added to the enclosed holes.
 
     Returns:
         ``{"integral", "cancellous", "cortical"}`` voxel maps of mineral density x fraction
@@ -428,6 +431,8 @@ def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacin
     shell &= body
     filled &= body
     holes &= body
+    if open_cortex_cancellous is not None:
+        holes |= open_cortex_cancellous & body
     grow = _disk(INTEGRATION_MARGIN_MM / pixel_mm)
     # the slice next to a bone's end may hold a thin share of an end plate or process (below
     # the seed level after the slice profile averages it with the disc): integrate it too

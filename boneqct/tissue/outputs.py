@@ -74,6 +74,8 @@ def write_tissue_outputs(out_dir: str | Path, result: dict, metadata: dict,
     if sma is not None:
         notes += (f" Skeletal muscle area at L3 (slice {sma['k']}, {sma['window_hu'][0]:g} to "
                   f"{sma['window_hu'][1]:g} HU, {sma['mask']}): {sma['area_cm2']:.1f} cm2.")
+    for warning in result.get("warnings", []):
+        notes += f" Warning: {warning}"
     paths["report"] = write_report(out_dir / "tissue_report.pdf", "Tissue analysis", [
         exam_table(metadata, anonymize), Spacer(1, 4), table(reference_rows, [55, 125]),
         Spacer(1, 4), table(tissue_table, [20, 40, 30, 30, 30]), Spacer(1, 4),

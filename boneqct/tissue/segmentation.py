@@ -13,6 +13,24 @@ from scipy import ndimage
 #: A posterior jump of this much in the outline's width marks where a calibration phantom or
 #: the table, wider than the back it supports, begins (mm).
 SUPPORT_WIDTH_JUMP_MM = 20.0
+#: Radius (mm) of the opening that detaches objects thinner than twice it from the body
+#: (clothing, blankets, a table top, the walls of a cushion); not verified beyond the
+#: project's real slices, where the table top is about 2 mm thick.
+THIN_OBJECT_MM = 2.0
+#: Gap (mm) between thresholded cortical fragments that still belong to one bone (a thin
+#: vertebral shell breaks up above the cortical threshold); not verified.
+FRAGMENT_GAP_MM = 8.0
+#: Skeletal muscle (``skeletal_muscle``): a disk of this radius (mm) fits in the liver and
+#: spleen but not in the psoas or the back muscles; lean tissue within this distance (mm) of
+#: bone is anchored to the skeleton; enclosed fat up to this area (mm2) is intramuscular.
+#: Not verified beyond the project's real slices (T12-L2 of one adult).
+ORGAN_RADIUS_MM = 25.0
+#: Angular bin (deg) of the wall's outer radius and the median window (deg) that bridges gaps
+#: in the wall (``visceral_cavity``); not verified beyond the project's real slices.
+WALL_BIN_DEG = 0.5
+WALL_GAP_DEG = 10.0
+BONE_CONTACT_MM = 5.0
+INTRAMUSCULAR_FAT_MM2 = 200.0
 
 
 def _disk(radius_px: np.ndarray) -> np.ndarray:
@@ -22,10 +40,44 @@ def _disk(radius_px: np.ndarray) -> np.ndarray:
     return (j / rj) ** 2 + (i / ri) ** 2 <= 1.0
 
 
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected component of a 2D mask (empty if none)."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask.copy()
+    return labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+
+
+def _support_cut(filled: np.ndarray, pixel_mm: np.ndarray, posterior_axis: int,
+                 posterior_sign: int) -> np.ndarray | None:
+    """Pixels posterior to where a support wider than the back (calibration phantom, table)
+    begins, or None: scanning the filled outline's width from anterior to posterior, it widens,
+    narrows to the back, and a jump of ``SUPPORT_WIDTH_JUMP_MM`` past the narrowest back marks
+    the support. The width is that of the hole-filled body, so lungs and gas inside the body
+    do not read as narrowings."""
+    across_axis = 1 - posterior_axis
+    widths_mm = filled.sum(axis=across_axis) * pixel_mm[across_axis]
+    order = np.arange(len(widths_mm))[::posterior_sign]
+    order = order[widths_mm[order] > 0]
+    widest_mm, narrowest_mm = 0.0, np.inf
+    for position in order:
+        width = widths_mm[position]
+        widest_mm = max(widest_mm, width)
+        if width < widest_mm - SUPPORT_WIDTH_JUMP_MM:     # past the widest part of the body
+            narrowest_mm = min(narrowest_mm, width)
+        if width > narrowest_mm + SUPPORT_WIDTH_JUMP_MM:  # a wider support begins
+            beyond = (np.arange(filled.shape[posterior_axis]) - position) * posterior_sign >= 0
+            return beyond[:, None] if posterior_axis == 0 else beyond[None, :]
+    return None
+
+
 def body_outline(slice_hu: np.ndarray, pixel_mm: np.ndarray, posterior_axis: int,
                  posterior_sign: int, air_threshold_hu: float) -> np.ndarray:
-    """The patient's body in one slice: above ``air_threshold_hu``, cut where a wider support
-    (calibration phantom, table) begins posterior to the back, largest component, holes filled.
+    """The patient's torso in one slice: above ``air_threshold_hu``, thin objects (clothing,
+    blankets, a table top, cushion covers) detached by an opening of ``THIN_OBJECT_MM``, cut
+    where a wider support (calibration phantom, table) begins posterior to the back, largest
+    component (arms and objects apart from the torso are left out), holes (lungs, bowel gas)
+    filled; the edge the opening rounded is restored from the thresholded image.
 
     Args:
         slice_hu: 2D HU (j, i).
@@ -35,41 +87,74 @@ def body_outline(slice_hu: np.ndarray, pixel_mm: np.ndarray, posterior_axis: int
         air_threshold_hu: air / tissue threshold (HU).
     """
     mask = slice_hu > air_threshold_hu
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    across_axis = 1 - posterior_axis
-    widths_mm = largest.sum(axis=across_axis) * pixel_mm[across_axis]
-    order = np.arange(len(widths_mm))[::posterior_sign]
-    order = order[widths_mm[order] > 0]
-    widest_mm, narrowest_mm, cut = 0.0, np.inf, None
-    for position in order:  # anterior to posterior: the outline widens, narrows to the back
-        width = widths_mm[position]
-        widest_mm = max(widest_mm, width)
-        if width < widest_mm - SUPPORT_WIDTH_JUMP_MM:     # past the widest part of the body
-            narrowest_mm = min(narrowest_mm, width)
-        if width > narrowest_mm + SUPPORT_WIDTH_JUMP_MM:  # a wider support begins
-            cut = position
-            break
-    if cut is not None:
-        index = np.arange(mask.shape[posterior_axis])
-        beyond = (index - cut) * posterior_sign >= 0
-        mask &= ~(beyond[:, None] if posterior_axis == 0 else beyond[None, :])
-        labels, n = ndimage.label(mask)
-        largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    return ndimage.binary_fill_holes(largest)
+    disk = _disk(THIN_OBJECT_MM / pixel_mm)
+    filled = ndimage.binary_fill_holes(_largest_component(ndimage.binary_opening(mask, disk)))
+    if not filled.any():
+        return filled
+    beyond = _support_cut(filled, pixel_mm, posterior_axis, posterior_sign)
+    if beyond is not None:
+        mask &= ~beyond
+        filled = _largest_component(filled & ~beyond)
+    restored = filled | (mask & ndimage.binary_dilation(filled, disk))
+    return ndimage.binary_fill_holes(_largest_component(restored))
 
 
-def visceral_cavity(lean_or_bone: np.ndarray, pixel_mm: np.ndarray,
-                    gap_closing_mm: float) -> np.ndarray:
-    """The region enclosed by the muscle wall: holes of the (closed) lean-or-bone mask.
+def visceral_cavity(wall: np.ndarray, body: np.ndarray, pixel_mm: np.ndarray) -> np.ndarray:
+    """The region the muscle wall encloses, the wall included, as a star-shaped region about
+    the body's centroid: along each ray (bins of ``WALL_BIN_DEG``), out to the outermost pixel
+    of ``wall`` (lean tissue or bone under the skin) once strands thinner than
+    ``THIN_OBJECT_MM`` / 2 (fascia and septa in the subcutaneous fat) are opened away;
+    that radius is median-filtered over ``WALL_GAP_DEG`` so that gaps in a thin wall, and
+    nodes in the fat outside it, narrower than half that angle do not move it.
 
-    Subcutaneous fat lies outside the wall and reaches the skin, so it is no hole; visceral fat
-    is enclosed by the wall. A closing of ``gap_closing_mm`` bridges small gaps in the wall.
+    Subcutaneous fat lies outside the wall and reaches the skin; visceral fat is enclosed.
     """
-    closed = ndimage.binary_closing(lean_or_bone, _disk(gap_closing_mm / pixel_mm))
-    return ndimage.binary_fill_holes(closed)
+    opened = ndimage.binary_opening(wall, _disk(THIN_OBJECT_MM / 2.0 / pixel_mm)) & body
+    if not opened.any():
+        return opened
+    centre = np.argwhere(body).mean(axis=0)
+    jj, ii = np.indices(body.shape)
+    dj, di = (jj - centre[0]) * pixel_mm[0], (ii - centre[1]) * pixel_mm[1]
+    radius_mm = np.hypot(dj, di)
+    n_bins = int(round(360.0 / WALL_BIN_DEG))
+    bins = ((np.arctan2(dj, di) + np.pi) / (2 * np.pi) * n_bins).astype(int) % n_bins
+    outer_mm = np.full(n_bins, -np.inf)
+    np.maximum.at(outer_mm, bins[opened], radius_mm[opened])
+    found = np.isfinite(outer_mm)
+    angles = np.arange(n_bins)
+    outer_mm = np.interp(angles, angles[found], outer_mm[found], period=n_bins)
+    window = int(round(WALL_GAP_DEG / WALL_BIN_DEG)) | 1
+    outer_mm = ndimage.median_filter(outer_mm, size=window, mode="wrap")
+    return body & (radius_mm <= outer_mm[bins])
+
+
+def skeletal_muscle(lean: np.ndarray, cavity: np.ndarray, bone: np.ndarray,
+                    pixel_mm: np.ndarray, band_mm: float) -> np.ndarray:
+    """Skeletal muscle of one slice: the lean tissue of the ``cavity`` (``visceral_cavity``)
+    within ``band_mm`` of its edge (the abdominal wall), and the lean structures thinner than
+    ``ORGAN_RADIUS_MM`` (psoas, back muscles, crura; a disk of that radius fits in the liver
+    or spleen but not in them) joined to that band or within ``BONE_CONTACT_MM`` of bone;
+    holes up to ``INTRAMUSCULAR_FAT_MM2`` (fat within and between muscles) filled.
+
+    Known limits: where an organ lies against the wall, the band takes a strip of it; thin
+    lean organs (bowel loops, vessels) touching the band or the spine are counted.
+    """
+    depth_mm = ndimage.distance_transform_edt(cavity, sampling=pixel_mm)
+    band = lean & cavity & (depth_mm <= band_mm)
+    centres = ndimage.distance_transform_edt(lean, sampling=pixel_mm) >= ORGAN_RADIUS_MM
+    thick = ndimage.distance_transform_edt(~centres, sampling=pixel_mm) <= ORGAN_RADIUS_MM
+    near_bone = ndimage.distance_transform_edt(~bone, sampling=pixel_mm) <= BONE_CONTACT_MM
+    candidate = band | (lean & cavity & ~thick)
+    labels, n = ndimage.label(candidate)
+    anchored = np.zeros(n + 1, bool)
+    anchored[np.unique(labels[band | (candidate & near_bone)])] = True
+    anchored[0] = False
+    muscle = anchored[labels]
+    holes, n = ndimage.label(ndimage.binary_fill_holes(muscle) & ~muscle & ~bone)
+    area_mm2 = np.bincount(holes.ravel(), minlength=n + 1) * float(np.prod(pixel_mm))
+    small = area_mm2 <= INTRAMUSCULAR_FAT_MM2
+    small[0] = False
+    return muscle | small[holes]
 
 
 def bone_envelope(cortical: np.ndarray, pixel_mm: np.ndarray,
@@ -83,6 +168,41 @@ def bone_envelope(cortical: np.ndarray, pixel_mm: np.ndarray,
     area_mm2 = np.bincount(labels.ravel())[1:] * float(np.prod(pixel_mm))
     keep = np.concatenate([[False], area_mm2 >= min_cancellous_area_mm2])
     return keep[labels]
+
+
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose centres lie in the convex hull of a 2D mask's pixel centres."""
+    from scipy.spatial import ConvexHull, Delaunay, QhullError
+
+    points = np.argwhere(mask)
+    try:
+        hull = Delaunay(points[ConvexHull(points).vertices])
+    except QhullError:  # collinear pixels: the mask is its own hull
+        return mask.copy()
+    (j0, i0), (j1, i1) = points.min(axis=0), points.max(axis=0) + 1
+    jj, ii = np.mgrid[j0:j1, i0:i1]
+    out = np.zeros_like(mask)
+    out[j0:j1, i0:i1] = (hull.find_simplex(np.column_stack([jj.ravel(), ii.ravel()])) >= 0
+                         ).reshape(jj.shape)
+    return out
+
+
+def open_cortex_cancellous(cortical: np.ndarray, smooth_bmd: np.ndarray, pixel_mm: np.ndarray,
+                           min_cancellous_area_mm2: float, trabecular_min_mg_cm3: float
+                           ) -> np.ndarray:
+    """Cancellous bone of a vertebra whose thresholded cortex does not close (a thin,
+    osteoporotic shell on clinical CT): inside the convex hull of the slice's largest cortical
+    component (fragments closer than ``FRAGMENT_GAP_MM`` joined: the vertebra), the pixels of smoothed density >= ``trabecular_min_mg_cm3``
+    (mg/cm3; above soft tissue and the canal) that are not cortex: their largest component
+    (the body; one per axial slice), if of at least ``min_cancellous_area_mm2``. Empty
+    without cortex."""
+    merged = ndimage.binary_dilation(cortical, _disk(FRAGMENT_GAP_MM / 2.0 / pixel_mm))
+    vertebra = _largest_component(merged) & cortical
+    if vertebra.sum() < 3:
+        return np.zeros_like(cortical)
+    body = _largest_component(_convex_hull(vertebra) & ~cortical
+                              & (smooth_bmd >= trabecular_min_mg_cm3))
+    return body if body.sum() * float(np.prod(pixel_mm)) >= min_cancellous_area_mm2 else body & False
 
 
 def outline_depth(slice_hu: np.ndarray, body: np.ndarray, pixel_mm: np.ndarray,
