@@ -21,6 +21,9 @@ def register(sub) -> None:
     where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
     hip.add_argument("--label-scheme", choices=["totalsegmentator", "phantom"],
                      default="totalsegmentator", help="numbering of --labels")
+    hip.add_argument("--bone-threshold-mg-cm3", type=float,
+                     help="BMD threshold of the femur extraction (mg/cm3; default 200); "
+                          "raise it when a narrow joint space joins the femur to the pelvis")
     hip.add_argument("--pixel-mm", type=float, default=0.5, help="projection pixel (mm)")
     hip.add_argument("--reference", choices=["nhanes3", "chinese-women", "none"],
                      default="nhanes3", help="DXA reference population for T-scores")
@@ -50,8 +53,9 @@ def _cmd_hip(args) -> int:
     calibration = calibration_from_args(args, volume)
     sex = args.sex or volume.metadata.get("patient_sex")
     age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
+    threshold = {} if args.bone_threshold_mg_cm3 is None else {"bone_threshold_mg_cm3": args.bone_threshold_mg_cm3}
     result = analyze_hip(
-        volume, calibration, args.side,
+        volume, calibration, args.side, **threshold,
         seed_ras_mm=_parse_point(args.seed) if args.seed else None,
         labels=read_volume_file(args.labels) if args.labels else None,
         label_scheme=args.label_scheme, pixel_mm=args.pixel_mm,

@@ -11,11 +11,12 @@ DXA reference data (``interpret``). ``analyze_hip`` (``pipeline``) runs it all;
 
 from boneqct.hip.errors import (
     FemurNotFoundError,
+    FusedFemurError,
     HipError,
     ImplantError,
     NoCalibrationError,
     TruncatedFemurError,
 )
 
-__all__ = ["FemurNotFoundError", "HipError", "ImplantError", "NoCalibrationError",
+__all__ = ["FemurNotFoundError", "FusedFemurError", "HipError", "ImplantError", "NoCalibrationError",
            "TruncatedFemurError"]

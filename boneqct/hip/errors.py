@@ -19,5 +19,9 @@ class TruncatedFemurError(HipError):
     """The scan does not hold the whole proximal femur."""
 
 
+class FusedFemurError(HipError):
+    """The bone threshold joins the femur to the pelvis where the extraction cannot cut them."""
+
+
 class ImplantError(HipError):
     """Metal in the femur: that side is refused."""

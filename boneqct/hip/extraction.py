@@ -126,7 +126,8 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _pick_femur(labels: np.ndarray, n: int, volume: Volume, seed_ras_mm) -> int:
-    """Label of the femur component: the seed's, or the large one reaching lowest in z."""
+    """Label of the femur component: the seed's, or the large one reaching lowest in z (of
+    those reaching as low, the one whose top is lowest)."""
     voxel_cm3 = float(np.prod(volume.spacing_mm)) / 1000.0
     if seed_ras_mm is not None:
         i, j, k = np.rint(volume.ras_to_ijk_points(seed_ras_mm)[0]).astype(int)
@@ -150,12 +151,16 @@ def _pick_femur(labels: np.ndarray, n: int, volume: Volume, seed_ras_mm) -> int:
             "femur lies there. Check the side and that the scan covers the hip, or give a seed "
             "point in the femoral head.")
     slices = ndimage.find_objects(labels)
-    lowest_z = []
+    bottom_z, top_z = [], []
     for label in big:
         k_range = slices[label - 1][0]
         ends = [volume.ijk_to_ras_points([[0, 0, k]])[0, 2] for k in (k_range.start, k_range.stop - 1)]
-        lowest_z.append(min(ends))
-    return int(big[int(np.argmin(lowest_z))])
+        bottom_z.append(min(ends))
+        top_z.append(max(ends))
+    # several reach the scan's lower end (the shaft cut just below the lesser trochanter, and
+    # the ischium): the femur's top is its head, below the pelvis rising out of the scan
+    lowest = np.flatnonzero(np.asarray(bottom_z) <= min(bottom_z) + float(volume.spacing_mm[2]))
+    return int(big[lowest[int(np.argmin(np.asarray(top_z)[lowest]))]])
 
 
 def _fill(mask: np.ndarray, spacing_ijk_mm: np.ndarray, closing_mm: float) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Anatomical frame of the proximal femur and the rotation to the DXA position.
 
 Head: sphere fitted (scipy least squares, robust loss) to the periosteal surface around the
-largest inscribed sphere of the upper femur. Shaft: line through the centroids of axial
-cross-sections of the femur well below the lesser trochanter. Neck: from the head centre
+largest inscribed sphere of the femur. Shaft: line through the centroids of axial
+cross-sections of the femur well below the lesser trochanter (on a scan that ends above that
+range, a shorter segment below the total hip's distal border, or a refusal naming the shaft
+present and needed). Neck: from the head centre
 through the centroid of the femur in a spherical shell just beyond the head.
 
 DXA position (what a technologist does with internal rotation of the leg): the shaft is
@@ -17,13 +19,25 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, optimize
 
-from boneqct.hip.errors import TruncatedFemurError
+from boneqct.hip.errors import FusedFemurError, TruncatedFemurError
 from boneqct.hip.extraction import voxel_centers_ras
 from boneqct.volume import Volume
 
 #: Shaft cross-sections fitted for the shaft axis, distance below the head centre (mm): below
 #: the lesser trochanter of an adult femur (placeholder, about 3.5-5 head radii).
 SHAFT_FIT_BELOW_HEAD_MM = (90.0, 115.0)
+#: Shortest shaft segment (mm) below the total hip's distal border on which the shaft axis is
+#: fitted when the scan ends above ``SHAFT_FIT_BELOW_HEAD_MM``'s lower end (measured on the
+#: digital femur phantom, Testing/test_hip_refusals.py; not verified on patient scans).
+MIN_SHAFT_FIT_MM = 10.0
+#: Margin (mm) beyond the head's medial edge from which femur-mask bone is pelvis, and the
+#: volume (cm3) of such bone from which the femur counts as fused with the pelvis (chosen on
+#: the digital phantom: a joint space bridged by the threshold leaves none; not verified).
+FUSED_MEDIAL_MARGIN_MM = 3.0
+FUSED_MIN_VOLUME_CM3 = 0.5
+#: Height (mm) of the top of a femur reaching the scan's upper end searched for its head
+#: (below about 1.5 head radii the trochanter is thicker than a head cut near its centre).
+HEAD_SEARCH_TOP_MM = 30.0
 #: Shell beyond the head surface (mm) whose femur voxels give the neck direction.
 NECK_SHELL_MM = (4.0, 14.0)
 
@@ -44,6 +58,8 @@ class FemurFrame:
             shaft (positive: head anterior); the knee is not in the scan, so this is relative
             to the scanner, not the condylar axis.
         neck_length_mm: head centre to the neck and shaft axes' closest approach.
+        shaft_fit_below_head_mm: depths below the head centre (mm) between which the shaft
+            axis was fitted (shorter than ``SHAFT_FIT_BELOW_HEAD_MM`` on a short scan).
     """
 
     head_center_ras_mm: np.ndarray
@@ -55,6 +71,7 @@ class FemurFrame:
     neck_shaft_angle_deg: float
     anteversion_deg: float
     neck_length_mm: float
+    shaft_fit_below_head_mm: tuple[float, float] = SHAFT_FIT_BELOW_HEAD_MM
 
     def dxa_axes_ras(self) -> np.ndarray:
         """3x3 matrix whose columns are the DXA image's right-going axis (towards the patient's
@@ -88,7 +105,8 @@ class FemurFrame:
                 "shaft_axis_ras": self.shaft_axis_ras.tolist(),
                 "shaft_point_ras_mm": self.shaft_point_ras_mm.tolist(),
                 "neck_shaft_angle_deg": self.neck_shaft_angle_deg,
-                "anteversion_deg": self.anteversion_deg, "neck_length_mm": self.neck_length_mm}
+                "anteversion_deg": self.anteversion_deg, "neck_length_mm": self.neck_length_mm,
+                "shaft_fit_below_head_mm": list(self.shaft_fit_below_head_mm)}
 
 
 def fit_sphere(points_mm: np.ndarray, center0_mm: np.ndarray, radius0_mm: float,
@@ -110,22 +128,29 @@ def _surface_points(mask: np.ndarray, volume: Volume, box) -> np.ndarray:
     return voxel_centers_ras(volume, np.argwhere(surface) + [b.start for b in box])
 
 
-def _head(mask: np.ndarray, volume: Volume) -> tuple[np.ndarray, float, float]:
-    """Head sphere: start at the deepest point of the upper femur, fit its surface."""
+def fit_head(mask: np.ndarray, volume: Volume, top_mm: float | None = None
+             ) -> tuple[np.ndarray, float, float]:
+    """Head sphere (centre RAS mm, radius mm, RMS mm): start at the deepest point of the filled
+    femur (the head is its thickest part, also when pelvic bone is joined to it and rises
+    above it), or of its highest ``top_mm`` (a head cut by the scan's top is thinner than the
+    trochanter), and fit its surface."""
     spacing_kji = volume.spacing_mm[::-1]
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    # the upper part of the femur in RAS z: slices nearest the top of the femur
-    z_of_k = volume.ijk_to_ras_points([[0, 0, box[0].start], [0, 0, box[0].stop - 1]])[:, 2]
-    top_first = z_of_k[0] > z_of_k[1]
-    n_top = int(np.ceil(70.0 / spacing_kji[0]))
-    ks = slice(box[0].start, min(box[0].start + n_top, box[0].stop)) if top_first else \
-        slice(max(box[0].stop - n_top, box[0].start), box[0].stop)
-    upper = (ks, box[1], box[2])
-    depth = ndimage.distance_transform_edt(np.pad(mask[upper], 1), sampling=spacing_kji)[1:-1, 1:-1, 1:-1]
+    if top_mm is not None:
+        n_top = int(np.ceil(top_mm / spacing_kji[0]))
+        ks = slice(box[0].start, min(box[0].start + n_top, box[0].stop)) \
+            if superior_end_slice(volume) == 0 else slice(max(box[0].stop - n_top, box[0].start),
+                                                         box[0].stop)
+        box = (ks, *box[1:])
+    depth = ndimage.distance_transform_edt(np.pad(mask[box], 1), sampling=spacing_kji)[1:-1, 1:-1, 1:-1]
     peak = np.unravel_index(np.argmax(depth), depth.shape)
-    center0 = voxel_centers_ras(volume, np.array([peak]) + [b.start for b in upper])[0]
+    center0 = voxel_centers_ras(volume, np.array([peak]) + [b.start for b in box])[0]
     radius0 = float(depth[peak])
-    points = _surface_points(mask, volume, upper)
+    # the surface around the deepest point (a cap of 1.5 start radii holds the whole head)
+    reach = [int(np.ceil(1.5 * radius0 / s)) + 1 for s in spacing_kji]
+    near_box = tuple(slice(max(b.start + c - r, b.start), min(b.start + c + r + 1, b.stop))
+                     for b, c, r in zip(box, peak, reach, strict=True))
+    points = _surface_points(mask, volume, near_box)
     center, radius = center0, radius0
     for _ in range(3):
         dist = np.linalg.norm(points - center, axis=1)
@@ -134,26 +159,58 @@ def _head(mask: np.ndarray, volume: Volume) -> tuple[np.ndarray, float, float]:
     return center, radius, rms
 
 
-def _shaft(mask: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
-           below_head_mm=SHAFT_FIT_BELOW_HEAD_MM) -> tuple[np.ndarray, np.ndarray]:
-    """Shaft axis (unit, superior) and a point on it from axial cross-section centroids."""
-    nk = mask.shape[0]
+def _depth_below_head_mm(volume: Volume, head_center_ras_mm: np.ndarray) -> np.ndarray:
+    """Per slice k: how far (mm, RAS z) the slice lies below the head centre."""
+    nk = volume.array_kji.shape[0]
     z_k = volume.ijk_to_ras_points(np.column_stack([np.zeros(nk), np.zeros(nk), np.arange(nk)]))[:, 2]
-    depth_mm = head_center_ras_mm[2] - z_k
+    return head_center_ras_mm[2] - z_k
+
+
+def shaft_fit_range_mm(mask: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
+                       distal_border_below_head_mm: float) -> tuple[float, float]:
+    """Depths below the head centre (mm) between which the shaft axis is fitted.
+
+    ``SHAFT_FIT_BELOW_HEAD_MM`` when the scan covers it; else, when the scan's distal end is
+    at least ``MIN_SHAFT_FIT_MM`` below the total hip's distal border, the shaft from that
+    border (below the lesser trochanter by the border's definition) to one slice above the
+    scan's end.
+
+    Raises:
+        TruncatedFemurError: the scan cuts the shaft above that (message: shaft present and
+            needed, in mm).
+    """
+    depth_mm = _depth_below_head_mm(volume, head_center_ras_mm)
+    reach_mm = float(depth_mm[np.flatnonzero(mask.any(axis=(1, 2)))].max())
+    low, high = SHAFT_FIT_BELOW_HEAD_MM
+    if reach_mm >= high:
+        return low, high
+    end_mm = reach_mm - float(volume.spacing_mm[2])
+    present_mm = max(0.0, end_mm - distal_border_below_head_mm)
+    if present_mm >= MIN_SHAFT_FIT_MM:
+        return distal_border_below_head_mm, end_mm
+    needed_mm = distal_border_below_head_mm + MIN_SHAFT_FIT_MM + float(volume.spacing_mm[2])
+    raise TruncatedFemurError(
+        f"The femoral shaft is cut by the scan's lower end: the femur reaches {reach_mm:.0f} mm "
+        f"below the femoral head centre, leaving {present_mm:.1f} mm of shaft below the total "
+        f"hip region's distal border ({distal_border_below_head_mm:.0f} mm below the head "
+        f"centre); the method needs at least {MIN_SHAFT_FIT_MM:.0f} mm there to fit the shaft "
+        f"axis ({high - low:.0f} mm, {low:.0f}-{high:.0f} mm below the head centre, when the "
+        "scan reaches that far). The femoral head is inside the scan; it is the distal end "
+        f"that is missing. Use a scan that extends at least {needed_mm:.0f} mm below the "
+        f"femoral head centre (better {high:.0f} mm), well below the lesser trochanter.")
+
+
+def _shaft(mask: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
+           below_head_mm: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Shaft axis (unit, superior) and a point on it from the centroids of the axial
+    cross-sections between ``below_head_mm`` (depths below the head centre, mm)."""
+    depth_mm = _depth_below_head_mm(volume, head_center_ras_mm)
     ks = np.flatnonzero((depth_mm >= below_head_mm[0]) & (depth_mm <= below_head_mm[1]))
     centroids = []
     for k in ks:
         jj, ii = np.nonzero(mask[k])
         if jj.size:
             centroids.append(volume.ijk_to_ras_points([[ii.mean(), jj.mean(), k]])[0])
-    needed = 0.8 * (below_head_mm[1] - below_head_mm[0]) / volume.spacing_mm[2]
-    if len(centroids) < max(needed, 3):
-        reach = float(depth_mm[np.flatnonzero(mask.any(axis=(1, 2)))].max())
-        raise TruncatedFemurError(
-            f"The proximal femur is truncated: the scan reaches {reach:.0f} mm below the femoral "
-            f"head centre, and the analysis needs the shaft down to {below_head_mm[1]:.0f} mm "
-            "(below the lesser trochanter, for the shaft axis and the total hip region). Use a "
-            "scan that covers the proximal femur to below the lesser trochanter.")
     centroids = np.asarray(centroids)
     mean = centroids.mean(axis=0)
     _, _, vt = np.linalg.svd(centroids - mean)
@@ -161,9 +218,10 @@ def _shaft(mask: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
     return axis, mean
 
 
-def _neck_axis(mask: np.ndarray, volume: Volume, center: np.ndarray, radius: float,
-               shaft_axis: np.ndarray) -> np.ndarray:
-    """Unit vector from the head centre through the centroid of the neck just beyond the head."""
+def neck_axis(mask: np.ndarray, volume: Volume, center: np.ndarray, radius: float,
+              shaft_axis: np.ndarray) -> np.ndarray:
+    """Unit vector from the head centre through the centroid of the neck just beyond the head,
+    searched in narrowing cones about the distal direction ``-shaft_axis``."""
     box = ndimage.find_objects(mask.astype(np.uint8))[0]
     kji = np.argwhere(mask[box]) + [b.start for b in box]
     d = voxel_centers_ras(volume, kji) - center
@@ -180,32 +238,78 @@ def _neck_axis(mask: np.ndarray, volume: Volume, center: np.ndarray, radius: flo
     return axis
 
 
-def check_head_in_scan(mask_kji: np.ndarray, volume: Volume) -> None:
-    """Refuse a femur that reaches the scan's superior end slice (head cut off)."""
-    nk = mask_kji.shape[0]
+def superior_end_slice(volume: Volume) -> int:
+    """Index k of the scan's superior (highest RAS z) end slice."""
+    nk = volume.array_kji.shape[0]
     z_ends = volume.ijk_to_ras_points([[0, 0, 0], [0, 0, nk - 1]])[:, 2]
-    if mask_kji[0 if z_ends[0] > z_ends[1] else nk - 1].any():
+    return 0 if z_ends[0] > z_ends[1] else nk - 1
+
+
+def check_head_in_scan(volume: Volume, head_center_ras_mm: np.ndarray,
+                       head_radius_mm: float) -> None:
+    """Refuse a femoral head (fitted sphere) that reaches the scan's superior end slice."""
+    top_z = volume.ijk_to_ras_points([[0, 0, superior_end_slice(volume)]])[0, 2]
+    above_mm = head_center_ras_mm[2] + head_radius_mm - top_z
+    if above_mm > -0.5 * float(volume.spacing_mm[2]):
         raise TruncatedFemurError(
-            "The proximal femur is truncated: the femoral head reaches the end of the scan. "
-            "Use a scan that covers the whole femoral head and the acetabulum.")
+            "The femoral head is cut by the scan's upper end: the fitted head reaches "
+            f"{max(above_mm, 0.0):.0f} mm beyond the top slice. Use a scan that covers the whole "
+            "femoral head and the acetabulum above it.")
 
 
-def femur_frame(mask_kji: np.ndarray, volume: Volume) -> FemurFrame:
-    """Fit the anatomical frame of a filled femur mask on ``volume``'s grid."""
-    center, radius, rms = _head(mask_kji, volume)
-    shaft_axis, shaft_point = _shaft(mask_kji, volume, center)
-    neck_axis = _neck_axis(mask_kji, volume, center, radius, shaft_axis)
-    nsa = float(np.degrees(np.arccos(np.clip(-neck_axis @ -shaft_axis, -1, 1))))
-    to_head = -neck_axis
+def check_not_fused(mask_kji: np.ndarray, volume: Volume, head_center_ras_mm: np.ndarray,
+                    head_radius_mm: float, neck_axis_ras: np.ndarray,
+                    bone_threshold_mg_cm3: float) -> None:
+    """Refuse a femur mask, already cut from the acetabulum at the joint space, that still
+    holds what is not the femur: a mask still reaching the scan's superior end slice is a
+    head cut off by the scan that the fit missed (TruncatedFemurError); more than
+    ``FUSED_MIN_VOLUME_CM3`` medial to the head (beyond its radius plus
+    ``FUSED_MEDIAL_MARGIN_MM``, horizontally away from the neck), where no part of a femur is,
+    is pelvic bone joined to it (FusedFemurError)."""
+    medial = -neck_axis_ras * [1.0, 1.0, 0.0]
+    medial /= np.linalg.norm(medial)
+    kji = np.argwhere(mask_kji)
+    beyond = (voxel_centers_ras(volume, kji) - head_center_ras_mm) @ medial \
+        > head_radius_mm + FUSED_MEDIAL_MARGIN_MM
+    medial_cm3 = float(np.count_nonzero(beyond) * np.prod(volume.spacing_mm) / 1000.0)
+    if mask_kji[superior_end_slice(volume)].any():  # the head found was not the top of it
+        raise TruncatedFemurError(
+            "The femoral head is cut by the scan's upper end: the femur still reaches the top "
+            "slice where it was cut from the acetabulum (or pelvic bone joined to it does). Use "
+            "a scan that covers the whole femoral head and the acetabulum above it; if it does, "
+            "give a label map of the femur (--labels).")
+    if medial_cm3 > FUSED_MIN_VOLUME_CM3:
+        raise FusedFemurError(
+            "The femur could not be separated from the pelvis: at the bone threshold of "
+            f"{bone_threshold_mg_cm3:g} mg/cm3 it is joined to pelvic bone beyond the joint space "
+            f"where the extraction cuts ({medial_cm3:.1f} cm3 of bone medial to the femoral "
+            "head). Give a label map of the femur "
+            "(--labels, e.g. TotalSegmentator's femur_left/femur_right), or raise the bone "
+            "threshold (--bone-threshold-mg-cm3) if a narrow joint space is bridged.")
+
+
+def femur_frame(mask_kji: np.ndarray, volume: Volume, distal_border_below_head_mm: float
+                ) -> FemurFrame:
+    """Fit the anatomical frame of a filled femur mask on ``volume``'s grid; the shaft axis
+    over ``shaft_fit_range_mm`` (which refuses a shaft cut above the total hip's distal
+    border at ``distal_border_below_head_mm`` plus ``MIN_SHAFT_FIT_MM``)."""
+    center, radius, rms = fit_head(mask_kji, volume)
+    fit_range = shaft_fit_range_mm(mask_kji, volume, center, distal_border_below_head_mm)
+    shaft_axis, shaft_point = _shaft(mask_kji, volume, center, fit_range)
+    neck = neck_axis(mask_kji, volume, center, radius, shaft_axis)
+    nsa = float(np.degrees(np.arccos(np.clip(-neck @ -shaft_axis, -1, 1))))
+    to_head = -neck
     medial = to_head - (to_head @ shaft_axis) * shaft_axis
     medial /= np.linalg.norm(medial)
     anteversion = float(np.degrees(np.arcsin(np.clip(medial[1], -1, 1))))
     # closest approach of the neck line (centre + t * neck) to the shaft line
     w = center - shaft_point
-    b = neck_axis @ shaft_axis
-    t = (b * (w @ shaft_axis) - (w @ neck_axis)) / max(1 - b * b, 1e-9)
-    return FemurFrame(center, radius, rms, neck_axis, shaft_axis, shaft_point, nsa, anteversion,
-                      float(t))
+    b = neck @ shaft_axis
+    t = (b * (w @ shaft_axis) - (w @ neck)) / max(1 - b * b, 1e-9)
+    return FemurFrame(center, radius, rms, neck, shaft_axis, shaft_point, nsa, anteversion,
+                      float(t), fit_range)
 
 
-__all__ = ["FemurFrame", "check_head_in_scan", "femur_frame", "fit_sphere"]
+__all__ = ["MIN_SHAFT_FIT_MM", "SHAFT_FIT_BELOW_HEAD_MM", "FemurFrame", "check_head_in_scan",
+           "check_not_fused", "femur_frame", "fit_head", "fit_sphere", "neck_axis",
+           "shaft_fit_range_mm", "superior_end_slice"]

@@ -22,7 +22,17 @@ from boneqct.hip.extraction import (
     patient_midline_x_mm,
     side_box,
 )
-from boneqct.hip.frame import FemurFrame, check_head_in_scan, femur_frame
+from boneqct.hip.frame import (
+    HEAD_SEARCH_TOP_MM,
+    SHAFT_FIT_BELOW_HEAD_MM,
+    FemurFrame,
+    check_head_in_scan,
+    check_not_fused,
+    femur_frame,
+    fit_head,
+    neck_axis,
+    superior_end_slice,
+)
 from boneqct.hip.interpret import hip_scores
 from boneqct.hip.projection import DEFAULT_PIXEL_MM, Projection, project_femur
 from boneqct.hip.rois import (
@@ -77,19 +87,24 @@ FEMUR_BOX_MARGIN_MM = 10.0
 
 def extract_femur(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
                   labels: Volume | None = None, label_scheme: str = "totalsegmentator",
-                  bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3
+                  bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3,
+                  distal_border_below_head_mm: float = DISTAL_BORDER_BELOW_HEAD_MM
                   ) -> tuple[np.ndarray, FemurFrame, Volume]:
     """The filled femur of ``side``, its anatomical frame and the BMD around it.
 
     The femur is found on the side's half of the CT (bone thresholded in HU at the CT number of
     ``bone_threshold_mg_cm3``) or taken from ``labels``; everything after that is done in a box
-    around it (``FEMUR_BOX_MARGIN_MM``), and only that box is converted to BMD.
+    around it (``FEMUR_BOX_MARGIN_MM``), and only that box is converted to BMD. The head is
+    fitted first and the femur cut from the acetabulum at the joint space (about a provisional
+    neck axis searched from the scan's inferior direction); the frame is fitted on what is
+    left.
 
     Returns:
         (mask, frame, volume_bmd): ``volume_bmd`` is the BMD (mg/cm3) of the box, a ``Volume``
         with its own IJK->RAS (a crop of the CT's grid), and ``mask`` (KJI) is on its grid.
 
-    Raises FemurNotFoundError, ImplantError or TruncatedFemurError (messages say what to do).
+    Raises FemurNotFoundError, ImplantError, TruncatedFemurError (head at the scan's upper
+    end, or shaft cut by its lower end) or FusedFemurError; each message says what to do.
     """
     if labels is not None:
         grid = volume_hu
@@ -98,7 +113,6 @@ def extract_femur(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
         grid = crop_volume(volume_hu, side_box(volume_hu, side, patient_midline_x_mm(volume_hu)))
         component = femur_component(grid, calibration, side, seed_ras_mm, bone_threshold_mg_cm3,
                                     patient_midline_x_mm(volume_hu))
-    check_head_in_scan(component, grid)
     margin = int(np.ceil(FEMUR_BOX_MARGIN_MM / float(grid.spacing_mm.min())))
     box = mask_box(component, margin)
     box_hu = crop_volume(grid, box)
@@ -106,11 +120,18 @@ def extract_femur(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
     check_no_metal(box_hu, component, side)
     volume_bmd = bmd_of_box(box_hu, calibration, box[0].start)
     filled = fill_femur(component, volume_bmd.spacing_mm)
-    frame = femur_frame(filled, volume_bmd)
-    mask = cut_at_joint_space(filled, volume_bmd, frame.head_center_ras_mm, frame.head_radius_mm,
-                              frame.neck_axis_ras)
-    if not np.array_equal(mask, filled):  # refit without the acetabulum
-        frame = femur_frame(mask, volume_bmd)
+    if filled[superior_end_slice(volume_bmd)].any():  # the head, or pelvis rising out of the scan
+        check_head_in_scan(volume_bmd, *fit_head(filled, volume_bmd, HEAD_SEARCH_TOP_MM)[:2])
+    center, radius, _ = fit_head(filled, volume_bmd)
+    check_head_in_scan(volume_bmd, center, radius)
+    provisional_neck = neck_axis(filled, volume_bmd, center, radius, np.array([0.0, 0.0, 1.0]))
+    mask = cut_at_joint_space(filled, volume_bmd, center, radius, provisional_neck)
+    check_not_fused(mask, volume_bmd, center, radius, provisional_neck, bone_threshold_mg_cm3)
+    frame = femur_frame(mask, volume_bmd, distal_border_below_head_mm)
+    if not np.array_equal(mask, filled):  # cut again about the fitted head and neck
+        mask = cut_at_joint_space(filled, volume_bmd, frame.head_center_ras_mm,
+                                  frame.head_radius_mm, frame.neck_axis_ras)
+        frame = femur_frame(mask, volume_bmd, distal_border_below_head_mm)
     return mask, frame, volume_bmd
 
 
@@ -144,7 +165,8 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
             "computed from CT numbers alone. Give a calibration (--phantom, --calibration, or "
             "--slope and --intercept).")
     mask, frame, volume_bmd = extract_femur(volume_hu, calibration, side, seed_ras_mm, labels,
-                                            label_scheme, bone_threshold_mg_cm3)
+                                            label_scheme, bone_threshold_mg_cm3,
+                                            distal_border_below_head_mm)
     projection = project_femur(volume_bmd, mask, frame, pixel_mm)
     placement = place_rois(projection, frame.head_radius_mm, frame.neck_axis_ras,
                            frame.neck_length_mm, neck_box_width_mm, distal_border_below_head_mm,
@@ -153,6 +175,14 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
     rois = measure_rois(projection, roi_labels, bone_pixels(projection, edge_threshold_g_cm2))
     interpretation = hip_scores(rois, population, sex, age_years)
     warnings = []
+    if tuple(frame.shaft_fit_below_head_mm) != SHAFT_FIT_BELOW_HEAD_MM:
+        low, high = frame.shaft_fit_below_head_mm
+        warnings.append(
+            f"The scan ends {high:.0f} mm below the femoral head centre: the shaft axis was "
+            f"fitted on a shortened shaft segment, {low:.0f}-{high:.0f} mm below the head "
+            f"centre instead of {SHAFT_FIT_BELOW_HEAD_MM[0]:.0f}-{SHAFT_FIT_BELOW_HEAD_MM[1]:.0f}"
+            " mm. Check the shaft's alignment on the projection image; a scan reaching "
+            f"{SHAFT_FIT_BELOW_HEAD_MM[1]:.0f} mm below the head centre avoids this.")
     if frame.head_fit_rms_mm > 1.5:
         warnings.append(f"The femoral head is not well fitted by a sphere (RMS "
                         f"{frame.head_fit_rms_mm:.1f} mm); check the extraction.")

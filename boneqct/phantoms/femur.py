@@ -77,6 +77,12 @@ class FemurPhantomParams:
         acetabulum_thickness_mm, acetabulum_mg_cm3, acetabulum_opening_deg: the socket, a
             spherical shell covering directions within ``acetabulum_opening_deg`` of the
             medial-superior direction.
+        pelvis_column_radius_mm, pelvis_column_bottom_mm: a vertical column of pelvic bone
+            (the ilium above, the ischium below; density ``acetabulum_mg_cm3``) joined to the
+            acetabulum's medial side and rising through the scan's top, from
+            ``pelvis_column_bottom_mm`` below the head centre; radius 0: none.
+        pelvis_bridge_radius_mm: a horizontal bar of bone (heterotopic ossification) of this
+            radius from the lesser trochanter's centre to the pelvis column; 0: none.
         body_semi_axes_mm: (x, y) semi-axes of the elliptic soft-tissue body.
         implant: add a metal stem along the neck and down the shaft (hip prosthesis).
     """
@@ -109,6 +115,9 @@ class FemurPhantomParams:
     acetabulum_thickness_mm: float = 5.0
     acetabulum_mg_cm3: float = 600.0
     acetabulum_opening_deg: float = 80.0
+    pelvis_column_radius_mm: float = 0.0
+    pelvis_column_bottom_mm: float = 60.0
+    pelvis_bridge_radius_mm: float = 0.0
     body_semi_axes_mm: tuple[float, float] = (210.0, 120.0)
     implant: bool = False
 
@@ -224,12 +233,33 @@ def femur_density(p: FemurPhantomParams, femur: PlacedFemur, x, y, z):
     cos_open = (dx * femur.medial_superior_ras[0] + dy * femur.medial_superior_ras[1] + dz * femur.medial_superior_ras[2]) / np.maximum(dist, 1e-9)
     acetabulum = ((dist >= inner) & (dist <= inner + p.acetabulum_thickness_mm)
                   & (cos_open >= np.cos(np.radians(p.acetabulum_opening_deg))))
+    if p.pelvis_column_radius_mm > 0:  # axis medial to the joint space, touching it at z = 0
+        medial = femur.medial_superior_ras * [1.0, 1.0, 0.0]
+        medial /= np.linalg.norm(medial)
+        offset = inner + p.pelvis_column_radius_mm
+        acetabulum = acetabulum | (((dx - offset * medial[0]) ** 2 + (dy - offset * medial[1]) ** 2
+                                    <= p.pelvis_column_radius_mm**2)
+                                   & (dz >= -p.pelvis_column_bottom_mm))
+        if p.pelvis_bridge_radius_mm > 0:
+            start = femur.axes_ras @ lc  # the lesser trochanter's centre, from the head centre
+            end = np.array([offset * medial[0], offset * medial[1], start[2]])
+            acetabulum = acetabulum | (_segment_distance_mm(
+                (dx, dy, dz), start, end) <= p.pelvis_bridge_radius_mm)
     implant = np.zeros(dist.shape, bool)
     if p.implant:
         stem_r = 5.0
         implant = ((in_neck_span & (t_neck >= 5.0) & (r2_neck <= stem_r**2))
                    | ((sup <= p_s) & (sup >= p_s - 80.0) & (r2_shaft <= stem_r**2)))
     return np.where(bone, density, 0.0).astype(np.float32), bone, acetabulum, implant
+
+
+def _segment_distance_mm(points, start, end):
+    """Distance (mm) of points given as (x, y, z) arrays from the segment ``start``-``end``."""
+    direction = end - start
+    t = sum((c - s0) * d for c, s0, d in zip(points, start, direction, strict=True))
+    t = np.clip(t / (direction @ direction), 0.0, 1.0)
+    return np.sqrt(sum((c - s0 - t * d) ** 2 for c, s0, d in zip(points, start, direction,
+                                                                   strict=True)))
 
 
 def _box(mask_ji: np.ndarray) -> tuple[slice, slice] | None:
