@@ -16,8 +16,10 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
 * muscle: the remaining soft tissue up to ``LEAN_UPPER_HU`` (QCT PRO's two-compartment model
   calls all lean soft tissue "muscle": skeletal muscle, organs, blood, discs);
 * subcutaneous / visceral fat: outside / inside the muscle wall (``visceral_cavity``);
-* skeletal muscle area at L3: Alberta-window pixels in the muscle band along the inside of
-  the wall (or in a given muscle mask) on the slice nearest the L3 point.
+* skeletal muscle area at L3: Alberta-window pixels in the skeletal muscle mask
+  (``segmentation.skeletal_muscle``: the band along the inside of the wall and the thin lean
+  structures joined to it or to bone), or in a given muscle mask, on the slice nearest the
+  L3 point.
 
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
 skin density; mineral masses are partial-volume-aware (``boneqct.tissue.mineral``): the
@@ -39,8 +41,8 @@ from boneqct.tissue.mineral import bone_mineral
 from boneqct.tissue.segmentation import (
     body_outline,
     bone_envelope,
-    open_cortex_cancellous,
     layer_fractions,
+    open_cortex_cancellous,
     outline_depth,
     skeletal_muscle,
     visceral_cavity,
@@ -59,12 +61,11 @@ LEAN_UPPER_HU = MUSCLE_WINDOW_HU[1]
 #: Air / tissue threshold (HU): midway between air (-1000) and soft tissue.
 AIR_THRESHOLD_HU = -500.0
 #: Placeholders, configurable: cortical threshold (mg/cm3), skin thickness (mm), the muscle
-#: band inside the wall for the L3 muscle area (mm), gaps bridged in the wall (mm), smallest
+#: band inside the wall for the L3 muscle area (mm), smallest
 #: cancellous cross-section (mm2), margin of the spine region around its bone (mm).
 CORTICAL_THRESHOLD_MG_CM3 = 350.0
 SKIN_THICKNESS_MM = 2.0
 MUSCLE_BAND_MM = 15.0
-WALL_GAP_CLOSING_MM = 5.0
 MIN_CANCELLOUS_AREA_MM2 = 400.0
 SPINE_MARGIN_MM = 10.0
 #: Smoothed density (mg/cm3) above which a pixel inside a vertebra whose cortex does not close
@@ -247,6 +248,10 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
              for name in names}
     threshold_hu = reference["fat_muscle_threshold_hu"]
     open_cortex = np.zeros(hu.shape, bool)
+    # a scan whose cortex encloses no vertebral body anywhere (thin shells on clinical CT) takes
+    # the cancellous bone of every slice from ``open_cortex_cancellous``
+    any_enclosed = any(bone_envelope(b >= cortical_threshold_mg_cm3, pixel_mm,
+                                     MIN_CANCELLOUS_AREA_MM2).any() for b in bmd)
     warnings = []
     for n in range(k1 - k0):
         s = smooth[n]
@@ -256,7 +261,7 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         skin, below = layer_fractions(depth, pixel_mm, skin_thickness_mm)
         cortical = body & (bmd[n] >= cortical_threshold_mg_cm3)
         cancellous = bone_envelope(cortical, pixel_mm, MIN_CANCELLOUS_AREA_MM2) & body
-        if not cancellous.any():
+        if not any_enclosed:
             cancellous = open_cortex_cancellous(cortical, smooth_bmd[n], pixel_mm,
                                                 MIN_CANCELLOUS_AREA_MM2, TRABECULAR_MIN_MG_CM3)
             open_cortex[n] = cancellous
@@ -319,7 +324,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
-            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall"}
+            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall and thin "
+            "lean structures joined to it or to bone"}
     trabecular = mineral["trabecular_bmd"]
     if masks["cortical"].any() and not trabecular:
         warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
