@@ -95,7 +95,7 @@ def test_output_files(result, phantom, tmp_path):
                 "roi_center_ras_mm", "cement_augmentation", "qc"):
         assert key in level
     rows = paths["csv"].read_text().splitlines()
-    assert rows[0].startswith("level,bmd_mg_cm3") and len(rows) == 4
+    assert rows[0].startswith("level,measured,bmd_mg_cm3") and len(rows) == 4
     labels = read_volume_file(paths["rois"])
     np.testing.assert_allclose(labels.ijk_to_ras, phantom.volume.ijk_to_ras, atol=1e-5)
     for n, roi in enumerate(result.rois):
@@ -152,8 +152,8 @@ def test_cli_seed_outside_bone_is_a_clean_error(phantom, tmp_path):
 
 
 def test_cli_spine_from_a_real_label_map_uncalibrated(real_data_dir, tmp_path):
-    """tptbox L3 (VerSe labels, no phantom): L2 and L4 are cut by the scan and skipped with a
-    warning; L3's ROI mean HU is close to the mean of its body interior (subregion 50)."""
+    """tptbox L3 (VerSe labels, no phantom): L2 and L4 are cut by the scan and reported as not
+    measured; L3's ROI mean HU is close to the mean of its body interior (subregion 50)."""
     folder = real_data_dir / "tptbox_L3"
     result = subprocess.run([sys.executable, "-m", "boneqct.cli", "spine",
                              str(folder / "sub-ct_label-22_ct.nii.gz"), "--out", str(tmp_path),
@@ -164,7 +164,10 @@ def test_cli_spine_from_a_real_label_map_uncalibrated(real_data_dir, tmp_path):
     assert "measuring HU only" in result.stderr and "L2 not measured" in result.stderr
     document = json.loads((tmp_path / "spine.json").read_text())
     assert not document["calibrated"] and document["category"] is None
-    (level,) = document["levels"]
+    measured = {lv["level"]: lv for lv in document["levels"]}
+    assert [name for name, lv in measured.items() if lv["measured"]] == ["L3"]
+    assert "cut by the end of the scan" in measured["L2"]["reason"]
+    level = measured["L3"]
     ct = read_volume_file(folder / "sub-ct_label-22_ct.nii.gz").array_kji
     vertebrae = read_volume_file(folder / "sub-ct_seg-vert_label-22_msk.nii.gz").array_kji
     interior = read_volume_file(folder / "sub-ct_seg-subreg_label-22_msk.nii.gz").array_kji == 50

@@ -73,14 +73,16 @@ SPINE_COLUMNS = (
      "Mean CT number in the ROI"),
     ("SD (HU)", lambda lv: _optional(lv.sd_hu), vtk.vtkDoubleArray, "HU",
      "Standard deviation of the CT numbers in the ROI"),
-    ("Voxels", lambda lv: int(lv.n_voxels), vtk.vtkIntArray, "voxels",
-     "Number of voxels in the ROI"),
-    ("ROI volume (mm3)", lambda lv: float(lv.roi_volume_mm3), vtk.vtkDoubleArray, "mm3",
+    ("Voxels", lambda lv: int(lv.n_voxels or 0), vtk.vtkIntArray, "voxels",
+     "Number of voxels in the ROI (0 when the level was not measured)"),
+    ("ROI volume (mm3)", lambda lv: _optional(lv.roi_volume_mm3), vtk.vtkDoubleArray, "mm3",
      "Volume of the ROI"),
     ("Cement augmentation", lambda lv: _cement_text(lv.cement_augmentation), vtk.vtkStringArray, "",
      "Whether the BMD is below the cement-augmentation threshold (empty when uncalibrated)"),
     ("QC", lambda lv: _qc_text(lv.qc), vtk.vtkStringArray, "",
      "ROI quality check: pass, or FAIL with the checks that failed"),
+    ("Not measured because", lambda lv: lv.reason or "", vtk.vtkStringArray, "",
+     "Why the level could not be measured (empty when it was)"),
 )
 
 #: Last column: whether the level is in the diagnostic mean (filled from the result).
@@ -293,12 +295,12 @@ def spine_summary_text(table_node) -> str:
 def roi_labelmap_to_node(volume_hu, result, node=None, name: str = "BoneQCT spine ROIs"):
     """The ROIs of ``result`` as a label map volume node on the CT grid.
 
-    Label n + 1 is ``result.levels[n]`` (``boneqct.spine.pipeline.roi_label_map``); the node's
+    Label n + 1 is the n-th measured level (``boneqct.spine.pipeline.roi_label_map``); the node's
     colour table names each label by its level. ``node`` is overwritten when given.
     """
     from boneqct.spine.pipeline import roi_label_map
 
-    names = {0: "Background", **{n + 1: lv.level for n, lv in enumerate(result.levels)}}
+    names = {0: "Background", **{n + 1: lv.level for n, lv in enumerate(result.measured_levels)}}
     return labelmap_to_node(roi_label_map(volume_hu, result), names, node, name=name,
                             colors_attribute="BoneQCT.SpineROIColors",
                             quantity="Spine ROI labels (label n = n-th level)")
@@ -340,7 +342,7 @@ def roi_centers_to_markups(result, node=None, name: str = "BoneQCT spine ROI cen
         node.CreateDefaultDisplayNodes()
     was_modifying = node.StartModify()
     node.RemoveAllControlPoints()
-    for level in result.levels:
+    for level in result.measured_levels:
         index = node.AddControlPoint(vtk.vtkVector3d(*map(float, level.roi_center_ras_mm)), level.level)
         node.SetNthControlPointLocked(index, True)
         node.SetNthControlPointDescription(index, f"ROI centre of {level.level} (RAS mm)")

@@ -27,9 +27,11 @@ def register(sub) -> None:
                        "points labelled by level (L1, L2, ...)")
     where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
                        help="a seed point inside a vertebral body, RAS mm (repeatable)")
-    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD)")
+    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD) on any "
+                       "grid covering the CT, or a TotalSegmentator output folder of "
+                       "per-structure masks (vertebrae_L1.nii.gz ...)")
     spine.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
-                       default="totalsegmentator", help="numbering of --labels")
+                       default="totalsegmentator", help="numbering of a --labels file")
     spine.add_argument("--levels", default="L1,L2",
                        help="levels averaged for the diagnostic value (default L1,L2)")
     spine.add_argument("--exclude", default="", help="levels to leave out (e.g. fractured)")
@@ -59,8 +61,8 @@ def register(sub) -> None:
 
 
 def _cmd_spine(args) -> int:
-    from boneqct.io import read_volume_file
     from boneqct.reference import load_reference
+    from boneqct.spine.label_input import read_vertebra_labels
     from boneqct.spine.outputs import write_spine_outputs
     from boneqct.spine.pipeline import analyze_spine
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
@@ -68,16 +70,18 @@ def _cmd_spine(args) -> int:
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     seeds = labels = None
+    scheme = args.label_scheme
     if args.seeds:
         seeds = read_markups_seeds(args.seeds)
     elif args.seed:
         seeds = parse_seed_args(args.seed)
     else:
-        labels = read_volume_file(args.labels)
+        labels, folder_scheme = read_vertebra_labels(args.labels)
+        scheme = folder_scheme or scheme
     sex = args.sex or volume.metadata.get("patient_sex")
     age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
     result = analyze_spine(
-        volume, calibration, seeds=seeds, labels=labels, label_scheme=args.label_scheme,
+        volume, calibration, seeds=seeds, labels=labels, label_scheme=scheme,
         levels_used=parse_levels(args.levels), exclude=parse_levels(args.exclude), roi_kind=args.roi,
         thickness_mm=args.roi_thickness_mm, margin_mm=args.margin_mm,
         cement_threshold_mg_cm3=args.cement_threshold,
@@ -86,13 +90,16 @@ def _cmd_spine(args) -> int:
     paths = write_spine_outputs(args.out, result, volume, anonymize=args.anonymize)
     unit = "mg/cm3" if result.calibrated else "HU"
     for lv in result.levels:
+        if not lv.measured:
+            print(f"{lv.level}: not measured (see the warnings)")
+            continue
         value = lv.bmd_mg_cm3 if result.calibrated else lv.mean_hu
         flag = "  CEMENT AUGMENTATION SUGGESTED" if lv.cement_augmentation else ""
-        qc = "" if lv.qc["passed"] else "  (ROI QC failed)"
+        qc = "" if lv.qc["passed"] else "  (ROI QC failed: not used)"
         print(f"{lv.level}: {value:.1f} {unit}{flag}{qc}")
     if result.mean_bmd_mg_cm3 is not None:
         print(f"mean {'/'.join(result.levels_used)}: {result.mean_bmd_mg_cm3:.1f} mg/cm3, "
-              f"category: {result.category}")
+              f"category: {result.category or 'none (see the warnings)'}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {paths['report']}")

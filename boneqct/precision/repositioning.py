@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from boneqct.errors import SpineError
 from boneqct.precision.statistics import DEFAULT_CONFIDENCE, SitePrecision, site_precision
 from boneqct.volume import Volume
 
@@ -53,6 +54,10 @@ def repositioning_study(volume_hu: Volume, calibration, seeds: dict, n_runs: int
                  zip(seeds.items(), offsets, strict=True)}
         result = analyze_spine(volume_hu, calibration, seeds=moved, **spine_options)
         for lv in result.levels:
+            if not lv.measured:
+                raise SpineError(f"Repositioning run {run + 1}: {lv.level} could not be measured "
+                                 f"from a seed moved by up to {perturbation_mm:g} mm ({lv.reason})."
+                                 " Use a smaller --perturbation-mm or check the seed.")
             value = lv.bmd_mg_cm3 if calibration is not None else lv.mean_hu
             runs.append({"run": run, "level": lv.level, "value": float(value),
                          "seed_ras_mm": moved[lv.level].tolist(),

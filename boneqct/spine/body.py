@@ -19,11 +19,10 @@ Method (on an isotropic RAS-aligned box around the seed, ``local_grid.LocalGrid`
 4. The body = interior + the cortex within ``SHELL_MM`` of it; axis from ``axis.find_body_axis``;
    anterior = away from the posterior elements (bone outside the body at the body's height).
 5. From a vertebra label map (``body_from_label``) the seed is the label's deepest point and
-   the cortex must still close the interior: a label's edge is the bone's outer surface, so
-   an interior bounded by the label instead of the cortex would run into the cortex and its
-   partial-volume band. The label only trims the interior (within ``LABEL_REACH_MM`` on the
-   working grid, within the label on the CT grid); it bounds the growth only when no
-   threshold closes the interior (with a warning).
+   the interior grows below the cortex threshold within ``LABEL_REACH_MM`` of the label: the
+   cortex stops it where it is seen, the label where the shell has gaps (coarse voxels, thin
+   or partial-volumed cortex), and neighbours and posterior elements stay out. The interior
+   is kept within the label on the CT grid.
 
 The working box and every map back to the CT cover only the box around the seed; the masks
 are returned within the body's bounding box on the CT grid.
@@ -64,12 +63,22 @@ CORTEX_FRACTIONS = (0.3, 0.2, 0.12)
 #: Seeds whose neighbourhood is darker than this (HU) lie in air or fat.
 AIR_FAT_HU = -200.0
 #: Ball radii (mm) tried in turn by the interior growing.
-BALL_RADII_MM = (2.0, 3.0, 4.5)
-#: Largest distance (mm) from the seed to the nearest voxel a ball can reach.
-SEED_SNAP_MM = 6.0
-#: Plausible interior volume (cm3) of a vertebral body.
+BALL_RADII_MM = (2.0, 3.0, 4.5, 6.0)
+#: Largest distance (mm) from the seed to a region a ball can reach: a seed on the body's
+#: posterior wall or at the centroid of a whole-vertebra label still finds the body.
+SEED_SNAP_MM = 10.0
+#: Distances (mm) in front of a seed tried when no body is found around the seed itself.
+SEED_RETRY_ANTERIOR_MM = (6.0, 12.0)
+#: Plausible interior volume (cm3) and cranio-caudal extent (mm) of a vertebral body: a
+#: lumbar body is about 50 x 35 x 30 mm (not verified against a primary source), so a region
+#: beyond these has leaked through a disc or a gap in the shell into a neighbour or a vessel.
 MIN_INTERIOR_CM3 = 2.0
-MAX_INTERIOR_CM3 = 150.0
+MAX_INTERIOR_CM3 = 60.0
+MAX_INTERIOR_HEIGHT_MM = 45.0
+#: Where (mm above and below the seed) a leaked interior is cut at its narrowest
+#: cross-section, and how narrow (fraction of the seed slice's area) that must be.
+ENDPLATE_SEARCH_MM = (6.0, 24.0)
+ENDPLATE_NARROWING = 0.5
 #: Width (mm) of the cortex added around the interior to form the body.
 SHELL_MM = 3.0
 #: Bone threshold (HU) for finding the posterior elements: a common CT bone threshold,
@@ -109,31 +118,81 @@ def _touches_faces(mask: np.ndarray) -> bool:
     return any(np.take(mask, index, axis=a).any() for a in range(3) for index in (0, -1))
 
 
+def _height_mm(core: np.ndarray, radius_mm: float, spacing_mm: float) -> float:
+    """Cranio-caudal extent (mm) of a ball-grown core (local axis k is RAS S), ball included."""
+    rows = np.flatnonzero(core.any(axis=(1, 2)))
+    return float((rows[-1] - rows[0] + 1) * spacing_mm + 2.0 * radius_mm)
+
+
+def _cut_at_endplates(core: np.ndarray, seed_k: int, spacing_mm: float) -> np.ndarray | None:
+    """A core that leaked through the endplates (gaps in a shell blurred by coarse voxels)
+    into the discs and neighbours, cut where its cross-section narrows most above and below
+    the seed (the endplates, which only their gaps pass): the part holding the seed's
+    slice, or None when no narrowing is found."""
+    area = ndimage.uniform_filter1d(core.sum(axis=(1, 2)).astype(float), 3)
+    least_mm, most_mm = ENDPLATE_SEARCH_MM
+    cuts = []
+    for direction in (1, -1):
+        ks = seed_k + direction * np.arange(int(least_mm / spacing_mm), int(most_mm / spacing_mm))
+        ks = ks[(ks > 0) & (ks < len(area) - 1)]
+        if not len(ks) or area[seed_k] <= 0:
+            return None
+        narrowest = ks[np.argmin(area[ks])]
+        if area[narrowest] > ENDPLATE_NARROWING * area[seed_k]:
+            return None
+        cuts.append(narrowest)
+    trimmed = core.copy()
+    trimmed[max(cuts):] = False
+    trimmed[:min(cuts) + 1] = False
+    labels, n = ndimage.label(trimmed)
+    if n == 0:
+        return None
+    sizes = ndimage.sum_labels(trimmed, labels, np.arange(1, n + 1))
+    return labels == (np.argmax(sizes) + 1)
+
+
 def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
     """Interior grown from the seed by a ball: (interior, ball radius, touched), interior and
-    radius None if open; ``touched`` tells whether a region grown reached the array's faces."""
+    radius None if open; ``touched`` tells whether no closed region was found and a region
+    grown reached the array's faces.
+
+    Every region the ball reaches within ``SEED_SNAP_MM`` of the seed is a candidate, and the
+    largest closed one of plausible size is the body's interior: a seed on the posterior wall
+    (e.g. the centroid of a whole-vertebra label) sees the body and the spinal canal, and the
+    canal, open along the spine, reaches the box's faces.
+    """
     distance_mm = ndimage.distance_transform_edt(below_kji) * spacing_mm
     touched = False
     for radius_mm in BALL_RADII_MM:
         core = distance_mm > radius_mm
         snap_box, snap_ball = _ball_near(core.shape, seed_kji, SEED_SNAP_MM / spacing_mm)
-        near = snap_ball & core[snap_box]
-        if not near.any():
+        if not (snap_ball & core[snap_box]).any():
             continue
-        candidates = np.argwhere(near) + [s.start for s in snap_box]
-        nearest = candidates[np.argmin(((candidates - seed_kji) ** 2).sum(axis=1))]
         labels, _ = ndimage.label(core)
-        component = labels == labels[tuple(nearest)]
-        if _touches_faces(component):
-            touched = True
+        candidates = np.unique(labels[snap_box][snap_ball & core[snap_box]])
+        sizes = ndimage.sum_labels(core, labels, candidates)
+        best = None
+        for label_value, size in sorted(zip(candidates, sizes, strict=True), key=lambda c: -c[1]):
+            if size * voxel_cm3 > MAX_INTERIOR_CM3:
+                continue
+            component = labels == label_value
+            if _touches_faces(component):
+                touched = True
+                continue
+            if _height_mm(component, radius_mm, spacing_mm) > MAX_INTERIOR_HEIGHT_MM:
+                component = _cut_at_endplates(component, seed_kji[0], spacing_mm)
+                if component is None or \
+                        _height_mm(component, radius_mm, spacing_mm) > MAX_INTERIOR_HEIGHT_MM:
+                    continue
+            best = component
+            break
+        if best is None:
             continue
-        if component.sum() * voxel_cm3 > MAX_INTERIOR_CM3:
-            continue
-        box = bounding_box(component, pad=int(radius_mm / spacing_mm) + 2)
-        reach_mm = ndimage.distance_transform_edt(~component[box]) * spacing_mm
-        interior = np.zeros_like(component)
+        box = bounding_box(best, pad=int(radius_mm / spacing_mm) + 2)
+        reach_mm = ndimage.distance_transform_edt(~best[box]) * spacing_mm
+        interior = np.zeros_like(best)
         interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
-        return interior, radius_mm, touched
+        return interior, radius_mm, False
     return None, None, touched
 
 
@@ -154,7 +213,8 @@ def _grow_within_cortex(hu, allowed, seed_kji, trabecular_hu, cortex_hu, spacing
 
 def _anterior_direction(bone_kji, near_body_kji, grid: LocalGrid, center_ras, axis_ras,
                         height_mm) -> tuple[np.ndarray, list[str]]:
-    """Unit anterior vector ⟂ axis: away from the bone outside the body at the body's height."""
+    """Unit anterior vector ⟂ axis: away from the bone outside the body at the body's height
+    and behind its centre (the posterior elements)."""
     anterior_ref = np.array([0.0, 1.0, 0.0]) - axis_ras[1] * axis_ras
     anterior_ref /= np.linalg.norm(anterior_ref)
     outside = np.argwhere(bone_kji & ~near_body_kji)
@@ -163,7 +223,10 @@ def _anterior_direction(bone_kji, near_body_kji, grid: LocalGrid, center_ras, ax
         offsets = grid.kji_to_ras(outside) - center_ras
         along = offsets @ axis_ras
         radial = offsets - along[:, None] * axis_ras
-        keep = (np.abs(along) <= height_mm / 2.0) & (np.linalg.norm(radial, axis=1) <= 45.0)
+        # posterior of the body's centre only: contrast-filled aorta and calcified vessels
+        # in front of the spine are dense too
+        keep = ((np.abs(along) <= height_mm / 2.0) & (np.linalg.norm(radial, axis=1) <= 45.0)
+                & (radial @ anterior_ref < 0.0))
         if keep.sum() > 10:
             posterior = radial[keep].mean(axis=0)
             if np.linalg.norm(posterior) > 1.0:
@@ -216,15 +279,9 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
                              f"{_fmt(seed_ras_mm)}: the seed is not in a vertebral body. Move "
                              "it into the body.")
         reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
-        grown, touched = _grow_within_cortex(hu, inside, seed_kji, trabecular_hu, cortex_hu,
-                                             spacing)
+        grown, touched = _grow_within_cortex(hu, inside if reach is None else inside & reach,
+                                             seed_kji, trabecular_hu, cortex_hu, spacing)
         warnings: list[str] = []
-        if grown is None and reach is not None:
-            grown, touched_in_label = _grow_within_cortex(hu, inside & reach, seed_kji,
-                                                          trabecular_hu, cortex_hu, spacing)
-            touched |= touched_in_label
-            warnings.append("the cortex does not close the body on the CT; its interior is "
-                            "bounded by the vertebra label.")
         if not touched:  # the box held every region grown
             break
     if grown is None:
@@ -244,14 +301,15 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
                          "the level, or exclude the level.")
     bone = (hu >= threshold_hu) & inside
     body, near_body = _body_around(interior, bone, spacing)
-    if not body[tuple(seed_kji)]:
-        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies beside a vertebral "
-                         "body, not in it (in a disc or soft tissue). Move it into the body.")
     interior_ras = grid.kji_to_ras(np.argwhere(interior))
     center_ras = interior_ras.mean(axis=0)
     axis_ras = find_body_axis(interior_ras)
     along = (grid.kji_to_ras(np.argwhere(body)) - center_ras) @ axis_ras
     height_mm = float(np.ptp(np.percentile(along, [1.0, 99.0])) + spacing)
+    if not body[tuple(seed_kji)] and abs((seed_ras_mm - center_ras) @ axis_ras) > 0.4 * height_mm:
+        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies above or below a "
+                         "vertebral body, not in it (in a disc or an endplate's neighbour). Move "
+                         "it into the body.")
     anterior_ras, anterior_warnings = _anterior_direction(
         bone | (hu >= POSTERIOR_BONE_HU), near_body, grid, center_ras, axis_ras, height_mm)
     warnings += anterior_warnings
@@ -265,7 +323,8 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
         level=level, box_kji=box, body_in_box=body_ct, trabecular_in_box=interior_ct,
         grid_shape_kji=volume_hu.array_kji.shape, center_ras_mm=center_ras, axis_ras=axis_ras,
         anterior_ras=anterior_ras, height_mm=height_mm, threshold_hu=float(threshold_hu),
-        ball_radius_mm=float(radius_mm), warnings=warnings)
+        ball_radius_mm=float(radius_mm), work_grid=grid, trabecular_on_work_grid=interior,
+        warnings=warnings)
 
 
 def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> VertebralBody:
@@ -276,11 +335,31 @@ def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> Vert
         seed_ras_mm: a point inside the vertebral body (RAS mm).
         level: level name ("L1", ...).
 
+    A seed on the body's posterior wall or in front of the canal (e.g. the centroid of a
+    whole-vertebra label, which the posterior elements pull backwards) is retried from
+    points ``SEED_RETRY_ANTERIOR_MM`` in front of it (RAS A), where the body lies on a CT
+    of a patient lying on the table; the move is reported in the body's warnings.
+
     Raises:
         SpineError: seed outside the scan or outside bone, body cut by the scan's end, body
-            too small.
+            too small (the first attempt's reason when no retry finds the body).
     """
-    return _delineate(volume_hu, seed_ras_mm, normalize_level(level))
+    level = normalize_level(level)
+    seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
+    try:
+        return _delineate(volume_hu, seed_ras_mm, level)
+    except SpineError as first:
+        if "outside the scan" in str(first) or "cut by the end of the scan" in str(first):
+            raise
+        for shift_mm in SEED_RETRY_ANTERIOR_MM:
+            try:
+                body = _delineate(volume_hu, seed_ras_mm + [0.0, shift_mm, 0.0], level)
+            except SpineError:
+                continue
+            body.warnings.append(f"{level}: no body around the seed itself ({first}); found "
+                                 f"{shift_mm:g} mm anterior of it. Check the level.")
+            return body
+        raise
 
 
 def _box_volume(volume: Volume, box_kji, array_kji: np.ndarray) -> Volume:
@@ -341,6 +420,20 @@ def _label_in_box(label, box_kji) -> np.ndarray:
     return out
 
 
+def _cut_by_scan_end(volume_hu: Volume, box_kji, mask: np.ndarray) -> bool:
+    """Whether a label (a mask within a box of the CT grid) reaches the CT's first or last
+    voxel layer along the grid axis closest to the patient's cranio-caudal axis (a vertebra
+    cut by the scan's end; a field of view cutting a spinous process sideways is no cut)."""
+    axis_kji = 2 - int(np.argmax(np.abs(volume_hu.direction_ras[2, :])))
+    n = volume_hu.array_kji.shape[axis_kji]
+    ends = []
+    if box_kji[axis_kji].start == 0:
+        ends.append(0)
+    if box_kji[axis_kji].stop == n:
+        ends.append(-1)
+    return any(np.take(mask, end, axis=axis_kji).any() for end in ends)
+
+
 def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
                     level: str) -> VertebralBody:
     """Delineate a vertebral body from a whole-vertebra label (TotalSegmentator, VerSe).
@@ -359,6 +452,10 @@ def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
         raise SpineError(f"Label {label_value} ({level}) is absent from the label map. Check "
                          "the label scheme or segment this level.")
     box, mask = label
+    if _cut_by_scan_end(volume_hu, box, mask):
+        raise SpineError(f"Level {level} is cut by the end of the scan: its label reaches the "
+                         "first or last slice, so the vertebra goes on beyond the CT. Measure "
+                         "another level or use a longer scan.")
     depth_mm = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
     seed_kji = np.array(np.unravel_index(np.argmax(depth_mm), depth_mm.shape))
     seed_kji += [s.start for s in box]

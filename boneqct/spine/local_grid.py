@@ -44,6 +44,13 @@ class LocalGrid:
         origin = np.asarray(center_ras_mm, float) - spacing_mm * (n - 1) / 2.0
         return cls(origin, float(spacing_mm), (n, n, n))
 
+    @property
+    def ijk_to_ras(self) -> np.ndarray:
+        """4x4 IJK->RAS matrix of this grid (i along R, j along A, k along S)."""
+        matrix = np.diag([self.spacing_mm] * 3 + [1.0])
+        matrix[:3, 3] = self.origin_ras_mm
+        return matrix
+
     def kji_to_ras(self, kji: np.ndarray) -> np.ndarray:
         """(N, 3) fractional (k, j, i) indices -> RAS mm."""
         return self.origin_ras_mm + self.spacing_mm * np.asarray(kji, float)[:, ::-1]

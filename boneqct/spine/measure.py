@@ -13,11 +13,13 @@ CORTICAL_THRESHOLD_MG_CM3 = 400.0
 #: The same check without a calibration, in HU.
 CORTICAL_THRESHOLD_HU = 450.0
 #: QC limits: at most this fraction of cortical-like voxels, at least this share inside the
-#: trabecular body, at least this many voxels and this volume.
+#: trabecular body, and a region of at least this volume (the rule, in mm3 whatever the voxel
+#: size: a 3 mm voxel averages as much bone as 40 voxels of 0.9 mm) holding at least this
+#: many voxels (enough for a meaningful SD).
 MAX_CORTICAL_FRACTION = 0.02
 MIN_INSIDE_FRACTION = 0.99
-MIN_VOXELS = 100
 MIN_ROI_VOLUME_MM3 = 500.0
+MIN_VOXELS = 20
 
 
 def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,

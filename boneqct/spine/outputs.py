@@ -13,9 +13,9 @@ from boneqct.spine.report import write_spine_report
 from boneqct.spine.seeds import write_markups_points
 from boneqct.volume import Volume
 
-CSV_COLUMNS = ("level", "bmd_mg_cm3", "sd_mg_cm3", "median_mg_cm3", "mean_hu", "sd_hu",
+CSV_COLUMNS = ("level", "measured", "bmd_mg_cm3", "sd_mg_cm3", "median_mg_cm3", "mean_hu", "sd_hu",
                "n_voxels", "roi_volume_mm3", "roi_center_r_mm", "roi_center_a_mm",
-               "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded")
+               "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded", "reason")
 
 
 def spine_csv(result: SpineResult) -> str:
@@ -24,11 +24,13 @@ def spine_csv(result: SpineResult) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for lv in result.levels:
-        r, a, s = lv.roi_center_ras_mm
-        writer.writerow([lv.level, _num(lv.bmd_mg_cm3), _num(lv.sd_mg_cm3), _num(lv.median_mg_cm3),
-                         _num(lv.mean_hu), _num(lv.sd_hu), lv.n_voxels, _num(lv.roi_volume_mm3),
-                         _num(r), _num(a), _num(s), lv.cement_augmentation, lv.qc["passed"],
-                         lv.level in result.levels_used, lv.excluded])
+        r, a, s = lv.roi_center_ras_mm or (None, None, None)
+        writer.writerow([lv.level, lv.measured, _num(lv.bmd_mg_cm3), _num(lv.sd_mg_cm3),
+                         _num(lv.median_mg_cm3), _num(lv.mean_hu), _num(lv.sd_hu),
+                         "" if lv.n_voxels is None else lv.n_voxels, _num(lv.roi_volume_mm3),
+                         _num(r), _num(a), _num(s), _cell(lv.cement_augmentation),
+                         _cell(lv.qc and lv.qc["passed"]), lv.level in result.levels_used,
+                         lv.excluded, lv.reason or ""])
     return buffer.getvalue()
 
 
@@ -45,10 +47,15 @@ def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Vol
     write_json_atomic(paths["json"], document)
     write_text_atomic(paths["csv"], spine_csv(result))
     write_volume(roi_label_map(volume_hu, result), paths["rois"])
-    write_markups_points({lv.level: lv.roi_center_ras_mm for lv in result.levels},
+    write_markups_points({lv.level: lv.roi_center_ras_mm for lv in result.measured_levels},
                          paths["markups"], name="ROI centres")
     write_spine_report(paths["report"], result, volume_hu, metadata, anonymize=anonymize)
     return paths
+
+
+def _cell(value) -> str:
+    """A CSV cell of a flag that may be absent."""
+    return "" if value is None else str(bool(value))
 
 
 def _num(value) -> str:

@@ -9,6 +9,7 @@ cement flags and reference scores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from boneqct.errors import SpineError
 from boneqct.reference import Reference, scores
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
 from boneqct.spine.interpret import CEMENT_THRESHOLD_MG_CM3, acr_category, cement_augmentation
+from boneqct.spine.label_input import check_labels_match_ct
 from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
 from boneqct.spine.measure import roi_statistics
 from boneqct.spine.roi import place_roi
@@ -29,31 +31,49 @@ DEFAULT_ROI_THICKNESS_MM = 9.0
 DEFAULT_MARGIN_MM = 2.0
 
 
+#: ISCD: a spine QCT diagnosis rests on at least two evaluable vertebrae (domain.md section 3).
+MIN_DIAGNOSTIC_LEVELS = 2
+
+
 @dataclass
 class LevelResult:
-    """Measurement of one vertebral level (BMD in mg/cm3 of the calibration's material)."""
+    """Measurement of one vertebral level (BMD in mg/cm3 of the calibration's material).
+
+    A level that could not be measured has ``measured`` False, its ``reason``, and None in
+    every measured field.
+    """
 
     level: str
-    bmd_mg_cm3: float | None
-    sd_mg_cm3: float | None
-    median_mg_cm3: float | None
-    mean_hu: float | None
-    sd_hu: float | None
-    median_hu: float | None
-    n_voxels: int
-    roi_volume_mm3: float
-    roi_center_ras_mm: list[float]
-    roi_axis_ras: list[float]
-    roi_semi_axes_mm: list[float] | None
-    roi_thickness_mm: float | None
-    cement_augmentation: bool | None
-    qc: dict
+    measured: bool = True
+    reason: str | None = None
+    bmd_mg_cm3: float | None = None
+    sd_mg_cm3: float | None = None
+    median_mg_cm3: float | None = None
+    mean_hu: float | None = None
+    sd_hu: float | None = None
+    median_hu: float | None = None
+    n_voxels: int | None = None
+    roi_volume_mm3: float | None = None
+    roi_center_ras_mm: list[float] | None = None
+    roi_axis_ras: list[float] | None = None
+    roi_semi_axes_mm: list[float] | None = None
+    roi_thickness_mm: float | None = None
+    cement_augmentation: bool | None = None
+    qc: dict | None = None
     excluded: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """Measured, its ROI passed every quality check, and not excluded by the user."""
+        return self.measured and bool(self.qc and self.qc["passed"]) and not self.excluded
 
 
 @dataclass
 class SpineResult:
-    """All levels of one exam, with the diagnostic summary."""
+    """All levels of one exam, with the diagnostic summary.
+
+    ``rois`` and ``bodies`` hold one entry per measured level, in the order of ``levels``.
+    """
 
     calibration: object | None
     levels: list[LevelResult]
@@ -72,6 +92,11 @@ class SpineResult:
     @property
     def calibrated(self) -> bool:
         return self.calibration is not None
+
+    @property
+    def measured_levels(self) -> list[LevelResult]:
+        """The levels that were measured (aligned with ``rois`` and ``bodies``)."""
+        return [lv for lv in self.levels if lv.measured]
 
     def to_dict(self) -> dict:
         """The ``spine.json`` document."""
@@ -106,12 +131,21 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
                   sex: str | None = None) -> SpineResult:
     """Measure every level given by ``seeds`` (level -> RAS mm) or present in ``labels``.
 
+    A level that cannot be measured (seed off the body, body cut by the scan, too little
+    trabecular bone) is kept as not measured with its reason and the others go on; only when
+    no level at all is measured is SpineError raised.
+
+    The diagnostic mean uses the levels of ``levels_used`` whose ROI passed QC and that are not
+    excluded; an unusable one is replaced by the nearest usable measured level (e.g. T12 or L3
+    for L1 or L2), with a warning. With fewer than ``MIN_DIAGNOSTIC_LEVELS`` usable levels no
+    category is given, and the warnings say why.
+
     Args:
         volume_hu: CT in HU.
         calibration: ``boneqct.calibration.Calibration``, or None to measure HU only
             (no BMD, no category, no cement flag).
         seeds: level name -> seed point (RAS mm) inside the vertebral body.
-        labels: vertebra label map (any grid) in ``label_scheme`` numbering.
+        labels: vertebra label map (any grid covering the CT) in ``label_scheme`` numbering.
         levels_used: levels averaged for the diagnostic value.
         exclude: levels left out of the diagnostic value (e.g. fractured).
         roi_kind, thickness_mm, margin_mm: ROI shape (see ``boneqct.spine.roi.place_roi``).
@@ -121,52 +155,54 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
     warnings: list[str] = []
-    bodies = _bodies_from_seeds(volume_hu, seeds) if seeds is not None else \
-        _bodies_from_labels(volume_hu, labels, label_scheme, warnings)
-    bodies.sort(key=lambda b: LEVEL_NAMES.index(b.level))
+    if seeds is not None:
+        if not seeds:
+            raise SpineError("No seed points were given; give one per level "
+                             "(e.g. --seed L1=R,A,S).")
+        finders = {level: partial(delineate_body_from_seed, volume_hu, np.asarray(p, float),
+                                  level) for level, p in seeds.items()}
+    else:
+        finders = _label_finders(volume_hu, labels, label_scheme)
     if calibration is None:
         warnings.append("Uncalibrated: values are HU only; no BMD, category or cement flag.")
-    levels, rois = [], []
-    for body in bodies:
-        roi = place_roi(volume_hu, body, thickness_mm=thickness_mm, margin_mm=margin_mm,
-                        kind=roi_kind)
-        stats = roi_statistics(volume_hu, roi, body, calibration)
-        bmd = stats["bmd_mg_cm3"]
-        levels.append(LevelResult(
-            level=body.level, bmd_mg_cm3=bmd, sd_mg_cm3=stats["sd_mg_cm3"],
-            median_mg_cm3=stats["median_mg_cm3"], mean_hu=stats["mean_hu"], sd_hu=stats["sd_hu"],
-            median_hu=stats["median_hu"], n_voxels=stats["n_voxels"],
-            roi_volume_mm3=stats["roi_volume_mm3"],
-            roi_center_ras_mm=[float(v) for v in roi.center_ras_mm],
-            roi_axis_ras=[float(v) for v in roi.axis_ras],
-            roi_semi_axes_mm=None if roi.semi_axes_mm is None else [float(v) for v in roi.semi_axes_mm],
-            roi_thickness_mm=roi.thickness_mm,
-            cement_augmentation=None if bmd is None else cement_augmentation(bmd, cement_threshold_mg_cm3),
-            qc=stats["qc"], excluded=body.level in exclude,
-        ))
+    levels, rois, bodies = [], [], []
+    for level in sorted(finders, key=LEVEL_NAMES.index):
+        try:
+            body = finders[level]()
+            roi = place_roi(volume_hu, body, thickness_mm=thickness_mm, margin_mm=margin_mm,
+                            kind=roi_kind)
+        except SpineError as exc:
+            reason = str(exc)
+            levels.append(LevelResult(level=level, measured=False, reason=reason,
+                                      excluded=level in exclude))
+            warnings.append(f"{level} not measured: {reason.removeprefix(level + ': ')}")
+            continue
+        levels.append(_level_result(volume_hu, body, roi, calibration, cement_threshold_mg_cm3,
+                                    excluded=level in exclude))
         rois.append(roi)
-        warnings += [w if w.startswith(body.level) else f"{body.level}: {w}"
+        bodies.append(body)
+        warnings += [w if w.startswith(level) else f"{level}: {w}"
                      for w in body.warnings + roi.warnings]
-        if not stats["qc"]["passed"]:
-            warnings.append(f"{body.level}: ROI quality check failed ({_qc_failures(stats['qc'])}); "
-                            "review the ROI before using this level.")
-    used = [lv for lv in levels if lv.level in levels_used and not lv.excluded]
-    missing = [name for name in levels_used if name not in {lv.level for lv in used}]
-    if missing and used:
-        warnings.append(f"Levels {', '.join(missing)} of the diagnostic set were not measured or "
-                        "are excluded; the mean uses the others.")
-    elif missing:
-        warnings.append(f"No level of the diagnostic set ({', '.join(levels_used)}) was measured: "
-                        "no mean value and no category. Choose the levels with --levels.")
+        if not levels[-1].qc["passed"]:
+            warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1].qc)});"
+                            " this level is left out of the diagnosis and has no cement flag.")
+    if not rois:
+        raise SpineError("No level could be measured: " + " ".join(
+            f"{lv.level}: {lv.reason.removeprefix(lv.level + ': ')}" for lv in levels))
+    used, diagnosis_warnings = _diagnostic_levels(levels, tuple(levels_used))
+    warnings += diagnosis_warnings
     mean_bmd = _mean([lv.bmd_mg_cm3 for lv in used]) if calibration is not None else None
+    category = None
+    if mean_bmd is not None and len(used) >= MIN_DIAGNOSTIC_LEVELS:
+        category = acr_category(mean_bmd)
     result = SpineResult(
         calibration=calibration, levels=levels, levels_used=[lv.level for lv in used],
         mean_bmd_mg_cm3=mean_bmd, mean_hu=_mean([lv.mean_hu for lv in used]),
-        category=None if mean_bmd is None else acr_category(mean_bmd), t_score=None,
-        z_score=None, reference=None, cement_threshold_mg_cm3=cement_threshold_mg_cm3,
-        warnings=warnings, rois=rois, bodies=bodies,
+        category=category, t_score=None, z_score=None, reference=None,
+        cement_threshold_mg_cm3=cement_threshold_mg_cm3, warnings=warnings, rois=rois,
+        bodies=bodies,
     )
-    if mean_bmd is not None:
+    if category is not None:
         s = scores(reference, mean_bmd, sex, age_years)
         result.t_score, result.z_score = s.get("t_score"), s.get("z_score")
         result.reference = {"used": s.get("reference"), "why_absent": s["why"],
@@ -175,46 +211,81 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     return result
 
 
+def _level_result(volume_hu: Volume, body: VertebralBody, roi: VertebralROI, calibration,
+                  cement_threshold_mg_cm3: float, excluded: bool) -> LevelResult:
+    """The measurement of one level; the cement flag only where the ROI passed QC."""
+    stats = roi_statistics(volume_hu, roi, body, calibration)
+    bmd = stats["bmd_mg_cm3"]
+    flag = None
+    if bmd is not None and stats["qc"]["passed"]:
+        flag = cement_augmentation(bmd, cement_threshold_mg_cm3)
+    return LevelResult(
+        level=body.level, bmd_mg_cm3=bmd, sd_mg_cm3=stats["sd_mg_cm3"],
+        median_mg_cm3=stats["median_mg_cm3"], mean_hu=stats["mean_hu"], sd_hu=stats["sd_hu"],
+        median_hu=stats["median_hu"], n_voxels=stats["n_voxels"],
+        roi_volume_mm3=stats["roi_volume_mm3"],
+        roi_center_ras_mm=[float(v) for v in roi.center_ras_mm],
+        roi_axis_ras=[float(v) for v in roi.axis_ras],
+        roi_semi_axes_mm=None if roi.semi_axes_mm is None else [float(v) for v in roi.semi_axes_mm],
+        roi_thickness_mm=roi.thickness_mm, cement_augmentation=flag, qc=stats["qc"],
+        excluded=excluded)
+
+
+def _diagnostic_levels(levels: list[LevelResult],
+                       wanted: tuple[str, ...]) -> tuple[list[LevelResult], list[str]]:
+    """The usable levels of the diagnostic set, each unusable one replaced by the nearest
+    usable level not already in the set (cranial first on a tie), and the warnings saying so."""
+    by_name = {lv.level: lv for lv in levels}
+    chosen: list[LevelResult] = []
+    warnings: list[str] = []
+    for name in wanted:
+        level = by_name.get(name)
+        if level is not None and level.usable:
+            chosen.append(level)
+            continue
+        why = ("not measured" if level is None or not level.measured else
+               "excluded" if level.excluded else "its ROI failed QC")
+        spare = sorted((lv for lv in levels if lv.usable and lv.level not in wanted
+                        and lv not in chosen),
+                       key=lambda lv: abs(LEVEL_NAMES.index(lv.level) - LEVEL_NAMES.index(name)))
+        if spare:
+            chosen.append(spare[0])
+            warnings.append(f"{name} is {why}: the diagnostic mean uses {spare[0].level}, the "
+                            "nearest usable level, instead.")
+        else:
+            warnings.append(f"{name} is {why} and no other usable level can replace it.")
+    chosen.sort(key=lambda lv: LEVEL_NAMES.index(lv.level))
+    if len(chosen) < MIN_DIAGNOSTIC_LEVELS:
+        warnings.append(f"Only {len(chosen)} usable level(s) for the diagnostic mean; a spine "
+                        f"QCT diagnosis needs at least {MIN_DIAGNOSTIC_LEVELS}: no category is "
+                        "given. Measure more levels (--levels, seeds or labels).")
+    return chosen, warnings
+
+
 def roi_label_map(volume_hu: Volume, result: SpineResult) -> Volume:
-    """The ROIs as a uint8 label map on the CT grid: label n+1 for ``result.levels[n]``."""
+    """The ROIs as a uint8 label map on the CT grid: label n+1 for the n-th measured level."""
     labels = np.zeros(volume_hu.array_kji.shape, np.uint8)
     for n, roi in enumerate(result.rois):
         labels[roi.mask_kji] = n + 1
     out = volume_hu.with_array(labels)
-    out.metadata = {"labels": {n + 1: lv.level for n, lv in enumerate(result.levels)}}
+    out.metadata = {"labels": {n + 1: lv.level for n, lv in enumerate(result.measured_levels)}}
     return out
 
 
-def _bodies_from_seeds(volume_hu: Volume, seeds: dict) -> list[VertebralBody]:
-    if not seeds:
-        raise SpineError("No seed points were given; give one per level (e.g. --seed L1=R,A,S).")
-    return [delineate_body_from_seed(volume_hu, np.asarray(p, float), level)
-            for level, p in seeds.items()]
-
-
-def _bodies_from_labels(volume_hu: Volume, labels: Volume, scheme: str,
-                        warnings: list[str]) -> list[VertebralBody]:
-    """Bodies of every labelled level; a level that cannot be measured (cut by the scan's end,
-    too damaged) is skipped with a warning, as a label map often holds partial neighbours."""
+def _label_finders(volume_hu: Volume, labels: Volume, scheme: str) -> dict:
+    """level -> a function delineating its body from the label map, for every level present."""
     if scheme not in LABEL_SCHEMES:
         raise SpineError(f"Unknown label scheme '{scheme}'; use one of {', '.join(LABEL_SCHEMES)}.")
     present = set(np.unique(labels.array_kji).tolist())
-    found = [(value, level) for value, level in LABEL_SCHEMES[scheme].items() if value in present]
+    found = {level: value for value, level in LABEL_SCHEMES[scheme].items() if value in present}
     if not found:
         raise SpineError(
             f"The label map holds no lumbar or low thoracic vertebra in {scheme} numbering "
             f"(expected labels {sorted(LABEL_SCHEMES[scheme])}). Check --label-scheme."
         )
-    bodies = []
-    for value, level in found:
-        try:
-            bodies.append(body_from_label(volume_hu, labels, value, level))
-        except SpineError as exc:
-            warnings.append(f"{level} not measured: {exc}")
-    if not bodies:
-        raise SpineError("No labelled level could be measured: "
-                         + " ".join(w for w in warnings if "not measured" in w))
-    return bodies
+    check_labels_match_ct(volume_hu, labels, found.values())
+    return {level: partial(body_from_label, volume_hu, labels, value, level)
+            for level, value in found.items()}
 
 
 def _qc_failures(qc: dict) -> str:

@@ -40,7 +40,7 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: di
     story += _cement_flags(result)
     if result.reference and result.reference.get("curve"):
         story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
-    views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.levels), 1))
+    views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.rois), 1))
     story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu),
                                                  views_width_mm)]
     for warning in result.warnings:
@@ -70,6 +70,10 @@ def _level_table(result) -> object:
     rows = [["Level", f"BMD ({unit})" if result.calibrated else "Mean (HU)", "SD",
              "ROI volume (mm3)", "Cement", "ROI QC", "Used"]]
     for lv in result.levels:
+        if not lv.measured:
+            rows.append([lv.level, "not measured", "-", "-", "-", "-",
+                         "excluded" if lv.excluded else ""])
+            continue
         value, sd = (lv.bmd_mg_cm3, lv.sd_mg_cm3) if result.calibrated else (lv.mean_hu, lv.sd_hu)
         cement = "-" if lv.cement_augmentation is None else ("YES" if lv.cement_augmentation else "no")
         rows.append([lv.level, f"{value:.1f}", f"{sd:.1f}", f"{lv.roi_volume_mm3:.0f}", cement,
@@ -132,9 +136,10 @@ def _reference_chart(result):
 
 def _level_views_figure(result, volume_hu: Volume):
     """For each level: an axial view (perpendicular to the body axis) and a sagittal view."""
-    n = len(result.levels)
+    n = len(result.rois)
     fig, axes = subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
-    for col, (lv, roi, body) in enumerate(zip(result.levels, result.rois, result.bodies, strict=True)):
+    for col, (lv, roi, body) in enumerate(zip(result.measured_levels, result.rois, result.bodies,
+                                              strict=True)):
         axis = np.asarray(roi.axis_ras, float)
         anterior = np.asarray(body.anterior_ras, float)
         left = np.cross(axis, anterior)  # R x A = S, so S x A = -R: patient left

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.errors import SpineError
+from boneqct.spine.local_grid import bounding_box
 from boneqct.spine.types import VertebralBody, VertebralROI, mask_on_grid
 from boneqct.volume import Volume
 
@@ -79,9 +80,15 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
               kind: str = "elliptic-cylinder") -> VertebralROI:
     """Place the trabecular ROI of a body on the CT grid.
 
+    The region is found on the body's isotropic working grid, where the interior was
+    delineated on the linearly interpolated CT: its edge is where the voxel values
+    themselves rise towards the cortex, so a coarse voxel blurred by the cortex lies outside
+    it, and the margin (mm) is kept at sub-voxel precision whatever the CT's voxel size. The
+    CT mask then holds the voxels whose centres lie in the region (exact on any grid).
+
     Args:
         volume_hu: the CT the body was delineated on (its grid and IJK->RAS).
-        body: the delineated body (masks on the CT grid, centre, axis, anterior).
+        body: the delineated body (masks on the CT and working grids, centre, axis, anterior).
         thickness_mm: cylinder thickness along the body axis (mm).
         margin_mm: least distance (mm) from the inner cortical boundary.
         kind: "elliptic-cylinder" or "trabecular-3d".
@@ -91,30 +98,38 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    if not body.trabecular_in_box.any():
+    grid = body.work_grid
+    interior = body.trabecular_on_work_grid
+    if not interior.any() or not body.trabecular_in_box.any():
         raise SpineError(f"{body.level}: no trabecular bone delineated; check the seed.")
-    spacing_kji = volume_hu.spacing_mm[::-1]
-    # the body's box grown by a voxel, clipped to the grid: the interior gets a background rim
-    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
-                for s, n in zip(body.box_kji, body.grid_shape_kji, strict=True))
-    inner = np.zeros(tuple(s.stop - s.start for s in box), bool)
-    inner[tuple(slice(b.start - s.start, b.stop - s.start)
-                for s, b in zip(box, body.box_kji, strict=True))] = body.trabecular_in_box
+    fine_box = bounding_box(interior, pad=2)
+    inner = interior[fine_box]
+    fine = Volume(inner, grid.ijk_to_ras)
+    fine.ijk_to_ras[:3, 3] = grid.kji_to_ras(np.array([[s.start for s in fine_box]]))[0]
+    whole_fine = tuple(slice(0, n) for n in inner.shape)
     # distance of each voxel centre to the inner boundary (half a voxel inside the centres
     # of the outermost interior voxels)
-    depth_mm = ndimage.distance_transform_edt(inner, sampling=spacing_kji) - 0.5 * spacing_kji.min()
-    allowed = inner & (depth_mm >= margin_mm)
+    depth_mm = ndimage.distance_transform_edt(inner) * grid.spacing_mm - 0.5 * grid.spacing_mm
+    # the CT box: the body's box grown by a voxel, clipped to the grid
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n))
+                for s, n in zip(body.box_kji, body.grid_shape_kji, strict=True))
     warnings: list[str] = []
     if kind == "trabecular-3d":
-        roi_in_box = allowed
+        allowed = np.zeros_like(interior)
+        allowed[fine_box] = inner & (depth_mm >= margin_mm)
+        if not allowed.any():
+            raise SpineError(f"{body.level}: no trabecular bone {margin_mm:g} mm from the "
+                             "cortex; the body may be fractured or deformed.")
+        box, (roi_in_box,) = grid.masks_to_ct_box([allowed], volume_hu)
         center_ras = body.center_ras_mm.copy()
         semi_axes, thickness = None, None
     else:
         axis, anterior = body.axis_ras, body.anterior_ras
+        allowed = inner & (depth_mm >= margin_mm)
         side = np.cross(axis, anterior)
-        u, v, w = _body_frame_coordinates(volume_hu, box, body.center_ras_mm,
-                                          (side, anterior, axis))
-        w_lo, w_hi = np.percentile(np.broadcast_to(w, inner.shape)[inner], [0.5, 99.5])
+        directions = (side, anterior, axis)
+        u, v, w = _body_frame_coordinates(fine, whole_fine, body.center_ras_mm, directions)
+        w_lo, w_hi = np.percentile(w[inner], [0.5, 99.5])
         w_mid = 0.5 * (w_lo + w_hi)
         slab = np.abs(w - w_mid) <= thickness_mm / 2.0
         midline = slab & inner & (np.abs(u) <= MIDLINE_HALF_WIDTH_MM)
@@ -136,15 +151,18 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
         if ellipse is None:
             raise SpineError(f"{body.level}: no room for an ROI in the trabecular bone.")
         u_c, v_c, a, b = ellipse
-        roi_in_box = slab & (((u - u_c) / a) ** 2 + ((v - v_c) / b) ** 2 <= 1.0)
+        u, v, w = _body_frame_coordinates(volume_hu, box, body.center_ras_mm, directions)
+        roi_in_box = (np.abs(w - w_mid) <= thickness_mm / 2.0) & (
+            ((u - u_c) / a) ** 2 + ((v - v_c) / b) ** 2 <= 1.0)
         center_ras = body.center_ras_mm + u_c * side + v_c * anterior + w_mid * axis
         semi_axes, thickness = (float(a), float(b)), float(thickness_mm)
-    voxel_cm3 = float(np.prod(spacing_kji)) / 1000.0
+    voxel_cm3 = float(abs(np.linalg.det(volume_hu.ijk_to_ras[:3, :3]))) / 1000.0
     n_voxels = int(np.count_nonzero(roi_in_box))
     if n_voxels * voxel_cm3 < MIN_ROI_CM3:
         raise SpineError(f"{body.level}: the ROI would hold only {n_voxels} voxels "
-                         f"(< {MIN_ROI_CM3} cm3); the body is too small or damaged. "
-                         "Check the seed or exclude this level.")
+                         f"({n_voxels * voxel_cm3:.2f} cm3 < {MIN_ROI_CM3} cm3); the body is "
+                         "too small or damaged for a trabecular ROI at this voxel size. Check "
+                         "the seed, or give a finer reconstruction.")
     return VertebralROI(level=body.level, kind=kind,
                         mask_kji=mask_on_grid(box, roi_in_box, body.grid_shape_kji),
                         center_ras_mm=center_ras, axis_ras=body.axis_ras.copy(),

@@ -36,6 +36,10 @@ class VertebralBody:
         height_mm: body height along the axis (mm).
         threshold_hu: cortex threshold (HU, on the smoothed image) that closed the interior.
         ball_radius_mm: radius (mm) of the ball that grew the interior.
+        work_grid: the isotropic working grid the body was delineated on
+            (``boneqct.spine.local_grid.LocalGrid``), finer than coarse CT voxels.
+        trabecular_on_work_grid: bool array of ``work_grid``'s shape: the trabecular interior
+            at the working grid's resolution (the ROI is placed on it).
         warnings: notes for the report.
     """
 
@@ -50,6 +54,8 @@ class VertebralBody:
     height_mm: float
     threshold_hu: float
     ball_radius_mm: float
+    work_grid: object
+    trabecular_on_work_grid: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
     @cached_property
