@@ -45,7 +45,8 @@ from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
 
 COLUMN_NAMES = ["Level", "BMD (mg/cm3)", "SD (mg/cm3)", "Median (mg/cm3)", "Mean (HU)", "SD (HU)",
-                "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC", "Used"]
+                "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC", "Not measured because",
+                "Used"]
 
 
 @pytest.fixture
@@ -92,7 +93,9 @@ def level(name, bmd, index, **overrides):
             "passed": index != 2},
         excluded=False)
     values.update(overrides)
-    return SimpleNamespace(**values)
+    from boneqct.spine.pipeline import LevelResult
+
+    return LevelResult(**values)
 
 
 def fake_result(volume: Volume | None = None, calibrated=True, reference=None):
@@ -112,7 +115,7 @@ def fake_result(volume: Volume | None = None, calibrated=True, reference=None):
         category="osteopenia" if calibrated else None, t_score=-1.75 if calibrated else None,
         z_score=None, reference=reference, calibrated=calibrated,
         calibration=SimpleNamespace(material="K2HPO4") if calibrated else None,
-        warnings=["L3: ROI quality check failed"], rois=rois)
+        warnings=["L3: ROI quality check failed"], rois=rois, measured_levels=levels)
     result.to_dict = lambda: {"levels": [vars(lv) for lv in levels], "mean_bmd_mg_cm3": mean}
     return result
 
@@ -450,7 +453,10 @@ def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
         assert column(table, "Cement augmentation").GetValue(row) == ("yes" if lv.cement_augmentation else "no")
         assert column(table, "QC").GetValue(row) == "pass"
         assert column(table, "Used").GetValue(row) == ("yes" if lv.level in ("L1", "L2") else "")
-        assert lv.bmd_mg_cm3 == pytest.approx(truth[lv.level]["trabecular_bmd_mg_cm3"], rel=0.02)
+        # 2 %, or 1.5 mg/cm3 at low density: the rod calibration's own intercept error (up to
+        # 1.4 HU on this phantom) is about 1.2 mg/cm3, as in test_spine_pipeline
+        assert lv.bmd_mg_cm3 == pytest.approx(truth[lv.level]["trabecular_bmd_mg_cm3"], rel=0.02,
+                                              abs=1.5)
     assert float(table.GetAttribute("BoneQCT.Spine.MeanBMDMgCm3")) == expected.mean_bmd_mg_cm3
     assert table.GetAttribute("BoneQCT.Spine.Category") == expected.category
     assert table.GetColumnUnitLabel("BMD (mg/cm3)") == "mg/cm3"
@@ -495,7 +501,7 @@ def test_phantom_label_map_input_and_uncalibrated(scene, phantom):
                     levels_used="L1,L2", exclude="l2")
     result, table = out["result"], out["table"]
     assert not result.calibrated and result.levels
-    assert result.levels_used == ["L1"]
+    assert result.levels_used == ["L1", "L3"]  # excluded L2 replaced by the nearest usable
     used = {column(table, "Level").GetValue(r): column(table, "Used").GetValue(r)
             for r in range(table.GetNumberOfRows())}
     assert used["L1"] == "yes" and used["L2"] == "excluded"
@@ -503,6 +509,21 @@ def test_phantom_label_map_input_and_uncalibrated(scene, phantom):
         assert math.isnan(column(table, "BMD (mg/cm3)").GetValue(row))
         assert column(table, "Mean (HU)").GetValue(row) == lv.mean_hu
     assert table.GetAttribute("BoneQCT.Spine.Calibrated") == "false"
+
+
+def test_level_not_measured_has_empty_values_and_its_reason(scene):
+    from boneqct.spine.pipeline import LevelResult
+
+    result = fake_result()
+    result.levels = result.levels + [LevelResult(level="L4", measured=False,
+                                                 reason="L4 is cut by the end of the scan")]
+    table = spine_result_to_table_node(result)
+    row = table.GetNumberOfRows() - 1
+    assert column(table, "Level").GetValue(row) == "L4"
+    assert math.isnan(column(table, "Mean (HU)").GetValue(row))
+    assert column(table, "Voxels").GetValue(row) == 0
+    assert column(table, "Not measured because").GetValue(row) == "L4 is cut by the end of the scan"
+    assert column(table, "Not measured because").GetValue(0) == ""
 
 
 def test_run_spine_needs_a_volume_and_an_input(scene):

@@ -55,7 +55,7 @@ def test_average_to_spacing_conserves_mass_and_position():
 @pytest.fixture(scope="module")
 def fine_phantom():
     """Tilted spine phantom on a fine grid (0.75 x 0.75 x 1 mm), averaged in the tests."""
-    scanner = ScannerParams(pixel_mm=0.75, matrix=(320, 240), n_slices=96, slice_spacing_mm=1.0,
+    scanner = ScannerParams(pixel_mm=0.75, matrix=(320, 240), n_slices=100, slice_spacing_mm=1.0,
                             slice_thickness_mm=1.0, noise_sd_hu=15.0, supersample=2)
     return make_spine_phantom(SpinePhantomParams(trabecular_bmd_mg_cm3=(50.0, 100.0, 200.0),
                                                  spine_tilt_deg=10.0), scanner, seed=3)
@@ -169,7 +169,7 @@ def test_empty_folder_is_refused_naming_the_expected_files(tmp_path):
         read_vertebra_labels(tmp_path)
 
 
-@pytest.mark.parametrize("shift_ras_mm", [(40.0, 0.0, 0.0), (0.0, 0.0, 40.0), (0.0, 0.0, -8.0)])
+@pytest.mark.parametrize("shift_ras_mm", [(40.0, 0.0, 0.0), (0.0, 40.0, 0.0), (0.0, 0.0, -8.0)])
 def test_label_map_shifted_against_the_ct_is_refused(real_ct, shift_ras_mm):
     ct, labels = real_ct
     moved = labels.with_array(labels.array_kji)

@@ -151,6 +151,17 @@ def _cut_at_endplates(core: np.ndarray, seed_k: int, spacing_mm: float) -> np.nd
     return labels == (np.argmax(sizes) + 1)
 
 
+def _dilated_back(core: np.ndarray, below_kji: np.ndarray, radius_mm: float,
+                  spacing_mm: float) -> np.ndarray:
+    """The region a ball of ``radius_mm`` sweeps while its centre stays in ``core`` (the
+    opening's dilation back), within ``below_kji``, holes filled."""
+    box = bounding_box(core, pad=int(radius_mm / spacing_mm) + 2)
+    reach_mm = ndimage.distance_transform_edt(~core[box]) * spacing_mm
+    interior = np.zeros_like(core)
+    interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
+    return interior
+
+
 def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
     """Interior grown from the seed by a ball: (interior, ball radius, touched), interior and
     radius None if open; ``touched`` tells whether no closed region was found and a region
@@ -171,7 +182,6 @@ def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
         labels, _ = ndimage.label(core)
         candidates = np.unique(labels[snap_box][snap_ball & core[snap_box]])
         sizes = ndimage.sum_labels(core, labels, candidates)
-        best = None
         for label_value, size in sorted(zip(candidates, sizes, strict=True), key=lambda c: -c[1]):
             if size * voxel_cm3 > MAX_INTERIOR_CM3:
                 continue
@@ -184,24 +194,20 @@ def _grow_interior(below_kji, seed_kji, spacing_mm, voxel_cm3):
                 if component is None or \
                         _height_mm(component, radius_mm, spacing_mm) > MAX_INTERIOR_HEIGHT_MM:
                     continue
-            best = component
-            break
-        if best is None:
-            continue
-        box = bounding_box(best, pad=int(radius_mm / spacing_mm) + 2)
-        reach_mm = ndimage.distance_transform_edt(~best[box]) * spacing_mm
-        interior = np.zeros_like(best)
-        interior[box] = ndimage.binary_fill_holes((reach_mm <= radius_mm) & below_kji[box])
-        return interior, radius_mm, False
+            interior = _dilated_back(component, below_kji, radius_mm, spacing_mm)
+            if interior.sum() * voxel_cm3 >= MIN_INTERIOR_CM3:  # not a pocket of the shell
+                return interior, radius_mm, False
     return None, None, touched
 
 
-def _grow_within_cortex(hu, allowed, seed_kji, trabecular_hu, cortex_hu, spacing_mm):
-    """The interior closed by the cortex at the first threshold (``CORTEX_FRACTIONS``, high
-    to low) that closes it, within ``allowed``: ((interior, ball radius, threshold) or None,
-    whether a region grown reached the array's faces)."""
+def _grow_within_cortex(hu, allowed, seed_kji, trabecular_hu, cortex_hu, spacing_mm,
+                        fractions=CORTEX_FRACTIONS):
+    """The interior closed by the cortex at the first threshold (``fractions`` of the way
+    from the trabecular to the cortical level, in turn) that closes it, within ``allowed``:
+    ((interior, ball radius, threshold) or None, whether a region grown reached the array's
+    faces)."""
     touched = False
-    for fraction in CORTEX_FRACTIONS:
+    for fraction in fractions:
         threshold_hu = trabecular_hu + fraction * (cortex_hu - trabecular_hu)
         interior, radius_mm, touched_now = _grow_interior(
             (hu < threshold_hu) & allowed, seed_kji, spacing_mm, spacing_mm**3 / 1000.0)
@@ -279,8 +285,11 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
                              f"{_fmt(seed_ras_mm)}: the seed is not in a vertebral body. Move "
                              "it into the body.")
         reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
-        grown, touched = _grow_within_cortex(hu, inside if reach is None else inside & reach,
-                                             seed_kji, trabecular_hu, cortex_hu, spacing)
+        # within a label, closing is easy: the lowest threshold first keeps the interior off
+        # the cortex's partial-volume band
+        grown, touched = _grow_within_cortex(
+            hu, inside if reach is None else inside & reach, seed_kji, trabecular_hu, cortex_hu,
+            spacing, CORTEX_FRACTIONS if reach is None else CORTEX_FRACTIONS[::-1])
         warnings: list[str] = []
         if not touched:  # the box held every region grown
             break
@@ -349,7 +358,8 @@ def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> Vert
     try:
         return _delineate(volume_hu, seed_ras_mm, level)
     except SpineError as first:
-        if "outside the scan" in str(first) or "cut by the end of the scan" in str(first):
+        if any(reason in str(first) for reason in ("outside the scan", "cut by the end of the "
+                                                    "scan", "above or below")):
             raise
         for shift_mm in SEED_RETRY_ANTERIOR_MM:
             try:

@@ -31,6 +31,10 @@ DEFAULT_ROI_THICKNESS_MM = 9.0
 DEFAULT_MARGIN_MM = 2.0
 
 
+#: Voxel edges (mm): above the first a warning (partial volume across thick slices), above
+#: the second the scan is refused (a 9 mm ROI slab would hold one slice or none).
+WARN_VOXEL_MM = 3.01
+MAX_VOXEL_MM = 5.01
 #: ISCD: a spine QCT diagnosis rests on at least two evaluable vertebrae (domain.md section 3).
 MIN_DIAGNOSTIC_LEVELS = 2
 
@@ -155,6 +159,15 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
     warnings: list[str] = []
+    coarsest_mm = float(volume_hu.spacing_mm.max())
+    if coarsest_mm > MAX_VOXEL_MM:
+        raise SpineError(f"The CT's voxels are {coarsest_mm:.1f} mm along one axis; spine QCT "
+                         f"needs voxels of at most {MAX_VOXEL_MM:.0f} mm (slices of 0.5-3 mm are "
+                         "best). Reconstruct the scan with thinner slices.")
+    if coarsest_mm > WARN_VOXEL_MM:
+        warnings.append(f"Voxels of {coarsest_mm:.1f} mm along one axis: partial volume across "
+                        "thick slices makes the ROI smaller and the values less precise; "
+                        "thinner slices (0.5-3 mm) are recommended.")
     if seeds is not None:
         if not seeds:
             raise SpineError("No seed points were given; give one per level "

@@ -75,6 +75,12 @@ def _body_frame_coordinates(volume: Volume, box_kji, center_ras_mm, directions_r
     return out
 
 
+def _within(body: VertebralBody, box_kji) -> np.ndarray:
+    """The body's trabecular interior on the CT grid (within the label, if one was given),
+    cut to a box (slices k, j, i) of the grid."""
+    return mask_on_grid(body.box_kji, body.trabecular_in_box, body.grid_shape_kji)[box_kji]
+
+
 def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFAULT_THICKNESS_MM,
               margin_mm: float = DEFAULT_MARGIN_MM,
               kind: str = "elliptic-cylinder") -> VertebralROI:
@@ -121,6 +127,7 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
             raise SpineError(f"{body.level}: no trabecular bone {margin_mm:g} mm from the "
                              "cortex; the body may be fractured or deformed.")
         box, (roi_in_box,) = grid.masks_to_ct_box([allowed], volume_hu)
+        roi_in_box &= _within(body, box)
         center_ras = body.center_ras_mm.copy()
         semi_axes, thickness = None, None
     else:
