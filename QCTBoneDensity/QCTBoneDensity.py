@@ -723,7 +723,8 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         bmd = table.GetTable().GetColumnByName("BMD (mg/cm3)")
         for row in range(table.GetNumberOfRows()):
             expected = truth[levels.GetValue(row)]["trabecular_bmd_mg_cm3"]
-            self.assertLess(abs(bmd.GetValue(row) - expected), 0.02 * expected)
+            # 2 %, or 1.5 mg/cm3 at low density (the rod calibration's own intercept error)
+            self.assertLess(abs(bmd.GetValue(row) - expected), max(0.02 * expected, 1.5))
         segmentation = outputs["roi_segmentation"].GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), len(truth))
         self.assertEqual(outputs["roi_centers"].GetNumberOfControlPoints(), len(truth))
