@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
-from boneqct.calibration.definitions import PhantomDefinition
+from boneqct.calibration.definitions import MATERIALS, PhantomDefinition
 from boneqct.errors import CalibrationError
 from boneqct.volume import Volume
 
@@ -28,6 +28,8 @@ MINDWAYS_INTERCEPT_OFFSET_HU = 999.6
 #: Ogo's QC thresholds on R^2 of the rod regression (fail below, warn below).
 R2_FAIL = 0.90
 R2_WARN = 0.98
+#: Material of a manual calibration whose material the user did not state.
+MATERIAL_UNSTATED = "unstated"
 
 
 @dataclass
@@ -44,8 +46,15 @@ class Calibration:
         per_slice: None, or {"k", "slope_hu_per_mg_cm3", "intercept_hu"} lists giving the
             line as a smooth function of the slice index (long scans).
         warnings: QC notes for the report.
-        method: "phantom" or "manual".
+        method: "phantom" (rods scanned with the patient, or on another day: asynchronous),
+            "internal" (phantomless, from the patient's tissues) or "manual" (a line typed in).
         phantom: name of the phantom definition (None for manual).
+        scan: provenance of the scan the calibration was measured on (scanner manufacturer,
+            model, station, serial, kVp, kernel, slice thickness, series and study UIDs, date;
+            ``boneqct.calibration.provenance.SCAN_KEYS``); None for a manual calibration.
+        applied: how the calibration relates to the scan it is applied to (relation,
+            interval in days, forced, warning), set by
+            ``boneqct.calibration.provenance.check_calibration_applies``; None when unchecked.
     """
 
     material: str
@@ -58,6 +67,8 @@ class Calibration:
     warnings: list[str] = field(default_factory=list)
     method: str = "phantom"
     phantom: str | None = None
+    scan: dict | None = None
+    applied: dict | None = None
 
     def coefficients_at(self, k_index) -> tuple[np.ndarray, np.ndarray]:
         """Slope (HU per mg/cm3) and intercept (HU) at slice indices ``k_index``.
@@ -105,14 +116,27 @@ class Calibration:
 
 def manual_calibration(slope_hu_per_mg_cm3: float, intercept_hu: float,
                        material: str = "K2HPO4") -> Calibration:
-    """A calibration from a known line (e.g. the scanner's or a previous exam's)."""
+    """A calibration from a known line (e.g. the scanner's or a previous exam's).
+
+    Args:
+        slope_hu_per_mg_cm3, intercept_hu: the line, HU = slope * BMD + intercept.
+        material: "K2HPO4", "HA", or ``MATERIAL_UNSTATED`` when the user did not say which
+            material the line refers to (then no category is derived from it).
+    """
     if not np.isfinite(slope_hu_per_mg_cm3) or slope_hu_per_mg_cm3 <= 0:
         raise CalibrationError(
             f"The calibration slope must be a positive number of HU per mg/cm3; got "
             f"{slope_hu_per_mg_cm3}. Pass --slope with the value from your phantom report "
             "(typically 1 to 2 HU per mg/cm3).")
+    if material not in (*MATERIALS, MATERIAL_UNSTATED):
+        raise CalibrationError(f"Unknown calibration material '{material}'; use one of "
+                               f"{', '.join(MATERIALS)}.")
+    warnings = []
+    if slope_hu_per_mg_cm3 == 1.0 and intercept_hu == 0.0:
+        warnings.append("A manual calibration of slope 1 and intercept 0 is the identity: the "
+                        "'BMD' values are CT numbers. To measure HU only, use --hu.")
     return Calibration(material=material, slope_hu_per_mg_cm3=float(slope_hu_per_mg_cm3),
-                       intercept_hu=float(intercept_hu), method="manual")
+                       intercept_hu=float(intercept_hu), warnings=warnings, method="manual")
 
 
 def _as_definition_order(definition: PhantomDefinition, values, what: str) -> np.ndarray:

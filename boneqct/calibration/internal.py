@@ -30,6 +30,7 @@ from boneqct.calibration.fit import (
     MINDWAYS_SLOPE_OFFSET_HU_PER_MG_CM3,
     Calibration,
 )
+from boneqct.calibration.provenance import scan_provenance
 from boneqct.errors import CalibrationError
 from boneqct.volume import Volume
 
@@ -158,4 +159,5 @@ def internal_calibration(volume: Volume, points_ras_mm: dict | None = None,
         material="K2HPO4",
         slope_hu_per_mg_cm3=SIGMA_REF_120KVP_HU_PER_MG_CM3 - MINDWAYS_SLOPE_OFFSET_HU_PER_MG_CM3,
         intercept_hu=beta_ref + MINDWAYS_INTERCEPT_OFFSET_HU, r2=r2, rods=entries,
-        warnings=warnings, method="internal", phantom=None)
+        warnings=warnings, method="internal", phantom=None,
+        scan=scan_provenance(volume.metadata))

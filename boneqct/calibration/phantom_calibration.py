@@ -8,6 +8,7 @@ import numpy as np
 
 from boneqct.calibration.definitions import PhantomDefinition, load_phantom_definition
 from boneqct.calibration.fit import Calibration, fit_calibration, fit_line
+from boneqct.calibration.provenance import scan_provenance
 from boneqct.calibration.rod_detection import RodDetection, detect_rods
 from boneqct.volume import Volume
 
@@ -43,6 +44,7 @@ def calibrate_with_phantom(volume: Volume, phantom: str | Path | PhantomDefiniti
         slices_used=detection.slices_k,
     )
     cal.warnings = detection.warnings + cal.warnings
+    cal.scan = scan_provenance(volume.metadata)
     if per_slice:
         cal.per_slice = per_slice_calibration(definition, detection)
     return cal

@@ -20,40 +20,60 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--phantom", help="calibrate with this phantom (name or certificate JSON)")
     group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct "
-                       "calibrate`, or 'internal' for a phantomless calibration from the "
-                       "patient's air, fat and muscle")
+                       "calibrate` (refused for another kVp or scanner), or 'internal' for a "
+                       "phantomless estimate from the patient's air, fat and muscle")
     group.add_argument("--slope", type=float, help="manual calibration slope, HU per mg/cm3 "
                        "(with --intercept)")
+    group.add_argument("--hu", action="store_true", help="no calibration: CT numbers only "
+                       "(no BMD, no category, no cement flag)")
     parser.add_argument("--intercept", type=float, help="manual calibration intercept, HU")
-    parser.add_argument("--material", default="K2HPO4", choices=["K2HPO4", "HA"],
-                        help="material of a manual calibration")
+    parser.add_argument("--material", choices=["K2HPO4", "HA"],
+                        help="material of a manual calibration; without it the BMD gets no "
+                             "category")
+    parser.add_argument("--force-calibration", action="store_true",
+                        help="apply a --calibration file measured at another kVp or on another "
+                             "scanner (stated in the outputs; no category)")
 
 
 def calibration_from_args(args, volume):
-    """The calibration chosen on the command line, or None (uncalibrated, HU only)."""
+    """The calibration chosen on the command line, checked against the scan it is applied to
+    (``Calibration.applied``), or None (HU only)."""
     from boneqct.calibration import Calibration, calibrate_with_phantom, manual_calibration
+    from boneqct.calibration.fit import MATERIAL_UNSTATED
+    from boneqct.calibration.provenance import check_calibration_applies, measured_on_this_scan
 
     if (args.slope is None) != (args.intercept is None):
         raise BoneQCTError("A manual calibration needs both --slope and --intercept.")
+    if args.material and args.slope is None:
+        raise BoneQCTError("--material states the material of a manual calibration (--slope and "
+                           "--intercept); a phantom or calibration file carries its own.")
+    if args.force_calibration and (args.calibration is None or str(args.calibration) == "internal"):
+        raise BoneQCTError("--force-calibration applies a --calibration file to a scan it was "
+                           "not measured on; give the file with --calibration.")
     if args.phantom:
-        return calibrate_with_phantom(volume, args.phantom)
-    # --- phantomless calibration (boneqct.calibration.internal) ---
-    if args.calibration is not None and str(args.calibration) == "internal":
+        calibration = measured_on_this_scan(calibrate_with_phantom(volume, args.phantom))
+    elif args.calibration is not None and str(args.calibration) == "internal":
         from boneqct.calibration.internal import internal_calibration
 
-        return internal_calibration(volume)
-    # ---
-    if args.calibration:
+        calibration = measured_on_this_scan(internal_calibration(volume))
+    elif args.calibration:
         try:
-            return Calibration.from_dict(json.loads(args.calibration.read_text()))
+            stored = Calibration.from_dict(json.loads(args.calibration.read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             raise BoneQCTError(f"Cannot read the calibration file '{args.calibration.name}'; give "
                                "a JSON written by `boneqct calibrate --out`.") from None
-    if args.slope is not None:
-        return manual_calibration(args.slope, args.intercept, args.material)
-    print("warning: no calibration given: measuring HU only (no BMD, no category).",
-          file=sys.stderr)
-    return None
+        calibration = check_calibration_applies(stored, volume.metadata, args.force_calibration)
+    elif args.slope is not None:
+        calibration = measured_on_this_scan(manual_calibration(
+            args.slope, args.intercept, args.material or MATERIAL_UNSTATED))
+    else:
+        if not args.hu:
+            print("warning: no calibration given: measuring HU only (no BMD, no category); "
+                  "say --hu to choose this explicitly.", file=sys.stderr)
+        return None
+    if calibration.applied["warning"]:
+        print(f"warning: {calibration.applied['warning']}", file=sys.stderr)
+    return calibration
 
 
 def parse_levels(text: str) -> tuple[str, ...]:

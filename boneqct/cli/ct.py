@@ -112,6 +112,7 @@ def _calibration_text(calibration) -> str:
         f"slope: {calibration.slope_hu_per_mg_cm3:.5f} HU per mg/cm3   "
         f"intercept: {calibration.intercept_hu:.2f} HU   R2: {calibration.r2:.5f}",
         f"slices used: {len(calibration.slices_used)}",
+        "measured on: " + _scan_text(calibration.scan),
         f"{'rod':>6} {'density mg/cm3':>15} {'measured HU':>12} {'SD HU':>7} {'voxels':>7} "
         f"{'residual HU':>12}",
     ]
@@ -120,6 +121,19 @@ def _calibration_text(calibration) -> str:
                      f"{rod['sd_hu']:>7.2f} {rod['n_voxels']:>7d} {rod['residual_hu']:>12.3f}")
     lines += [f"warning: {w}" for w in calibration.warnings]
     return "\n".join(lines)
+
+
+def _scan_text(scan: dict | None) -> str:
+    """The scan a calibration was measured on, in one line (what is recorded of it)."""
+    scan = scan or {}
+    scanner = " ".join(str(scan[k]) for k in ("manufacturer", "model", "station_name")
+                       if scan.get(k)) or "scanner not recorded"
+    kvp = f"{scan['kvp']:g} kVp" if scan.get("kvp") is not None else "kVp not recorded"
+    kernel = f"kernel {scan['convolution_kernel']}" if scan.get("convolution_kernel") else ""
+    thickness = (f"{scan['slice_thickness_mm']:g} mm slices"
+                 if scan.get("slice_thickness_mm") is not None else "")
+    return ", ".join(p for p in (scanner, kvp, kernel, thickness,
+                                 scan.get("study_date") or "date not recorded") if p)
 
 
 def _cmd_phantom(args) -> int:

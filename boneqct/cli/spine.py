@@ -111,6 +111,8 @@ def _cmd_compare(args) -> int:
 
     comparison = compare_exams(read_result_json(args.old, "spine"), read_result_json(args.new, "spine"),
                                lsc_mg_cm3=args.lsc, precision_mg_cm3=args.precision)
+    for warning in comparison["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(comparison, indent=2))
         return 0

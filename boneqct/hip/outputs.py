@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneqct.calibration.provenance import anonymized_provenance
 from boneqct.hip.pipeline import HipResult
 from boneqct.hip.rois import ROI_NAMES
 from boneqct.io import (
@@ -66,7 +67,10 @@ def write_hip_outputs(out_dir: str | Path, result: HipResult, metadata: dict,
     paths = {name: out_dir / file for name, file in (
         ("json", "hip.json"), ("csv", "hip.csv"), ("projection", "hip_projection.nii.gz"),
         ("png", "hip_projection.png"), ("report", "report.pdf"))}
-    write_json_atomic(paths["json"], {**result.to_dict(), "exam": shown})
+    document = {**result.to_dict(), "exam": shown}
+    if anonymize:
+        document["calibration"]["scan"] = anonymized_provenance(document["calibration"]["scan"])
+    write_json_atomic(paths["json"], document)
     write_text_atomic(paths["csv"], hip_csv(result))
     write_volume(result.projection.as_volume(result.frame.dxa_rotation_ras()), paths["projection"])
     fig = projection_figure(result)

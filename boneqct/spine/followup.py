@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from boneqct.calibration.provenance import KVP_TOLERANCE_KV, SCANNER_KEYS
 from boneqct.errors import BoneQCTError
 
 #: ISCD: LSC at 95% confidence = 2.77 x the precision error (RMS-SD) (domain.md section 4).
@@ -23,7 +24,12 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
 
     Returns:
         dict with ``levels`` (level, old/new BMD, change in mg/cm3 and %, ``significant``
-        when an LSC is known), ``mean`` (same fields for the diagnostic mean), ``lsc_mg_cm3``.
+        when an LSC is known), ``mean`` (same fields for the diagnostic mean), ``lsc_mg_cm3``,
+        ``warnings`` (different calibration method, kVp or scanner).
+
+    Raises:
+        BoneQCTError: an exam is uncalibrated, both documents measure the same series, or the
+            materials differ.
     """
     for name, doc in (("old", old), ("new", new)):
         if not doc.get("calibrated"):
@@ -34,6 +40,7 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
             f"The exams are calibrated in different materials ({old.get('material')} vs "
             f"{new.get('material')}); their BMD values cannot be compared directly."
         )
+    warnings = _exam_differences(old, new)
     if lsc_mg_cm3 is None and precision_mg_cm3 is not None:
         lsc_mg_cm3 = least_significant_change(precision_mg_cm3)
     old_levels = {lv["level"]: lv for lv in old["levels"]}
@@ -41,7 +48,8 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
             for lv in new["levels"] if lv["level"] in old_levels]
     if not rows:
         raise BoneQCTError("The two exams have no level in common; nothing to compare.")
-    out = {"levels": rows, "lsc_mg_cm3": lsc_mg_cm3, "material": new.get("material")}
+    out = {"levels": rows, "lsc_mg_cm3": lsc_mg_cm3, "material": new.get("material"),
+           "warnings": warnings}
     if old.get("mean_bmd_mg_cm3") is not None and new.get("mean_bmd_mg_cm3") is not None:
         out["mean"] = _change("mean", old["mean_bmd_mg_cm3"], new["mean_bmd_mg_cm3"], lsc_mg_cm3)
         out["mean"]["levels_used_old"] = old.get("levels_used")
@@ -50,6 +58,35 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
         out["note"] = ("No least significant change given (--lsc or --precision): changes are "
                        "not tested for significance.")
     return out
+
+
+def _exam_differences(old: dict, new: dict) -> list[str]:
+    """Refuse two analyses of one series; warn when the method, kVp or scanner differ (the
+    change then holds a calibration difference, and an LSC measured on one scanner and
+    protocol does not apply)."""
+    old_exam, new_exam = old.get("exam") or {}, new.get("exam") or {}
+    if old_exam.get("series_uid") and old_exam.get("series_uid") == new_exam.get("series_uid"):
+        raise BoneQCTError(
+            "Both spine.json files measure the same CT series: their difference comes from the "
+            "analysis (calibration, ROIs), not from the bone. Compare two exams.")
+    warnings = []
+    methods = [(doc.get("calibration") or {}).get("method") for doc in (old, new)]
+    if methods[0] != methods[1]:
+        warnings.append(f"The exams were calibrated by different methods ({methods[0]} vs "
+                        f"{methods[1]}): the change includes the difference between methods.")
+    kvps = [exam.get("kvp") for exam in (old_exam, new_exam)]
+    if None not in kvps and abs(float(kvps[0]) - float(kvps[1])) > KVP_TOLERANCE_KV:
+        warnings.append(f"The exams were scanned at different tube voltages ({kvps[0]:g} vs "
+                        f"{kvps[1]:g} kVp): mineral-equivalent BMD depends on the spectrum, and "
+                        "the least significant change holds for one protocol.")
+    differing = [f"{key.replace('_', ' ')} '{old_exam[key]}' vs '{new_exam[key]}'"
+                 for key in SCANNER_KEYS
+                 if old_exam.get(key) and new_exam.get(key) and old_exam[key] != new_exam[key]]
+    if differing:
+        warnings.append("The exams come from different scanners (" + ", ".join(differing) +
+                        "): without a cross-calibration the change includes the scanner "
+                        "difference, and the least significant change does not apply.")
+    return warnings
 
 
 def _change(level: str, old_bmd: float, new_bmd: float, lsc_mg_cm3: float | None) -> dict:

@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+from boneqct.calibration.provenance import anonymized_provenance
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic, write_volume
 from boneqct.spine.pipeline import SpineResult, roi_label_map
 from boneqct.spine.report import write_spine_report
@@ -41,6 +42,8 @@ def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Vol
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
     document = result.to_dict()
     document["exam"] = metadata
+    if anonymize and document["calibration"] is not None:
+        document["calibration"]["scan"] = anonymized_provenance(document["calibration"]["scan"])
     paths = {name: out_dir / file for name, file in (
         ("json", "spine.json"), ("csv", "spine.csv"), ("rois", "spine_rois.nii.gz"),
         ("markups", "spine_roi_centers.mrk.json"), ("report", "report.pdf"))}
