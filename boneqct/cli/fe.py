@@ -14,6 +14,7 @@ from boneqct.cli.common import (
     read_result_json,
 )
 from boneqct.errors import BoneQCTError
+from boneqct.io.atomic import check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -79,6 +80,7 @@ def _cmd_fe(args) -> int:
     from boneqct.calibration import convert_volume_to_bmd
     from boneqct.fe.vertebra import analyze_vertebra, write_fe_outputs
 
+    check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     if calibration is None:
@@ -91,7 +93,8 @@ def _cmd_fe(args) -> int:
         density_material=calibration.material, law=args.law, criterion=args.criterion,
         element_mm=args.element_mm, pmma_mm=args.pmma_mm, preconditioner=args.preconditioner,
         sex=sex if sex in ("F", "M") else None)
-    paths = write_fe_outputs(args.out, result, volume.metadata, anonymize=args.anonymize)
+    paths = write_output_set(args.out, "fe", lambda folder: write_fe_outputs(
+        folder, result, volume.metadata, anonymize=args.anonymize))
     flag = {True: "  FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
     print(f"{result.level}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
           f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
 from boneqct.errors import BoneQCTError
+from boneqct.io.atomic import check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -49,6 +50,7 @@ def _cmd_hip(args) -> int:
     from boneqct.hip.pipeline import analyze_hip
     from boneqct.io import read_volume_file
 
+    check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     sex = args.sex or volume.metadata.get("patient_sex")
@@ -61,7 +63,8 @@ def _cmd_hip(args) -> int:
         label_scheme=args.label_scheme, pixel_mm=args.pixel_mm,
         population=None if args.reference == "none" else args.reference,
         sex=sex if sex in ("F", "M") else None, age_years=age)
-    paths = write_hip_outputs(args.out, result, volume.metadata, anonymize=args.anonymize)
+    paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(
+        folder, result, volume.metadata, anonymize=args.anonymize))
     for name, roi in result.rois.items():
         t = f", T {roi['t_score']:.2f}" if "t_score" in roi else ""
         print(f"{name}: {roi['abmd_g_cm2']:.3f} g/cm2, BMC {roi['bmc_g']:.2f} g, "

@@ -14,6 +14,7 @@ from boneqct.cli.common import (
     parse_levels,
     read_result_json,
 )
+from boneqct.io.atomic import check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -67,6 +68,7 @@ def _cmd_spine(args) -> int:
     from boneqct.spine.pipeline import analyze_spine
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
+    check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     seeds = labels = None
@@ -87,7 +89,8 @@ def _cmd_spine(args) -> int:
         cement_threshold_mg_cm3=args.cement_threshold,
         reference=load_reference(args.reference) if args.reference else None,
         age_years=age, sex=sex if sex in ("F", "M") else None)
-    paths = write_spine_outputs(args.out, result, volume, anonymize=args.anonymize)
+    paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(
+        folder, result, volume, anonymize=args.anonymize))
     unit = "mg/cm3" if result.calibrated else "HU"
     for lv in result.levels:
         if not lv.measured:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
 from boneqct.errors import BoneQCTError
+from boneqct.io.atomic import check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -37,6 +38,7 @@ def _parse_slices(text: str | None):
 def _cmd_tissue(args) -> int:
     from boneqct.tissue import analyze_tissue, write_tissue_outputs
 
+    check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     l3 = None
@@ -46,7 +48,8 @@ def _cmd_tissue(args) -> int:
         except ValueError:
             raise BoneQCTError(f"--l3 '{args.l3}' is not R,A,S in mm.") from None
     result = analyze_tissue(volume, calibration, _parse_slices(args.slices), l3_point_ras_mm=l3)
-    paths = write_tissue_outputs(args.out, result, volume.metadata, args.anonymize)
+    paths = write_output_set(args.out, "tissue", lambda folder: write_tissue_outputs(
+        folder, result, volume.metadata, args.anonymize))
     image = result["regions"]["image"]
     for tissue in ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral"):
         f = image[tissue]

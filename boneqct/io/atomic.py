@@ -1,16 +1,27 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it.
+"""Atomic output: single files written beside the target and renamed over it, and whole
+result sets written into a staging folder that replaces the output folder as one unit.
 
-A crash or a full disk never leaves a half-written result under the final name.
+A crash, a kill or a full disk never leaves a half-written file under its final name, nor an
+output folder holding files of two runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from boneqct.errors import InputError
+
+#: The file naming a folder as a BoneQCT output set (run id, time, kind, files).
+MANIFEST_NAME = "boneqct_run.json"
 
 
 @contextlib.contextmanager
@@ -47,3 +58,108 @@ def _json_default(obj):
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def check_output_folder(out_dir: str | Path) -> Path:
+    """The output folder as an absolute path, refused up front (InputError) when it is empty
+    text, an existing file, or a folder holding files BoneQCT did not write."""
+    if str(out_dir).strip() in ("", "."):
+        raise InputError("The output folder name is empty; give a folder name with --out DIR.")
+    out_dir = Path(out_dir).absolute()
+    if out_dir == Path.cwd().absolute() or out_dir in Path.cwd().absolute().parents:
+        raise InputError("The output folder is the current folder or holds it; results replace "
+                         "the whole folder, so give a new folder name with --out.")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"The output '{out_dir.name}' is an existing file, not a folder; give "
+                         "a new folder name with --out.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise InputError(f"The output folder '{out_dir.name}' already holds files that BoneQCT "
+                         "did not write; results replace the whole folder, so give a new or "
+                         "empty folder with --out.")
+    return out_dir
+
+
+def write_output_set(out_dir: str | Path, kind: str, write) -> dict[str, Path]:
+    """Run ``write(folder) -> {name: path}`` into a staging folder and put the set in place
+    as one unit (``output_set``); returns the paths in ``out_dir``."""
+    out_dir = check_output_folder(out_dir)
+    with output_set(out_dir, kind) as staging:
+        paths = write(staging)
+    return {name: out_dir / Path(path).relative_to(staging) for name, path in paths.items()}
+
+
+@contextlib.contextmanager
+def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
+    """Write a result set as one unit: yield an empty staging folder beside ``out_dir``; when
+    the block ends without an error, a manifest (``MANIFEST_NAME``: run id, kind, time, files)
+    is added and the staging folder takes the place of ``out_dir`` (a previous BoneQCT set
+    there is removed), under a lock so that concurrent runs into one folder each leave a
+    complete set (the last to finish wins). On an error or a kill ``out_dir`` keeps its
+    previous set; staging folders left by dead processes are removed on the next run.
+
+    Raises:
+        InputError: ``out_dir`` is empty text, an existing file, or a folder holding files
+            BoneQCT did not write (it would be replaced).
+    """
+    out_dir = check_output_folder(out_dir)
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(parent, out_dir.name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-{os.getpid()}-",
+                                        dir=parent))
+    except OSError as exc:
+        raise InputError(f"Cannot write into '{parent}': {exc.strerror}. Choose a writable "
+                         "folder with --out.") from None
+    try:
+        yield staging
+        files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        write_json_atomic(staging / MANIFEST_NAME, {
+            "run_id": uuid.uuid4().hex, "kind": kind, "files": files,
+            "written_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")})
+        with _locked(parent / f".{out_dir.name}.lock"):
+            old = None
+            if out_dir.exists():
+                old = parent / f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.rename(out_dir, old)
+            os.rename(staging, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on a lock file for the duration of the block."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Remove staging and replaced folders of ``name`` left by processes no longer running."""
+    for path in parent.glob(f".{name}.*-*-*"):
+        if not path.is_dir():
+            continue
+        try:
+            pid = int(path.name[len(name) + 2:].split("-")[1])  # .NAME.staging-PID-...
+        except (IndexError, ValueError):
+            continue
+        if not _process_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

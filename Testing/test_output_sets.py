@@ -1,0 +1,132 @@
+"""Result sets written as one unit: refused output names, reruns, kills mid-write and
+concurrent runs into one folder always leave one complete, consistent set."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from boneqct.errors import InputError
+from boneqct.io import read_volume_file
+from boneqct.io.atomic import MANIFEST_NAME, output_set
+
+
+def _spine_command(folder, out, levels):
+    """A fast spine run on the real tptbox cut-out (VerSe labels, HU only); ``levels`` picks
+    how many levels the run reports (via a label map holding only those vertebrae)."""
+    return [sys.executable, "-m", "boneqct.cli", "spine", str(folder / "ct.nii.gz"), "--out",
+            str(out), "--labels", str(folder / f"labels_{levels}.nii.gz"), "--label-scheme",
+            "verse", "--levels", "L3"]
+
+
+@pytest.fixture(scope="module")
+def inputs(real_data_dir, tmp_path_factory):
+    """The tptbox CT, and label maps holding one level (L3) or two (L2, L3)."""
+    source = real_data_dir / "tptbox_L3"
+    folder = tmp_path_factory.mktemp("inputs")
+    ct = read_volume_file(source / "sub-ct_label-22_ct.nii.gz")
+    labels = read_volume_file(source / "sub-ct_seg-vert_label-22_msk.nii.gz")
+    from boneqct.io import write_volume
+
+    write_volume(ct, folder / "ct.nii.gz")
+    write_volume(labels.with_array(np.where(labels.array_kji == 22, 22, 0).astype(np.uint8)),
+                 folder / "labels_1.nii.gz")
+    write_volume(labels.with_array(np.where(np.isin(labels.array_kji, (21, 22)),
+                                            labels.array_kji, 0).astype(np.uint8)),
+                 folder / "labels_2.nii.gz")
+    return folder
+
+
+def _consistent_levels(out) -> int:
+    """Check that a spine output folder holds one complete set; return its number of levels."""
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    present = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                     if p.is_file() and p.name != MANIFEST_NAME)
+    assert present == manifest["files"]
+    document = json.loads((out / "spine.json").read_text())
+    with open(out / "spine.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    markups = json.loads((out / "spine_roi_centers.mrk.json").read_text())
+    n_levels = len(document["levels"])
+    assert len(rows) == n_levels
+    measured = sum(lv["measured"] for lv in document["levels"])
+    assert len(markups["markups"][0]["controlPoints"]) == measured
+    assert (out / "report.pdf").stat().st_size > 1000
+    return n_levels
+
+
+def _no_leftovers(out):
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")
+                and p.is_dir()]
+
+
+def test_refused_output_names(inputs, tmp_path):
+    existing_file = tmp_path / "file.txt"
+    existing_file.write_text("not a folder")
+    user_folder = tmp_path / "mine"
+    user_folder.mkdir()
+    (user_folder / "notes.txt").write_text("my notes")
+    for out, message in ((existing_file, "is an existing file"), ("", "folder name is empty"),
+                         (user_folder, "did not write")):
+        run = subprocess.run(_spine_command(inputs, out, 1), capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert (user_folder / "notes.txt").read_text() == "my notes"
+
+
+def test_rerun_replaces_the_set_and_an_error_keeps_the_previous_one(tmp_path):
+    out = tmp_path / "out"
+    for n in (1, 2):
+        with output_set(out, "test") as staging:
+            for index in range(n):
+                (staging / f"file{index}.txt").write_text(str(n))
+    assert sorted(p.name for p in out.iterdir()) == ["boneqct_run.json", "file0.txt",
+                                                      "file1.txt"]
+    with pytest.raises(RuntimeError), output_set(out, "test") as staging:
+        (staging / "file0.txt").write_text("3")
+        raise RuntimeError("disk full")
+    assert (out / "file0.txt").read_text() == "2"
+    _no_leftovers(out)
+    with pytest.raises(InputError, match="did not write"), output_set(tmp_path, "test"):
+        pass
+
+
+def test_kills_mid_write_leave_one_complete_set(inputs, tmp_path):
+    out = tmp_path / "out"
+    assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
+                          timeout=300).returncode == 0
+    assert _consistent_levels(out) == 1
+    rng = np.random.default_rng(7)
+    outcomes = {1: 0, 2: 0}
+    for _ in range(20):
+        process = subprocess.Popen(_spine_command(inputs, out, 2), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.3, 3.5)))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        outcomes[_consistent_levels(out)] += 1
+    assert sum(outcomes.values()) == 20
+    # a run that completes afterwards cleans up what the killed ones left
+    assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
+                          timeout=300).returncode == 0
+    assert _consistent_levels(out) == 1
+    _no_leftovers(out)
+
+
+def test_concurrent_runs_into_one_folder(inputs, tmp_path):
+    out = tmp_path / "out"
+    processes = [subprocess.Popen(_spine_command(inputs, out, n), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for n in (1, 2, 1, 2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    assert _consistent_levels(out) in (1, 2)
+    _no_leftovers(out)
