@@ -21,7 +21,7 @@ from boneqct.hip import (
     TruncatedFemurError,
 )
 from boneqct.hip.extraction import bmd_of_box, bone_threshold_hu, crop_volume, voxel_centers_ras
-from boneqct.hip.interpret import hip_scores
+from boneqct.hip.interpret import hip_basis, hip_scores
 from boneqct.hip.pipeline import analyze_hip
 from boneqct.hip.rois import ROI_NAMES
 from boneqct.phantoms.femur import FemurPhantomParams, make_femur_phantom
@@ -181,9 +181,12 @@ def test_chinese_women_reference_scores_trochanter_and_not_men(by_seed):
     # the same regions scored for a man: the reference is for women only
     rois = {name: {k: v for k, v in roi.items() if k not in ("t_score", "z_score")}
             for name, roi in copy.deepcopy(women.rois).items()}
-    men = hip_scores(rois, "chinese-women", "M", None)
+    men = hip_scores(rois, "chinese-women", "M", None, hip_basis(women.calibration))
     assert all("t_score" not in rois[n] for n in ROI_NAMES)
     assert men["category"] is None
+    # measured with (probably) GE Lunar regions: T-scores given, no WHO category, a warning
+    assert women.interpretation["category"] is None
+    assert any("lunar regions" in w for w in women.warnings)
 
 
 def test_bmd_box_and_bone_threshold_follow_a_per_slice_calibration(neutral):

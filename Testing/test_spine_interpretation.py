@@ -7,7 +7,13 @@ import json
 import pytest
 
 from boneqct.errors import BoneQCTError
-from boneqct.reference import load_reference, scores
+from boneqct.reference import (
+    SITE_MEASURES,
+    ReferenceMismatchError,
+    bundled_reference_names,
+    load_reference,
+    scores,
+)
 from boneqct.spine.followup import compare_exams, least_significant_change
 from boneqct.spine.interpret import acr_category, cement_augmentation
 
@@ -62,7 +68,8 @@ def test_scores_from_a_reference_file(tmp_path):
     # A made-up reference, written by this test to exercise the arithmetic (not shipped).
     path = tmp_path / "test-reference.json"
     path.write_text(json.dumps({
-        "name": "test", "site": "spine-qct", "measure": "bmd_mg_cm3", "material": "K2HPO4",
+        "name": "test", "site": "lumbar-spine-trabecular", "measure": "bmd_mg_cm3",
+        "material": "K2HPO4", "device": "test", "regions": "qct", "population": "test",
         "source": "test fixture",
         "young_adult": {"F": {"mean": 180.0, "sd": 30.0, "age_band": "30-34"}},
         "age_bands": [{"sex": "F", "age_min": 60, "age_max": 69, "mean": 100.0, "sd": 25.0}],
@@ -86,3 +93,55 @@ def test_bundled_nhanes_femoral_neck_reference():
     reference = load_reference("nhanes3-femoral-neck")
     assert "Looker" in reference.source
     assert scores(reference, 0.738, "F", 70)["t_score"] == pytest.approx(-1.0)
+
+
+def test_reference_of_another_site_or_measure_is_refused():
+    reference = load_reference("nhanes3-total-hip")
+    with pytest.raises(ReferenceMismatchError) as info:
+        reference.check_applies("lumbar-spine-trabecular", "bmd_mg_cm3", "K2HPO4")
+    message = str(info.value)
+    assert "total-hip areal BMD (g/cm2)" in message
+    assert "lumbar-spine-trabecular volumetric BMD (mg/cm3)" in message
+    reference.check_applies("total-hip", "abmd_g_cm2", "K2HPO4")  # applies: no error
+    with pytest.raises(ReferenceMismatchError, match="femoral-neck"):
+        reference.check_applies("femoral-neck", "abmd_g_cm2", None)
+
+
+def test_reference_of_another_material_or_for_hu_is_refused(tmp_path):
+    path = tmp_path / "spine-ref.json"
+    path.write_text(json.dumps({
+        "name": "spine-test", "site": "lumbar-spine-trabecular", "measure": "bmd_mg_cm3",
+        "material": "K2HPO4", "device": "test", "regions": "qct", "population": "test",
+        "source": "test fixture", "young_adult": {"F": {"mean": 180.0, "sd": 30.0}}}))
+    reference = load_reference(path)
+    with pytest.raises(ReferenceMismatchError, match="mg/cm3 of HA, not of K2HPO4"):
+        reference.check_applies("lumbar-spine-trabecular", "bmd_mg_cm3", "HA")
+    with pytest.raises(ReferenceMismatchError, match="HU only"):
+        reference.check_applies("lumbar-spine-trabecular", None, None)
+
+
+def test_reference_file_must_state_what_it_applies_to(tmp_path):
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps({"name": "bare", "site": "total-hip", "measure": "bmd_mg_cm3",
+                                "material": None, "device": "x", "regions": "hologic",
+                                "population": "x", "source": "x"}))
+    with pytest.raises(BoneQCTError, match="site must be one of"):
+        load_reference(path)  # total hip is areal, not volumetric
+    path.write_text(json.dumps({"name": "bare", "site": "total-hip", "measure": "abmd_g_cm2",
+                                "source": "x"}))
+    with pytest.raises(BoneQCTError, match="material"):
+        load_reference(path)
+
+
+@pytest.mark.parametrize("name", bundled_reference_names())
+def test_bundled_references_state_site_measure_device_population(name):
+    reference = load_reference(name)
+    assert SITE_MEASURES[reference.site] == reference.measure == "abmd_g_cm2"
+    assert reference.device and reference.population and reference.source
+    assert reference.not_verified  # each says what was not checked against its source
+    if name.startswith("chinese-women"):
+        assert reference.source.startswith("Zhang HC, Yang DZ") and "Cheng XG" in reference.source
+        assert "17604665" in reference.source
+        assert reference.regions == "lunar" and "Lunar" in reference.device
+    else:
+        assert reference.source.startswith("Looker AC") and reference.regions == "hologic"

@@ -190,3 +190,71 @@ def test_cli_spine_from_a_markups_file(phantom, tmp_path):
     levels = json.loads((tmp_path / "out" / "spine.json").read_text())["levels"]
     for level, truth in zip(levels, DENSITIES_MG_CM3, strict=True):
         assert level["bmd_mg_cm3"] == pytest.approx(truth, rel=0.02, abs=1.5)
+
+
+def test_internal_calibration_values_are_an_opportunistic_estimate(phantom, true_calibration,
+                                                                   tmp_path):
+    """The same line labelled as a phantomless (internal) calibration: BMD given, no category,
+    no cement flag, and spine.json and the report say why."""
+    internal = replace(true_calibration, method="internal")
+    result = analyze_spine(phantom.volume, internal, seeds=_seeds(phantom))
+    assert result.mean_bmd_mg_cm3 == pytest.approx(68.0, abs=3.0)
+    assert result.category is None
+    assert all(lv.cement_augmentation is None for lv in result.levels)
+    document = json.loads(write_spine_outputs(tmp_path, result, phantom.volume)["json"]
+                          .read_text())
+    assert document["interpretation"]["basis"] == "opportunistic estimate"
+    assert document["cement_note"] is None
+    assert any(w.startswith("No category: the internal") for w in document["warnings"])
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "report.pdf").pages)
+    assert "opportunistic estimate" in text and "Cement augmentation" not in text
+
+
+def test_spine_with_a_hip_reference_is_refused(phantom, true_calibration):
+    from boneqct.reference import ReferenceMismatchError, load_reference
+
+    with pytest.raises(ReferenceMismatchError, match="total-hip areal BMD"):
+        analyze_spine(phantom.volume, true_calibration, seeds=_seeds(phantom),
+                      reference=load_reference("nhanes3-total-hip"), sex="F", age_years=60)
+
+
+@pytest.fixture(scope="module")
+def phantom_nifti(phantom, tmp_path_factory):
+    return write_volume(phantom.volume, tmp_path_factory.mktemp("nifti") / "ct.nii.gz")
+
+
+def _cli_spine(ct, out, *extra):
+    return subprocess.run([sys.executable, "-m", "boneqct.cli", "spine", str(ct), "--out",
+                           str(out), *extra], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("reference", ["nhanes3-total-hip", "nhanes3-femoral-neck", "nhanes3",
+                                       "chinese-women"])
+def test_cli_spine_with_hip_reference_exit_2(phantom, phantom_nifti, tmp_path, reference):
+    run = _cli_spine(phantom_nifti, tmp_path / "o", "--seed", "L1=0,0,0", "--slope", "1.3",
+                     "--intercept", "0", "--material", "K2HPO4", "--reference", reference)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "hip" in run.stderr and not (tmp_path / "o" / "spine.json").exists()
+
+
+def test_cli_hu_mode_and_the_slope_1_idiom(phantom, phantom_nifti, tmp_path):
+    """--hu: HU only, no BMD, category or cement flag, and no 'no calibration' warning;
+    --slope 1 --intercept 0 without --material: a manual line, no category, told to use --hu."""
+    seeds = [f"--seed={level}={','.join(f'{v:.2f}' for v in p)}"
+             for level, p in _seeds(phantom).items()]
+    hu = _cli_spine(phantom_nifti, tmp_path / "hu", "--hu", *seeds)
+    assert hu.returncode == 0, hu.stderr
+    assert "no calibration given" not in hu.stderr
+    document = json.loads((tmp_path / "hu" / "spine.json").read_text())
+    assert not document["calibrated"] and document["category"] is None
+    assert all(lv["bmd_mg_cm3"] is None and lv["cement_augmentation"] is None
+               for lv in document["levels"])
+    identity = _cli_spine(phantom_nifti, tmp_path / "one", "--slope", "1", "--intercept", "0",
+                          *seeds)
+    assert identity.returncode == 0, identity.stderr
+    document = json.loads((tmp_path / "one" / "spine.json").read_text())
+    assert document["calibration"]["method"] == "manual"
+    assert document["material"] == "unstated" and document["category"] is None
+    assert all(lv["cement_augmentation"] is None for lv in document["levels"])
+    assert any("identity" in w and "--hu" in w for w in document["warnings"])
+    assert any("--material" in w for w in document["warnings"])

@@ -131,12 +131,8 @@ def manual_calibration(slope_hu_per_mg_cm3: float, intercept_hu: float,
     if material not in (*MATERIALS, MATERIAL_UNSTATED):
         raise CalibrationError(f"Unknown calibration material '{material}'; use one of "
                                f"{', '.join(MATERIALS)}.")
-    warnings = []
-    if slope_hu_per_mg_cm3 == 1.0 and intercept_hu == 0.0:
-        warnings.append("A manual calibration of slope 1 and intercept 0 is the identity: the "
-                        "'BMD' values are CT numbers. To measure HU only, use --hu.")
     return Calibration(material=material, slope_hu_per_mg_cm3=float(slope_hu_per_mg_cm3),
-                       intercept_hu=float(intercept_hu), warnings=warnings, method="manual")
+                       intercept_hu=float(intercept_hu), method="manual")
 
 
 def _as_definition_order(definition: PhantomDefinition, values, what: str) -> np.ndarray:

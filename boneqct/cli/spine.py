@@ -63,6 +63,7 @@ def register(sub) -> None:
 
 def _cmd_spine(args) -> int:
     from boneqct.reference import load_reference
+    from boneqct.spine.interpret import CEMENT_NOTE
     from boneqct.spine.label_input import read_vertebra_labels
     from boneqct.spine.outputs import write_spine_outputs
     from boneqct.spine.pipeline import analyze_spine
@@ -101,8 +102,11 @@ def _cmd_spine(args) -> int:
         qc = "" if lv.qc["passed"] else "  (ROI QC failed: not used)"
         print(f"{lv.level}: {value:.1f} {unit}{flag}{qc}")
     if result.mean_bmd_mg_cm3 is not None:
-        print(f"mean {'/'.join(result.levels_used)}: {result.mean_bmd_mg_cm3:.1f} mg/cm3, "
-              f"category: {result.category or 'none (see the warnings)'}")
+        print(f"mean {'/'.join(result.levels_used)}: {result.mean_bmd_mg_cm3:.1f} mg/cm3 "
+              f"({result.interpretation['basis']}), category: "
+              f"{result.category or 'none (see the warnings)'}")
+    if any(lv.cement_augmentation for lv in result.levels):
+        print(CEMENT_NOTE)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {paths['report']}")

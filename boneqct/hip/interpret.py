@@ -2,10 +2,16 @@
 
 WHO (domain.md section 5): T >= -1 normal, -2.5 < T < -1 osteopenia, T <= -2.5 osteoporosis,
 from the lowest T-score of the femoral neck and the total hip.
+
+Each region's reference must be for that site and for areal BMD (g/cm2), or it is refused.
+CTXA regions follow Hologic conventions (Cann et al. 2014, PLoS One 9:e91904); a reference
+measured with another make's regions (the Chinese women's, probably GE Lunar) gives T-scores
+marked as such in the warnings, and no WHO category, since no cross-calibration is applied.
 """
 
 from __future__ import annotations
 
+from boneqct.calibration.interpretation import InterpretationBasis, interpretation_basis
 from boneqct.hip.errors import HipError
 from boneqct.reference import load_reference, scores
 
@@ -17,6 +23,13 @@ REFERENCE_SETS = {
                       "trochanter": "chinese-women-trochanter",
                       "total": "chinese-women-total-hip"},
 }
+#: Region -> reference site (``boneqct.reference.SITE_MEASURES``).
+REGION_SITES = {"neck": "femoral-neck", "trochanter": "trochanter", "total": "total-hip"}
+#: Region convention of CTXA (Cann 2014: Hologic-style regions).
+CTXA_REGIONS = "hologic"
+#: DXA-equivalent aBMD is compared with DXA references, not with QCT thresholds: both phantom
+#: materials are accepted for the WHO category.
+HIP_MATERIALS = ("K2HPO4", "HA")
 WHO_OSTEOPENIA_BELOW = -1.0
 WHO_OSTEOPOROSIS_AT_OR_BELOW = -2.5
 
@@ -30,11 +43,25 @@ def who_category(t_score: float) -> str:
     return "osteoporosis"
 
 
+def hip_basis(calibration) -> InterpretationBasis:
+    """Whether hip values from ``calibration`` get a WHO category (see
+    ``boneqct.calibration.interpretation``)."""
+    return interpretation_basis(calibration, HIP_MATERIALS)
+
+
 def hip_scores(rois: dict, population: str | None, sex: str | None,
-               age_years: float | None) -> dict:
+               age_years: float | None, basis: InterpretationBasis) -> dict:
     """Add ``t_score`` (and ``z_score``) to each region of ``rois`` that has a reference;
-    return the interpretation: population, per-region reference/why, lowest T and category."""
-    out = {"population": population, "regions": {}, "t_score_min": None, "category": None}
+    return the interpretation: basis, population, per-region reference/why, lowest T,
+    category (only when ``basis.diagnostic`` and every reference uses CTXA's regions) and
+    ``warnings``.
+
+    Raises:
+        HipError: unknown population; ReferenceMismatchError: a reference of another site or
+        measure.
+    """
+    out = {**basis.to_dict(), "population": population, "regions": {}, "t_score_min": None,
+           "category": None, "warnings": []}
     if population is None:
         out["why"] = "no reference population chosen; T-scores and category are not given"
         return out
@@ -45,7 +72,15 @@ def hip_scores(rois: dict, population: str | None, sex: str | None,
         value = rois[region]["abmd_g_cm2"]
         if value is None:
             continue
-        s = scores(load_reference(name), value, sex, age_years)
+        reference = load_reference(name)
+        reference.check_applies(REGION_SITES[region], "abmd_g_cm2", None)
+        if reference.regions != CTXA_REGIONS:
+            out["warnings"].append(
+                f"{region}: the reference '{name}' was measured with {reference.regions} "
+                f"regions ({reference.device}), CTXA with {CTXA_REGIONS}-style regions; no "
+                "cross-calibration is applied, so its T-score may be biased and no WHO "
+                "category is given.")
+        s = scores(reference, value, sex, age_years)
         for key in ("t_score", "z_score"):
             if key in s:
                 rois[region][key] = s[key]
@@ -53,8 +88,9 @@ def hip_scores(rois: dict, population: str | None, sex: str | None,
     diagnostic = [rois[r]["t_score"] for r in ("neck", "total") if "t_score" in rois[r]]
     if diagnostic:
         out["t_score_min"] = min(diagnostic)
-        out["category"] = who_category(out["t_score_min"])
+        if basis.diagnostic and not out["warnings"]:
+            out["category"] = who_category(out["t_score_min"])
     return out
 
 
-__all__ = ["REFERENCE_SETS", "hip_scores", "who_category"]
+__all__ = ["REFERENCE_SETS", "hip_basis", "hip_scores", "who_category"]

@@ -33,7 +33,7 @@ from boneqct.hip.frame import (
     neck_axis,
     superior_end_slice,
 )
-from boneqct.hip.interpret import hip_scores
+from boneqct.hip.interpret import hip_basis, hip_scores
 from boneqct.hip.projection import DEFAULT_PIXEL_MM, Projection, project_femur
 from boneqct.hip.rois import (
     DISTAL_BORDER_BELOW_HEAD_MM,
@@ -173,8 +173,9 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
                            trochanter_line_angle_deg, edge_threshold_g_cm2, neck_center_s_mm)
     roi_labels = roi_label_image(projection, placement)
     rois = measure_rois(projection, roi_labels, bone_pixels(projection, edge_threshold_g_cm2))
-    interpretation = hip_scores(rois, population, sex, age_years)
-    warnings = []
+    basis = hip_basis(calibration)
+    interpretation = hip_scores(rois, population, sex, age_years, basis)
+    warnings = basis.warnings() + interpretation["warnings"]
     if tuple(frame.shaft_fit_below_head_mm) != SHAFT_FIT_BELOW_HEAD_MM:
         low, high = frame.shaft_fit_below_head_mm
         warnings.append(

@@ -22,7 +22,7 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
 
     cal = result.calibration
     story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm),
-             Paragraph(f"Calibration: {cal.method}, {cal.material}, slope "
+             Paragraph(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
                        f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
                        f"{cal.intercept_hu:.1f} HU.", STYLES["Normal"]),
              Paragraph(f"Side: {result.side}. DXA-equivalent areal BMD by CTXA (Cann et al. 2014).",
@@ -42,8 +42,11 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
                                f"</b> - WHO category: <b>{interp['category']}</b> (reference "
                                f"{interp['population']}).", STYLES["Normal"]))
     for region, info in interp.get("regions", {}).items():
-        if info.get("reference"):
-            story.append(Paragraph(f"{region}: {info['reference']['source']}", STYLES["Italic"]))
+        ref = info.get("reference")
+        if ref:
+            unverified = f" Not verified: {ref['not_verified']}" if ref["not_verified"] else ""
+            story.append(Paragraph(f"{region}: reference for {ref['applies_to']}. "
+                                   f"{ref['source']}{unverified}", STYLES["Italic"]))
         for why in info.get("why_absent", []):
             story.append(Paragraph(f"{region}: {why}", STYLES["Italic"]))
     if interp.get("why"):

@@ -16,7 +16,13 @@ import numpy as np
 from boneqct.errors import SpineError
 from boneqct.reference import Reference, scores
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
-from boneqct.spine.interpret import CEMENT_THRESHOLD_MG_CM3, acr_category, cement_augmentation
+from boneqct.spine.interpret import (
+    CEMENT_NOTE,
+    CEMENT_THRESHOLD_MG_CM3,
+    acr_category,
+    cement_augmentation,
+    spine_basis,
+)
 from boneqct.spine.label_input import check_labels_match_ct
 from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
 from boneqct.spine.measure import roi_statistics
@@ -37,6 +43,8 @@ WARN_VOXEL_MM = 3.01
 MAX_VOXEL_MM = 5.01
 #: ISCD: a spine QCT diagnosis rests on at least two evaluable vertebrae (domain.md section 3).
 MIN_DIAGNOSTIC_LEVELS = 2
+#: The site of spine QCT in reference files (``boneqct.reference.SITE_MEASURES``).
+REFERENCE_SITE = "lumbar-spine-trabecular"
 
 
 @dataclass
@@ -90,6 +98,8 @@ class SpineResult:
     reference: dict | None
     cement_threshold_mg_cm3: float
     warnings: list[str] = field(default_factory=list)
+    #: what the values are and whether they are categorised (``InterpretationBasis.to_dict``)
+    interpretation: dict | None = None
     rois: list[VertebralROI] = field(default_factory=list, repr=False)
     bodies: list[VertebralBody] = field(default_factory=list, repr=False)
 
@@ -114,6 +124,8 @@ class SpineResult:
             "mean_hu": self.mean_hu,
             "category": self.category,
             "cement_threshold_mg_cm3": self.cement_threshold_mg_cm3,
+            "cement_note": CEMENT_NOTE if (self.interpretation or {}).get("diagnostic") else None,
+            "interpretation": self.interpretation,
             "reference": self.reference,
             "warnings": self.warnings,
         }
@@ -154,10 +166,22 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         exclude: levels left out of the diagnostic value (e.g. fractured).
         roi_kind, thickness_mm, margin_mm: ROI shape (see ``boneqct.spine.roi.place_roi``).
         cement_threshold_mg_cm3: BMD below which cement augmentation is suggested.
-        reference, age_years, sex: for T/Z-scores (absent without a reference).
+        reference, age_years, sex: for T/Z-scores (absent without a reference); the
+            reference must be for lumbar-spine-trabecular vBMD in the calibration's material.
+
+    Category, cement flag and scores are given only when the calibration allows them
+    (``boneqct.spine.interpret.spine_basis``); ``SpineResult.interpretation`` says what the
+    values are and why not.
+
+    Raises:
+        ReferenceMismatchError: the reference is for another site, measure or material.
     """
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
+    if reference is not None:
+        reference.check_applies(REFERENCE_SITE, None if calibration is None else "bmd_mg_cm3",
+                                None if calibration is None else calibration.material)
+    basis = spine_basis(calibration)
     warnings: list[str] = []
     coarsest_mm = float(volume_hu.spacing_mm.max())
     if coarsest_mm > MAX_VOXEL_MM:
@@ -178,6 +202,9 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         finders = _label_finders(volume_hu, labels, label_scheme)
     if calibration is None:
         warnings.append("Uncalibrated: values are HU only; no BMD, category or cement flag.")
+    else:
+        warnings += basis.warnings()
+    cement_threshold = cement_threshold_mg_cm3 if basis.diagnostic else None
     levels, rois, bodies = [], [], []
     for level in sorted(finders, key=LEVEL_NAMES.index):
         try:
@@ -190,7 +217,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
                                       excluded=level in exclude))
             warnings.append(f"{level} not measured: {reason.removeprefix(level + ': ')}")
             continue
-        levels.append(_level_result(volume_hu, body, roi, calibration, cement_threshold_mg_cm3,
+        levels.append(_level_result(volume_hu, body, roi, calibration, cement_threshold,
                                     excluded=level in exclude))
         rois.append(roi)
         bodies.append(body)
@@ -206,14 +233,14 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     warnings += diagnosis_warnings
     mean_bmd = _mean([lv.bmd_mg_cm3 for lv in used]) if calibration is not None else None
     category = None
-    if mean_bmd is not None and len(used) >= MIN_DIAGNOSTIC_LEVELS:
+    if basis.diagnostic and mean_bmd is not None and len(used) >= MIN_DIAGNOSTIC_LEVELS:
         category = acr_category(mean_bmd)
     result = SpineResult(
         calibration=calibration, levels=levels, levels_used=[lv.level for lv in used],
         mean_bmd_mg_cm3=mean_bmd, mean_hu=_mean([lv.mean_hu for lv in used]),
         category=category, t_score=None, z_score=None, reference=None,
         cement_threshold_mg_cm3=cement_threshold_mg_cm3, warnings=warnings, rois=rois,
-        bodies=bodies,
+        bodies=bodies, interpretation=basis.to_dict(),
     )
     if category is not None:
         s = scores(reference, mean_bmd, sex, age_years)
@@ -225,12 +252,13 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
 
 
 def _level_result(volume_hu: Volume, body: VertebralBody, roi: VertebralROI, calibration,
-                  cement_threshold_mg_cm3: float, excluded: bool) -> LevelResult:
-    """The measurement of one level; the cement flag only where the ROI passed QC."""
+                  cement_threshold_mg_cm3: float | None, excluded: bool) -> LevelResult:
+    """The measurement of one level; the cement flag only where the ROI passed QC and a
+    threshold is given (None: the calibration does not allow the flag)."""
     stats = roi_statistics(volume_hu, roi, body, calibration)
     bmd = stats["bmd_mg_cm3"]
     flag = None
-    if bmd is not None and stats["qc"]["passed"]:
+    if bmd is not None and stats["qc"]["passed"] and cement_threshold_mg_cm3 is not None:
         flag = cement_augmentation(bmd, cement_threshold_mg_cm3)
     return LevelResult(
         level=body.level, bmd_mg_cm3=bmd, sd_mg_cm3=stats["sd_mg_cm3"],

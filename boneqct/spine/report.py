@@ -19,6 +19,7 @@ from boneqct.report.pdf import (
     table,
     write_report,
 )
+from boneqct.spine.interpret import CEMENT_NOTE
 from boneqct.volume import Volume
 
 #: Half-width (mm) and pixel size (mm) of the level views.
@@ -56,9 +57,10 @@ def _calibration_line(result) -> list:
     fit = f", R<super>2</super> {cal.r2:.4f}" if cal.r2 is not None else ""
     worst = max((abs(r["residual_mg_cm3"]) for r in cal.rods), default=None)
     residual = f", largest rod residual {worst:.1f} mg/cm3" if worst is not None else ""
-    text = (f"Calibration: {cal.method}{' (' + cal.phantom + ')' if cal.phantom else ''}, "
-            f"{cal.material}, slope {cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
-            f"{cal.intercept_hu:.1f} HU{fit}{residual}.")
+    text = (f"Calibration: {result.interpretation['basis']}"
+            f"{' (' + cal.phantom + ')' if cal.phantom else ''}, {cal.material}, slope "
+            f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept {cal.intercept_hu:.1f} HU"
+            f"{fit}{residual}.")
     story = [Paragraph(text, STYLES["Normal"])]
     story += [Paragraph(f"<font color='{ALERT_COLOR.hexval()}'>Calibration QC: {w}</font>",
                         STYLES["Normal"]) for w in cal.warnings]
@@ -85,6 +87,12 @@ def _level_table(result) -> object:
 def _diagnosis(result) -> list:
     if not result.calibrated or result.mean_bmd_mg_cm3 is None:
         return []
+    interpretation = result.interpretation
+    if not interpretation["diagnostic"]:
+        return [Spacer(1, 1.5 * mm), Paragraph(
+            f"Mean of {', '.join(result.levels_used)}: <b>{result.mean_bmd_mg_cm3:.1f} mg/cm3"
+            f"</b> ({interpretation['basis']}) - no category: "
+            + "; ".join(interpretation["why_not"]) + ".", STYLES["Normal"])]
     text = (f"Mean of {', '.join(result.levels_used)}: <b>{result.mean_bmd_mg_cm3:.1f} mg/cm3</b>"
             f" - category (ACR): <b>{result.category}</b>")
     if result.t_score is not None:
@@ -103,15 +111,18 @@ def _diagnosis(result) -> list:
 
 def _cement_flags(result) -> list:
     flagged = [lv for lv in result.levels if lv.cement_augmentation]
-    if not result.calibrated:
+    if not result.calibrated or not result.interpretation["diagnostic"]:
         return []
+    note = Paragraph(CEMENT_NOTE, STYLES["Italic"])
     if not flagged:
         return [Paragraph(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
-                          "mg/cm3; cement augmentation not indicated by BMD.", STYLES["Normal"])]
+                          "mg/cm3; cement augmentation not indicated by BMD.", STYLES["Normal"]),
+                note]
     lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f})" for lv in flagged)
     return [Paragraph(f"<font color='{ALERT_COLOR.hexval()}' size='12'><b>Cement augmentation "
                       f"suggested for screw fixation at {lines} mg/cm3 (below "
-                      f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>", STYLES["Normal"])]
+                      f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>", STYLES["Normal"]),
+            note]
 
 
 def _reference_chart(result):
