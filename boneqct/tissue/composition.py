@@ -17,9 +17,9 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
   calls all lean soft tissue "muscle": skeletal muscle, organs, blood, discs);
 * subcutaneous / visceral fat: outside / inside the muscle wall (``visceral_cavity``);
 * skeletal muscle area at L3: Alberta-window pixels in the skeletal muscle mask
-  (``segmentation.skeletal_muscle``: the band along the inside of the wall and the thin lean
-  structures joined to it or to bone), or in a given muscle mask, on the slice nearest the
-  L3 point.
+  (``segmentation.skeletal_muscle``: the band along the inside of the wall; it misses most
+  of the back muscles and psoas on real CT), or in a given muscle mask (e.g. from a
+  segmentation), on the slice nearest the L3 point.
 
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
 skin density; mineral masses are partial-volume-aware (``boneqct.tissue.mineral``): the
@@ -271,7 +271,7 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         bone = cortical | cancellous
         cavity = visceral_cavity((muscle > 0) | bone | (s > LEAN_UPPER_HU), body & (skin == 0),
                                  pixel_mm)
-        muscle_mask = skeletal_muscle((muscle > 0) & ~bone, cavity, bone, pixel_mm, muscle_band_mm)
+        muscle_mask = skeletal_muscle((muscle > 0) & ~bone, cavity, pixel_mm, muscle_band_mm)
         for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
                                       muscle_mask), strict=True):
             masks[name][n] = mask
@@ -324,8 +324,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
-            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall and thin "
-            "lean structures joined to it or to bone"}
+            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall (misses most "
+            "of the back muscles and psoas on real CT; give a muscle mask for those)"}
     trabecular = mineral["trabecular_bmd"]
     if masks["cortical"].any() and not trabecular:
         warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
