@@ -31,7 +31,7 @@ def _fe_args(path, truth, level, out, element_mm):
     cal = truth["calibration"]
     return ["fe", path, "--level", level, f"--seed={level}={seed}", "--out", out,
             "--slope", cal["slope_hu_per_mg_cm3"], "--intercept", cal["intercept_hu"],
-            "--criterion", "linear", "--element-mm", element_mm, "--sex", "F"]
+            "--material", "K2HPO4", "--criterion", "linear", "--element-mm", element_mm, "--sex", "F"]
 
 
 def test_fe_writes_json_vtu_and_report_and_compares(phantom_file, tmp_path):
@@ -58,6 +58,9 @@ def test_fe_without_calibration_is_a_clean_error(phantom_file, tmp_path):
     path, truth = phantom_file
     args = _fe_args(path, truth, "L2", tmp_path, 2.0)
     slope = args.index("--slope")
-    done = _run(*(args[:slope] + args[slope + 4:]))
+    done = _run(*(args[:slope] + args[slope + 6:]))  # no --slope, --intercept, --material
     assert done.returncode == 2
     assert "needs calibrated density" in done.stderr and "Traceback" not in done.stderr
+    unstated = _run(*(args[:slope + 4] + args[slope + 6:]))  # a manual line without material
+    assert unstated.returncode == 2
+    assert "--material" in unstated.stderr and "Traceback" not in unstated.stderr

@@ -78,6 +78,7 @@ def _body(args, volume):
 
 def _cmd_fe(args) -> int:
     from boneqct.calibration import convert_volume_to_bmd
+    from boneqct.calibration.fit import MATERIAL_UNSTATED
     from boneqct.fe.vertebra import analyze_vertebra, write_fe_outputs
 
     check_output_folder(args.out)
@@ -86,6 +87,9 @@ def _cmd_fe(args) -> int:
     if calibration is None:
         raise BoneQCTError("The finite-element model needs calibrated density: give --phantom, "
                            "--calibration or --slope/--intercept.")
+    if calibration.material == MATERIAL_UNSTATED:
+        raise BoneQCTError("The finite-element model's density laws depend on the calibration's "
+                           "material: state it for the manual line with --material K2HPO4|HA.")
     body = _body(args, volume)
     sex = args.sex or volume.metadata.get("patient_sex")
     result = analyze_vertebra(
