@@ -40,8 +40,8 @@ def test_fe_writes_json_vtu_and_report_and_compares(phantom_file, tmp_path):
         done = _run(*_fe_args(path, truth, level, tmp_path / level, 2.0))
         assert done.returncode == 0, done.stderr
         assert "strength" in done.stdout
-        assert sorted(p.name for p in (tmp_path / level).iterdir()) == ["fe.json", "fe.pdf",
-                                                                        "fe.vtu"]
+        assert sorted(p.name for p in (tmp_path / level).iterdir()) == [
+            "boneqct_run.json", "fe.json", "fe.pdf", "fe.vtu"]
     doc = json.loads((tmp_path / "L1" / "fe.json").read_text())
     for key in ("stiffness_n_mm", "strength_n", "criterion", "law", "element_mm", "n_elements",
                 "n_dof", "solver", "fragile"):
