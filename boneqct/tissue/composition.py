@@ -15,10 +15,12 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
   (below ``air_threshold_hu``) is left out;
 * muscle: the remaining soft tissue up to ``LEAN_UPPER_HU`` (QCT PRO's two-compartment model
   calls all lean soft tissue "muscle": skeletal muscle, organs, blood, discs);
-* subcutaneous / visceral fat: outside / inside the muscle wall (``visceral_cavity``);
+* subcutaneous / visceral fat: outside / inside the muscle wall, found from the outside in
+  along rays from the body's centroid: skin, subcutaneous fat, then the first run of lean
+  tissue (``segmentation.visceral_cavity``);
 * skeletal muscle area at L3: Alberta-window pixels in the skeletal muscle mask
-  (``segmentation.skeletal_muscle``: the band along the inside of the wall; it misses most
-  of the back muscles and psoas on real CT), or in a given muscle mask (e.g. from a
+  (``segmentation.skeletal_muscle``: the band along the inside of the wall; on real CT it
+  covers 38-62 % of the back muscles and psoas), or in a given muscle mask (e.g. from a
   segmentation), on the slice nearest the L3 point.
 
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
@@ -269,9 +271,11 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         fat = inner * ((s > AIR_THRESHOLD_HU) & (s < threshold_hu))
         muscle = inner * ((s >= threshold_hu) & (s <= LEAN_UPPER_HU))
         bone = cortical | cancellous
-        cavity = visceral_cavity((muscle > 0) | bone | (s > LEAN_UPPER_HU), body & (skin == 0),
+        skin_layer = skin >= 0.5
+        lean = (muscle > 0) & ~bone
+        cavity = visceral_cavity(lean & ~skin_layer, ((fat > 0) & ~bone) | skin_layer, body,
                                  pixel_mm)
-        muscle_mask = skeletal_muscle((muscle > 0) & ~bone, cavity, pixel_mm, muscle_band_mm)
+        muscle_mask = skeletal_muscle(lean, cavity, pixel_mm, muscle_band_mm)
         for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
                                       muscle_mask), strict=True):
             masks[name][n] = mask
@@ -324,8 +328,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
-            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall (misses most "
-            "of the back muscles and psoas on real CT; give a muscle mask for those)"}
+            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall (misses the "
+            "deeper back muscles and the psoas on real CT; give a muscle mask for those)"}
     trabecular = mineral["trabecular_bmd"]
     if masks["cortical"].any() and not trabecular:
         warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
