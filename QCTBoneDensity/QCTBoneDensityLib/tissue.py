@@ -31,6 +31,7 @@ import numpy as np
 import slicer
 import vtk
 
+from boneqct.calibration.attenuation import TISSUES
 from QCTBoneDensityLib.tables import add_column, json_default
 
 #: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
@@ -90,7 +91,7 @@ TISSUE_CLASS_COLORS = {
 ATTRIBUTE_TISSUE_LABEL_COLORS = "BoneQCT.TissueLabelColors"
 
 #: Internal-calibration tissues a markups point can name (``boneqct.calibration.internal``).
-INTERNAL_TISSUES = ("air", "fat", "muscle", "blood")
+INTERNAL_TISSUES = TISSUES
 
 
 def _number(value) -> float:

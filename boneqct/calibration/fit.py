@@ -55,6 +55,10 @@ class Calibration:
         applied: how the calibration relates to the scan it is applied to (relation,
             interval in days, forced, warning), set by
             ``boneqct.calibration.provenance.check_calibration_applies``; None when unchecked.
+        internal_fit: for an internal calibration, its effective-energy fit (``energy_kev``,
+            ``gain``, ``beta_ref_hu``, the tissues) and uncertainty (``slope_sd_hu_per_mg_cm3``,
+            ``intercept_sd_hu``, their covariance, ``residual_sd_hu``,
+            ``degrees_of_freedom``); see ``boneqct.calibration.internal``. None otherwise.
     """
 
     material: str
@@ -69,6 +73,7 @@ class Calibration:
     phantom: str | None = None
     scan: dict | None = None
     applied: dict | None = None
+    internal_fit: dict | None = None
 
     def coefficients_at(self, k_index) -> tuple[np.ndarray, np.ndarray]:
         """Slope (HU per mg/cm3) and intercept (HU) at slice indices ``k_index``.

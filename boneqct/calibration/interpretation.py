@@ -9,9 +9,10 @@ a calibration, whether its values may be categorised and, if not, why:
   another series) in an accepted material: categories given;
 * a calibration forced onto another kVp or scanner: values given, no category;
 * internal (phantomless) calibration: an "opportunistic estimate", no category. BoneQCT's
-  internal calibration fixes the mineral slope at a 120 kVp reference and fits only the
-  offset to the patient's tissues; no published agreement figures for this method exist to
-  cite, so its uncertainty against a phantom calibration is not established;
+  internal calibration fits slope and offset to the patient's tissues with reference
+  (ICRU-44) compositions (an effective-energy fit after Michalski 2020, adapted to the
+  Mindways convention); its fit uncertainty is reported, but no published agreement figures
+  for this adaptation exist to cite, and patients' tissues differ from the references;
 * manual line: allowed and marked manual; categories only when its material is stated;
 * hydroxyapatite where the thresholds need K2HPO4: no category, because no conversion is
   documented for the scanner's kVp (Goodsitt 1992, Bone Miner 19:145, measured
@@ -84,10 +85,11 @@ def interpretation_basis(calibration, materials: tuple[str, ...] = ("K2HPO4",),
              "internal": LABEL_OPPORTUNISTIC}.get(calibration.method, calibration.method)
     if calibration.method == "internal":
         why_not.append(
-            "the internal (phantomless) calibration fixes the mineral slope at a 120 kVp "
-            "reference and takes only the offset from the patient's air, fat and muscle; no "
-            "published agreement with phantom calibration exists for this method, so its "
-            "values are an opportunistic estimate of unknown uncertainty")
+            "the internal (phantomless) calibration estimates slope and offset from the "
+            "patient's tissues assuming reference (ICRU-44) compositions; no published "
+            "agreement with phantom calibration exists for this method, so its values are an "
+            "opportunistic estimate (fit uncertainty in calibration.json, tissue variation "
+            "not included)")
     if applied.get("forced"):
         label = LABEL_FORCED
         why_not.append("the calibration was forced onto a scan of another kVp or scanner")

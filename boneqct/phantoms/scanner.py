@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from boneqct.calibration.attenuation import energy_for_k2hpo4_ratio, water_equivalent_mg_cm3
+
 #: Mindways step 2: K2HPO4-in-water slope offset (HU per mg/cm3) and intercept offset (HU).
 #: QCT PRO User Guide v5.0 via Ogo mindways_calibration.py.
 SIGMA_WATER_OFFSET = 0.2174
@@ -49,26 +51,37 @@ KVP_CALIBRATION_PRESETS: dict[int, tuple[float, float]] = {
     140: (1.35, -1008.0),
 }
 
-#: Fixed CT numbers (HU) of the non-bone compartments per kVp. Typical clinical values,
-#: ILLUSTRATIVE (fat darker at low kVp); air is -1000 by the HU definition.
+#: Tissues rendered from the same physics as the rods (``physical_tissue_hu``).
+PHYSICAL_TISSUES = ("air", "fat", "muscle", "blood")
+
+
+def physical_tissue_hu(kvp: int) -> dict[str, float]:
+    """HU of the ICRU-44 reference tissues under the rods' model at the kVp preset.
+
+    The rods read ``HU = water_mg_cm3 + sigma_ref * K2HPO4_mg_cm3 + beta_ref``, which is the
+    attenuation model of ``boneqct.calibration.attenuation`` at the effective energy where
+    (mu/rho)_K2HPO4 / (mu/rho)_water = sigma_ref; a tissue then reads its water-equivalent
+    density (NIST/ICRU-44 composition and density) plus ``beta_ref``. At 120 kVp: 75 keV, air
+    -1008.7, fat -83.4, muscle 32.8, blood 45.5 HU.
+    """
+    sigma_ref, beta_ref = KVP_CALIBRATION_PRESETS[kvp]
+    energy_kev = energy_for_k2hpo4_ratio(sigma_ref)
+    return {name: float(water_equivalent_mg_cm3(name, energy_kev)) + beta_ref
+            for name in PHYSICAL_TISSUES}
+
+
+#: CT numbers (HU) of the non-bone compartments per kVp: air, fat, muscle and blood from the
+#: rods' physics (``physical_tissue_hu``); the others fixed, ILLUSTRATIVE typical values.
 TISSUE_HU_PRESETS: dict[int, dict[str, float]] = {
     kvp: {
-        "air": -1000.0,
         "skin": 30.0,
-        "fat": fat_hu,
-        "muscle": muscle_hu,
         "soft_tissue": 20.0,
-        "blood": blood_hu,
         "spinal_soft_tissue": 35.0,
         "table": 200.0,
         "phantom_body": 0.0,
+        **physical_tissue_hu(kvp),
     }
-    for kvp, fat_hu, muscle_hu, blood_hu in (
-        (80, -120.0, 55.0, 44.0),
-        (100, -108.0, 52.0, 42.0),
-        (120, -100.0, 50.0, 40.0),
-        (140, -94.0, 48.0, 39.0),
-    )
+    for kvp in KVP_CALIBRATION_PRESETS
 }
 
 
