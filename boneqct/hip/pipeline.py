@@ -37,11 +37,9 @@ from boneqct.hip.interpret import hip_basis, hip_scores
 from boneqct.hip.projection import DEFAULT_PIXEL_MM, Projection, project_femur
 from boneqct.hip.rois import (
     DISTAL_BORDER_BELOW_HEAD_MM,
-    EDGE_THRESHOLD_G_CM2,
+    DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
     NECK_BOX_WIDTH_MM,
-    TROCHANTER_LINE_ANGLE_DEG,
     RoiPlacement,
-    bone_pixels,
     measure_rois,
     place_rois,
     roi_label_image,
@@ -141,8 +139,8 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
                 bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3,
                 neck_box_width_mm: float = NECK_BOX_WIDTH_MM,
                 distal_border_below_head_mm: float = DISTAL_BORDER_BELOW_HEAD_MM,
-                trochanter_line_angle_deg: float = TROCHANTER_LINE_ANGLE_DEG,
-                edge_threshold_g_cm2: float = EDGE_THRESHOLD_G_CM2,
+                distal_border_below_lesser_trochanter_mm: float =
+                DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
                 neck_center_s_mm: float | None = None,
                 population: str | None = "nhanes3", sex: str | None = None,
                 age_years: float | None = None) -> HipResult:
@@ -155,8 +153,10 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
         labels: optional label map with the femurs (``label_scheme`` numbering).
         pixel_mm: projection pixel size (mm).
         bone_threshold_mg_cm3: BMD threshold of the femur extraction.
-        neck_box_width_mm, distal_border_below_head_mm, trochanter_line_angle_deg,
-        edge_threshold_g_cm2, neck_center_s_mm: region placement (see ``boneqct.hip.rois``).
+        neck_box_width_mm, distal_border_below_lesser_trochanter_mm, neck_center_s_mm: region
+            placement (see ``boneqct.hip.rois``).
+        distal_border_below_head_mm: the lesser trochanter's expected depth below the head
+            centre, only for the shaft a short scan needs (``boneqct.hip.frame``).
         population: DXA reference ("nhanes3", "chinese-women") or None; sex "F"/"M", age.
     """
     if calibration is None:
@@ -167,12 +167,13 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
     mask, frame, volume_bmd = extract_femur(volume_hu, calibration, side, seed_ras_mm, labels,
                                             label_scheme, bone_threshold_mg_cm3,
                                             distal_border_below_head_mm)
-    projection = project_femur(volume_bmd, mask, frame, pixel_mm)
+    projection = project_femur(volume_bmd, mask, frame, bone_threshold_mg_cm3, pixel_mm)
     placement = place_rois(projection, frame.head_radius_mm, frame.neck_axis_ras,
-                           frame.neck_length_mm, neck_box_width_mm, distal_border_below_head_mm,
-                           trochanter_line_angle_deg, edge_threshold_g_cm2, neck_center_s_mm)
+                           frame.neck_length_mm, frame.shaft_fit_below_head_mm,
+                           neck_box_width_mm, distal_border_below_lesser_trochanter_mm,
+                           neck_center_s_mm)
     roi_labels = roi_label_image(projection, placement)
-    rois = measure_rois(projection, roi_labels, bone_pixels(projection, edge_threshold_g_cm2))
+    rois = measure_rois(projection, roi_labels)
     basis = hip_basis(calibration)
     interpretation = hip_scores(rois, population, sex, age_years, basis)
     warnings = basis.warnings() + interpretation["warnings"]
@@ -190,6 +191,7 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
     qc = {"head_fit_rms_mm": frame.head_fit_rms_mm,
           "femur_mineral_g": float(projection.bmc_g.sum()),
           "femur_volume_cm3": float(projection.volume_cm3.sum()),
+          "soft_tissue_baseline_mg_cm3": projection.soft_tissue_mg_cm3,
           "calibration_warnings": list(getattr(calibration, "warnings", []) or [])}
     return HipResult(side, rois, frame, placement, interpretation, calibration, qc, warnings,
                      projection, roi_labels, mask, volume_bmd)

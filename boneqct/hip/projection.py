@@ -6,8 +6,22 @@ voxel's mineral (BMD x volume) and spread bilinearly over the four pixels neares
 centre. The split is done in two exact, mass-conserving steps: the voxels' mass is spread
 bilinearly on a grid ``FINE_PER_PIXEL`` times finer than the pixels, then every fine cell
 deposits the sub-voxels' mean footprint (the same for every voxel: the map is linear). The
-image's total mass is therefore exactly the femur's 3D mineral mass, whatever the pose. The
-volume of bone is projected the same way (for vBMD).
+image's total mass is therefore exactly the 3D mineral counted, whatever the pose. The volume
+of bone is projected the same way (for vBMD).
+
+Mineral counted (``mineral_weights``): the BMD of every voxel of the filled femur, plus, in a
+shell of ``SPILL_SHELL_MM`` outside it (where the CT's blur spreads the cortex), the excess of
+BMD over the local soft tissue (``soft_tissue_baseline_mg_cm3``, the median BMD of the
+non-bone tissue 3-6 mm outside the femur). The surround thus adds no mineral - as DXA's
+two-material decomposition counts only mineral in excess of the soft tissue beside the bone
+(Blake & Fogelman 1997, Semin Nucl Med 27:210; not re-read here) - while the cortex blurred across the mask's
+edge is counted.
+
+Bone edge (``silhouette``): the femur's periosteal surface at half maximum - voxels of the
+femur whose BMD is at least half-way between the local soft tissue and the highest BMD within
+``EDGE_LOCAL_MAX_MM`` (the 50 % threshold between bone and background, which places the edge of a blurred step
+where it is; Hangartner 2007, J Musculoskelet Neuronal Interact 7:9 - recalled, not verified) -
+projected along the beam: the pixels whose centres lie in the shadow of that surface.
 
 The rotated BMD volume (for display) is a separate, SimpleITK linear resampling.
 """
@@ -34,6 +48,13 @@ MARGIN_MM = 6.0
 #: Fine grid (per pixel and axis) on which the voxels' mass is gathered before the sub-voxel
 #: footprint spreads it on the pixels (a voxel is placed to within 1/8 pixel).
 FINE_PER_PIXEL = 4
+#: Shell outside the filled femur (mm) whose mineral in excess of the soft tissue is counted:
+#: about 3.5 standard deviations of a 1 mm FWHM CT blur (chosen; not verified on patient scans).
+SPILL_SHELL_MM = 1.5
+#: Shell outside the filled femur (mm) whose non-bone voxels give the soft-tissue baseline.
+BASELINE_SHELL_MM = (3.0, 6.0)
+#: Neighbourhood (mm) whose highest BMD is the cortex's peak in the half-maximum edge rule.
+EDGE_LOCAL_MAX_MM = 2.0
 
 
 @dataclass
@@ -45,8 +66,11 @@ class Projection:
     the shaft from the head centre (mm).
 
     Attributes:
-        bmc_g: mineral mass projected into each pixel (g).
+        bmc_g: mineral mass projected into each pixel (g; ``mineral_weights``).
         volume_cm3: femur volume projected into each pixel (cm3).
+        silhouette: the bone's projected area (``silhouette``), the pixels whose area and
+            mineral the regions count.
+        soft_tissue_mg_cm3: the soft-tissue baseline subtracted in the spill shell.
         pixel_mm: square pixel size.
         origin_uw_mm: (u0, w0) of pixel (0, 0).
         axes_ras: columns right, up, beam (``FemurFrame.dxa_axes_ras``).
@@ -59,6 +83,8 @@ class Projection:
     origin_uw_mm: tuple[float, float]
     axes_ras: np.ndarray
     head_center_ras_mm: np.ndarray
+    silhouette: np.ndarray
+    soft_tissue_mg_cm3: float
 
     @property
     def pixel_area_cm2(self) -> float:
@@ -150,12 +176,75 @@ def _sample_convolution(fine_image: np.ndarray, kernel: np.ndarray, first: tuple
     return out
 
 
+def _outside_distance_mm(mask_kji: np.ndarray, volume: Volume) -> np.ndarray:
+    """Distance (mm) of every voxel from the mask (0 inside)."""
+    return ndimage.distance_transform_edt(~mask_kji, sampling=volume.spacing_mm[::-1])
+
+
+def soft_tissue_baseline_mg_cm3(volume_bmd: Volume, mask_kji: np.ndarray,
+                                bone_threshold_mg_cm3: float) -> float:
+    """Median BMD (mg/cm3) of the non-bone voxels ``BASELINE_SHELL_MM`` outside the femur (0
+    when the box holds none)."""
+    distance = _outside_distance_mm(mask_kji, volume_bmd)
+    shell = (distance >= BASELINE_SHELL_MM[0]) & (distance <= BASELINE_SHELL_MM[1])
+    values = volume_bmd.array_kji[shell & (volume_bmd.array_kji < bone_threshold_mg_cm3)]
+    return float(np.median(values)) if values.size else 0.0
+
+
+def mineral_weights(volume_bmd: Volume, mask_kji: np.ndarray, baseline_mg_cm3: float,
+                    bone_threshold_mg_cm3: float) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels counted and their mineral density (mg/cm3): the femur's BMD, and in the
+    ``SPILL_SHELL_MM`` shell outside it (other bone excluded) BMD minus the soft tissue."""
+    distance = _outside_distance_mm(mask_kji, volume_bmd)
+    bmd = volume_bmd.array_kji
+    shell = (distance > 0) & (distance <= SPILL_SHELL_MM) & (bmd < bone_threshold_mg_cm3)
+    counted = mask_kji | shell
+    density = np.where(mask_kji, bmd, bmd - baseline_mg_cm3)[counted].astype(np.float64)
+    return counted, density
+
+
+def half_maximum_edge(volume_bmd: Volume, mask_kji: np.ndarray, baseline_mg_cm3: float) -> np.ndarray:
+    """The femur's voxels at or above half-way between the soft tissue and the highest BMD
+    within ``EDGE_LOCAL_MAX_MM`` (the half-maximum periosteal edge)."""
+    reach = [max(1, int(round(EDGE_LOCAL_MAX_MM / s))) for s in volume_bmd.spacing_mm[::-1]]
+    peak = ndimage.maximum_filter(np.where(mask_kji, volume_bmd.array_kji, baseline_mg_cm3),
+                                  size=[2 * r + 1 for r in reach])
+    return mask_kji & (volume_bmd.array_kji >= 0.5 * (baseline_mg_cm3 + peak))
+
+
+def silhouette(volume: Volume, edge_kji: np.ndarray, axes: np.ndarray, origin_ras_mm: np.ndarray,
+               origin_uw_mm: tuple[float, float], pixel_mm: float, shape: tuple[int, int]
+               ) -> np.ndarray:
+    """Pixels whose centre lies in the projected shadow of ``edge_kji``.
+
+    The sub-voxel centres of its surface voxels (sub-voxels at most half a pixel long) mark
+    their nearest cell on a grid of half-pixel cells whose every other cell is centred on a
+    pixel centre; holes are filled (the surface's shadow is the solid's) and the pixel centres'
+    cells read. Marking whole pixels would widen the shadow by half a pixel less half a
+    sub-voxel; half-pixel cells leave a quarter pixel less half a sub-voxel (about 0).
+    """
+    surface = edge_kji & ~ndimage.binary_erosion(edge_kji)
+    offsets_ijk, _ = _subvoxel_offsets(volume, pixel_mm)
+    uw_off = (offsets_ijk @ volume.ijk_to_ras[:3, :3].T) @ axes[:, :2]
+    uw_vox = (voxel_centers_ras(volume, np.argwhere(surface)) - origin_ras_mm) @ axes[:, :2]
+    cell_mm = pixel_mm / 2.0
+    fine = np.zeros((2 * shape[0] - 1, 2 * shape[1] - 1), bool)
+    for du, dw in uw_off:
+        rows = np.rint((origin_uw_mm[1] - (uw_vox[:, 1] + dw)) / cell_mm).astype(np.int64)
+        cols = np.rint((uw_vox[:, 0] + du - origin_uw_mm[0]) / cell_mm).astype(np.int64)
+        fine[rows, cols] = True
+    return ndimage.binary_fill_holes(fine)[::2, ::2]
+
+
 def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
-                  pixel_mm: float = DEFAULT_PIXEL_MM) -> Projection:
-    """Project the femur's mineral (BMD in mg/cm3 inside ``mask_kji``) in the DXA position."""
+                  bone_threshold_mg_cm3: float, pixel_mm: float = DEFAULT_PIXEL_MM) -> Projection:
+    """Project the femur's mineral (``mineral_weights``; BMD in mg/cm3, ``mask_kji`` the filled
+    femur) in the DXA position, with its volume and its half-maximum silhouette."""
     axes = frame.dxa_axes_ras()
-    kji = np.argwhere(mask_kji)
-    bmd = volume_bmd.array_kji[mask_kji].astype(np.float64)
+    baseline = soft_tissue_baseline_mg_cm3(volume_bmd, mask_kji, bone_threshold_mg_cm3)
+    counted, density = mineral_weights(volume_bmd, mask_kji, baseline, bone_threshold_mg_cm3)
+    kji = np.argwhere(counted)
+    in_femur = mask_kji[counted]
     voxel_mm3 = float(abs(np.linalg.det(volume_bmd.ijk_to_ras[:3, :3])))
     offsets_ijk, _ = _subvoxel_offsets(volume_bmd, pixel_mm)
     centres = voxel_centers_ras(volume_bmd, kji) - frame.head_center_ras_mm
@@ -172,15 +261,19 @@ def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     col = (uw_vox[:, 0] - origin[0]) / pixel_mm * f
     row = (origin[1] - uw_vox[:, 1]) / pixel_mm * f
     fine_shape = ((n_rows - 1) * f + 2, (n_cols - 1) * f + 2)
-    fine_mass = _bilinear_splat(row, col, bmd * voxel_mm3 * G_PER_MG_CM3_MM3, fine_shape)
-    fine_volume = _bilinear_splat(row, col, np.full(len(bmd), voxel_mm3 / 1000.0), fine_shape)
+    fine_mass = _bilinear_splat(row, col, density * voxel_mm3 * G_PER_MG_CM3_MM3, fine_shape)
+    fine_volume = _bilinear_splat(row, col, np.where(in_femur, voxel_mm3 / 1000.0, 0.0),
+                                  fine_shape)
     # 2. the sub-voxels' footprint on the pixels, sampled at the fine positions
     offsets_px = np.column_stack([-uw_off[:, 1], uw_off[:, 0]]) / pixel_mm  # (row, col)
     kernel, first = _footprint_kernel(offsets_px, f)
     bmc = _sample_convolution(fine_mass, kernel, first, f, (n_rows, n_cols))
     volume = _sample_convolution(fine_volume, kernel, first, f, (n_rows, n_cols))
-    return Projection(bmc, volume, pixel_mm,
-                      origin, axes, frame.head_center_ras_mm.copy())
+    edge = half_maximum_edge(volume_bmd, mask_kji, baseline)
+    shadow = silhouette(volume_bmd, edge, axes, frame.head_center_ras_mm, origin, pixel_mm,
+                        (n_rows, n_cols))
+    return Projection(bmc, volume, pixel_mm, origin, axes, frame.head_center_ras_mm.copy(),
+                      shadow, baseline)
 
 
 def rotated_volume(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
@@ -210,4 +303,5 @@ def rotated_volume(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     return Volume(resampled.array_kji, target, {"unit": "mg/cm3"})
 
 
-__all__ = ["DEFAULT_PIXEL_MM", "Projection", "project_femur", "rotated_volume"]
+__all__ = ["DEFAULT_PIXEL_MM", "Projection", "half_maximum_edge", "mineral_weights",
+           "project_femur", "rotated_volume", "silhouette", "soft_tissue_baseline_mg_cm3"]

@@ -1,16 +1,28 @@
 """Hologic-style regions on the DXA projection and their per-region measurements.
 
-Conventions (ISCD DXA atlas, domain.md section 5): the femoral neck box, 15 mm wide along the
-neck axis, is placed across the neck perpendicular to its axis where the neck is narrowest
-(smallest mean width over the box; the middle of a plateau of equal widths); the total hip is the bone lateral to the box's medial edge
-and above a distal border across the shaft; a line from the neck box's inferior-lateral corner
-splits the rest into trochanter (above) and intertrochanter (below). The regions partition the
-total hip, so its BMC, area and volume are the sums of the three.
+Conventions, with their sources:
+- Neck box: 15 mm along the neck axis (Hologic default 49 x 15 pixels, ISCD DXA atlas,
+  "Incorrect femoral neck box size"), placed across the neck perpendicular to its axis where
+  the neck is narrowest (smallest mean width over the box; the middle of a plateau of equal
+  widths), as Hologic's default placement (domain.md section 5; the narrowest-part rule is not
+  verified in a Hologic manual).
+- Total hip: the bone lateral to the box's medial edge and above a distal border
+  ``DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM`` below the lesser trochanter (ISCD DXA atlas,
+  "Total hip region of interest incorrect/Hologic": the bottom line is 10 pixels below; the
+  pixel-to-mm conversion, 1 mm, is not verified). The lesser trochanter's distal end is where
+  the silhouette's medial outline, followed up the shaft, leaves the shaft's medial edge by
+  ``OUTLINE_PROMINENCE_MM``.
+- Trochanter / intertrochanter: split by a line from the neck box's inferior-lateral corner
+  (at the neck's inferior margin) to the base of the greater trochanter (Lenchik et al. 2003,
+  Radiology 228:620, figure 4 legend: the line "is drawn to the base of the greater
+  trochanter"), the point where the silhouette's lateral outline, followed up the shaft, leaves
+  the shaft's lateral edge by ``OUTLINE_PROMINENCE_MM``.
 
-Bone pixels (for the projected area) are those with an areal density at or above
-``edge_threshold_g_cm2`` (holes inside filled). A region's BMC is all femur mineral projected
-into it, its area its bone pixels, aBMD = BMC / area, its volume the femur volume projected
-into it and vBMD = BMC / volume.
+The regions partition the total hip, so its BMC, area and volume are the sums of the three. A
+region's bone is its pixels inside the projected silhouette (``Projection.silhouette``, the
+half-maximum edge): its area is their area and its BMC the mineral projected into them, so both
+come from the same pixels; aBMD = BMC / area, volume the femur volume projected into them and
+vBMD = BMC / volume.
 """
 
 from __future__ import annotations
@@ -26,14 +38,17 @@ from boneqct.hip.projection import Projection
 NECK_BOX_WIDTH_MM = 15.0
 #: Neck box height as a multiple of the neck width (the box spans the neck with margins).
 NECK_BOX_HEIGHT_PER_WIDTH = 1.6
-#: Distal border of the total hip below the head centre along the shaft (mm; placeholder for
-#: "about 10 mm below the lesser trochanter" of an adult femur, which is not detected).
+#: Depth below the head centre (mm) taken for the lesser trochanter's distal end before it is
+#: found, only to decide how much shaft a short scan needs for the shaft axis
+#: (``boneqct.hip.frame.shaft_fit_range_mm``; adult femur, not verified). The region's border
+#: is placed from the lesser trochanter found on the projection.
 DISTAL_BORDER_BELOW_HEAD_MM = 85.0
-#: Areal density (g/cm2) from which a pixel is bone (projected area).
-EDGE_THRESHOLD_G_CM2 = 0.3
-#: Angle (deg) of the trochanteric split line above the image horizontal (perpendicular to the
-#: shaft), its lateral end up; it starts at the neck's inferior margin at the box's lateral edge.
-TROCHANTER_LINE_ANGLE_DEG = 0.0
+#: Total hip's distal border below the lesser trochanter's distal end (mm): Hologic's 10 pixels
+#: (ISCD DXA atlas); a Hologic hip pixel taken as 1 mm (not verified).
+DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM = 10.0
+#: How far (mm) an outline must leave the shaft's edge to mark a trochanter (chosen: twice a
+#: projection pixel above noise on the digital phantom; not verified).
+OUTLINE_PROMINENCE_MM = 2.0
 ROI_NAMES = ("neck", "trochanter", "intertrochanter", "total")
 ROI_LABELS = {"neck": 1, "trochanter": 2, "intertrochanter": 3}
 
@@ -43,17 +58,28 @@ class RoiPlacement:
     """Where the regions are, in the projection's (u, w) mm (see ``Projection``).
 
     ``neck_center_uw_mm`` and ``neck_axis_uw`` (unit, lateral) place the neck box of
-    ``neck_box_width_mm`` x ``neck_box_height_mm``; ``distal_border_w_mm`` is the total hip's
-    distal edge; ``trochanter_line_angle_deg`` the split line's angle above the horizontal.
+    ``neck_box_width_mm`` x ``neck_box_height_mm``; ``lesser_trochanter_w_mm`` is the lesser
+    trochanter's distal end and ``distal_border_w_mm`` the total hip's distal edge;
+    the trochanteric split line runs from ``trochanter_line_start_uw_mm`` (the box's
+    inferior-lateral corner) to ``trochanter_line_end_uw_mm`` (the greater trochanter's base),
+    ``trochanter_line_angle_deg`` above the image horizontal (lateral end up).
     """
 
     neck_center_uw_mm: tuple[float, float]
     neck_axis_uw: tuple[float, float]
     neck_box_width_mm: float
     neck_box_height_mm: float
+    lesser_trochanter_w_mm: float
     distal_border_w_mm: float
-    trochanter_line_angle_deg: float
-    edge_threshold_g_cm2: float
+    trochanter_line_start_uw_mm: tuple[float, float]
+    trochanter_line_end_uw_mm: tuple[float, float]
+
+    @property
+    def trochanter_line_angle_deg(self) -> float:
+        """The split line's angle above the image horizontal, its lateral end up (deg)."""
+        du = self.trochanter_line_end_uw_mm[0] - self.trochanter_line_start_uw_mm[0]
+        dw = self.trochanter_line_end_uw_mm[1] - self.trochanter_line_start_uw_mm[1]
+        return float(np.degrees(np.arctan2(dw, abs(du))))
 
     def neck_box_corners_uw_mm(self) -> np.ndarray:
         """(4, 2) corners: medial-superior, lateral-superior, lateral-inferior, medial-inferior."""
@@ -68,9 +94,12 @@ class RoiPlacement:
                 "neck_axis_uw": list(self.neck_axis_uw),
                 "neck_box_width_mm": self.neck_box_width_mm,
                 "neck_box_height_mm": self.neck_box_height_mm,
+                "lesser_trochanter_w_mm": self.lesser_trochanter_w_mm,
                 "distal_border_w_mm": self.distal_border_w_mm,
+                "trochanter_line_start_uw_mm": list(self.trochanter_line_start_uw_mm),
+                "trochanter_line_end_uw_mm": list(self.trochanter_line_end_uw_mm),
                 "trochanter_line_angle_deg": self.trochanter_line_angle_deg,
-                "edge_threshold_g_cm2": self.edge_threshold_g_cm2,
+                "bone_edge": "half-maximum silhouette (boneqct.hip.projection)",
                 "neck_box_corners_uw_mm": self.neck_box_corners_uw_mm().tolist()}
 
 
@@ -80,9 +109,29 @@ def _perpendicular_down(axis_uw) -> np.ndarray:
     return p if p[1] < 0 else -p
 
 
-def bone_pixels(projection: Projection, threshold_g_cm2: float = EDGE_THRESHOLD_G_CM2) -> np.ndarray:
-    """Pixels of bone: areal density at or above the threshold, holes filled."""
-    return ndimage.binary_fill_holes(projection.areal_density_g_cm2 >= threshold_g_cm2)
+def _outline_departure_uw_mm(projection: Projection, sign_u: float, below_w_mm: float,
+                             shaft_w_mm: tuple[float, float]) -> tuple[float, float]:
+    """Follow one outline of the silhouette (the side ``sign_u`` of u) up the shaft: the
+    shaft's edge is the median extent ``sign_u * u`` (mm) of the bone over the rows with w in
+    ``shaft_w_mm`` (low, high); returns (u, w) of the outline at the lowest row, between the
+    shaft rows and ``below_w_mm``, that starts a run of ``OUTLINE_PROMINENCE_MM`` of rows lying
+    ``OUTLINE_PROMINENCE_MM`` beyond that edge (the shaft's top edge when there is none)."""
+    silhouette = projection.silhouette
+    rows = np.arange(silhouette.shape[0])
+    u_cols, _ = projection.uw_of_pixels(0, np.arange(silhouette.shape[1]))
+    _, w_rows = projection.uw_of_pixels(rows, 0)
+    extent = np.array([(sign_u * u_cols[line]).max() if line.any() else np.nan
+                       for line in silhouette])
+    shaft = (w_rows >= shaft_w_mm[0]) & (w_rows <= shaft_w_mm[1]) & ~np.isnan(extent)
+    edge = float(np.median(extent[shaft]))
+    candidates = (w_rows < below_w_mm) & (w_rows > shaft_w_mm[1]) & ~np.isnan(extent)
+    run = max(1, int(round(OUTLINE_PROMINENCE_MM / projection.pixel_mm)))
+    beyond = ndimage.binary_opening(candidates & (extent > edge + OUTLINE_PROMINENCE_MM),
+                                    np.ones(run, bool))
+    if not beyond.any():
+        return sign_u * edge, shaft_w_mm[1]
+    lowest = rows[beyond].max()
+    return float(sign_u * extent[lowest]), float(w_rows[lowest])
 
 
 def _neck_widths(bone: np.ndarray, projection: Projection, axis_uw: np.ndarray,
@@ -109,16 +158,18 @@ def _neck_widths(bone: np.ndarray, projection: Projection, axis_uw: np.ndarray,
 
 
 def place_rois(projection: Projection, head_radius_mm: float, neck_axis_ras: np.ndarray,
-               neck_length_mm: float, neck_box_width_mm: float = NECK_BOX_WIDTH_MM,
-               distal_border_below_head_mm: float = DISTAL_BORDER_BELOW_HEAD_MM,
-               trochanter_line_angle_deg: float = TROCHANTER_LINE_ANGLE_DEG,
-               edge_threshold_g_cm2: float = EDGE_THRESHOLD_G_CM2,
+               neck_length_mm: float, shaft_fit_below_head_mm: tuple[float, float],
+               neck_box_width_mm: float = NECK_BOX_WIDTH_MM,
+               distal_border_below_lesser_trochanter_mm: float =
+               DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
                neck_center_s_mm: float | None = None) -> RoiPlacement:
-    """Automatic placement from the anatomical frame; ``neck_center_s_mm`` (distance of the
-    neck box centre from the head centre along the neck axis) overrides the search."""
+    """Automatic placement from the anatomical frame and the silhouette (module docstring);
+    ``shaft_fit_below_head_mm`` (depths below the head centre, mm) is the shaft segment whose
+    outline edges the trochanters are found against; ``neck_center_s_mm`` (distance of the neck
+    box centre from the head centre along the neck axis) overrides the search."""
     axis = np.array([neck_axis_ras @ projection.axes_ras[:, 0], neck_axis_ras @ projection.axes_ras[:, 1]])
     axis /= np.linalg.norm(axis)
-    bone = bone_pixels(projection, edge_threshold_g_cm2)
+    bone = projection.silhouette
     step = projection.pixel_mm
     s_all = np.arange(0.0, neck_length_mm + step / 2, step)
     widths = _neck_widths(bone, projection, axis, s_all, 2.5 * head_radius_mm)
@@ -134,13 +185,21 @@ def place_rois(projection: Projection, head_radius_mm: float, neck_axis_ras: np.
         neck_center_s_mm = float(s_all[best] + (window - 1) * step / 2.0)
     s_box = s_all[np.abs(s_all - neck_center_s_mm) <= neck_box_width_mm / 2.0]
     neck_width = float(np.median(widths[np.isin(s_all, s_box)]))
+    center = neck_center_s_mm * axis
+    lateral = 1.0 if axis[0] > 0 else -1.0
+    shaft_w = (-shaft_fit_below_head_mm[1], -shaft_fit_below_head_mm[0])
+    _, lesser_w = _outline_departure_uw_mm(projection, -lateral, center[1], shaft_w)
+    # the split line: from the neck's inferior margin at the box's lateral edge
+    start = center + neck_box_width_mm / 2.0 * axis + neck_width / 2.0 * _perpendicular_down(axis)
+    end = _outline_departure_uw_mm(projection, lateral, start[1], shaft_w)
     return RoiPlacement(
-        neck_center_uw_mm=(float(neck_center_s_mm * axis[0]), float(neck_center_s_mm * axis[1])),
+        neck_center_uw_mm=(float(center[0]), float(center[1])),
         neck_axis_uw=(float(axis[0]), float(axis[1])), neck_box_width_mm=neck_box_width_mm,
         neck_box_height_mm=NECK_BOX_HEIGHT_PER_WIDTH * neck_width,
-        distal_border_w_mm=-distal_border_below_head_mm,
-        trochanter_line_angle_deg=trochanter_line_angle_deg,
-        edge_threshold_g_cm2=edge_threshold_g_cm2)
+        lesser_trochanter_w_mm=lesser_w,
+        distal_border_w_mm=lesser_w - distal_border_below_lesser_trochanter_mm,
+        trochanter_line_start_uw_mm=(float(start[0]), float(start[1])),
+        trochanter_line_end_uw_mm=end)
 
 
 def roi_label_image(projection: Projection, placement: RoiPlacement) -> np.ndarray:
@@ -154,20 +213,18 @@ def roi_label_image(projection: Projection, placement: RoiPlacement) -> np.ndarr
     t = (u - cu) * down[0] + (w - cw) * down[1]
     half_w, half_h = placement.neck_box_width_mm / 2.0, placement.neck_box_height_mm / 2.0
     total = (s >= -half_w) & (w >= placement.distal_border_w_mm)
-    box = (np.abs(s) <= half_w) & (np.abs(t) <= half_h)
+    box = (s >= -half_w) & (s < half_w) & (np.abs(t) <= half_h)  # half-open: 15 mm exactly
     # the neck: the femur in the box connected to the box centre (a trochanter corner is not)
     femur = projection.volume_cm3 > 0
     pieces, _ = ndimage.label(box & femur)
     r0, c0 = (int(round(v)) for v in projection.pixels_of_uw(cu, cw))
     neck = pieces == pieces[r0, c0] if pieces[r0, c0] else box
-    # split line from the neck's inferior margin at the box's lateral edge, towards lateral
-    corner_t = 0.5 * placement.neck_box_height_mm / NECK_BOX_HEIGHT_PER_WIDTH
-    corner_u = cu + half_w * axis[0] + corner_t * down[0]
-    corner_w = cw + half_w * axis[1] + corner_t * down[1]
-    lateral = 1.0 if axis[0] > 0 else -1.0
-    angle = np.radians(placement.trochanter_line_angle_deg)
-    line_normal = np.array([-lateral * np.sin(angle), np.cos(angle)])  # points superiorly
-    above = (u - corner_u) * line_normal[0] + (w - corner_w) * line_normal[1] >= 0
+    # the split line; its normal points superiorly
+    start = np.asarray(placement.trochanter_line_start_uw_mm)
+    direction = np.asarray(placement.trochanter_line_end_uw_mm) - start
+    normal = np.array([-direction[1], direction[0]])
+    normal = normal if normal[1] > 0 else -normal
+    above = (u - start[0]) * normal[0] + (w - start[1]) * normal[1] >= 0
     labels = np.zeros(projection.bmc_g.shape, np.uint8)
     labels[total & above & ~neck] = ROI_LABELS["trochanter"]
     labels[total & ~above & ~neck] = ROI_LABELS["intertrochanter"]
@@ -175,13 +232,14 @@ def roi_label_image(projection: Projection, placement: RoiPlacement) -> np.ndarr
     return labels
 
 
-def measure_rois(projection: Projection, labels: np.ndarray, bone: np.ndarray) -> dict:
-    """Per region: abmd_g_cm2, vbmd_mg_cm3, bmc_g, area_cm2, volume_cm3 (total = the sum)."""
+def measure_rois(projection: Projection, labels: np.ndarray) -> dict:
+    """Per region, over its pixels in the silhouette: abmd_g_cm2, vbmd_mg_cm3, bmc_g, area_cm2,
+    volume_cm3 (total = the sum)."""
     out = {}
     for name in ROI_NAMES:
-        zone = labels > 0 if name == "total" else labels == ROI_LABELS[name]
+        zone = (labels > 0 if name == "total" else labels == ROI_LABELS[name]) & projection.silhouette
         bmc_g = float(projection.bmc_g[zone].sum())
-        area_cm2 = float(np.count_nonzero(zone & bone) * projection.pixel_area_cm2)
+        area_cm2 = float(np.count_nonzero(zone) * projection.pixel_area_cm2)
         volume_cm3 = float(projection.volume_cm3[zone].sum())
         out[name] = {"abmd_g_cm2": bmc_g / area_cm2 if area_cm2 else None,
                      "vbmd_mg_cm3": 1000.0 * bmc_g / volume_cm3 if volume_cm3 else None,
@@ -189,6 +247,6 @@ def measure_rois(projection: Projection, labels: np.ndarray, bone: np.ndarray) -
     return out
 
 
-__all__ = ["DISTAL_BORDER_BELOW_HEAD_MM", "EDGE_THRESHOLD_G_CM2", "NECK_BOX_WIDTH_MM",
-           "ROI_LABELS", "ROI_NAMES", "RoiPlacement", "bone_pixels", "measure_rois",
-           "place_rois", "roi_label_image"]
+__all__ = ["DISTAL_BORDER_BELOW_HEAD_MM", "DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM",
+           "NECK_BOX_WIDTH_MM", "OUTLINE_PROMINENCE_MM", "ROI_LABELS", "ROI_NAMES",
+           "RoiPlacement", "measure_rois", "place_rois", "roi_label_image"]
