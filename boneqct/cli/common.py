@@ -7,7 +7,23 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from boneqct.errors import BoneQCTError
+
+
+def number_in(low: float, high: float, unit: str = "", integer: bool = False):
+    """An argparse type: a finite number within [low, high] (an int when ``integer``), else
+    argparse's usage error (exit 2) naming the range."""
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+        if not (np.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}-{high:g}{unit}")
+        return value
+    return parse
 
 
 def add_input(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +38,14 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct "
                        "calibrate` (refused for another kVp or scanner), or 'internal' for a "
                        "phantomless estimate from the patient's air, fat and muscle")
-    group.add_argument("--slope", type=float, help="manual calibration slope, HU per mg/cm3 "
+    group.add_argument("--slope", type=number_in(1e-3, MAX_SLOPE_HU_PER_MG_CM3),
+                       help="manual calibration slope, HU per mg/cm3 "
                        "(with --intercept)")
     group.add_argument("--hu", action="store_true", help="no calibration: CT numbers only "
                        "(no BMD, no category, no cement flag)")
-    parser.add_argument("--intercept", type=float, help="manual calibration intercept, HU")
+    parser.add_argument("--intercept", type=number_in(-MAX_ABS_INTERCEPT_HU, MAX_ABS_INTERCEPT_HU,
+                                                      " HU"),
+                        help="manual calibration intercept, HU")
     parser.add_argument("--material", choices=["K2HPO4", "HA"],
                         help="material of a manual calibration; without it the BMD gets no "
                              "category")
@@ -71,9 +90,55 @@ def calibration_from_args(args, volume):
             print("warning: no calibration given: measuring HU only (no BMD, no category); "
                   "say --hu to choose this explicitly.", file=sys.stderr)
         return None
+    _check_line(calibration)
     if calibration.applied["warning"]:
         print(f"warning: {calibration.applied['warning']}", file=sys.stderr)
     return calibration
+
+
+#: Plausible calibration lines: a CT number rises with mineral density (slope > 0; K2HPO4 and
+#: HA lines lie near 1-2 HU per mg/cm3, Goodsitt 1992) and the line meets zero mineral near
+#: water, 0 HU; these wide bounds only catch impossible lines, e.g. a phantom definition that
+#: does not match the rods in the scan (not verified as clinical limits).
+MAX_SLOPE_HU_PER_MG_CM3 = 10.0
+MAX_ABS_INTERCEPT_HU = 100.0
+
+
+def _number(value) -> str:
+    """A number for a message, whatever a file held (None, text)."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _check_line(calibration) -> None:
+    """Refuse a calibration line that cannot convert HU to density (InputError-like exit 2):
+    a slope that is not finite and positive, an intercept beyond +-MAX_ABS_INTERCEPT_HU, or
+    per-slice values that are not finite."""
+    slopes = [calibration.slope_hu_per_mg_cm3]
+    intercepts = [calibration.intercept_hu]
+    if calibration.per_slice:
+        slopes += list(calibration.per_slice.get("slope_hu_per_mg_cm3") or [])
+        intercepts += list(calibration.per_slice.get("intercept_hu") or [])
+    try:
+        slopes = np.asarray(slopes, float)
+        intercepts = np.asarray(intercepts, float)
+    except (TypeError, ValueError):
+        raise BoneQCTError("The calibration's per-slice values are not numbers; recalibrate "
+                           "with `boneqct calibrate`.") from None
+    source = {"phantom": "The phantom fit", "internal": "The internal calibration",
+              "manual": "The manual calibration"}.get(calibration.method, "The calibration")
+    if not (np.all(np.isfinite(slopes)) and np.all(slopes > 0)
+            and np.all(slopes <= MAX_SLOPE_HU_PER_MG_CM3)):
+        raise BoneQCTError(f"{source} has a slope of {_number(calibration.slope_hu_per_mg_cm3)} HU per "
+                           f"mg/cm3; a calibration line rises with density (0 < slope <= "
+                           f"{MAX_SLOPE_HU_PER_MG_CM3:g}). Check the phantom definition (--phantom) "
+                           "or the calibration values.")
+    if not np.all(np.isfinite(intercepts)) or np.any(np.abs(intercepts) > MAX_ABS_INTERCEPT_HU):
+        raise BoneQCTError(f"{source} has an intercept of {_number(calibration.intercept_hu)} HU; water-"
+                           f"like tissue lies near 0 HU (|intercept| <= {MAX_ABS_INTERCEPT_HU:g}). "
+                           "Check the calibration values.")
 
 
 def parse_levels(text: str) -> tuple[str, ...]:

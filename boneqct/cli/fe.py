@@ -11,6 +11,7 @@ from boneqct.cli.common import (
     add_input,
     calibration_from_args,
     load_input,
+    number_in,
     read_result_json,
 )
 from boneqct.errors import BoneQCTError
@@ -36,12 +37,14 @@ def register(sub) -> None:
     where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD)")
     fe.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
                     default="totalsegmentator", help="numbering of --labels")
-    fe.add_argument("--element-mm", type=float, default=1.0, help="element edge, mm (default 1.0)")
+    fe.add_argument("--element-mm", type=number_in(0.5, 5.0, " mm"), default=1.0,
+                    help="element edge, mm (default 1.0; 0.5-5: finer meshes outgrow this "
+                         "machine's memory and time)")
     fe.add_argument("--law", choices=sorted(LAWS), default="morgan2003",
                     help="density-modulus law (default morgan2003)")
     fe.add_argument("--criterion", choices=CRITERIA, default="nonlinear",
                     help="strength criterion (default nonlinear: 2%% apparent strain)")
-    fe.add_argument("--pmma-mm", type=float, default=3.0, help="PMMA layer thickness, mm")
+    fe.add_argument("--pmma-mm", type=number_in(0.0, 20.0, " mm"), default=3.0, help="PMMA layer thickness, mm")
     fe.add_argument("--preconditioner", choices=PRECONDITIONERS, default=DEFAULT_PRECONDITIONER,
                     help="CG preconditioner (gmg: geometric multigrid, the default; jacobi; "
                     "amg: smoothed aggregation)")

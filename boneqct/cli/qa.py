@@ -10,6 +10,7 @@ from boneqct.cli.common import (
     add_input,
     calibration_from_args,
     load_input,
+    number_in,
 )
 
 
@@ -18,7 +19,7 @@ def register(sub) -> None:
     prec = sub.add_parser("precision", help="RMS-SD, RMS-CV and LSC of a repeated-measures "
                           "table (columns subject, repeat, site, value)")
     prec.add_argument("table", type=Path, help="CSV with columns subject, repeat, site, value")
-    prec.add_argument("--confidence", type=float, default=0.90,
+    prec.add_argument("--confidence", type=number_in(0.5, 0.999), default=0.90,
                       help="two-sided confidence level of the upper limits (Glueer 1995: 0.90)")
     prec.add_argument("--unit", default="mg/cm3", help="unit of the values (for the output)")
     prec.add_argument("--out", type=Path, help="write precision.json and precision.csv here")
@@ -31,8 +32,9 @@ def register(sub) -> None:
     add_calibration_options(rep)
     rep.add_argument("--seed", action="append", required=True, metavar="LEVEL=R,A,S",
                      help="a seed point inside a vertebral body, RAS mm (repeatable)")
-    rep.add_argument("--runs", type=int, default=10, help="number of placements (default 10)")
-    rep.add_argument("--perturbation-mm", type=float, default=3.0,
+    rep.add_argument("--runs", type=number_in(2, 200, integer=True), default=10,
+                     help="number of placements (2-200, default 10)")
+    rep.add_argument("--perturbation-mm", type=number_in(0.0, 20.0, " mm"), default=3.0,
                      help="radius of the ball the seed offsets are drawn from (mm)")
     rep.add_argument("--random-seed", type=int, default=0, help="random seed of the offsets")
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
@@ -54,9 +56,9 @@ def register(sub) -> None:
     report = sub.add_parser("qa-report", help="control chart and drift check of a QA log (exit status 1 when drift or an out-of-control session is flagged)")
     report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
     report.add_argument("--out", type=Path, help="output folder (default: beside the log)")
-    report.add_argument("--baseline", type=int, default=5,
+    report.add_argument("--baseline", type=number_in(2, 10000, integer=True), default=5,
                         help="sessions that set the centre line (default 5)")
-    report.add_argument("--tolerance-percent", type=float, default=3.0,
+    report.add_argument("--tolerance-percent", type=number_in(0.01, 100.0, " %"), default=3.0,
                         help="half-width of the tolerance band, %% of the centre (default 3)")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_cmd_qa_report)

@@ -11,6 +11,7 @@ from boneqct.cli.common import (
     add_input,
     calibration_from_args,
     load_input,
+    number_in,
     parse_levels,
     read_result_json,
 )
@@ -38,13 +39,17 @@ def register(sub) -> None:
     spine.add_argument("--exclude", default="", help="levels to leave out (e.g. fractured)")
     spine.add_argument("--roi", choices=["elliptic-cylinder", "trabecular-3d"],
                        default="elliptic-cylinder", help="ROI shape")
-    spine.add_argument("--roi-thickness-mm", type=float, default=9.0, help="ROI slab thickness")
-    spine.add_argument("--margin-mm", type=float, default=2.0, help="margin from the cortex")
-    spine.add_argument("--cement-threshold", type=float, default=50.0, metavar="MG_CM3",
+    spine.add_argument("--roi-thickness-mm", type=number_in(3.0, 20.0, " mm"), default=9.0,
+                       help="ROI slab thickness (3-20 mm)")
+    spine.add_argument("--margin-mm", type=number_in(0.0, 10.0, " mm"), default=2.0,
+                       help="margin from the cortex (0-10 mm)")
+    spine.add_argument("--cement-threshold", type=number_in(0.0, 300.0, " mg/cm3"), default=50.0,
+                       metavar="MG_CM3",
                        help="BMD below which cement augmentation is suggested (default 50)")
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
-    spine.add_argument("--age", type=float, help="patient age in years (else from DICOM)")
+    spine.add_argument("--age", type=number_in(0.0, 130.0, " years"),
+                       help="patient age in years (else from DICOM)")
     spine.add_argument("--sex", choices=["F", "M"], help="patient sex (else from DICOM)")
     spine.add_argument("--anonymize", action="store_true",
                        help="leave patient identity out of the outputs")
@@ -54,8 +59,9 @@ def register(sub) -> None:
     compare.add_argument("old", type=Path, help="spine.json of the earlier exam")
     compare.add_argument("new", type=Path, help="spine.json of the later exam")
     lsc = compare.add_mutually_exclusive_group()
-    lsc.add_argument("--lsc", type=float, metavar="MG_CM3", help="least significant change")
-    lsc.add_argument("--precision", type=float, metavar="MG_CM3",
+    lsc.add_argument("--lsc", type=number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
+                     help="least significant change")
+    lsc.add_argument("--precision", type=number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
                      help="precision error (RMS-SD); LSC = 2.77 x precision")
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(handler=_cmd_compare)

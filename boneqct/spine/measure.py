@@ -20,6 +20,10 @@ MAX_CORTICAL_FRACTION = 0.02
 MIN_INSIDE_FRACTION = 0.99
 MIN_ROI_VOLUME_MM3 = 500.0
 MIN_VOXELS = 20
+#: Lowest plausible trabecular BMD (mg/cm3): fatty marrow makes single-energy QCT read a few
+#: tens of mg/cm3 low, so slightly negative values occur in severe osteoporosis; far below, the
+#: calibration does not fit the scan (not verified against a primary source).
+MIN_PLAUSIBLE_BMD_MG_CM3 = -30.0
 
 
 def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
@@ -65,7 +69,10 @@ def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
         "enough_voxels": n_voxels >= MIN_VOXELS and stats["roi_volume_mm3"] >= MIN_ROI_VOLUME_MM3,
     }
     qc["low_cortical_fraction"] = cortical_fraction <= MAX_CORTICAL_FRACTION
-    qc["passed"] = bool(qc["inside_body"] and qc["enough_voxels"] and qc["low_cortical_fraction"])
+    qc["plausible_bmd"] = (stats["bmd_mg_cm3"] is None
+                           or stats["bmd_mg_cm3"] >= MIN_PLAUSIBLE_BMD_MG_CM3)
+    qc["passed"] = bool(qc["inside_body"] and qc["enough_voxels"] and qc["low_cortical_fraction"]
+                        and qc["plausible_bmd"])
     stats["qc"] = qc
     return stats
 

@@ -331,8 +331,9 @@ def _label_finders(volume_hu: Volume, labels: Volume, scheme: str) -> dict:
 
 def _qc_failures(qc: dict) -> str:
     names = {"inside_body": "ROI not inside the body", "enough_voxels": "too few voxels",
-             "low_cortical_fraction": "cortical-like voxels in the ROI"}
-    return ", ".join(text for key, text in names.items() if not qc[key])
+             "low_cortical_fraction": "cortical-like voxels in the ROI",
+             "plausible_bmd": "BMD far below zero: the calibration does not fit this scan"}
+    return ", ".join(text for key, text in names.items() if not qc.get(key, True))
 
 
 def _mean(values) -> float | None:
