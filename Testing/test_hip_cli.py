@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pypdf
 import pytest
 import SimpleITK as sitk
 
@@ -41,6 +42,12 @@ def test_hip_command_writes_json_csv_projection_png_and_report(phantom_file, tmp
     assert (tmp_path / "hip_projection.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    # the region conventions carry their sources and what is not verified, in JSON and report
+    conventions = document["region_conventions"]
+    assert any("Lenchik" in source for source in conventions["sources"])
+    assert any("1 mm" in item for item in conventions["not_verified"])
+    report = " ".join(page.extract_text() for page in pypdf.PdfReader(tmp_path / "report.pdf").pages)
+    assert "Not verified: a Hologic hip pixel taken as 1 mm" in " ".join(report.split())
 
 
 def test_hip_command_errors_are_messages(phantom_file, tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.hip.rois import ROI_NAMES
+from boneqct.hip.rois import REGION_CONVENTIONS, ROI_NAMES
 from boneqct.report.pdf import STYLES, exam_table, figure_flowable, table, write_report
 
 
@@ -51,6 +51,9 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
             story.append(Paragraph(f"{region}: {why}", STYLES["Italic"]))
     if interp.get("why"):
         story.append(Paragraph(interp["why"], STYLES["Italic"]))
+    story.append(Paragraph("Regions: " + "; ".join(REGION_CONVENTIONS["sources"])
+                           + ". Not verified: " + "; ".join(REGION_CONVENTIONS["not_verified"])
+                           + ".", STYLES["Italic"]))
     f = result.frame
     story.append(Paragraph(f"Frame: head radius {f.head_radius_mm:.1f} mm (fit RMS "
                            f"{f.head_fit_rms_mm:.2f} mm), neck-shaft angle "

@@ -49,6 +49,20 @@ DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM = 10.0
 #: How far (mm) an outline must leave the shaft's edge to mark a trochanter (chosen: twice a
 #: projection pixel above noise on the digital phantom; not verified).
 OUTLINE_PROMINENCE_MM = 2.0
+#: The region conventions as they reach hip.json and the report: their sources and the values
+#: not checked against a primary source (see the module docstring).
+REGION_CONVENTIONS = {
+    "sources": ["ISCD DXA atlas: Hologic neck box 49 x 15 pixels; total hip bottom line 10 "
+                "pixels below the lesser trochanter",
+                "Lenchik et al. 2003, Radiology 228:620: trochanter line to the base of the "
+                "greater trochanter"],
+    "not_verified": ["a Hologic hip pixel taken as 1 mm (neck box 15 mm, distal border 10 mm)",
+                     "neck box at the narrowest part of the neck (not checked in a Hologic "
+                     "manual)",
+                     "half-maximum bone edge (Hangartner 2007, recalled, not re-read)",
+                     "outline prominence 2 mm, soft-tissue baseline shell 3-6 mm, spill shell "
+                     "1.5 mm (chosen on the digital phantom)"],
+}
 ROI_NAMES = ("neck", "trochanter", "intertrochanter", "total")
 ROI_LABELS = {"neck": 1, "trochanter": 2, "intertrochanter": 3}
 
