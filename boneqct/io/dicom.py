@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from boneqct.errors import InputError
+from boneqct.io.images import is_regular_file
 from boneqct.volume import LPS_TO_RAS, Volume
 
 #: Largest allowed gap between neighbouring slices, as a multiple of the median spacing.
@@ -136,7 +137,7 @@ def load_dicom_series(source: str | Path | list, series_uid: str | None = None) 
     along_mm = geometry.positions_along_normal_mm[order]
     step_mm = _check_slice_spacing(along_mm, warnings)
 
-    array_kji = _stack_hu(datasets)
+    array_kji = _stack_hu(datasets, warnings)
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, 0] = geometry.row_cosine_lps * geometry.column_spacing_mm
     ijk_to_lps[:3, 1] = geometry.column_cosine_lps * geometry.row_spacing_mm
@@ -237,11 +238,11 @@ class _Geometry:
 def _list_files(source) -> list[Path]:
     if isinstance(source, (list, tuple)):
         files = [Path(p) for p in source]
-        missing = [p.name for p in files if not p.is_file()]
+        missing = [p.name for p in files if not is_regular_file(p)]
         if missing:
             raise InputError(
-                f"{len(missing)} of the files given do not exist (first: '{missing[0]}'). "
-                "Check the file list."
+                f"{len(missing)} of the files given do not exist or are not regular files "
+                f"(first: '{missing[0]}'). Check the file list."
             )
         return files
     folder = Path(source)
@@ -250,7 +251,10 @@ def _list_files(source) -> list[Path]:
     files = []
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+        # regular files only: a FIFO, socket or device would block or mislead the reader,
+        # and a dangling link holds nothing
+        files.extend(Path(root) / n for n in sorted(names)
+                     if not n.startswith(".") and is_regular_file(Path(root) / n))
     return files
 
 
@@ -407,14 +411,44 @@ def _resample_orthogonal(array_kji, ijk_to_lps, normal_lps):
     return sitk.GetArrayFromImage(resampled), out
 
 
-def _stack_hu(datasets) -> np.ndarray:
-    """Stack the slices' pixels (in the given order) and apply RescaleSlope/Intercept -> HU.
+#: Largest |RescaleIntercept| (HU) taken as a CT rescale: CT numbers span about -1024 to
+#: +3071 (12-bit) or a few times that for extended scales.
+MAX_ABS_RESCALE_INTERCEPT_HU = 10000.0
+
+
+def _rescale(datasets, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-slice RescaleSlope and RescaleIntercept, checked: numbers, finite, slope > 0,
+    |intercept| <= MAX_ABS_RESCALE_INTERCEPT_HU. Without them the stored values are taken as
+    HU with a warning; InputError when the stored values cannot be HU (all >= 0: raw
+    detector-style values whose -1024 offset is missing)."""
+    try:
+        slopes = np.array([float(ds.get("RescaleSlope", 1.0)) for ds in datasets])
+        intercepts = np.array([float(ds.get("RescaleIntercept", 0.0)) for ds in datasets])
+    except (TypeError, ValueError):
+        raise InputError("The series' RescaleSlope or RescaleIntercept is not a number; the "
+                         "CT numbers cannot be recovered. Re-export the series.") from None
+    if not (np.all(np.isfinite(slopes)) and np.all(slopes > 0) and np.all(np.isfinite(intercepts))
+            and np.all(np.abs(intercepts) <= MAX_ABS_RESCALE_INTERCEPT_HU)):
+        raise InputError("The series' RescaleSlope/RescaleIntercept are not a CT rescale (slope "
+                         "must be positive, intercept within +-10000 HU). Re-export the series.")
+    if not any("RescaleSlope" in ds or "RescaleIntercept" in ds for ds in datasets):
+        if int(datasets[0].get("PixelRepresentation", 0)) == 0:
+            raise InputError("The series has no RescaleSlope/RescaleIntercept and unsigned "
+                             "stored values, which cannot be HU (air would not be negative). "
+                             "Re-export the series with its rescale.")
+        warnings.append("The series has no RescaleSlope/RescaleIntercept: its stored values are "
+                        "taken as HU (slope 1, intercept 0). Check air reads about -1000 HU.")
+    return slopes, intercepts
+
+
+def _stack_hu(datasets, warnings: list[str]) -> np.ndarray:
+    """Stack the slices' pixels (in the given order) and apply RescaleSlope/Intercept -> HU
+    (checked by ``_rescale``).
 
     Integer HU (slope 1, integer intercepts) that fit int16 stay int16, checked slice by slice
     while the slice is in cache; anything else is float32.
     """
-    slopes = np.array([float(ds.get("RescaleSlope", 1.0)) for ds in datasets])
-    intercepts = np.array([float(ds.get("RescaleIntercept", 0.0)) for ds in datasets])
+    slopes, intercepts = _rescale(datasets, warnings)
     rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
     if np.all(slopes == 1.0) and np.all(intercepts == np.round(intercepts)):
         out = np.empty((len(datasets), rows, columns), np.int16)
