@@ -412,8 +412,8 @@ def _resample_orthogonal(array_kji, ijk_to_lps, normal_lps):
 
 
 #: Largest |RescaleIntercept| (HU) taken as a CT rescale: CT numbers span about -1024 to
-#: +3071 (12-bit) or a few times that for extended scales.
-MAX_ABS_RESCALE_INTERCEPT_HU = 10000.0
+#: +3071 (12-bit) or a few times that for extended scales; far beyond is a corrupt value.
+MAX_ABS_RESCALE_INTERCEPT_HU = 100000.0
 
 
 def _rescale(datasets, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -430,7 +430,7 @@ def _rescale(datasets, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(slopes)) and np.all(slopes > 0) and np.all(np.isfinite(intercepts))
             and np.all(np.abs(intercepts) <= MAX_ABS_RESCALE_INTERCEPT_HU)):
         raise InputError("The series' RescaleSlope/RescaleIntercept are not a CT rescale (slope "
-                         "must be positive, intercept within +-10000 HU). Re-export the series.")
+                         "must be positive, intercept within +-100000 HU). Re-export the series.")
     if not any("RescaleSlope" in ds or "RescaleIntercept" in ds for ds in datasets):
         if int(datasets[0].get("PixelRepresentation", 0)) == 0:
             raise InputError("The series has no RescaleSlope/RescaleIntercept and unsigned "
