@@ -145,3 +145,30 @@ def test_bundled_references_state_site_measure_device_population(name):
         assert reference.regions == "lunar" and "Lunar" in reference.device
     else:
         assert reference.source.startswith("Looker AC") and reference.regions == "hologic"
+
+
+def test_follow_up_checks_patient_date_order_and_unmeasured_levels():
+    """Another patient or the later exam first: refused; identity or date missing: said;
+    a level not measured in one exam and a baseline at zero do not break the comparison."""
+    def doc(bmds, **exam):
+        document = _spine_doc(bmds)
+        document["exam"] = {"series_uid": exam.pop("series_uid"), **exam}
+        return document
+
+    old = doc({"L1": 80.0, "L2": 0.0}, series_uid="1", patient_id="P1", study_date="2024-01-01")
+    with pytest.raises(BoneQCTError, match="different patients"):
+        compare_exams(old, doc({"L1": 70.0, "L2": 5.0}, series_uid="2", patient_id="P2",
+                               study_date="2025-01-01"))
+    with pytest.raises(BoneQCTError, match="give the earlier exam first"):
+        compare_exams(old, doc({"L1": 70.0, "L2": 5.0}, series_uid="2", patient_id="P1",
+                               study_date="2023-01-01"))
+    new = doc({"L1": 70.0, "L2": 5.0}, series_uid="2", patient_id="P1", study_date="2025-01-01")
+    new["levels"].append({"level": "L3", "bmd_mg_cm3": None, "measured": False})
+    result = compare_exams(old, new)
+    assert [row["level"] for row in result["levels"]] == ["L1", "L2"]
+    assert result["levels"][1]["change_percent"] is None  # from a zero baseline
+    assert result["warnings"] == []
+    anonymous = compare_exams(doc({"L1": 80.0, "L2": 90.0}, series_uid="1"),
+                              doc({"L1": 70.0, "L2": 85.0}, series_uid="2"))
+    text = " ".join(anonymous["warnings"])
+    assert "identity" in text and "could not be checked" in text and "study date" in text

@@ -133,8 +133,10 @@ def _cmd_compare(args) -> int:
         significant = ""
         if "significant" in row:
             significant = "  significant" if row["significant"] else "  within LSC"
+        percent = ("" if row["change_percent"] is None
+                   else f" ({row['change_percent']:+.1f}%)")
         print(f"{row['level']}: {row['old_bmd_mg_cm3']:.1f} -> {row['new_bmd_mg_cm3']:.1f} mg/cm3, "
-              f"{row['change_mg_cm3']:+.1f} mg/cm3 ({row['change_percent']:+.1f}%){significant}")
+              f"{row['change_mg_cm3']:+.1f} mg/cm3{percent}{significant}")
     if comparison["lsc_mg_cm3"] is not None:
         print(f"least significant change: {comparison['lsc_mg_cm3']:.2f} mg/cm3")
     else:

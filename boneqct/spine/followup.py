@@ -28,8 +28,8 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
         ``warnings`` (different calibration method, kVp or scanner).
 
     Raises:
-        BoneQCTError: an exam is uncalibrated, both documents measure the same series, or the
-            materials differ.
+        BoneQCTError: an exam is uncalibrated, both documents measure the same series, the
+            materials differ, the patients differ, or the later exam is given first.
     """
     for name, doc in (("old", old), ("new", new)):
         if not doc.get("calibrated"):
@@ -43,11 +43,12 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
     warnings = _exam_differences(old, new)
     if lsc_mg_cm3 is None and precision_mg_cm3 is not None:
         lsc_mg_cm3 = least_significant_change(precision_mg_cm3)
-    old_levels = {lv["level"]: lv for lv in old["levels"]}
+    old_levels = {lv["level"]: lv for lv in old["levels"] if lv.get("bmd_mg_cm3") is not None}
     rows = [_change(lv["level"], old_levels[lv["level"]]["bmd_mg_cm3"], lv["bmd_mg_cm3"], lsc_mg_cm3)
-            for lv in new["levels"] if lv["level"] in old_levels]
+            for lv in new["levels"]
+            if lv["level"] in old_levels and lv.get("bmd_mg_cm3") is not None]
     if not rows:
-        raise BoneQCTError("The two exams have no level in common; nothing to compare.")
+        raise BoneQCTError("The two exams have no measured level in common; nothing to compare.")
     out = {"levels": rows, "lsc_mg_cm3": lsc_mg_cm3, "material": new.get("material"),
            "warnings": warnings}
     if old.get("mean_bmd_mg_cm3") is not None and new.get("mean_bmd_mg_cm3") is not None:
@@ -65,11 +66,11 @@ def _exam_differences(old: dict, new: dict) -> list[str]:
     change then holds a calibration difference, and an LSC measured on one scanner and
     protocol does not apply)."""
     old_exam, new_exam = old.get("exam") or {}, new.get("exam") or {}
+    warnings = _identity_and_order(old_exam, new_exam)
     if old_exam.get("series_uid") and old_exam.get("series_uid") == new_exam.get("series_uid"):
         raise BoneQCTError(
             "Both spine.json files measure the same CT series: their difference comes from the "
             "analysis (calibration, ROIs), not from the bone. Compare two exams.")
-    warnings = []
     methods = [(doc.get("calibration") or {}).get("method") for doc in (old, new)]
     if methods[0] != methods[1]:
         warnings.append(f"The exams were calibrated by different methods ({methods[0]} vs "
@@ -89,10 +90,33 @@ def _exam_differences(old: dict, new: dict) -> list[str]:
     return warnings
 
 
+def _identity_and_order(old_exam: dict, new_exam: dict) -> list[str]:
+    """Refuse exams of two patients, or given latest first; warn when identity or dates are
+    not recorded (anonymised outputs), so they could not be checked."""
+    warnings = []
+    for key, what in (("patient_id", "patient IDs"), ("patient_birth_date", "birth dates")):
+        if old_exam.get(key) and new_exam.get(key) and old_exam[key] != new_exam[key]:
+            raise BoneQCTError(f"The exams belong to different patients (their {what} differ); "
+                               "follow-up compares two exams of one patient.")
+    if not (old_exam.get("patient_id") and new_exam.get("patient_id")):
+        warnings.append("The patient's identity is not recorded in both files (anonymised?): it "
+                        "could not be checked that both exams are of one patient.")
+    dates = [exam.get("study_date") for exam in (old_exam, new_exam)]
+    if None not in dates and dates[0] > dates[1]:
+        raise BoneQCTError(f"The first file is the later exam ({dates[0]} after {dates[1]}); "
+                           "give the earlier exam first.")
+    if None in dates:
+        warnings.append("A study date is not recorded: the order of the exams could not be "
+                        "checked.")
+    return warnings
+
+
 def _change(level: str, old_bmd: float, new_bmd: float, lsc_mg_cm3: float | None) -> dict:
+    """The change of one level; no percentage from a baseline at or below zero."""
     change = new_bmd - old_bmd
     row = {"level": level, "old_bmd_mg_cm3": old_bmd, "new_bmd_mg_cm3": new_bmd,
-           "change_mg_cm3": change, "change_percent": 100.0 * change / old_bmd}
+           "change_mg_cm3": change,
+           "change_percent": 100.0 * change / old_bmd if old_bmd > 0 else None}
     if lsc_mg_cm3 is not None:
         row["significant"] = abs(change) > lsc_mg_cm3
     return row
