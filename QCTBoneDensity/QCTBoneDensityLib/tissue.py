@@ -31,7 +31,6 @@ import numpy as np
 import slicer
 import vtk
 
-from boneqct.calibration.attenuation import TISSUES
 from QCTBoneDensityLib.tables import add_column, json_default
 
 #: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
@@ -90,10 +89,6 @@ TISSUE_CLASS_COLORS = {
 #: Attribute marking the colour tables of tissue label maps (reused on a re-run).
 ATTRIBUTE_TISSUE_LABEL_COLORS = "BoneQCT.TissueLabelColors"
 
-#: Internal-calibration tissues a markups point can name (``boneqct.calibration.internal``).
-INTERNAL_TISSUES = TISSUES
-
-
 def _number(value) -> float:
     return math.nan if value is None else float(value)
 
@@ -130,6 +125,9 @@ def internal_points_from_markups(node) -> dict[str, np.ndarray]:
     """
     if node is None:
         return {}
+    # the tissues a point can name (the core is imported lazily, as everywhere in this Lib)
+    from boneqct.calibration.attenuation import TISSUES as INTERNAL_TISSUES
+
     points: dict[str, np.ndarray] = {}
     for label, position in _defined_points(node):
         tissue = label.strip().lower()
