@@ -9,8 +9,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from boneqct import __version__
@@ -49,9 +50,20 @@ def figure_flowable(fig, width_mm: float) -> Image:
     return image
 
 
+#: Text style of a table cell too long for its column (wrapped; the table's 8 pt font).
+CELL_STYLE = ParagraphStyle("cell", parent=STYLES["Normal"], fontSize=8, leading=9.5)
+#: Left plus right padding of a table cell (points; reportlab's default 6 each).
+CELL_PADDING_PT = 12.0
+
+
 def table(rows: list[list], col_widths_mm: list[float] | None = None, style=None) -> Table:
-    """A small report table; the first row is the header."""
+    """A small report table; the first row is the header. With column widths, text too long
+    for its column wraps inside the cell instead of running over the next one."""
     widths = None if col_widths_mm is None else [w * mm for w in col_widths_mm]
+    if widths is not None:
+        rows = [[Paragraph(cell, CELL_STYLE) if isinstance(cell, str) and stringWidth(
+                    cell, CELL_STYLE.fontName, 8) > width - CELL_PADDING_PT else cell
+                 for cell, width in zip(row, widths, strict=False)] for row in rows]
     t = Table(rows, colWidths=widths, hAlign="LEFT")
     t.setStyle(style or TABLE_STYLE)
     return t
