@@ -37,7 +37,8 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--phantom", help="calibrate with this phantom (name or certificate JSON)")
     group.add_argument("--calibration", type=Path, help="a calibration JSON from `boneqct "
                        "calibrate` (refused for another kVp or scanner), or 'internal' for a "
-                       "phantomless estimate from the patient's air, fat and muscle")
+                       "phantomless estimate from the patient's own tissues (opportunistic, "
+                       "no category)")
     group.add_argument("--slope", type=number_in(1e-3, MAX_SLOPE_HU_PER_MG_CM3),
                        help="manual calibration slope, HU per mg/cm3 "
                        "(with --intercept)")

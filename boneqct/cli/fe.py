@@ -15,7 +15,7 @@ from boneqct.cli.common import (
     read_result_json,
 )
 from boneqct.errors import BoneQCTError
-from boneqct.io.atomic import check_output_folder, write_output_set
+from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
     fe = sub.add_parser("fe", help="vertebral stiffness and strength by voxel finite elements")
     add_input(fe)
     fe.add_argument("--level", required=True, help="vertebral level to analyse (e.g. L2)")
-    fe.add_argument("--out", type=Path, required=True, help="output folder")
+    fe.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     add_calibration_options(fe)
     where = fe.add_mutually_exclusive_group(required=True)
     where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
 from boneqct.errors import BoneQCTError
-from boneqct.io.atomic import check_output_folder, write_output_set
+from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -15,7 +15,7 @@ def register(sub) -> None:
     hip = sub.add_parser("hip", help="DXA-equivalent areal BMD of the proximal femur (CTXA)")
     add_input(hip)
     hip.add_argument("--side", choices=["left", "right"], required=True, help="which hip")
-    hip.add_argument("--out", type=Path, required=True, help="output folder")
+    hip.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     add_calibration_options(hip)
     where = hip.add_mutually_exclusive_group()
     where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm)")

@@ -15,14 +15,14 @@ from boneqct.cli.common import (
     parse_levels,
     read_result_json,
 )
-from boneqct.io.atomic import check_output_folder, write_output_set
+from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
 
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     spine = sub.add_parser("spine", help="per-level trabecular BMD of the lumbar spine")
     add_input(spine)
-    spine.add_argument("--out", type=Path, required=True, help="output folder")
+    spine.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     add_calibration_options(spine)
     where = spine.add_mutually_exclusive_group(required=True)
     where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "

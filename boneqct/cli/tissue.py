@@ -7,7 +7,7 @@ from pathlib import Path
 
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
 from boneqct.errors import BoneQCTError
-from boneqct.io.atomic import check_output_folder, write_output_set
+from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
 
 
 def register(sub) -> None:
@@ -20,7 +20,7 @@ def register(sub) -> None:
                    help="slice index range k (inclusive); one number for one slice; default all")
     t.add_argument("--l3", metavar="R,A,S", help="a point in L3 (RAS mm) for the skeletal "
                    "muscle area")
-    t.add_argument("--out", type=Path, required=True, help="output folder")
+    t.add_argument("--out", type=Path, required=True, help=OUT_HELP)
     t.add_argument("--anonymize", action="store_true", help="leave patient identity out")
     t.set_defaults(handler=_cmd_tissue)
 

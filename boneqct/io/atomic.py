@@ -22,6 +22,9 @@ from boneqct.errors import InputError
 
 #: The file naming a folder as a BoneQCT output set (run id, time, kind, files).
 MANIFEST_NAME = "boneqct_run.json"
+#: Help text of the commands' --out option.
+OUT_HELP = ("output folder: new, empty, or written by BoneQCT before (the whole set is "
+            "replaced as one unit)")
 
 
 @contextlib.contextmanager
