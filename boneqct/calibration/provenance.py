@@ -20,14 +20,13 @@ from dataclasses import replace
 from datetime import date
 
 from boneqct.errors import CalibrationError
+from boneqct.io.dicom import anonymized_metadata
 
 #: Metadata keys (``boneqct.io`` exam metadata) naming the scanner.
 SCANNER_KEYS = ("manufacturer", "model", "station_name", "device_serial_number")
 #: Metadata keys recorded as a calibration's provenance.
 SCAN_KEYS = (*SCANNER_KEYS, "kvp", "convolution_kernel", "slice_thickness_mm", "series_uid",
              "study_uid", "study_date")
-#: Keys of the provenance that identify the exam; left out of anonymised outputs.
-IDENTIFYING_SCAN_KEYS = ("series_uid", "study_uid", "device_serial_number")
 #: Two kVp values closer than this (kV) are the same setting.
 KVP_TOLERANCE_KV = 0.5
 #: Relations of a calibration to the scan it is applied to (``Calibration.applied``).
@@ -44,10 +43,13 @@ def scan_provenance(metadata: dict) -> dict:
 
 
 def anonymized_provenance(scan: dict | None) -> dict | None:
-    """A provenance record without the keys that identify the exam."""
+    """A provenance record under ``boneqct.io.dicom.ANONYMIZATION_PROFILE``: station, serial
+    and date removed, UIDs replaced by hashed UIDs (a series is still recognised as one)."""
     if scan is None:
         return None
-    return {k: v for k, v in scan.items() if k not in IDENTIFYING_SCAN_KEYS}
+    shown = anonymized_metadata(scan)  # the outputs' one anonymisation profile
+    shown.pop("anonymization")
+    return shown
 
 
 def measured_on_this_scan(calibration):

@@ -151,6 +151,10 @@ def load_input(args):
 
     source = args.input[0] if len(args.input) == 1 else list(args.input)
     volume = load_ct(source, series_uid=args.series)
+    if getattr(args, "anonymize", False):
+        from boneqct.io.dicom import scrub_identity
+
+        volume.warnings = [scrub_identity(w, volume.metadata) for w in volume.warnings]
     for warning in volume.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return volume

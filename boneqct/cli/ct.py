@@ -48,6 +48,7 @@ def register(sub) -> None:
 
 def _cmd_info(args) -> int:
     from boneqct.io import anonymized_metadata, find_series, is_volume_file
+    from boneqct.io.dicom import hashed_uid
 
     first = args.input[0]
     series = []
@@ -56,6 +57,9 @@ def _cmd_info(args) -> int:
         series = [s.summary() for s in find_series(source)]
     volume = load_input(args)
     metadata = anonymized_metadata(volume.metadata) if args.anonymize else volume.metadata
+    if args.anonymize:  # the series listing carries UIDs and descriptions
+        series = [{**s, "series_uid": hashed_uid(s["series_uid"]), "description": None}
+                  for s in series]
     info = {
         "series": series,
         "size": list(volume.size_ijk),

@@ -8,6 +8,7 @@ ImageOrientationPatient / ImagePositionPatient / PixelSpacing and handed to the 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings as pywarnings
 from dataclasses import dataclass, field
@@ -211,13 +212,48 @@ def exam_metadata(ds) -> dict:
 
 
 #: Metadata keys that identify the patient; dropped by anonymised output.
+#: The anonymisation profile of ``--anonymize``, modelled on the DICOM PS3.15 Annex E Basic
+#: Application Level Confidentiality Profile with its Retain Patient Characteristics Option
+#: (sex and age kept); the attribute list follows the profile's actions as recalled (remove
+#: names, IDs, birth date, institution, station, device serial, descriptions and dates;
+#: replace UIDs), not checked line by line against the standard's table.
+ANONYMIZATION_PROFILE = ("BoneQCT basic: after DICOM PS3.15 Basic Application Level "
+                         "Confidentiality Profile, Retain Patient Characteristics Option")
+#: Exam metadata removed by the profile.
 IDENTITY_KEYS = ("patient_name", "patient_id", "patient_birth_date", "institution",
-                 "study_uid", "series_uid")
+                 "study_description", "series_description", "station_name",
+                 "device_serial_number", "study_date")
+#: Exam metadata replaced by the profile: UIDs, by hashed UIDs (2.25 root, ITU-T X.667),
+#: consistent across BoneQCT outputs so that one series is still recognised as one.
+REPLACED_UID_KEYS = ("study_uid", "series_uid")
+
+
+def hashed_uid(uid: str) -> str:
+    """A replacement UID: 2.25 followed by 128 bits of the SHA-256 of the original."""
+    return "2.25." + str(int(hashlib.sha256(uid.encode("utf-8")).hexdigest()[:32], 16))
 
 
 def anonymized_metadata(metadata: dict) -> dict:
-    """A copy of exam metadata without identifying fields (sex, age and scanner kept)."""
-    return {k: v for k, v in metadata.items() if k not in IDENTITY_KEYS}
+    """A copy of exam metadata under ``ANONYMIZATION_PROFILE``: identifying fields removed,
+    UIDs replaced by hashed UIDs; sex, age, scanner make and model and the acquisition kept;
+    the profile and what it did are recorded under ``anonymization``."""
+    out = {k: v for k, v in metadata.items() if k not in IDENTITY_KEYS}
+    for key in REPLACED_UID_KEYS:
+        if out.get(key):
+            out[key] = hashed_uid(str(out[key]))
+    out["anonymization"] = {"profile": ANONYMIZATION_PROFILE, "removed": list(IDENTITY_KEYS),
+                            "replaced": list(REPLACED_UID_KEYS)}
+    return out
+
+
+def scrub_identity(text: str, metadata: dict) -> str:
+    """``text`` with every identifying value of ``metadata`` (the removed fields and the UIDs)
+    replaced by "[removed]", for messages printed under ``--anonymize``."""
+    for key in IDENTITY_KEYS + REPLACED_UID_KEYS:
+        value = metadata.get(key)
+        if value is not None and len(str(value)) >= 3:
+            text = text.replace(str(value), "[removed]")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
