@@ -51,11 +51,14 @@ def test_impossible_spine_arguments(phantom_file, tmp_path, args, message):
     (("fe", "--level", "L2", "--hu", "--element-mm", "inf"), "--element-mm: inf is outside"),
     (("repositioning", "--runs", "1000000"), "--runs: 1000000 is outside 2-200"),
     (("repositioning", "--runs", "0"), "--runs: 0 is outside 2-200"),
+    (("hip", "--side", "left", "--hu", "--pixel-mm", "0.05"), "--pixel-mm: 0.05 is outside"),
+    (("hip", "--side", "left", "--hu", "--pixel-mm", "nan"), "--pixel-mm: nan is outside"),
 ])
 def test_impossible_sizes_are_refused_before_any_work(phantom_file, tmp_path, command, message):
     path, seed = phantom_file
-    extra = ("--out", tmp_path / "out") if command[0] == "fe" else ()
-    run = _run(command[0], path, "--seed", seed, *extra, *command[1:])
+    extra = ("--out", tmp_path / "out") if command[0] in ("fe", "hip") else ()
+    seed_args = () if command[0] == "hip" else ("--seed", seed)
+    run = _run(command[0], path, *seed_args, *extra, *command[1:])
     assert run.returncode == 2 and message in run.stderr, run.stderr
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
+from boneqct.cli.common import (
+    add_calibration_options,
+    add_input,
+    calibration_from_args,
+    load_input,
+    number_in,
+)
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
 
@@ -22,13 +28,15 @@ def register(sub) -> None:
     where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
     hip.add_argument("--label-scheme", choices=["totalsegmentator", "phantom"],
                      default="totalsegmentator", help="numbering of --labels")
-    hip.add_argument("--bone-threshold-mg-cm3", type=float,
+    hip.add_argument("--bone-threshold-mg-cm3", type=number_in(50.0, 1000.0, " mg/cm3"),
                      help="BMD threshold of the femur extraction (mg/cm3; default 200); "
                           "raise it when a narrow joint space joins the femur to the pelvis")
-    hip.add_argument("--pixel-mm", type=float, default=0.5, help="projection pixel (mm)")
+    hip.add_argument("--pixel-mm", type=number_in(0.2, 2.0, " mm"), default=0.5,
+                     help="projection pixel (0.2-2 mm; finer grids outgrow memory and time)")
     hip.add_argument("--reference", choices=["nhanes3", "chinese-women", "none"],
                      default="nhanes3", help="DXA reference population for T-scores")
-    hip.add_argument("--age", type=float, help="patient age in years (else from DICOM)")
+    hip.add_argument("--age", type=number_in(0.0, 130.0, " years"),
+                     help="patient age in years (else from DICOM)")
     hip.add_argument("--sex", choices=["F", "M"], help="patient sex (else from DICOM)")
     hip.add_argument("--anonymize", action="store_true",
                      help="leave patient identity out of the outputs")
