@@ -91,6 +91,11 @@ LABEL_REACH_MM = 2.0
 MAX_ANTERIOR_DEVIATION_DEG = 45.0
 
 
+class _NoBodyAtSeed(SpineError):
+    """No vertebral body around a seed (air, soft tissue, canal): worth a retry in front of it,
+    unlike a seed outside the scan, in a disc, or a body cut by the scan's end."""
+
+
 def _ball_near(shape, center_kji, radius_vox) -> tuple[tuple[slice, ...], np.ndarray]:
     """A ball of a radius (voxels) about a centre (k, j, i), clipped to an array shape: the
     box (slices) holding it and the ball within that box."""
@@ -275,13 +280,13 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
         trabecular_hu = float(np.median(_values_in_ball(hu, seed_kji, SEED_RADIUS_MM / spacing,
                                                         inside)))
         if trabecular_hu < AIR_FAT_HU:
-            raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
+            raise _NoBodyAtSeed(f"The seed of {level} at {_fmt(seed_ras_mm)} lies in air or fat "
                              f"(about {trabecular_hu:.0f} HU), not in bone. Move it into the "
                              "vertebral body.")
         cortex_hu = float(np.percentile(_values_in_ball(hu, seed_kji, CORTEX_RADIUS_MM / spacing,
                                                         inside), CORTEX_PERCENTILE))
         if cortex_hu - trabecular_hu < MIN_CONTRAST_HU:
-            raise SpineError(f"No cortical bone around the seed of {level} at "
+            raise _NoBodyAtSeed(f"No cortical bone around the seed of {level} at "
                              f"{_fmt(seed_ras_mm)}: the seed is not in a vertebral body. Move "
                              "it into the body.")
         reach = None if label is None else _reach_on_grid(label, volume_hu, grid)
@@ -294,7 +299,7 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
         if not touched:  # the box held every region grown
             break
     if grown is None:
-        raise SpineError(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
+        raise _NoBodyAtSeed(f"The seed of {level} at {_fmt(seed_ras_mm)} is not enclosed by a "
                          "vertebral body's cortex (it lies in soft tissue, a disc or the canal, "
                          "or the body is badly broken). Move it into the body.")
     interior, radius_mm, threshold_hu = grown
@@ -305,7 +310,7 @@ def _delineate(volume_hu: Volume, seed_ras_mm, level: str, label=None) -> Verteb
         raise SpineError(f"Level {level} is cut by the end of the scan: the vertebral body is "
                          "not entirely on the CT. Measure another level or use a longer scan.")
     if interior.sum() * spacing**3 / 1000.0 < MIN_INTERIOR_CM3:
-        raise SpineError(f"The body of {level} found at {_fmt(seed_ras_mm)} is too small "
+        raise _NoBodyAtSeed(f"The body of {level} found at {_fmt(seed_ras_mm)} is too small "
                          f"(< {MIN_INTERIOR_CM3} cm3) for a measurement; check the seed and "
                          "the level, or exclude the level.")
     bone = (hu >= threshold_hu) & inside
@@ -357,10 +362,7 @@ def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> Vert
     seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
     try:
         return _delineate(volume_hu, seed_ras_mm, level)
-    except SpineError as first:
-        if any(reason in str(first) for reason in ("outside the scan", "cut by the end of the "
-                                                    "scan", "above or below")):
-            raise
+    except _NoBodyAtSeed as first:
         for shift_mm in SEED_RETRY_ANTERIOR_MM:
             try:
                 body = _delineate(volume_hu, seed_ras_mm + [0.0, shift_mm, 0.0], level)
