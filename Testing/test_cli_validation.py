@@ -63,8 +63,8 @@ def test_impossible_sizes_are_refused_before_any_work(phantom_file, tmp_path, co
 
 
 @pytest.mark.parametrize(("slope", "intercept", "message"), [
-    (-1.2, -10.0, "slope of -1.2"), (0.0, -10.0, "slope of 0"), (None, -10.0, "slope of None"),
-    ("NaN", -10.0, "slope"), (1.2, 1e30, "intercept of 1e+30"),
+    (-1.2, -10.0, "slope of -1.2"), (0.0, -10.0, "slope of 0"), (None, -10.0, "'slope_hu_per_mg_cm3' must be a finite number"),
+    ("NaN", -10.0, "NaN is not a JSON number"), (1.2, 1e30, "intercept of 1e+30"),
 ])
 def test_impossible_calibration_files(phantom_file, tmp_path, slope, intercept, message):
     path, seed = phantom_file

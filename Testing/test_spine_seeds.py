@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from boneqct.errors import SpineError
+from boneqct.errors import BoneQCTError, SpineError
 from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES, label_for_level, level_for_label
 from boneqct.spine.seeds import (
     MARKUPS_SCHEMA_URL,
@@ -60,12 +60,31 @@ def test_bad_markups_files(tmp_path, points, message):
         read_markups_seeds(_markups(tmp_path / "bad.mrk.json", "LPS", points))
 
 
-def test_unreadable_markups_file(tmp_path):
-    (tmp_path / "x.mrk.json").write_text("{not json")
-    with pytest.raises(SpineError, match="Slicer markups file"):
+@pytest.mark.parametrize(("text", "message"), [
+    ("{not json", "is not valid JSON"),
+    ('{"markups": {"controlPoints": []}}', "'markups' must be list"),
+    ('{"markups": [5]}', "not a markup object"),
+    ('{"markups": [{"controlPoints": [{"label": "L1", "position": [1, 2]}]}]}', "2 coordinates"),
+    ('{"markups": [{"controlPoints": [{"label": "L1", "position": [1, "x", 3]}]}]}',
+     "'position' must be a finite number"),
+    ('{"markups": [{"controlPoints": [{"label": "L1", "position": [1, NaN, 3]}]}]}',
+     "NaN is not a JSON number"),
+    ('{"markups": ' + "[" * 5000 + "]" * 5000 + "}", "nested"),
+    ("[1, 2]", "not an object"),
+    ('{"markups": []}', "holds no points"),
+])
+def test_unreadable_markups_file(tmp_path, text, message):
+    (tmp_path / "x.mrk.json").write_text(text)
+    with pytest.raises(BoneQCTError, match=message):
         read_markups_seeds(tmp_path / "x.mrk.json")
-    with pytest.raises(SpineError, match="Slicer markups file"):
+
+
+def test_missing_or_binary_markups_file(tmp_path):
+    with pytest.raises(BoneQCTError, match="does not exist.*Slicer markups file"):
         read_markups_seeds(tmp_path / "missing.mrk.json")
+    (tmp_path / "x.mrk.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BoneQCTError, match="not UTF-8"):
+        read_markups_seeds(tmp_path / "x.mrk.json")
 
 
 def test_parse_seed_args():

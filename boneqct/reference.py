@@ -21,12 +21,12 @@ otherwise it is absent and ``why`` says what is missing, so the report can say i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from boneqct.data_files import bundled_names, read_named_json_text
 from boneqct.errors import BoneQCTError
+from boneqct.io.user_json import UserFileError, finite_number, parse_user_json, typed_field
 
 #: Site -> the measure its references give: trabecular spine vBMD by QCT, hip aBMD by DXA.
 SITE_MEASURES = {"lumbar-spine-trabecular": "bmd_mg_cm3", "femoral-neck": "abmd_g_cm2",
@@ -125,21 +125,25 @@ def load_reference(name_or_path: str | Path) -> Reference:
             "`boneqct hip --reference nhanes3|chinese-women`); give a bundled name or a "
             "reference JSON file (see boneqct/reference.py for the format)."
         )
+    what = f"The reference file '{Path(str(name_or_path)).name}'"
+    data = parse_user_json(text, what, "see boneqct/reference.py for the format.")
     try:
-        data = json.loads(text)
         reference = Reference(
             name=str(data["name"]), site=str(data["site"]), measure=str(data["measure"]),
             material=data["material"], device=str(data["device"]),
             regions=str(data["regions"]), population=str(data["population"]),
             source=str(data["source"]), not_verified=data.get("not_verified"),
-            young_adult=dict(data.get("young_adult") or {}),
-            age_bands=tuple(data.get("age_bands") or ()),
+            young_adult={sex: _normal(value, f"young_adult.{sex}", what) for sex, value in
+                         (typed_field(data, "young_adult", dict, what, required=False)
+                          or {}).items()},
+            age_bands=tuple(_age_band(band, what) for band in
+                            typed_field(data, "age_bands", list, what, required=False) or ()),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
         raise BoneQCTError(
-            f"The reference file '{name_or_path}' is not valid (missing or wrong {exc!s}); it "
-            "needs name, site, measure, material, device, regions, population, source and "
-            "young_adult and/or age_bands with mean and sd."
+            f"{what} is not valid (missing {exc!s}); it needs name, site, measure, material, "
+            "device, regions, population, source and young_adult and/or age_bands with mean "
+            "and sd."
         ) from None
     if (SITE_MEASURES.get(reference.site) != reference.measure
             or reference.regions not in REGION_CONVENTIONS):
@@ -149,6 +153,23 @@ def load_reference(name_or_path: str | Path) -> Reference:
             f"{', '.join(SITE_MEASURES)} with its measure ({SITE_MEASURES}), and regions one "
             f"of {', '.join(REGION_CONVENTIONS)}.")
     return reference
+
+
+def _normal(value, name: str, what: str) -> dict:
+    """A {mean, sd} entry with a finite mean and a positive SD."""
+    if not isinstance(value, dict):
+        raise UserFileError(f"{what}: '{name}' must be an object with mean and sd.")
+    return {**value, "mean": finite_number(value.get("mean"), f"{name}.mean", what),
+            "sd": finite_number(value.get("sd"), f"{name}.sd", what, 1e-12)}
+
+
+def _age_band(band, what: str) -> dict:
+    """An age band: sex F/M, age_min <= age_max within 0-130 years, mean and SD."""
+    if not isinstance(band, dict) or band.get("sex") not in ("F", "M"):
+        raise UserFileError(f"{what}: every age band needs sex F or M.")
+    low = finite_number(band.get("age_min"), "age_bands.age_min", what, 0.0, 130.0)
+    high = finite_number(band.get("age_max"), "age_bands.age_max", what, low, 130.0)
+    return {**_normal(band, "age_bands", what), "age_min": low, "age_max": high}
 
 
 def scores(reference: Reference | None, value: float, sex: str | None,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from boneqct.errors import BoneQCTError
+from boneqct.io.user_json import read_user_json
 
 
 def number_in(low: float, high: float, unit: str = "", integer: bool = False):
@@ -58,9 +58,10 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
 def calibration_from_args(args, volume):
     """The calibration chosen on the command line, checked against the scan it is applied to
     (``Calibration.applied``), or None (HU only)."""
-    from boneqct.calibration import Calibration, calibrate_with_phantom, manual_calibration
+    from boneqct.calibration import calibrate_with_phantom, manual_calibration
     from boneqct.calibration.fit import MATERIAL_UNSTATED
     from boneqct.calibration.provenance import check_calibration_applies, measured_on_this_scan
+    from boneqct.calibration.stored import read_calibration_file
 
     if (args.slope is None) != (args.intercept is None):
         raise BoneQCTError("A manual calibration needs both --slope and --intercept.")
@@ -77,12 +78,8 @@ def calibration_from_args(args, volume):
 
         calibration = measured_on_this_scan(internal_calibration(volume))
     elif args.calibration:
-        try:
-            stored = Calibration.from_dict(json.loads(args.calibration.read_text()))
-        except (OSError, ValueError, KeyError, TypeError):
-            raise BoneQCTError(f"Cannot read the calibration file '{args.calibration.name}'; give "
-                               "a JSON written by `boneqct calibrate --out`.") from None
-        calibration = check_calibration_applies(stored, volume.metadata, args.force_calibration)
+        calibration = check_calibration_applies(read_calibration_file(args.calibration),
+                                                volume.metadata, args.force_calibration)
     elif args.slope is not None:
         calibration = measured_on_this_scan(manual_calibration(
             args.slope, args.intercept, args.material or MATERIAL_UNSTATED))
@@ -161,9 +158,6 @@ def load_input(args):
 
 
 def read_result_json(path: Path, kind: str) -> dict:
-    """A result document (``spine.json``, ``fe.json``...) written by ``boneqct <kind>``."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise BoneQCTError(f"Cannot read '{path.name}'; give {kind}.json files written by "
-                           f"`boneqct {kind}`.") from None
+    """A result document (``spine.json``, ``fe.json``...) written by ``boneqct <kind>``, read
+    strictly (``boneqct.io.user_json``); its fields are checked by the command using them."""
+    return read_user_json(path, f"give {kind}.json files written by `boneqct {kind}`.")

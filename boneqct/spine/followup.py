@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from boneqct.calibration.provenance import KVP_TOLERANCE_KV, SCANNER_KEYS
 from boneqct.errors import BoneQCTError
+from boneqct.io.user_json import UserFileError, finite_number, typed_field
+from boneqct.spine.levels import LEVEL_NAMES
 
 #: ISCD: LSC at 95% confidence = 2.77 x the precision error (RMS-SD) (domain.md section 4).
 LSC_FACTOR = 2.77
@@ -32,6 +34,7 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
             materials differ, the patients differ, or the later exam is given first.
     """
     for name, doc in (("old", old), ("new", new)):
+        _check_document(doc, name)
         if not doc.get("calibrated"):
             raise BoneQCTError(f"The {name} exam is uncalibrated (HU only); follow-up compares "
                                "calibrated BMD. Re-run it with a calibration.")
@@ -43,10 +46,14 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
     warnings = _exam_differences(old, new)
     if lsc_mg_cm3 is None and precision_mg_cm3 is not None:
         lsc_mg_cm3 = least_significant_change(precision_mg_cm3)
-    old_levels = {lv["level"]: lv for lv in old["levels"] if lv.get("bmd_mg_cm3") is not None}
+    old_levels = {lv["level"]: lv for lv in old["levels"] if _comparable(lv)}
     rows = [_change(lv["level"], old_levels[lv["level"]]["bmd_mg_cm3"], lv["bmd_mg_cm3"], lsc_mg_cm3)
-            for lv in new["levels"]
-            if lv["level"] in old_levels and lv.get("bmd_mg_cm3") is not None]
+            for lv in new["levels"] if lv["level"] in old_levels and _comparable(lv)]
+    failed = sorted({lv["level"] for doc in (old, new) for lv in doc["levels"]
+                     if lv.get("bmd_mg_cm3") is not None and not _comparable(lv)})
+    if failed:
+        warnings.append(f"{', '.join(failed)}: ROI quality check failed in one exam; not "
+                        "compared.")
     if not rows:
         raise BoneQCTError("The two exams have no measured level in common; nothing to compare.")
     out = {"levels": rows, "lsc_mg_cm3": lsc_mg_cm3, "material": new.get("material"),
@@ -59,6 +66,30 @@ def compare_exams(old: dict, new: dict, lsc_mg_cm3: float | None = None,
         out["note"] = ("No least significant change given (--lsc or --precision): changes are "
                        "not tested for significance.")
     return out
+
+
+def _comparable(level: dict) -> bool:
+    """A measured level whose ROI passed its quality checks."""
+    return level.get("bmd_mg_cm3") is not None and (level.get("qc") or {}).get("passed", True)
+
+
+def _check_document(doc: dict, name: str) -> None:
+    """Refuse a document that is not a spine.json (UserFileError naming the field)."""
+    what = f"The {name} spine.json"
+    typed_field(doc, "calibrated", bool, what)
+    typed_field(doc, "material", str, what, required=False)
+    for key in ("exam", "calibration"):
+        typed_field(doc, key, dict, what, required=False)
+    if doc.get("mean_bmd_mg_cm3") is not None:
+        finite_number(doc["mean_bmd_mg_cm3"], "mean_bmd_mg_cm3", what)
+    for n, level in enumerate(typed_field(doc, "levels", list, what)):
+        if not isinstance(level, dict) or level.get("level") not in LEVEL_NAMES:
+            raise UserFileError(f"{what}: levels[{n}] is not a level of a spine.json "
+                                "(no vertebra name); give spine.json files written by "
+                                "`boneqct spine`.")
+        if level.get("bmd_mg_cm3") is not None:
+            finite_number(level["bmd_mg_cm3"], f"levels[{n}].bmd_mg_cm3", what)
+        typed_field(level, "qc", dict, what, required=False)
 
 
 def _exam_differences(old: dict, new: dict) -> list[str]:

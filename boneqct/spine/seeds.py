@@ -7,13 +7,13 @@ files written by current Slicer, "RAS" in older ones); both are read, LPS is wri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from boneqct.errors import SpineError
 from boneqct.io.atomic import write_json_atomic
+from boneqct.io.user_json import finite_number, read_user_json, typed_field
 from boneqct.spine.levels import LEVEL_NAMES, normalize_level
 from boneqct.volume import lps_to_ras, ras_to_lps
 
@@ -47,24 +47,31 @@ def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
     file, an unknown label, a duplicate level or a file with no points.
     """
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        markups = document["markups"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-        raise SpineError(f"Cannot read seed points from '{path.name}': it is missing or not a "
-                         "Slicer markups file (.mrk.json). Save the point list from Slicer's "
-                         "Markups module.") from None
+    what = f"'{path.name}'"
+    document = read_user_json(path, "give a Slicer markups file (.mrk.json): save the point "
+                                    "list from Slicer's Markups module.")
     points: dict[str, np.ndarray] = {}
-    for markup in markups:
+    for markup in typed_field(document, "markups", list, what):
+        if not isinstance(markup, dict):
+            raise SpineError(f"{what}: an entry of 'markups' is not a markup object; save the "
+                             "point list from Slicer's Markups module.")
         frame = str(markup.get("coordinateSystem", "LPS")).upper()
         if frame not in ("LPS", "RAS"):
-            raise SpineError(f"'{path.name}' uses coordinate system '{frame}'; "
+            raise SpineError(f"{what} uses coordinate system '{frame[:10]}'; "
                              "expected LPS or RAS.")
-        for point in markup.get("controlPoints", []):
-            position = np.asarray(point.get("position", []), dtype=float)
-            if position.shape == (3,) and frame == "LPS":
+        for point in typed_field(markup, "controlPoints", list, what, required=False) or []:
+            if not isinstance(point, dict):
+                raise SpineError(f"{what}: a control point is not an object.")
+            label = str(point.get("label", ""))[:20]
+            position = typed_field(point, "position", list, f"{what}, point '{label}'")
+            if len(position) != 3:
+                raise SpineError(f"{what}: point '{label}' has {len(position)} coordinates, "
+                                 "not 3.")
+            position = np.array([finite_number(v, "position", f"{what}, point '{label}'")
+                                 for v in position])
+            if frame == "LPS":
                 position = lps_to_ras(position)
-            _add_point(points, str(point.get("label", "")), position, f"'{path.name}'")
+            _add_point(points, label, position, what)
     if not points:
         raise SpineError(f"'{path.name}' holds no points. Place one point per level, "
                          "labelled by its level (e.g. L1).")
