@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from boneqct.cli.common import add_input, load_input
+from boneqct.cli.common import add_input, load_input, number_in
 from boneqct.errors import BoneQCTError
+from boneqct.phantoms.scanner import KVP_CALIBRATION_PRESETS
 
 
 def register(sub) -> None:
@@ -33,11 +34,16 @@ def register(sub) -> None:
     ph.add_argument("--out", type=Path, required=True, help="output folder")
     ph.add_argument("--format", default="dicom,nifti",
                     help="comma-separated: dicom, nifti (default both)")
-    ph.add_argument("--seed", type=int, default=0, help="random seed (deterministic output)")
-    ph.add_argument("--kvp", type=int, default=120, help="scanner preset: 80, 100, 120, 140")
-    ph.add_argument("--noise-hu", type=float, default=None, help="noise SD (HU)")
-    ph.add_argument("--psf-fwhm-mm", type=float, default=None, help="in-plane PSF FWHM (mm)")
-    ph.add_argument("--tilt-deg", type=float, default=0.0, help="spine tilt (lordosis), degrees")
+    ph.add_argument("--seed", type=number_in(0, 999_999_999, integer=True), default=0,
+                    help="random seed (deterministic output; 0-999999999)")
+    ph.add_argument("--kvp", type=int, choices=sorted(KVP_CALIBRATION_PRESETS), default=120,
+                    help="scanner preset: 80, 100, 120, 140")
+    ph.add_argument("--noise-hu", type=number_in(0.0, 500.0, " HU"), default=None,
+                    help="noise SD (0-500 HU)")
+    ph.add_argument("--psf-fwhm-mm", type=number_in(0.0, 10.0, " mm"), default=None,
+                    help="in-plane PSF FWHM (0-10 mm)")
+    ph.add_argument("--tilt-deg", type=number_in(-45.0, 45.0, " degrees"), default=0.0,
+                    help="spine tilt (lordosis), -45 to 45 degrees")
     ph.add_argument("--no-calibration-phantom", action="store_true",
                     help="leave the rod phantom out")
     ph.set_defaults(handler=_cmd_phantom)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from boneqct.cli.common import add_calibration_options, add_input, calibration_from_args, load_input
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
@@ -46,7 +48,10 @@ def _cmd_tissue(args) -> int:
         try:
             l3 = [float(v) for v in args.l3.split(",")]
         except ValueError:
-            raise BoneQCTError(f"--l3 '{args.l3}' is not R,A,S in mm.") from None
+            l3 = []
+        if len(l3) != 3 or not np.all(np.isfinite(l3)):
+            raise BoneQCTError(f"--l3 '{args.l3[:40]}' is not a point R,A,S of three finite "
+                               "numbers in mm; give a point inside L3, e.g. --l3 0,-20,35.")
     result = analyze_tissue(volume, calibration, _parse_slices(args.slices), l3_point_ras_mm=l3)
     paths = write_output_set(args.out, "tissue", lambda folder: write_tissue_outputs(
         folder, result, volume.metadata, args.anonymize))
