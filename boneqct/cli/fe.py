@@ -16,6 +16,7 @@ from boneqct.cli.common import (
 )
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.resources import add_max_memory_option, check_fe_model, fe_model_estimate
 
 
 def register(sub) -> None:
@@ -53,6 +54,7 @@ def register(sub) -> None:
     fe.add_argument("--anonymize", action="store_true",
                     help="leave patient identity out of the outputs")
     fe.set_defaults(handler=_cmd_fe)
+    add_max_memory_option(fe)
 
     compare = sub.add_parser("fe-compare", help="follow-up: change between two fe.json files")
     compare.add_argument("old", type=Path, help="fe.json of the earlier exam")
@@ -94,6 +96,9 @@ def _cmd_fe(args) -> int:
         raise BoneQCTError("The finite-element model's density laws depend on the calibration's "
                            "material: state it for the manual line with --material K2HPO4|HA.")
     body = _body(args, volume)
+    check_fe_model(fe_model_estimate(body.body_mask_kji, volume.ijk_to_ras, body.axis_ras,
+                                     body.anterior_ras, args.element_mm, args.pmma_mm),
+                   args.element_mm)
     sex = args.sex or volume.metadata.get("patient_sex")
     result = analyze_vertebra(
         convert_volume_to_bmd(volume, calibration), body,

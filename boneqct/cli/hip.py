@@ -14,6 +14,7 @@ from boneqct.cli.common import (
 )
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.resources import add_max_memory_option
 
 
 def register(sub) -> None:
@@ -41,6 +42,7 @@ def register(sub) -> None:
     hip.add_argument("--anonymize", action="store_true",
                      help="leave patient identity out of the outputs")
     hip.set_defaults(handler=_cmd_hip)
+    add_max_memory_option(hip)
 
 
 def _parse_point(text: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from boneqct.cli.common import (
@@ -11,6 +12,11 @@ from boneqct.cli.common import (
     calibration_from_args,
     load_input,
     number_in,
+)
+from boneqct.resources import (
+    add_max_memory_option,
+    check_repositioning,
+    repositioning_estimate,
 )
 
 
@@ -39,6 +45,7 @@ def register(sub) -> None:
     rep.add_argument("--random-seed", type=int, default=0, help="random seed of the offsets")
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
     rep.set_defaults(handler=_cmd_repositioning)
+    add_max_memory_option(rep)
 
     qa = sub.add_parser("qa", help="measure a QA spine phantom's inserts vs nominal and append "
                         "them to the scanner's QA log")
@@ -52,6 +59,7 @@ def register(sub) -> None:
     qa.add_argument("--log", type=Path, help="append to this log file instead")
     qa.add_argument("--session", help="session label (default: the study date, else today)")
     qa.set_defaults(handler=_cmd_qa)
+    add_max_memory_option(qa)
 
     report = sub.add_parser("qa-report", help="control chart and drift check of a QA log (exit status 1 when drift or an out-of-control session is flagged)")
     report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
@@ -62,6 +70,10 @@ def register(sub) -> None:
                         help="half-width of the tolerance band, %% of the centre (default 3)")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_cmd_qa_report)
+
+
+#: Estimated run time (s) of a repositioning study above which the estimate is printed first.
+REPOSITIONING_NOTICE_S = 60.0
 
 
 def _print_sites(sites: list[dict], unit: str) -> None:
@@ -99,9 +111,15 @@ def _cmd_repositioning(args) -> int:
     from boneqct.precision import repositioning_study
     from boneqct.spine.seeds import parse_seed_args
 
+    seeds = parse_seed_args(args.seed)
     volume = load_input(args)
+    estimate = repositioning_estimate(volume.array_kji.size, args.runs, len(seeds))
+    check_repositioning(estimate)
+    if estimate.time_s > REPOSITIONING_NOTICE_S:
+        print(f"note: {args.runs} runs of {len(seeds)} level(s) take about "
+              f"{estimate.time_s / 60:.1f} min on a 2-core reference machine", file=sys.stderr)
     calibration = calibration_from_args(args, volume)
-    study = repositioning_study(volume, calibration, parse_seed_args(args.seed),
+    study = repositioning_study(volume, calibration, seeds,
                                 n_runs=args.runs, perturbation_mm=args.perturbation_mm,
                                 random_seed=args.random_seed)
     _print_sites(study["levels"], study["unit"])

@@ -37,6 +37,7 @@ from scipy import ndimage
 from boneqct.hip.extraction import voxel_centers_ras
 from boneqct.hip.frame import FemurFrame
 from boneqct.io import volume_from_sitk, volume_to_sitk
+from boneqct.resources import check_projection
 from boneqct.volume import Volume
 
 #: Default projection pixel (mm); DXA hip scans have pixels of about 0.5-1 mm.
@@ -255,6 +256,7 @@ def project_femur(volume_bmd: Volume, mask_kji: np.ndarray, frame: FemurFrame,
     hi = uw_vox.max(axis=0) + MARGIN_MM
     n_cols = int(np.ceil((hi[0] - lo[0]) / pixel_mm)) + 1
     n_rows = int(np.ceil((hi[1] - lo[1]) / pixel_mm)) + 1
+    check_projection(n_rows, n_cols, pixel_mm)  # the fine grids below dominate the memory
     origin = (float(lo[0]), float(hi[1]))
     # 1. each voxel's mass, bilinearly onto a grid FINE_PER_PIXEL times finer than the pixels
     f = FINE_PER_PIXEL

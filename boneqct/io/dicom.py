@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 
 from boneqct.errors import InputError
 from boneqct.io.images import is_regular_file
+from boneqct.resources import check_dicom_buffer
 from boneqct.volume import LPS_TO_RAS, Volume
 
 #: Largest allowed gap between neighbouring slices, as a multiple of the median spacing.
@@ -40,6 +41,10 @@ _CT_IMAGE_STORAGE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
 }
 _ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+#: The DICOMDIR index of a CD/USB file-set (PS3.10: Media Storage Directory Storage, in a file
+#: named DICOMDIR at the file-set's root); it holds no image, the images lie beside it.
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DICOMDIR_NAME = "DICOMDIR"
 _UNCOMPRESSED_SYNTAXES = {
     pydicom.uid.ImplicitVRLittleEndian,
     pydicom.uid.ExplicitVRLittleEndian,
@@ -97,13 +102,17 @@ def find_series(source: str | Path | list) -> list[SeriesInfo]:
     return sorted(series, key=lambda s: -s.n_slices)
 
 
-def load_dicom_series(source: str | Path | list, series_uid: str | None = None) -> Volume:
+def load_dicom_series(source: str | Path | list, series_uid: str | None = None,
+                      max_memory_gb: float | None = None) -> Volume:
     """Load one CT series as a Volume in HU.
 
     Args:
-        source: a folder (searched recursively) or a list of files of one series.
+        source: a folder (searched recursively; a DICOMDIR index in it is skipped, the images
+            are found by the search) or a list of files of one series.
         series_uid: the SeriesInstanceUID to take when the folder holds several series;
             by default the largest axial CT series is taken, and a warning says which.
+        max_memory_gb: limit (GB) on the pixel buffer, checked from the headers before any
+            pixel is read; None takes ``boneqct.resources.memory_limit_gb()``.
     """
     from_file_list = isinstance(source, (list, tuple))
     series = find_series(source)
@@ -137,14 +146,16 @@ def load_dicom_series(source: str | Path | list, series_uid: str | None = None) 
     positions_lps_mm = geometry.positions_lps_mm[order]
     along_mm = geometry.positions_along_normal_mm[order]
     step_mm = _check_slice_spacing(along_mm, warnings)
+    slice_step_lps = (positions_lps_mm[-1] - positions_lps_mm[0]) / (len(datasets) - 1)
+    tilt_deg = _tilt_deg(slice_step_lps, geometry.normal_lps)
+    check_dicom_buffer(int(datasets[0].Rows), int(datasets[0].Columns), len(datasets),
+                       tilt_deg > TILT_TOLERANCE_DEG, max_memory_gb)
 
     array_kji = _stack_hu(datasets, warnings)
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, 0] = geometry.row_cosine_lps * geometry.column_spacing_mm
     ijk_to_lps[:3, 1] = geometry.column_cosine_lps * geometry.row_spacing_mm
     ijk_to_lps[:3, 3] = positions_lps_mm[0]
-    slice_step_lps = (positions_lps_mm[-1] - positions_lps_mm[0]) / (len(datasets) - 1)
-    tilt_deg = _tilt_deg(slice_step_lps, geometry.normal_lps)
     metadata = exam_metadata(datasets[0])
     metadata["gantry_tilt_deg"] = round(tilt_deg, 3)
     if tilt_deg > TILT_TOLERANCE_DEG:
@@ -271,9 +282,15 @@ class _Geometry:
     positions_along_normal_mm: np.ndarray
 
 
+def _is_dicomdir(path: Path) -> bool:
+    """True for a file-set's DICOMDIR index, by its standard name: it is skipped unread, so a
+    damaged index never blocks the images beside it."""
+    return path.name.upper() == DICOMDIR_NAME
+
+
 def _list_files(source) -> list[Path]:
     if isinstance(source, (list, tuple)):
-        files = [Path(p) for p in source]
+        files = [Path(p) for p in source if not _is_dicomdir(Path(p))]
         missing = [p.name for p in files if not is_regular_file(p)]
         if missing:
             raise InputError(
@@ -288,9 +305,10 @@ def _list_files(source) -> list[Path]:
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         # regular files only: a FIFO, socket or device would block or mislead the reader,
-        # and a dangling link holds nothing
+        # and a dangling link holds nothing; a DICOMDIR indexes images the walk finds anyway
         files.extend(Path(root) / n for n in sorted(names)
-                     if not n.startswith(".") and is_regular_file(Path(root) / n))
+                     if not n.startswith(".") and not _is_dicomdir(Path(n))
+                     and is_regular_file(Path(root) / n))
     return files
 
 
@@ -303,6 +321,8 @@ def _read_header(path: Path):
         with pywarnings.catch_warnings(record=True) as caught:
             pywarnings.simplefilter("always")
             ds = pydicom.dcmread(path, defer_size="256 KB")
+        if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == _MEDIA_STORAGE_DIRECTORY:
+            return None  # a DICOMDIR index under another name: no image
         ended_early = any("End of file reached" in str(w.message) for w in caught)
         if ended_early or "SOPClassUID" not in ds:
             raise _corrupt(path)
