@@ -7,6 +7,7 @@ happens here and only here (``volume_from_sitk`` / ``volume_to_sitk``).
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import stat
 import struct
@@ -67,6 +68,77 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+#: NIfTI-1 data type codes -> bits per voxel (the scalar types; RGB and complex are refused).
+_NIFTI_SCALAR_BITS = {2: 8, 4: 16, 8: 32, 16: 32, 64: 64, 256: 8, 512: 16, 768: 32,
+                      1024: 64, 1280: 64}
+#: Plausible voxel edge (mm) of a CT or label map, and position (mm) of its first voxel.
+MIN_SPACING_MM, MAX_SPACING_MM = 1e-3, 100.0
+MAX_ABS_ORIGIN_MM = 1e6
+#: Largest header scaling that can still give CT numbers from stored integers.
+MAX_ABS_SCL_SLOPE, MAX_ABS_SCL_INTER = 1e4, 1e5
+
+
+def _nifti_header_problem(raw: bytes, order: str) -> str | None:
+    """What makes a NIfTI-1 header unable to describe a volume (SimpleITK would read it with
+    made-up geometry or crash), or None."""
+    magic = raw[344:348]
+    if magic not in (b"n+1\0", b"ni1\0"):
+        return "its header lacks the NIfTI-1 magic code (an Analyze or damaged file)"
+    dims = struct.unpack(order + "8h", raw[40:56])
+    if not 2 <= dims[0] <= 7 or any(d < 1 for d in dims[1:1 + dims[0]]):
+        return f"its header gives {dims[0]} dimensions of sizes {list(dims[1:1 + max(dims[0], 0)])}"
+    datatype, bits = struct.unpack(order + "2h", raw[70:74])
+    if datatype not in _NIFTI_SCALAR_BITS:
+        return f"its voxel data type code {datatype} is not a scalar type"
+    if bits != _NIFTI_SCALAR_BITS[datatype]:
+        return (f"its header says {bits} bits per voxel for a data type of "
+                f"{_NIFTI_SCALAR_BITS[datatype]}")
+    pixdim = struct.unpack(order + "8f", raw[76:108])
+    offset, slope, inter = struct.unpack(order + "3f", raw[108:120])
+    qform_code, sform_code = struct.unpack(order + "2h", raw[252:256])
+    if not math.isfinite(offset) or offset < 348:
+        return f"its voxel data offset {offset:g} lies inside or before the header"
+    if math.isfinite(slope) and slope != 0:  # NaN or 0: no scaling (NIfTI standard)
+        if abs(slope) > MAX_ABS_SCL_SLOPE or not math.isfinite(inter) \
+                or abs(inter) > MAX_ABS_SCL_INTER:
+            return (f"its value scaling (slope {slope:g}, intercept {inter:g}) cannot give "
+                    "CT numbers")
+    elif math.isinf(slope):
+        return f"its value scaling slope is {slope:g}"
+    spacing = pixdim[1:4]
+    if sform_code <= 0 and not all(math.isfinite(s) and MIN_SPACING_MM <= abs(s)
+                                   <= MAX_SPACING_MM for s in spacing):
+        return f"its voxel size {[round(s, 6) for s in spacing]} mm is not a voxel size"
+    if qform_code > 0 and sform_code <= 0:
+        quatern = struct.unpack(order + "6f", raw[256:280])
+        if not all(math.isfinite(q) for q in quatern):
+            return "its orientation (quaternion) or origin holds NaN or infinite values"
+    if sform_code > 0:
+        srow = np.array(struct.unpack(order + "12f", raw[280:328]), float).reshape(3, 4)
+        if not np.all(np.isfinite(srow)):
+            return "its orientation matrix (sform) holds NaN or infinite values"
+    return None
+
+
+def _geometry_problem(spacing, direction, origin) -> str | None:
+    """What makes a volume's geometry impossible for a CT, or None."""
+    spacing, direction, origin = (np.asarray(v, float) for v in (spacing, direction, origin))
+    if not (np.all(np.isfinite(spacing)) and np.all(np.isfinite(direction))
+            and np.all(np.isfinite(origin))):
+        return "its voxel size, axes or origin hold NaN or infinite values"
+    if np.any(spacing < MIN_SPACING_MM) or np.any(spacing > MAX_SPACING_MM):
+        return (f"its voxel size {[round(float(s), 6) for s in spacing]} mm lies outside "
+                f"{MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm")
+    if np.any(np.abs(origin) > MAX_ABS_ORIGIN_MM):
+        return f"its origin {origin.tolist()} mm lies beyond {MAX_ABS_ORIGIN_MM:g} mm"
+    norms = np.linalg.norm(direction, axis=0)
+    if np.any(np.abs(norms - 1) > 1e-3) or abs(np.linalg.det(direction)) < 0.5:
+        return "its axes are degenerate (zero, collinear or not unit length)"
+    if abs(float(direction[:, 0] @ direction[:, 1])) > 1e-3:
+        return "its row and column axes are not perpendicular"
+    return None
+
+
 def _nifti_payload_problem(path: Path) -> str | None:
     """What is wrong with a NIfTI-1 file's voxel data that SimpleITK would hide (a truncated
     file read as zeros; NaN or infinite floats read as 0), or None. NIfTI-2 is not checked."""
@@ -82,7 +154,12 @@ def _nifti_payload_problem(path: Path) -> str | None:
         if struct.unpack(order + "i", raw[:4])[0] == 348:
             break
     else:
-        return None  # NIfTI-2 or not NIfTI: left to SimpleITK
+        if 540 in (struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]):
+            return None  # NIfTI-2: left to SimpleITK
+        return "its header does not start like a NIfTI header (damaged or not NIfTI)"
+    problem = _nifti_header_problem(raw, order)
+    if problem:
+        return problem
     dims = struct.unpack(order + "8h", raw[40:56])
     datatype, bits = struct.unpack(order + "2h", raw[70:74])
     offset = int(struct.unpack(order + "f", raw[108:112])[0])
@@ -127,7 +204,15 @@ def read_volume_file(path: str | Path) -> Volume:
             f"'{path.name}' holds a single 2D image; BoneQCT needs a 3D CT volume. "
             "Load the whole series (all slices)."
         )
+    problem = _geometry_problem(image.GetSpacing(), np.reshape(image.GetDirection(), (3, 3)),
+                                image.GetOrigin()) if image.GetDimension() == 3 else None
+    if problem:
+        raise InputError(f"Cannot use the volume file '{path.name}': {problem}. Re-export it "
+                         "from the source (e.g. with dcm2niix) with its geometry.")
     volume = volume_from_sitk(image)
+    if np.iscomplexobj(volume.array_kji):
+        raise InputError(f"'{path.name}' holds complex voxel values; BoneQCT needs a CT volume "
+                         "of real CT numbers. Export the CT as a scalar volume.")
     if np.issubdtype(volume.array_kji.dtype, np.floating):
         bad = int(np.count_nonzero(~np.isfinite(volume.array_kji)))
         if bad:
