@@ -426,6 +426,11 @@ def bone_mineral(bmd: np.ndarray, body: np.ndarray, cortical: np.ndarray, spacin
     pixel_mm = np.array([spacing_mm[1], spacing_mm[0]], float)
     smooth = ndimage.gaussian_filter(bmd, (0.0, SEED_SMOOTHING_SD_PX, SEED_SMOOTHING_SD_PX))
     seed = cortical | (body & (smooth >= BONE_SEED_MG_CM3))
+    # only what is joined (in 3D) to thresholded cortex is bone: contrast-filled kidneys and
+    # vessels above the seed level without any cortex are not (on the real slices they put
+    # 28 g of "cortical mineral" in the kidneys)
+    seed_labels, _ = ndimage.label(seed)
+    seed = np.isin(seed_labels, np.unique(seed_labels[cortical & seed])) & (seed_labels > 0)
     filled, seed_holes = bone_regions(seed, pixel_mm, min_cancellous_area_mm2)
     shell, holes = bone_regions(cortical, pixel_mm, min_cancellous_area_mm2)
     shell &= body
