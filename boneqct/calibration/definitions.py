@@ -7,7 +7,6 @@ one of the bundled names or the path of their own certificate file in the same f
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +58,24 @@ def bundled_phantom_names() -> list[str]:
 
 def load_phantom_definition(name_or_path: str | Path) -> PhantomDefinition:
     """Load a bundled phantom by name (e.g. ``mindways-model3``) or a certificate JSON file."""
-    text = read_named_json_text("phantoms", name_or_path)
+    try:
+        text = read_named_json_text("phantoms", name_or_path)
+    except UnicodeDecodeError:
+        raise CalibrationError(f"The phantom certificate '{Path(str(name_or_path)).name}' is "
+                               "not UTF-8 text (binary or damaged); give a certificate JSON "
+                               "file in the format of those in boneqct/data/phantoms.") from None
     if text is None:
         raise CalibrationError(
             f"Unknown calibration phantom '{name_or_path}'. Use one of "
             f"{', '.join(bundled_phantom_names())}, or give the path of a certificate JSON file "
             "in the same format as those in boneqct/data/phantoms."
         )
+    from boneqct.io.user_json import parse_user_json
+
+    data = parse_user_json(text, f"The phantom certificate '{Path(str(name_or_path)).name}'",
+                           "give a certificate JSON file in the format of those in "
+                           "boneqct/data/phantoms.")
     try:
-        data = json.loads(text)
         rods = tuple(
             Rod(str(r["name"]), float(r["density_mg_cm3"]),
                 None if r.get("water_mg_cm3") is None else float(r["water_mg_cm3"]))

@@ -52,7 +52,7 @@ def load_nominal(name_or_path: str | Path) -> dict:
                    for i in data["inserts"]]
         return {"name": str(data["name"]), "material": str(data["material"]),
                 "source": str(data.get("source", "")), "inserts": inserts}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise QAError(f"The QA nominal-value file '{name_or_path}' is not valid ({exc!s}); it "
                       "needs name, material and inserts with name and nominal_mg_cm3.") from None
 
