@@ -38,6 +38,9 @@ def _run(*args):
     (("--slope", "0", "--intercept", "0"), "--slope: 0 is outside"),
     (("--slope", "1.2", "--intercept", "inf"), "--intercept: inf is outside"),
     (("--slope", "abc", "--intercept", "0"), "--slope: 'abc' is not a number"),
+    (("--exclude", "XX"), "--exclude: Unknown vertebral level 'XX'"),
+    (("--levels", "L1,L1"), "--levels: 'L1,L1' names a level twice"),
+    (("--levels", ","), "--levels names no level"),
 ])
 def test_impossible_spine_arguments(phantom_file, tmp_path, args, message):
     path, seed = phantom_file

@@ -12,8 +12,10 @@ import pypdf
 import pytest
 
 from boneqct.calibration import manual_calibration
+from boneqct.errors import SpineError
 from boneqct.io import read_volume_file, write_volume
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
+from boneqct.spine.measure import MAX_ROI_SD_HU
 from boneqct.spine.outputs import write_spine_outputs
 from boneqct.spine.pipeline import analyze_spine
 from boneqct.spine.seeds import read_markups_seeds
@@ -72,6 +74,29 @@ def test_excluded_level_leaves_the_mean(phantom, true_calibration):
                            levels_used=("L1", "L2", "L3"), exclude=("L1",))
     assert result.levels_used == ["L2", "L3"]
     assert result.category == "normal"
+
+
+@pytest.mark.parametrize(("seeds", "message"), [
+    (lambda s: {"L1": s["L3"], "L3": s["L1"]}, "L1 lies below L3"),
+    (lambda s: {"L1": s["L1"], "L2": s["L1"] + [0.0, 0.0, 3.0]}, "L1 lies only 0 mm above L2"),
+])
+def test_levels_out_of_anatomical_order_are_refused(phantom, true_calibration, seeds, message):
+    """Swapped seed labels or two levels in one vertebra: no number at all (issue 11)."""
+    with pytest.raises(SpineError, match=message + ".*out of anatomical order"):
+        analyze_spine(phantom.volume, true_calibration, seeds=seeds(_seeds(phantom)))
+
+
+def test_noise_beyond_what_the_mean_can_bear_fails_qc(true_calibration):
+    """200 HU of noise: the ROI means stay near truth, but every ROI fails its noise check, so
+    no level is used for a diagnosis and none gets a cement flag."""
+    noisy = make_spine_phantom(SpinePhantomParams(trabecular_bmd_mg_cm3=DENSITIES_MG_CM3),
+                               replace(SCANNER, noise_sd_hu=200.0), seed=4)
+    result = analyze_spine(noisy.volume, true_calibration, seeds=_seeds(noisy))
+    for lv in result.levels:
+        assert lv.sd_hu > MAX_ROI_SD_HU and not lv.qc["acceptable_noise"], lv.level
+        assert not lv.qc["passed"] and lv.cement_augmentation is None
+    assert result.category is None
+    assert any("noise beyond what the mean can bear" in w for w in result.warnings)
 
 
 def test_uncalibrated_mode_measures_hu_only(phantom):

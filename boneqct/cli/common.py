@@ -139,8 +139,18 @@ def _check_line(calibration) -> None:
                            "Check the calibration values.")
 
 
-def parse_levels(text: str) -> tuple[str, ...]:
-    return tuple(v.strip().upper() for v in text.split(",") if v.strip())
+def level_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated vertebral level names ("l1, L2" -> ("L1", "L2")),
+    each known, none twice; argparse's usage error (exit 2) otherwise."""
+    from boneqct.spine.levels import normalize_level
+
+    try:
+        levels = tuple(normalize_level(v) for v in text.split(",") if v.strip())
+    except BoneQCTError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"'{text}' names a level twice")
+    return levels
 
 
 def load_input(args):

@@ -10,12 +10,14 @@ from boneqct.cli.common import (
     add_calibration_options,
     add_input,
     calibration_from_args,
+    level_list,
     load_input,
     number_in,
-    parse_levels,
     read_result_json,
 )
+from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.resources import add_max_memory_option
 
 
 def register(sub) -> None:
@@ -34,9 +36,10 @@ def register(sub) -> None:
                        "per-structure masks (vertebrae_L1.nii.gz ...)")
     spine.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
                        default="totalsegmentator", help="numbering of a --labels file")
-    spine.add_argument("--levels", default="L1,L2",
+    spine.add_argument("--levels", type=level_list, default="L1,L2",
                        help="levels averaged for the diagnostic value (default L1,L2)")
-    spine.add_argument("--exclude", default="", help="levels to leave out (e.g. fractured)")
+    spine.add_argument("--exclude", type=level_list, default="",
+                       help="levels to leave out (e.g. fractured), comma-separated")
     spine.add_argument("--roi", choices=["elliptic-cylinder", "trabecular-3d"],
                        default="elliptic-cylinder", help="ROI shape")
     spine.add_argument("--roi-thickness-mm", type=number_in(3.0, 20.0, " mm"), default=9.0,
@@ -54,6 +57,7 @@ def register(sub) -> None:
     spine.add_argument("--anonymize", action="store_true",
                        help="leave patient identity out of the outputs")
     spine.set_defaults(handler=_cmd_spine)
+    add_max_memory_option(spine)
 
     compare = sub.add_parser("compare", help="follow-up: change between two spine.json files")
     compare.add_argument("old", type=Path, help="spine.json of the earlier exam")
@@ -75,6 +79,9 @@ def _cmd_spine(args) -> int:
     from boneqct.spine.pipeline import analyze_spine
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
+    if not args.levels:
+        raise BoneQCTError("--levels names no level; give the levels averaged for the "
+                           "diagnosis, e.g. --levels L1,L2.")
     check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
@@ -91,7 +98,7 @@ def _cmd_spine(args) -> int:
     age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
     result = analyze_spine(
         volume, calibration, seeds=seeds, labels=labels, label_scheme=scheme,
-        levels_used=parse_levels(args.levels), exclude=parse_levels(args.exclude), roi_kind=args.roi,
+        levels_used=args.levels, exclude=args.exclude, roi_kind=args.roi,
         thickness_mm=args.roi_thickness_mm, margin_mm=args.margin_mm,
         cement_threshold_mg_cm3=args.cement_threshold,
         reference=load_reference(args.reference) if args.reference else None,

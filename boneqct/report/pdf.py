@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import datetime, timezone
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from matplotlib.figure import Figure
 from reportlab.lib import colors
@@ -92,6 +93,25 @@ def exam_table(metadata: dict, anonymize: bool) -> Table:
                         ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
                         ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)])
     return table(rows, [28, 62, 28, 62], style)
+
+
+WARNING_STYLE = ParagraphStyle("warning", parent=STYLES["Normal"], fontSize=8, leading=9.5,
+                               textColor=ALERT_COLOR)
+
+
+def warnings_box(warnings: list[str]) -> list:
+    """The result's warnings as a framed box, to stand right under the exam table so they are
+    read before any number; nothing when there are none."""
+    if not warnings:
+        return []
+    rows = [[Paragraph(f"<b>Read first: {len(warnings)} warning{'s' * (len(warnings) > 1)}</b>",
+                       WARNING_STYLE)]]
+    rows += [[Paragraph(f"- {escape(w)}", WARNING_STYLE)] for w in warnings]
+    box = Table(rows, colWidths=[180 * mm], hAlign="LEFT")
+    box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 0.8, ALERT_COLOR),
+                             ("TOPPADDING", (0, 0), (-1, -1), 0.8),
+                             ("BOTTOMPADDING", (0, 0), (-1, -1), 0.8)]))
+    return [Spacer(1, 1.5 * mm), box, Spacer(1, 1.5 * mm)]
 
 
 def write_report(path: str | Path, title: str, flowables: list) -> Path:

@@ -24,6 +24,13 @@ MIN_VOXELS = 20
 #: tens of mg/cm3 low, so slightly negative values occur in severe osteoporosis; far below, the
 #: calibration does not fit the scan (not verified against a primary source).
 MIN_PLAUSIBLE_BMD_MG_CM3 = -30.0
+#: Noise the mean can bear: an ROI SD above MAX_ROI_SD_HU is noise, streaks or metal rather
+#: than trabecular texture (real trabecular ROIs in Testing/Data read 35-40 HU SD at 0.7 x 0.7
+#: x 2.5 mm, 19-21 HU at 3 mm), and the standard error of the ROI mean, SD / sqrt(voxels) -
+#: a lower bound, as CT noise is correlated - must stay within MAX_MEAN_SE_HU, about 4 mg/cm3
+#: of K2HPO4, a tenth of the width of an ACR category. Project choices, not literature values.
+MAX_ROI_SD_HU = 150.0
+MAX_MEAN_SE_HU = 5.0
 
 
 def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
@@ -71,8 +78,12 @@ def roi_statistics(volume_hu: Volume, roi: VertebralROI, body: VertebralBody,
     qc["low_cortical_fraction"] = cortical_fraction <= MAX_CORTICAL_FRACTION
     qc["plausible_bmd"] = (stats["bmd_mg_cm3"] is None
                            or stats["bmd_mg_cm3"] >= MIN_PLAUSIBLE_BMD_MG_CM3)
+    qc["mean_standard_error_hu"] = (stats["sd_hu"] / np.sqrt(n_voxels)
+                                    if stats["sd_hu"] is not None else None)
+    qc["acceptable_noise"] = (stats["sd_hu"] is not None and stats["sd_hu"] <= MAX_ROI_SD_HU
+                              and qc["mean_standard_error_hu"] <= MAX_MEAN_SE_HU)
     qc["passed"] = bool(qc["inside_body"] and qc["enough_voxels"] and qc["low_cortical_fraction"]
-                        and qc["plausible_bmd"])
+                        and qc["plausible_bmd"] and qc["acceptable_noise"])
     stats["qc"] = qc
     return stats
 

@@ -136,6 +136,12 @@ class SpineResult:
         return out
 
 
+#: Least rise (mm) from one vertebral body's centre to the next cranial one: adult lumbar levels
+#: lie about 35 mm apart (body plus disc); 10 mm catches swapped or doubled levels and still
+#: admits small spines (a project choice, not a literature value).
+MIN_LEVEL_STEP_MM = 10.0
+
+
 def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = None,
                   labels: Volume | None = None, label_scheme: str = "totalsegmentator",
                   levels_used=DEFAULT_LEVELS_USED, exclude=(),
@@ -224,8 +230,9 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         warnings += [w if w.startswith(level) else f"{level}: {w}"
                      for w in body.warnings + roi.warnings]
         if not levels[-1].qc["passed"]:
-            warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1].qc)});"
+            warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1])});"
                             " this level is left out of the diagnosis and has no cement flag.")
+    _check_level_order(bodies)
     if not rois:
         raise SpineError("No level could be measured: " + " ".join(
             f"{lv.level}: {lv.reason.removeprefix(lv.level + ': ')}" for lv in levels))
@@ -249,6 +256,22 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
                             "curve": None if reference is None or sex not in ("F", "M")
                             else reference.curve(sex), "age_years": age_years, "sex": sex}
     return result
+
+
+def _check_level_order(bodies: list[VertebralBody]) -> None:
+    """Refuse levels out of anatomical order: each measured body must lie at least
+    MIN_LEVEL_STEP_MM per level above the next caudal one along the spine's axis (swapped seed
+    labels, two seeds in one vertebra, a label map numbered upside down)."""
+    for upper, lower in zip(bodies, bodies[1:], strict=False):
+        axis = upper.axis_ras + lower.axis_ras
+        rise_mm = float(np.dot(upper.center_ras_mm - lower.center_ras_mm, axis / np.linalg.norm(axis)))
+        steps = LEVEL_NAMES.index(lower.level) - LEVEL_NAMES.index(upper.level)
+        if rise_mm < MIN_LEVEL_STEP_MM * steps:
+            where = "below" if rise_mm < -1.0 else f"only {max(rise_mm, 0.0):.0f} mm above"
+            raise SpineError(f"{upper.level} lies {where} {lower.level}: the levels are out of "
+                             "anatomical order (swapped seed labels, two seeds in one vertebra, "
+                             "or a mis-numbered label map). Check the level names of the seeds or "
+                             "labels.")
 
 
 def _level_result(volume_hu: Volume, body: VertebralBody, roi: VertebralROI, calibration,
@@ -329,10 +352,13 @@ def _label_finders(volume_hu: Volume, labels: Volume, scheme: str) -> dict:
             for level, value in found.items()}
 
 
-def _qc_failures(qc: dict) -> str:
+def _qc_failures(level: LevelResult) -> str:
+    qc = level.qc
     names = {"inside_body": "ROI not inside the body", "enough_voxels": "too few voxels",
              "low_cortical_fraction": "cortical-like voxels in the ROI",
-             "plausible_bmd": "BMD far below zero: the calibration does not fit this scan"}
+             "plausible_bmd": "BMD far below zero: the calibration does not fit this scan",
+             "acceptable_noise": f"noise beyond what the mean can bear (SD {level.sd_hu or 0:.0f} "
+                                 f"HU, standard error {qc.get('mean_standard_error_hu') or 0:.1f} HU)"}
     return ", ".join(text for key, text in names.items() if not qc.get(key, True))
 
 

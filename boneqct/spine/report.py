@@ -17,6 +17,7 @@ from boneqct.report.pdf import (
     figure_flowable,
     subplots,
     table,
+    warnings_box,
     write_report,
 )
 from boneqct.spine.interpret import CEMENT_NOTE
@@ -34,7 +35,7 @@ WINDOW_HU = (-250.0, 750.0)
 def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: dict,
                        anonymize: bool = False) -> Path:
     """Write the spine report PDF (atomically) for a ``SpineResult``."""
-    story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm)]
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm)]
     story += _calibration_line(result)
     story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
     story += _diagnosis(result)
@@ -44,8 +45,6 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: di
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.rois), 1))
     story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu),
                                                  views_width_mm)]
-    for warning in result.warnings:
-        story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
     return write_report(path, "Spine QCT: trabecular bone mineral density", story)
 
 
