@@ -16,7 +16,6 @@ GB here is 10**9 bytes.
 from __future__ import annotations
 
 import contextvars
-import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -90,30 +89,6 @@ def limited_memory(max_memory_gb: float | None):
         yield
     finally:
         _limit_gb.reset(token)
-
-
-def add_max_memory_option(parser) -> None:
-    """Add ``--max-memory-gb`` to a subcommand parser and run its handler under that limit.
-
-    Call it after ``parser.set_defaults(handler=...)``.
-    """
-    from boneqct.cli.common import number_in
-
-    handler = parser.get_default("handler")
-    if handler is None:
-        raise ValueError("add_max_memory_option needs the parser's handler set first")
-    parser.add_argument(
-        "--max-memory-gb", type=number_in(MIN_MAX_MEMORY_GB, MAX_MAX_MEMORY_GB, " GB"),
-        default=DEFAULT_MAX_MEMORY_GB,
-        help=f"refuse, before allocating, work estimated to need more memory than this, GB "
-             f"(default {DEFAULT_MAX_MEMORY_GB:g}; {MIN_MAX_MEMORY_GB:g}-{MAX_MAX_MEMORY_GB:g})")
-
-    @functools.wraps(handler)
-    def limited(args):
-        with limited_memory(args.max_memory_gb):
-            return handler(args)
-
-    parser.set_defaults(handler=limited)
 
 
 def check_memory(estimate_gb: float, what: str, advice: str,

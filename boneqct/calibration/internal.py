@@ -2,7 +2,7 @@
 
 The effective-energy method of Michalski et al. 2020 (Med Eng Phys 78:55, as implemented in
 Bonelab Ogo ``ogo/calib/internal_calibration.py``), written in the Mindways two-step model
-(domain.md section 1):
+(docs/domain.md section 1):
 
 1. ROIs (>= 10 mm2, Michalski 2020) in air outside the body, subcutaneous fat and the muscle
    wall, placed automatically from the tissue segmentation (``boneqct.tissue``); aortic blood

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import numpy as np
 
 from boneqct.errors import BoneQCTError
 from boneqct.io.user_json import read_user_json
+from boneqct.resources import (
+    DEFAULT_MAX_MEMORY_GB,
+    MAX_MAX_MEMORY_GB,
+    MIN_MAX_MEMORY_GB,
+    limited_memory,
+)
 
 
 def number_in(low: float, high: float, unit: str = "", integer: bool = False):
@@ -24,6 +31,28 @@ def number_in(low: float, high: float, unit: str = "", integer: bool = False):
             raise argparse.ArgumentTypeError(f"{text} is outside {low:g}-{high:g}{unit}")
         return value
     return parse
+
+
+def add_max_memory_option(parser) -> None:
+    """Add ``--max-memory-gb`` to a subcommand parser and run its handler under that limit.
+
+    Call it after ``parser.set_defaults(handler=...)``.
+    """
+    handler = parser.get_default("handler")
+    if handler is None:
+        raise ValueError("add_max_memory_option needs the parser's handler set first")
+    parser.add_argument(
+        "--max-memory-gb", type=number_in(MIN_MAX_MEMORY_GB, MAX_MAX_MEMORY_GB, " GB"),
+        default=DEFAULT_MAX_MEMORY_GB,
+        help=f"refuse, before allocating, work estimated to need more memory than this, GB "
+             f"(default {DEFAULT_MAX_MEMORY_GB:g}; {MIN_MAX_MEMORY_GB:g}-{MAX_MAX_MEMORY_GB:g})")
+
+    @functools.wraps(handler)
+    def limited(args):
+        with limited_memory(args.max_memory_gb):
+            return handler(args)
+
+    parser.set_defaults(handler=limited)
 
 
 def add_input(parser: argparse.ArgumentParser) -> None:

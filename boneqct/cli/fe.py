@@ -9,6 +9,7 @@ from pathlib import Path
 from boneqct.cli.common import (
     add_calibration_options,
     add_input,
+    add_max_memory_option,
     calibration_from_args,
     load_input,
     number_in,
@@ -16,7 +17,7 @@ from boneqct.cli.common import (
 )
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
-from boneqct.resources import add_max_memory_option, check_fe_model, fe_model_estimate
+from boneqct.resources import check_fe_model, fe_model_estimate
 
 
 def register(sub) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 from boneqct.cli.common import (
     add_calibration_options,
     add_input,
+    add_max_memory_option,
     calibration_from_args,
     load_input,
     number_in,
 )
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
-from boneqct.resources import add_max_memory_option
 
 
 def register(sub) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 from boneqct.cli.common import (
     add_calibration_options,
     add_input,
+    add_max_memory_option,
     calibration_from_args,
     load_input,
     number_in,
 )
 from boneqct.resources import (
-    add_max_memory_option,
     check_repositioning,
     repositioning_estimate,
 )

@@ -9,6 +9,7 @@ from pathlib import Path
 from boneqct.cli.common import (
     add_calibration_options,
     add_input,
+    add_max_memory_option,
     calibration_from_args,
     level_list,
     load_input,
@@ -17,7 +18,6 @@ from boneqct.cli.common import (
 )
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
-from boneqct.resources import add_max_memory_option
 
 
 def register(sub) -> None:

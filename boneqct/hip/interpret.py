@@ -1,6 +1,6 @@
 """T-scores of the hip regions against DXA reference data, and the WHO category.
 
-WHO (domain.md section 5): T >= -1 normal, -2.5 < T < -1 osteopenia, T <= -2.5 osteoporosis,
+WHO (docs/domain.md section 5): T >= -1 normal, -2.5 < T < -1 osteopenia, T <= -2.5 osteoporosis,
 from the lowest T-score of the femoral neck and the total hip.
 
 Each region's reference must be for that site and for areal BMD (g/cm2), or it is refused.

@@ -4,7 +4,7 @@ Conventions, with their sources:
 - Neck box: 15 mm along the neck axis (Hologic default 49 x 15 pixels, ISCD DXA atlas,
   "Incorrect femoral neck box size"), placed across the neck perpendicular to its axis where
   the neck is narrowest (smallest mean width over the box; the middle of a plateau of equal
-  widths), as Hologic's default placement (domain.md section 5; the narrowest-part rule is not
+  widths), as Hologic's default placement (docs/domain.md section 5; the narrowest-part rule is not
   verified in a Hologic manual).
 - Total hip: the bone lateral to the box's medial edge and above a distal border
   ``DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM`` below the lesser trochanter (ISCD DXA atlas,

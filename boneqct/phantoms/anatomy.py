@@ -8,7 +8,7 @@ Vertebra design after the European Spine Phantom (Kalender et al. 1995, Med Phys
 layout as in US 5,235,628): an elliptic-cylinder centrum with a cortical shell, a neural-arch
 band around the spinal canal, wedge-shaped transverse processes and a posterior (spinous)
 process. Sizes marked "ALBA" come from the IOR-BIC ALBA QA software's detection settings
-(domain.md section 2), the others are placeholders to keep configurable.
+(docs/domain.md section 2), the others are placeholders to keep configurable.
 """
 
 from __future__ import annotations

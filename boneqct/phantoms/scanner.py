@@ -27,7 +27,7 @@ from boneqct.calibration.attenuation import energy_for_k2hpo4_ratio, water_equiv
 SIGMA_WATER_OFFSET = 0.2174
 BETA_WATER_OFFSET_HU = 999.6
 
-# Ogo's published test fixture (Mindways Model 3 certificate 4541A/4560, domain.md section 1):
+# Ogo's published test fixture (Mindways Model 3 certificate 4541A/4560, docs/domain.md section 1):
 # rods A..E, K2HPO4 and water-equivalent densities (mg/cm3) and measured HU at 120 kVp.
 _OGO_K2HPO4_MG_CM3 = np.array([-51.83, -53.40, 58.88, 157.05, 375.83])
 _OGO_WATER_MG_CM3 = np.array([1012.25, 1056.95, 1103.57, 1119.52, 923.20])

@@ -6,7 +6,7 @@ Each vertebra's cortical shell encloses its trabecular insert: per axial slice, 
 along the slices are the inserts, ordered superior first (ESP: L1, L2, L3 = 50, 100, 200 mg
 HA/cm3). Each insert is measured in a cylinder along the slice axis, ``roi_height_mm`` high,
 of ``roi_radius_fraction`` of the insert's equivalent radius, centred on the insert (the ALBA
-QA software uses 10 mm high cylinders at 70% of the body radius; domain.md section 2).
+QA software uses 10 mm high cylinders at 70% of the body radius; docs/domain.md section 2).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from scipy import ndimage
 from boneqct.errors import BoneQCTError
 from boneqct.volume import Volume
 
-#: ALBA QA regions: 10 mm high cylinders at 70% of the body radius (domain.md section 2).
+#: ALBA QA regions: 10 mm high cylinders at 70% of the body radius (docs/domain.md section 2).
 ROI_HEIGHT_MM = 10.0
 ROI_RADIUS_FRACTION = 0.7
 #: Cortex threshold (HU): between soft tissue (< 100 HU) and an ESP cortex (800 mg HA/cm3).

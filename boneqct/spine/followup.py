@@ -7,7 +7,7 @@ from boneqct.errors import BoneQCTError
 from boneqct.io.user_json import UserFileError, finite_number, typed_field
 from boneqct.spine.levels import LEVEL_NAMES
 
-#: ISCD: LSC at 95% confidence = 2.77 x the precision error (RMS-SD) (domain.md section 4).
+#: ISCD: LSC at 95% confidence = 2.77 x the precision error (RMS-SD) (docs/domain.md section 4).
 LSC_FACTOR = 2.77
 
 

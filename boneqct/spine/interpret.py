@@ -20,7 +20,7 @@ HA_NO_CATEGORY_REASON = (
     "kVp-dependent ratio that BoneQCT does not apply (which material the ACR thresholds assume "
     "is itself not verified)")
 #: Screw fixation: cement augmentation suggested below 50 mg/cm3 (the project's seed case,
-#: domain.md section 3); configurable.
+#: docs/domain.md section 3); configurable.
 CEMENT_THRESHOLD_MG_CM3 = 50.0
 #: Where the cement threshold comes from, printed with every cement flag.
 CEMENT_NOTE = (

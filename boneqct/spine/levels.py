@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from boneqct.errors import SpineError
 
-#: Levels measured by spine QCT, cranial first (domain.md section 3: L1-L2, up to L1-L4).
+#: Levels measured by spine QCT, cranial first (docs/domain.md section 3: L1-L2, up to L1-L4).
 LEVEL_NAMES: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 #: Label value -> level per label-map scheme. TotalSegmentator (v2 "total" task) and VerSe

@@ -30,9 +30,9 @@ from boneqct.spine.roi import place_roi
 from boneqct.spine.types import VertebralBody, VertebralROI
 from boneqct.volume import Volume
 
-#: ISCD 3D QCT: the diagnostic value is the mean of L1 and L2 (domain.md section 3).
+#: ISCD 3D QCT: the diagnostic value is the mean of L1 and L2 (docs/domain.md section 3).
 DEFAULT_LEVELS_USED = ("L1", "L2")
-#: Default ROI slab (mm): the seed's QCT PRO screen uses a 9 mm deep ROI (domain.md section 3).
+#: Default ROI slab (mm): the seed's QCT PRO screen uses a 9 mm deep ROI (docs/domain.md section 3).
 DEFAULT_ROI_THICKNESS_MM = 9.0
 DEFAULT_MARGIN_MM = 2.0
 
@@ -41,7 +41,7 @@ DEFAULT_MARGIN_MM = 2.0
 #: the second the scan is refused (a 9 mm ROI slab would hold one slice or none).
 WARN_VOXEL_MM = 3.01
 MAX_VOXEL_MM = 5.01
-#: ISCD: a spine QCT diagnosis rests on at least two evaluable vertebrae (domain.md section 3).
+#: ISCD: a spine QCT diagnosis rests on at least two evaluable vertebrae (docs/domain.md section 3).
 MIN_DIAGNOSTIC_LEVELS = 2
 #: The site of spine QCT in reference files (``boneqct.reference.SITE_MEASURES``).
 REFERENCE_SITE = "lumbar-spine-trabecular"

@@ -1,6 +1,6 @@
 """Trabecular ROI of a delineated vertebral body: mid-height elliptic cylinder or 3D interior.
 
-Elliptic cylinder (QCT spine ROI, domain.md section 3): axis along the body axis, centred on
+Elliptic cylinder (QCT spine ROI, docs/domain.md section 3): axis along the body axis, centred on
 the trabecular interior's mid-height, ``thickness_mm`` thick. In the body's frame (u to the
 side, v anterior) the ellipse, aligned with u and v, is the largest one whose cylinder holds
 only trabecular voxels at least ``margin_mm`` from the inner cortical boundary, and that stays
@@ -24,7 +24,7 @@ from boneqct.spine.types import VertebralBody, VertebralROI, mask_on_grid
 from boneqct.volume import Volume
 
 #: ROI thickness along the body axis (mm): the seed's QCT PRO screen, ROI depth 9 mm
-#: (domain.md section 3).
+#: (docs/domain.md section 3).
 DEFAULT_THICKNESS_MM = 9.0
 #: Distance (mm) kept from the inner cortical boundary.
 DEFAULT_MARGIN_MM = 2.0

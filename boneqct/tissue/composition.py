@@ -52,12 +52,12 @@ from boneqct.tissue.segmentation import (
 )
 from boneqct.volume import Volume
 
-#: Reference densities of the QCT PRO Tissue Analysis Report (domain.md section 1), g/cm3.
+#: Reference densities of the QCT PRO Tissue Analysis Report (docs/domain.md section 1), g/cm3.
 FAT_DENSITY_G_CM3 = 0.923
 MUSCLE_DENSITY_G_CM3 = 1.055
 #: Skin density, ICRU Report 44 (1989), g/cm3.
 SKIN_DENSITY_G_CM3 = 1.09
-#: Alberta protocol skeletal-muscle window, HU (domain.md section 1; Mitsiopoulos 1998).
+#: Alberta protocol skeletal-muscle window, HU (docs/domain.md section 1; Mitsiopoulos 1998).
 MUSCLE_WINDOW_HU = (-29.0, 150.0)
 #: Upper bound of lean soft tissue (HU), the top of the Alberta muscle window.
 LEAN_UPPER_HU = MUSCLE_WINDOW_HU[1]
