@@ -143,3 +143,14 @@ def test_compare_leaves_out_levels_whose_roi_failed_qc():
     comparison = compare_exams(_spine_doc("1", 80.0), _spine_doc("2", 20.0, qc_passed=False))
     assert [row["level"] for row in comparison["levels"]] == ["L2"]
     assert any("L1: ROI quality check failed" in w for w in comparison["warnings"])
+
+
+def test_reference_and_phantom_files_that_are_not_text(tmp_path):
+    from boneqct.calibration.definitions import load_phantom_definition
+
+    file = tmp_path / "reference.json"
+    file.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(BoneQCTError, match="'reference.json' is not UTF-8 text; give a reference"):
+        load_reference(file)
+    with pytest.raises(BoneQCTError, match="'reference.json' is not UTF-8 text; give a phantoms"):
+        load_phantom_definition(file)

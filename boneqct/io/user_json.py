@@ -60,9 +60,9 @@ def parse_user_json(text: str, what: str, remedy: str) -> dict:
     return document
 
 
-def read_user_json(path: str | Path, remedy: str) -> dict:
-    """Read the JSON object in ``path`` strictly; UserFileError (exit 2) naming the file and
-    ``remedy`` (what to give instead) when it cannot be."""
+def read_user_text(path: str | Path, remedy: str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_USER_JSON_BYTES; UserFileError naming
+    the file and ``remedy`` (what to give instead) otherwise."""
     path = Path(path)
     what = f"'{path.name}'"
     try:
@@ -72,14 +72,19 @@ def read_user_json(path: str | Path, remedy: str) -> dict:
         if size_bytes > MAX_USER_JSON_BYTES:
             raise UserFileError(f"{what} is {size_bytes / 2**20:.0f} MB, too large for this kind "
                                 f"of file (at most {MAX_USER_JSON_BYTES // 2**20} MB); {remedy}")
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise UserFileError(f"{what} does not exist; {remedy}") from None
     except UnicodeDecodeError:
         raise UserFileError(f"{what} is not UTF-8 text; {remedy}") from None
     except OSError as exc:
         raise UserFileError(f"Cannot read {what} ({exc.strerror}); {remedy}") from None
-    return parse_user_json(text, what, remedy)
+
+
+def read_user_json(path: str | Path, remedy: str) -> dict:
+    """Read the JSON object in ``path`` strictly; UserFileError (exit 2) naming the file and
+    ``remedy`` (what to give instead) when it cannot be."""
+    return parse_user_json(read_user_text(path, remedy), f"'{Path(path).name}'", remedy)
 
 
 def finite_number(value, name: str, what: str, low: float = -math.inf,
