@@ -75,31 +75,12 @@ def _random_values(name: str, is_int: bool) -> list[str]:
     return values
 
 
-def _known_failure(command: str, option: str, value: str) -> str | None:
-    """Failures whose fix lies outside the files this suite's author may edit (cli/qa.py)."""
-    if (command, option) == ("repositioning", "--random-seed") and value.startswith("-") \
-            and value[1:].isdigit():
-        return ("cli/qa.py: --random-seed is type=int; a negative seed reaches "
-                "np.random.default_rng: ValueError 'expected non-negative integer'")
-    # (compare, qa-report and hip's --pixel-mm/--age pass: they refuse the small phantom
-    # before the value is used)
-    if value == "--" and command not in ("compare", "qa-report") \
-            and (command, option) not in (("hip", "--pixel-mm"), ("hip", "--age")):
-        return ("argparse: '--opt=--' yields [] without calling the option's type, so no "
-                "range check runs; [] then reaches the core (TypeError/ValueError, or exit 0 "
-                "for an unused value). Fix in cli/__init__.py main: refuse a list value of a "
-                "single-value option")
-    return None
-
-
 def _cases():
     cases = []
     for command, option, is_int in _number_options():
         values = list(dict.fromkeys(FIXED_VALUES + tuple(_random_values(command + option, is_int))))
         for value in values:
-            reason = _known_failure(command, option, value)
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            cases.append(pytest.param(command, option, value, marks=marks,
+            cases.append(pytest.param(command, option, value,
                                       id=f"{command}{option}={value!r}"))
     return cases
 
@@ -196,8 +177,7 @@ def test_number_option(inputs, one_parser, tmp_path, monkeypatch, command, optio
     must_refuse = value in MUST_REFUSE and not (option in SEED_OPTIONS and value.lstrip("-").isdigit())
     case = f"{command} {option}={value!r}"
     parsed = _parsed_value(one_parser, argv, option)
-    known_failure = _known_failure(command, option, value)
-    if isinstance(parsed, (int, float)) and not known_failure:
+    if isinstance(parsed, (int, float)):
         key = (command, option, _value_class(parsed))
         if (command in SLOW and option in SHARED) or key in _RUN_CLASSES:
             # accepted and not run again: the same class of value ran in full already (or,

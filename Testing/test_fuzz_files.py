@@ -128,14 +128,6 @@ def _command(kind, path, base, out):
 
 KINDS = ("calibration", "markups", "reference", "spine.json", "certificate", "qa nominal")
 
-#: Failures whose fix lies outside the files this suite's author may edit: filled from runs.
-_UTF8 = ("data_files.py read_named_json_text or reference.py load_reference: the file is "
-         "decoded as UTF-8 outside any try: UnicodeDecodeError 'utf-8' codec can't decode "
-         "byte ... invalid start byte (traceback)")
-KNOWN: dict[tuple[str, str], str] = {("reference", "binary"): _UTF8,
-                                     ("reference", "non-UTF-8"): _UTF8}
-
-
 def _cases():
     cases = []
     for kind in KINDS:
@@ -143,9 +135,7 @@ def _cases():
             cases.append((kind, "whole", name))
         for index in range(N_RANDOM):
             cases.append((kind, "random", str(index)))
-    return [pytest.param(*c, id=f"{c[0]}-{c[2]}",
-                         marks=[pytest.mark.xfail(strict=True, reason=KNOWN[(c[0], c[2])])]
-                         if (c[0], c[2]) in KNOWN else []) for c in cases]
+    return [pytest.param(*c, id=f"{c[0]}-{c[2]}") for c in cases]
 
 
 @pytest.mark.parametrize(("kind", "family", "name"), _cases())

@@ -25,11 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``boneqct`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _refuse_empty_values(parser, args)
     try:
         return args.handler(args) or 0
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+
+
+def _refuse_empty_values(parser: argparse.ArgumentParser, args) -> None:
+    """argparse turns ``--option=--`` into an empty list without calling the option's type (so
+    no range check runs); refuse it as a usage error (exit 2)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in subparsers.choices[args.command]._actions:
+        if isinstance(action, argparse._StoreAction) and action.nargs is None \
+                and isinstance(getattr(args, action.dest, None), list) \
+                and action.option_strings:
+            subparsers.choices[args.command].error(f"argument {action.option_strings[0]}: "
+                                                   "expected a value")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,8 +118,9 @@ def calibration_from_args(args, volume):
                   "say --hu to choose this explicitly.", file=sys.stderr)
         return None
     _check_line(calibration)
-    if calibration.applied["warning"]:
-        print(f"warning: {calibration.applied['warning']}", file=sys.stderr)
+    for warning in [*calibration.warnings, calibration.applied["warning"]]:
+        if warning:
+            print(f"warning: calibration: {warning}", file=sys.stderr)
     return calibration
 
 

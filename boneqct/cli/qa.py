@@ -42,7 +42,7 @@ def register(sub) -> None:
                      help="number of placements (2-200, default 10)")
     rep.add_argument("--perturbation-mm", type=number_in(0.0, 20.0, " mm"), default=3.0,
                      help="radius of the ball the seed offsets are drawn from (mm)")
-    rep.add_argument("--random-seed", type=int, default=0, help="random seed of the offsets")
+    rep.add_argument("--random-seed", type=number_in(0, 2**32 - 1, integer=True), default=0, help="random seed of the offsets")
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
     rep.set_defaults(handler=_cmd_repositioning)
     add_max_memory_option(rep)
