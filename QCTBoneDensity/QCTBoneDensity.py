@@ -160,7 +160,7 @@ class QCTBoneDensityParameterNode:
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     levelsUsed: str = "L1,L2"
     excludedLevels: str = ""
-    roiThicknessMm: Annotated[float, WithinRange(1.0, 30.0)] = 9.0
+    roiThicknessMm: Annotated[float, WithinRange(3.0, 20.0)] = 9.0
     roiMarginMm: Annotated[float, WithinRange(0.0, 10.0)] = 2.0
     cementThresholdMgCm3: Annotated[float, WithinRange(0.0, 300.0)] = 50.0
     patientAgeYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0

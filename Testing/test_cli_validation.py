@@ -40,7 +40,7 @@ def _run(*args):
     (("--slope", "abc", "--intercept", "0"), "--slope: 'abc' is not a number"),
     (("--exclude", "XX"), "--exclude: Unknown vertebral level 'XX'"),
     (("--levels", "L1,L1"), "--levels: 'L1,L1' names a level twice"),
-    (("--levels", ","), "--levels names no level"),
+    (("--levels", ","), "No level is given for the diagnostic value"),
 ])
 def test_impossible_spine_arguments(phantom_file, tmp_path, args, message):
     path, seed = phantom_file

@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from boneqct.calibration import convert_volume_to_bmd, manual_calibration
+from boneqct.errors import FEError
 from boneqct.fe.analysis import (
     FRAGILE_STRENGTH_N,
     build_model,
@@ -19,7 +20,6 @@ from boneqct.fe.analysis import (
 )
 from boneqct.fe.assembly import Assembler
 from boneqct.fe.calculix import ccx_executable, run_ccx
-from boneqct.fe.errors import FEError
 from boneqct.fe.hexahedron import reference_stiffness
 from boneqct.fe.materials import get_law, yield_stress_mpa
 from boneqct.fe.mesh import BONE, PMMA, VoxelMesh, mesh_vertebral_body

@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from boneqct.spine.options import SpineOptions
+
 slicer = pytest.importorskip("slicer")
 pytest.importorskip("slicer.util")
 from slicer import vtkMRMLScene  # noqa: E402
@@ -436,8 +438,8 @@ def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
 
     out = run_spine(ct_node, calibration_table, seeds_node=seeds_node, levels_used="L1,L2")
     expected = pipeline.analyze_spine(
-        phantom.volume, calibration, seeds={n: np.asarray(v["body_center_ras_mm"]) for n, v in truth.items()},
-        levels_used=("L1", "L2"))
+        phantom.volume, calibration, SpineOptions(levels_used=("L1", "L2")),
+        seeds={n: np.asarray(v["body_center_ras_mm"]) for n, v in truth.items()})
     result, table = out["result"], out["table"]
     assert [lv.level for lv in result.levels] == [lv.level for lv in expected.levels] == sorted(truth)
     assert table.GetNumberOfRows() == len(expected.levels)

@@ -12,6 +12,7 @@ import pytest
 
 from boneqct.precision import LSC_FACTOR_95, precision_from_table, repositioning_study
 from boneqct.precision.statistics import PrecisionError, read_precision_table
+from boneqct.spine.options import SpineOptions
 
 # Three subjects at one site: two with 3 repeats, one with 2 (unequal repeats -> dof weights).
 EXAMPLE = {"s1": [100.0, 102.0, 104.0], "s2": [80.0, 81.0, 79.0], "s3": [120.0, 123.0]}
@@ -79,7 +80,7 @@ def test_repositioning_precision_on_the_phantom():
     seeds = {v["level"]: v["body_center_ras_mm"] for v in phantom.truth["vertebrae"]
              if v["level"] == "L2"}
     study = repositioning_study(phantom.volume, calibration, seeds, n_runs=6,
-                                perturbation_mm=3.0, levels_used=("L2",))
+                                perturbation_mm=3.0, options=SpineOptions(levels_used=("L2",)))
     (level,) = study["levels"]
     values = [r["value"] for r in study["runs"]]
     assert len(values) == 6 and len({round(v, 6) for v in values}) > 1

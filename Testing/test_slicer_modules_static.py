@@ -7,6 +7,7 @@ icons (PNG header). They need neither Slicer nor slicer-core.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -373,15 +374,17 @@ def test_qct_spine_parameters_match_the_core():
     assert annotation_node_classes(fields["spineLabels"].annotation) == {
         "vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"}
     assert annotation_node_classes(fields["spineSeeds"].annotation) == {"vtkMRMLMarkupsFiducialNode"}
-    try:
-        from boneqct.spine import pipeline
-        from boneqct.spine.interpret import CEMENT_THRESHOLD_MG_CM3
-    except ImportError as exc:
-        pytest.skip(f"boneqct.spine.pipeline is not available yet ({exc})")
-    assert tuple(levels_used) == tuple(pipeline.DEFAULT_LEVELS_USED)
-    assert ast.literal_eval(fields["roiThicknessMm"].value) == pipeline.DEFAULT_ROI_THICKNESS_MM
-    assert ast.literal_eval(fields["roiMarginMm"].value) == pipeline.DEFAULT_MARGIN_MM
-    assert ast.literal_eval(fields["cementThresholdMgCm3"].value) == CEMENT_THRESHOLD_MG_CM3
+    from boneqct.spine.options import SpineOptions
+
+    options = {f.name: f for f in dataclasses.fields(SpineOptions)}
+    assert tuple(levels_used) == SpineOptions().levels_used
+    for parameter, name in (("roiThicknessMm", "roi_thickness_mm"), ("roiMarginMm", "margin_mm"),
+                            ("cementThresholdMgCm3", "cement_threshold_mg_cm3")):
+        assert ast.literal_eval(fields[parameter].value) == getattr(SpineOptions(), name)
+        within = [a for a in fields[parameter].annotation.slice.elts[1:]
+                  if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
+        assert [ast.literal_eval(v) for v in within[0].args] == [
+            options[name].metadata["low"], options[name].metadata["high"]], parameter
 
 
 def test_qct_spine_buttons_are_connected_and_the_module_imports_no_core_at_load():

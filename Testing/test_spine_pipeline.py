@@ -16,6 +16,7 @@ from boneqct.errors import SpineError
 from boneqct.io import read_volume_file, write_volume
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
 from boneqct.spine.measure import MAX_ROI_SD_HU
+from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import write_spine_outputs
 from boneqct.spine.pipeline import analyze_spine
 from boneqct.spine.seeds import read_markups_seeds
@@ -70,8 +71,9 @@ def test_diagnosis_cement_and_levels_used(result):
 
 
 def test_excluded_level_leaves_the_mean(phantom, true_calibration):
-    result = analyze_spine(phantom.volume, true_calibration, seeds=_seeds(phantom),
-                           levels_used=("L1", "L2", "L3"), exclude=("L1",))
+    result = analyze_spine(phantom.volume, true_calibration,
+                           SpineOptions(levels_used=("L1", "L2", "L3"), exclude=("L1",)),
+                           seeds=_seeds(phantom))
     assert result.levels_used == ["L2", "L3"]
     assert result.category == "normal"
 

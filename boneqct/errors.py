@@ -21,3 +21,59 @@ class CalibrationError(BoneQCTError):
 
 class SpineError(BoneQCTError):
     """A vertebral level cannot be measured (seed outside bone, level out of the scan...)."""
+
+
+class ReferenceMismatchError(BoneQCTError):
+    """A reference applies to another site, measure or material than the measurement."""
+
+
+class ResourceError(BoneQCTError):
+    """A computation would need more memory than the limit; the message says what to do."""
+
+
+class TissueError(BoneQCTError):
+    """The tissue analysis cannot run on this input (no calibration, empty range...)."""
+
+
+class PrecisionError(BoneQCTError):
+    """A precision table cannot be read or holds too few repeated measurements."""
+
+
+class QAError(BoneQCTError):
+    """A QA phantom cannot be found or measured, or a QA log cannot be read."""
+
+
+class UserFileError(BoneQCTError):
+    """A file handed in by the user is unreadable or not of the expected structure."""
+
+
+class OptionsError(BoneQCTError):
+    """An option is outside its range or not one of its choices."""
+
+
+class HipError(BoneQCTError):
+    """The hip cannot be measured as asked."""
+
+
+class NoCalibrationError(HipError):
+    """CTXA needs calibrated mineral density."""
+
+
+class FemurNotFoundError(HipError):
+    """No proximal femur on the requested side."""
+
+
+class TruncatedFemurError(HipError):
+    """The scan does not hold the whole proximal femur."""
+
+
+class FusedFemurError(HipError):
+    """The bone threshold joins the femur to the pelvis where the extraction cannot cut them."""
+
+
+class ImplantError(HipError):
+    """Metal in the femur: that side is refused."""
+
+
+class FEError(BoneQCTError):
+    """A finite-element model cannot be built or compared (empty mask, unknown law, ...)."""

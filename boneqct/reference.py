@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from boneqct.data_files import bundled_names, read_named_json_text
-from boneqct.errors import BoneQCTError
+from boneqct.errors import BoneQCTError, ReferenceMismatchError
 from boneqct.io.user_json import UserFileError, finite_number, parse_user_json, typed_field
 
 #: Site -> the measure its references give: trabecular spine vBMD by QCT, hip aBMD by DXA.
@@ -33,10 +33,6 @@ SITE_MEASURES = {"lumbar-spine-trabecular": "bmd_mg_cm3", "femoral-neck": "abmd_
                  "total-hip": "abmd_g_cm2", "trochanter": "abmd_g_cm2"}
 MEASURE_WORDS = {"bmd_mg_cm3": "volumetric BMD (mg/cm3)", "abmd_g_cm2": "areal BMD (g/cm2)"}
 REGION_CONVENTIONS = ("qct", "hologic", "lunar")
-
-
-class ReferenceMismatchError(BoneQCTError):
-    """A reference applies to another site, measure or material than the measurement."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boneqct.errors import BoneQCTError, InputError
+from boneqct.errors import InputError, ResourceError
 
 #: Bytes per GB (decimal, as the option's name says).
 BYTES_PER_GB = 1e9
@@ -66,10 +66,6 @@ REPOSITIONING_SECONDS_PER_PLACEMENT = 0.4
 
 _limit_gb: contextvars.ContextVar[float] = contextvars.ContextVar(
     "boneqct_max_memory_gb", default=DEFAULT_MAX_MEMORY_GB)
-
-
-class ResourceError(BoneQCTError):
-    """A computation would need more memory than the limit; the message says what to do."""
 
 
 def memory_limit_gb() -> float:

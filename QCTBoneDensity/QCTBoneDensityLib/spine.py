@@ -514,6 +514,7 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
         raise ValueError("Select the CT volume to measure.")
     if seeds_node is None and labels_node is None:
         raise ValueError("Select seed points (one per level) or a vertebra label map / segmentation.")
+    from boneqct.spine.options import SpineOptions
     from boneqct.spine.pipeline import analyze_spine
     from QCTBoneDensityLib.tables import calibration_from_table_node
     from QCTBoneDensityLib.volumes import volume_from_node
@@ -521,14 +522,14 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
     volume_hu = volume_from_node(ct_node)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     inputs = ({"seeds": seeds_from_markups_node(seeds_node)} if seeds_node is not None else
-              {"labels": labels_from_node(labels_node, ct_node, label_scheme),
-               "label_scheme": label_scheme})
-    options = {} if reference is None else {"reference": reference}
-    result = analyze_spine(
-        volume_hu, calibration, **inputs, levels_used=parse_levels(levels_used),
-        exclude=tuple(parse_levels(exclude)) if exclude else (), thickness_mm=float(thickness_mm),
+              {"labels": labels_from_node(labels_node, ct_node, label_scheme)})
+    options = SpineOptions(
+        levels_used=tuple(parse_levels(levels_used)),
+        exclude=tuple(parse_levels(exclude)) if exclude else (), roi_thickness_mm=float(thickness_mm),
         margin_mm=float(margin_mm), cement_threshold_mg_cm3=float(cement_threshold_mg_cm3),
-        age_years=None if age_years is None else float(age_years), sex=sex or None, **options)
+        label_scheme=label_scheme)
+    result = analyze_spine(volume_hu, calibration, options, **inputs, reference=reference,
+                           age_years=None if age_years is None else float(age_years), sex=sex or None)
     name = ct_node.GetName()
     table = spine_result_to_table_node(result, table_node, name=f"{name} spine")
     labelmap = roi_labelmap_to_node(volume_hu, result, roi_labelmap_node, name=f"{name} spine ROIs")

@@ -11,26 +11,13 @@ import numpy as np
 
 from boneqct.errors import BoneQCTError
 from boneqct.io.user_json import read_user_json
+from boneqct.options import number_in
 from boneqct.resources import (
     DEFAULT_MAX_MEMORY_GB,
     MAX_MAX_MEMORY_GB,
     MIN_MAX_MEMORY_GB,
     limited_memory,
 )
-
-
-def number_in(low: float, high: float, unit: str = "", integer: bool = False):
-    """An argparse type: a finite number within [low, high] (an int when ``integer``), else
-    argparse's usage error (exit 2) naming the range."""
-    def parse(text: str):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not (np.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}-{high:g}{unit}")
-        return value
-    return parse
 
 
 def add_max_memory_option(parser) -> None:
@@ -167,20 +154,6 @@ def _check_line(calibration) -> None:
         raise BoneQCTError(f"{source} has an intercept of {_number(calibration.intercept_hu)} HU; water-"
                            f"like tissue lies near 0 HU (|intercept| <= {MAX_ABS_INTERCEPT_HU:g}). "
                            "Check the calibration values.")
-
-
-def level_list(text: str) -> tuple[str, ...]:
-    """An argparse type: comma-separated vertebral level names ("l1, L2" -> ("L1", "L2")),
-    each known, none twice; argparse's usage error (exit 2) otherwise."""
-    from boneqct.spine.levels import normalize_level
-
-    try:
-        levels = tuple(normalize_level(v) for v in text.split(",") if v.strip())
-    except BoneQCTError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if len(set(levels)) != len(levels):
-        raise argparse.ArgumentTypeError(f"'{text}' names a level twice")
-    return levels
 
 
 def load_input(args):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from boneqct.cli.common import (
@@ -11,13 +12,13 @@ from boneqct.cli.common import (
     add_input,
     add_max_memory_option,
     calibration_from_args,
-    level_list,
     load_input,
     number_in,
     read_result_json,
 )
-from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.options import add_options, options_from_args
+from boneqct.spine.options import SpineOptions
 
 
 def register(sub) -> None:
@@ -34,21 +35,7 @@ def register(sub) -> None:
     where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD) on any "
                        "grid covering the CT, or a TotalSegmentator output folder of "
                        "per-structure masks (vertebrae_L1.nii.gz ...)")
-    spine.add_argument("--label-scheme", choices=["totalsegmentator", "verse"],
-                       default="totalsegmentator", help="numbering of a --labels file")
-    spine.add_argument("--levels", type=level_list, default="L1,L2",
-                       help="levels averaged for the diagnostic value (default L1,L2)")
-    spine.add_argument("--exclude", type=level_list, default="",
-                       help="levels to leave out (e.g. fractured), comma-separated")
-    spine.add_argument("--roi", choices=["elliptic-cylinder", "trabecular-3d"],
-                       default="elliptic-cylinder", help="ROI shape")
-    spine.add_argument("--roi-thickness-mm", type=number_in(3.0, 20.0, " mm"), default=9.0,
-                       help="ROI slab thickness (3-20 mm)")
-    spine.add_argument("--margin-mm", type=number_in(0.0, 10.0, " mm"), default=2.0,
-                       help="margin from the cortex (0-10 mm)")
-    spine.add_argument("--cement-threshold", type=number_in(0.0, 300.0, " mg/cm3"), default=50.0,
-                       metavar="MG_CM3",
-                       help="BMD below which cement augmentation is suggested (default 50)")
+    add_options(spine, SpineOptions)
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
     spine.add_argument("--age", type=number_in(0.0, 130.0, " years"),
@@ -79,28 +66,23 @@ def _cmd_spine(args) -> int:
     from boneqct.spine.pipeline import analyze_spine
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
-    if not args.levels:
-        raise BoneQCTError("--levels names no level; give the levels averaged for the "
-                           "diagnosis, e.g. --levels L1,L2.")
+    options = options_from_args(SpineOptions, args)
     check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     seeds = labels = None
-    scheme = args.label_scheme
     if args.seeds:
         seeds = read_markups_seeds(args.seeds)
     elif args.seed:
         seeds = parse_seed_args(args.seed)
     else:
         labels, folder_scheme = read_vertebra_labels(args.labels)
-        scheme = folder_scheme or scheme
+        if folder_scheme:
+            options = replace(options, label_scheme=folder_scheme)
     sex = args.sex or volume.metadata.get("patient_sex")
     age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
     result = analyze_spine(
-        volume, calibration, seeds=seeds, labels=labels, label_scheme=scheme,
-        levels_used=args.levels, exclude=args.exclude, roi_kind=args.roi,
-        thickness_mm=args.roi_thickness_mm, margin_mm=args.margin_mm,
-        cement_threshold_mg_cm3=args.cement_threshold,
+        volume, calibration, options, seeds=seeds, labels=labels,
         reference=load_reference(args.reference) if args.reference else None,
         age_years=age, sex=sex if sex in ("F", "M") else None)
     paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from boneqct.errors import FEError
 from boneqct.fe.assembly import Assembler
-from boneqct.fe.errors import FEError
 from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
 from boneqct.fe.materials import (
     MIN_MODULUS_MPA,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from boneqct.errors import FEError
 from boneqct.fe.analysis import Model
-from boneqct.fe.errors import FEError
 from boneqct.fe.materials import POISSON_RATIO
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boneqct.fe.errors import FEError
+from boneqct.errors import FEError
 
 #: Poisson's ratio of bone and PMMA (isotropic voxel models, e.g. Crawford et al. 2003).
 POISSON_RATIO = 0.3

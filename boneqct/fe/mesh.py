@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from boneqct.fe.errors import FEError
+from boneqct.errors import FEError
 from boneqct.volume import Volume
 
 #: Sub-sample points per element edge for the partial-volume rule.

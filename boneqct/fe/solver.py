@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyamg
 
-from boneqct.fe.errors import FEError
+from boneqct.errors import FEError
 
 #: Default relative residual tolerance |b - A x| / |b|. Measured against a 1e-11 reference
 #: solve (multigrid), the reaction force error was at most 3e-5 at 1e-6 (1 mm vertebra: 3e-5;

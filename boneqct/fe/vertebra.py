@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneqct.errors import FEError
 from boneqct.fe.analysis import (
     CRITERIA,
     DEFAULT_PRECONDITIONER,
@@ -25,7 +26,6 @@ from boneqct.fe.analysis import (
     pistoia_strength_n,
     solve_displacement,
 )
-from boneqct.fe.errors import FEError
 from boneqct.fe.materials import LAWS, MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO
 from boneqct.fe.mesh import DEFAULT_PMMA_MM, MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
 from boneqct.fe.solver import DEFAULT_RTOL

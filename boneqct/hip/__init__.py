@@ -9,7 +9,7 @@ DXA reference data (``interpret``). ``analyze_hip`` (``pipeline``) runs it all;
 ``write_hip_outputs`` (``outputs``) writes hip.json, hip.csv, the projection and the report.
 """
 
-from boneqct.hip.errors import (
+from boneqct.errors import (
     FemurNotFoundError,
     FusedFemurError,
     HipError,

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from boneqct.hip.errors import FemurNotFoundError, HipError, ImplantError
+from boneqct.errors import FemurNotFoundError, HipError, ImplantError
 from boneqct.io import volume_from_sitk, volume_to_sitk
 from boneqct.volume import Volume
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, optimize
 
-from boneqct.hip.errors import FusedFemurError, TruncatedFemurError
+from boneqct.errors import FusedFemurError, TruncatedFemurError
 from boneqct.hip.extraction import voxel_centers_ras
 from boneqct.volume import Volume
 

@@ -12,7 +12,7 @@ marked as such in the warnings, and no WHO category, since no cross-calibration 
 from __future__ import annotations
 
 from boneqct.calibration.interpretation import InterpretationBasis, interpretation_basis
-from boneqct.hip.errors import HipError
+from boneqct.errors import HipError
 from boneqct.reference import load_reference, scores
 
 #: Reference populations: region -> bundled reference file (regions without verified data

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from boneqct.hip.errors import NoCalibrationError
+from boneqct.errors import NoCalibrationError
 from boneqct.hip.extraction import (
     DEFAULT_BONE_THRESHOLD_MG_CM3,
     bmd_of_box,

@@ -9,6 +9,7 @@ ImageOrientationPatient / ImagePositionPatient / PixelSpacing and handed to the 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings as pywarnings
 from dataclasses import dataclass, field
@@ -36,6 +37,30 @@ SPACING_TOLERANCE_MM = 1e-3
 TILT_TOLERANCE_DEG = 0.05
 #: Value (HU) given to voxels that a gantry-tilt resampling takes from outside the scan: air.
 OUTSIDE_HU = -1024.0
+
+# Header ranges: a value outside is a damaged header, refused (InputError) before any pixel
+# is read, so that no impossible geometry or rescale yields numbers.
+#: Pixel spacing (mm): 0.001 mm is the finest lab micro-CT voxel (and the volume-file reader's
+#: floor); 20 mm is 7x the coarsest CT pixel (a 700 mm field of view on 256 pixels, 2.7 mm).
+PIXEL_SPACING_RANGE_MM = (1e-3, 20.0)
+#: Smallest image side (pixels): a one-pixel side is a line, not an image; how large a field
+#: the analyses need is theirs to check (the test fixtures use 5-pixel sides, real CT 512).
+MIN_IMAGE_SIDE_PIXELS = 2
+#: Largest departure of a direction cosine's length from 1 taken as rounding (and normalised
+#: away): 10x what cosines rounded to 3 decimals show; beyond, the value is not a cosine.
+COSINE_LENGTH_TOLERANCE = 0.01
+#: Largest |row cosine . column cosine| (after normalisation), 1e-3 = 0.057 degrees off a right
+#: angle, as the volume-file reader allows (so a volume read from DICOM and written out reads
+#: back): cosines rounded to 4 or more decimals stay below it, and a CT image plane is never
+#: sheared (a gantry tilt tilts the slice direction; rows and columns stay perpendicular).
+ORTHOGONALITY_TOLERANCE = 1e-3
+#: Largest |ImagePositionPatient| (mm), as the volume-file reader allows: 1 km from the
+#: scanner's origin, where table positions are at most a few metres.
+MAX_ABS_POSITION_MM = 1e6
+#: RescaleSlope (HU per stored unit): below 0.01, 16-bit stored values span under 656 HU,
+#: less than air to bone (about 1300 HU); above 100, one stored step is coarser than the
+#: trabecular bone range a QCT measures (scanners write 1, rarely 0.5 to 2).
+RESCALE_SLOPE_RANGE = (0.01, 100.0)
 
 _CT_IMAGE_STORAGE_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
@@ -150,6 +175,7 @@ def load_dicom_series(source: str | Path | list, series_uid: str | None = None,
     tilt_deg = _tilt_deg(slice_step_lps, geometry.normal_lps)
     check_dicom_buffer(int(datasets[0].Rows), int(datasets[0].Columns), len(datasets),
                        tilt_deg > TILT_TOLERANCE_DEG, max_memory_gb)
+    _check_pixel_module(datasets)
 
     array_kji = _stack_hu(datasets, warnings)
     ijk_to_lps = np.eye(4)
@@ -183,19 +209,24 @@ def exam_metadata(ds) -> dict:
             return "\\".join(str(v) for v in value)
         return str(value)
 
-    def number(keyword: str) -> float | None:
-        value = ds.get(keyword)
+    def number(keyword: str) -> float | None:  # None unless a finite number (JSON has no NaN)
         try:
-            return None if value in (None, "") else float(value)
+            value = float(ds.get(keyword))
         except (TypeError, ValueError):
             return None
+        return value if math.isfinite(value) else None
 
     birth = _iso_date(text("PatientBirthDate"))
     study = _iso_date(text("StudyDate"))
     exposure_mas = number("Exposure")
     if exposure_mas is None and number("XRayTubeCurrent") and number("ExposureTime"):
         exposure_mas = number("XRayTubeCurrent") * number("ExposureTime") / 1000.0
-    spacing = ds.get("PixelSpacing")
+    try:
+        spacing = [float(v) for v in ds.get("PixelSpacing")]
+    except (TypeError, ValueError):
+        spacing = None
+    if spacing is not None and not all(math.isfinite(v) for v in spacing):
+        spacing = None
     return {
         "patient_name": text("PatientName"),
         "patient_id": text("PatientID"),
@@ -215,7 +246,7 @@ def exam_metadata(ds) -> dict:
         "exposure_mas": exposure_mas,
         "tube_current_ma": number("XRayTubeCurrent"),
         "slice_thickness_mm": number("SliceThickness"),
-        "pixel_spacing_mm": None if spacing is None else [float(v) for v in spacing],
+        "pixel_spacing_mm": spacing,
         "convolution_kernel": text("ConvolutionKernel"),
         "series_uid": text("SeriesInstanceUID"),
         "study_uid": text("StudyInstanceUID"),
@@ -351,10 +382,13 @@ def _corrupt(path: Path) -> InputError:
 
 
 def _orientation_name(ds) -> str:
-    iop = ds.get("ImageOrientationPatient")
-    if iop is None or len(iop) != 6:
+    try:
+        iop = np.array([float(v) for v in ds.get("ImageOrientationPatient")], float)
+    except (TypeError, ValueError):
         return "unknown"
-    normal = np.abs(np.cross(np.array(iop[:3], float), np.array(iop[3:], float)))
+    if iop.size != 6 or not np.all(np.isfinite(iop)):
+        return "unknown"
+    normal = np.abs(np.cross(iop[:3], iop[3:]))
     axis = int(np.argmax(normal))
     if normal[axis] < 0.9:
         return "oblique"
@@ -386,18 +420,100 @@ def _choose_series(series: list[SeriesInfo], series_uid: str | None, warnings: l
     return chosen
 
 
+def _shown(value) -> str:
+    """A header value as text for a message (multi-values joined by backslashes, shortened)."""
+    if isinstance(value, (pydicom.multival.MultiValue, list, tuple)):
+        value = "\\".join(str(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _damaged(keyword: str, value, n_bad: int, n_files: int, why: str) -> InputError:
+    """The refusal of a damaged header value: the tag, its value, why, what to do."""
+    where = "every file" if n_bad == n_files else f"{n_bad} of {n_files} files"
+    return InputError(
+        f"The series' {keyword} is '{_shown(value)}' (in {where}): {why}, so the DICOM header is "
+        "damaged. Re-export the series from the scanner or PACS.")
+
+
+def _missing_geometry() -> InputError:
+    return InputError(
+        "Some slices lack ImageOrientationPatient, ImagePositionPatient, PixelSpacing or "
+        "image size, so the volume's geometry is unknown. Re-export the series with its "
+        "geometry, or convert it to NIfTI with a tool that knows it."
+    )
+
+
+def _header_numbers(datasets, keyword: str, count: int, what: str) -> np.ndarray:
+    """Every slice's ``keyword`` as an (n slices, count) array of finite numbers.
+
+    InputError when a slice lacks the tag (geometry unknown) or its value is not ``count``
+    finite numbers (the message names the tag and the value).
+    """
+    rows, bad = [], []
+    for ds in datasets:
+        try:
+            value = ds.get(keyword)
+        except Exception:  # noqa: BLE001 - a value pydicom cannot convert
+            value = "(unreadable)"
+        if value is None or (isinstance(value, str) and value == ""):
+            raise _missing_geometry()
+        items = list(value) if isinstance(value, (pydicom.multival.MultiValue, list, tuple)) \
+            else [value]
+        try:
+            numbers = [float(v) for v in items]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != count or not all(math.isfinite(v) for v in numbers):
+            bad.append(value)
+            numbers = [0.0] * count
+        rows.append(numbers)
+    if bad:
+        raise _damaged(keyword, bad[0], len(bad), len(datasets),
+                       f"it must be {count} finite numbers ({what})")
+    return np.array(rows, float)
+
+
 def _slice_geometry(datasets) -> _Geometry:
+    iop = _header_numbers(datasets, "ImageOrientationPatient", 6,
+                          "the row and the column direction cosines")
+    ipp = _header_numbers(datasets, "ImagePositionPatient", 3, "x, y, z in mm")
+    spacing = _header_numbers(datasets, "PixelSpacing", 2, "row and column spacing in mm")
     try:
-        iop = np.array([[float(v) for v in ds.ImageOrientationPatient] for ds in datasets])
-        ipp = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
-        spacing = np.array([[float(v) for v in ds.PixelSpacing] for ds in datasets])
         shapes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
     except (AttributeError, TypeError, ValueError):
-        raise InputError(
-            "Some slices lack ImageOrientationPatient, ImagePositionPatient, PixelSpacing or "
-            "image size, so the volume's geometry is unknown. Re-export the series with its "
-            "geometry, or convert it to NIfTI with a tool that knows it."
-        ) from None
+        raise _missing_geometry() from None
+    n = len(datasets)
+    low, high = PIXEL_SPACING_RANGE_MM
+    out_of_range = [k for k in range(n) if not np.all((spacing[k] >= low) & (spacing[k] <= high))]
+    if out_of_range:
+        raise _damaged("PixelSpacing", datasets[out_of_range[0]].PixelSpacing, len(out_of_range),
+                       n, f"a CT pixel spacing lies between {low:g} and {high:g} mm (a negative "
+                       "spacing would mirror the image)")
+    far = [k for k in range(n) if np.abs(ipp[k]).max() > MAX_ABS_POSITION_MM]
+    if far:
+        raise _damaged("ImagePositionPatient", datasets[far[0]].ImagePositionPatient, len(far), n,
+                       f"a slice position must lie within {MAX_ABS_POSITION_MM:g} mm of the "
+                       "scanner's origin")
+    norms = np.linalg.norm(iop.reshape(n, 2, 3), axis=2)
+    not_unit = [k for k in range(n) if np.abs(norms[k] - 1.0).max() > COSINE_LENGTH_TOLERANCE]
+    if not_unit:
+        k = not_unit[0]
+        raise _damaged("ImageOrientationPatient", datasets[k].ImageOrientationPatient,
+                       len(not_unit), n,
+                       f"its row and column direction cosines have lengths "
+                       f"{norms[k, 0]:.3g} and {norms[k, 1]:.3g}, not 1")
+    cosines = iop.reshape(n, 2, 3) / norms[:, :, None]
+    dots = np.abs(np.einsum("ni,ni->n", cosines[:, 0], cosines[:, 1]))
+    sheared = np.flatnonzero(dots > ORTHOGONALITY_TOLERANCE)
+    if sheared.size:
+        k = int(sheared[0])
+        angle = float(np.degrees(np.arccos(np.clip(cosines[k, 0] @ cosines[k, 1], -1, 1))))
+        raise _damaged("ImageOrientationPatient", datasets[k].ImageOrientationPatient,
+                       sheared.size, n,
+                       f"its row and column directions are {angle:.1f} degrees apart, not 90; "
+                       "the rows and columns of a CT image are perpendicular (a gantry tilt "
+                       "tilts the slice direction, not the image plane)")
     if np.abs(iop - iop[0]).max() > ORIENTATION_TOLERANCE:
         raise InputError(
             "The slices of the series have different orientations (ImageOrientationPatient), so "
@@ -409,9 +525,9 @@ def _slice_geometry(datasets) -> _Geometry:
             "The slices of the series have different pixel spacings or image sizes, so they do "
             "not form one volume. Choose a series reconstructed with one field of view."
         )
-    row_cosine = iop[0, :3] / np.linalg.norm(iop[0, :3])
-    column_cosine = iop[0, 3:] / np.linalg.norm(iop[0, 3:])
+    row_cosine, column_cosine = cosines[0]
     normal = np.cross(row_cosine, column_cosine)
+    normal /= np.linalg.norm(normal)
     return _Geometry(row_cosine, column_cosine, normal, float(spacing[0, 0]),
                      float(spacing[0, 1]), ipp, ipp @ normal)
 
@@ -473,20 +589,37 @@ MAX_ABS_RESCALE_INTERCEPT_HU = 100000.0
 
 
 def _rescale(datasets, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-slice RescaleSlope and RescaleIntercept, checked: numbers, finite, slope > 0,
+    """Per-slice RescaleSlope and RescaleIntercept, checked: numbers, slope in RESCALE_SLOPE_RANGE,
     |intercept| <= MAX_ABS_RESCALE_INTERCEPT_HU. Without them the stored values are taken as
     HU with a warning; InputError when the stored values cannot be HU (all >= 0: raw
     detector-style values whose -1024 offset is missing)."""
-    try:
-        slopes = np.array([float(ds.get("RescaleSlope", 1.0)) for ds in datasets])
-        intercepts = np.array([float(ds.get("RescaleIntercept", 0.0)) for ds in datasets])
-    except (TypeError, ValueError):
-        raise InputError("The series' RescaleSlope or RescaleIntercept is not a number; the "
-                         "CT numbers cannot be recovered. Re-export the series.") from None
-    if not (np.all(np.isfinite(slopes)) and np.all(slopes > 0) and np.all(np.isfinite(intercepts))
-            and np.all(np.abs(intercepts) <= MAX_ABS_RESCALE_INTERCEPT_HU)):
-        raise InputError("The series' RescaleSlope/RescaleIntercept are not a CT rescale (slope "
-                         "must be positive, intercept within +-100000 HU). Re-export the series.")
+    values = {}
+    for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+        numbers, bad = [], []
+        for ds in datasets:
+            try:
+                numbers.append(float(ds.get(keyword, default)))
+            except (TypeError, ValueError):
+                bad.append(ds.get(keyword))
+        if bad:
+            raise _damaged(keyword, bad[0], len(bad), len(datasets),
+                           "it is not a number, so the CT numbers cannot be recovered")
+        values[keyword] = np.array(numbers, float)
+    slopes, intercepts = values["RescaleSlope"], values["RescaleIntercept"]
+    low, high = RESCALE_SLOPE_RANGE
+    bad_slope = np.flatnonzero(~((slopes >= low) & (slopes <= high)))  # NaN included
+    if bad_slope.size:
+        raise _damaged("RescaleSlope", datasets[int(bad_slope[0])].get("RescaleSlope"),
+                       bad_slope.size, len(datasets),
+                       f"that is not a CT rescale (a CT's slope lies between {low:g} and "
+                       f"{high:g} HU per stored unit)")
+    bad_intercept = np.flatnonzero(~(np.abs(intercepts) <= MAX_ABS_RESCALE_INTERCEPT_HU))
+    if bad_intercept.size:
+        raise _damaged("RescaleIntercept",
+                       datasets[int(bad_intercept[0])].get("RescaleIntercept"),
+                       bad_intercept.size, len(datasets),
+                       "that is not a CT rescale (a CT's intercept lies within "
+                       f"+-{MAX_ABS_RESCALE_INTERCEPT_HU:g} HU)")
     if not any("RescaleSlope" in ds or "RescaleIntercept" in ds for ds in datasets):
         if int(datasets[0].get("PixelRepresentation", 0)) == 0:
             raise InputError("The series has no RescaleSlope/RescaleIntercept and unsigned "
@@ -495,6 +628,61 @@ def _rescale(datasets, warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
         warnings.append("The series has no RescaleSlope/RescaleIntercept: its stored values are "
                         "taken as HU (slope 1, intercept 0). Check air reads about -1000 HU.")
     return slopes, intercepts
+
+
+def _int_tag(ds, keyword: str, default: int | None = None) -> int | None:
+    """An integer tag's value; None when it is absent (and no default) or not an integer."""
+    try:
+        value = ds.get(keyword, default)
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_pixel_module(datasets) -> None:
+    """Refuse image pixel descriptions that cannot be read as the header says, before any pixel
+    is read: a side below MIN_IMAGE_SIDE_PIXELS, PixelRepresentation other than 0 or 1,
+    BitsStored outside 1..BitsAllocated, and (uncompressed files) pixel data whose length is
+    not Rows x Columns x BitsAllocated / 8 (a damaged Rows or Columns, or a truncated file)."""
+    n = len(datasets)
+    rows, columns = int(datasets[0].Rows), int(datasets[0].Columns)
+    if min(rows, columns) < MIN_IMAGE_SIDE_PIXELS:
+        keyword = "Rows" if rows < MIN_IMAGE_SIDE_PIXELS else "Columns"
+        raise _damaged(keyword, min(rows, columns), n, n,
+                       f"a CT image has at least {MIN_IMAGE_SIDE_PIXELS} pixels a side")
+    checks = [
+        ("PixelRepresentation", lambda ds: _int_tag(ds, "PixelRepresentation", 0) in (0, 1),
+         "it must be 0 (unsigned) or 1 (signed)"),
+        ("BitsAllocated", lambda ds: (_int_tag(ds, "BitsAllocated") or 0) in (8, 16, 32),
+         "a CT image allocates 16 bits a pixel (8 or 32 are read too)"),
+        ("BitsStored", lambda ds: 1 <= (_int_tag(ds, "BitsStored", 16) or 0)
+         <= _int_tag(ds, "BitsAllocated"),
+         f"it must lie between 1 and BitsAllocated ({_shown(datasets[0].get('BitsAllocated'))})"),
+        ("SamplesPerPixel", lambda ds: _int_tag(ds, "SamplesPerPixel", 1) == 1,
+         "a CT image is grey-scale, one sample a pixel (colour or damaged?)"),
+    ]
+    for keyword, valid, why in checks:
+        bad = [ds for ds in datasets if not valid(ds)]
+        if bad:
+            raise _damaged(keyword, bad[0].get(keyword, "(missing)"), len(bad), n, why)
+    for ds in datasets:
+        syntax = pydicom.uid.UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if not syntax.is_transfer_syntax or syntax.is_compressed or "PixelData" not in ds:
+            continue  # compressed: the decoder's image size is checked when it is read
+        element = ds.get_item("PixelData")
+        length = element.length if hasattr(element, "length") else len(element.value or b"")
+        if length == 0xFFFFFFFF:  # undefined length: encapsulated, checked when decoded
+            continue
+        frames = _int_tag(ds, "NumberOfFrames", 1) or 1
+        expected = (rows * columns * (_int_tag(ds, "SamplesPerPixel", 1) or 1) * frames
+                    * int(ds.BitsAllocated) + 7) // 8
+        if length not in (expected, expected + expected % 2):  # one pad byte to an even length
+            raise InputError(
+                f"The DICOM file '{Path(str(ds.filename)).name}' is truncated or corrupt: its "
+                f"pixel data holds {length} bytes, but its header (Rows {rows}, Columns "
+                f"{columns}, BitsAllocated {int(ds.BitsAllocated)}) describes {expected}. "
+                "Re-export the series from the scanner or PACS, or remove that file if it is "
+                "not part of the scan.")
 
 
 def _stack_hu(datasets, warnings: list[str]) -> np.ndarray:

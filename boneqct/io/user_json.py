@@ -13,17 +13,13 @@ import json
 import math
 from pathlib import Path
 
-from boneqct.errors import BoneQCTError
+from boneqct.errors import UserFileError
 
 #: Largest user JSON read (bytes): the biggest legitimate file, a calibration with per-slice
 #: lines for a 2000-slice scan, is well under 1 MB.
 MAX_USER_JSON_BYTES = 20 * 1024 * 1024
 #: Deepest nesting accepted; the formats read here nest at most five levels.
 MAX_JSON_DEPTH = 32
-
-
-class UserFileError(BoneQCTError):
-    """A file handed in by the user is unreadable or not of the expected structure."""
 
 
 def _refuse_constant(name: str):

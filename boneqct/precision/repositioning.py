@@ -24,7 +24,7 @@ def _offsets_in_ball_mm(rng: np.random.Generator, n: int, radius_mm: float) -> n
 
 def repositioning_study(volume_hu: Volume, calibration, seeds: dict, n_runs: int = 10,
                         perturbation_mm: float = 3.0, random_seed: int = 0,
-                        confidence: float = DEFAULT_CONFIDENCE, **spine_options) -> dict:
+                        confidence: float = DEFAULT_CONFIDENCE, options=None) -> dict:
     """Per-level BMD (mg/cm3; HU without a calibration) over ``n_runs`` perturbed placements.
 
     Args:
@@ -35,7 +35,7 @@ def repositioning_study(volume_hu: Volume, calibration, seeds: dict, n_runs: int
         perturbation_mm: radius (mm) of the ball the seed offsets are drawn from.
         random_seed: seed of the offsets' random generator (the study is reproducible).
         confidence: confidence level of the upper limits.
-        spine_options: passed to ``analyze_spine`` (thickness_mm, margin_mm, roi_kind...).
+        options: ``boneqct.spine.options.SpineOptions`` of every run (None: the defaults).
 
     Returns:
         {"unit", "n_runs", "perturbation_mm", "runs": [{"run", "level", "value",
@@ -52,7 +52,7 @@ def repositioning_study(volume_hu: Volume, calibration, seeds: dict, n_runs: int
         offsets = _offsets_in_ball_mm(rng, len(seeds), perturbation_mm)
         moved = {level: np.asarray(p, float) + d for (level, p), d in
                  zip(seeds.items(), offsets, strict=True)}
-        result = analyze_spine(volume_hu, calibration, seeds=moved, **spine_options)
+        result = analyze_spine(volume_hu, calibration, options, seeds=moved)
         for lv in result.levels:
             if not lv.measured:
                 raise SpineError(f"Repositioning run {run + 1}: {lv.level} could not be measured "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from boneqct.errors import BoneQCTError
+from boneqct.errors import PrecisionError
 from boneqct.io.atomic import write_json_atomic, write_text_atomic
 
 #: LSC at 95% confidence = 1.96 * sqrt(2) * precision, rounded as ISCD writes it (2.77).
@@ -31,10 +31,6 @@ LSC_FACTOR_95 = 2.77
 #: Glueer 1995 reports the upper limit of the two-sided 90% confidence interval.
 DEFAULT_CONFIDENCE = 0.90
 TABLE_COLUMNS = ("subject", "repeat", "site", "value")
-
-
-class PrecisionError(BoneQCTError):
-    """A precision table cannot be read or holds too few repeated measurements."""
 
 
 @dataclass

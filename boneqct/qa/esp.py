@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from boneqct.errors import BoneQCTError
+from boneqct.errors import QAError
 from boneqct.volume import Volume
 
 #: ALBA QA regions: 10 mm high cylinders at 70% of the body radius (docs/domain.md section 2).
@@ -29,10 +29,6 @@ BONE_THRESHOLD_HU = 300.0
 #: A centrum of about 35 mm (ALBA) encloses ~700 mm2; the spinal canal (r 9.3 mm) ~270 mm2.
 MIN_INSERT_AREA_MM2 = 400.0
 MIN_INSERT_HEIGHT_MM = 6.0
-
-
-class QAError(BoneQCTError):
-    """A QA phantom cannot be found or measured, or a QA log cannot be read."""
 
 
 def load_nominal(name_or_path: str | Path) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from boneqct.errors import SpineError
 
 #: Levels measured by spine QCT, cranial first (docs/domain.md section 3: L1-L2, up to L1-L4).
@@ -30,6 +32,18 @@ def normalize_level(name: str) -> str:
     if level not in LEVEL_NAMES:
         raise SpineError(f"Unknown vertebral level '{name}'. Use one of: {', '.join(LEVEL_NAMES)}.")
     return level
+
+
+def parse_level_list(text: str) -> tuple[str, ...]:
+    """Comma-separated level names ("l1, L2" -> ("L1", "L2")), each known, none twice; an
+    argparse usage error otherwise (this is the type of --levels and --exclude)."""
+    try:
+        levels = tuple(normalize_level(v) for v in text.split(",") if v.strip())
+    except SpineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"'{text}' names a level twice")
+    return levels
 
 
 def level_for_label(label_value: int, scheme: str = "totalsegmentator") -> str:

@@ -14,11 +14,11 @@ from functools import partial
 import numpy as np
 
 from boneqct.errors import SpineError
+from boneqct.options import options_to_dict
 from boneqct.reference import Reference, scores
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
 from boneqct.spine.interpret import (
     CEMENT_NOTE,
-    CEMENT_THRESHOLD_MG_CM3,
     acr_category,
     cement_augmentation,
     spine_basis,
@@ -26,16 +26,10 @@ from boneqct.spine.interpret import (
 from boneqct.spine.label_input import check_labels_match_ct
 from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
 from boneqct.spine.measure import roi_statistics
+from boneqct.spine.options import SpineOptions
 from boneqct.spine.roi import place_roi
 from boneqct.spine.types import VertebralBody, VertebralROI
 from boneqct.volume import Volume
-
-#: ISCD 3D QCT: the diagnostic value is the mean of L1 and L2 (docs/domain.md section 3).
-DEFAULT_LEVELS_USED = ("L1", "L2")
-#: Default ROI slab (mm): the seed's QCT PRO screen uses a 9 mm deep ROI (docs/domain.md section 3).
-DEFAULT_ROI_THICKNESS_MM = 9.0
-DEFAULT_MARGIN_MM = 2.0
-
 
 #: Voxel edges (mm): above the first a warning (partial volume across thick slices), above
 #: the second the scan is refused (a 9 mm ROI slab would hold one slice or none).
@@ -100,6 +94,8 @@ class SpineResult:
     warnings: list[str] = field(default_factory=list)
     #: what the values are and whether they are categorised (``InterpretationBasis.to_dict``)
     interpretation: dict | None = None
+    #: the options measured with (``boneqct.options.options_to_dict`` of ``SpineOptions``)
+    options: dict | None = None
     rois: list[VertebralROI] = field(default_factory=list, repr=False)
     bodies: list[VertebralBody] = field(default_factory=list, repr=False)
 
@@ -128,6 +124,7 @@ class SpineResult:
             "interpretation": self.interpretation,
             "reference": self.reference,
             "warnings": self.warnings,
+            "options": self.options,
         }
         if self.t_score is not None:
             out["t_score"] = self.t_score
@@ -142,13 +139,8 @@ class SpineResult:
 MIN_LEVEL_STEP_MM = 10.0
 
 
-def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = None,
-                  labels: Volume | None = None, label_scheme: str = "totalsegmentator",
-                  levels_used=DEFAULT_LEVELS_USED, exclude=(),
-                  roi_kind: str = "elliptic-cylinder",
-                  thickness_mm: float = DEFAULT_ROI_THICKNESS_MM,
-                  margin_mm: float = DEFAULT_MARGIN_MM,
-                  cement_threshold_mg_cm3: float = CEMENT_THRESHOLD_MG_CM3,
+def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | None = None, *,
+                  seeds: dict | None = None, labels: Volume | None = None,
                   reference: Reference | None = None, age_years: float | None = None,
                   sex: str | None = None) -> SpineResult:
     """Measure every level given by ``seeds`` (level -> RAS mm) or present in ``labels``.
@@ -157,7 +149,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     trabecular bone) is kept as not measured with its reason and the others go on; only when
     no level at all is measured is SpineError raised.
 
-    The diagnostic mean uses the levels of ``levels_used`` whose ROI passed QC and that are not
+    The diagnostic mean uses the levels of ``options.levels_used`` whose ROI passed QC and that are not
     excluded; an unusable one is replaced by the nearest usable measured level (e.g. T12 or L3
     for L1 or L2), with a warning. With fewer than ``MIN_DIAGNOSTIC_LEVELS`` usable levels no
     category is given, and the warnings say why.
@@ -167,11 +159,10 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         calibration: ``boneqct.calibration.Calibration``, or None to measure HU only
             (no BMD, no category, no cement flag).
         seeds: level name -> seed point (RAS mm) inside the vertebral body.
-        labels: vertebra label map (any grid covering the CT) in ``label_scheme`` numbering.
-        levels_used: levels averaged for the diagnostic value.
-        exclude: levels left out of the diagnostic value (e.g. fractured).
-        roi_kind, thickness_mm, margin_mm: ROI shape (see ``boneqct.spine.roi.place_roi``).
-        cement_threshold_mg_cm3: BMD below which cement augmentation is suggested.
+        options: levels used and excluded, ROI shape, cement threshold, label numbering
+            (``boneqct.spine.options.SpineOptions``; None: the defaults).
+        labels: vertebra label map (any grid covering the CT) in ``options.label_scheme``
+            numbering.
         reference, age_years, sex: for T/Z-scores (absent without a reference); the
             reference must be for lumbar-spine-trabecular vBMD in the calibration's material.
 
@@ -182,6 +173,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     Raises:
         ReferenceMismatchError: the reference is for another site, measure or material.
     """
+    options = options or SpineOptions()
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
     if reference is not None:
@@ -205,26 +197,26 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         finders = {level: partial(delineate_body_from_seed, volume_hu, np.asarray(p, float),
                                   level) for level, p in seeds.items()}
     else:
-        finders = _label_finders(volume_hu, labels, label_scheme)
+        finders = _label_finders(volume_hu, labels, options.label_scheme)
     if calibration is None:
         warnings.append("Uncalibrated: values are HU only; no BMD, category or cement flag.")
     else:
         warnings += basis.warnings()
-    cement_threshold = cement_threshold_mg_cm3 if basis.diagnostic else None
+    cement_threshold = options.cement_threshold_mg_cm3 if basis.diagnostic else None
     levels, rois, bodies = [], [], []
     for level in sorted(finders, key=LEVEL_NAMES.index):
         try:
             body = finders[level]()
-            roi = place_roi(volume_hu, body, thickness_mm=thickness_mm, margin_mm=margin_mm,
-                            kind=roi_kind)
+            roi = place_roi(volume_hu, body, thickness_mm=options.roi_thickness_mm,
+                            margin_mm=options.margin_mm, kind=options.roi_kind)
         except SpineError as exc:
             reason = str(exc)
             levels.append(LevelResult(level=level, measured=False, reason=reason,
-                                      excluded=level in exclude))
+                                      excluded=level in options.exclude))
             warnings.append(f"{level} not measured: {reason.removeprefix(level + ': ')}")
             continue
         levels.append(_level_result(volume_hu, body, roi, calibration, cement_threshold,
-                                    excluded=level in exclude))
+                                    excluded=level in options.exclude))
         rois.append(roi)
         bodies.append(body)
         warnings += [w if w.startswith(level) else f"{level}: {w}"
@@ -236,7 +228,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
     if not rois:
         raise SpineError("No level could be measured: " + " ".join(
             f"{lv.level}: {lv.reason.removeprefix(lv.level + ': ')}" for lv in levels))
-    used, diagnosis_warnings = _diagnostic_levels(levels, tuple(levels_used))
+    used, diagnosis_warnings = _diagnostic_levels(levels, options.levels_used)
     warnings += diagnosis_warnings
     mean_bmd = _mean([lv.bmd_mg_cm3 for lv in used]) if calibration is not None else None
     category = None
@@ -246,8 +238,8 @@ def analyze_spine(volume_hu: Volume, calibration=None, *, seeds: dict | None = N
         calibration=calibration, levels=levels, levels_used=[lv.level for lv in used],
         mean_bmd_mg_cm3=mean_bmd, mean_hu=_mean([lv.mean_hu for lv in used]),
         category=category, t_score=None, z_score=None, reference=None,
-        cement_threshold_mg_cm3=cement_threshold_mg_cm3, warnings=warnings, rois=rois,
-        bodies=bodies, interpretation=basis.to_dict(),
+        cement_threshold_mg_cm3=options.cement_threshold_mg_cm3, warnings=warnings, rois=rois,
+        bodies=bodies, interpretation=basis.to_dict(), options=options_to_dict(options),
     )
     if category is not None:
         s = scores(reference, mean_bmd, sex, age_years)

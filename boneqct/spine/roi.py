@@ -20,14 +20,10 @@ from scipy import ndimage
 
 from boneqct.errors import SpineError
 from boneqct.spine.local_grid import bounding_box
+from boneqct.spine.options import MARGIN_MM, ROI_KINDS, ROI_THICKNESS_MM
 from boneqct.spine.types import VertebralBody, VertebralROI, mask_on_grid
 from boneqct.volume import Volume
 
-#: ROI thickness along the body axis (mm): the seed's QCT PRO screen, ROI depth 9 mm
-#: (docs/domain.md section 3).
-DEFAULT_THICKNESS_MM = 9.0
-#: Distance (mm) kept from the inner cortical boundary.
-DEFAULT_MARGIN_MM = 2.0
 #: Posterior part of the trabecular depth excluded for the basivertebral vein (fraction).
 VEIN_FRACTION = 1.0 / 3.0
 #: Half-width (mm) of the midline band where the antero-posterior depth is measured.
@@ -36,7 +32,6 @@ MIDLINE_HALF_WIDTH_MM = 5.0
 ASPECT_RATIOS = np.arange(1.0, 3.01, 0.1)
 #: Smallest ROI volume (cm3) accepted.
 MIN_ROI_CM3 = 0.3
-KINDS = ("elliptic-cylinder", "trabecular-3d")
 
 
 def _largest_ellipse(forbidden_uv, u0, v_lim, v_max):
@@ -81,8 +76,8 @@ def _within(body: VertebralBody, box_kji) -> np.ndarray:
     return mask_on_grid(body.box_kji, body.trabecular_in_box, body.grid_shape_kji)[box_kji]
 
 
-def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFAULT_THICKNESS_MM,
-              margin_mm: float = DEFAULT_MARGIN_MM,
+def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = ROI_THICKNESS_MM,
+              margin_mm: float = MARGIN_MM,
               kind: str = "elliptic-cylinder") -> VertebralROI:
     """Place the trabecular ROI of a body on the CT grid.
 
@@ -102,8 +97,8 @@ def place_roi(volume_hu: Volume, body: VertebralBody, thickness_mm: float = DEFA
     Raises:
         SpineError: the body leaves too little trabecular bone for the ROI.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    if kind not in ROI_KINDS:
+        raise ValueError(f"kind must be one of {ROI_KINDS}")
     grid = body.work_grid
     interior = body.trabecular_on_work_grid
     if not interior.any() or not body.trabecular_in_box.any():

@@ -39,7 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.calibration.fit import MINDWAYS_INTERCEPT_OFFSET_HU
-from boneqct.errors import BoneQCTError
+from boneqct.errors import TissueError
 from boneqct.tissue.mineral import bone_mineral
 from boneqct.tissue.segmentation import (
     body_outline,
@@ -84,10 +84,6 @@ TRABECULAR_PLAUSIBLE_MG_CM3 = (0.0, 400.0)
 #: In-plane Gaussian SD (pixels) of the smoothing before classification.
 SMOOTHING_SD_PX = 1.0
 TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral")
-
-
-class TissueError(BoneQCTError):
-    """The tissue analysis cannot run on this input (no calibration, empty range...)."""
 
 
 def tissue_reference(calibration) -> dict:
