@@ -365,7 +365,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """Ask for a file name and write the spine report (PDF) of the last measurement."""
         p = self._parameterNode
         path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(), "Export spine report", "report.pdf", "PDF files (*.pdf)")
+            slicer.util.mainWindow(), "Export spine report", "spine_report.pdf", "PDF files (*.pdf)")
         if not path:
             return
         with slicer.util.tryWithErrorDisplay("Writing the spine report failed.", waitCursor=True):
@@ -557,10 +557,12 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         if not self.canExportSpineReport(tableNode):
             raise ValueError("Measure the spine first: the report is written from this session's "
                              "measurement (the ROI masks are not saved with the scene).")
+        from boneqct.spine.pipeline import roi_label_map
         from boneqct.spine.report import write_spine_report
 
         result, volume, metadata = self._spineResults[tableNode.GetID()]
-        return write_spine_report(path, result, volume, metadata, anonymize=anonymize)
+        return write_spine_report(path, result, volume, roi_label_map(volume, result), metadata,
+                                  anonymize=anonymize)
 
     def runTissue(self, inputVolume, calibrationTable, sliceRange=None, l3PointNode=None,
                   tableNode=None, measuresTableNode=None, labelmapNode=None) -> dict:

@@ -58,7 +58,7 @@ def _consistent_levels(out) -> int:
     assert len(rows) == n_levels
     measured = sum(lv["measured"] for lv in document["levels"])
     assert len(markups["markups"][0]["controlPoints"]) == measured
-    assert (out / "report.pdf").stat().st_size > 1000
+    assert (out / "spine_report.pdf").stat().st_size > 1000
     return n_levels
 
 

@@ -14,11 +14,12 @@ import pytest
 from boneqct.calibration import manual_calibration
 from boneqct.errors import SpineError
 from boneqct.io import read_volume_file, write_volume
+from boneqct.options import options_to_dict
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
 from boneqct.spine.measure import MAX_ROI_SD_HU
 from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import write_spine_outputs
-from boneqct.spine.pipeline import analyze_spine
+from boneqct.spine.pipeline import SpineResult, analyze_spine
 from boneqct.spine.seeds import read_markups_seeds
 
 # L1 at 36 mg/cm3: the seed's cement case; L2 and L3 well above the threshold.
@@ -136,6 +137,28 @@ def test_output_files(result, phantom, tmp_path):
         assert fragment in text, fragment
 
 
+def test_result_read_back_from_its_document_writes_the_same_outputs(result, phantom, tmp_path):
+    """spine.json -> SpineResult.from_dict -> the same document; with the ROI label map written
+    beside it, the read-back result writes the same report (issue 12: results that persist)."""
+    first = write_spine_outputs(tmp_path / "live", result, phantom.volume)
+    document = json.loads(first["json"].read_text())
+    document.pop("exam")
+    again = SpineResult.from_dict(json.loads(json.dumps(document)))
+    assert json.loads(json.dumps(again.to_dict())) == document
+    assert again.options == {**options_to_dict(SpineOptions()), "levels_used": ["L1", "L2"]}
+    second = write_spine_outputs(tmp_path / "reloaded", again, phantom.volume,
+                                 roi_labels=read_volume_file(first["rois"]))
+
+    def report_text(path):
+        lines = "".join(page.extract_text() for page in pypdf.PdfReader(path).pages).splitlines()
+        return [line for line in lines if "generated" not in line]
+
+    assert report_text(second["report"]) == report_text(first["report"])
+    assert second["csv"].read_text() == first["csv"].read_text()
+    np.testing.assert_array_equal(read_volume_file(second["rois"]).array_kji,
+                                  read_volume_file(first["rois"]).array_kji)
+
+
 def test_cli_spine_and_compare(phantom, tmp_path):
     paths = write_phantom(phantom, tmp_path / "phantom", formats=("nifti",))
     seeds = [f"--seed={level}={','.join(f'{v:.2f}' for v in p)}"
@@ -233,7 +256,7 @@ def test_internal_calibration_values_are_an_opportunistic_estimate(phantom, true
     assert document["interpretation"]["basis"] == "opportunistic estimate"
     assert document["cement_note"] is None
     assert any(w.startswith("No category: the internal") for w in document["warnings"])
-    text = "".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "report.pdf").pages)
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "spine_report.pdf").pages)
     assert "opportunistic estimate" in text and "Cement augmentation" not in text
 
 

@@ -1,5 +1,5 @@
 """Files of a spine analysis: spine.json, spine.csv, the ROIs (NIfTI label map and Slicer
-markups of their centres) and report.pdf, each written atomically."""
+markups of their centres) and spine_report.pdf, each written atomically."""
 
 from __future__ import annotations
 
@@ -36,8 +36,12 @@ def spine_csv(result: SpineResult) -> str:
 
 
 def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Volume,
-                        anonymize: bool = False) -> dict[str, Path]:
-    """Write every output file of a spine analysis into ``out_dir``; return their paths."""
+                        anonymize: bool = False, roi_labels: Volume | None = None
+                        ) -> dict[str, Path]:
+    """Write every output file of a spine analysis into ``out_dir``; return their paths.
+
+    ``roi_labels`` (the ROI label map on the CT grid) is needed for a result read back with
+    ``SpineResult.from_dict``, which holds no masks; a live result makes its own."""
     out_dir = Path(out_dir)
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
     document = result.to_dict()
@@ -46,13 +50,15 @@ def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Vol
         document["calibration"]["scan"] = anonymized_provenance(document["calibration"]["scan"])
     paths = {name: out_dir / file for name, file in (
         ("json", "spine.json"), ("csv", "spine.csv"), ("rois", "spine_rois.nii.gz"),
-        ("markups", "spine_roi_centers.mrk.json"), ("report", "report.pdf"))}
+        ("markups", "spine_roi_centers.mrk.json"), ("report", "spine_report.pdf"))}
     write_json_atomic(paths["json"], document)
     write_text_atomic(paths["csv"], spine_csv(result))
-    write_volume(roi_label_map(volume_hu, result), paths["rois"])
+    roi_labels = roi_labels if roi_labels is not None else roi_label_map(volume_hu, result)
+    write_volume(roi_labels, paths["rois"])
     write_markups_points({lv.level: lv.roi_center_ras_mm for lv in result.measured_levels},
                          paths["markups"], name="ROI centres")
-    write_spine_report(paths["report"], result, volume_hu, metadata, anonymize=anonymize)
+    write_spine_report(paths["report"], result, volume_hu, roi_labels, metadata,
+                       anonymize=anonymize)
     return paths
 
 

@@ -8,11 +8,12 @@ cement flags and reference scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 
 import numpy as np
 
+from boneqct.calibration.fit import Calibration
 from boneqct.errors import SpineError
 from boneqct.options import options_to_dict
 from boneqct.reference import Reference, scores
@@ -62,6 +63,8 @@ class LevelResult:
     roi_volume_mm3: float | None = None
     roi_center_ras_mm: list[float] | None = None
     roi_axis_ras: list[float] | None = None
+    #: unit vector perpendicular to the ROI axis, towards the patient's anterior (for views)
+    roi_anterior_ras: list[float] | None = None
     roi_semi_axes_mm: list[float] | None = None
     roi_thickness_mm: float | None = None
     cement_augmentation: bool | None = None
@@ -131,6 +134,21 @@ class SpineResult:
         if self.z_score is not None:
             out["z_score"] = self.z_score
         return out
+
+    @classmethod
+    def from_dict(cls, document: dict) -> SpineResult:
+        """The result a ``spine.json`` document (``to_dict``) describes, without the ROI masks
+        and body delineations (``rois``, ``bodies``: the ROI label map holds the masks)."""
+        calibration = document.get("calibration")
+        level_keys = {f.name for f in fields(LevelResult)}
+        return cls(
+            calibration=None if calibration is None else Calibration.from_dict(calibration),
+            levels=[LevelResult(**{k: v for k, v in lv.items() if k in level_keys})
+                    for lv in document["levels"]],
+            **{key: document.get(key) for key in (
+                "levels_used", "mean_bmd_mg_cm3", "mean_hu", "category", "t_score", "z_score",
+                "reference", "cement_threshold_mg_cm3", "interpretation", "options")},
+            warnings=list(document.get("warnings") or []))
 
 
 #: Least rise (mm) from one vertebral body's centre to the next cranial one: adult lumbar levels
@@ -282,6 +300,7 @@ def _level_result(volume_hu: Volume, body: VertebralBody, roi: VertebralROI, cal
         roi_volume_mm3=stats["roi_volume_mm3"],
         roi_center_ras_mm=[float(v) for v in roi.center_ras_mm],
         roi_axis_ras=[float(v) for v in roi.axis_ras],
+        roi_anterior_ras=[float(v) for v in body.anterior_ras],
         roi_semi_axes_mm=None if roi.semi_axes_mm is None else [float(v) for v in roi.semi_axes_mm],
         roi_thickness_mm=roi.thickness_mm, cement_augmentation=flag, qc=stats["qc"],
         excluded=excluded)

@@ -32,9 +32,11 @@ VIEW_COLUMN_WIDTH_MM = 45.0
 WINDOW_HU = (-250.0, 750.0)
 
 
-def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: dict,
-                       anonymize: bool = False) -> Path:
-    """Write the spine report PDF (atomically) for a ``SpineResult``."""
+def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: Volume,
+                       metadata: dict, anonymize: bool = False) -> Path:
+    """Write the spine report PDF (atomically) for a ``SpineResult`` (live or read back with
+    ``SpineResult.from_dict``), with ``roi_labels`` the ROI label map on the CT grid (label
+    n + 1 for the n-th measured level, ``boneqct.spine.pipeline.roi_label_map``)."""
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm)]
     story += _calibration_line(result)
     story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
@@ -42,8 +44,8 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, metadata: di
     story += _cement_flags(result)
     if result.reference and result.reference.get("curve"):
         story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
-    views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.rois), 1))
-    story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu),
+    views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
+    story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
                                                  views_width_mm)]
     return write_report(path, "Spine QCT: trabecular bone mineral density", story)
 
@@ -144,21 +146,22 @@ def _reference_chart(result):
     return fig
 
 
-def _level_views_figure(result, volume_hu: Volume):
-    """For each level: an axial view (perpendicular to the body axis) and a sagittal view."""
-    n = len(result.rois)
+def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
+    """For each measured level: an axial view (perpendicular to the body axis) and a sagittal
+    view, the ROI outlined from ``roi_labels``."""
+    n = len(result.measured_levels)
     fig, axes = subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
-    for col, (lv, roi, body) in enumerate(zip(result.measured_levels, result.rois, result.bodies,
-                                              strict=True)):
-        axis = np.asarray(roi.axis_ras, float)
-        anterior = np.asarray(body.anterior_ras, float)
+    for col, lv in enumerate(result.measured_levels):
+        axis = np.asarray(lv.roi_axis_ras, float)
+        anterior = np.asarray(lv.roi_anterior_ras, float)
+        mask_kji = roi_labels.array_kji == col + 1
         left = np.cross(axis, anterior)  # R x A = S, so S x A = -R: patient left
         # (name, image x direction, image y direction, letters at the left / right / top
         # edges); axial views in radiological convention (patient's right on the image's left)
         views = (("axial", left, anterior, ("R", "L", "A")),
                  ("sagittal", anterior, axis, ("P", "A", "S")))
         for row, (name, horizontal, up, letters) in enumerate(views):
-            image, mask = _plane(volume_hu, roi.mask_kji, np.asarray(roi.center_ras_mm), horizontal, up)
+            image, mask = _plane(volume_hu, mask_kji, np.asarray(lv.roi_center_ras_mm), horizontal, up)
             ax = axes[row][col]
             extent = (-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM, -VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM)
             ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
