@@ -89,3 +89,16 @@ def test_wrong_phantom_definition_is_refused(phantom_file, tmp_path):
                "qrm-bdc-3")
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert "Traceback" not in run.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["out", "input"])
+def test_too_long_names_are_refused_cleanly(phantom_file, tmp_path, where):
+    """A name beyond the file system's limit (255 bytes here) ends in exit 2 naming the
+    problem, not an OSError traceback."""
+    path, seed = phantom_file
+    long_name = "x" * 300
+    ct = tmp_path / f"{long_name}.nii.gz" if where == "input" else path
+    out = tmp_path / long_name if where == "out" else tmp_path / "out"
+    run = _run("spine", ct, "--out", out, "--seed", seed, "--hu")
+    assert run.returncode == 2, run.stderr
+    assert "File name too long" in run.stderr and "Traceback" not in run.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from boneqct import __version__
 from boneqct.cli import ct, fe, hip, qa, spine, tissue
@@ -30,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args) or 0
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except OSError as exc:
+        # the file system refused (name too long, no space, no permission): the user's to fix
+        name = Path(exc.filename).name[:60] if exc.filename else "a file"
+        print(f"boneqct {args.command}: error: {exc.strerror or exc} ('{name}'). Check the path, "
+              "its permissions and the free disk space.", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except MemoryError:
+        print(f"boneqct {args.command}: error: this machine ran out of memory. Crop the CT to the "
+              "region measured, or use a machine with more memory.", file=sys.stderr)
         return EXIT_INPUT_ERROR
 
 
