@@ -54,7 +54,7 @@ def number_in(low: float, high: float, unit: str = "", integer: bool = False):
             value = int(text) if integer else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not (math.isfinite(value) and low <= value <= high):
+        if not ((integer or math.isfinite(value)) and low <= value <= high):
             raise argparse.ArgumentTypeError(f"{text} is outside {low:g}-{high:g}{unit}")
         return value
     return parse
