@@ -21,6 +21,7 @@ from boneqct.calibration import calibrate_with_phantom
 from boneqct.io import load_ct, read_volume_file, write_volume
 from boneqct.io.resample import average_to_spacing, labels_to_grid
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
+from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import write_spine_outputs
 from boneqct.spine.pipeline import analyze_spine
 
@@ -51,7 +52,7 @@ def main() -> None:
         t0 = time.perf_counter()
         calibration = calibrate_with_phantom(volume, "mindways-model3")
         t1 = time.perf_counter()
-        result = analyze_spine(volume, calibration, seeds=seeds, levels_used=LEVELS)
+        result = analyze_spine(volume, calibration, SpineOptions(levels_used=LEVELS), seeds=seeds)
         t2 = time.perf_counter()
         write_spine_outputs(out, result, volume)
         t3 = time.perf_counter()
