@@ -101,3 +101,24 @@ def test_bad_point_is_a_clean_error():
         internal_calibration(phantom.volume, {"blood": [0.0, 0.0, 500.0]})
     with pytest.raises(CalibrationError, match="Unknown"):
         internal_calibration(phantom.volume, {"bone": [0.0, 0.0, 0.0]})
+
+
+def test_automatic_rois_use_the_classification_only(monkeypatch):
+    """The automatic ROIs come from the tissue classification without the mineral fit, and the
+    calibration is the one the whole tissue analysis gave before (values recorded then)."""
+    import boneqct.tissue.composition as composition
+    from boneqct.calibration.internal import automatic_rois
+
+    def no_mineral_fit(*args, **kwargs):
+        raise AssertionError("the internal calibration ran the mineral fit")
+
+    monkeypatch.setattr(composition, "bone_mineral", no_mineral_fit)
+    phantom = _phantom(120)
+    rois = automatic_rois(phantom.volume)
+    assert {name: int(mask.sum()) for name, mask in rois.items()} == \
+        {"air": 47474, "fat": 43543, "muscle": 14906}
+    internal = internal_calibration(phantom.volume)
+    assert [r["measured_hu"] for r in internal.rods] == pytest.approx(
+        [-1008.4515734928592, -83.30785660152034, 32.86569166778479], rel=1e-12)
+    assert internal.slope_hu_per_mg_cm3 == pytest.approx(1.2503997979900112, rel=1e-12)
+    assert internal.intercept_hu == pytest.approx(-10.060719255574327, rel=1e-12)

@@ -110,3 +110,35 @@ def test_wrong_definition_fails_with_rod_count_message():
     with pytest.raises(CalibrationError, match="does not match phantom 'qrm-bdc-6'") as err:
         detect_rods(ph.volume, load_phantom_definition("qrm-bdc-6"))
     assert "fewer than its 6 rods" in str(err.value) and "--slope/--intercept" in str(err.value)
+
+
+def test_slices_are_inclusive_in_options_and_on_the_command_line(tmp_path):
+    """``--slices 10:10`` uses slice 10 only (it used to drop the last slice and fail)."""
+    import json
+    import subprocess
+    import sys
+
+    from boneqct.calibration.options import CalibrationOptions
+    from boneqct.calibration.pipeline import calibrate
+    from boneqct.errors import OptionsError
+    from boneqct.io import write_volume
+
+    ph = _phantom()
+    one = calibrate(ph.volume, CalibrationOptions(slices=(10, 10)))
+    assert one.slices_used == [10]
+    assert calibrate(ph.volume, CalibrationOptions(slices=(2, 9), per_slice=True)).per_slice["k"] \
+        == list(range(2, 10))
+    with pytest.raises(OptionsError):
+        CalibrationOptions(slices=(10, 9))
+    ct = write_volume(ph.volume, tmp_path / "ct.nii.gz")
+    for text, used in (("10:10", [10]), ("10", [10]), ("3:5", [3, 4, 5])):
+        out = tmp_path / f"cal-{text.replace(':', '-')}.json"
+        run = subprocess.run([sys.executable, "-m", "boneqct.cli", "calibrate", str(ct),
+                              "--phantom", "mindways-model3", "--slices", text, "--out", str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(out.read_text())["slices_used"] == used
+    run = subprocess.run([sys.executable, "-m", "boneqct.cli", "calibrate", str(ct), "--phantom",
+                          "mindways-model3", "--slices", "5:2"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and "FIRST <= LAST" in run.stderr

@@ -13,11 +13,15 @@ from boneqct.calibration import calibrate_with_phantom
 from boneqct.io import write_volume
 from boneqct.phantoms import make_spine_phantom
 from boneqct.phantoms.scanner import ScannerParams
+from boneqct.errors import OptionsError
 from boneqct.tissue import (
     FAT_DENSITY_G_CM3,
     MUSCLE_DENSITY_G_CM3,
+    TissueOptions,
+    TissueResult,
     analyze_tissue,
     tissue_label_map,
+    write_tissue_outputs,
 )
 from boneqct.tissue.composition import TISSUE_LABELS, TissueError
 
@@ -52,7 +56,7 @@ def _truth_masses(phantom) -> dict:
 
 
 def _errors(phantom, result) -> dict:
-    image = result["regions"]["image"]
+    image = result.regions["image"]
     truth = _truth_masses(phantom)
     got = {"fat": image["fat"]["mass_g"], "muscle": image["muscle"]["mass_g"],
            "skin_volume": image["skin"]["volume_cm3"],
@@ -93,7 +97,7 @@ def test_partial_volume_aware_masses_at_two_grids(phantom, result, grid_result):
         # 0.8 mm +1.0/+1.3/+1.3 % (was -3.4..-6.9 % cancellous at 1.25 mm with the half-max rule)
         assert abs(errors["cortical"]) < 0.02, (label, errors)
         assert abs(errors["cancellous"]) < 0.02, (label, errors)
-        image = res["regions"]["image"]
+        image = res.regions["image"]
         n_slices = ph.volume.array_kji.shape[0]
         for tissue in ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral"):
             assert image[tissue]["area_cm2"] == pytest.approx(
@@ -118,7 +122,7 @@ def _volume(phantom, *names):
 
 
 def test_fat_and_muscle_masses_match_the_compartments(phantom, result):
-    image = result["regions"]["image"]
+    image = result.regions["image"]
     fat_g = FAT_DENSITY_G_CM3 * _volume(phantom, "fat")
     lean_g = MUSCLE_DENSITY_G_CM3 * _volume(phantom, *LEAN)
     print("fat error %", 100 * (image["fat"]["mass_g"] / fat_g - 1),
@@ -130,7 +134,7 @@ def test_fat_and_muscle_masses_match_the_compartments(phantom, result):
     assert image["fat"]["area_cm2"] == pytest.approx(
         image["fat"]["volume_cm3"] / (n_slices * 0.2))
     # the phantom has fat only under the skin
-    compartments = result["fat_compartments"]
+    compartments = result.fat_compartments
     assert compartments["subcutaneous_fat"]["volume_cm3"] == pytest.approx(_volume(phantom, "fat"),
                                                                           rel=0.02)
     assert compartments["visceral_fat"]["volume_cm3"] < 0.005 * _volume(phantom, "fat")
@@ -140,17 +144,17 @@ def test_cancellous_mineral_and_l3_muscle_area(phantom, result):
     truth_g = sum(v["trabecular_bmd_mg_cm3"] / 1000.0
                   * phantom.truth["compartments"][f"trabecular_{v['level']}"]["partial_volume_cm3"]
                   for v in phantom.truth["vertebrae"])
-    cancellous = result["regions"]["image"]["cancellous_mineral"]["mass_g"]
+    cancellous = result.regions["image"]["cancellous_mineral"]["mass_g"]
     print("cancellous mineral error %", 100 * (cancellous / truth_g - 1))
     # -0.1 % here (1.25 mm, seed 1), see test_partial_volume_aware_masses_at_two_grids
     assert cancellous == pytest.approx(truth_g, rel=0.02)
-    sma = result["skeletal_muscle_l3"]
+    sma = result.skeletal_muscle_l3
     truth_cm2 = (phantom.labels.array_kji[sma["k"]] == 3).sum() * 1.25**2 / 100.0
     assert sma["area_cm2"] == pytest.approx(truth_cm2, rel=0.03)
-    spine = result["regions"]["spine"]
-    assert spine["cortical_mineral"]["mass_g"] == result["regions"]["image"]["cortical_mineral"]["mass_g"]
+    spine = result.regions["spine"]
+    assert spine["cortical_mineral"]["mass_g"] == result.regions["image"]["cortical_mineral"]["mass_g"]
     assert spine["skin"]["volume_cm3"] == 0.0
-    reference = result["reference"]
+    reference = result.reference
     assert reference["fat_hu"] < reference["fat_muscle_threshold_hu"] < reference["muscle_hu"]
 
 
@@ -189,3 +193,49 @@ def test_mineral_split_off_the_default_geometry(case):
     print(case, {k: f"{100 * v:+.2f}%" for k, v in errors.items()})
     for key in ("cortical", "cancellous", "integral"):
         assert abs(errors[key]) < 0.02, (case, errors)
+
+
+def test_result_round_trips_through_its_document(result, tmp_path):
+    """tissue.json is the result: from_dict(to_dict) gives the same document, it records the
+    options, and the report is written from the read-back result alone."""
+    pytest.importorskip("reportlab")
+    document = json.loads(json.dumps(result.to_dict()))
+    assert list(document) == ["reference", "extent", "regions", "fat_compartments",
+                              "skeletal_muscle_l3", "warnings", "options"]
+    assert document["options"] == {"slices": [], "cortical_threshold_mg_cm3": 350.0,
+                                   "skin_thickness_mm": 2.0, "muscle_band_mm": 15.0}
+    restored = TissueResult.from_dict(document)
+    assert restored.to_dict() == result.to_dict() and restored.masks_kji is None
+    assert restored.options == result.options == TissueOptions()
+    paths = write_tissue_outputs(tmp_path / "out", restored, {"patient_name": "X"})
+    assert json.loads(paths["json"].read_text()) == document
+    assert paths["report"].name == "tissue_report.pdf"
+    with pytest.raises(TissueError, match="not kept"):
+        tissue_label_map(make_spine_phantom(seed=1).volume, restored)
+    # a document written before the options were recorded takes them from its reference
+    del document["options"]
+    old = TissueResult.from_dict(document)
+    assert old.options.slices == (0, result.extent["n_slices"] - 1)
+    assert old.options.cortical_threshold_mg_cm3 == 350.0
+
+
+def test_options_are_checked_in_code_as_on_the_command_line():
+    assert TissueOptions(slices=(10, 10)).slices == (10, 10)
+    for bad in ({"slices": (5, 2)}, {"slices": (-1, 3)}, {"slices": (1,)},
+                {"cortical_threshold_mg_cm3": 50.0}, {"skin_thickness_mm": float("nan")},
+                {"muscle_band_mm": 100.0}):
+        with pytest.raises(OptionsError):
+            TissueOptions(**bad)
+
+
+def test_options_change_the_measurement(phantom):
+    """One slice (10:10 inclusive) and a higher cortical threshold reach the result."""
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    one = analyze_tissue(phantom.volume, calibration, TissueOptions(slices=(20, 20)))
+    high = analyze_tissue(phantom.volume, calibration,
+                          TissueOptions(slices=(20, 20), cortical_threshold_mg_cm3=500.0))
+    assert one.extent == {"k_first": 20, "k_stop": 21, "n_slices": 1,
+                          "slab_thickness_mm": phantom.volume.spacing_mm[2]}
+    assert high.reference["cortical_threshold_mg_cm3"] == 500.0
+    assert (high.regions["image"]["cortical_mineral"]["volume_cm3"]
+            < one.regions["image"]["cortical_mineral"]["volume_cm3"])

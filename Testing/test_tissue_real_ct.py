@@ -38,12 +38,12 @@ def _filled_body(slice_hu: np.ndarray) -> np.ndarray:
 
 def test_body_outline_matches_the_filled_body(real):
     ct, _, result = real
-    for k, body in enumerate(result["masks_kji"]["body"]):
+    for k, body in enumerate(result.masks_kji["body"]):
         reference = _filled_body(ct.array_kji[k])
         error = body.sum() / reference.sum() - 1.0
         print(k, f"outline vs filled body {100 * error:+.2f} %")
         assert abs(error) < 0.03, (k, error)
-    assert result["warnings"] == []
+    assert result.warnings == []
 
 
 def test_muscle_mask_covers_the_labelled_back_muscles_and_psoas(real):
@@ -51,7 +51,7 @@ def test_muscle_mask_covers_the_labelled_back_muscles_and_psoas(real):
     slice (measured 93.0-98.8 %; the band inside the wall alone: 38-62 %), and takes neither
     the spinal cord nor more than a rim of the vertebrae (measured 0.00 and 0.05-1.25 cm2 per slice)."""
     _, labels, result = real
-    muscle = result["masks_kji"]["skeletal_muscle"]
+    muscle = result.masks_kji["skeletal_muscle"]
     pixel_cm2 = 0.703125**2 / 100
     for k in range(len(labels)):
         truth = np.isin(labels[k], BACK_AND_PSOAS)
@@ -87,13 +87,13 @@ def _first_hit_is_fat(sat: np.ndarray, muscle: np.ndarray, body: np.ndarray) -> 
 
 def test_subcutaneous_fat_is_a_ring_outside_the_muscle(real):
     _, _, result = real
-    masks = result["masks_kji"]
+    masks = result.masks_kji
     for k in range(len(masks["body"])):
         sat = (masks["fat"][k] >= 0.5) & ~masks["cavity"][k]
         share = _first_hit_is_fat(sat, masks["skeletal_muscle"][k], masks["body"][k])
         print(k, f"rays meeting SAT before muscle {100 * share:.1f} %")
         assert share >= 0.95, (k, share)
-    compartments = result["fat_compartments"]
+    compartments = result.fat_compartments
     print({name: round(v["area_cm2"], 1) for name, v in compartments.items()})
     assert compartments["subcutaneous_fat"]["area_cm2"] > 30.0
     assert compartments["visceral_fat"]["area_cm2"] > 30.0
@@ -103,7 +103,7 @@ def test_subcutaneous_fat_is_a_ring_outside_the_muscle(real):
                    "voxels lie in the vertebra labels (the hull takes some crus and psoas)")
 def test_cancellous_mineral_on_vertebral_body_slices(real):
     _, labels, result = real
-    fraction = result["masks_kji"]["cancellous_fraction"]
+    fraction = result.masks_kji["cancellous_fraction"]
     pixel_mm2 = 0.703125**2
     for k in range(len(labels)):
         # a whole vertebral cross-section (body and arch) in the labels: over 12 cm2 of one level;
@@ -115,7 +115,7 @@ def test_cancellous_mineral_on_vertebral_body_slices(real):
             assert found_mm2 > 300.0, k
             inside = (fraction[k] > 0.5) & np.isin(labels[k], VERTEBRAE)
             assert inside.sum() > 0.9 * (fraction[k] > 0.5).sum(), k
-    image = result["regions"]["image"]
+    image = result.regions["image"]
     print("cancellous", image["cancellous_mineral"], image["cancellous_bmd_mg_cm3"])
     assert image["cancellous_mineral"]["mass_g"] > 0.0
     assert 50.0 < image["cancellous_bmd_mg_cm3"] < 300.0
@@ -130,4 +130,4 @@ def test_outline_warning_when_the_body_is_cut_short(real):
     array[0, 440:505, 20:500] = 40   # a second body part below the patient (not the table)
     volume = Volume(array, ct.ijk_to_ras.copy(), dict(ct.metadata))
     result = analyze_tissue(volume, manual_calibration(1.2494, -14.4, "K2HPO4"))
-    assert any("outside the body outline" in w for w in result["warnings"]), result["warnings"]
+    assert any("outside the body outline" in w for w in result.warnings), result.warnings

@@ -87,12 +87,20 @@ def _point_roi(volume: Volume, point_ras_mm, radius_mm: float = ROI_RADIUS_MM) -
 def automatic_rois(volume: Volume, k_range: tuple[int, int] | None = None) -> dict:
     """KJI masks of air (10-30 mm outside the body), subcutaneous fat and the muscle wall
     (lean tissue within ``WALL_DEPTH_MM`` inside the subcutaneous fat, paraspinal muscles
-    included) from the tissue segmentation, fat and muscle eroded by one pixel in-plane."""
-    from boneqct.tissue.composition import analyze_tissue
+    included) from the tissue classification (``classify_tissues``: no mineral fit), fat and
+    muscle eroded by one pixel in-plane; ``k_range`` is half-open."""
+    from boneqct.tissue.composition import classify_tissues
+    from boneqct.tissue.options import TissueOptions
 
+    nk = volume.array_kji.shape[0]
+    k0, k1 = (0, nk) if k_range is None else (max(0, int(k_range[0])), min(nk, int(k_range[1])))
+    if k1 <= k0:
+        raise CalibrationError(f"The slice range {k_range} holds no slice of this {nk}-slice "
+                               "scan; give slices that show the body.")
     provisional = Calibration("K2HPO4", 1.0, 0.0, method="provisional")  # thresholds only
-    masks = analyze_tissue(volume, provisional, k_range)["masks_kji"]
-    k0 = 0 if k_range is None else max(0, int(k_range[0]))
+    defaults = TissueOptions()
+    masks = classify_tissues(volume, provisional, (k0, k1), defaults.cortical_threshold_mg_cm3,
+                             defaults.skin_thickness_mm)["masks"]
     full = np.zeros(volume.array_kji.shape, bool)
     pixel = np.ones((1, 3, 3), bool)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
+from boneqct.calibration.options import CalibrationOptions
 from boneqct.cli.common import add_input, load_input, number_in
-from boneqct.errors import BoneQCTError
+from boneqct.options import add_options, options_from_args
 from boneqct.phantoms.scanner import KVP_CALIBRATION_PRESETS
 
 
@@ -20,13 +22,9 @@ def register(sub) -> None:
 
     cal = sub.add_parser("calibrate", help="calibrate HU to mineral density with a phantom")
     add_input(cal)
-    cal.add_argument("--phantom", required=True,
-                     help="bundled phantom name (mindways-model3, qrm-bdc-3, qrm-bdc-6, "
-                          "b-mas-200) or a certificate JSON file")
-    cal.add_argument("--slices", metavar="FIRST:LAST",
-                     help="slice index range k to search (inclusive); default all slices")
-    cal.add_argument("--per-slice", action="store_true",
-                     help="also fit slope and intercept as a function of z (long scans)")
+    add_options(cal, CalibrationOptions, skip=("phantom", "per_slice"))
+    cal.add_argument("--phantom", required=True, help=_help_of("phantom"))
+    cal.add_argument("--per-slice", action="store_true", help=_help_of("per_slice"))
     cal.add_argument("--out", type=Path, help="write the calibration JSON here")
     cal.set_defaults(handler=_cmd_calibrate)
     ph = sub.add_parser("phantom", help="generate a digital phantom CT with its truth")
@@ -91,23 +89,19 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _parse_slices(text: str | None):
-    if not text:
-        return None
-    try:
-        first, last = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise BoneQCTError(f"--slices must be FIRST:LAST slice indices, got '{text}'.") from None
-    return (first, last)
+def _help_of(name: str) -> str:
+    """The help text of a CalibrationOptions field (for the flags add_options does not build:
+    a required text and a switch)."""
+    return next(f.metadata["help"] for f in fields(CalibrationOptions) if f.name == name)
 
 
 def _cmd_calibrate(args) -> int:
-    from boneqct.calibration import calibrate_with_phantom
+    from boneqct.calibration.pipeline import calibrate
     from boneqct.io import write_json_atomic
 
+    options = options_from_args(CalibrationOptions, args)
     volume = load_input(args)
-    calibration = calibrate_with_phantom(volume, args.phantom, slice_range=_parse_slices(args.slices),
-                                         per_slice=args.per_slice)
+    calibration = calibrate(volume, options)
     print(_calibration_text(calibration))
     if args.out:
         write_json_atomic(args.out, calibration.to_dict())

@@ -10,12 +10,16 @@ from boneqct.tissue.composition import (
     tissue_label_map,
     tissue_reference,
 )
+from boneqct.tissue.options import TissueOptions
 from boneqct.tissue.outputs import write_tissue_outputs
+from boneqct.tissue.result import TissueResult
 
 __all__ = [
     "FAT_DENSITY_G_CM3",
     "MUSCLE_DENSITY_G_CM3",
     "TissueError",
+    "TissueOptions",
+    "TissueResult",
     "analyze_tissue",
     "tissue_label_map",
     "tissue_reference",

@@ -50,6 +50,8 @@ from boneqct.tissue.segmentation import (
     skeletal_muscle,
     visceral_cavity,
 )
+from boneqct.tissue.options import TissueOptions
+from boneqct.tissue.result import TissueResult
 from boneqct.volume import Volume
 
 #: Reference densities of the QCT PRO Tissue Analysis Report (docs/domain.md section 1), g/cm3.
@@ -63,12 +65,8 @@ MUSCLE_WINDOW_HU = (-29.0, 150.0)
 LEAN_UPPER_HU = MUSCLE_WINDOW_HU[1]
 #: Air / tissue threshold (HU): midway between air (-1000) and soft tissue.
 AIR_THRESHOLD_HU = -500.0
-#: Placeholders, configurable: cortical threshold (mg/cm3), skin thickness (mm), the muscle
-#: band inside the wall for the L3 muscle area (mm), smallest
-#: cancellous cross-section (mm2), margin of the spine region around its bone (mm).
-CORTICAL_THRESHOLD_MG_CM3 = 350.0
-SKIN_THICKNESS_MM = 2.0
-MUSCLE_BAND_MM = 15.0
+#: Placeholders: smallest cancellous cross-section (mm2), margin of the spine region around
+#: its bone (mm). The configurable ones are in ``boneqct.tissue.options``.
 MIN_CANCELLOUS_AREA_MM2 = 400.0
 SPINE_MARGIN_MM = 10.0
 #: Smoothed density (mg/cm3) above which a pixel inside a vertebra whose cortex does not close
@@ -191,59 +189,39 @@ def _outline_warnings(smooth_hu: np.ndarray, body: np.ndarray, k: int) -> list[s
     return []
 
 
-def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | None = None,
-                   spine_mask_kji: np.ndarray | None = None,
-                   l3_point_ras_mm=None, muscle_mask_kji: np.ndarray | None = None,
-                   cortical_threshold_mg_cm3: float = CORTICAL_THRESHOLD_MG_CM3,
-                   skin_thickness_mm: float = SKIN_THICKNESS_MM,
-                   muscle_band_mm: float = MUSCLE_BAND_MM) -> dict:
-    """Tissue composition of slices ``k_range`` (first, stop; default all) of an axial CT.
-
-    Args:
-        volume_hu: axial CT in HU.
-        calibration: a ``boneqct.calibration.Calibration`` (phantom, manual or internal).
-        k_range: half-open slice range; (k, k + 1) for one slice.
-        spine_mask_kji: the spine region; default the vertebral bone found (cortex and the
-            cancellous bone it encloses) dilated in-plane by ``SPINE_MARGIN_MM``.
-        l3_point_ras_mm: a point (RAS mm) in L3; its nearest slice gives the skeletal muscle
-            area (cm2). None: not reported.
-        muscle_mask_kji: skeletal muscle mask (e.g. from a segmentation) for the L3 area;
-            default the lean tissue within ``muscle_band_mm`` inside the wall and the lean
-            structures beside the vertebra (``segmentation.skeletal_muscle``).
-        cortical_threshold_mg_cm3, skin_thickness_mm, muscle_band_mm: see module constants.
-
-    Returns:
-        A JSON-serialisable dict: "reference" (densities, fitted tissue HU, thresholds),
-        "extent", "regions" {"image", "spine"} with fat/muscle/skin/cortical_mineral/
-        cancellous_mineral {mass_g, area_cm2, volume_cm3}, densities and ratios,
-        "fat_compartments", "skeletal_muscle_l3" and "warnings" (implausible outline,
-        no or implausible cancellous bone).
-
-    Raises:
-        TissueError: no calibration, non-axial slices, or an empty slice range.
-    """
-    if calibration is None:
-        raise TissueError("Tissue analysis needs a calibration (its thresholds and mineral "
-                          "densities come from it): pass --phantom, --calibration (a file or "
-                          "'internal'), or --slope/--intercept.")
-    nk = volume_hu.array_kji.shape[0]
-    k0, k1 = (0, nk) if k_range is None else (max(0, int(k_range[0])), min(nk, int(k_range[1])))
+def _slice_range(n_slices: int, options: TissueOptions) -> tuple[int, int]:
+    """The half-open slice range (k0, k1) of ``options.slices`` within the scan."""
+    if options.slices == ():
+        return 0, n_slices
+    k0, k1 = options.slices[0], min(n_slices, options.slices[1] + 1)
     if k1 <= k0:
-        raise TissueError(f"The slice range {k_range} holds no slice of this {nk}-slice scan; "
-                          f"give first:last within 0:{nk - 1}.")
+        raise TissueError(f"The slice range {options.slices[0]}:{options.slices[1]} holds no "
+                          f"slice of this {n_slices}-slice scan; give first:last within "
+                          f"0:{n_slices - 1}.")
+    return k0, k1
+
+
+def classify_tissues(volume_hu: Volume, calibration, k_range: tuple[int, int],
+                     cortical_threshold_mg_cm3: float, skin_thickness_mm: float,
+                     muscle_band_mm: float | None = None) -> dict:
+    """The slice-by-slice classification of slices ``k_range`` (half-open) of an axial CT.
+
+    Returns a dict: "hu", "smooth" (in-plane smoothed HU) and "bmd" (mg/cm3) of the slices,
+    "masks" (body, skin, fat, muscle, cortical, cancellous, cavity and, when
+    ``muscle_band_mm`` is given, skeletal_muscle; skin/fat/muscle fractional), "open_cortex"
+    (cancellous bone found by ``open_cortex_cancellous``), "pixel_mm", "posterior_axis",
+    "posterior_sign" and "warnings" (implausible outlines). No mineral fit.
+    """
+    k0, k1 = k_range
     pixel_mm, posterior_axis, posterior_sign = _in_plane_axes(volume_hu)
-    spacing = volume_hu.spacing_mm
-    voxel_cm3 = float(np.prod(spacing)) / 1000.0
-    slab_cm = (k1 - k0) * spacing[2] / 10.0
     reference = tissue_reference(calibration)
-    cortical_hu = float(calibration.slope_hu_per_mg_cm3 * cortical_threshold_mg_cm3
-                        + calibration.intercept_hu)
     hu = volume_hu.array_kji[k0:k1].astype(np.float32)
-    bmd = calibration.hu_to_bmd(hu, k_index=np.arange(k0, k1) if calibration.per_slice else None)
+    k_index = np.arange(k0, k1) if calibration.per_slice else None
+    bmd = calibration.hu_to_bmd(hu, k_index=k_index)
     smooth = ndimage.gaussian_filter(hu, (0.0, SMOOTHING_SD_PX, SMOOTHING_SD_PX))
-    smooth_bmd = calibration.hu_to_bmd(smooth, k_index=np.arange(k0, k1)
-                                       if calibration.per_slice else None)
-    names = ("body", "skin", "fat", "muscle", "cortical", "cancellous", "cavity", "skeletal_muscle")
+    smooth_bmd = calibration.hu_to_bmd(smooth, k_index=k_index)
+    names = ("body", "skin", "fat", "muscle", "cortical", "cancellous", "cavity")
+    names += ("skeletal_muscle",) if muscle_band_mm is not None else ()
     masks = {name: np.zeros(hu.shape, np.float32 if name in ("skin", "fat", "muscle") else bool)
              for name in names}
     threshold_hu = reference["fat_muscle_threshold_hu"]
@@ -273,15 +251,96 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         lean = (muscle > 0) & ~bone
         cavity = visceral_cavity(lean & ~skin_layer, ((fat > 0) & ~bone) | skin_layer, body,
                                  pixel_mm)
-        muscle_mask = skeletal_muscle(lean & ~skin_layer, cavity, bone, cancellous, pixel_mm,
-                                      posterior_axis, posterior_sign, muscle_band_mm)
-        for name, mask in zip(names, (body, skin, fat, muscle, cortical, cancellous, cavity,
-                                      muscle_mask), strict=True):
+        found = (body, skin, fat, muscle, cortical, cancellous, cavity)
+        if muscle_band_mm is not None:
+            found += (skeletal_muscle(lean & ~skin_layer, cavity, bone, cancellous, pixel_mm,
+                                      posterior_axis, posterior_sign, muscle_band_mm),)
+        for name, mask in zip(names, found, strict=True):
             masks[name][n] = mask
-    mineral = bone_mineral(bmd, masks["body"], masks["cortical"], spacing,
+    return {"hu": hu, "smooth": smooth, "bmd": bmd, "masks": masks, "open_cortex": open_cortex,
+            "pixel_mm": pixel_mm, "posterior_axis": posterior_axis,
+            "posterior_sign": posterior_sign, "warnings": warnings}
+
+
+def _skeletal_muscle_l3(volume_hu: Volume, classes: dict, k_range: tuple[int, int],
+                        l3_point_ras_mm, muscle_mask_kji, muscle_band_mm: float) -> dict:
+    """Skeletal muscle area (cm2) in the Alberta window on the slice nearest the L3 point."""
+    k0, k1 = k_range
+    k = int(round(volume_hu.ras_to_ijk_points(l3_point_ras_mm)[0, 2]))
+    if not k0 <= k < k1:
+        raise TissueError("The L3 point lies outside the analysed slices; widen the slice "
+                          "range or move the point into L3.")
+    masks, hu = classes["masks"], classes["hu"]
+    region = (masks["skeletal_muscle"][k - k0] if muscle_mask_kji is None
+              else np.asarray(muscle_mask_kji, bool)[k])
+    s = classes["smooth"][k - k0]
+    window = (region & (s >= MUSCLE_WINDOW_HU[0]) & (s <= MUSCLE_WINDOW_HU[1])
+              ) * (1.0 - masks["skin"][k - k0])
+    return {
+        "k": k, "area_cm2": float(window.sum() * classes["pixel_mm"].prod() / 100.0),
+        "window_hu": list(MUSCLE_WINDOW_HU), "mean_hu": _weighted_mean(hu[k - k0], window),
+        "mask": "given muscle mask" if muscle_mask_kji is not None
+        else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall and the lean "
+        "structures beside the vertebra (back muscles, psoas); where an organ lies against "
+        "the wall it takes a strip of it: give a muscle mask for a reference measurement"}
+
+
+def _mineral_warnings(masks: dict, trabecular: list[float]) -> list[str]:
+    """No cancellous bone found, or an implausible trabecular density."""
+    warnings = []
+    if masks["cortical"].any() and not trabecular:
+        warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
+                        f"denser than {TRABECULAR_MIN_MG_CM3:g} mg/cm3 lies in its hull "
+                        "(disc level, very low density, or no vertebra); cancellous mineral is 0.")
+    low, high = TRABECULAR_PLAUSIBLE_MG_CM3
+    return warnings + [f"Implausible trabecular density {v:.0f} mg/cm3 (outside {low:g}-"
+                       f"{high:g}); check the calibration." for v in trabecular
+                       if not low <= v <= high]
+
+
+def analyze_tissue(volume_hu: Volume, calibration, options: TissueOptions | None = None, *,
+                   spine_mask_kji: np.ndarray | None = None, l3_point_ras_mm=None,
+                   muscle_mask_kji: np.ndarray | None = None) -> TissueResult:
+    """Tissue composition of the slices ``options.slices`` (default all) of an axial CT.
+
+    Args:
+        volume_hu: axial CT in HU.
+        calibration: a ``boneqct.calibration.Calibration`` (phantom, manual or internal).
+        options: slices (first, last, both included), cortical threshold (mg/cm3), skin
+            thickness and muscle band (mm); default ``TissueOptions()``.
+        spine_mask_kji: the spine region; default the vertebral bone found (cortex and the
+            cancellous bone it encloses) dilated in-plane by ``SPINE_MARGIN_MM``.
+        l3_point_ras_mm: a point (RAS mm) in L3; its nearest slice gives the skeletal muscle
+            area (cm2). None: not reported.
+        muscle_mask_kji: skeletal muscle mask (e.g. from a segmentation) for the L3 area;
+            default the lean tissue within ``options.muscle_band_mm`` inside the wall and the
+            lean structures beside the vertebra (``segmentation.skeletal_muscle``).
+
+    Returns:
+        A :class:`TissueResult` (its ``to_dict`` is tissue.json): reference values, extent,
+        regions "image" and "spine", fat compartments, the L3 muscle area and warnings
+        (implausible outline, no or implausible cancellous bone).
+
+    Raises:
+        TissueError: no calibration, non-axial slices, or an empty slice range.
+    """
+    options = options or TissueOptions()
+    if calibration is None:
+        raise TissueError("Tissue analysis needs a calibration (its thresholds and mineral "
+                          "densities come from it): pass --phantom, --calibration (a file or "
+                          "'internal'), or --slope/--intercept.")
+    k0, k1 = _slice_range(volume_hu.array_kji.shape[0], options)
+    threshold = options.cortical_threshold_mg_cm3
+    classes = classify_tissues(volume_hu, calibration, (k0, k1), threshold,
+                               options.skin_thickness_mm, options.muscle_band_mm)
+    masks, hu, pixel_mm = classes["masks"], classes["hu"], classes["pixel_mm"]
+    spacing = volume_hu.spacing_mm
+    voxel_cm3 = float(np.prod(spacing)) / 1000.0
+    slab_cm = (k1 - k0) * spacing[2] / 10.0
+    mineral = bone_mineral(classes["bmd"], masks["body"], masks["cortical"], spacing,
                            MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0),
                            slice_thickness_mm=volume_hu.metadata.get("slice_thickness_mm"),
-                           open_cortex_cancellous=open_cortex)
+                           open_cortex_cancellous=classes["open_cortex"])
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
                                         np.ones((1, 3, 3), bool),
@@ -289,60 +348,38 @@ def analyze_tissue(volume_hu: Volume, calibration, k_range: tuple[int, int] | No
         spine |= mineral["region"]  # the whole integration region of the bone mineral
     else:
         spine = np.asarray(spine_mask_kji, bool)[k0:k1]
-    result = {
-        "reference": {**reference,
-                      "fat_hu_measured": _weighted_mean(hu, masks["fat"]),
-                      "muscle_hu_measured": _weighted_mean(hu, masks["muscle"]),
-                      "air_threshold_hu": AIR_THRESHOLD_HU, "muscle_upper_hu": LEAN_UPPER_HU,
-                      "cortical_threshold_mg_cm3": cortical_threshold_mg_cm3,
-                      "cortical_threshold_hu": cortical_hu,
-                      "cancellous": "the interior enclosed by cortex, any density",
-                      "skin_thickness_mm": skin_thickness_mm,
-                      "calibration": {"material": calibration.material, "method": calibration.method,
-                                      "slope_hu_per_mg_cm3": calibration.slope_hu_per_mg_cm3,
-                                      "intercept_hu": calibration.intercept_hu}},
-        "extent": {"k_first": k0, "k_stop": k1, "n_slices": k1 - k0, "slab_thickness_mm": slab_cm * 10.0},
-        "regions": {"image": _region(masks, masks["body"] | (masks["skin"] > 0), mineral,
-                                     voxel_cm3, slab_cm),
-                    "spine": _region(masks, spine & masks["body"], mineral, voxel_cm3, slab_cm)},
-    }
-    subcutaneous = masks["fat"] * ~masks["cavity"]
-    visceral = masks["fat"] * masks["cavity"]
-    result["fat_compartments"] = {
-        "subcutaneous_fat": _class_stats(subcutaneous, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
-        "visceral_fat": _class_stats(visceral, voxel_cm3, slab_cm, FAT_DENSITY_G_CM3),
-    }
-    result["skeletal_muscle_l3"] = None
-    if l3_point_ras_mm is not None:
-        k = int(round(volume_hu.ras_to_ijk_points(l3_point_ras_mm)[0, 2]))
-        if not k0 <= k < k1:
-            raise TissueError("The L3 point lies outside the analysed slices; widen the slice "
-                              "range or move the point into L3.")
-        region = masks["skeletal_muscle"][k - k0] if muscle_mask_kji is None else np.asarray(muscle_mask_kji, bool)[k]
-        s = smooth[k - k0]
-        window = (region & (s >= MUSCLE_WINDOW_HU[0]) & (s <= MUSCLE_WINDOW_HU[1])
-                  ) * (1.0 - masks["skin"][k - k0])
-        area_cm2 = float(window.sum() * pixel_mm.prod() / 100.0)
-        result["skeletal_muscle_l3"] = {
-            "k": k, "area_cm2": area_cm2, "window_hu": list(MUSCLE_WINDOW_HU),
-            "mean_hu": _weighted_mean(hu[k - k0], window),
-            "mask": "given muscle mask" if muscle_mask_kji is not None
-            else f"lean tissue within {muscle_band_mm:g} mm inside the muscle wall and the lean "
-            "structures beside the vertebra (back muscles, psoas); where an organ lies against "
-            "the wall it takes a strip of it: give a muscle mask for a reference measurement"}
-    trabecular = mineral["trabecular_bmd"]
-    if masks["cortical"].any() and not trabecular:
-        warnings.append("No cancellous bone found: the cortex encloses no vertebral body and none "
-                        f"denser than {TRABECULAR_MIN_MG_CM3:g} mg/cm3 lies in its hull "
-                        "(disc level, very low density, or no vertebra); cancellous mineral is 0.")
-    low, high = TRABECULAR_PLAUSIBLE_MG_CM3
-    warnings += [f"Implausible trabecular density {v:.0f} mg/cm3 (outside {low:g}-{high:g}); "
-                 "check the calibration." for v in trabecular if not low <= v <= high]
-    result["warnings"] = warnings
+    reference = {
+        **tissue_reference(calibration),
+        "fat_hu_measured": _weighted_mean(hu, masks["fat"]),
+        "muscle_hu_measured": _weighted_mean(hu, masks["muscle"]),
+        "air_threshold_hu": AIR_THRESHOLD_HU, "muscle_upper_hu": LEAN_UPPER_HU,
+        "cortical_threshold_mg_cm3": threshold,
+        "cortical_threshold_hu": float(calibration.slope_hu_per_mg_cm3 * threshold
+                                       + calibration.intercept_hu),
+        "cancellous": "the interior enclosed by cortex, any density",
+        "skin_thickness_mm": options.skin_thickness_mm,
+        "calibration": {"material": calibration.material, "method": calibration.method,
+                        "slope_hu_per_mg_cm3": calibration.slope_hu_per_mg_cm3,
+                        "intercept_hu": calibration.intercept_hu},
+        "trabecular_bmd_mg_cm3": mineral["trabecular_bmd"]}
     masks["cancellous_fraction"] = mineral["cancellous_fraction"]
-    result["reference"]["trabecular_bmd_mg_cm3"] = mineral["trabecular_bmd"]
-    result["masks_kji"] = masks  # removed by to_json; kept for label maps and the figure
-    return result
+    return TissueResult(
+        reference=reference,
+        extent={"k_first": k0, "k_stop": k1, "n_slices": k1 - k0,
+                "slab_thickness_mm": slab_cm * 10.0},
+        regions={"image": _region(masks, masks["body"] | (masks["skin"] > 0), mineral,
+                                  voxel_cm3, slab_cm),
+                 "spine": _region(masks, spine & masks["body"], mineral, voxel_cm3, slab_cm)},
+        fat_compartments={
+            "subcutaneous_fat": _class_stats(masks["fat"] * ~masks["cavity"], voxel_cm3,
+                                             slab_cm, FAT_DENSITY_G_CM3),
+            "visceral_fat": _class_stats(masks["fat"] * masks["cavity"], voxel_cm3, slab_cm,
+                                         FAT_DENSITY_G_CM3)},
+        skeletal_muscle_l3=None if l3_point_ras_mm is None else _skeletal_muscle_l3(
+            volume_hu, classes, (k0, k1), l3_point_ras_mm, muscle_mask_kji,
+            options.muscle_band_mm),
+        warnings=classes["warnings"] + _mineral_warnings(masks, mineral["trabecular_bmd"]),
+        options=options, masks_kji=masks)
 
 
 #: Labels of ``tissue_label_map`` (uint8): value -> tissue class.
@@ -351,7 +388,7 @@ TISSUE_LABELS: dict[int, str] = {0: "outside", 1: "skin", 2: "subcutaneous_fat",
                                  6: "cancellous_bone", 7: "other"}
 
 
-def tissue_label_map(volume: Volume, result: dict) -> Volume:
+def tissue_label_map(volume: Volume, result: TissueResult) -> Volume:
     """The tissue classes of an ``analyze_tissue`` result on the CT grid (uint8, ``TISSUE_LABELS``).
 
     Each voxel takes its dominant class: fractional classes (skin, fat, muscle) at >= 0.5;
@@ -359,8 +396,11 @@ def tissue_label_map(volume: Volume, result: dict) -> Volume:
     "other" for body voxels of no class (air inside, bone-free dense tissue). Slices outside
     the analysed range are 0. The label table is in the metadata ("label_table").
     """
-    masks = result["masks_kji"]
-    k0, k1 = result["extent"]["k_first"], result["extent"]["k_stop"]
+    masks = result.masks_kji
+    if masks is None:
+        raise TissueError("The tissue classes are not kept in a stored result; analyse the "
+                          "scan again to draw them.")
+    k0, k1 = result.extent["k_first"], result.extent["k_stop"]
     labels = np.zeros(volume.array_kji.shape, np.uint8)
     out = labels[k0:k1]
     out[masks["body"]] = 7

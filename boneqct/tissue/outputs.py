@@ -6,21 +6,17 @@ from pathlib import Path
 
 from boneqct.io.atomic import write_json_atomic, write_text_atomic
 from boneqct.tissue.composition import TISSUES
+from boneqct.tissue.result import TissueResult
 
 
-def tissue_document(result: dict) -> dict:
-    """The JSON-serialisable result (without the voxel masks)."""
-    return {key: value for key, value in result.items() if key != "masks_kji"}
-
-
-def tissue_rows(result: dict) -> list[list]:
+def tissue_rows(result: TissueResult) -> list[list]:
     """CSV rows: header, then region, tissue, mass_g, area_cm2, volume_cm3."""
     rows = [["region", "tissue", "mass_g", "area_cm2", "volume_cm3"]]
-    for region, fields in result["regions"].items():
+    for region, fields in result.regions.items():
         rows += [[region, t, fields[t]["mass_g"], fields[t]["area_cm2"], fields[t]["volume_cm3"]]
                  for t in TISSUES]
     rows += [["image", name, v["mass_g"], v["area_cm2"], v["volume_cm3"]]
-             for name, v in result["fat_compartments"].items()]
+             for name, v in result.fat_compartments.items()]
     return rows
 
 
@@ -28,20 +24,24 @@ def _fmt(value, spec=".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def write_tissue_outputs(out_dir: str | Path, result: dict, metadata: dict,
+def write_tissue_outputs(out_dir: str | Path, result: TissueResult, metadata: dict | None = None,
                          anonymize: bool = False) -> dict[str, Path]:
-    """Write tissue.json, tissue.csv and tissue_report.pdf into ``out_dir``."""
+    """Write tissue.json, tissue.csv and tissue_report.pdf into ``out_dir``.
+
+    The report draws no image, so a stored result (``TissueResult.from_dict``) and the exam
+    ``metadata`` (the CT's, for the exam table; None leaves it empty) are enough."""
     from reportlab.platypus import Paragraph, Spacer
 
-    from boneqct.report.pdf import STYLES, exam_table, table, write_report
+    from boneqct.report.pdf import STYLES, exam_table, table, warnings_box, write_report
 
     out_dir = Path(out_dir)
-    paths = {"json": write_json_atomic(out_dir / "tissue.json", tissue_document(result))}
+    metadata = metadata or {}
+    paths = {"json": write_json_atomic(out_dir / "tissue.json", result.to_dict())}
     rows = tissue_rows(result)
     paths["csv"] = write_text_atomic(out_dir / "tissue.csv", "\n".join(
         ",".join(str(v) if not isinstance(v, float) else f"{v:.4f}" for v in row)
         for row in rows) + "\n")
-    ref = result["reference"]
+    ref = result.reference
     cal = ref["calibration"]
     reference_rows = [
         ["Calibration", f"{cal['method']}, {cal['material']}: slope "
@@ -55,29 +55,28 @@ def write_tissue_outputs(out_dir: str | Path, result: dict, metadata: dict,
                        f"{ref['fat_muscle_threshold_hu']:.1f} HU; muscle <= "
                        f"{ref['muscle_upper_hu']:g} HU; cortical {ref['cortical_threshold_mg_cm3']:g} "
                        f"mg/cm3 ({ref['cortical_threshold_hu']:.0f} HU); cancellous: enclosed by cortex"],
-        ["Extent", f"slices {result['extent']['k_first']}-{result['extent']['k_stop'] - 1} "
-                   f"({result['extent']['slab_thickness_mm']:.1f} mm)"],
+        ["Extent", f"slices {result.extent['k_first']}-{result.extent['k_stop'] - 1} "
+                   f"({result.extent['slab_thickness_mm']:.1f} mm)"],
     ]
     tissue_table = [["Region", "Tissue", "Mass g", "Area cm2", "Volume cm3"]] + [
         [r[0], r[1].replace("_", " "), f"{r[2]:.2f}", f"{r[3]:.2f}", f"{r[4]:.2f}"]
         for r in rows[1:]]
     summary = [["Region", "Cortical mg/cm3", "Cancellous mg/cm3", "Integral mg/cm3",
                 "Fat/lean vol", "Fat/lean mass", "Bone/muscle vol", "Bone/muscle mass"]]
-    for region, f in result["regions"].items():
+    for region, f in result.regions.items():
         summary.append([region] + [_fmt(f[k], ".1f") for k in (
             "cortical_bmd_mg_cm3", "cancellous_bmd_mg_cm3", "integral_bmd_mg_cm3")] + [
             _fmt(f[k], ".3f") for k in ("fat_lean_ratio_volume", "fat_lean_ratio_mass",
                                         "bone_muscle_ratio_volume", "bone_muscle_ratio_mass")])
-    sma = result["skeletal_muscle_l3"]
+    sma = result.skeletal_muscle_l3
     notes = ("Muscle is all lean soft tissue (two-compartment model); mineral masses are in "
              f"g of {cal['material']}; areas of a slab are mean areas per slice.")
     if sma is not None:
         notes += (f" Skeletal muscle area at L3 (slice {sma['k']}, {sma['window_hu'][0]:g} to "
                   f"{sma['window_hu'][1]:g} HU, {sma['mask']}): {sma['area_cm2']:.1f} cm2.")
-    for warning in result.get("warnings", []):
-        notes += f" Warning: {warning}"
     paths["report"] = write_report(out_dir / "tissue_report.pdf", "Tissue analysis", [
-        exam_table(metadata, anonymize), Spacer(1, 4), table(reference_rows, [55, 125]),
+        exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 4),
+        table(reference_rows, [55, 125]),
         Spacer(1, 4), table(tissue_table, [20, 40, 30, 30, 30]), Spacer(1, 4),
         table(summary, [16, 24, 24, 22, 20, 20, 24, 24]), Spacer(1, 4),
         Paragraph(notes, STYLES["BodyText"])])
