@@ -190,7 +190,7 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
         canExport = self.logic.canExportReport(p.resultsTable)
         self.ui.exportReportButton.enabled = canExport
         self.ui.exportReportButton.toolTip = (
-            "Write hip.json, hip.csv, the projection and report.pdf into a folder" if canExport
+            "Write hip.json, hip.csv, the projection and hip_report.pdf into a folder" if canExport
             else "Measure the hip first (the report needs this session's measurement)")
 
     def _ensurePythonPackages(self) -> bool:
@@ -333,8 +333,9 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
         outputs = run_hip(
             inputVolume, calibrationTable, side, seed_node=seedNode, labels_node=labelsNode,
             label_scheme=labelScheme, pixel_mm=pixelMm, neck_box_width_mm=neckBoxWidthMm,
-            neck_center_mm=neckCenterMm, distal_border_below_head_mm=distalBorderBelowHeadMm,
-            population=population, sex=sex, age_years=ageYears, table_node=tableNode,
+            neck_center_s_mm=neckCenterMm or 0.0,  # 0: automatic (HipOptions)
+            distal_border_below_head_mm=distalBorderBelowHeadMm, population=population,
+            sex=sex, age_years=ageYears, table_node=tableNode,
             segmentation_node=segmentationNode, transform_node=transformNode,
             projection_node=projectionNode, roi_labelmap_node=roiLabelmapNode,
             rotated_volume_node=rotatedVolumeNode, rotated_volume=makeRotatedVolume)
@@ -366,7 +367,7 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
         return tableNode is not None and tableNode.GetID() in self._hipResults
 
     def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
-        """Write hip.json, hip.csv, the projection (NIfTI, PNG) and report.pdf into ``folder``."""
+        """Write hip.json, hip.csv, the projection (NIfTI, PNG) and hip_report.pdf into ``folder``."""
         if not self.canExportReport(tableNode):
             raise ValueError("Measure the hip first: the report is written from this session's "
                              "measurement (the projection images are not saved with the scene).")

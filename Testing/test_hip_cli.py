@@ -40,14 +40,33 @@ def test_hip_command_writes_json_csv_projection_png_and_report(phantom_file, tmp
     assert projection.astype(float).sum() * pixel_cm2 == pytest.approx(
         document["qc"]["femur_mineral_g"], rel=1e-4)
     assert (tmp_path / "hip_projection.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "report.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / "hip_report.pdf").read_bytes()[:4] == b"%PDF"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
     # the region conventions carry their sources and what is not verified, in JSON and report
     conventions = document["region_conventions"]
     assert any("Lenchik" in source for source in conventions["sources"])
     assert any("1 mm" in item for item in conventions["not_verified"])
-    report = " ".join(page.extract_text() for page in pypdf.PdfReader(tmp_path / "report.pdf").pages)
+    report = " ".join(page.extract_text() for page in pypdf.PdfReader(tmp_path / "hip_report.pdf").pages)
     assert "Not verified: a Hologic hip pixel taken as 1 mm" in " ".join(report.split())
+    assert document["options"]["bone_threshold_mg_cm3"] == 200.0
+    assert (tmp_path / "hip_regions.nii.gz").exists() and not (tmp_path / "report.pdf").exists()
+
+
+def test_hip_options_from_the_command_line(phantom_file, tmp_path, capsys):
+    phantom, path = phantom_file
+    line = phantom.truth["calibration"]
+    code = main(["hip", str(path), "--side", "left", "--out", str(tmp_path), "--slope",
+                 str(line["slope_hu_per_mg_cm3"]), "--intercept", str(line["intercept_hu"]),
+                 "--pixel-mm", "0.8", "--neck-box-width-mm", "12", "--reference", "none"])
+    assert code == 0
+    document = json.loads((tmp_path / "hip.json").read_text())
+    assert document["options"]["pixel_mm"] == document["projection"]["pixel_mm"] == 0.8
+    assert document["placement"]["neck_box_width_mm"] == 12.0
+    with pytest.raises(SystemExit) as usage_error:
+        main(["hip", str(path), "--side", "left", "--out", str(tmp_path / "x"), "--slope", "1",
+              "--intercept", "0", "--neck-box-width-mm", "40"])
+    assert usage_error.value.code == 2
+    assert "outside 5-30 mm" in capsys.readouterr().err
 
 
 def test_hip_command_errors_are_messages(phantom_file, tmp_path, capsys):

@@ -10,11 +10,15 @@ implant, missing-femur and uncalibrated cases fail with their documented message
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
+import pypdf
 import pytest
+import SimpleITK as sitk
 
 from boneqct.calibration import convert_volume_to_bmd, manual_calibration
+from boneqct.errors import OptionsError
 from boneqct.hip import (
     FemurNotFoundError,
     ImplantError,
@@ -23,9 +27,13 @@ from boneqct.hip import (
 )
 from boneqct.hip.extraction import bmd_of_box, bone_threshold_hu, crop_volume
 from boneqct.hip.interpret import hip_basis, hip_scores
-from boneqct.hip.pipeline import analyze_hip
+from boneqct.hip.options import HipOptions
+from boneqct.hip.outputs import write_hip_outputs
+from boneqct.hip.pipeline import HipResult, analyze_hip
 from boneqct.hip.projection import mineral_weights
 from boneqct.hip.rois import ROI_NAMES
+from boneqct.io import volume_from_sitk
+from boneqct.options import options_to_dict
 from boneqct.phantoms.femur import FemurPhantomParams, make_femur_phantom
 
 
@@ -36,7 +44,7 @@ def truth_calibration(phantom):
 
 def run(params=None, **kwargs):
     phantom = make_femur_phantom(params or FemurPhantomParams(), seed=kwargs.pop("seed", 0))
-    return phantom, analyze_hip(phantom.volume, truth_calibration(phantom), "left", **kwargs)
+    return phantom, analyze_hip(phantom.volume, truth_calibration(phantom), side="left", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,7 @@ def by_seed(neutral):
     women's reference (one analysis shared by the seed and the reference tests)."""
     phantom, _ = neutral
     head = phantom.truth["femurs"][0]["head_center_ras_mm"]
-    return analyze_hip(phantom.volume, truth_calibration(phantom), "left", seed_ras_mm=head,
+    return analyze_hip(phantom.volume, truth_calibration(phantom), side="left", seed_ras_mm=head,
                        population="chinese-women", sex="F")
 
 
@@ -143,36 +151,36 @@ def test_truncated_femur_is_refused(neutral):
     cut = slices_between(phantom.volume, z_min=head_z - 50.0)
     assert cut.ijk_to_ras_points([[0, 0, cut.array_kji.shape[0] - 1]])[0, 2] > head_z + 30.0
     with pytest.raises(TruncatedFemurError, match="shaft is cut by the scan's lower end"):
-        analyze_hip(cut, truth_calibration(phantom), "left")
+        analyze_hip(cut, truth_calibration(phantom), side="left")
 
 
 def test_head_cut_off_is_refused(neutral):
     phantom, _ = neutral
     cut = slices_between(phantom.volume, z_max=8.0)  # the scan ends 8 mm above the head centre
     with pytest.raises(TruncatedFemurError, match="femoral head is cut by the scan's upper end"):
-        analyze_hip(cut, truth_calibration(phantom), "left")
+        analyze_hip(cut, truth_calibration(phantom), side="left")
 
 
 def test_implant_is_refused():
     phantom = make_femur_phantom(FemurPhantomParams(implant=True))
     with pytest.raises(ImplantError, match="Metal .* left femur.*refused"):
-        analyze_hip(phantom.volume, truth_calibration(phantom), "left")
+        analyze_hip(phantom.volume, truth_calibration(phantom), side="left")
 
 
 def test_missing_femur_and_missing_calibration(neutral):
     phantom, _ = neutral
     with pytest.raises(FemurNotFoundError, match="No (femur|bone) was found on the requested side"):
-        analyze_hip(phantom.volume, truth_calibration(phantom), "right")
+        analyze_hip(phantom.volume, truth_calibration(phantom), side="right")
     with pytest.raises(NoCalibrationError, match="needs calibrated bone mineral density"):
-        analyze_hip(phantom.volume, None, "left")
+        analyze_hip(phantom.volume, None, side="left")
 
 
 def test_seed_and_label_map_give_the_same_femur(neutral, by_seed):
     phantom, reference = neutral
     assert by_seed.rois["neck"]["abmd_g_cm2"] == pytest.approx(reference.rois["neck"]["abmd_g_cm2"],
                                                                rel=1e-9)
-    by_labels = analyze_hip(phantom.volume, truth_calibration(phantom), "left",
-                            labels=phantom.labels, label_scheme="phantom")
+    by_labels = analyze_hip(phantom.volume, truth_calibration(phantom), side="left",
+                            options=HipOptions(label_scheme="phantom"), labels=phantom.labels)
     assert by_labels.rois["neck"]["abmd_g_cm2"] == pytest.approx(phantom.truth["neck_abmd_g_cm2"],
                                                                  rel=0.03)
 
@@ -211,3 +219,56 @@ def test_bmd_box_and_bone_threshold_follow_a_per_slice_calibration(neutral):
     threshold_hu = bone_threshold_hu(calibration, 200.0, np.arange(nk))
     bmd_at_threshold = calibration.hu_to_bmd(threshold_hu, k_index=np.arange(nk))
     np.testing.assert_allclose(bmd_at_threshold, 200.0, rtol=1e-5)
+
+
+def test_options_are_checked_and_recorded(neutral):
+    _, result = neutral
+    assert result.options == options_to_dict(HipOptions())
+    assert result.to_dict()["options"]["pixel_mm"] == 0.5
+    with pytest.raises(OptionsError, match="pixel_mm = 0.05 is outside 0.2-2 mm"):
+        HipOptions(pixel_mm=0.05)
+    with pytest.raises(OptionsError, match="label_scheme"):
+        HipOptions(label_scheme="nnunet")
+
+
+def test_neck_box_placed_at_a_given_centre(neutral):
+    phantom, automatic = neutral
+    centre_mm = float(np.linalg.norm(automatic.placement.neck_center_uw_mm)) + 3.0
+    placed = analyze_hip(phantom.volume, truth_calibration(phantom),
+                         HipOptions(neck_center_s_mm=centre_mm), side="left")
+    assert np.linalg.norm(placed.placement.neck_center_uw_mm) == pytest.approx(centre_mm)
+    assert placed.options["neck_center_s_mm"] == centre_mm
+
+
+def read_slice(path):
+    """A one-slice NIfTI (the projection, the regions) as a Volume."""
+    return volume_from_sitk(sitk.ReadImage(str(path)))
+
+
+def test_result_read_back_from_its_files_writes_the_same_outputs(neutral, tmp_path):
+    """hip.json -> HipResult.from_dict -> the same document; with the projection and the region
+    labels written beside it, the read-back result writes the same report (issue 12)."""
+    phantom, result = neutral
+    first = write_hip_outputs(tmp_path / "live", result, phantom.volume.metadata)
+    assert first["report"].name == "hip_report.pdf"
+    document = json.loads(first["json"].read_text())
+    document.pop("exam")
+    assert HipResult.from_dict(document).to_dict() == document
+    assert json.loads(json.dumps(HipResult.from_dict(result.to_dict()).to_dict())) == document
+    regions = read_slice(first["regions"])
+    again = HipResult.from_dict(document, read_slice(first["projection"]), regions.array_kji[0])
+    second = write_hip_outputs(tmp_path / "reloaded", again, phantom.volume.metadata)
+
+    def report_text(path):
+        lines = "".join(page.extract_text() for page in pypdf.PdfReader(path).pages).splitlines()
+        return [line for line in lines if "generated" not in line]
+
+    assert report_text(second["report"]) == report_text(first["report"])
+    assert second["csv"].read_text() == first["csv"].read_text()
+    assert json.loads(second["json"].read_text()) == json.loads(first["json"].read_text())
+    np.testing.assert_array_equal(read_slice(second["projection"]).array_kji,
+                                  read_slice(first["projection"]).array_kji)
+    np.testing.assert_array_equal(regions.array_kji, result.roi_labels[None])
+    with pytest.raises(ValueError, match="hip_regions.nii.gz"):
+        write_hip_outputs(tmp_path / "no_images", HipResult.from_dict(document),
+                          phantom.volume.metadata)

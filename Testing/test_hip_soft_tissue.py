@@ -37,7 +37,7 @@ def measure(muscle_hu: float, pose: dict, seed: int = 3):
     phantom = make_femur_phantom(params, scanner, seed=seed)
     line = phantom.truth["calibration"]
     calibration = manual_calibration(line["slope_hu_per_mg_cm3"], line["intercept_hu"])
-    return params, analyze_hip(phantom.volume, calibration, "left", population=None)
+    return params, analyze_hip(phantom.volume, calibration, side="left", population=None)
 
 
 @pytest.fixture(scope="module")

@@ -488,6 +488,27 @@ def test_hip_module_choices_and_defaults_match_the_core():
         "vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"}
 
 
+def test_hip_ctxa_parameters_match_the_core():
+    """Every HipCTXA parameter that is a HipOptions field has its default and range (or
+    choices); the neck centre's 0 is the option's "automatic"."""
+    from boneqct.hip.options import HipOptions
+
+    tree = parse_python(module_script("HipCTXA"))
+    fields = parameter_wrapper_fields(tree)["HipCTXAParameterNode"]
+    options = {f.name: f for f in dataclasses.fields(HipOptions)}
+    assert ast.literal_eval(module_constants(tree)["LABEL_SCHEMES"]) == list(
+        options["label_scheme"].metadata["choices"])
+    assert ast.literal_eval(fields["labelScheme"].value) == HipOptions().label_scheme
+    for parameter, name in (("pixelMm", "pixel_mm"), ("neckBoxWidthMm", "neck_box_width_mm"),
+                            ("neckCenterMm", "neck_center_s_mm"),
+                            ("distalBorderBelowHeadMm", "distal_border_below_head_mm")):
+        assert ast.literal_eval(fields[parameter].value) == getattr(HipOptions(), name), parameter
+        within = [a for a in fields[parameter].annotation.slice.elts[1:]
+                  if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
+        assert [ast.literal_eval(v) for v in within[0].args] == [
+            options[name].metadata["low"], options[name].metadata["high"]], parameter
+    assert HipOptions().automatic_neck_center
+
 def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
     source = module_script("HipCTXA").read_text()
     for button, slot in (("calibrateButton", "onCalibrateButton"), ("applyButton", "onApplyButton"),

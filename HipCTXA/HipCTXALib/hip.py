@@ -282,8 +282,8 @@ def transform_matrix(transform_node) -> np.ndarray:
 
 def projection_volume(result):
     """The core's projection image as a one-slice ``Volume`` in g/cm2, in the DXA position
-    (``Projection.as_volume``: what hip_projection.nii.gz holds)."""
-    return result.projection.as_volume(result.frame.dxa_rotation_ras())
+    (``HipResult.projection_image``: what hip_projection.nii.gz holds)."""
+    return result.projection_image
 
 
 def projection_to_volume_node(result, node=None, name: str = "BoneQCT hip projection"):
@@ -291,7 +291,7 @@ def projection_to_volume_node(result, node=None, name: str = "BoneQCT hip projec
     volume = projection_volume(result)
     node = update_node_from_volume(volume, node, name=name)
     node.SetAttribute("BoneQCT.Quantity", "Areal BMD (g/cm2)")
-    node.SetAttribute("BoneQCT.PixelMm", repr(float(result.projection.pixel_mm)))
+    node.SetAttribute("BoneQCT.PixelMm", repr(float(result.projection_grid["pixel_mm"])))
     display = node.GetDisplayNode()
     if display is not None:
         display.AutoWindowLevelOff()
@@ -302,12 +302,11 @@ def projection_to_volume_node(result, node=None, name: str = "BoneQCT hip projec
 
 def roi_labelmap_to_node(result, node=None, name: str = "BoneQCT hip regions"):
     """The regions as a single-slice label map on the projection's grid (1 neck, 2 trochanter,
-    3 intertrochanter; the total hip is their union), named by a colour table."""
-    labels = projection_volume(result)
-    labels = labels.with_array(np.asarray(result.roi_labels, dtype=np.uint8)[None])
+    3 intertrochanter; the total hip is their union), named by a colour table
+    (``HipResult.regions_volume``: what hip_regions.nii.gz holds)."""
     names = dict(zip(sorted(REGION_COLORS), REGIONS[:3], strict=True))
-    return labelmap_to_node(labels, names, node=node, name=name, colors=REGION_COLORS,
-                            colors_attribute="BoneQCT.HipRegionColors",
+    return labelmap_to_node(result.regions_volume(), names, node=node, name=name,
+                            colors=REGION_COLORS, colors_attribute="BoneQCT.HipRegionColors",
                             quantity="Hip regions (1 neck, 2 trochanter, 3 intertrochanter)")
 
 
@@ -323,24 +322,23 @@ def rotated_volume_to_node(result, node=None, name: str = "BoneQCT BMD in DXA po
 
 # ----------------------------------------------------------------------------- whole analysis
 
-def run_hip(ct_node, calibration_table_node, side: str, *, seed_node=None, labels_node=None,
-            label_scheme: str = "totalsegmentator", pixel_mm: float = 0.5,
-            neck_box_width_mm: float = 15.0, neck_center_mm: float | None = None,
-            distal_border_below_head_mm: float = 85.0, population: str | None = "nhanes3",
-            sex: str | None = None, age_years: float | None = None, table_node=None,
-            segmentation_node=None, transform_node=None, projection_node=None,
-            roi_labelmap_node=None, rotated_volume_node=None, rotated_volume: bool = True) -> dict:
+def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_node=None,
+            labels_node=None, population: str | None = "nhanes3", sex: str | None = None,
+            age_years: float | None = None, table_node=None, segmentation_node=None,
+            transform_node=None, projection_node=None, roi_labelmap_node=None,
+            rotated_volume_node=None, rotated_volume: bool = True, **settings) -> dict:
     """Read the nodes, run ``boneqct.hip.pipeline.analyze_hip``, write the result nodes.
 
     Args:
         ct_node: CT volume node (HU).
         calibration_table_node: a BoneQCT calibration table (required: CTXA needs BMD).
         side: "left" or "right".
+        options: a ``boneqct.hip.options.HipOptions``; or give its fields as keyword
+            ``settings`` (``pixel_mm=0.5, neck_center_s_mm=0.0`` ...; the others keep their
+            defaults), not both.
         seed_node: optional markups point list, its first point in the femoral head or neck.
-        labels_node: optional femur label map / segmentation (``label_scheme`` numbering);
-            give at most one of ``seed_node`` and ``labels_node``.
-        pixel_mm, neck_box_width_mm, neck_center_mm (None: automatic),
-        distal_border_below_head_mm: projection and region placement.
+        labels_node: optional femur label map / segmentation (``options.label_scheme``
+            numbering); give at most one of ``seed_node`` and ``labels_node``.
         population ("nhanes3", "chinese-women" or None), sex ("F"/"M"), age_years.
         table_node, segmentation_node, transform_node, projection_node, roi_labelmap_node,
         rotated_volume_node: output nodes to overwrite (None creates them).
@@ -354,21 +352,22 @@ def run_hip(ct_node, calibration_table_node, side: str, *, seed_node=None, label
         raise ValueError("Select the CT volume to measure.")
     if seed_node is not None and labels_node is not None:
         raise ValueError("Give either a seed point or a femur label map, not both.")
+    if options is not None and settings:
+        raise ValueError("Give either options or their fields, not both.")
+    from boneqct.hip.options import HipOptions
     from boneqct.hip.pipeline import analyze_hip
 
+    options = options or HipOptions(**settings)
     calibration = None
     if calibration_table_node is not None:
         calibration = calibration_from_table_node(calibration_table_node)
     volume_hu = volume_from_node(ct_node)
     labels = None if labels_node is None else femur_labels_from_node(labels_node, ct_node, side,
-                                                                     label_scheme)
-    result = analyze_hip(
-        volume_hu, calibration, side, seed_ras_mm=seed_from_markups_node(seed_node),
-        labels=labels, label_scheme=label_scheme, pixel_mm=float(pixel_mm),
-        neck_box_width_mm=float(neck_box_width_mm),
-        neck_center_s_mm=None if neck_center_mm is None else float(neck_center_mm),
-        distal_border_below_head_mm=float(distal_border_below_head_mm), population=population,
-        sex=sex or None, age_years=None if age_years is None else float(age_years))
+                                                                     options.label_scheme)
+    result = analyze_hip(volume_hu, calibration, options, side=side,
+                         seed_ras_mm=seed_from_markups_node(seed_node), labels=labels,
+                         population=population, sex=sex or None,
+                         age_years=None if age_years is None else float(age_years))
     name = f"{ct_node.GetName()} {side} hip"
     outputs = {
         "result": result, "volume": volume_hu,
@@ -386,7 +385,8 @@ def run_hip(ct_node, calibration_table_node, side: str, *, seed_node=None, label
 
 
 def export_hip_report(folder, result, metadata: dict | None = None, anonymize: bool = False) -> dict:
-    """Write hip.json, hip.csv, the projection (NIfTI, PNG) and report.pdf into ``folder``."""
+    """Write hip.json, hip.csv, the projection and its regions (NIfTI, PNG) and hip_report.pdf
+    into ``folder``."""
     from boneqct.hip.outputs import write_hip_outputs
 
     return write_hip_outputs(folder, result, dict(metadata or {}), anonymize=anonymize)

@@ -14,7 +14,13 @@ from boneqct.cli.common import (
     number_in,
 )
 from boneqct.errors import BoneQCTError
+from boneqct.hip.interpret import REFERENCE_SETS
+from boneqct.hip.options import HipOptions
 from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.options import add_options, options_from_args
+
+#: DXA reference populations for T-scores, and none.
+REFERENCE_CHOICES = (*REFERENCE_SETS, "none")
 
 
 def register(sub) -> None:
@@ -27,14 +33,8 @@ def register(sub) -> None:
     where = hip.add_mutually_exclusive_group()
     where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm)")
     where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
-    hip.add_argument("--label-scheme", choices=["totalsegmentator", "phantom"],
-                     default="totalsegmentator", help="numbering of --labels")
-    hip.add_argument("--bone-threshold-mg-cm3", type=number_in(50.0, 1000.0, " mg/cm3"),
-                     help="BMD threshold of the femur extraction (mg/cm3; default 200); "
-                          "raise it when a narrow joint space joins the femur to the pelvis")
-    hip.add_argument("--pixel-mm", type=number_in(0.2, 2.0, " mm"), default=0.5,
-                     help="projection pixel (0.2-2 mm; finer grids outgrow memory and time)")
-    hip.add_argument("--reference", choices=["nhanes3", "chinese-women", "none"],
+    add_options(hip, HipOptions)
+    hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
     hip.add_argument("--age", type=number_in(0.0, 130.0, " years"),
                      help="patient age in years (else from DICOM)")
@@ -60,17 +60,16 @@ def _cmd_hip(args) -> int:
     from boneqct.hip.pipeline import analyze_hip
     from boneqct.io import read_volume_file
 
+    options = options_from_args(HipOptions, args)
     check_output_folder(args.out)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     sex = args.sex or volume.metadata.get("patient_sex")
     age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
-    threshold = {} if args.bone_threshold_mg_cm3 is None else {"bone_threshold_mg_cm3": args.bone_threshold_mg_cm3}
     result = analyze_hip(
-        volume, calibration, args.side, **threshold,
+        volume, calibration, options, side=args.side,
         seed_ras_mm=_parse_point(args.seed) if args.seed else None,
         labels=read_volume_file(args.labels) if args.labels else None,
-        label_scheme=args.label_scheme, pixel_mm=args.pixel_mm,
         population=None if args.reference == "none" else args.reference,
         sex=sex if sex in ("F", "M") else None, age_years=age)
     paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(

@@ -16,21 +16,16 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from boneqct.errors import FemurNotFoundError, HipError, ImplantError
+from boneqct.hip.options import DEFAULT_BONE_THRESHOLD_MG_CM3, FEMUR_LABELS
 from boneqct.io import volume_from_sitk, volume_to_sitk
 from boneqct.volume import Volume
 
-#: Bone threshold on the BMD map (mg/cm3): above soft tissue (~50) and marrow, below cortex.
-DEFAULT_BONE_THRESHOLD_MG_CM3 = 200.0
 #: CT number above which a voxel is metal (HU): dense cortical bone stays below ~2000 HU.
 METAL_THRESHOLD_HU = 2500.0
 #: Metal volume (cm3) in or on the femur from which the side is refused.
 METAL_MIN_VOLUME_CM3 = 0.05
 #: Smallest femur component (cm3) taken for a femur without a seed or labels.
 MIN_FEMUR_VOLUME_CM3 = 20.0
-#: Label values of femur_left / femur_right per label scheme (TotalSegmentator v2 "total"
-#: task class map; the BoneQCT femur phantom's label map).
-FEMUR_LABELS = {"totalsegmentator": {"left": 75, "right": 76},
-                "phantom": {"left": 1, "right": 2}}
 
 
 def side_unit_x(side: str) -> float:

@@ -108,6 +108,13 @@ class FemurFrame:
                 "anteversion_deg": self.anteversion_deg, "neck_length_mm": self.neck_length_mm,
                 "shaft_fit_below_head_mm": list(self.shaft_fit_below_head_mm)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> FemurFrame:
+        """Inverse of :meth:`to_dict`."""
+        vectors = ("head_center_ras_mm", "neck_axis_ras", "shaft_axis_ras", "shaft_point_ras_mm")
+        return cls(**{**d, **{k: np.asarray(d[k], dtype=float) for k in vectors},
+                      "shaft_fit_below_head_mm": tuple(d["shaft_fit_below_head_mm"])})
+
 
 def fit_sphere(points_mm: np.ndarray, center0_mm: np.ndarray, radius0_mm: float,
                loss_scale_mm: float = 1.0) -> tuple[np.ndarray, float, float]:

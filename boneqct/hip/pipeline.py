@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from boneqct.calibration import Calibration
 from boneqct.errors import NoCalibrationError
 from boneqct.hip.extraction import (
-    DEFAULT_BONE_THRESHOLD_MG_CM3,
     bmd_of_box,
     check_no_metal,
     crop_volume,
@@ -34,34 +34,50 @@ from boneqct.hip.frame import (
     superior_end_slice,
 )
 from boneqct.hip.interpret import hip_basis, hip_scores
-from boneqct.hip.projection import DEFAULT_PIXEL_MM, Projection, project_femur
-from boneqct.hip.rois import (
+from boneqct.hip.options import (
+    DEFAULT_BONE_THRESHOLD_MG_CM3,
     DISTAL_BORDER_BELOW_HEAD_MM,
-    DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
-    NECK_BOX_WIDTH_MM,
+    HipOptions,
+)
+from boneqct.hip.projection import Projection, project_femur
+from boneqct.hip.rois import (
     REGION_CONVENTIONS,
     RoiPlacement,
     measure_rois,
     place_rois,
     roi_label_image,
 )
+from boneqct.options import options_to_dict
 from boneqct.volume import Volume
 
 
 @dataclass
 class HipResult:
-    """One hip: regions, frame, placement, interpretation; images for outputs and display."""
+    """One hip: regions, frame, placement, interpretation; images for outputs and display.
+
+    ``projection_image`` (areal BMD, g/cm2, one slice in the DXA position: what
+    hip_projection.nii.gz holds) and ``roi_labels`` (regions on its grid: hip_regions.nii.gz)
+    are what the report draws; a result read back with :meth:`from_dict` gets them from those
+    files (or the scene's nodes). ``projection``, ``femur_mask_kji`` and ``volume_bmd`` exist
+    only in the session that measured.
+    """
 
     side: str
     rois: dict
     frame: FemurFrame
     placement: RoiPlacement
     interpretation: dict
-    calibration: object
+    calibration: Calibration
     qc: dict
     warnings: list[str] = field(default_factory=list)
-    projection: Projection | None = field(default=None, repr=False)
+    #: the options measured with (``boneqct.options.options_to_dict`` of ``HipOptions``)
+    options: dict | None = None
+    #: the projection grid: ``pixel_mm``, ``size_rows_cols``, ``axes_ras`` (columns right, up,
+    #: beam)
+    projection_grid: dict = field(default_factory=dict)
+    projection_image: Volume | None = field(default=None, repr=False)
     roi_labels: np.ndarray | None = field(default=None, repr=False)
+    projection: Projection | None = field(default=None, repr=False)
     #: the filled femur (KJI) on ``volume_bmd``'s grid
     femur_mask_kji: np.ndarray | None = field(default=None, repr=False)
     #: BMD (mg/cm3) of the box around the femur: a crop of the CT's grid with its own IJK->RAS
@@ -74,10 +90,30 @@ class HipResult:
                 "frame": self.frame.to_dict(), "placement": self.placement.to_dict(),
                 "region_conventions": REGION_CONVENTIONS,
                 "interpretation": self.interpretation, "qc": self.qc,
-                "projection": {"pixel_mm": self.projection.pixel_mm,
-                               "size_rows_cols": list(self.projection.bmc_g.shape),
-                               "axes_ras": self.projection.axes_ras.tolist()},
+                "projection": self.projection_grid, "options": self.options,
                 "warnings": self.warnings}
+
+    def regions_volume(self) -> Volume:
+        """The region labels (``boneqct.hip.rois.ROI_LABELS``) as a one-slice volume on the grid
+        of ``projection_image`` (what hip_regions.nii.gz holds)."""
+        return Volume(np.asarray(self.roi_labels, np.uint8)[None],
+                      self.projection_image.ijk_to_ras, {"unit": ""})
+
+    @classmethod
+    def from_dict(cls, document: dict, projection_image: Volume | None = None,
+                  roi_labels: np.ndarray | None = None) -> HipResult:
+        """The result a ``hip.json`` document (``to_dict``) describes, with the images the report
+        draws when given: ``projection_image`` (hip_projection.nii.gz) and ``roi_labels`` (the
+        2D region labels of hip_regions.nii.gz)."""
+        return cls(
+            side=document["side"], rois=document["rois"],
+            frame=FemurFrame.from_dict(document["frame"]),
+            placement=RoiPlacement.from_dict(document["placement"]),
+            interpretation=document["interpretation"],
+            calibration=Calibration.from_dict(document["calibration"]), qc=document["qc"],
+            warnings=list(document.get("warnings") or []), options=document.get("options"),
+            projection_grid=document["projection"], projection_image=projection_image,
+            roi_labels=None if roi_labels is None else np.asarray(roi_labels, np.uint8))
 
 
 #: Margin (mm) of the box around the femur in which it is analysed: room for closing the
@@ -135,50 +171,59 @@ def extract_femur(volume_hu: Volume, calibration, side: str, seed_ras_mm=None,
     return mask, frame, volume_bmd
 
 
-def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
-                labels: Volume | None = None, label_scheme: str = "totalsegmentator",
-                pixel_mm: float = DEFAULT_PIXEL_MM,
-                bone_threshold_mg_cm3: float = DEFAULT_BONE_THRESHOLD_MG_CM3,
-                neck_box_width_mm: float = NECK_BOX_WIDTH_MM,
-                distal_border_below_head_mm: float = DISTAL_BORDER_BELOW_HEAD_MM,
-                distal_border_below_lesser_trochanter_mm: float =
-                DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
-                neck_center_s_mm: float | None = None,
-                population: str | None = "nhanes3", sex: str | None = None,
-                age_years: float | None = None) -> HipResult:
+def analyze_hip(volume_hu: Volume, calibration: Calibration | None,
+                options: HipOptions | None = None, *, side: str, seed_ras_mm=None,
+                labels: Volume | None = None, population: str | None = "nhanes3",
+                sex: str | None = None, age_years: float | None = None) -> HipResult:
     """Measure one hip: DXA-equivalent aBMD of the neck, trochanter, intertrochanter and
     total hip from a CT in HU and its calibration (``boneqct.calibration.Calibration``).
 
     Args:
+        options: projection pixel, bone threshold, region placement, label numbering
+            (``boneqct.hip.options.HipOptions``; None: the defaults).
         side: "left" or "right".
         seed_ras_mm: optional point in the femoral head or neck (RAS mm).
-        labels: optional label map with the femurs (``label_scheme`` numbering).
-        pixel_mm: projection pixel size (mm).
-        bone_threshold_mg_cm3: BMD threshold of the femur extraction.
-        neck_box_width_mm, distal_border_below_lesser_trochanter_mm, neck_center_s_mm: region
-            placement (see ``boneqct.hip.rois``).
-        distal_border_below_head_mm: the lesser trochanter's expected depth below the head
-            centre, only for the shaft a short scan needs (``boneqct.hip.frame``).
-        population: DXA reference ("nhanes3", "chinese-women") or None; sex "F"/"M", age.
+        labels: optional label map with the femurs (``options.label_scheme`` numbering).
+        population: DXA reference ("nhanes3", "chinese-women") or None; sex "F"/"M", age in
+            years (None: unknown).
     """
+    options = options or HipOptions()
     if calibration is None:
         raise NoCalibrationError(
             "Hip CTXA needs calibrated bone mineral density: areal BMD in g/cm2 cannot be "
             "computed from CT numbers alone. Give a calibration (--phantom, --calibration, or "
             "--slope and --intercept).")
     mask, frame, volume_bmd = extract_femur(volume_hu, calibration, side, seed_ras_mm, labels,
-                                            label_scheme, bone_threshold_mg_cm3,
-                                            distal_border_below_head_mm)
-    projection = project_femur(volume_bmd, mask, frame, bone_threshold_mg_cm3, pixel_mm)
+                                            options.label_scheme, options.bone_threshold_mg_cm3,
+                                            options.distal_border_below_head_mm)
+    projection = project_femur(volume_bmd, mask, frame, options.bone_threshold_mg_cm3,
+                               options.pixel_mm)
     placement = place_rois(projection, frame.head_radius_mm, frame.neck_axis_ras,
                            frame.neck_length_mm, frame.shaft_fit_below_head_mm,
-                           neck_box_width_mm, distal_border_below_lesser_trochanter_mm,
-                           neck_center_s_mm)
+                           options.neck_box_width_mm,
+                           options.distal_border_below_lesser_trochanter_mm,
+                           None if options.automatic_neck_center else options.neck_center_s_mm)
     roi_labels = roi_label_image(projection, placement)
     rois = measure_rois(projection, roi_labels)
     basis = hip_basis(calibration)
     interpretation = hip_scores(rois, population, sex, age_years, basis)
-    warnings = basis.warnings() + interpretation["warnings"]
+    qc = {"head_fit_rms_mm": frame.head_fit_rms_mm,
+          "femur_mineral_g": float(projection.bmc_g.sum()),
+          "femur_volume_cm3": float(projection.volume_cm3.sum()),
+          "soft_tissue_baseline_mg_cm3": projection.soft_tissue_mg_cm3,
+          "calibration_warnings": list(getattr(calibration, "warnings", []) or [])}
+    grid = {"pixel_mm": projection.pixel_mm, "size_rows_cols": list(projection.bmc_g.shape),
+            "axes_ras": projection.axes_ras.tolist()}
+    return HipResult(side, rois, frame, placement, interpretation, calibration, qc,
+                     basis.warnings() + interpretation["warnings"] + _frame_warnings(frame),
+                     options_to_dict(options), grid,
+                     projection.as_volume(frame.dxa_rotation_ras()), roi_labels, projection,
+                     mask, volume_bmd)
+
+
+def _frame_warnings(frame: FemurFrame) -> list[str]:
+    """Warnings on the fitted frame: a shortened shaft segment, a head unlike a sphere."""
+    warnings = []
     if tuple(frame.shaft_fit_below_head_mm) != SHAFT_FIT_BELOW_HEAD_MM:
         low, high = frame.shaft_fit_below_head_mm
         warnings.append(
@@ -190,13 +235,7 @@ def analyze_hip(volume_hu: Volume, calibration, side: str, *, seed_ras_mm=None,
     if frame.head_fit_rms_mm > 1.5:
         warnings.append(f"The femoral head is not well fitted by a sphere (RMS "
                         f"{frame.head_fit_rms_mm:.1f} mm); check the extraction.")
-    qc = {"head_fit_rms_mm": frame.head_fit_rms_mm,
-          "femur_mineral_g": float(projection.bmc_g.sum()),
-          "femur_volume_cm3": float(projection.volume_cm3.sum()),
-          "soft_tissue_baseline_mg_cm3": projection.soft_tissue_mg_cm3,
-          "calibration_warnings": list(getattr(calibration, "warnings", []) or [])}
-    return HipResult(side, rois, frame, placement, interpretation, calibration, qc, warnings,
-                     projection, roi_labels, mask, volume_bmd)
+    return warnings
 
 
 __all__ = ["HipResult", "analyze_hip", "extract_femur"]

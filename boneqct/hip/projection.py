@@ -36,12 +36,11 @@ from scipy import ndimage
 
 from boneqct.hip.extraction import voxel_centers_ras
 from boneqct.hip.frame import FemurFrame
+from boneqct.hip.options import DEFAULT_PIXEL_MM
 from boneqct.io import volume_from_sitk, volume_to_sitk
 from boneqct.resources import check_projection
 from boneqct.volume import Volume
 
-#: Default projection pixel (mm); DXA hip scans have pixels of about 0.5-1 mm.
-DEFAULT_PIXEL_MM = 0.5
 #: g per (mg/cm3 x mm3): 1e-3 g/mg x 1e-3 cm3/mm3.
 G_PER_MG_CM3_MM3 = 1e-6
 #: Margin (mm) of the projection image around the femur.

@@ -5,11 +5,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.hip.rois import REGION_CONVENTIONS, ROI_NAMES
-from boneqct.report.pdf import STYLES, exam_table, figure_flowable, table, write_report
+from boneqct.report.pdf import (
+    STYLES,
+    exam_table,
+    figure_flowable,
+    subplots,
+    table,
+    warnings_box,
+    write_report,
+)
+
+#: Outline colours of the regions (neck, trochanter, intertrochanter labels).
+ROI_COLORS = {1: "#ffd60a", 2: "#30d158", 3: "#0a84ff"}
+
+
+def projection_figure(result, title: str | None = None):
+    """The areal density image with the regions outlined on the bone, like a DXA printout;
+    drawn from ``result.projection_image`` and ``result.roi_labels`` (hip_projection.nii.gz and
+    hip_regions.nii.gz)."""
+    if result.projection_image is None or result.roi_labels is None:
+        raise ValueError("The hip projection image and region labels are needed to draw the "
+                         "projection (hip_projection.nii.gz and hip_regions.nii.gz).")
+    image = result.projection_image.array_kji[0]
+    pixel_mm = result.projection_grid["pixel_mm"]
+    rows, cols = image.shape
+    extent = (0, cols * pixel_mm, rows * pixel_mm, 0)
+    fig, ax = subplots(figsize=(4.0, 4.0 * rows / cols))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6), extent=extent)
+    x_mm = (np.arange(cols) + 0.5) * pixel_mm
+    y_mm = (np.arange(rows) + 0.5) * pixel_mm
+    for label, color in ROI_COLORS.items():
+        region = (result.roi_labels == label) & (image > 0)
+        ax.contour(x_mm, y_mm, region.astype(float), levels=[0.5],
+                   colors=color, linewidths=0.8)
+    ax.set_title(title or f"{result.side} hip, areal BMD (g/cm2)", fontsize=8)
+    ax.set_xlabel("mm", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return fig
 
 
 def _fmt(value, spec: str) -> str:
@@ -17,11 +54,10 @@ def _fmt(value, spec: str) -> str:
 
 
 def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool = False) -> Path:
-    """Write the hip report PDF (atomically) for a ``HipResult``."""
-    from boneqct.hip.outputs import projection_figure
-
+    """Write the hip report PDF (atomically) for a ``HipResult`` (measured, or read back with
+    ``HipResult.from_dict`` together with its projection image and region labels)."""
     cal = result.calibration
-    story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm),
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
              Paragraph(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
                        f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
                        f"{cal.intercept_hu:.1f} HU.", STYLES["Normal"]),
@@ -59,9 +95,7 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
                            f"{f.head_fit_rms_mm:.2f} mm), neck-shaft angle "
                            f"{f.neck_shaft_angle_deg:.1f} deg, anteversion relative to the scanner "
                            f"{f.anteversion_deg:.1f} deg.", STYLES["Normal"]))
-    for warning in result.warnings:
-        story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
     return write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
 
 
-__all__ = ["write_hip_report"]
+__all__ = ["ROI_COLORS", "projection_figure", "write_hip_report"]

@@ -27,25 +27,20 @@ vBMD = BMC / volume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import ndimage
 
+from boneqct.hip.options import (
+    DISTAL_BORDER_BELOW_HEAD_MM,
+    DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM,
+    NECK_BOX_WIDTH_MM,
+)
 from boneqct.hip.projection import Projection
 
-#: Neck box width along the neck axis (mm); Hologic default 1.5 cm.
-NECK_BOX_WIDTH_MM = 15.0
 #: Neck box height as a multiple of the neck width (the box spans the neck with margins).
 NECK_BOX_HEIGHT_PER_WIDTH = 1.6
-#: Depth below the head centre (mm) taken for the lesser trochanter's distal end before it is
-#: found, only to decide how much shaft a short scan needs for the shaft axis
-#: (``boneqct.hip.frame.shaft_fit_range_mm``; adult femur, not verified). The region's border
-#: is placed from the lesser trochanter found on the projection.
-DISTAL_BORDER_BELOW_HEAD_MM = 85.0
-#: Total hip's distal border below the lesser trochanter's distal end (mm): Hologic's 10 pixels
-#: (ISCD DXA atlas); a Hologic hip pixel taken as 1 mm (not verified).
-DISTAL_BORDER_BELOW_LESSER_TROCHANTER_MM = 10.0
 #: How far (mm) an outline must leave the shaft's edge to mark a trochanter (chosen: twice a
 #: projection pixel above noise on the digital phantom; not verified).
 OUTLINE_PROMINENCE_MM = 2.0
@@ -115,6 +110,12 @@ class RoiPlacement:
                 "trochanter_line_angle_deg": self.trochanter_line_angle_deg,
                 "bone_edge": "half-maximum silhouette (boneqct.hip.projection)",
                 "neck_box_corners_uw_mm": self.neck_box_corners_uw_mm().tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RoiPlacement:
+        """Inverse of :meth:`to_dict` (the derived entries are computed again)."""
+        return cls(**{f.name: tuple(d[f.name]) if isinstance(d[f.name], list) else d[f.name]
+                      for f in fields(cls)})
 
 
 def _perpendicular_down(axis_uw) -> np.ndarray:
