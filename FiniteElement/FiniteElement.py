@@ -92,7 +92,7 @@ class FiniteElementParameterNode:
     vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     level: Annotated[str, Choice(LEVELS)] = "L1"
-    elementMm: Annotated[float, WithinRange(0.5, 3.0)] = 1.0
+    elementMm: Annotated[float, WithinRange(0.5, 5.0)] = 1.0
     law: Annotated[str, Choice(LAWS)] = "morgan2003"
     criterion: Annotated[str, Choice(CRITERIA)] = "nonlinear"
     patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
@@ -214,11 +214,13 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
         """
         from FiniteElementLib import run_fe
 
-        outputs = run_fe(inputVolume, calibrationTable, level, seeds_node=seedsNode,
-                         labels_node=labelsNode, label_scheme=labelScheme,
-                         element_mm=elementMm, law=law, criterion=criterion, sex=sex,
-                         table_node=tableNode, model_node=modelNode, chart_node=chartNode,
-                         color_by=colorBy)
+        from boneqct.fe.options import FEOptions
+
+        options = FEOptions(element_mm=elementMm, law=law, criterion=criterion,
+                            label_scheme=labelScheme)
+        outputs = run_fe(inputVolume, calibrationTable, level, options, seeds_node=seedsNode,
+                         labels_node=labelsNode, sex=sex, table_node=tableNode,
+                         model_node=modelNode, chart_node=chartNode, color_by=colorBy)
         for warning in outputs["result"].warnings:
             logging.warning(f"BoneQCT FE: {warning}")
         metadata = {"series_description": inputVolume.GetName(), "patient_sex": sex}

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from boneqct.calibration import convert_volume_to_bmd, manual_calibration
-from boneqct.errors import FEError
+from boneqct.errors import FEError, OptionsError, ResourceError
 from boneqct.fe.analysis import (
     FRAGILE_STRENGTH_N,
     build_model,
@@ -23,7 +23,10 @@ from boneqct.fe.calculix import ccx_executable, run_ccx
 from boneqct.fe.hexahedron import reference_stiffness
 from boneqct.fe.materials import get_law, yield_stress_mpa
 from boneqct.fe.mesh import BONE, PMMA, VoxelMesh, mesh_vertebral_body
-from boneqct.fe.vertebra import analyze_vertebra, compare_fe, write_fe_outputs
+from boneqct.fe.options import FEOptions
+from boneqct.fe.pipeline import analyze_fe
+from boneqct.fe.vertebra import FEResult, analyze_vertebra, compare_fe, write_fe_outputs
+from boneqct.options import options_to_dict
 from boneqct.phantoms import make_spine_phantom
 from boneqct.phantoms.anatomy import SpinePhantomParams
 from boneqct.spine.body import delineate_body_from_seed
@@ -222,6 +225,60 @@ def test_nonlinear_and_pistoia_on_a_coarse_vertebra(phantom, tmp_path):
     assert grid.GetNumberOfCells() == result.n_elements
     assert grid.GetCellData().GetArray("von_mises_mpa") is not None
     assert paths["report"].read_bytes().startswith(b"%PDF")
+    assert paths["report"].name == "fe_report.pdf"
+    assert doc["options"] == options_to_dict(FEOptions(criterion="nonlinear", element_mm=2.5))
+
+
+def test_result_round_trips_and_its_report_is_written_from_the_document(phantom, tmp_path):
+    """fe.json -> FEResult.from_dict -> the same document, and the report (warnings boxed
+    right under the exam table) without the solved model; no fe.vtu then."""
+    import pypdf
+
+    _, bmd, bodies = phantom
+    result = analyze_vertebra(bmd, bodies[50.0], criterion="pistoia", element_mm=2.5, sex="F")
+    document = json.loads(json.dumps(result.to_dict()))
+    assert FEResult.from_dict(document).to_dict() == document
+    assert document["options"]["criterion"] == "pistoia"
+    strain = np.array(document["mid_sagittal_strain"]["values"], dtype=float)
+    assert np.nanmin(strain) > 0.0 and np.isnan(strain).any()
+    document["warnings"] = ["A warning to be read first."]
+    again = FEResult.from_dict(document)
+    paths = write_fe_outputs(tmp_path, again, {"patient_name": "Doe^Jane"}, anonymize=True)
+    assert sorted(paths) == ["json", "report"] and not (tmp_path / "fe.vtu").exists()
+    assert json.loads(paths["json"].read_text()) == document
+    text = pypdf.PdfReader(paths["report"]).pages[0].extract_text()
+    assert "Doe" not in text
+    assert text.index("Read first") < text.index("A warning to be read first.") < text.index(
+        "Strength (N)")
+
+
+def test_analyze_fe_from_the_ct_equals_the_steps(phantom):
+    """The entry point (body from the seed, HU -> BMD, analysis) gives what the steps give by
+    hand; it refuses what the model can not use, and a model over the memory limit before
+    meshing."""
+    from boneqct.resources import limited_memory
+
+    ph, bmd, bodies = phantom
+    cal = ph.truth["calibration"]
+    calibration = manual_calibration(cal["slope_hu_per_mg_cm3"], cal["intercept_hu"])
+    seeds = {v["level"]: np.array(v["body_center_ras_mm"]) for v in ph.truth["vertebrae"]}
+    options = FEOptions(criterion="linear", element_mm=2.0)
+    result = analyze_fe(ph.volume, calibration, options, level="l2", seeds=seeds, sex="F")
+    by_hand = analyze_vertebra(bmd, bodies[100.0], options, sex="F")
+    assert result.level == "L2" and result.n_elements == by_hand.n_elements
+    assert result.strength_n == pytest.approx(by_hand.strength_n, rel=1e-9)
+    assert result.options == by_hand.options == options_to_dict(options)
+    with pytest.raises(FEError, match="calibrated density"):
+        analyze_fe(ph.volume, None, options, level="L2", seeds=seeds)
+    with pytest.raises(FEError, match="material"):
+        analyze_fe(ph.volume, manual_calibration(cal["slope_hu_per_mg_cm3"], cal["intercept_hu"],
+                                                 material="unstated"), level="L2", seeds=seeds)
+    with pytest.raises(FEError, match="No seed point for L4"):
+        analyze_fe(ph.volume, calibration, options, level="L4", seeds=seeds)
+    with pytest.raises(FEError, match="either"):
+        analyze_fe(ph.volume, calibration, options, level="L2")
+    with limited_memory(0.01), pytest.raises(ResourceError, match="finite-element model"):
+        analyze_fe(ph.volume, calibration, FEOptions(element_mm=0.5), level="L2", seeds=seeds)
 
 
 def test_compare_requires_same_element_size():
@@ -241,7 +298,9 @@ def test_bad_input_raises_fe_error(phantom):
     with pytest.raises(FEError, match="empty"):
         mesh_vertebral_body(bmd, np.zeros_like(body.body_mask_kji), body.axis_ras,
                             body.anterior_ras)
-    with pytest.raises(FEError, match="law"):
+    with pytest.raises(OptionsError, match="law"):
         analyze_vertebra(bmd, body, law="nonsense")
-    with pytest.raises(FEError, match="criterion"):
+    with pytest.raises(OptionsError, match="criterion"):
         analyze_vertebra(bmd, body, criterion="nonsense")
+    with pytest.raises(OptionsError, match="element_mm"):
+        FEOptions(element_mm=0.1)

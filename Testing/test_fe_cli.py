@@ -41,11 +41,12 @@ def test_fe_writes_json_vtu_and_report_and_compares(phantom_file, tmp_path):
         assert done.returncode == 0, done.stderr
         assert "strength" in done.stdout
         assert sorted(p.name for p in (tmp_path / level).iterdir()) == [
-            "boneqct_run.json", "fe.json", "fe.pdf", "fe.vtu"]
+            "boneqct_run.json", "fe.json", "fe.vtu", "fe_report.pdf"]
     doc = json.loads((tmp_path / "L1" / "fe.json").read_text())
     for key in ("stiffness_n_mm", "strength_n", "criterion", "law", "element_mm", "n_elements",
                 "n_dof", "solver", "fragile"):
         assert key in doc
+    assert doc["options"]["element_mm"] == 2.0 and doc["options"]["criterion"] == "linear"
     assert doc["solver"]["converged"] and doc["fragile"] == (doc["strength_n"] <= 4500.0)
     compared = _run("fe-compare", tmp_path / "L1" / "fe.json", tmp_path / "L3" / "fe.json",
                     "--json")

@@ -40,11 +40,14 @@ def test_label_input_and_report_are_wired():
     source = module_source()
     assert 'self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)' in source
     assert "labelsNode=p.vertebraLabels, labelScheme=p.labelScheme" in source
-    assert "labels_node=labelsNode, label_scheme=labelScheme" in source
+    assert "labels_node=labelsNode" in source and "label_scheme=labelScheme" in source
     assert "anonymize=p.anonymizeReport" in source
     assert "export_fe_report(folder, result, metadata, anonymize=anonymize)" in source
     lib = (REPO / "FiniteElement" / "FiniteElementLib" / "fe.py").read_text()
     assert "write_fe_outputs(" in lib
+    # the Lib calls the core's one entry point, not the steps below it
+    assert "analyze_fe(" in lib and "analyze_vertebra" not in lib
+    assert "convert_volume_to_bmd" not in lib and "delineate_body_from_seed" not in lib
     # the label adapter is QCTBoneDensityLib's, not a copy
     assert "def labels_from_node" not in lib
     assert "labels_from_node," in lib

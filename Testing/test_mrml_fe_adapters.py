@@ -18,7 +18,6 @@ pytest.importorskip("slicer.util")
 from slicer import vtkMRMLScene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 sys.path.insert(0, str(REPO / "FiniteElement"))
 
 from FiniteElementLib import (  # noqa: E402
@@ -26,16 +25,19 @@ from FiniteElementLib import (  # noqa: E402
     color_model_by,
     export_fe_report,
     fe_document_from_table_node,
+    fe_result_to_table_node,
     fe_summary_text,
     run_fe,
     update_node_from_volume,
 )
 from QCTBoneDensityLib import calibration_to_table_node  # noqa: E402
 
-from boneqct.calibration import convert_volume_to_bmd, manual_calibration  # noqa: E402
-from boneqct.fe.vertebra import analyze_vertebra  # noqa: E402
+from boneqct.calibration import manual_calibration  # noqa: E402
+from boneqct.errors import FEError  # noqa: E402
+from boneqct.fe.options import FEOptions  # noqa: E402
+from boneqct.fe.pipeline import analyze_fe  # noqa: E402
+from boneqct.fe.vertebra import FEResult  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
-from boneqct.spine.body import body_from_label  # noqa: E402
 from boneqct.spine.levels import label_for_level  # noqa: E402
 
 
@@ -75,8 +77,8 @@ def test_phantom_level_through_the_scene(scene, phantom):
     seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
     for v in ph.truth["vertebrae"]:
         seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
-    out = run_fe(ct_node, table, "L2", seeds_node=seeds, element_mm=2.0, criterion="nonlinear",
-                 sex="F")
+    out = run_fe(ct_node, table, "L2", FEOptions(element_mm=2.0, criterion="nonlinear"),
+                 seeds_node=seeds, sex="F")
     result = out["result"]
     # Mesh: one cell per element, fields as cell data, points in RAS around the body centre.
     mesh = out["model"].GetMesh()
@@ -109,8 +111,8 @@ def test_phantom_level_through_the_scene(scene, phantom):
     assert forces == pytest.approx([p["force_n"] for p in result.curve])
     # Re-running into the same nodes replaces, does not add.
     n_nodes = scene.GetNumberOfNodes()
-    run_fe(ct_node, table, "L2", seeds_node=seeds, element_mm=2.5, criterion="linear",
-           table_node=t, model_node=out["model"], chart_node=chart)
+    run_fe(ct_node, table, "L2", FEOptions(element_mm=2.5, criterion="linear"),
+           seeds_node=seeds, table_node=t, model_node=out["model"], chart_node=chart)
     assert scene.GetNumberOfNodes() == n_nodes
 
 
@@ -124,7 +126,7 @@ def test_missing_calibration_and_seed_are_value_errors(scene, phantom):
                                                          cal["intercept_hu"]))
     seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
     seeds.AddControlPoint(*ph.truth["vertebrae"][0]["body_center_ras_mm"], "L1")
-    with pytest.raises(ValueError, match="L3"):
+    with pytest.raises(FEError, match="L3"):
         run_fe(ct_node, table, "L3", seeds_node=seeds)
     with pytest.raises(ValueError, match="not both"):
         run_fe(ct_node, table, "L1", seeds_node=seeds, labels_node=seeds)
@@ -132,13 +134,11 @@ def test_missing_calibration_and_seed_are_value_errors(scene, phantom):
         run_fe(ct_node, table, "L1")
 
 
-def core_result(ph, labels, scheme: str, level: str, **options):
+def core_result(ph, labels, level: str, options: FEOptions, sex: str):
     """What the core computes by itself from the same CT, calibration and label map."""
     cal = ph.truth["calibration"]
     calibration = manual_calibration(cal["slope_hu_per_mg_cm3"], cal["intercept_hu"])
-    body = body_from_label(ph.volume, labels, label_for_level(level, scheme), level)
-    return analyze_vertebra(convert_volume_to_bmd(ph.volume, calibration), body,
-                            density_material=calibration.material, **options)
+    return analyze_fe(ph.volume, calibration, options, level=level, labels=labels, sex=sex)
 
 
 @pytest.mark.parametrize("scheme", ["totalsegmentator", "verse"])
@@ -148,10 +148,10 @@ def test_label_map_through_the_scene_equals_the_core(scene, phantom, scheme):
     labels = vertebra_labels(ph, scheme)
     labels_node = update_node_from_volume(labels, name="vertebrae",
                                           node_class="vtkMRMLLabelMapVolumeNode")
-    options = {"element_mm": 2.0, "criterion": "linear", "law": "kopperdahl2002", "sex": "M"}
-    out = run_fe(ct_node, calibration_table(ph), "L2", labels_node=labels_node,
-                 label_scheme=scheme, **options)
-    expected = core_result(ph, labels, scheme, "L2", **options)
+    options = FEOptions(element_mm=2.0, criterion="linear", law="kopperdahl2002",
+                        label_scheme=scheme)
+    out = run_fe(ct_node, calibration_table(ph), "L2", options, labels_node=labels_node, sex="M")
+    expected = core_result(ph, labels, "L2", options, "M")
     result = out["result"]
     assert result.level == "L2"
     assert result.n_elements == expected.n_elements and result.n_dof == expected.n_dof
@@ -169,8 +169,8 @@ def test_label_map_through_the_scene_equals_the_core(scene, phantom, scheme):
     for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
         segment = segmentation.GetSegmentation().GetNthSegment(index)
         segment.SetName(f"vertebrae_{level_of_value[segment.GetLabelValue()]}")
-    from_segmentation = run_fe(ct_node, calibration_table(ph), "L2", labels_node=segmentation,
-                               label_scheme=scheme, **options)["result"]
+    from_segmentation = run_fe(ct_node, calibration_table(ph), "L2", options,
+                               labels_node=segmentation, sex="M")["result"]
     assert from_segmentation.strength_n == pytest.approx(expected.strength_n, rel=1e-9)
 
 
@@ -181,8 +181,9 @@ def test_labels_without_the_level_say_so(scene, phantom):
                                           name="vertebrae", node_class="vtkMRMLLabelMapVolumeNode")
     # the phantom has L1-L3 only; "verse" numbering does not match TotalSegmentator values
     with pytest.raises(Exception, match="absent"):
-        run_fe(ct_node, calibration_table(ph), "L2", labels_node=labels_node,
-               label_scheme="verse", element_mm=2.0, criterion="linear")
+        run_fe(ct_node, calibration_table(ph), "L2",
+               FEOptions(label_scheme="verse", element_mm=2.0, criterion="linear"),
+               labels_node=labels_node)
 
 
 def test_export_writes_json_vtu_and_pdf(scene, phantom, tmp_path):
@@ -190,13 +191,14 @@ def test_export_writes_json_vtu_and_pdf(scene, phantom, tmp_path):
     ct_node = update_node_from_volume(ph.volume, name="phantom")
     labels_node = update_node_from_volume(vertebra_labels(ph, "totalsegmentator"),
                                           name="vertebrae", node_class="vtkMRMLLabelMapVolumeNode")
-    result = run_fe(ct_node, calibration_table(ph), "L1", labels_node=labels_node,
-                    element_mm=2.5, criterion="linear", sex="F")["result"]
+    result = run_fe(ct_node, calibration_table(ph), "L1",
+                    FEOptions(element_mm=2.5, criterion="linear"), labels_node=labels_node,
+                    sex="F")["result"]
     folder = tmp_path / "report" / "L1"
     paths = export_fe_report(folder, result, {"patient_name": "Doe^Jane", "patient_sex": "F"},
                              anonymize=True)
     assert {key: path.name for key, path in paths.items()} == {
-        "json": "fe.json", "vtu": "fe.vtu", "report": "fe.pdf"}
+        "json": "fe.json", "vtu": "fe.vtu", "report": "fe_report.pdf"}
     assert all(path.parent == folder and path.stat().st_size > 0 for path in paths.values())
     doc = json.loads(paths["json"].read_text())
     assert doc["strength_n"] == pytest.approx(result.strength_n)
@@ -206,3 +208,8 @@ def test_export_writes_json_vtu_and_pdf(scene, phantom, tmp_path):
     reader.SetFileName(str(paths["vtu"]))
     reader.Update()
     assert reader.GetOutput().GetNumberOfCells() == result.n_elements
+    # the report again from the document kept in the results table (as after a scene reload)
+    document = fe_document_from_table_node(fe_result_to_table_node(result))
+    again = export_fe_report(tmp_path / "again", FEResult.from_dict(document), anonymize=True)
+    assert sorted(again) == ["json", "report"] and again["report"].read_bytes().startswith(b"%PDF")
+    assert json.loads(again["json"].read_text()) == document

@@ -523,3 +523,25 @@ def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
     lib = parse_python(REPO / "HipCTXA" / "HipCTXALib" / "hip.py")
     assert imported_modules(lib) <= {"__future__", "json", "math", "numpy", "slicer", "vtk",
                                      "QCTBoneDensityLib", "boneqct"}
+
+
+def test_finite_element_parameters_match_the_core():
+    """The FiniteElement parameter node's defaults, ranges and choices are FEOptions'."""
+    from boneqct.fe.options import FEOptions
+
+    tree = parse_python(module_script("FiniteElement"))
+    constants = module_constants(tree)
+    fields = parameter_wrapper_fields(tree)["FiniteElementParameterNode"]
+    options = {f.name: f for f in dataclasses.fields(FEOptions)}
+    for parameter, name in (("elementMm", "element_mm"), ("law", "law"),
+                            ("criterion", "criterion"), ("labelScheme", "label_scheme")):
+        assert ast.literal_eval(fields[parameter].value) == getattr(FEOptions(), name), parameter
+        marks = [a for a in fields[parameter].annotation.slice.elts[1:] if isinstance(a, ast.Call)]
+        if options[name].metadata["choices"]:
+            assert marks[0].func.id == "Choice", parameter
+            offered = ast.literal_eval(constants[marks[0].args[0].id])
+            assert sorted(offered) == sorted(options[name].metadata["choices"]), parameter
+        else:
+            assert marks[0].func.id == "WithinRange", parameter
+            assert [ast.literal_eval(v) for v in marks[0].args] == [
+                options[name].metadata["low"], options[name].metadata["high"]], parameter

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from boneqct.calibration import calibrate_with_phantom, convert_volume_to_bmd
-from boneqct.fe.vertebra import analyze_vertebra, write_fe_outputs
+from boneqct.fe.options import FEOptions
+from boneqct.fe.pipeline import analyze_fe
+from boneqct.fe.vertebra import write_fe_outputs
 from boneqct.io import load_ct, write_json_atomic, write_volume
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
 from boneqct.report import calibration_section, exam_table, write_report
@@ -85,8 +87,8 @@ def run_demo(out_dir: str | Path, seed: int = 0) -> dict:
 
     _step(6, "Vertebral strength of L2 by finite elements (1 mm hexahedra, PMMA caps, "
              "0.68% linear rule)")
-    l2_body = next(body for body in result.bodies if body.level == "L2")
-    fe = analyze_vertebra(bmd, l2_body, criterion="linear")
+    fe = analyze_fe(volume, calibration, FEOptions(criterion="linear"), level="L2",
+                    seeds=read_markups_seeds(seeds_path))
     fe_paths = write_fe_outputs(out_dir / "fe_L2", fe, volume.metadata)
     print(f"    {fe.n_elements} elements, stiffness {fe.stiffness_n_mm:.0f} N/mm, strength "
           f"{fe.strength_n:.0f} N; mesh with fields: {fe_paths['vtu']}")

@@ -5,7 +5,7 @@
 - the results: a one-row ``vtkMRMLTableNode`` with units and descriptions per column, and
   fe.json as the attribute ``BoneQCT.FEJSON``;
 - the load-displacement curve: a table and a ``vtkMRMLPlotChartNode``;
-- the report: fe.json, fe.vtu and fe.pdf written by the core's ``write_fe_outputs``.
+- the report: fe.json, fe.vtu and fe_report.pdf written by the core's ``write_fe_outputs``.
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ def fe_summary_text(table_node) -> str:
 
 def export_fe_report(folder, result, metadata: dict | None = None,
                      anonymize: bool = False) -> dict[str, Path]:
-    """Write fe.json, fe.vtu and fe.pdf of ``result`` (a ``boneqct.fe.vertebra.FEResult``)
-    into ``folder`` (created if needed); returns the paths by key "json", "vtu", "report"."""
+    """Write fe.json, fe.vtu and fe_report.pdf of ``result`` (a ``boneqct.fe.vertebra.FEResult``;
+    fe.vtu only when it holds its solved model) into ``folder`` (created if needed); returns
+    the paths by key "json", "vtu", "report"."""
     from boneqct.fe.vertebra import write_fe_outputs
 
     folder = Path(folder)
@@ -166,23 +167,24 @@ def load_displacement_plot(result, chart_node=None, name: str = "BoneQCT FE load
     return chart_node
 
 
-def run_fe(input_volume_node, calibration_table_node, level: str, *, seeds_node=None,
-           labels_node=None, label_scheme: str = "totalsegmentator", element_mm: float = 1.0,
-           law: str = "morgan2003", criterion: str = "nonlinear", sex=None,
-           table_node=None, model_node=None, chart_node=None,
-           color_by: str = "effective_strain") -> dict:
-    """Analyse one level of the scene's CT and write the results into the scene.
+def run_fe(input_volume_node, calibration_table_node, level: str, options=None, *,
+           seeds_node=None, labels_node=None, sex=None, table_node=None, model_node=None,
+           chart_node=None, color_by: str = "effective_strain") -> dict:
+    """Analyse one level of the scene's CT (``boneqct.fe.pipeline.analyze_fe``) and write the
+    results into the scene.
 
     The body of ``level`` is delineated from its seed in ``seeds_node`` (markups points named
     by level) or from ``labels_node`` (vertebra label map volume, or segmentation with
-    segments named by level; ``label_scheme`` numbering, see
-    ``QCTBoneDensityLib.labels_from_node``); give exactly one of the two. Returns
-    {"result", "table", "model", "chart"}.
+    segments named by level; ``options.label_scheme`` numbering, see
+    ``QCTBoneDensityLib.labels_from_node``); give exactly one of the two. ``options`` is a
+    ``boneqct.fe.options.FEOptions`` (None: the defaults). Returns {"result", "table",
+    "model", "chart"}.
 
     Raises:
-        ValueError: no input volume, no calibration, no or both body inputs, no seed for the
-            level, a segmentation without vertebral levels.
-        boneqct.errors.BoneQCTError: from the core (label absent, body not found, ...).
+        ValueError: no input volume, no calibration, no or both body inputs, a segmentation
+            without vertebral levels.
+        boneqct.errors.BoneQCTError: from the core (no seed for the level, label absent, body
+            not found, ...).
     """
     from QCTBoneDensityLib import (
         calibration_from_table_node,
@@ -192,11 +194,10 @@ def run_fe(input_volume_node, calibration_table_node, level: str, *, seeds_node=
         volume_from_node,
     )
 
-    from boneqct.calibration import convert_volume_to_bmd
-    from boneqct.fe.vertebra import analyze_vertebra
-    from boneqct.spine.body import body_from_label, delineate_body_from_seed
-    from boneqct.spine.levels import label_for_level, normalize_level
+    from boneqct.fe.options import FEOptions
+    from boneqct.fe.pipeline import analyze_fe
 
+    options = options or FEOptions()
     if input_volume_node is None:
         raise ValueError("Select the CT volume.")
     if not has_calibration(calibration_table_node):
@@ -206,20 +207,14 @@ def run_fe(input_volume_node, calibration_table_node, level: str, *, seeds_node=
         raise ValueError("Select seed points or a vertebra label map / segmentation.")
     if seeds_node is not None and labels_node is not None:
         raise ValueError("Give either seed points or vertebra labels, not both.")
-    volume = volume_from_node(input_volume_node)
-    calibration = calibration_from_table_node(calibration_table_node)
-    level = normalize_level(level)
+    seeds = labels = None
     if seeds_node is not None:
         seeds = seeds_from_markups_node(seeds_node)
-        if level not in seeds:
-            raise ValueError(f"The seed list has no point named {level}.")
-        body = delineate_body_from_seed(volume, seeds[level], level)
     else:
-        labels = labels_from_node(labels_node, input_volume_node, label_scheme)
-        body = body_from_label(volume, labels, label_for_level(level, label_scheme), level)
-    result = analyze_vertebra(convert_volume_to_bmd(volume, calibration), body,
-                              density_material=calibration.material, law=law,
-                              criterion=criterion, element_mm=element_mm, sex=sex)
+        labels = labels_from_node(labels_node, input_volume_node, options.label_scheme)
+    result = analyze_fe(volume_from_node(input_volume_node),
+                        calibration_from_table_node(calibration_table_node), options,
+                        level=level, seeds=seeds, labels=labels, sex=sex)
     return {"result": result, "table": fe_result_to_table_node(result, table_node),
             "model": mesh_to_model_node(result, model_node, color_by=color_by),
             "chart": load_displacement_plot(result, chart_node)}

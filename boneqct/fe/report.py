@@ -1,13 +1,16 @@
 """The finite-element report page: results table, load-displacement curve, mid-sagittal
-strain image."""
+strain image; written from a live ``FEResult`` or one read back from fe.json."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
+from boneqct.fe.analysis import FRAGILE_STRENGTH_N
+from boneqct.fe.materials import LAWS
 from boneqct.report.pdf import (
     ALERT_COLOR,
     STYLES,
@@ -15,15 +18,14 @@ from boneqct.report.pdf import (
     figure_flowable,
     subplots,
     table,
+    warnings_box,
     write_report,
 )
 
 
 def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = False) -> Path:
-    """Write the report PDF (atomically) for a ``boneqct.fe.vertebra.FEResult``."""
-    from boneqct.fe.analysis import FRAGILE_STRENGTH_N
-    from boneqct.fe.materials import LAWS
-
+    """Write the report PDF (atomically) for a ``boneqct.fe.vertebra.FEResult`` (live or read
+    back with ``FEResult.from_dict``)."""
     solver = result.solver
     rows = [["Quantity", "Value"],
             ["Level", result.level],
@@ -37,7 +39,8 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
             ["Solver", f"PCG-{solver['preconditioner']}, {solver['iterations']} iterations, "
                        f"residual {solver['max_relative_residual']:.1e}"
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
-    story = [exam_table(metadata, anonymize), Spacer(1, 2 * mm), table(rows, [60, 110])]
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
+             table(rows, [60, 110])]
     story.append(Paragraph(f"Material: {LAWS[result.law].citation}; PMMA endplate layers "
                            "2500 MPa; load along the body axis.", STYLES["Normal"]))
     if result.fragile is not None:
@@ -47,15 +50,11 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
                                f"{FRAGILE_STRENGTH_N[result.sex]:.0f} N, Kopperdahl 2014).",
                                STYLES["Normal"]))
     story += [Spacer(1, 2 * mm), figure_flowable(_figure(result), 170)]
-    for warning in result.warnings:
-        story.append(Paragraph(f"Note: {warning}", STYLES["Italic"]))
     return write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
 
 
 def _figure(result):
     """Load-displacement curve (nonlinear) or linear line, and the mid-sagittal strain."""
-    from boneqct.fe.vertebra import mid_sagittal_strain
-
     fig, (ax_curve, ax_strain) = subplots(1, 2, figsize=(8.0, 3.2))
     if result.curve:
         ax_curve.plot([p["displacement_mm"] for p in result.curve],
@@ -67,7 +66,8 @@ def _figure(result):
     ax_curve.set_xlabel("displacement (mm)")
     ax_curve.set_ylabel("force (N)")
     ax_curve.set_title("Load-displacement")
-    image, h = mid_sagittal_strain(result)
+    image = np.array(result.mid_sagittal_strain["values"], dtype=float)  # None -> NaN
+    h = result.mid_sagittal_strain["element_mm"]
     shown = ax_strain.imshow(image * 100.0, origin="lower", cmap="inferno",
                              extent=(0, image.shape[1] * h, 0, image.shape[0] * h))
     ax_strain.set_xlabel("anterior (mm)")

@@ -1,35 +1,45 @@
 """Vertebral strength of one level: mesh, solve, criterion, fragile flag; outputs; follow-up.
 
 ``analyze_vertebra`` runs the whole chain on a calibrated density volume and a delineated
-``VertebralBody``; ``write_fe_outputs`` writes fe.json, fe.vtu and the report page atomically;
-``compare_fe`` compares two exams' fe.json (same element size, law and criterion enforced).
+``VertebralBody`` (``boneqct.fe.pipeline.analyze_fe`` is the entry point from a CT);
+``write_fe_outputs`` writes fe.json, fe.vtu and fe_report.pdf atomically; ``compare_fe``
+compares two exams' fe.json (same element size, law and criterion enforced).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from boneqct.errors import FEError
 from boneqct.fe.analysis import (
-    CRITERIA,
-    DEFAULT_PRECONDITIONER,
     FRAGILE_STRENGTH_N,
     LINEAR_RULE_STRAIN,
     Model,
     Solution,
     build_model,
+    element_fields,
     fragile,
     nonlinear_curve,
     pistoia_strength_n,
     solve_displacement,
 )
 from boneqct.fe.materials import LAWS, MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO
-from boneqct.fe.mesh import DEFAULT_PMMA_MM, MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
+from boneqct.fe.mesh import MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
+from boneqct.fe.options import FEOptions
+from boneqct.fe.report import write_fe_report
 from boneqct.fe.solver import DEFAULT_RTOL
+from boneqct.fe.vtu import unstructured_grid, write_vtu
+from boneqct.io import write_json_atomic
+from boneqct.options import options_to_dict
 from boneqct.volume import Volume
+
+#: Significant digits kept of the mid-sagittal strain image in fe.json (the report prints it
+#: in percent on a colour scale).
+STRAIN_IMAGE_DIGITS = 4
 
 
 @dataclass
@@ -37,7 +47,8 @@ class FEResult:
     """Result of one vertebral FE analysis (units in the names; see ``to_dict``).
 
     ``model`` and ``solution`` hold the solved state (the fields at the failure load for the
-    linear criteria, at 2% apparent strain for the nonlinear one); they are not serialised.
+    linear criteria, at 2% apparent strain for the nonlinear one); they are not serialised, so
+    a result read back with ``from_dict`` writes fe.json and the report but not fe.vtu.
     """
 
     level: str
@@ -56,6 +67,12 @@ class FEResult:
     solver: dict
     curve: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the options analysed with (``boneqct.options.options_to_dict`` of ``FEOptions``)
+    options: dict | None = None
+    #: effective strain on the mesh's mid-sagittal plane at the solved state:
+    #: {"element_mm": pixel edge (mm), "values": rows along the axis (caudal first) of columns
+    #: along the anterior direction, None outside the mesh}
+    mid_sagittal_strain: dict | None = None
     model: Model | None = None
     solution: Solution | None = None
 
@@ -78,38 +95,52 @@ class FEResult:
                 "sub-samples inside the mask",
                 "load_axis": "vertebral body axis (endplate normal)",
             },
+            "options": self.options,
+            "mid_sagittal_strain": self.mid_sagittal_strain,
         }
 
+    @classmethod
+    def from_dict(cls, document: Mapping) -> FEResult:
+        """The result of an fe.json document (``to_dict``), without the solved model; the
+        law's citation, the fragile threshold and the model constants are the code's own."""
+        return cls(
+            level=document["level"], law=document["law"], criterion=document["criterion"],
+            element_mm=document["element_mm"], n_elements=document["n_elements"],
+            n_bone_elements=document["n_bone_elements"], n_dof=document["n_dof"],
+            bone_height_mm=document["bone_height_mm"],
+            stiffness_n_mm=document["stiffness_n_mm"], strength_n=document["strength_n"],
+            linear_strength_n=document["linear_strength_n"], sex=document["sex"],
+            fragile=document["fragile"], solver=dict(document["solver"]),
+            curve=[dict(point) for point in document["load_displacement"]],
+            warnings=list(document["warnings"]), options=document.get("options"),
+            mid_sagittal_strain=document.get("mid_sagittal_strain"))
 
-def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
-                     law: str = "morgan2003", criterion: str = "nonlinear",
-                     element_mm: float = 1.0, pmma_mm: float = DEFAULT_PMMA_MM,
-                     preconditioner: str = DEFAULT_PRECONDITIONER, rtol: float = DEFAULT_RTOL,
-                     sex: str | None = None) -> FEResult:
+
+def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
+                     density_material: str = "K2HPO4", sex: str | None = None,
+                     rtol: float = DEFAULT_RTOL, **changes) -> FEResult:
     """Stiffness and strength of a vertebral body in axial compression.
 
     Args:
         bmd: calibrated density volume (mg/cm3 of ``density_material``).
         body: ``boneqct.spine.types.VertebralBody`` on ``bmd``'s grid (mask, axis, anterior).
+        options: element size, law, criterion, PMMA layers, preconditioner
+            (``boneqct.fe.options.FEOptions``; None: the defaults).
         density_material: the calibration's material, "K2HPO4" or "HA".
-        law: density-modulus law (``boneqct.fe.materials.LAWS``).
-        criterion: "linear" (0.68% rule), "pistoia" or "nonlinear" (2% apparent strain).
-        element_mm: edge of the cubic elements (mm).
-        pmma_mm: PMMA layer thickness (mm).
-        preconditioner: "gmg" (geometric multigrid), "jacobi" or "amg".
-        rtol: relative residual tolerance of each linear solve.
         sex: "F" or "M" for the fragile flag (None: flag not given).
+        rtol: relative residual tolerance of each linear solve.
+        changes: ``FEOptions`` fields replacing those of ``options`` (e.g. ``element_mm=2.0``).
 
     Raises:
-        FEError: unknown law or criterion, empty mask, ...
+        OptionsError: an option outside its range or choices.
+        FEError: empty mask, ...
     """
-    if criterion not in CRITERIA:
-        raise FEError(f"Unknown strength criterion '{criterion}'; choose one of "
-                      f"{', '.join(CRITERIA)}.")
+    options = replace(options or FEOptions(), **changes)
     mesh = mesh_vertebral_body(bmd, body.body_mask_kji, body.axis_ras, body.anterior_ras,
-                               density_material=density_material, element_mm=element_mm,
-                               pmma_mm=pmma_mm)
-    model = build_model(mesh, law)
+                               density_material=density_material,
+                               element_mm=options.element_mm, pmma_mm=options.pmma_mm)
+    model = build_model(mesh, options.law)
+    preconditioner = options.preconditioner
     linear = solve_displacement(model, model.modulus_mpa, LINEAR_RULE_STRAIN * mesh.bone_height_mm,
                                 preconditioner=preconditioner, rtol=rtol)
     reports = list(linear.reports)
@@ -117,9 +148,9 @@ def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
     linear_strength = LINEAR_RULE_STRAIN * stiffness * mesh.bone_height_mm
     curve: list[dict] = []
     converged = linear.reports[0].converged
-    if criterion == "linear":
+    if options.criterion == "linear":
         strength, solution = linear_strength, linear
-    elif criterion == "pistoia":
+    elif options.criterion == "pistoia":
         strength = pistoia_strength_n(model, linear)
         solution = _scaled(linear, strength / linear.reaction_n)
     else:
@@ -140,18 +171,34 @@ def analyze_vertebra(bmd: Volume, body, *, density_material: str = "K2HPO4",
         "linear_relative_residual": float(linear.reports[0].relative_residual),
     }
     return FEResult(
-        level=body.level, law=law, criterion=criterion, element_mm=float(element_mm),
-        n_elements=mesh.n_elements, n_bone_elements=int(model.is_bone.sum()), n_dof=model.n_dof,
+        level=body.level, law=options.law, criterion=options.criterion,
+        element_mm=float(options.element_mm), n_elements=mesh.n_elements,
+        n_bone_elements=int(model.is_bone.sum()), n_dof=model.n_dof,
         bone_height_mm=mesh.bone_height_mm, stiffness_n_mm=float(stiffness),
         strength_n=float(strength), linear_strength_n=float(linear_strength), sex=sex,
         fragile=fragile(strength, sex), solver=solver, curve=curve, warnings=warnings,
-        model=model, solution=solution)
+        options=options_to_dict(options),
+        mid_sagittal_strain=mid_sagittal_strain(model, solution), model=model,
+        solution=solution)
 
 
 def _scaled(solution: Solution, factor: float) -> Solution:
     """A linear solution scaled by ``factor`` (displacement, applied and reaction)."""
     return Solution(solution.displacement_mm * factor, solution.applied_mm * factor,
                     solution.reaction_n * factor, solution.modulus_mpa, solution.reports)
+
+
+def mid_sagittal_strain(model: Model, solution: Solution) -> dict:
+    """Effective strain on the mid-sagittal plane of the mesh (see
+    ``FEResult.mid_sagittal_strain``), to ``STRAIN_IMAGE_DIGITS`` significant digits."""
+    mesh = model.mesh
+    values = np.full(mesh.material_kji.shape, np.nan)
+    values[mesh.elements_kji] = element_fields(model, solution)["effective_strain"]
+    columns = np.flatnonzero(mesh.elements_kji.any(axis=(0, 1)))
+    plane = values[:, :, (columns[0] + columns[-1]) // 2]
+    return {"element_mm": float(mesh.element_mm),
+            "values": [[None if np.isnan(v) else float(f"{v:.{STRAIN_IMAGE_DIGITS}g}")
+                        for v in row] for row in plane]}
 
 
 def compare_fe(old: dict, new: dict) -> dict:
@@ -179,26 +226,14 @@ def compare_fe(old: dict, new: dict) -> dict:
 
 def write_fe_outputs(out_dir: str | Path, result: FEResult, metadata: dict | None = None,
                      anonymize: bool = False) -> dict[str, Path]:
-    """Write fe.json, fe.vtu and fe.pdf (each atomically) into ``out_dir``."""
-    from boneqct.fe.report import write_fe_report
-    from boneqct.fe.vtu import unstructured_grid, write_vtu
-    from boneqct.io import write_json_atomic
-
+    """Write fe.json, fe_report.pdf and, when ``result`` holds its solved model (not one read
+    back with ``FEResult.from_dict``), fe.vtu into ``out_dir``, each atomically; return their
+    paths by key "json", "report" and "vtu"."""
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / "fe.json", "vtu": out_dir / "fe.vtu", "report": out_dir / "fe.pdf"}
-    write_vtu(unstructured_grid(result.model, result.solution), paths["vtu"])
+    paths = {"json": out_dir / "fe.json", "report": out_dir / "fe_report.pdf"}
+    if result.model is not None:
+        paths["vtu"] = out_dir / "fe.vtu"
+        write_vtu(unstructured_grid(result.model, result.solution), paths["vtu"])
     write_fe_report(paths["report"], result, metadata or {}, anonymize)
     write_json_atomic(paths["json"], result.to_dict())
     return paths
-
-
-def mid_sagittal_strain(result: FEResult) -> tuple[np.ndarray, float]:
-    """Effective strain on the mid-sagittal plane of the mesh (rows k along the axis, columns j
-    anterior; NaN outside) and the element size (mm)."""
-    from boneqct.fe.analysis import element_fields
-
-    mesh = result.model.mesh
-    values = np.full(mesh.material_kji.shape, np.nan)
-    values[mesh.elements_kji] = element_fields(result.model, result.solution)["effective_strain"]
-    columns = np.flatnonzero(mesh.elements_kji.any(axis=(0, 1)))
-    return values[:, :, (columns[0] + columns[-1]) // 2], mesh.element_mm

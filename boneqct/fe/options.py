@@ -1,0 +1,40 @@
+"""Options of the vertebral finite-element measurement: the one place for their defaults, units,
+ranges and help (``boneqct.options``); the command line, the Slicer module and ``analyze_fe``
+use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from boneqct.fe.analysis import CRITERIA, DEFAULT_PRECONDITIONER
+from boneqct.fe.materials import LAWS
+from boneqct.fe.mesh import DEFAULT_PMMA_MM
+from boneqct.fe.solver import PRECONDITIONERS
+from boneqct.options import check_options, option
+from boneqct.spine.levels import LABEL_SCHEMES
+
+#: Element edge (mm): 1 mm is within 5% of 0.75 mm on the phantom (Testing/test_fe.py); finer
+#: than 0.5 mm or coarser than 5 mm outgrows memory and time or loses the body's shape.
+ELEMENT_MM = 1.0
+
+
+@dataclass(frozen=True)
+class FEOptions:
+    """How the vertebral body is modelled and solved (see each field's help)."""
+
+    element_mm: float = option(ELEMENT_MM, "element edge (keep it fixed when comparing exams)",
+                               unit="mm", low=0.5, high=5.0)
+    law: str = option("morgan2003", "density-modulus law", choices=tuple(sorted(LAWS)))
+    criterion: str = option("nonlinear", "strength criterion (linear: 0.68% rule; pistoia; "
+                            "nonlinear: elastic-perfectly-plastic to 2% apparent strain)",
+                            choices=CRITERIA)
+    pmma_mm: float = option(DEFAULT_PMMA_MM, "PMMA layer thickness", unit="mm", low=0.0,
+                            high=20.0)
+    preconditioner: str = option(DEFAULT_PRECONDITIONER, "CG preconditioner (gmg: geometric "
+                                 "multigrid; jacobi; amg: smoothed aggregation)",
+                                 choices=PRECONDITIONERS)
+    label_scheme: str = option("totalsegmentator", "numbering of a --labels file",
+                               choices=tuple(sorted(LABEL_SCHEMES)))
+
+    def __post_init__(self):
+        check_options(self)
