@@ -104,3 +104,50 @@ def test_cli_qa_report_exit_status_flags_drift(tmp_path):
     run = subprocess.run([sys.executable, "-m", "boneqct.cli", "qa-report",
                           str(tmp_path / "log.csv")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "DRIFT" in run.stdout
+
+
+def test_session_label_rule():
+    """The given label, else the study date, else the current time (said by the source)."""
+    from datetime import datetime
+
+    from boneqct.qa import session_label
+
+    now = datetime(2025, 3, 4, 5, 6, 7)
+    assert session_label({"study_date": "2025-01-02"}, "mine", now) == ("mine", "given")
+    assert session_label({"study_date": "2025-01-02"}, "", now) == ("2025-01-02", "study date")
+    assert session_label({"study_date": "20250102"}, "", now) == ("2025-01-02", "study date")
+    assert session_label({"study_date": None}, "", now) == ("2025-03-04T05:06:07",
+                                                            "current time")
+
+
+def test_analyze_qa_result_round_trips_and_says_an_undated_session(phantom, tmp_path):
+    import json
+    from datetime import datetime
+
+    from boneqct.qa import QAOptions, QAResult, analyze_qa
+
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    volume = phantom.volume.with_array(phantom.volume.array_kji)
+    volume.metadata = {**phantom.volume.metadata, "study_date": None}
+    options = QAOptions(phantom_type="digital-esp", tolerance_percent=2.0)
+    result = analyze_qa(volume, calibration, options, log_path=tmp_path / "qa.csv",
+                        now=datetime(2025, 3, 4, 5, 6, 7))
+    assert result.session == "2025-03-04T05:06:07" and result.session_source == "current time"
+    assert "no study date" in result.warnings[0]
+    assert result.rows == measure_esp(phantom.volume, load_nominal("digital-esp"), calibration)
+    assert [c.insert for c in result.charts][:3] == ["L1", "L2", "L3"]
+    assert result.charts[0].tolerance_high == pytest.approx(1.02 * result.charts[0].center)
+    document = json.loads(json.dumps(result.to_dict()))
+    assert document["options"]["tolerance_percent"] == 2.0
+    restored = QAResult.from_dict(document)
+    assert restored.to_dict() == result.to_dict() and restored.flagged == result.flagged
+
+
+def test_cli_qa_labels_the_session_with_the_study_date(phantom, tmp_path):
+    ct = write_volume(phantom.volume, tmp_path / "qa_ct.nii.gz")
+    run = subprocess.run([sys.executable, "-m", "boneqct.cli", "qa", str(ct), "--phantom-type",
+                          "digital-esp", "--hu", "--log", str(tmp_path / "log.csv")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    # a NIfTI file has no study date: the current time, said on stderr
+    assert "(current time)" in run.stdout and "no study date" in run.stderr

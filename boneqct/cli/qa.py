@@ -14,6 +14,8 @@ from boneqct.cli.common import (
     load_input,
     number_in,
 )
+from boneqct.options import add_options, options_from_args
+from boneqct.qa.options import QAOptions
 from boneqct.resources import (
     check_repositioning,
     repositioning_estimate,
@@ -51,23 +53,17 @@ def register(sub) -> None:
                         "them to the scanner's QA log")
     add_input(qa)
     add_calibration_options(qa)
-    qa.add_argument("--phantom-type", default="esp",
-                    help="nominal values: esp (Kalender 1995, mg HA/cm3), digital-esp, or a "
-                         "JSON file")
+    add_options(qa, QAOptions, skip=("baseline_sessions", "tolerance_percent"))
     qa.add_argument("--log-dir", type=Path, default=Path("qa_logs"),
                     help="folder of the per-scanner QA logs (default ./qa_logs)")
     qa.add_argument("--log", type=Path, help="append to this log file instead")
-    qa.add_argument("--session", help="session label (default: the study date, else today)")
     qa.set_defaults(handler=_cmd_qa)
     add_max_memory_option(qa)
 
     report = sub.add_parser("qa-report", help="control chart and drift check of a QA log (exit status 1 when drift or an out-of-control session is flagged)")
     report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
     report.add_argument("--out", type=Path, help="output folder (default: beside the log)")
-    report.add_argument("--baseline", type=number_in(2, 10000, integer=True), default=5,
-                        help="sessions that set the centre line (default 5)")
-    report.add_argument("--tolerance-percent", type=number_in(0.01, 100.0, " %"), default=3.0,
-                        help="half-width of the tolerance band, %% of the centre (default 3)")
+    add_options(report, QAOptions, skip=("phantom_type", "session"))
     report.add_argument("--json", action="store_true", help="print JSON")
     report.set_defaults(handler=_cmd_qa_report)
 
@@ -129,23 +125,21 @@ def _cmd_repositioning(args) -> int:
 
 
 def _cmd_qa(args) -> int:
-    from datetime import date
+    from boneqct.qa import analyze_qa, log_path_for
 
-    from boneqct.qa import append_to_log, load_nominal, log_path_for, measure_esp
-
-    nominal = load_nominal(args.phantom_type)
+    options = options_from_args(QAOptions, args)
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
-    rows = measure_esp(volume, nominal, calibration)
-    session = args.session or volume.metadata.get("study_date") or date.today().isoformat()
-    path = args.log or log_path_for(args.log_dir, volume.metadata)
-    append_to_log(path, session, volume.metadata, nominal["name"], rows,
-                  "none" if calibration is None else calibration.method)
-    for row in rows:
+    result = analyze_qa(volume, calibration, options,
+                        log_path=args.log or log_path_for(args.log_dir, volume.metadata))
+    for row in result.rows:
         deviation = ("" if row["deviation_percent"] is None
                      else f" ({row['deviation_percent']:+.1f}% vs nominal {row['nominal_mg_cm3']:g})")
         print(f"{row['insert']}: {row['value']:.1f} {row['unit']}{deviation}")
-    print(f"QA log: {path}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"session: {result.session} ({result.session_source})")
+    print(f"QA log: {result.log_path}")
     return 0
 
 
@@ -154,7 +148,9 @@ def _cmd_qa_report(args) -> int:
 
     from boneqct.qa import control_chart, read_log, write_qa_report
 
-    charts = control_chart(read_log(args.log), args.baseline, args.tolerance_percent)
+    options = options_from_args(QAOptions, args)
+    charts = control_chart(read_log(args.log), options.baseline_sessions,
+                           options.tolerance_percent)
     paths = write_qa_report(args.out or args.log.parent, charts, args.log.name)
     if args.json:
         print(json.dumps([{**asdict(c), "drift": c.drift, "out_of_control": c.out_of_control}

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from boneqct.qa.options import BASELINE_SESSIONS, TOLERANCE_PERCENT
+
 #: d2 constant of the mean moving range of two consecutive values (Montgomery 2009, App. VI).
 D2_MOVING_RANGE = 1.128
 SHEWHART_LIMIT_SIGMA = 3.0
 MIN_TREND_SESSIONS = 8
 TREND_P_VALUE = 0.01
 TREND_MIN_CHANGE_PERCENT = 1.0
-DEFAULT_BASELINE_SESSIONS = 5
-DEFAULT_TOLERANCE_PERCENT = 3.0
 
 
 @dataclass
@@ -83,8 +83,8 @@ class ControlLimits:
 
 def insert_chart(insert: str, sessions: list[str], values, unit: str = "",
                  nominal: float | None = None,
-                 baseline_sessions: int = DEFAULT_BASELINE_SESSIONS,
-                 tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT) -> ControlLimits:
+                 baseline_sessions: int = BASELINE_SESSIONS,
+                 tolerance_percent: float = TOLERANCE_PERCENT) -> ControlLimits:
     """Apply the rules of this module to one insert's series."""
     x = np.asarray(values, dtype=float)
     n_base = max(1, min(baseline_sessions, len(x)))
@@ -107,8 +107,8 @@ def insert_chart(insert: str, sessions: list[str], values, unit: str = "",
     return chart
 
 
-def control_chart(rows: list[dict], baseline_sessions: int = DEFAULT_BASELINE_SESSIONS,
-                  tolerance_percent: float = DEFAULT_TOLERANCE_PERCENT) -> list[ControlLimits]:
+def control_chart(rows: list[dict], baseline_sessions: int = BASELINE_SESSIONS,
+                  tolerance_percent: float = TOLERANCE_PERCENT) -> list[ControlLimits]:
     """One chart per insert of a QA log (rows from ``read_log``), in first-seen order."""
     inserts = list(dict.fromkeys(r["insert"] for r in rows))
     charts = []
