@@ -12,7 +12,6 @@ from typing import Annotated, Union
 
 import qt
 import slicer
-from BoneQCTWidgetLib import ParameterNodeWidgetMixin
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -29,6 +28,9 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+from BoneQCTLib.dependencies import ensure_python_packages
+from BoneQCTLib.widgets import ParameterNodeWidgetMixin
 
 # boneqct is imported only inside the logic's methods (its dependencies may still have to be
 # installed when Slicer loads this file).
@@ -56,7 +58,7 @@ class FiniteElement(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "Finite Element"
         self.parent.categories = ["Quantification"]
-        self.parent.dependencies = ["QCTBoneDensity"]  # shares QCTBoneDensityLib's adapters
+        self.parent.dependencies = []  # shares BoneQCTLib with the other modules
         self.parent.contributors = ["BoneQCT developers"]
         self.parent.helpText = """
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
@@ -144,6 +146,8 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         """Build and solve the model of the selected level; show mesh, table and curve."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Finite-element analysis failed.", waitCursor=True):
+            if not ensure_python_packages():
+                return
             outputs = self.logic.run(
                 p.inputVolume, p.calibrationTable, p.seeds, p.level, elementMm=p.elementMm,
                 law=p.law, criterion=p.criterion,
@@ -164,6 +168,8 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             return
         with slicer.util.tryWithErrorDisplay("Writing the finite-element report failed.",
                                              waitCursor=True):
+            if not ensure_python_packages():
+                return
             paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
             slicer.util.showStatusMessage(f"Finite-element report written to {paths['report']}",
                                           5000)
@@ -192,13 +198,13 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
 
     def volumeFromNode(self, volumeNode):
         """The selected volume as a core ``boneqct.volume.Volume`` (voxels copied, IJK->RAS kept)."""
-        from FiniteElementLib import volume_from_node
+        from BoneQCTLib.volumes import volume_from_node
 
         return volume_from_node(volumeNode)
 
     def hasCalibration(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a BoneQCT calibration."""
-        from QCTBoneDensityLib import has_calibration
+        from BoneQCTLib.calibration import has_calibration
 
         return has_calibration(tableNode)
 
@@ -272,10 +278,9 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
 
     def _phantomInScene(self):
         """The phantom, its CT node and a calibration table with the phantom's true line."""
-        from FiniteElementLib import update_node_from_volume
-        from QCTBoneDensityLib import calibration_to_table_node
-
         from boneqct.calibration import manual_calibration
+        from BoneQCTLib.calibration import calibration_to_table_node
+        from BoneQCTLib.volumes import update_node_from_volume
 
         phantom = self._phantom()
         node = update_node_from_volume(phantom.volume, name="phantom")
@@ -287,7 +292,8 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
     def test_PhantomVolumeReachesTheCore(self) -> None:
         """The logic hands the core exactly the voxels and geometry that are in the scene."""
         import numpy as np
-        from FiniteElementLib import update_node_from_volume
+
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Digital phantom through the scene")
         ct = self._phantom().volume
@@ -315,9 +321,9 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-        from FiniteElementLib import update_node_from_volume
 
         from boneqct.spine.levels import label_for_level
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Finite elements from a vertebra label map, and the report")
         phantom, node, table = self._phantomInScene()

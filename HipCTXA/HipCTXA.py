@@ -14,7 +14,6 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from BoneQCTWidgetLib import ParameterNodeWidgetMixin
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLLinearTransformNode,
@@ -32,8 +31,11 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from BoneQCTLib.dependencies import ensure_python_packages
+from BoneQCTLib.widgets import ParameterNodeWidgetMixin
+
 # boneqct and HipCTXALib are imported only inside the logic's methods: the core's Python
-# dependencies may still have to be installed (QCTBoneDensityLib.dependencies) when Slicer
+# dependencies may still have to be installed (BoneQCTLib.dependencies) when Slicer
 # loads this file.
 
 SIDES = ["left", "right"]
@@ -69,7 +71,7 @@ class HipCTXA(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "Hip CTXA"
         self.parent.categories = ["Quantification"]
-        self.parent.dependencies = ["QCTBoneDensity"]  # shares QCTBoneDensityLib's adapters
+        self.parent.dependencies = []  # shares BoneQCTLib with the other modules
         self.parent.contributors = ["BoneQCT developers"]
         self.parent.helpText = """
 DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT (CTXA, Cann et al.
@@ -193,25 +195,11 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
             "Write hip.json, hip.csv, the projection and hip_report.pdf into a folder" if canExport
             else "Measure the hip first (the report needs this session's measurement)")
 
-    def _ensurePythonPackages(self) -> bool:
-        """Offer to install the core's missing Python packages; True when all are present."""
-        from QCTBoneDensityLib import install_python_packages, missing_python_packages
-
-        missing = missing_python_packages()
-        if not missing:
-            return True
-        if not slicer.util.confirmOkCancelDisplay(
-                "BoneQCT needs these Python packages, which are not installed in Slicer yet: "
-                + ", ".join(missing) + ". Install them now (needs an internet connection)?"):
-            return False
-        install_python_packages(missing)
-        return True
-
     def onCalibrateButton(self) -> None:
         """Calibrate with the chosen method into the calibration table."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             if p.calibrationMethod == CALIBRATION_MANUAL:
                 p.calibrationTable = self.logic.calibrateManually(
@@ -224,7 +212,7 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
         """Run the hip analysis and show its nodes (projection with regions, femur, table)."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Hip analysis failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             outputs = self.logic.runHip(
                 p.inputVolume, p.calibrationTable, p.side, seedNode=p.seedPoints,
@@ -258,7 +246,7 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay("Writing the hip report failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
             slicer.util.showStatusMessage(f"Hip report written to {paths['report']}", 5000)
@@ -287,32 +275,32 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 
     def volumeFromNode(self, volumeNode):
         """The selected volume as a core ``boneqct.volume.Volume`` (voxels copied, IJK->RAS kept)."""
-        from HipCTXALib import volume_from_node
+        from BoneQCTLib.volumes import volume_from_node
 
         return volume_from_node(volumeNode)
 
     def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None):
         """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table."""
-        from QCTBoneDensityLib import phantom_calibration_to_table_node
+        from BoneQCTLib.calibration import phantom_calibration_to_table_node
 
         return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode)
 
     def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str,
                           tableNode=None):
         """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from QCTBoneDensityLib import manual_calibration_to_table_node
+        from BoneQCTLib.calibration import manual_calibration_to_table_node
 
         return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
 
     def hasCalibration(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a BoneQCT calibration."""
-        from HipCTXALib import has_calibration
+        from BoneQCTLib.calibration import has_calibration
 
         return has_calibration(tableNode)
 
     def calibrationSummary(self, tableNode) -> str:
         """The calibration held by ``tableNode`` in one or two lines (empty if none)."""
-        from HipCTXALib import calibration_summary_text
+        from BoneQCTLib.calibration import calibration_summary_text
 
         return calibration_summary_text(tableNode)
 
@@ -400,9 +388,9 @@ class HipCTXATest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-        from HipCTXALib import update_node_from_volume
 
         from boneqct.phantoms.femur import make_femur_phantom
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Hip CTXA on the digital femur phantom")
         phantom = make_femur_phantom()

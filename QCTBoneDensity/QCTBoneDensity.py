@@ -3,7 +3,8 @@ with known values), convert it to mineral density, measure the trabecular BMD of
 spine level by level and the tissue composition, and check the scanner with a QA phantom.
 
 The module only moves data between the scene and the Slicer-free ``boneqct`` core: it reads
-MRML nodes (through ``QCTBoneDensityLib``), calls the core, and writes nodes back.
+MRML nodes (through ``BoneQCTLib`` and ``QCTBoneDensityLib``), calls the core, and writes
+nodes back.
 """
 
 import logging
@@ -14,7 +15,6 @@ from typing import Annotated, Union
 import qt
 import slicer
 import vtk
-from BoneQCTWidgetLib import ParameterNodeWidgetMixin
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
     vtkMRMLMarkupsFiducialNode,
@@ -31,8 +31,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-# boneqct.calibration is imported only inside the logic's methods: its Python dependencies may
-# still have to be installed (see QCTBoneDensityLib.dependencies) when Slicer loads this file.
+from BoneQCTLib.dependencies import ensure_python_packages
+from BoneQCTLib.widgets import ParameterNodeWidgetMixin
+
+# boneqct is imported only inside the logic's methods: its Python dependencies may still have
+# to be installed when Slicer loads this file (every action first calls BoneQCTLib's
+# ensure_python_packages).
 
 #: Calibration phantoms offered in the combo box: the certificate files bundled with boneqct
 #: (the same list as boneqct.calibration.definitions.bundled_phantom_names()).
@@ -295,23 +299,11 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self.ui.qaTableView.setMRMLTableNode(p.qaTable)
         self.ui.qaSummaryLabel.text = self.logic.qaSummary(p.qaTable)
 
-    def _ensurePythonPackages(self) -> bool:
-        """Offer to install the core's missing Python packages; True when all are present."""
-        missing = self.logic.missingPythonPackages()
-        if not missing:
-            return True
-        if not slicer.util.confirmOkCancelDisplay(
-                "BoneQCT needs these Python packages, which are not installed in Slicer yet: "
-                + ", ".join(missing) + ". Install them now (needs an internet connection)?"):
-            return False
-        self.logic.installPythonPackages(missing)
-        return True
-
     def onCalibrateButton(self) -> None:
         """Calibrate with the chosen method and show the results table."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             if p.calibrationMethod == CALIBRATION_MANUAL:
                 table = self.logic.calibrateManually(
@@ -327,7 +319,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """Write the BMD map of the input volume into the output volume (created if none)."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Conversion to BMD failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
             slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
@@ -336,7 +328,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """Measure the spine and show the results (table, ROIs, centres, reference chart)."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Spine measurement failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             seeds = p.spineInputMode == SPINE_INPUT_SEEDS
             outputs = self.logic.runSpine(
@@ -369,7 +361,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         if not path:
             return
         with slicer.util.tryWithErrorDisplay("Writing the spine report failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             written = self.logic.exportSpineReport(path, p.spineTable)
             slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
@@ -378,7 +370,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """Analyse the tissue composition and show the two tables."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("Tissue analysis failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             outputs = self.logic.runTissue(
                 p.inputVolume, p.calibrationTable,
@@ -398,7 +390,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         if not folder:
             return
         with slicer.util.tryWithErrorDisplay("Writing the tissue report failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             paths = self.logic.exportTissueReport(folder, p.tissueTable)
             slicer.util.showStatusMessage(f"Tissue report written to {paths['report']}", 5000)
@@ -407,7 +399,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """Measure the QA phantom, append the session to the log and show the flags."""
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("QA measurement failed.", waitCursor=True):
-            if not self._ensurePythonPackages():
+            if not ensure_python_packages():
                 return
             outputs = self.logic.runQA(
                 p.inputVolume,
@@ -438,30 +430,18 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         """The module's parameter node, wrapped with typed fields."""
         return QCTBoneDensityParameterNode(super().getParameterNode())
 
-    def missingPythonPackages(self) -> list:
-        """Import names of the core's Python dependencies not installed in Slicer."""
-        from QCTBoneDensityLib import missing_python_packages
-
-        return missing_python_packages()
-
-    def installPythonPackages(self, importNames) -> None:
-        """Install the given missing dependencies with ``slicer.util.pip_install``."""
-        from QCTBoneDensityLib import install_python_packages
-
-        install_python_packages(importNames)
-
     def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None, sliceRange=None):
         """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table.
 
         ``sliceRange`` is an optional (first, last) k-index range holding the phantom.
         """
-        from QCTBoneDensityLib import phantom_calibration_to_table_node
+        from BoneQCTLib.calibration import phantom_calibration_to_table_node
 
         return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode, sliceRange)
 
     def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str, tableNode=None):
         """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from QCTBoneDensityLib import manual_calibration_to_table_node
+        from BoneQCTLib.calibration import manual_calibration_to_table_node
 
         return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
 
@@ -481,13 +461,13 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
 
     def hasCalibration(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a calibration written by this module."""
-        from QCTBoneDensityLib import has_calibration
+        from BoneQCTLib.calibration import has_calibration
 
         return has_calibration(tableNode)
 
     def calibrationSummary(self, tableNode) -> str:
         """One line describing the calibration held by ``tableNode`` (empty if none)."""
-        from QCTBoneDensityLib import calibration_summary_text
+        from BoneQCTLib.calibration import calibration_summary_text
 
         return calibration_summary_text(tableNode)
 
@@ -499,13 +479,9 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         """
         if inputVolume is None:
             raise ValueError("Select the CT volume to convert.")
-        from QCTBoneDensityLib import (
-            calibration_from_table_node,
-            update_node_from_volume,
-            volume_from_node,
-        )
-
         from boneqct.calibration import convert_volume_to_bmd
+        from BoneQCTLib.calibration import calibration_from_table_node
+        from BoneQCTLib.volumes import update_node_from_volume, volume_from_node
 
         calibration = calibration_from_table_node(calibrationTable)
         bmd = convert_volume_to_bmd(volume_from_node(inputVolume), calibration)
@@ -657,9 +633,9 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
     def test_ManualCalibrationIsIdentity(self) -> None:
         """Slope 1, intercept 0 leaves the voxel values and the geometry unchanged."""
         import numpy as np
-        from QCTBoneDensityLib import update_node_from_volume
 
         from boneqct.volume import Volume, ijk_to_ras_matrix
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Manual calibration")
         ct = Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5) * 10 - 100,
@@ -676,13 +652,10 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
     def test_PhantomCalibrationAndBmdMap(self) -> None:
         """Calibrate a digital phantom and check the table and the BMD map."""
         import numpy as np
-        from QCTBoneDensityLib import (
-            calibration_from_table_node,
-            update_node_from_volume,
-            volume_from_node,
-        )
 
         from boneqct.calibration import convert_volume_to_bmd, load_phantom_definition
+        from BoneQCTLib.calibration import calibration_from_table_node
+        from BoneQCTLib.volumes import update_node_from_volume, volume_from_node
 
         self.delayDisplay("Phantom calibration")
         ct = self._phantomVolume()
@@ -703,9 +676,9 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
     def test_SpinePhantomEndToEnd(self) -> None:
         """Phantom -> nodes -> calibrate -> seeds from the truth -> spine; BMD within 2% of truth."""
         import numpy as np
-        from QCTBoneDensityLib import update_node_from_volume
 
         from boneqct.phantoms import make_spine_phantom
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Spine measurement on the digital phantom")
         phantom = make_spine_phantom()
@@ -744,11 +717,11 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         import math
 
         import numpy as np
-        from QCTBoneDensityLib import update_node_from_volume
 
         from boneqct.calibration.internal import internal_calibration
         from boneqct.phantoms import make_spine_phantom
         from boneqct.tissue import analyze_tissue, tissue_label_map
+        from BoneQCTLib.volumes import update_node_from_volume
 
         self.delayDisplay("Internal calibration and tissue composition on the digital phantom")
         phantom = make_spine_phantom()

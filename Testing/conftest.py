@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+#: The repository root holds BoneQCTLib, the Slicer support package the modules share; Slicer
+#: finds it in its scripted-modules folder, the tests find it here.
+REPO_DIR = Path(__file__).resolve().parents[1]
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
 
 #: Small real CT files and crops kept in the repository (made by Data/make_real_crops.py from
 #: the full files; see each folder's SOURCE.md), so a fresh clone tests on its own.

@@ -1,13 +1,12 @@
 """MRML adapter tests on Slicer's real MRML libraries (PyPI ``slicer-core``).
 
-Skipped as a whole when slicer-core is not installed. The adapters live in
-``QCTBoneDensity/QCTBoneDensityLib``; the module folder is put on ``sys.path`` here as
-Slicer does for its scripted modules.
+Skipped as a whole when slicer-core is not installed. The shared adapters live in
+``BoneQCTLib`` (the repository root is put on ``sys.path`` by conftest.py, as Slicer's
+scripted-modules folder is).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,15 @@ pytest.importorskip("slicer.util")
 from slicer import vtkMRMLScene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
-from QCTBoneDensityLib import (  # noqa: E402
+from boneqct.volume import Volume  # noqa: E402
+from BoneQCTLib.calibration import (  # noqa: E402
     calibration_from_table_node,
     calibration_to_table_node,
     has_calibration,
-    missing_python_packages,
-    update_node_from_volume,
-    volume_from_node,
 )
-
-from boneqct.volume import Volume  # noqa: E402
+from BoneQCTLib.dependencies import missing_python_packages  # noqa: E402
+from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 
 @pytest.fixture
@@ -207,12 +203,11 @@ def test_calibration_table_rows_from_phantom_fit(scene):
 
 
 def test_phantom_and_manual_calibration_from_nodes(scene):
-    from QCTBoneDensityLib import (
+    from boneqct.calibration import calibrate_with_phantom
+    from BoneQCTLib.calibration import (
         manual_calibration_to_table_node,
         phantom_calibration_to_table_node,
     )
-
-    from boneqct.calibration import calibrate_with_phantom
 
     volume = _spine_phantom_volume()
     node = update_node_from_volume(volume, name="ct")
@@ -238,3 +233,81 @@ def test_missing_python_packages_reports_only_absent_ones():
     assert missing_python_packages({"numpy": "numpy", "boneqct_no_such_package": "x"}) == [
         "boneqct_no_such_package"
     ]
+
+
+def test_dependency_guard_asks_then_installs_what_is_missing(monkeypatch):
+    from BoneQCTLib import dependencies
+
+    installed = []
+    monkeypatch.setattr(slicer.util, "pip_install", installed.append)
+    requirements = {"numpy": "numpy", "boneqct_no_such_package": "boneqct-no-such-package>=1"}
+    asked = []
+    assert not dependencies.ensure_python_packages(lambda m: asked.append(m) or False, requirements)
+    assert asked == [["boneqct_no_such_package"]] and installed == []
+    assert dependencies.ensure_python_packages(lambda m: True, requirements)
+    assert installed == ["boneqct-no-such-package>=1"]
+    assert dependencies.ensure_python_packages(lambda m: pytest.fail("asked"), {"numpy": "numpy"})
+
+
+def test_requirements_resource_names_import_and_pip_names():
+    from BoneQCTLib.dependencies import read_requirements
+
+    requirements = read_requirements()
+    assert requirements["pyamg"] == "pyamg"
+    assert requirements["openjpeg"] == "pylibjpeg-openjpeg"
+    assert not {"numpy", "vtk", "SimpleITK"} & set(requirements)
+
+
+def save_and_reload(scene, folder: Path):
+    """Save every table node of ``scene`` (TSV storage) and the scene (.mrml) into ``folder``,
+    and load it into a new scene, as Slicer's Save and Load Scene do."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
+        table = scene.GetNthNodeByClass(index, "vtkMRMLTableNode")
+        storage = table.CreateDefaultStorageNode()
+        scene.AddNode(storage)
+        storage.SetFileName(str(folder / f"{table.GetID()}.tsv"))
+        table.SetAndObserveStorageNodeID(storage.GetID())
+        assert storage.WriteData(table)
+    scene.SetRootDirectory(str(folder))
+    scene.SetURL(str(folder / "scene.mrml"))
+    assert scene.Commit()
+    reloaded = vtkMRMLScene()
+    reloaded.SetURL(str(folder / "scene.mrml"))
+    assert reloaded.Connect()
+    return reloaded
+
+
+def test_result_documents_survive_scene_save_and_reload(scene, tmp_path, monkeypatch):
+    """Spine and calibration tables carry their documents (BoneQCT.<Kind>.JSON) through a saved
+    and reloaded scene: read back, rebuilt with from_dict, and equal to the one before saving."""
+    monkeypatch.syspath_prepend(str(REPO / "QCTBoneDensity"))
+    from QCTBoneDensityLib.spine import spine_result_from_table_node, spine_result_to_table_node
+
+    from boneqct.calibration import calibrate_with_phantom
+    from boneqct.phantoms import make_spine_phantom
+    from boneqct.spine.options import SpineOptions
+    from boneqct.spine.pipeline import analyze_spine
+    from BoneQCTLib.tables import read_document
+
+    phantom = make_spine_phantom()
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    seeds = {v["level"]: np.asarray(v["body_center_ras_mm"]) for v in phantom.truth["vertebrae"]}
+    spine = analyze_spine(phantom.volume, calibration, SpineOptions(levels_used=("L1", "L2")),
+                          seeds=seeds)
+    calibration_table = calibration_to_table_node(calibration, name="calibration")
+    spine_table = spine_result_to_table_node(spine, name="spine")
+    before = {"Calibration": read_document(calibration_table, "Calibration"),
+              "Spine": read_document(spine_table, "Spine")}
+
+    reloaded = save_and_reload(scene, tmp_path)
+    slicer.mrmlScene = reloaded
+    tables = {reloaded.GetFirstNodeByName(name) for name in ("calibration", "spine")}
+    assert None not in tables
+    calibration_again = reloaded.GetFirstNodeByName("calibration")
+    spine_again = reloaded.GetFirstNodeByName("spine")
+    assert read_document(calibration_again, "Calibration") == before["Calibration"]
+    assert read_document(spine_again, "Spine") == before["Spine"]
+    assert calibration_from_table_node(calibration_again).to_dict() == calibration.to_dict()
+    assert spine_result_from_table_node(spine_again).to_dict() == spine.to_dict()
+    assert spine_again.GetNumberOfRows() == len(spine.levels)
+    assert spine_again.GetColumnUnitLabel("BMD (mg/cm3)") == "mg/cm3"

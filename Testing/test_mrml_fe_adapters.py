@@ -28,9 +28,7 @@ from FiniteElementLib import (  # noqa: E402
     fe_result_to_table_node,
     fe_summary_text,
     run_fe,
-    update_node_from_volume,
 )
-from QCTBoneDensityLib import calibration_to_table_node  # noqa: E402
 
 from boneqct.calibration import manual_calibration  # noqa: E402
 from boneqct.errors import FEError  # noqa: E402
@@ -39,6 +37,8 @@ from boneqct.fe.pipeline import analyze_fe  # noqa: E402
 from boneqct.fe.vertebra import FEResult  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
 from boneqct.spine.levels import label_for_level  # noqa: E402
+from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.volumes import update_node_from_volume  # noqa: E402
 
 
 @pytest.fixture(scope="module")

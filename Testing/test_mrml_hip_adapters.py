@@ -24,13 +24,11 @@ pytest.importorskip("slicer.util")
 from slicer import vtkMRMLScene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 sys.path.insert(0, str(REPO / "HipCTXA"))
 
 from HipCTXALib import (  # noqa: E402
     HIP_COLUMNS,
     REGIONS,
-    calibration_to_table_node,
     export_hip_report,
     femur_labels_from_node,
     has_hip_result,
@@ -39,14 +37,14 @@ from HipCTXALib import (  # noqa: E402
     run_hip,
     seed_from_markups_node,
     transform_matrix,
-    update_node_from_volume,
-    volume_from_node,
 )
 
 from boneqct.calibration import manual_calibration  # noqa: E402
 from boneqct.hip import NoCalibrationError  # noqa: E402
 from boneqct.hip.extraction import FEMUR_LABELS  # noqa: E402
 from boneqct.phantoms.femur import make_femur_phantom  # noqa: E402
+from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 
 def node_matrix(node) -> np.ndarray:

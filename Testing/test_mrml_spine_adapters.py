@@ -26,25 +26,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
 from QCTBoneDensityLib import (  # noqa: E402
-    calibration_to_table_node,
     has_spine_result,
-    labels_from_node,
     parse_levels,
     reference_plot,
     roi_centers_to_markups,
     roi_labelmap_to_node,
     roi_segmentation_from_labelmap,
     run_spine,
-    seeds_from_markups_node,
     spine_result_to_table_node,
     spine_summary_text,
-    update_node_from_volume,
-    volume_from_node,
 )
 from QCTBoneDensityLib.spine import SPINE_COLUMNS  # noqa: E402
 
 from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
+from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.vertebrae import labels_from_node, seeds_from_markups_node  # noqa: E402
+from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 COLUMN_NAMES = ["Level", "BMD (mg/cm3)", "SD (mg/cm3)", "Median (mg/cm3)", "Mean (HU)", "SD (HU)",
                 "Voxels", "ROI volume (mm3)", "Cement augmentation", "QC", "Not measured because",

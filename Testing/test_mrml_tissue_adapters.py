@@ -25,9 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
 from QCTBoneDensityLib import (  # noqa: E402
-    calibration_from_table_node,
-    calibration_summary_text,
-    calibration_to_table_node,
     export_tissue_report,
     has_tissue_result,
     internal_points_from_markups,
@@ -38,8 +35,6 @@ from QCTBoneDensityLib import (  # noqa: E402
     run_tissue,
     tissue_document_from_table_node,
     tissue_summary_text,
-    update_node_from_volume,
-    volume_from_node,
 )
 from QCTBoneDensityLib.tissue import (  # noqa: E402
     ATTRIBUTE_TISSUE_LABEL_COLORS,
@@ -54,6 +49,12 @@ from boneqct.calibration import calibrate_with_phantom  # noqa: E402
 from boneqct.calibration.internal import internal_calibration  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
 from boneqct.tissue import analyze_tissue, tissue_label_map  # noqa: E402
+from BoneQCTLib.calibration import (  # noqa: E402
+    calibration_from_table_node,
+    calibration_summary_text,
+    calibration_to_table_node,
+)
+from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 
 @pytest.fixture

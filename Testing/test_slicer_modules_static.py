@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("QCTBoneDensity", "HipCTXA", "FiniteElement")
 #: The parameter-node lifecycle shared by the three module widgets.
-WIDGET_LIFECYCLE = REPO / "QCTBoneDensity" / "BoneQCTWidgetLib" / "__init__.py"
+WIDGET_LIFECYCLE = REPO / "BoneQCTLib" / "widgets.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -279,7 +279,7 @@ def test_top_level_cmakelists_is_a_slicer_extension():
     assert "include(${Slicer_EXTENSION_GENERATE_CONFIG})" in text
     assert "include(${Slicer_EXTENSION_CPACK})" in text
     subdirs = cmake_calls(text, "add_subdirectory")
-    assert subdirs == ["boneqct", *MODULES]
+    assert subdirs == ["boneqct", "BoneQCTLib", *MODULES]
     for sub in subdirs:
         assert (REPO / sub / "CMakeLists.txt").is_file(), f"add_subdirectory({sub}) has no CMakeLists.txt"
 
@@ -410,10 +410,14 @@ def test_qct_spine_buttons_are_connected_and_the_module_imports_no_core_at_load(
 def test_qct_spine_lib_uses_only_mrml_adapters():
     tree = parse_python(REPO / "QCTBoneDensity" / "QCTBoneDensityLib" / "spine.py")
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert {"seeds_from_markups_node", "labels_from_node", "spine_result_to_table_node",
-            "roi_labelmap_to_node", "roi_centers_to_markups", "reference_plot", "run_spine"} <= functions
+    assert {"spine_result_to_table_node", "roi_labelmap_to_node", "roi_centers_to_markups",
+            "reference_plot", "run_spine"} <= functions
+    # the vertebral inputs are shared with the finite-element module
+    vertebrae = parse_python(REPO / "BoneQCTLib" / "vertebrae.py")
+    assert {"seeds_from_markups_node", "labels_from_node"} <= {
+        n.name for n in vertebrae.body if isinstance(n, ast.FunctionDef)}
     assert imported_modules(tree) <= {"__future__", "json", "math", "re", "numpy", "slicer", "vtk",
-                                      "QCTBoneDensityLib", "boneqct"}
+                                      "BoneQCTLib", "QCTBoneDensityLib", "boneqct"}
 
 
 def test_qct_calibration_tissue_and_qa_parameters_match_the_core():
@@ -463,7 +467,8 @@ def test_qct_tissue_and_qa_buttons_call_the_logic_and_the_lib_stays_mrml_only():
     for name in ("tissue.py", "qa.py"):
         lib_tree = parse_python(lib / name)
         assert imported_modules(lib_tree) <= {"__future__", "json", "math", "pathlib", "datetime",
-                                              "numpy", "slicer", "vtk", "QCTBoneDensityLib", "boneqct"}
+                                              "numpy", "slicer", "vtk", "BoneQCTLib",
+                                              "QCTBoneDensityLib", "boneqct"}
         # the core is imported lazily, inside the functions
         top = {n.module.split(".")[0] for n in lib_tree.body if isinstance(n, ast.ImportFrom) and n.module}
         assert "boneqct" not in top
@@ -522,7 +527,7 @@ def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
     assert not top_level & {"boneqct", "numpy", "scipy", "HipCTXALib", "QCTBoneDensityLib"}
     lib = parse_python(REPO / "HipCTXA" / "HipCTXALib" / "hip.py")
     assert imported_modules(lib) <= {"__future__", "json", "math", "numpy", "slicer", "vtk",
-                                     "QCTBoneDensityLib", "boneqct"}
+                                     "BoneQCTLib", "boneqct"}
 
 
 def test_finite_element_parameters_match_the_core():
@@ -545,3 +550,78 @@ def test_finite_element_parameters_match_the_core():
             assert marks[0].func.id == "WithinRange", parameter
             assert [ast.literal_eval(v) for v in marks[0].args] == [
                 options[name].metadata["low"], options[name].metadata["high"]], parameter
+
+
+# ----------------------------------------------------------------------------- BoneQCTLib
+
+BONEQCTLIB = REPO / "BoneQCTLib"
+MODULE_LIBS = {f"{m}Lib" for m in MODULES} | {"BoneQCTWidgetLib"}
+
+
+def test_boneqctlib_cmakelists_installs_exactly_its_files_like_dicomlib():
+    text = cmake_text(BONEQCTLIB / "CMakeLists.txt")
+    sets = cmake_sets(text)
+    scripts, resources = sets["BONEQCTLIB_PYTHON_SCRIPTS"], sets["BONEQCTLIB_PYTHON_RESOURCES"]
+    for listed in scripts + resources:
+        assert (BONEQCTLIB / listed).is_file(), f"BoneQCTLib/CMakeLists.txt lists missing file {listed}"
+    shipped = {p.relative_to(BONEQCTLIB).as_posix() for p in BONEQCTLIB.rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert shipped == set(scripts), f"scripts not listed: {shipped - set(scripts)}"
+    assert resources == ["requirements.txt"]
+    call = cmake_calls(text, "ctkMacroCompilePythonScript")
+    assert call and "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    assert "${BONEQCTLIB_PYTHON_SCRIPTS}" in call[0] and "${BONEQCTLIB_PYTHON_RESOURCES}" in call[0]
+    # the package imports nothing itself: the widget mixin loads without numpy or the core
+    assert not [n for n in parse_python(BONEQCTLIB / "__init__.py").body
+                if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+def test_boneqctlib_imports_no_qt_ctk_or_module_libs():
+    for path in sorted(BONEQCTLIB.glob("*.py")):
+        forbidden = imported_modules(parse_python(path)) & ({"qt", "ctk", "__main__"} | MODULE_LIBS)
+        assert not forbidden, f"{path.relative_to(REPO)} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_modules_import_boneqctlib_and_their_own_lib_only(module):
+    folder = REPO / module
+    for path in sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts):
+        others = imported_modules(parse_python(path)) & (MODULE_LIBS - {f"{module}Lib"})
+        assert not others, f"{path.relative_to(REPO)} imports {sorted(others)}: use BoneQCTLib"
+    assert not (folder / "BoneQCTWidgetLib").exists()
+
+
+def test_volume_from_node_has_one_name():
+    """Defined in BoneQCTLib.volumes and re-exported by no package ``__init__``."""
+    defined, reexported = [], []
+    for path in [*BONEQCTLIB.glob("*.py"), *(p for m in MODULES for p in (REPO / m).rglob("*.py"))]:
+        tree = parse_python(path)
+        if any(isinstance(n, ast.FunctionDef) and n.name == "volume_from_node" for n in tree.body):
+            defined.append(path.relative_to(REPO).as_posix())
+        if path.name == "__init__.py" and any(
+                isinstance(n, ast.ImportFrom) and any(a.name == "volume_from_node" for a in n.names)
+                for n in tree.body):
+            reexported.append(path.relative_to(REPO).as_posix())
+    assert defined == ["BoneQCTLib/volumes.py"] and reexported == []
+
+
+def _calls(function: ast.FunctionDef) -> set[str]:
+    return {n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", "")
+            for n in ast.walk(function) if isinstance(n, ast.Call)}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_action_calls_the_dependency_guard_first(module):
+    """Every button slot (``on...Button``) calls BoneQCTLib's ``ensure_python_packages`` before
+    the logic touches boneqct; the guard is BoneQCTLib's, not a per-module copy."""
+    tree = parse_python(module_script(module))
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Widget")
+    slots = [n for n in widget.body if isinstance(n, ast.FunctionDef)
+             and n.name.startswith("on") and n.name.endswith("Button")]
+    assert len(slots) >= 2
+    for slot in slots:
+        assert "ensure_python_packages" in _calls(slot), f"{module}Widget.{slot.name} skips the guard"
+    imports = {(n.module, a.name) for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("BoneQCTLib.dependencies", "ensure_python_packages") in imports
+    assert "pip_install" not in module_script(module).read_text()

@@ -1,11 +1,7 @@
-"""MRML adapters for the Finite Element module (no ``qt``/``ctk``).
-
-The volume adapters are shared with the other BoneQCT modules and live in
-``QCTBoneDensityLib``; this package re-exports them so the module has one import point, beside
-its own result adapters (``FiniteElementLib.fe``).
+"""MRML adapters of the Finite Element module (no ``qt``/``ctk``): the result adapters of
+``FiniteElementLib.fe``. Volumes, calibration tables and vertebral inputs are read with the
+shared ``BoneQCTLib`` (imported from there, not re-exported here).
 """
-
-from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401
 
 from FiniteElementLib.fe import (  # noqa: F401
     COLOR_FIELDS,

@@ -186,16 +186,14 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
         boneqct.errors.BoneQCTError: from the core (no seed for the level, label absent, body
             not found, ...).
     """
-    from QCTBoneDensityLib import (
-        calibration_from_table_node,
-        has_calibration,
-        labels_from_node,
-        seeds_from_markups_node,
-        volume_from_node,
-    )
-
     from boneqct.fe.options import FEOptions
     from boneqct.fe.pipeline import analyze_fe
+    from BoneQCTLib.calibration import calibration_from_table_node, has_calibration
+    from BoneQCTLib.vertebrae import (
+        labels_from_node,
+        seeds_from_markups_node,
+    )
+    from BoneQCTLib.volumes import volume_from_node
 
     options = options or FEOptions()
     if input_volume_node is None:

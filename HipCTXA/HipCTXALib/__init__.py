@@ -1,18 +1,10 @@
-"""MRML adapters for the Hip CTXA module (no ``qt``/``ctk``).
+"""MRML adapters of the Hip CTXA module (no ``qt``/``ctk``).
 
-The volume and calibration-table adapters are shared with the other BoneQCT modules and live in
-``QCTBoneDensityLib``; this package re-exports them so the module has one import point. The
-hip adapters (``hip``) turn the scene's nodes into the core's inputs and a ``HipResult`` into
-nodes: femur segmentation, DXA transform, projection and region volumes, results table.
+The hip adapters (``hip``) turn the scene's nodes into the core's inputs and a ``HipResult`` into
+nodes: femur segmentation, DXA transform, projection and region volumes, results table. Volumes
+and calibration tables are read with the shared ``BoneQCTLib`` (imported from there, not
+re-exported here).
 """
-
-from QCTBoneDensityLib.tables import (  # noqa: F401
-    calibration_from_table_node,
-    calibration_summary_text,
-    calibration_to_table_node,
-    has_calibration,
-)
-from QCTBoneDensityLib.volumes import update_node_from_volume, volume_from_node  # noqa: F401
 
 from HipCTXALib.hip import (  # noqa: F401
     HIP_COLUMNS,

@@ -1,6 +1,6 @@
 """Hip CTXA adapters: scene nodes <-> the core hip pipeline (``boneqct.hip``).
 
-Inputs: the CT volume node (HU), a calibration table (``QCTBoneDensityLib.tables``, as written
+Inputs: the CT volume node (HU), a calibration table (``BoneQCTLib.calibration``, as written
 by QCT Bone Density or by this module), an optional seed point (markups point list) or a femur
 label map / segmentation (TotalSegmentator's femur_left / femur_right).
 
@@ -28,8 +28,10 @@ import numpy as np
 import slicer
 import slicer.util
 import vtk
-from QCTBoneDensityLib.tables import calibration_from_table_node, json_default
-from QCTBoneDensityLib.volumes import labelmap_to_node, update_node_from_volume, volume_from_node
+
+from BoneQCTLib.calibration import calibration_from_table_node
+from BoneQCTLib.tables import json_default
+from BoneQCTLib.volumes import labelmap_to_node, update_node_from_volume, volume_from_node
 
 #: Region rows of the results table, in order (``boneqct.hip.rois.ROI_NAMES``).
 REGIONS = ("neck", "trochanter", "intertrochanter", "total")

@@ -17,7 +17,7 @@ from pathlib import Path
 import slicer
 import vtk
 
-from QCTBoneDensityLib.tables import add_column
+from BoneQCTLib.tables import add_column
 
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
 ATTRIBUTE_QA_SESSION = "BoneQCT.QA.Session"
@@ -114,8 +114,8 @@ def run_qa(ct_node, calibration_table_node=None, *, phantom_type: str = "esp", l
     from datetime import datetime
 
     from boneqct.qa import append_to_log, control_chart, load_nominal, measure_esp, read_log
-    from QCTBoneDensityLib.tables import calibration_from_table_node
-    from QCTBoneDensityLib.volumes import volume_from_node
+    from BoneQCTLib.calibration import calibration_from_table_node
+    from BoneQCTLib.volumes import volume_from_node
 
     nominal = load_nominal(phantom_type)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)

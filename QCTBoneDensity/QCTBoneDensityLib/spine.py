@@ -1,8 +1,10 @@
 """Spine adapters: scene nodes <-> the core spine pipeline (``boneqct.spine``).
 
-Inputs: seed points from a markups point list (control point labels are level names) and a
-vertebra label map from a label map volume node or a segmentation node. Outputs: the per-level
-table (units and descriptions on every column, as Slicer's SegmentStatistics does), the ROIs
+Inputs: seed points from a markups point list (control point labels are level names) or a
+vertebra label map from a label map volume node or a segmentation node (read by
+``BoneQCTLib.vertebrae``, shared with the finite-element module). Outputs: the per-level
+table (``BoneQCTLib.tables``: units and descriptions on every column, the spine.json document
+on the table), the ROIs
 as a label map (one label per level, named by a colour table) and as a segmentation (one
 segment per level, named by level), the ROI centres as a markups point list, and the
 reference curve as a plot chart when the result holds one.
@@ -14,8 +16,6 @@ functions that need it, so this file loads before the core's dependencies are in
 
 from __future__ import annotations
 
-import json
-import math
 import re
 
 import numpy as np
@@ -23,8 +23,18 @@ import slicer
 import slicer.util
 import vtk
 
-from QCTBoneDensityLib.tables import add_column, json_default
-from QCTBoneDensityLib.volumes import labelmap_to_node
+from BoneQCTLib.tables import (
+    Column,
+    add_column,
+    document_attribute,
+    has_document,
+    read_document,
+    store_document,
+    table_node_or_new,
+    write_table,
+)
+from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
+from BoneQCTLib.volumes import labelmap_to_node, volume_from_node
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -36,14 +46,11 @@ ATTRIBUTE_SPINE_Z_SCORE = "BoneQCT.Spine.ZScore"
 ATTRIBUTE_SPINE_CALIBRATED = "BoneQCT.Spine.Calibrated"
 ATTRIBUTE_SPINE_MATERIAL = "BoneQCT.Spine.Material"
 ATTRIBUTE_SPINE_WARNINGS = "BoneQCT.Spine.Warnings"
-#: ``SpineResult.to_dict()`` as JSON: the spine.json document, saved with the scene.
-ATTRIBUTE_SPINE_JSON = "BoneQCT.Spine.JSON"
+#: Document kind of a spine table: ``SpineResult.to_dict()`` (spine.json), saved with the scene.
+SPINE_KIND = "Spine"
+ATTRIBUTE_SPINE_JSON = document_attribute(SPINE_KIND)
 #: Node reference role from the spine table to the reference-curve chart.
 REFERENCE_CHART_ROLE = "BoneQCT.ReferenceChart"
-
-
-def _optional(value):
-    return math.nan if value is None else float(value)
 
 
 def _cement_text(value) -> str:
@@ -59,157 +66,42 @@ def _qc_text(qc: dict) -> str:
     return "FAIL" + (f" ({', '.join(failed)})" if failed else "")
 
 
-#: (column name, value of a LevelResult, vtk array class, unit label, description)
+#: One row per level (a ``LevelResult``); missing values are NaN (numbers) or empty (text).
 SPINE_COLUMNS = (
-    ("Level", lambda lv: lv.level, vtk.vtkStringArray, "", "Vertebral level"),
-    ("BMD (mg/cm3)", lambda lv: _optional(lv.bmd_mg_cm3), vtk.vtkDoubleArray, "mg/cm3",
-     "Mean trabecular bone mineral density in the ROI, in mg/cm3 of the calibration material "
-     "(empty when uncalibrated)"),
-    ("SD (mg/cm3)", lambda lv: _optional(lv.sd_mg_cm3), vtk.vtkDoubleArray, "mg/cm3",
-     "Standard deviation of the mineral density in the ROI"),
-    ("Median (mg/cm3)", lambda lv: _optional(lv.median_mg_cm3), vtk.vtkDoubleArray, "mg/cm3",
-     "Median mineral density in the ROI"),
-    ("Mean (HU)", lambda lv: _optional(lv.mean_hu), vtk.vtkDoubleArray, "HU",
-     "Mean CT number in the ROI"),
-    ("SD (HU)", lambda lv: _optional(lv.sd_hu), vtk.vtkDoubleArray, "HU",
-     "Standard deviation of the CT numbers in the ROI"),
-    ("Voxels", lambda lv: int(lv.n_voxels or 0), vtk.vtkIntArray, "voxels",
-     "Number of voxels in the ROI (0 when the level was not measured)"),
-    ("ROI volume (mm3)", lambda lv: _optional(lv.roi_volume_mm3), vtk.vtkDoubleArray, "mm3",
-     "Volume of the ROI"),
-    ("Cement augmentation", lambda lv: _cement_text(lv.cement_augmentation), vtk.vtkStringArray, "",
-     "Whether the BMD is below the cement-augmentation threshold (empty when uncalibrated)"),
-    ("QC", lambda lv: _qc_text(lv.qc), vtk.vtkStringArray, "",
-     "ROI quality check: pass, or FAIL with the checks that failed"),
-    ("Not measured because", lambda lv: lv.reason or "", vtk.vtkStringArray, "",
-     "Why the level could not be measured (empty when it was)"),
+    Column("Level", lambda lv: lv.level, vtk.vtkStringArray, "", "Vertebral level"),
+    Column("BMD (mg/cm3)", lambda lv: lv.bmd_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
+           "Mean trabecular bone mineral density in the ROI, in mg/cm3 of the calibration material "
+           "(empty when uncalibrated)"),
+    Column("SD (mg/cm3)", lambda lv: lv.sd_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
+           "Standard deviation of the mineral density in the ROI"),
+    Column("Median (mg/cm3)", lambda lv: lv.median_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
+           "Median mineral density in the ROI"),
+    Column("Mean (HU)", lambda lv: lv.mean_hu, vtk.vtkDoubleArray, "HU", "Mean CT number in the ROI"),
+    Column("SD (HU)", lambda lv: lv.sd_hu, vtk.vtkDoubleArray, "HU",
+           "Standard deviation of the CT numbers in the ROI"),
+    Column("Voxels", lambda lv: lv.n_voxels or 0, vtk.vtkIntArray, "voxels",
+           "Number of voxels in the ROI (0 when the level was not measured)"),
+    Column("ROI volume (mm3)", lambda lv: lv.roi_volume_mm3, vtk.vtkDoubleArray, "mm3",
+           "Volume of the ROI"),
+    Column("Cement augmentation", lambda lv: _cement_text(lv.cement_augmentation),
+           vtk.vtkStringArray, "",
+           "Whether the BMD is below the cement-augmentation threshold (empty when uncalibrated)"),
+    Column("QC", lambda lv: _qc_text(lv.qc), vtk.vtkStringArray, "",
+           "ROI quality check: pass, or FAIL with the checks that failed"),
+    Column("Not measured because", lambda lv: lv.reason, vtk.vtkStringArray, "",
+           "Why the level could not be measured (empty when it was)"),
 )
 
-#: Last column: whether the level is in the diagnostic mean (filled from the result).
-USED_COLUMN = ("Used", vtk.vtkStringArray, "",
-               "yes: the level is in the diagnostic mean; excluded: left out by the user")
 
+def _used_column(result) -> Column:
+    """Last column: whether the level is in the diagnostic mean of ``result``."""
+    def used(lv) -> str:
+        if lv.level in result.levels_used:
+            return "yes"
+        return "excluded" if getattr(lv, "excluded", False) else ""
 
-def _used_text(result, lv) -> str:
-    if lv.level in result.levels_used:
-        return "yes"
-    return "excluded" if getattr(lv, "excluded", False) else ""
-
-
-# ----------------------------------------------------------------------------- inputs
-
-def _level_names() -> tuple[str, ...]:
-    from boneqct.spine.levels import LEVEL_NAMES
-
-    return LEVEL_NAMES
-
-
-def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
-    """Seed points from a markups node: ``{level: RAS position (mm)}``.
-
-    Each control point's label is its level ("L1", "t12"; case and surrounding spaces are
-    ignored). Positions are world RAS (a parent transform of the markups is applied), in mm.
-    Control points without a defined position are skipped.
-
-    Raises:
-        ValueError: no node or no points, a label that is not a level, or a level given twice.
-    """
-    if node is None:
-        raise ValueError("Select the markups point list that holds the seed points.")
-    levels = _level_names()
-    seeds: dict[str, np.ndarray] = {}
-    for index in range(node.GetNumberOfControlPoints()):
-        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
-            continue
-        label = node.GetNthControlPointLabel(index)
-        level = label.strip().upper()
-        if level not in levels:
-            raise ValueError(
-                f"The seed point '{label}' of '{node.GetName()}' is not named by a vertebral level. "
-                f"Name each point by its level ({', '.join(levels)}).")
-        if level in seeds:
-            raise ValueError(f"Level {level} has more than one seed point in '{node.GetName()}'. "
-                             "Keep one point per level.")
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(index, position)
-        seeds[level] = np.array(position, dtype=float)
-    if not seeds:
-        raise ValueError(f"'{node.GetName()}' has no placed points: place one point per level, "
-                         "named by its level (e.g. L1).")
-    return seeds
-
-
-_LEVEL_IN_NAME = re.compile(r"(?:^|[^A-Za-z0-9])([TL]\d{1,2})(?:$|[^0-9])", re.IGNORECASE)
-
-
-def _segment_label_value(segment, scheme: str) -> int | None:
-    """Label value (in ``scheme``) of a segment: from a level in its name, else its label value."""
-    from boneqct.spine.levels import LABEL_SCHEMES, label_for_level
-
-    match = _LEVEL_IN_NAME.search(segment.GetName() or "")
-    if match and match.group(1).upper() in _level_names():
-        return label_for_level(match.group(1).upper(), scheme)
-    value = segment.GetLabelValue()
-    return value if value in LABEL_SCHEMES[scheme] else None
-
-
-def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegmentator"):
-    """A vertebra label map (core ``Volume``) from a label map volume or segmentation node.
-
-    Args:
-        node: a ``vtkMRMLLabelMapVolumeNode`` (or scalar volume) in ``label_scheme`` numbering,
-            used on its own grid; or a ``vtkMRMLSegmentationNode``, exported onto the geometry
-            of ``reference_volume_node``. A segment is a level when its name contains the level
-            ("L1", "vertebrae_L1", "L1 vertebra") and gets that level's label value in
-            ``label_scheme``; otherwise its label value is kept when the scheme knows it (a
-            label map imported into a segmentation); other segments are left out.
-        reference_volume_node: the CT volume node (geometry for a segmentation).
-        label_scheme: "totalsegmentator" or "verse".
-
-    Raises:
-        ValueError: no node, or a segmentation with no vertebral level.
-    """
-    from QCTBoneDensityLib.volumes import volume_from_node
-
-    if node is None:
-        raise ValueError("Select the vertebra label map or segmentation.")
-    if not node.IsA("vtkMRMLSegmentationNode"):
-        return volume_from_node(node)
-    if reference_volume_node is None:
-        raise ValueError("Select the CT volume: the segmentation is exported on its grid.")
-    from boneqct.spine.levels import LABEL_SCHEMES
-
-    if label_scheme not in LABEL_SCHEMES:
-        raise ValueError(f"Unknown label scheme '{label_scheme}'; use one of "
-                         f"{', '.join(sorted(LABEL_SCHEMES))}.")
-    segmentation = node.GetSegmentation()
-    segment_ids, values = vtk.vtkStringArray(), []
-    for index in range(segmentation.GetNumberOfSegments()):
-        value = _segment_label_value(segmentation.GetNthSegment(index), label_scheme)
-        if value is not None:
-            segment_ids.InsertNextValue(segmentation.GetNthSegmentID(index))
-            values.append(value)
-    if not values:
-        raise ValueError(
-            f"The segmentation '{node.GetName()}' has no vertebral level: name the segments by "
-            f"level ({', '.join(_level_names())}) or check the label scheme ({label_scheme}).")
-    scene = node.GetScene() or slicer.mrmlScene
-    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__BoneQCT_temporary_labels__")
-    try:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                node, segment_ids, temporary, reference_volume_node):
-            raise ValueError(f"The segmentation '{node.GetName()}' could not be exported to a label map.")
-        exported = volume_from_node(temporary)
-    finally:
-        display = temporary.GetDisplayNode()
-        if display is not None and display.GetColorNode() is not None \
-                and display.GetColorNode().GetName() == temporary.GetName() + "_ColorTable":
-            scene.RemoveNode(display.GetColorNode())
-        scene.RemoveNode(temporary)
-    # exported voxels are n + 1 for the n-th exported segment: map them to the scheme's values
-    lut = np.zeros(len(values) + 1, dtype=np.uint8)
-    lut[1:] = values
-    return exported.with_array(lut[exported.array_kji.astype(np.intp)])
+    return Column("Used", used, vtk.vtkStringArray, "",
+                  "yes: the level is in the diagnostic mean; excluded: left out by the user")
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -223,26 +115,9 @@ def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spi
     ``BoneQCT.Spine.*`` hold the mean BMD, levels used, category, T- and Z-score (empty when
     absent), and ``BoneQCT.Spine.JSON`` the whole spine.json document.
     """
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table_node = table_node_or_new(table_node, name)
     was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    for column_name, getter, array_class, unit, description in SPINE_COLUMNS:
-        column = array_class()
-        column.SetName(column_name)
-        for level in result.levels:
-            column.InsertNextValue(getter(level))
-        table_node.AddColumn(column)
-        table_node.SetColumnUnitLabel(column_name, unit)
-        table_node.SetColumnDescription(column_name, description)
-    column_name, array_class, unit, description = USED_COLUMN
-    column = array_class()
-    column.SetName(column_name)
-    for level in result.levels:
-        column.InsertNextValue(_used_text(result, level))
-    table_node.AddColumn(column)
-    table_node.SetColumnUnitLabel(column_name, unit)
-    table_node.SetColumnDescription(column_name, description)
+    write_table(table_node, (*SPINE_COLUMNS, _used_column(result)), result.levels)
     calibration = getattr(result, "calibration", None)
 
     def number(value):
@@ -257,14 +132,28 @@ def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spi
     table_node.SetAttribute(ATTRIBUTE_SPINE_CALIBRATED, "true" if result.calibrated else "false")
     table_node.SetAttribute(ATTRIBUTE_SPINE_MATERIAL, "" if calibration is None else str(calibration.material))
     table_node.SetAttribute(ATTRIBUTE_SPINE_WARNINGS, "\n".join(str(w) for w in result.warnings))
-    table_node.SetAttribute(ATTRIBUTE_SPINE_JSON, json.dumps(result.to_dict(), default=json_default))
+    store_document(table_node, SPINE_KIND, result.to_dict())
     table_node.EndModify(was_modifying)
     return table_node
 
 
 def has_spine_result(table_node) -> bool:
     """Whether ``table_node`` holds a result written by :func:`spine_result_to_table_node`."""
-    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_SPINE_JSON) is not None
+    return has_document(table_node, SPINE_KIND)
+
+
+def spine_result_from_table_node(table_node):
+    """The ``SpineResult`` stored on a spine table (rebuilt from its document; also after the
+    scene was saved and reloaded).
+
+    Raises:
+        ValueError: the table holds no spine result.
+    """
+    if not has_spine_result(table_node):
+        raise ValueError("The selected table holds no spine measurement: measure the spine first.")
+    from boneqct.spine.pipeline import SpineResult
+
+    return SpineResult.from_dict(read_document(table_node, SPINE_KIND))
 
 
 def spine_summary_text(table_node) -> str:
@@ -469,7 +358,7 @@ def reference_plot(result, chart_node=None, name: str = "BoneQCT spine reference
 def parse_levels(text) -> tuple[str, ...]:
     """Level names from "L1,L2" (or "L1 L2", or a sequence); ValueError for an unknown name."""
     names = re.split(r"[,;\s]+", text.strip()) if isinstance(text, str) else list(text)
-    levels, known = [], _level_names()
+    levels, known = [], level_names()
     for name in names:
         if not name:
             continue
@@ -516,8 +405,7 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
         raise ValueError("Select seed points (one per level) or a vertebra label map / segmentation.")
     from boneqct.spine.options import SpineOptions
     from boneqct.spine.pipeline import analyze_spine
-    from QCTBoneDensityLib.tables import calibration_from_table_node
-    from QCTBoneDensityLib.volumes import volume_from_node
+    from BoneQCTLib.calibration import calibration_from_table_node
 
     volume_hu = volume_from_node(ct_node)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)

@@ -31,7 +31,7 @@ import numpy as np
 import slicer
 import vtk
 
-from QCTBoneDensityLib.tables import add_column, json_default
+from BoneQCTLib.tables import add_column, json_default
 
 #: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
 ATTRIBUTE_TISSUE_JSON = "BoneQCT.Tissue.JSON"
@@ -199,8 +199,8 @@ def run_internal_calibration(ct_node, points_node=None, table_node=None, k_range
     if ct_node is None:
         raise ValueError("Select the CT volume to calibrate from its own tissues.")
     from boneqct.calibration.internal import internal_calibration
-    from QCTBoneDensityLib.tables import calibration_to_table_node
-    from QCTBoneDensityLib.volumes import volume_from_node
+    from BoneQCTLib.calibration import calibration_to_table_node
+    from BoneQCTLib.volumes import volume_from_node
 
     volume = volume_from_node(ct_node)
     kvp = dicom_kvp(ct_node) if kvp is None else kvp
@@ -313,7 +313,7 @@ def tissue_labelmap_to_node(volume, result: dict, node=None, name: str = "BoneQC
     overwritten when given.
     """
     from boneqct.tissue import tissue_label_map
-    from QCTBoneDensityLib.volumes import labelmap_to_node
+    from BoneQCTLib.volumes import labelmap_to_node
 
     labels = tissue_label_map(volume, result)
     names = {int(value): label for value, label in labels.metadata["label_table"].items()}
@@ -348,8 +348,8 @@ def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, t
         raise ValueError("Tissue analysis needs a calibration: calibrate first (phantom, "
                          "internal or manual).")
     from boneqct.tissue import analyze_tissue
-    from QCTBoneDensityLib.tables import calibration_from_table_node
-    from QCTBoneDensityLib.volumes import volume_from_node
+    from BoneQCTLib.calibration import calibration_from_table_node
+    from BoneQCTLib.volumes import volume_from_node
 
     calibration = calibration_from_table_node(calibration_table_node)
     volume = volume_from_node(ct_node)

@@ -1,11 +1,11 @@
 """The module widgets' parameter-node lifecycle, shared by QCTBoneDensity, HipCTXA and
 FiniteElement (the life cycle of Slicer's scripted-module template, written once).
 
-This is widget-layer code, kept apart from the MRML adapters of ``QCTBoneDensityLib``: it binds
-a loaded .ui to the module's parameter node and keeps the binding through module enter/exit
-and scene close. It imports only ``slicer`` and ``vtk`` (no numpy or core, so the module files
-can import it at load time); ``slicer.util.loadUI`` needs the running application, so it is
-exercised inside Slicer only.
+This is widget-layer code, kept apart from the MRML adapters: it binds a loaded .ui to the
+module's parameter node and keeps the binding through module enter/exit and scene close. It
+imports only ``slicer`` and ``vtk`` (no numpy or core, so the module files can import it at
+load time); ``slicer.util.loadUI`` needs the running application, so it is exercised inside
+Slicer only.
 """
 
 import slicer

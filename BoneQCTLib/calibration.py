@@ -1,22 +1,29 @@
 """Calibration adapters: :class:`boneqct.calibration.Calibration` <-> ``vtkMRMLTableNode``.
 
-The table has one row per phantom rod; every column has a unit label and a description
-(``SetColumnUnitLabel`` / ``SetColumnDescription``, as Slicer's SegmentStatistics does).
-The whole calibration (``Calibration.to_dict()`` as JSON, including any per-slice line) is
-stored as an attribute of the table node, with its summary (material, slope, intercept, R2,
-warnings) in readable attributes beside it, so the calibration is saved with the scene and
-rebuilt exactly from it.
+The table has one row per phantom rod (or tissue ROI of an internal calibration), written by
+the shared column-spec writer (:func:`BoneQCTLib.tables.write_table`: units and descriptions
+on every column). The whole calibration (``Calibration.to_dict()``, including any per-slice
+line) is the table's document ``BoneQCT.Calibration.JSON``, with its summary (material,
+slope, intercept, R2, warnings) in readable attributes beside it, so the calibration is saved
+with the scene and rebuilt exactly from it. All modules read their calibration from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 
-import numpy as np
-import slicer
 import vtk
+
+from BoneQCTLib.tables import (
+    Column,
+    document_attribute,
+    has_document,
+    read_document,
+    store_document,
+    table_node_or_new,
+    write_table,
+)
+from BoneQCTLib.volumes import volume_from_node
 
 #: Attribute names on the table node that hold the fit summary.
 ATTRIBUTE_MATERIAL = "BoneQCT.Material"
@@ -26,45 +33,27 @@ ATTRIBUTE_R2 = "BoneQCT.R2"
 ATTRIBUTE_WARNINGS = "BoneQCT.Warnings"
 #: How the calibration was obtained: "phantom", "internal" (phantomless) or "manual".
 ATTRIBUTE_METHOD = "BoneQCT.CalibrationMethod"
+#: Document kind of a calibration table (attribute ``BoneQCT.Calibration.JSON``).
+CALIBRATION_KIND = "Calibration"
 #: Attribute holding ``Calibration.to_dict()`` as JSON (what :func:`calibration_from_table_node` reads).
-ATTRIBUTE_CALIBRATION_JSON = "BoneQCT.CalibrationJSON"
+ATTRIBUTE_CALIBRATION_JSON = document_attribute(CALIBRATION_KIND)
 
-#: (column name, key in a rod dict, vtk array class, unit label, description)
+#: One row per rod (a rod dict of ``Calibration.rods``).
 ROD_COLUMNS = (
-    ("Rod", "name", vtk.vtkStringArray, "", "Rod name as printed on the phantom certificate"),
-    ("Density (mg/cm3)", "density_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-     "Certified mineral density of the rod, in the phantom's material"),
-    ("Measured (HU)", "measured_hu", vtk.vtkDoubleArray, "HU",
-     "Mean CT number measured inside the rod"),
-    ("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
-     "Standard deviation of the CT numbers inside the rod"),
-    ("Voxels", "n_voxels", vtk.vtkIntArray, "voxels",
-     "Number of voxels averaged inside the rod"),
-    ("Residual (HU)", "residual_hu", vtk.vtkDoubleArray, "HU",
-     "Measured minus fitted CT number of the rod"),
-    ("Residual (mg/cm3)", "residual_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-     "Residual of the rod expressed as mineral density"),
+    Column("Rod", "name", vtk.vtkStringArray, "", "Rod name as printed on the phantom certificate"),
+    Column("Density (mg/cm3)", "density_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Certified mineral density of the rod, in the phantom's material"),
+    Column("Measured (HU)", "measured_hu", vtk.vtkDoubleArray, "HU",
+           "Mean CT number measured inside the rod"),
+    Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
+           "Standard deviation of the CT numbers inside the rod"),
+    Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels",
+           "Number of voxels averaged inside the rod (-1 when not recorded)"),
+    Column("Residual (HU)", "residual_hu", vtk.vtkDoubleArray, "HU",
+           "Measured minus fitted CT number of the rod"),
+    Column("Residual (mg/cm3)", "residual_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Residual of the rod expressed as mineral density"),
 )
-
-
-def json_default(value):
-    """``json.dumps`` default making numpy values of core results JSON-serialisable."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def add_column(table_node, name: str, array_class, values, unit: str, description: str) -> None:
-    """Append a column of ``values`` (an ``array_class`` vtk array) with its unit and description."""
-    column = array_class()
-    column.SetName(name)
-    for value in values:
-        column.InsertNextValue(value)
-    table_node.AddColumn(column)
-    table_node.SetColumnUnitLabel(name, unit)
-    table_node.SetColumnDescription(name, description)
 
 
 def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT calibration"):
@@ -76,30 +65,14 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
             ``slicer.mrmlScene`` named ``name``.
 
     Returns:
-        The table node. Its attribute ``BoneQCT.CalibrationJSON`` holds the calibration;
+        The table node. Its attribute ``BoneQCT.Calibration.JSON`` holds the calibration;
         ``BoneQCT.Material``, ``BoneQCT.SlopeHUPerMgCm3``, ``BoneQCT.InterceptHU``,
         ``BoneQCT.R2``, ``BoneQCT.Warnings`` and ``BoneQCT.CalibrationMethod`` summarise it
         for display (:func:`calibration_summary_text`).
     """
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table_node = table_node_or_new(table_node, name)
     was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    rods = list(calibration.rods or [])
-    for column_name, key, array_class, unit, description in ROD_COLUMNS:
-        column = array_class()
-        column.SetName(column_name)
-        for rod in rods:
-            value = rod.get(key)
-            if array_class is vtk.vtkStringArray:
-                column.InsertNextValue(str(value))
-            elif array_class is vtk.vtkIntArray:
-                column.InsertNextValue(-1 if value is None else int(value))
-            else:
-                column.InsertNextValue(math.nan if value is None else float(value))
-        table_node.AddColumn(column)
-        table_node.SetColumnUnitLabel(column_name, unit)
-        table_node.SetColumnDescription(column_name, description)
+    write_table(table_node, ROD_COLUMNS, calibration.rods or [])
     r2 = calibration.r2
     table_node.SetAttribute(ATTRIBUTE_MATERIAL, str(calibration.material))
     table_node.SetAttribute(ATTRIBUTE_SLOPE_HU_PER_MG_CM3, repr(float(calibration.slope_hu_per_mg_cm3)))
@@ -107,8 +80,7 @@ def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT
     table_node.SetAttribute(ATTRIBUTE_R2, "" if r2 is None else repr(float(r2)))
     table_node.SetAttribute(ATTRIBUTE_WARNINGS, "\n".join(str(w) for w in calibration.warnings or []))
     table_node.SetAttribute(ATTRIBUTE_METHOD, str(calibration.method))
-    table_node.SetAttribute(ATTRIBUTE_CALIBRATION_JSON,
-                            json.dumps(calibration.to_dict(), default=json_default))
+    store_document(table_node, CALIBRATION_KIND, calibration.to_dict())
     table_node.EndModify(was_modifying)
     return table_node
 
@@ -123,7 +95,6 @@ def phantom_calibration_to_table_node(volume_node, phantom_name: str, table_node
     if volume_node is None:
         raise ValueError("Select the CT volume that shows the calibration phantom.")
     from boneqct.calibration import calibrate_with_phantom
-    from QCTBoneDensityLib.volumes import volume_from_node
 
     calibration = calibrate_with_phantom(volume_from_node(volume_node), phantom_name,
                                          slice_range=slice_range)
@@ -145,7 +116,7 @@ def manual_calibration_to_table_node(slope_hu_per_mg_cm3: float, intercept_hu: f
 
 def has_calibration(table_node) -> bool:
     """Whether ``table_node`` holds a calibration written by :func:`calibration_to_table_node`."""
-    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON) is not None
+    return has_document(table_node, CALIBRATION_KIND)
 
 
 def calibration_from_table_node(table_node):
@@ -164,7 +135,7 @@ def calibration_from_table_node(table_node):
         )
     from boneqct.calibration import Calibration
 
-    return Calibration.from_dict(json.loads(table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON)))
+    return Calibration.from_dict(read_document(table_node, CALIBRATION_KIND))
 
 
 #: How each calibration method is named in the summary.
@@ -187,7 +158,7 @@ def calibration_summary_text(table_node) -> str:
     if r2:
         summary += f", R2 = {float(r2):.4f}" + (" (tissue fit)" if method == "internal" else "")
     if method == "internal":
-        rods = json.loads(table_node.GetAttribute(ATTRIBUTE_CALIBRATION_JSON)).get("rods") or []
+        rods = read_document(table_node, CALIBRATION_KIND).get("rods") or []
         summary += "\nROIs: " + ", ".join(
             f"{rod['name']} ({rod.get('placed', 'automatic')})" for rod in rods)
     warnings = table_node.GetAttribute(ATTRIBUTE_WARNINGS)

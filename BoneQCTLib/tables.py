@@ -1,0 +1,104 @@
+"""Result tables in the scene: one column-spec table writer, and the result document on the table.
+
+Every BoneQCT result table is written by :func:`write_table` from a list of :class:`Column`
+specs, the way Slicer's SegmentStatistics exports its measurements: each column has a name,
+a unit label and a description (``SetColumnUnitLabel`` / ``SetColumnDescription``).
+
+The whole result (``Result.to_dict()``, the JSON document the CLI writes) is stored on its table
+node as the attribute ``BoneQCT.<Kind>.JSON`` (:func:`store_document`), so it is saved with the
+scene and read back after the scene is reloaded (:func:`read_document`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import slicer
+import vtk
+
+
+class Column(NamedTuple):
+    """One column of a result table.
+
+    ``value`` is a key of the row (rows are dicts) or a function of the row; ``array_class``
+    is ``vtk.vtkStringArray``, ``vtk.vtkDoubleArray`` or ``vtk.vtkIntArray``. A missing value
+    (None) is written as "" (text), NaN (number) or -1 (integer).
+    """
+
+    name: str
+    value: str | Callable[[Any], Any]
+    array_class: type
+    unit: str
+    description: str
+
+
+def _cell(column: Column, row):
+    value = column.value(row) if callable(column.value) else row.get(column.value)
+    if column.array_class is vtk.vtkStringArray:
+        return "" if value is None else str(value)
+    if column.array_class is vtk.vtkIntArray:
+        return -1 if value is None else int(value)
+    return math.nan if value is None else float(value)
+
+
+def add_column(table_node, name: str, array_class, values, unit: str, description: str) -> None:
+    """Append a column of ``values`` (an ``array_class`` vtk array) with its unit and description."""
+    column = array_class()
+    column.SetName(name)
+    for value in values:
+        column.InsertNextValue(value)
+    table_node.AddColumn(column)
+    table_node.SetColumnUnitLabel(name, unit)
+    table_node.SetColumnDescription(name, description)
+
+
+def table_node_or_new(table_node, name: str):
+    """``table_node``, or a new ``vtkMRMLTableNode`` named ``name`` in ``slicer.mrmlScene``."""
+    if table_node is None:
+        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    return table_node
+
+
+def write_table(table_node, columns, rows) -> None:
+    """Replace the columns of ``table_node`` by ``columns`` (:class:`Column`) over ``rows``."""
+    rows = list(rows)
+    was_modifying = table_node.StartModify()
+    table_node.RemoveAllColumns()
+    for column in columns:
+        add_column(table_node, column.name, column.array_class, [_cell(column, row) for row in rows],
+                   column.unit, column.description)
+    table_node.EndModify(was_modifying)
+
+
+def json_default(value):
+    """``json.dumps`` default making numpy values of core results JSON-serialisable."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def document_attribute(kind: str) -> str:
+    """Name of the table-node attribute holding the document of a result ``kind`` ("Spine")."""
+    return f"BoneQCT.{kind}.JSON"
+
+
+def store_document(table_node, kind: str, document: dict) -> None:
+    """Store a result's JSON document on its table node (attribute ``BoneQCT.<kind>.JSON``)."""
+    table_node.SetAttribute(document_attribute(kind), json.dumps(document, default=json_default))
+
+
+def has_document(table_node, kind: str) -> bool:
+    """Whether ``table_node`` holds a document of ``kind``."""
+    return table_node is not None and bool(table_node.GetAttribute(document_attribute(kind)))
+
+
+def read_document(table_node, kind: str) -> dict | None:
+    """The document of ``kind`` stored on ``table_node`` (None when it holds none)."""
+    if not has_document(table_node, kind):
+        return None
+    return json.loads(table_node.GetAttribute(document_attribute(kind)))

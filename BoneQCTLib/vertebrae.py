@@ -1,0 +1,132 @@
+"""Vertebral inputs from the scene, shared by the spine and finite-element modules.
+
+- seed points: a markups point list whose control points are named by level ("L1");
+- vertebra labels: a label map volume in a known numbering, or a segmentation whose segments
+  are named by level, exported onto the CT's grid.
+
+Only ``slicer.vtkMRML*``, ``slicer.util`` and ``vtk`` are used (no Qt); ``boneqct.spine.levels``
+is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import slicer
+import vtk
+
+from BoneQCTLib.volumes import volume_from_node
+
+
+def level_names() -> tuple[str, ...]:
+    """The vertebral level names (``boneqct.spine.levels.LEVEL_NAMES``)."""
+    from boneqct.spine.levels import LEVEL_NAMES
+
+    return LEVEL_NAMES
+
+
+def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
+    """Seed points from a markups node: ``{level: RAS position (mm)}``.
+
+    Each control point's label is its level ("L1", "t12"; case and surrounding spaces are
+    ignored). Positions are world RAS (a parent transform of the markups is applied), in mm.
+    Control points without a defined position are skipped.
+
+    Raises:
+        ValueError: no node or no points, a label that is not a level, or a level given twice.
+    """
+    if node is None:
+        raise ValueError("Select the markups point list that holds the seed points.")
+    levels = level_names()
+    seeds: dict[str, np.ndarray] = {}
+    for index in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
+            continue
+        label = node.GetNthControlPointLabel(index)
+        level = label.strip().upper()
+        if level not in levels:
+            raise ValueError(
+                f"The seed point '{label}' of '{node.GetName()}' is not named by a vertebral level. "
+                f"Name each point by its level ({', '.join(levels)}).")
+        if level in seeds:
+            raise ValueError(f"Level {level} has more than one seed point in '{node.GetName()}'. "
+                             "Keep one point per level.")
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(index, position)
+        seeds[level] = np.array(position, dtype=float)
+    if not seeds:
+        raise ValueError(f"'{node.GetName()}' has no placed points: place one point per level, "
+                         "named by its level (e.g. L1).")
+    return seeds
+
+
+_LEVEL_IN_NAME = re.compile(r"(?:^|[^A-Za-z0-9])([TL]\d{1,2})(?:$|[^0-9])", re.IGNORECASE)
+
+
+def _segment_label_value(segment, scheme: str) -> int | None:
+    """Label value (in ``scheme``) of a segment: from a level in its name, else its label value."""
+    from boneqct.spine.levels import LABEL_SCHEMES, label_for_level
+
+    match = _LEVEL_IN_NAME.search(segment.GetName() or "")
+    if match and match.group(1).upper() in level_names():
+        return label_for_level(match.group(1).upper(), scheme)
+    value = segment.GetLabelValue()
+    return value if value in LABEL_SCHEMES[scheme] else None
+
+
+def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegmentator"):
+    """A vertebra label map (core ``Volume``) from a label map volume or segmentation node.
+
+    Args:
+        node: a ``vtkMRMLLabelMapVolumeNode`` (or scalar volume) in ``label_scheme`` numbering,
+            used on its own grid; or a ``vtkMRMLSegmentationNode``, exported onto the geometry
+            of ``reference_volume_node``. A segment is a level when its name contains the level
+            ("L1", "vertebrae_L1", "L1 vertebra") and gets that level's label value in
+            ``label_scheme``; otherwise its label value is kept when the scheme knows it (a
+            label map imported into a segmentation); other segments are left out.
+        reference_volume_node: the CT volume node (geometry for a segmentation).
+        label_scheme: "totalsegmentator" or "verse".
+
+    Raises:
+        ValueError: no node, or a segmentation with no vertebral level.
+    """
+    if node is None:
+        raise ValueError("Select the vertebra label map or segmentation.")
+    if not node.IsA("vtkMRMLSegmentationNode"):
+        return volume_from_node(node)
+    if reference_volume_node is None:
+        raise ValueError("Select the CT volume: the segmentation is exported on its grid.")
+    from boneqct.spine.levels import LABEL_SCHEMES
+
+    if label_scheme not in LABEL_SCHEMES:
+        raise ValueError(f"Unknown label scheme '{label_scheme}'; use one of "
+                         f"{', '.join(sorted(LABEL_SCHEMES))}.")
+    segmentation = node.GetSegmentation()
+    segment_ids, values = vtk.vtkStringArray(), []
+    for index in range(segmentation.GetNumberOfSegments()):
+        value = _segment_label_value(segmentation.GetNthSegment(index), label_scheme)
+        if value is not None:
+            segment_ids.InsertNextValue(segmentation.GetNthSegmentID(index))
+            values.append(value)
+    if not values:
+        raise ValueError(
+            f"The segmentation '{node.GetName()}' has no vertebral level: name the segments by "
+            f"level ({', '.join(level_names())}) or check the label scheme ({label_scheme}).")
+    scene = node.GetScene() or slicer.mrmlScene
+    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__BoneQCT_temporary_labels__")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                node, segment_ids, temporary, reference_volume_node):
+            raise ValueError(f"The segmentation '{node.GetName()}' could not be exported to a label map.")
+        exported = volume_from_node(temporary)
+    finally:
+        display = temporary.GetDisplayNode()
+        if display is not None and display.GetColorNode() is not None \
+                and display.GetColorNode().GetName() == temporary.GetName() + "_ColorTable":
+            scene.RemoveNode(display.GetColorNode())
+        scene.RemoveNode(temporary)
+    # exported voxels are n + 1 for the n-th exported segment: map them to the scheme's values
+    lut = np.zeros(len(values) + 1, dtype=np.uint8)
+    lut[1:] = values
+    return exported.with_array(lut[exported.array_kji.astype(np.intp)])
