@@ -43,7 +43,7 @@ def main() -> None:
     calibration = manual_calibration(line["slope_hu_per_mg_cm3"], line["intercept_hu"])
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = analyze_hip(volume, calibration, "left", sex="F")
+        result = analyze_hip(volume, calibration, side="left", sex="F")
         t1 = time.perf_counter()
         write_hip_outputs(out, result, volume.metadata)
         t2 = time.perf_counter()
