@@ -89,15 +89,18 @@ def phantom_calibration_to_table_node(volume_node, phantom_name: str, table_node
                                       slice_range=None):
     """Fit the phantom seen in ``volume_node`` and record it in a (new or given) table node.
 
-    ``slice_range`` is an optional (first, last) k-index range holding the phantom; QC warnings
+    ``slice_range`` is an optional (first, last) k-index range holding the phantom, both
+    included (``boneqct.calibration.options.CalibrationOptions.slices``); QC warnings
     go to the log (they carry no patient identity) and into the table's attributes.
     """
     if volume_node is None:
         raise ValueError("Select the CT volume that shows the calibration phantom.")
-    from boneqct.calibration import calibrate_with_phantom
+    from boneqct.calibration.options import CalibrationOptions
+    from boneqct.calibration.pipeline import calibrate
 
-    calibration = calibrate_with_phantom(volume_from_node(volume_node), phantom_name,
-                                         slice_range=slice_range)
+    slices = () if slice_range is None else (int(slice_range[0]), int(slice_range[1]))
+    calibration = calibrate(volume_from_node(volume_node),
+                            CalibrationOptions(phantom=phantom_name, slices=slices))
     for warning in calibration.warnings:
         logging.warning(f"BoneQCT calibration: {warning}")
     return calibration_to_table_node(calibration, table_node,

@@ -145,7 +145,7 @@ class QCTBoneDensityParameterNode:
 
     QA phantom (uses the calibration table when it holds a calibration, else HU only):
     qaPhantomType - bundled nominal values; qaLogPath - the QA log CSV appended to;
-    qaSession - session label (empty: now); qaTable - inserts vs nominal with drift flags.
+    qaSession - session label (empty: the study date, else the current time); qaTable - inserts vs nominal with drift flags.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -551,10 +551,12 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         """
         from QCTBoneDensityLib import run_tissue
 
-        kRange = None if sliceRange is None else (int(sliceRange[0]), int(sliceRange[1]) + 1)
-        return run_tissue(inputVolume, calibrationTable, k_range=kRange, l3_node=l3PointNode,
-                          table_node=tableNode, measures_table_node=measuresTableNode,
-                          labelmap_node=labelmapNode)
+        from boneqct.tissue import TissueOptions
+
+        slices = () if sliceRange is None else (int(sliceRange[0]), int(sliceRange[1]))
+        return run_tissue(inputVolume, calibrationTable, TissueOptions(slices=slices),
+                          l3_node=l3PointNode, table_node=tableNode,
+                          measures_table_node=measuresTableNode, labelmap_node=labelmapNode)
 
     def hasTissueResult(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a tissue composition written by this module."""
@@ -585,8 +587,11 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         """
         from QCTBoneDensityLib import run_qa
 
-        outputs = run_qa(inputVolume, calibrationTable, phantom_type=phantomType, log_path=logPath,
-                         session=session, table_node=tableNode)
+        from boneqct.qa import QAOptions
+
+        outputs = run_qa(inputVolume, calibrationTable, QAOptions(phantom_type=phantomType,
+                                                                  session=session or ""),
+                         log_path=logPath, table_node=tableNode)
         flagged = [c.insert for c in outputs["charts"].values() if c.drift or c.out_of_control]
         if flagged:
             logging.warning(f"BoneQCT QA: drift or out-of-control sessions for {', '.join(flagged)}")
@@ -743,8 +748,8 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         mass = table.GetTable().GetColumnByName("Mass (g)")
         for row in range(table.GetNumberOfRows()):
             region, compartment = regions.GetValue(row), compartments.GetValue(row)
-            group = (expected["fat_compartments"] if compartment in expected["fat_compartments"]
-                     else expected["regions"][region])
+            group = (expected.fat_compartments if compartment in expected.fat_compartments
+                     else expected.regions[region])
             self.assertEqual(mass.GetValue(row), group[compartment]["mass_g"])
         self.assertEqual(table.GetColumnUnitLabel("Mass (g)"), "g")
         self.assertEqual(measures.GetColumnUnitLabel("Integral BMD (mg/cm3)"), "mg/cm3")

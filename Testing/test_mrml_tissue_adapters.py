@@ -36,6 +36,7 @@ from QCTBoneDensityLib import (  # noqa: E402
     tissue_document_from_table_node,
     tissue_summary_text,
 )
+from QCTBoneDensityLib.qa import qa_result_from_table_node  # noqa: E402
 from QCTBoneDensityLib.tissue import (  # noqa: E402
     ATTRIBUTE_TISSUE_LABEL_COLORS,
     COMPARTMENT_COLUMNS,
@@ -48,7 +49,8 @@ from QCTBoneDensityLib.tissue import (  # noqa: E402
 from boneqct.calibration import calibrate_with_phantom  # noqa: E402
 from boneqct.calibration.internal import internal_calibration  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
-from boneqct.tissue import analyze_tissue, tissue_label_map  # noqa: E402
+from boneqct.qa import QAOptions  # noqa: E402
+from boneqct.tissue import TissueOptions, analyze_tissue, tissue_label_map  # noqa: E402
 from BoneQCTLib.calibration import (  # noqa: E402
     calibration_from_table_node,
     calibration_summary_text,
@@ -163,9 +165,9 @@ def test_phantom_calibration_summary_names_its_method(scene, phantom):
 # ----------------------------------------------------------------------------- tissue composition
 
 def _assert_tables_equal_result(table, measures, result):
-    expected_rows = [(region, tissue, result["regions"][region][tissue])
+    expected_rows = [(region, tissue, result.regions[region][tissue])
                      for region in ("image", "spine") for tissue in REGION_TISSUES]
-    expected_rows += [("image", name, result["fat_compartments"][name]) for name in FAT_COMPARTMENTS]
+    expected_rows += [("image", name, result.fat_compartments[name]) for name in FAT_COMPARTMENTS]
     assert table.GetNumberOfRows() == len(expected_rows) == 12
     assert _column(table, "Region") == [r[0] for r in expected_rows]
     assert _column(table, "Compartment") == [r[1] for r in expected_rows]
@@ -178,14 +180,14 @@ def _assert_tables_equal_result(table, measures, result):
     for column_name, key, unit, _ in MEASURE_COLUMNS:
         values = _column(measures, column_name)
         for value, region in zip(values, ("image", "spine"), strict=True):
-            want = result["regions"][region][key]
+            want = result.regions[region][key]
             assert (math.isnan(value) if want is None else value == want), (column_name, region)
         assert measures.GetColumnUnitLabel(column_name) == unit
     for node in (table, measures):
         for c in range(node.GetNumberOfColumns()):
             assert node.GetColumnDescription(node.GetColumnName(c)), node.GetColumnName(c)
     assert table.GetNodeReference(MEASURES_TABLE_ROLE) is measures
-    reference = result["reference"]
+    reference = result.reference
     for key in ("fat_hu", "muscle_hu", "fat_muscle_threshold_hu", "fat_hu_measured",
                 "muscle_hu_measured", "cortical_threshold_hu", "cortical_threshold_mg_cm3",
                 "air_threshold_hu", "muscle_upper_hu", "fat_density_g_cm3", "muscle_density_g_cm3"):
@@ -204,23 +206,23 @@ def test_tissue_with_internal_calibration_equals_the_core(scene, phantom, tmp_pa
     expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume),
                               l3_point_ras_mm=_l3_center(phantom))
     _assert_tables_equal_result(table, measures, expected)
-    area = expected["skeletal_muscle_l3"]["area_cm2"]
+    area = expected.skeletal_muscle_l3["area_cm2"]
     assert float(table.GetAttribute("BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2")) == area
     assert table.GetAttribute("BoneQCT.Tissue.Slices") == f"0:{phantom.volume.array_kji.shape[0] - 1}"
     summary = tissue_summary_text(table)
     assert "internal (K2HPO4)" in summary and "Skeletal muscle area at L3" in summary
     document = tissue_document_from_table_node(table)
-    assert document["regions"]["image"]["fat"]["mass_g"] == expected["regions"]["image"]["fat"]["mass_g"]
+    assert document["regions"]["image"]["fat"]["mass_g"] == expected.regions["image"]["fat"]["mass_g"]
     assert "masks_kji" not in document
 
     # outputs given are overwritten, not duplicated
     n_tables = scene.GetNumberOfNodesByClass("vtkMRMLTableNode")
-    again = run_tissue(ct, calibration_table, k_range=(10, 12), table_node=table,
+    again = run_tissue(ct, calibration_table, TissueOptions(slices=(10, 11)), table_node=table,
                        measures_table_node=measures)
     assert again["table"] is table and again["measures_table"] is measures
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == n_tables
     _assert_tables_equal_result(table, measures, analyze_tissue(
-        phantom.volume, internal_calibration(phantom.volume), (10, 12)))
+        phantom.volume, internal_calibration(phantom.volume), TissueOptions(slices=(10, 11))))
     assert table.GetAttribute("BoneQCT.Tissue.SkeletalMuscleAreaL3Cm2") == ""
     assert "Skeletal muscle" not in tissue_summary_text(table)
 
@@ -256,9 +258,9 @@ def _assert_labelmap_equals_core(labelmap, ct, volume, result):
 def test_tissue_classes_labelmap_equals_the_core(scene, phantom):
     ct = update_node_from_volume(phantom.volume, name="phantom")
     _, calibration_table = run_internal_calibration(ct, kvp=120)
-    outputs = run_tissue(ct, calibration_table, k_range=(5, 30))
+    outputs = run_tissue(ct, calibration_table, TissueOptions(slices=(5, 29)))
     labelmap = outputs["labelmap"]
-    expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume), (5, 30))
+    expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume), TissueOptions(slices=(5, 29)))
     _assert_labelmap_equals_core(labelmap, ct, phantom.volume, expected)
     voxels = slicer.util.arrayFromVolume(labelmap)
     assert set(np.unique(voxels[5:30])) >= {0, 1, 2, 4, 5, 6}   # the phantom's classes show
@@ -270,7 +272,7 @@ def test_tissue_classes_labelmap_equals_the_core(scene, phantom):
     n_volumes = scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
     n_colors = scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")
     color_node = labelmap.GetDisplayNode().GetColorNode()
-    again = run_tissue(ct, calibration_table, k_range=(10, 12), labelmap_node=labelmap)
+    again = run_tissue(ct, calibration_table, TissueOptions(slices=(10, 11)), labelmap_node=labelmap)
     assert again["labelmap"] is labelmap
     assert labelmap.GetDisplayNode().GetColorNode() is color_node
     assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == n_volumes
@@ -278,7 +280,7 @@ def test_tissue_classes_labelmap_equals_the_core(scene, phantom):
     _assert_labelmap_equals_core(labelmap, ct, phantom.volume, again["result"])
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(labelmap), tissue_label_map(
         phantom.volume, analyze_tissue(phantom.volume, internal_calibration(phantom.volume),
-                                       (10, 12))).array_kji)
+                                       TissueOptions(slices=(10, 11)))).array_kji)
 
 
 def test_tissue_labelmap_keeps_an_oblique_anisotropic_ct_geometry(scene, phantom):
@@ -293,7 +295,7 @@ def test_tissue_labelmap_keeps_an_oblique_anisotropic_ct_geometry(scene, phantom
     volume = Volume(phantom.volume.array_kji, matrix, dict(phantom.volume.metadata))
     ct = update_node_from_volume(volume, name="oblique")
     calibration_table = calibration_to_table_node(internal_calibration(volume))
-    outputs = run_tissue(ct, calibration_table, k_range=(15, 18))
+    outputs = run_tissue(ct, calibration_table, TissueOptions(slices=(15, 17)))
     _assert_labelmap_equals_core(outputs["labelmap"], ct, volume, outputs["result"])
     np.testing.assert_array_equal(_ijk_to_ras(outputs["labelmap"]), matrix)
 
@@ -302,7 +304,7 @@ def test_tissue_report_export_from_the_table(scene, phantom, tmp_path):
     pytest.importorskip("reportlab")
     ct = update_node_from_volume(phantom.volume, name="phantom")
     calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
-    outputs = run_tissue(ct, calibration_table, k_range=(20, 21))
+    outputs = run_tissue(ct, calibration_table, TissueOptions(slices=(20, 20)))
     paths = export_tissue_report(tmp_path / "report", outputs["table"], {"patient_name": "X"})
     assert paths["report"].stat().st_size > 1000
     rows = list(csv.reader(paths["csv"].read_text().splitlines()))
@@ -332,10 +334,11 @@ def test_qa_session_appended_to_the_log_with_flags(scene, tmp_path):
     calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
     log = tmp_path / "qa.csv"
     with pytest.raises(ValueError, match="QA log"):
-        run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=tmp_path)
-    first = run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=log, session="s1")
-    second = run_qa(ct, calibration_table, phantom_type="digital-esp", log_path=log, session="s2",
-                    table_node=first["table"])
+        run_qa(ct, calibration_table, QAOptions(phantom_type="digital-esp"), log_path=tmp_path)
+    first = run_qa(ct, calibration_table, QAOptions(phantom_type="digital-esp", session="s1"),
+                   log_path=log)
+    second = run_qa(ct, calibration_table, QAOptions(phantom_type="digital-esp", session="s2"),
+                    log_path=log, table_node=first["table"])
     table = second["table"]
     assert table is first["table"]
     expected = measure_esp(volume_from_node(ct), load_nominal("digital-esp"),
@@ -352,7 +355,30 @@ def test_qa_session_appended_to_the_log_with_flags(scene, tmp_path):
     assert set(_column(table, "Drift")) == {"no"}
     assert {r["session"] for r in read_log(log)} == {"s1", "s2"}
     summary = qa_summary_text(table)
-    assert "2 session(s)" in summary and "No drift" in summary
+    assert "2 session(s)" in summary and "No drift" in summary and "s2 (given" in summary
+    # the session is kept in the scene: its document comes back from the table
+    stored = qa_result_from_table_node(table)
+    assert stored.to_dict() == second["result"].to_dict() and stored.session == "s2"
+
+
+def test_qa_session_label_is_the_core_rule(scene, tmp_path, monkeypatch):
+    """No label given: the study date (from the DICOM database), or the current time said in
+    the summary (one rule with the command line, ``boneqct.qa.session_label``)."""
+    class Database:
+        def instanceValue(self, uid, tag):
+            return {"0008,0020": "20240506"}.get(tag, "")
+
+    phantom = make_spine_phantom(seed=11)
+    options = QAOptions(phantom_type="digital-esp")
+    ct = update_node_from_volume(phantom.volume, name="esp")
+    outputs = run_qa(ct, None, options, log_path=tmp_path / "qa.csv")
+    assert outputs["result"].session_source == "current time"
+    assert "(current time" in qa_summary_text(outputs["table"])
+    monkeypatch.setattr(slicer, "dicomDatabase", Database(), raising=False)
+    ct.SetAttribute("DICOM.instanceUIDs", "1.2.3")
+    outputs = run_qa(ct, None, options, log_path=tmp_path / "qa.csv")
+    assert outputs["result"].session == "2024-05-06"
+    assert "2024-05-06 (study date" in qa_summary_text(outputs["table"])
 
 
 # ----------------------------------------------------------------------------- module logic

@@ -625,3 +625,16 @@ def test_every_module_action_calls_the_dependency_guard_first(module):
     imports = {(n.module, a.name) for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
     assert ("BoneQCTLib.dependencies", "ensure_python_packages") in imports
     assert "pip_install" not in module_script(module).read_text()
+
+
+def test_qct_calibration_and_qa_parameters_match_the_core():
+    """The calibration and QA defaults of the QCTBoneDensity parameter node are those of the
+    core's options classes (issue 12: one source for every default)."""
+    from boneqct.calibration.options import CalibrationOptions
+    from boneqct.qa import QAOptions
+
+    fields = parameter_wrapper_fields(parse_python(module_script("QCTBoneDensity")))[
+        "QCTBoneDensityParameterNode"]
+    assert ast.literal_eval(fields["phantomName"].value) == CalibrationOptions().phantom
+    assert ast.literal_eval(fields["qaPhantomType"].value) == QAOptions().phantom_type
+    assert ast.literal_eval(fields["qaSession"].value) == QAOptions().session

@@ -11,6 +11,7 @@ functions, so this file loads before the core's dependencies are installed.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from BoneQCTLib.tables import add_column
 
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
 ATTRIBUTE_QA_SESSION = "BoneQCT.QA.Session"
+#: How the session label was chosen: given, study date, or current time (no study date).
+ATTRIBUTE_QA_SESSION_SOURCE = "BoneQCT.QA.SessionSource"
+#: The QAResult document (``boneqct.qa.QAResult.to_dict``).
+ATTRIBUTE_QA_JSON = "BoneQCT.QA.JSON"
 ATTRIBUTE_QA_PHANTOM = "BoneQCT.QA.PhantomType"
 ATTRIBUTE_QA_SESSIONS = "BoneQCT.QA.SessionsInLog"
 ATTRIBUTE_QA_FLAGGED = "BoneQCT.QA.Flagged"
@@ -91,49 +96,58 @@ def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name:
     return table_node
 
 
-def run_qa(ct_node, calibration_table_node=None, *, phantom_type: str = "esp", log_path=None,
-           session: str | None = None, table_node=None) -> dict:
-    """Measure the QA phantom in ``ct_node``, append the session to the log, flag drift.
+def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
+           table_node=None) -> dict:
+    """Measure the QA phantom in ``ct_node``, append the session to the log, flag drift
+    (``boneqct.qa.analyze_qa``).
 
     Args:
         ct_node: CT volume node of the ESP-like phantom (HU).
         calibration_table_node: a calibration table (its material must match the nominal
             values'); None records mean HU only.
-        phantom_type: nominal values, a bundled name ("esp", "digital-esp") or a JSON file.
+        options: a ``boneqct.qa.QAOptions`` (phantom type, session label - empty: the study
+            date, else the current time -, chart baseline and tolerance); None: the defaults.
         log_path: the QA log CSV to append to (created with its header if absent).
-        session: session label (default: now, ISO date and time).
         table_node: table to overwrite (None creates one).
 
     Returns:
-        ``{"rows", "charts" (insert -> ControlLimits), "log" (Path), "table"}``.
+        ``{"result" (QAResult), "rows", "charts" (insert -> ControlLimits), "log" (Path),
+        "table"}``; the table holds the result's document (``BoneQCT.QA.JSON``).
     """
     if ct_node is None:
         raise ValueError("Select the CT volume of the QA phantom.")
     if log_path is None or str(log_path) in ("", ".") or Path(log_path).is_dir():
         raise ValueError("Choose the QA log file (CSV) the session is appended to.")
-    from datetime import datetime
-
-    from boneqct.qa import append_to_log, control_chart, load_nominal, measure_esp, read_log
+    from boneqct.qa import analyze_qa
     from BoneQCTLib.calibration import calibration_from_table_node
     from BoneQCTLib.volumes import volume_from_node
+    from QCTBoneDensityLib.tissue import dicom_value
 
-    nominal = load_nominal(phantom_type)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     volume = volume_from_node(ct_node)
-    rows = measure_esp(volume, nominal, calibration)
-    session = session or datetime.now().isoformat(timespec="seconds")
-    log = append_to_log(log_path, session, volume.metadata, nominal["name"], rows,
-                        "none" if calibration is None else calibration.method)
-    log_rows = read_log(log)
-    charts = {c.insert: c for c in control_chart(log_rows)}
-    table = qa_rows_to_table_node(rows, charts, table_node, name=f"{ct_node.GetName()} QA")
-    table.SetAttribute(ATTRIBUTE_QA_LOG, str(log))
-    table.SetAttribute(ATTRIBUTE_QA_SESSION, session)
-    table.SetAttribute(ATTRIBUTE_QA_PHANTOM, nominal["name"])
-    table.SetAttribute(ATTRIBUTE_QA_SESSIONS, str(len({r["session"] for r in log_rows})))
-    flagged = [c.insert for c in charts.values() if c.drift or c.out_of_control]
-    table.SetAttribute(ATTRIBUTE_QA_FLAGGED, ",".join(flagged))
-    return {"rows": rows, "charts": charts, "log": Path(log), "table": table}
+    # the scene holds no DICOM header: the study date (the session label) from the database
+    volume.metadata.setdefault("study_date", dicom_value(ct_node, "0008,0020"))
+    result = analyze_qa(volume, calibration, options, log_path=log_path)
+    charts = {c.insert: c for c in result.charts}
+    table = qa_rows_to_table_node(result.rows, charts, table_node, name=f"{ct_node.GetName()} QA")
+    table.SetAttribute(ATTRIBUTE_QA_JSON, json.dumps(result.to_dict()))
+    table.SetAttribute(ATTRIBUTE_QA_LOG, result.log_path)
+    table.SetAttribute(ATTRIBUTE_QA_SESSION, result.session)
+    table.SetAttribute(ATTRIBUTE_QA_SESSION_SOURCE, result.session_source)
+    table.SetAttribute(ATTRIBUTE_QA_PHANTOM, result.phantom_type)
+    table.SetAttribute(ATTRIBUTE_QA_SESSIONS, str(len({s for c in result.charts for s in c.sessions})))
+    table.SetAttribute(ATTRIBUTE_QA_FLAGGED, ",".join(result.flagged))
+    return {"result": result, "rows": result.rows, "charts": charts, "log": Path(result.log_path),
+            "table": table}
+
+
+def qa_result_from_table_node(table_node):
+    """The ``boneqct.qa.QAResult`` stored on a QA table."""
+    if table_node is None or table_node.GetAttribute(ATTRIBUTE_QA_JSON) is None:
+        raise ValueError("The selected table holds no QA result: measure the QA phantom first.")
+    from boneqct.qa import QAResult
+
+    return QAResult.from_dict(json.loads(table_node.GetAttribute(ATTRIBUTE_QA_JSON)))
 
 
 def qa_summary_text(table_node) -> str:
@@ -142,7 +156,8 @@ def qa_summary_text(table_node) -> str:
         return ""
     flagged = table_node.GetAttribute(ATTRIBUTE_QA_FLAGGED)
     return (f"Session {table_node.GetAttribute(ATTRIBUTE_QA_SESSION)} "
-            f"({table_node.GetAttribute(ATTRIBUTE_QA_PHANTOM)}) appended to "
+            f"({table_node.GetAttribute(ATTRIBUTE_QA_SESSION_SOURCE) or 'given'}, "
+            f"{table_node.GetAttribute(ATTRIBUTE_QA_PHANTOM)}) appended to "
             f"{table_node.GetAttribute(ATTRIBUTE_QA_LOG)}, "
             f"{table_node.GetAttribute(ATTRIBUTE_QA_SESSIONS)} session(s) in the log.\n"
             + (f"Flagged (drift or beyond control limits): {flagged}" if flagged

@@ -33,7 +33,7 @@ import vtk
 
 from BoneQCTLib.tables import add_column, json_default
 
-#: Attribute holding the tissue.json document (``boneqct.tissue.outputs.tissue_document``).
+#: Attribute holding the tissue.json document (``TissueResult.to_dict``).
 ATTRIBUTE_TISSUE_JSON = "BoneQCT.Tissue.JSON"
 #: Prefix of the attributes holding ``result["reference"]`` numbers (densities, CT values, thresholds).
 ATTRIBUTE_TISSUE_REFERENCE_PREFIX = "BoneQCT.Tissue.Reference."
@@ -164,17 +164,25 @@ def l3_point_from_markups(node) -> np.ndarray | None:
 
 # ----------------------------------------------------------------------------- internal calibration
 
-def dicom_kvp(node) -> float | None:
-    """The tube voltage (kVp, DICOM 0018,0060) of a volume loaded from Slicer's DICOM database,
-    or None (not from DICOM, no database, e.g. under slicer-core)."""
+def dicom_value(node, tag: str) -> str | None:
+    """The value of DICOM ``tag`` ("gggg,eeee") of a volume loaded from Slicer's DICOM
+    database, or None (not from DICOM, no database, e.g. under slicer-core)."""
     database = getattr(slicer, "dicomDatabase", None)
     uids = node.GetAttribute("DICOM.instanceUIDs") if node is not None else None
     if database is None or not uids:
         return None
     try:
-        value = database.instanceValue(uids.split()[0], "0018,0060")
-        return float(value) if value else None
-    except (AttributeError, TypeError, ValueError):
+        return database.instanceValue(uids.split()[0], tag) or None
+    except (AttributeError, TypeError):
+        return None
+
+
+def dicom_kvp(node) -> float | None:
+    """The tube voltage (kVp, DICOM 0018,0060) of a volume from the DICOM database, or None."""
+    value = dicom_value(node, "0018,0060")
+    try:
+        return None if value is None else float(value)
+    except ValueError:
         return None
 
 
@@ -214,9 +222,9 @@ def run_internal_calibration(ct_node, points_node=None, table_node=None, k_range
 
 # ----------------------------------------------------------------------------- tissue outputs
 
-def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_node=None,
+def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=None,
                                  name: str = "BoneQCT tissue"):
-    """Write an ``analyze_tissue`` result into the compartments and measures tables.
+    """Write a ``boneqct.tissue.TissueResult`` into the compartments and measures tables.
 
     Returns:
         ``(compartments table, measures table)``. Missing values (a ratio with an empty
@@ -229,9 +237,9 @@ def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_n
 
     was_modifying = table_node.StartModify()
     table_node.RemoveAllColumns()
-    rows = [(region, tissue, result["regions"][region][tissue])
-            for region in result["regions"] for tissue in REGION_TISSUES]
-    rows += [("image", name_, result["fat_compartments"][name_]) for name_ in FAT_COMPARTMENTS]
+    rows = [(region, tissue, result.regions[region][tissue])
+            for region in result.regions for tissue in REGION_TISSUES]
+    rows += [("image", name_, result.fat_compartments[name_]) for name_ in FAT_COMPARTMENTS]
     add_column(table_node, "Region", vtk.vtkStringArray, [r[0] for r in rows], "",
                 "image: the body in the analysed slices; spine: the vertebral bone and a margin")
     add_column(table_node, "Compartment", vtk.vtkStringArray, [r[1] for r in rows], "",
@@ -239,33 +247,31 @@ def tissue_result_to_table_nodes(result: dict, table_node=None, measures_table_n
     for column_name, key, unit, description in COMPARTMENT_COLUMNS:
         add_column(table_node, column_name, vtk.vtkDoubleArray, [float(r[2][key]) for r in rows],
                     unit, description)
-    for key, value in result["reference"].items():
+    for key, value in result.reference.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             table_node.SetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key, repr(float(value)))
-    calibration = result["reference"]["calibration"]
+    calibration = result.reference["calibration"]
     table_node.SetAttribute(ATTRIBUTE_TISSUE_CALIBRATION,
                             f"{calibration['method']} ({calibration['material']})")
-    extent = result["extent"]
+    extent = result.extent
     table_node.SetAttribute(ATTRIBUTE_TISSUE_SLICES, f"{extent['k_first']}:{extent['k_stop'] - 1}")
-    muscle_l3 = result.get("skeletal_muscle_l3")
+    muscle_l3 = result.skeletal_muscle_l3
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_AREA_CM2,
                             "" if muscle_l3 is None else repr(float(muscle_l3["area_cm2"])))
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_SLICE, "" if muscle_l3 is None else str(muscle_l3["k"]))
-    from boneqct.tissue.outputs import tissue_document
-
     table_node.SetAttribute(ATTRIBUTE_TISSUE_JSON,
-                            json.dumps(tissue_document(result), default=json_default))
+                            json.dumps(result.to_dict(), default=json_default))
     table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
     table_node.EndModify(was_modifying)
 
     was_modifying = measures_table_node.StartModify()
     measures_table_node.RemoveAllColumns()
-    regions = list(result["regions"])
+    regions = list(result.regions)
     add_column(measures_table_node, "Region", vtk.vtkStringArray, regions, "",
                 "image: the body in the analysed slices; spine: the vertebral bone and a margin")
     for column_name, key, unit, description in MEASURE_COLUMNS:
         add_column(measures_table_node, column_name, vtk.vtkDoubleArray,
-                    [_number(result["regions"][r][key]) for r in regions], unit, description)
+                    [_number(result.regions[r][key]) for r in regions], unit, description)
     measures_table_node.EndModify(was_modifying)
     return table_node, measures_table_node
 
@@ -281,6 +287,13 @@ def tissue_document_from_table_node(table_node) -> dict:
         raise ValueError("The selected table holds no tissue composition: run the tissue "
                          "analysis first, or select the table it produced.")
     return json.loads(table_node.GetAttribute(ATTRIBUTE_TISSUE_JSON))
+
+
+def tissue_result_from_table_node(table_node):
+    """The ``boneqct.tissue.TissueResult`` stored on a compartments table (without masks)."""
+    from boneqct.tissue import TissueResult
+
+    return TissueResult.from_dict(tissue_document_from_table_node(table_node))
 
 
 def tissue_summary_text(table_node) -> str:
@@ -304,7 +317,7 @@ def tissue_summary_text(table_node) -> str:
     return text
 
 
-def tissue_labelmap_to_node(volume, result: dict, node=None, name: str = "BoneQCT tissue classes"):
+def tissue_labelmap_to_node(volume, result, node=None, name: str = "BoneQCT tissue classes"):
     """The tissue classes of ``result`` as a label map volume node on the grid of ``volume``.
 
     The voxels are the core's ``boneqct.tissue.tissue_label_map(volume, result)``; the colour
@@ -324,7 +337,7 @@ def tissue_labelmap_to_node(volume, result: dict, node=None, name: str = "BoneQC
                             colors_attribute=ATTRIBUTE_TISSUE_LABEL_COLORS, quantity=quantity)
 
 
-def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, table_node=None,
+def run_tissue(ct_node, calibration_table_node, options=None, *, l3_node=None, table_node=None,
                measures_table_node=None, labelmap_node=None) -> dict:
     """Read the nodes, run ``boneqct.tissue.analyze_tissue``, write the two tables.
 
@@ -332,14 +345,15 @@ def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, t
         ct_node: axial CT volume node (HU).
         calibration_table_node: a calibration table (phantom, internal or manual); required,
             the thresholds and mineral densities come from it.
-        k_range: half-open slice range (first, stop); None analyses the whole scan.
+        options: a ``boneqct.tissue.TissueOptions`` (slices first, last both included;
+            thresholds); None: the defaults (the whole scan).
         l3_node: optional markups point list with the point in L3 (:func:`l3_point_from_markups`).
         table_node, measures_table_node: output tables to overwrite (None creates them).
         labelmap_node: label map volume node receiving the tissue classes
             (:func:`tissue_labelmap_to_node`); None creates one.
 
     Returns:
-        ``{"result": the core's result dict (with its masks), "table", "measures_table",
+        ``{"result": the core's TissueResult (with its masks), "table", "measures_table",
         "labelmap"}``.
     """
     if ct_node is None:
@@ -353,7 +367,7 @@ def run_tissue(ct_node, calibration_table_node, *, k_range=None, l3_node=None, t
 
     calibration = calibration_from_table_node(calibration_table_node)
     volume = volume_from_node(ct_node)
-    result = analyze_tissue(volume, calibration, k_range,
+    result = analyze_tissue(volume, calibration, options,
                             l3_point_ras_mm=l3_point_from_markups(l3_node))
     table, measures = tissue_result_to_table_nodes(result, table_node, measures_table_node,
                                                    name=f"{ct_node.GetName()} tissue")
@@ -371,5 +385,5 @@ def export_tissue_report(out_dir, table_node, metadata: dict | None = None,
     """
     from boneqct.tissue import write_tissue_outputs
 
-    return write_tissue_outputs(out_dir, tissue_document_from_table_node(table_node),
-                                metadata or {}, anonymize=anonymize)
+    return write_tissue_outputs(out_dir, tissue_result_from_table_node(table_node), metadata,
+                                anonymize=anonymize)
