@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from boneqct.calibration import calibrate_with_phantom
+from boneqct.errors import OptionsError
 from boneqct.io import write_volume
 from boneqct.phantoms import make_spine_phantom
 from boneqct.phantoms.scanner import ScannerParams
-from boneqct.errors import OptionsError
 from boneqct.tissue import (
     FAT_DENSITY_G_CM3,
     MUSCLE_DENSITY_G_CM3,

@@ -41,6 +41,8 @@ from scipy import ndimage
 from boneqct.calibration.fit import MINDWAYS_INTERCEPT_OFFSET_HU
 from boneqct.errors import TissueError
 from boneqct.tissue.mineral import bone_mineral
+from boneqct.tissue.options import TissueOptions
+from boneqct.tissue.result import TissueResult
 from boneqct.tissue.segmentation import (
     body_outline,
     bone_envelope,
@@ -50,8 +52,6 @@ from boneqct.tissue.segmentation import (
     skeletal_muscle,
     visceral_cavity,
 )
-from boneqct.tissue.options import TissueOptions
-from boneqct.tissue.result import TissueResult
 from boneqct.volume import Volume
 
 #: Reference densities of the QCT PRO Tissue Analysis Report (docs/domain.md section 1), g/cm3.
