@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import slicer
 import vtk
 
-from BoneQCTLib.volumes import volume_from_node
+from BoneQCTLib.volumes import segments_to_volume, volume_from_node
 
 
 def level_names() -> tuple[str, ...]:
@@ -113,19 +112,7 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
         raise ValueError(
             f"The segmentation '{node.GetName()}' has no vertebral level: name the segments by "
             f"level ({', '.join(level_names())}) or check the label scheme ({label_scheme}).")
-    scene = node.GetScene() or slicer.mrmlScene
-    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__BoneQCT_temporary_labels__")
-    try:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                node, segment_ids, temporary, reference_volume_node):
-            raise ValueError(f"The segmentation '{node.GetName()}' could not be exported to a label map.")
-        exported = volume_from_node(temporary)
-    finally:
-        display = temporary.GetDisplayNode()
-        if display is not None and display.GetColorNode() is not None \
-                and display.GetColorNode().GetName() == temporary.GetName() + "_ColorTable":
-            scene.RemoveNode(display.GetColorNode())
-        scene.RemoveNode(temporary)
+    exported = segments_to_volume(node, segment_ids, reference_volume_node)
     # exported voxels are n + 1 for the n-th exported segment: map them to the scheme's values
     lut = np.zeros(len(values) + 1, dtype=np.uint8)
     lut[1:] = values

@@ -128,3 +128,27 @@ def labelmap_to_node(labels: Volume, names: dict[int, str], node=None, name: str
     if quantity is not None:
         node.SetAttribute("BoneQCT.Quantity", quantity)
     return node
+
+
+def segments_to_volume(segmentation_node, segment_ids, reference_volume_node) -> Volume:
+    """Segments of a segmentation node as a label map Volume on the reference volume's grid:
+    voxel n + 1 for the n-th id of ``segment_ids`` (a vtkStringArray), 0 elsewhere. The
+    temporary label map node (and the color table Slicer makes for it) is removed again.
+
+    Raises:
+        ValueError: Slicer could not export the segments.
+    """
+    scene = segmentation_node.GetScene() or slicer.mrmlScene
+    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__BoneQCT_temporary_labels__")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, segment_ids, temporary, reference_volume_node):
+            raise ValueError(f"The segmentation '{segmentation_node.GetName()}' could not be "
+                             "exported to a label map.")
+        return volume_from_node(temporary)
+    finally:
+        display = temporary.GetDisplayNode()
+        if display is not None and display.GetColorNode() is not None \
+                and display.GetColorNode().GetName() == temporary.GetName() + "_ColorTable":
+            scene.RemoveNode(display.GetColorNode())
+        scene.RemoveNode(temporary)

@@ -17,6 +17,7 @@ from boneqct.io.resample import average_to_spacing, labels_to_grid
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
 from boneqct.spine.label_input import read_vertebra_labels
 from boneqct.spine.levels import LABEL_SCHEMES
+from boneqct.spine.options import SpineOptions
 from boneqct.spine.pipeline import LevelResult, _diagnostic_levels, analyze_spine
 from boneqct.volume import Volume
 
@@ -157,7 +158,7 @@ def test_totalsegmentator_mask_folder_gives_the_label_map_result(real_ct, real_r
                      tmp_path / f"vertebrae_{level}.nii.gz")
     folder_labels, scheme = read_vertebra_labels(tmp_path)
     assert scheme == "totalsegmentator"
-    result = analyze_spine(ct, None, labels=folder_labels, label_scheme=scheme)
+    result = analyze_spine(ct, None, SpineOptions(label_scheme=scheme), labels=folder_labels)
     expected = {lv.level: lv.mean_hu for lv in real_results["native", "labels"].levels}
     assert [lv.level for lv in result.levels] == list(COMPLETE_LEVELS)
     for lv in result.levels:

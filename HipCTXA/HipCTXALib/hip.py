@@ -31,7 +31,12 @@ import vtk
 
 from BoneQCTLib.calibration import calibration_from_table_node
 from BoneQCTLib.tables import json_default
-from BoneQCTLib.volumes import labelmap_to_node, update_node_from_volume, volume_from_node
+from BoneQCTLib.volumes import (
+    labelmap_to_node,
+    segments_to_volume,
+    update_node_from_volume,
+    volume_from_node,
+)
 
 #: Region rows of the results table, in order (``boneqct.hip.rois.ROI_NAMES``).
 REGIONS = ("neck", "trochanter", "intertrochanter", "total")
@@ -141,15 +146,7 @@ def femur_labels_from_node(node, reference_volume_node, side: str,
         raise ValueError(f"The segmentation '{node.GetName()}' needs exactly one segment of the "
                          f"{side} femur (named e.g. femur_{side}); it has "
                          f"{segment_ids.GetNumberOfValues()}.")
-    scene = node.GetScene() or slicer.mrmlScene
-    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__BoneQCT_temporary_femur__")
-    try:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                node, segment_ids, temporary, reference_volume_node):
-            raise ValueError(f"The segmentation '{node.GetName()}' could not be exported.")
-        exported = volume_from_node(temporary)
-    finally:
-        scene.RemoveNode(temporary)
+    exported = segments_to_volume(node, segment_ids, reference_volume_node)
     value = FEMUR_LABELS[label_scheme][side]
     return exported.with_array(np.where(exported.array_kji > 0, value, 0).astype(np.uint8))
 
