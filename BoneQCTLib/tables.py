@@ -102,3 +102,22 @@ def read_document(table_node, kind: str) -> dict | None:
     if not has_document(table_node, kind):
         return None
     return json.loads(table_node.GetAttribute(document_attribute(kind)))
+
+
+def store_exam(table_node, metadata: dict) -> None:
+    """Store the exam metadata a report shows (``Volume.metadata`` keys: series description,
+    patient's age and sex ...) on a result table (attribute ``BoneQCT.Exam.JSON``), so that the
+    report written after the scene is reloaded shows the same exam."""
+    store_document(table_node, "Exam", metadata)
+
+
+def read_exam(table_node) -> dict:
+    """The exam metadata stored on ``table_node`` by :func:`store_exam` (empty when none)."""
+    return read_document(table_node, "Exam") or {}
+
+
+def referenced_volume(table_node, role: str):
+    """The volume node ``table_node`` references as ``role`` (``SetNodeReferenceID``, saved with
+    the scene) when it holds an image, else None (no table, no reference, node deleted, empty)."""
+    node = table_node.GetNodeReference(role) if table_node is not None else None
+    return node if node is not None and node.GetImageData() is not None else None

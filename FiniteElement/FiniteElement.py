@@ -4,7 +4,8 @@ of calibrated QCT.
 The module only moves data between the scene and the Slicer-free ``boneqct.fe`` core: it reads
 MRML nodes (through ``FiniteElementLib``), calls the core, and writes nodes back: the mesh as a
 model node coloured by a strain or stress field, a results table with units, and the
-load-displacement chart; and it exports fe.json, fe.vtu and fe.pdf through the core.
+load-displacement chart; and it exports fe.json, fe.vtu and fe_report.pdf through the core,
+from the results table (also after the scene is saved and reloaded).
 """
 
 import logging
@@ -104,6 +105,15 @@ class FiniteElementParameterNode:
     anonymizeReport: bool = False
 
 
+def feOptionsFromParameterNode(parameterNode):
+    """The ``boneqct.fe.options.FEOptions`` set in the parameter node (the options it has no
+    field for keep the core's defaults)."""
+    from boneqct.fe.options import FEOptions
+
+    return FEOptions(element_mm=parameterNode.elementMm, law=parameterNode.law,
+                     criterion=parameterNode.criterion, label_scheme=parameterNode.labelScheme)
+
+
 class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
@@ -139,8 +149,8 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
         canExport = self.logic.canExportReport(p.resultsTable)
         self.ui.exportReportButton.enabled = canExport
         self.ui.exportReportButton.toolTip = (
-            "Write fe.json, fe.vtu and fe.pdf into a folder" if canExport
-            else "Apply first (the report needs this session's model)")
+            "Write fe.json, fe.vtu and fe_report.pdf into a folder" if canExport
+            else "Apply first (the report is written from the results table)")
 
     def onApplyButton(self) -> None:
         """Build and solve the model of the selected level; show mesh, table and curve."""
@@ -149,18 +159,17 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             if not ensure_python_packages():
                 return
             outputs = self.logic.run(
-                p.inputVolume, p.calibrationTable, p.seeds, p.level, elementMm=p.elementMm,
-                law=p.law, criterion=p.criterion,
+                p.inputVolume, p.calibrationTable, p.seeds, p.level, feOptionsFromParameterNode(p),
                 sex=None if p.patientSex == "unknown" else p.patientSex,
                 tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy,
-                labelsNode=p.vertebraLabels, labelScheme=p.labelScheme)
+                labelsNode=p.vertebraLabels)
             p.resultsTable = outputs["table"]
             p.meshModel = outputs["model"]
             slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
             self._updateState()
 
     def onExportReportButton(self) -> None:
-        """Ask for a folder and write fe.json, fe.vtu and fe.pdf into it."""
+        """Ask for a folder and write fe.json, fe.vtu and fe_report.pdf into it."""
         p = self._parameterNode
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(),
                                                      "Export finite-element report")
@@ -186,12 +195,6 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
 class FiniteElementLogic(ScriptedLoadableModuleLogic):
     """Scene-level operations of the module, usable from the Python console without the GUI."""
 
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        #: results table node ID -> (FEResult, exam metadata) of this session, for the report
-        #: (which needs the solved model, not stored in the table).
-        self._feResults = {}
-
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
         return FiniteElementParameterNode(super().getParameterNode())
@@ -208,29 +211,23 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
 
         return has_calibration(tableNode)
 
-    def run(self, inputVolume, calibrationTable, seedsNode, level: str, elementMm: float = 1.0,
-            law: str = "morgan2003", criterion: str = "nonlinear", sex=None, tableNode=None,
-            modelNode=None, chartNode=None, colorBy: str = "effective_strain", labelsNode=None,
-            labelScheme: str = "totalsegmentator") -> dict:
-        """Analyse ``level`` and write mesh, table and chart into the scene (see
-        ``FiniteElementLib.run_fe``); returns {"result", "table", "model", "chart"}.
+    def run(self, inputVolume, calibrationTable, seedsNode, level: str, options=None, *, sex=None,
+            tableNode=None, modelNode=None, chartNode=None, colorBy: str = "effective_strain",
+            labelsNode=None) -> dict:
+        """Analyse ``level`` with ``options`` (an ``FEOptions``; None: the defaults) and write
+        mesh, table and chart into the scene (see ``FiniteElementLib.run_fe``); returns
+        {"result", "table", "model", "chart"}.
 
         The body comes from ``seedsNode`` (points named by level) or from ``labelsNode``
-        (vertebra label map or segmentation in ``labelScheme`` numbering); give one of them.
+        (vertebra label map or segmentation in ``options.label_scheme`` numbering); give one.
         """
         from FiniteElementLib import run_fe
 
-        from boneqct.fe.options import FEOptions
-
-        options = FEOptions(element_mm=elementMm, law=law, criterion=criterion,
-                            label_scheme=labelScheme)
         outputs = run_fe(inputVolume, calibrationTable, level, options, seeds_node=seedsNode,
                          labels_node=labelsNode, sex=sex, table_node=tableNode,
                          model_node=modelNode, chart_node=chartNode, color_by=colorBy)
         for warning in outputs["result"].warnings:
             logging.warning(f"BoneQCT FE: {warning}")
-        metadata = {"series_description": inputVolume.GetName(), "patient_sex": sex}
-        self._feResults[outputs["table"].GetID()] = (outputs["result"], metadata)
         return outputs
 
     def feSummary(self, tableNode) -> str:
@@ -240,19 +237,18 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
         return fe_summary_text(tableNode)
 
     def canExportReport(self, tableNode) -> bool:
-        """Whether ``tableNode`` holds a model solved in this session (needed by the report)."""
-        return tableNode is not None and tableNode.GetID() in self._feResults
+        """Whether ``tableNode`` holds a finite-element result (all the report needs)."""
+        from FiniteElementLib import can_export_fe_report
+
+        return can_export_fe_report(tableNode)
 
     def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
-        """Write fe.json, fe.vtu and fe.pdf of the model held by ``tableNode`` into ``folder``;
-        returns the paths by key "json", "vtu", "report"."""
-        if not self.canExportReport(tableNode):
-            raise ValueError("Apply first: the report is written from this session's model "
-                             "(the solved model is not saved with the scene).")
+        """Write fe.json, fe.vtu and fe_report.pdf of the result held by ``tableNode`` into
+        ``folder`` (also after the scene was saved and reloaded); returns the paths by key
+        "json", "vtu", "report"."""
         from FiniteElementLib import export_fe_report
 
-        result, metadata = self._feResults[tableNode.GetID()]
-        return export_fe_report(folder, result, metadata, anonymize=anonymize)
+        return export_fe_report(folder, tableNode, anonymize=anonymize)
 
 
 class FiniteElementTest(ScriptedLoadableModuleTest):
@@ -305,23 +301,28 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
 
     def test_PhantomLevelStrength(self) -> None:
         """L3 (200 mg/cm3) of the phantom is stronger than L1 (50 mg/cm3)."""
+        from boneqct.fe.options import FEOptions
+
         self.delayDisplay("Finite elements on the digital phantom")
         phantom, node, table = self._phantomInScene()
         seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
         for v in phantom.truth["vertebrae"]:
             seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
         logic = FiniteElementLogic()
-        strengths = [logic.run(node, table, seeds, level, elementMm=2.0, criterion="linear")
-                     ["result"].strength_n for level in ("L1", "L3")]
+        options = FEOptions(element_mm=2.0, criterion="linear")
+        strengths = [logic.run(node, table, seeds, level, options)["result"].strength_n
+                     for level in ("L1", "L3")]
         self.assertLess(strengths[0], strengths[1])
         self.delayDisplay("Test passed")
 
     def test_PhantomLabelMapAndReport(self) -> None:
-        """A vertebra label map gives the body; the report writes fe.json, fe.vtu and fe.pdf."""
+        """A vertebra label map gives the body; the report writes fe.json, fe.vtu and
+        fe_report.pdf."""
         import tempfile
 
         import numpy as np
 
+        from boneqct.fe.options import FEOptions
         from boneqct.spine.levels import label_for_level
         from BoneQCTLib.volumes import update_node_from_volume
 
@@ -333,8 +334,9 @@ class FiniteElementTest(ScriptedLoadableModuleTest):
         labelsNode = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
                                              node_class="vtkMRMLLabelMapVolumeNode")
         logic = FiniteElementLogic()
-        outputs = logic.run(node, table, None, "L2", elementMm=2.0, criterion="linear",
-                            labelsNode=labelsNode, labelScheme="verse")
+        outputs = logic.run(node, table, None, "L2",
+                            FEOptions(element_mm=2.0, criterion="linear", label_scheme="verse"),
+                            labelsNode=labelsNode)
         self.assertGreater(outputs["result"].strength_n, 0.0)
         self.assertTrue(logic.feSummary(outputs["table"]).startswith("L2: strength"))
         self.assertTrue(logic.canExportReport(outputs["table"]))

@@ -141,6 +141,17 @@ class HipCTXAParameterNode:
     anonymizeReport: bool = False
 
 
+def hipOptionsFromParameterNode(parameterNode):
+    """The ``boneqct.hip.options.HipOptions`` set in the parameter node (the options it has no
+    field for keep the core's defaults)."""
+    from boneqct.hip.options import HipOptions
+
+    return HipOptions(label_scheme=parameterNode.labelScheme, pixel_mm=parameterNode.pixelMm,
+                      neck_box_width_mm=parameterNode.neckBoxWidthMm,
+                      neck_center_s_mm=parameterNode.neckCenterMm,
+                      distal_border_below_head_mm=parameterNode.distalBorderBelowHeadMm)
+
+
 #
 # HipCTXAWidget
 #
@@ -193,7 +204,8 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
         self.ui.exportReportButton.enabled = canExport
         self.ui.exportReportButton.toolTip = (
             "Write hip.json, hip.csv, the projection and hip_report.pdf into a folder" if canExport
-            else "Measure the hip first (the report needs this session's measurement)")
+            else "Measure the hip first (the report needs the results table with its "
+                 "projection and regions)")
 
     def onCalibrateButton(self) -> None:
         """Calibrate with the chosen method into the calibration table."""
@@ -215,11 +227,8 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
             if not ensure_python_packages():
                 return
             outputs = self.logic.runHip(
-                p.inputVolume, p.calibrationTable, p.side, seedNode=p.seedPoints,
-                labelsNode=p.femurLabels, labelScheme=p.labelScheme, pixelMm=p.pixelMm,
-                neckBoxWidthMm=p.neckBoxWidthMm,
-                neckCenterMm=p.neckCenterMm if p.neckCenterMm > 0 else None,
-                distalBorderBelowHeadMm=p.distalBorderBelowHeadMm,
+                p.inputVolume, p.calibrationTable, p.side, hipOptionsFromParameterNode(p),
+                seedNode=p.seedPoints, labelsNode=p.femurLabels,
                 population=None if p.referencePopulation == "none" else p.referencePopulation,
                 sex=None if p.patientSex == "unknown" else p.patientSex,
                 ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
@@ -263,12 +272,6 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
     Each method reads nodes, calls ``boneqct``, and writes nodes; nothing is computed here.
     """
 
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        #: results table node ID -> (HipResult, exam metadata) of this session, for the report
-        #: (which needs the projection images, not stored in the table).
-        self._hipResults = {}
-
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
         return HipCTXAParameterNode(super().getParameterNode())
@@ -304,14 +307,12 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 
         return calibration_summary_text(tableNode)
 
-    def runHip(self, inputVolume, calibrationTable, side: str = "left", seedNode=None,
-               labelsNode=None, labelScheme: str = "totalsegmentator", pixelMm: float = 0.5,
-               neckBoxWidthMm: float = 15.0, neckCenterMm=None,
-               distalBorderBelowHeadMm: float = 85.0, population="nhanes3", sex=None,
-               ageYears=None, tableNode=None, segmentationNode=None, transformNode=None,
-               projectionNode=None, roiLabelmapNode=None, rotatedVolumeNode=None,
-               makeRotatedVolume: bool = True) -> dict:
-        """Measure one hip of ``inputVolume`` and write the results into the scene.
+    def runHip(self, inputVolume, calibrationTable, side: str = "left", options=None, *,
+               seedNode=None, labelsNode=None, population="nhanes3", sex=None, ageYears=None,
+               tableNode=None, segmentationNode=None, transformNode=None, projectionNode=None,
+               roiLabelmapNode=None, rotatedVolumeNode=None, makeRotatedVolume: bool = True) -> dict:
+        """Measure one hip of ``inputVolume`` with ``options`` (a ``HipOptions``; None: the
+        defaults) and write the results into the scene.
 
         Returns the dict of ``HipCTXALib.run_hip``: "result", "volume", "table",
         "segmentation", "transform", "projection", "roi_labelmap", "rotated_volume".
@@ -319,19 +320,14 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
         from HipCTXALib import run_hip
 
         outputs = run_hip(
-            inputVolume, calibrationTable, side, seed_node=seedNode, labels_node=labelsNode,
-            label_scheme=labelScheme, pixel_mm=pixelMm, neck_box_width_mm=neckBoxWidthMm,
-            neck_center_s_mm=neckCenterMm or 0.0,  # 0: automatic (HipOptions)
-            distal_border_below_head_mm=distalBorderBelowHeadMm, population=population,
-            sex=sex, age_years=ageYears, table_node=tableNode,
-            segmentation_node=segmentationNode, transform_node=transformNode,
-            projection_node=projectionNode, roi_labelmap_node=roiLabelmapNode,
-            rotated_volume_node=rotatedVolumeNode, rotated_volume=makeRotatedVolume)
+            inputVolume, calibrationTable, side, options, seed_node=seedNode,
+            labels_node=labelsNode, population=population, sex=sex, age_years=ageYears,
+            table_node=tableNode, segmentation_node=segmentationNode,
+            transform_node=transformNode, projection_node=projectionNode,
+            roi_labelmap_node=roiLabelmapNode, rotated_volume_node=rotatedVolumeNode,
+            rotated_volume=makeRotatedVolume)
         for warning in outputs["result"].warnings:
             logging.warning(f"BoneQCT hip: {warning}")
-        metadata = {"series_description": inputVolume.GetName(), "patient_age_years": ageYears,
-                    "patient_sex": sex}
-        self._hipResults[outputs["table"].GetID()] = (outputs["result"], metadata)
         return outputs
 
     def hipSummary(self, tableNode) -> str:
@@ -351,18 +347,17 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
                 f" deg, head radius {float(tableNode.GetAttribute('BoneQCT.Hip.HeadRadiusMm')):.1f} mm")
 
     def canExportReport(self, tableNode) -> bool:
-        """Whether ``tableNode`` holds a hip measurement of this session (needed by the report)."""
-        return tableNode is not None and tableNode.GetID() in self._hipResults
+        """Whether ``tableNode`` holds a hip result with its projection and region volumes."""
+        from HipCTXALib import can_export_hip_report
+
+        return can_export_hip_report(tableNode)
 
     def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
-        """Write hip.json, hip.csv, the projection (NIfTI, PNG) and hip_report.pdf into ``folder``."""
-        if not self.canExportReport(tableNode):
-            raise ValueError("Measure the hip first: the report is written from this session's "
-                             "measurement (the projection images are not saved with the scene).")
+        """Write hip.json, hip.csv, the projection (NIfTI, PNG) and hip_report.pdf of the result
+        held by ``tableNode`` into ``folder`` (also after the scene was saved and reloaded)."""
         from HipCTXALib import export_hip_report
 
-        result, metadata = self._hipResults[tableNode.GetID()]
-        return export_hip_report(folder, result, metadata, anonymize=anonymize)
+        return export_hip_report(folder, tableNode, anonymize=anonymize)
 
 
 #

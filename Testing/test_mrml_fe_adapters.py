@@ -1,7 +1,8 @@
 """FiniteElement MRML adapters on Slicer's real MRML libraries (PyPI ``slicer-core``): the mesh
 as a model node with cell fields, the results table with units, the load-displacement chart,
 the whole scene -> core -> scene run on the digital phantom (from seeds, and from a vertebra
-label map or segmentation, equal to the core's own result), and the exported report."""
+label map or segmentation, equal to the core's own result), and the report exported from the
+results table, equal after the scene is saved and reloaded."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(REPO / "FiniteElement"))
 
 from FiniteElementLib import (  # noqa: E402
     COLOR_FIELDS,
+    can_export_fe_report,
     color_model_by,
     export_fe_report,
     fe_document_from_table_node,
@@ -29,15 +31,17 @@ from FiniteElementLib import (  # noqa: E402
     fe_summary_text,
     run_fe,
 )
+from test_mrml_adapters import save_and_reload  # noqa: E402
+from test_mrml_hip_adapters import report_text, write_storable_nodes  # noqa: E402
 
 from boneqct.calibration import manual_calibration  # noqa: E402
 from boneqct.errors import FEError  # noqa: E402
 from boneqct.fe.options import FEOptions  # noqa: E402
 from boneqct.fe.pipeline import analyze_fe  # noqa: E402
-from boneqct.fe.vertebra import FEResult  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
 from boneqct.spine.levels import label_for_level  # noqa: E402
 from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.tables import read_document  # noqa: E402
 from BoneQCTLib.volumes import update_node_from_volume  # noqa: E402
 
 
@@ -186,30 +190,81 @@ def test_labels_without_the_level_say_so(scene, phantom):
                labels_node=labels_node)
 
 
-def test_export_writes_json_vtu_and_pdf(scene, phantom, tmp_path):
+def test_export_writes_json_vtu_and_pdf_from_the_table(scene, phantom, tmp_path):
     ph = phantom
     ct_node = update_node_from_volume(ph.volume, name="phantom")
     labels_node = update_node_from_volume(vertebra_labels(ph, "totalsegmentator"),
                                           name="vertebrae", node_class="vtkMRMLLabelMapVolumeNode")
-    result = run_fe(ct_node, calibration_table(ph), "L1",
-                    FEOptions(element_mm=2.5, criterion="linear"), labels_node=labels_node,
-                    sex="F")["result"]
+    out = run_fe(ct_node, calibration_table(ph), "L1",
+                 FEOptions(element_mm=2.5, criterion="linear"), labels_node=labels_node, sex="F")
+    result, table = out["result"], out["table"]
+    assert table.GetNodeReference("BoneQCT.Mesh") is out["model"]
+    assert can_export_fe_report(table)
     folder = tmp_path / "report" / "L1"
-    paths = export_fe_report(folder, result, {"patient_name": "Doe^Jane", "patient_sex": "F"},
-                             anonymize=True)
+    paths = export_fe_report(folder, table, anonymize=True)
     assert {key: path.name for key, path in paths.items()} == {
         "json": "fe.json", "vtu": "fe.vtu", "report": "fe_report.pdf"}
     assert all(path.parent == folder and path.stat().st_size > 0 for path in paths.values())
     doc = json.loads(paths["json"].read_text())
-    assert doc["strength_n"] == pytest.approx(result.strength_n)
-    assert doc["n_elements"] == result.n_elements
+    assert doc == json.loads(json.dumps(result.to_dict()))
     assert paths["report"].read_bytes().startswith(b"%PDF")
     reader = vtk.vtkXMLUnstructuredGridReader()
     reader.SetFileName(str(paths["vtu"]))
     reader.Update()
     assert reader.GetOutput().GetNumberOfCells() == result.n_elements
-    # the report again from the document kept in the results table (as after a scene reload)
-    document = fe_document_from_table_node(fe_result_to_table_node(result))
-    again = export_fe_report(tmp_path / "again", FEResult.from_dict(document), anonymize=True)
+    # the report again from a table without its mesh: no fe.vtu, the same document
+    again = export_fe_report(tmp_path / "again", fe_result_to_table_node(result), anonymize=True)
     assert sorted(again) == ["json", "report"] and again["report"].read_bytes().startswith(b"%PDF")
-    assert json.loads(again["json"].read_text()) == document
+    assert json.loads(again["json"].read_text()) == doc
+
+
+def test_documents_of_scenes_saved_before_are_read(scene, phantom, tmp_path):
+    """A table of a scene saved before the document was ``BoneQCT.FE.JSON`` (``BoneQCT.FEJSON``)
+    still gives its result and report."""
+    ct_node = update_node_from_volume(phantom.volume, name="phantom")
+    seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+    seeds.AddControlPoint(*phantom.truth["vertebrae"][0]["body_center_ras_mm"], "L1")
+    table = run_fe(ct_node, calibration_table(phantom), "L1",
+                   FEOptions(element_mm=2.5, criterion="linear"), seeds_node=seeds)["table"]
+    document = read_document(table, "FE")
+    table.RemoveAttribute("BoneQCT.FE.JSON")
+    assert not can_export_fe_report(table)
+    table.SetAttribute("BoneQCT.FEJSON", json.dumps(document))
+    assert fe_document_from_table_node(table) == document
+    assert json.loads(export_fe_report(tmp_path, table)["json"].read_text()) == document
+
+
+def test_report_exports_alike_after_scene_save_and_reload(scene, phantom, tmp_path):
+    """Solve, export; save the scene (tables, volumes, the mesh), load it into a new scene,
+    export from the reloaded table: the same document, report text and mesh."""
+    ct_node = update_node_from_volume(phantom.volume, name="phantom")
+    seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+    for v in phantom.truth["vertebrae"]:
+        seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
+    out = run_fe(ct_node, calibration_table(phantom), "L2",
+                 FEOptions(element_mm=2.5, criterion="nonlinear"), seeds_node=seeds, sex="M")
+    before = export_fe_report(tmp_path / "before", out["table"])
+    table_name = out["table"].GetName()
+    saved = tmp_path / "scene"
+    saved.mkdir()
+    write_storable_nodes(scene, saved, "vtkMRMLScalarVolumeNode", ".nrrd")
+    write_storable_nodes(scene, saved, "vtkMRMLModelNode", ".vtu")
+
+    reloaded = save_and_reload(scene, saved)
+    slicer.mrmlScene = reloaded
+    try:
+        table = reloaded.GetFirstNodeByName(table_name)
+        assert read_document(table, "FE") == read_document(out["table"], "FE")
+        assert fe_summary_text(table) == fe_summary_text(out["table"])
+        after = export_fe_report(tmp_path / "after", table)
+        assert sorted(after) == ["json", "report", "vtu"]
+        assert json.loads(after["json"].read_text()) == json.loads(before["json"].read_text())
+        text = report_text(after["report"])
+        assert "generated <time>" in text and "L2" in text
+        assert text == report_text(before["report"])
+        reader = vtk.vtkXMLUnstructuredGridReader()
+        reader.SetFileName(str(after["vtu"]))
+        reader.Update()
+        assert reader.GetOutput().GetNumberOfCells() == out["result"].n_elements
+    finally:
+        reloaded.Clear(True)

@@ -3,19 +3,22 @@
 The digital femur phantom goes into a volume node, through ``run_hip`` (scene -> core ->
 scene) once per module, and every output node is checked against the core's ``HipResult`` at
 full precision: table cells (read from the vtkTable arrays), the projection node's geometry and
-values, the region label map, the DXA transform, the femur segmentation. Input adapters (seed
-markups, femur label map / segmentation) are checked on their own. Skipped as a whole when
-slicer-core is not installed.
+values, the region label map, the DXA transform, the femur segmentation. The report is written
+from the results table (its document and referenced images) and again, equal, after the scene
+is saved and reloaded. Input adapters (seed markups, femur label map / segmentation) are
+checked on their own. Skipped as a whole when slicer-core is not installed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import pypdf
 import pytest
 import vtk
 
@@ -29,21 +32,25 @@ sys.path.insert(0, str(REPO / "HipCTXA"))
 from HipCTXALib import (  # noqa: E402
     HIP_COLUMNS,
     REGIONS,
+    can_export_hip_report,
     export_hip_report,
     femur_labels_from_node,
     has_hip_result,
+    hip_result_from_table_node,
     hip_summary_text,
     projection_volume,
     run_hip,
     seed_from_markups_node,
     transform_matrix,
 )
+from test_mrml_adapters import save_and_reload  # noqa: E402
 
 from boneqct.calibration import manual_calibration  # noqa: E402
 from boneqct.hip import NoCalibrationError  # noqa: E402
 from boneqct.hip.extraction import FEMUR_LABELS  # noqa: E402
 from boneqct.phantoms.femur import make_femur_phantom  # noqa: E402
 from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.tables import read_document  # noqa: E402
 from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 
@@ -103,16 +110,18 @@ def test_table_holds_the_core_result_at_full_precision_with_units(analysed):
                       "Area (cm2)": "cm2", "Volume (cm3)": "cm3", "T-score": "SD"}
     for column_name, unit in expected_units.items():
         assert node.GetColumnUnitLabel(column_name) == unit
-    for column_name, key, unit, _ in HIP_COLUMNS:
-        assert node.GetColumnUnitLabel(column_name) == unit
-        assert node.GetColumnDescription(column_name)
-        column = table.GetColumnByName(column_name)
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
+        "Region", *expected_units, "Z-score"]
+    for spec in HIP_COLUMNS:
+        assert node.GetColumnUnitLabel(spec.name) == spec.unit
+        assert node.GetColumnDescription(spec.name) == spec.description
+        column = table.GetColumnByName(spec.name)
         for row, region in enumerate(REGIONS):
-            value = result.rois[region].get(key)
+            value = result.rois[region].get(spec.value)
             if value is None:
-                assert math.isnan(column.GetValue(row)), (region, column_name)
+                assert math.isnan(column.GetValue(row)), (region, spec.name)
             else:
-                assert column.GetValue(row) == value, (region, column_name)
+                assert column.GetValue(row) == value, (region, spec.name)
     # T-scores where NHANES III has data (neck, total hip), none for the trochanter
     tscores = table.GetColumnByName("T-score")
     assert not math.isnan(tscores.GetValue(0)) and not math.isnan(tscores.GetValue(3))
@@ -204,11 +213,75 @@ def test_rotated_volume_is_in_the_dxa_position(analysed):
     assert float(slicer.util.arrayFromVolume(node).max()) > 500.0  # cortical bone
 
 
-def test_report_files_are_written_from_the_session_result(analysed, tmp_path):
-    _, _, outputs = analysed
-    paths = export_hip_report(tmp_path, outputs["result"], {"series_description": "phantom"})
+def test_report_files_are_written_from_the_results_table(analysed, tmp_path):
+    _, ct_node, outputs = analysed
+    table = outputs["table"]
+    assert table.GetNodeReference("BoneQCT.Projection") is outputs["projection"]
+    assert table.GetNodeReference("BoneQCT.Regions") is outputs["roi_labelmap"]
+    assert can_export_hip_report(table)
+    paths = export_hip_report(tmp_path, table)
     assert paths["report"].read_bytes()[:4] == b"%PDF"
-    assert json.loads(paths["json"].read_text())["side"] == "left"
+    document = json.loads(paths["json"].read_text())
+    assert document["side"] == "left"
+    assert document["exam"] == {"series_description": ct_node.GetName(),
+                                "patient_age_years": None, "patient_sex": "F"}
+    again = hip_result_from_table_node(table)
+    assert again.to_dict() == read_document(table, "Hip")
+    np.testing.assert_array_equal(again.roi_labels, outputs["result"].roi_labels)
+    np.testing.assert_array_equal(again.projection_image.array_kji,
+                                  outputs["result"].projection_image.array_kji)
+
+
+def write_storable_nodes(scene, folder: Path, node_class: str, extension: str) -> None:
+    """Give every ``node_class`` node of ``scene`` its default storage node and write its data
+    into ``folder`` (as Slicer's Save does before the scene file)."""
+    for index in range(scene.GetNumberOfNodesByClass(node_class)):
+        node = scene.GetNthNodeByClass(index, node_class)
+        storage = node.CreateDefaultStorageNode()
+        scene.AddNode(storage)
+        storage.SetFileName(str(folder / f"{node.GetID()}{extension}"))
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        assert storage.WriteData(node), node.GetName()
+
+
+def report_text(path: Path) -> str:
+    """The text of a PDF report, its generation time left out."""
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+    return re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated <time>", text)
+
+
+def test_report_exports_alike_after_scene_save_and_reload(tmp_path):
+    """Measure, export; save the scene (tables, volumes), load it into a new scene, export from
+    the reloaded table: the same document and the same report text."""
+    phantom = make_femur_phantom()
+    slicer.mrmlScene = scene = vtkMRMLScene()
+    ct_node = update_node_from_volume(phantom.volume, name="femur phantom")
+    line = phantom.truth["calibration"]
+    calibration = calibration_to_table_node(manual_calibration(line["slope_hu_per_mg_cm3"],
+                                                               line["intercept_hu"]))
+    outputs = run_hip(ct_node, calibration, "left", sex="F", age_years=70.0,
+                      rotated_volume=False)
+    before = export_hip_report(tmp_path / "before", outputs["table"])
+    table_name = outputs["table"].GetName()
+    saved = tmp_path / "scene"
+    saved.mkdir()
+    write_storable_nodes(scene, saved, "vtkMRMLScalarVolumeNode", ".nrrd")
+
+    reloaded = save_and_reload(scene, saved)
+    slicer.mrmlScene = reloaded
+    try:
+        table = reloaded.GetFirstNodeByName(table_name)
+        assert read_document(table, "Hip") == read_document(outputs["table"], "Hip")
+        assert can_export_hip_report(table)
+        after = export_hip_report(tmp_path / "after", table)
+        assert json.loads(after["json"].read_text()) == json.loads(before["json"].read_text())
+        assert after["csv"].read_text() == before["csv"].read_text()
+        text = report_text(after["report"])
+        assert "generated <time>" in text and "neck-shaft angle" in text
+        assert text == report_text(before["report"])
+    finally:
+        reloaded.Clear(True)
+        scene.Clear(True)
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -514,6 +514,27 @@ def test_hip_ctxa_parameters_match_the_core():
             options[name].metadata["low"], options[name].metadata["high"]], parameter
     assert HipOptions().automatic_neck_center
 
+
+def test_hip_logic_takes_options_instead_of_restating_them():
+    """``HipCTXALogic.runHip`` takes a HipOptions (built from the parameter node by
+    ``hipOptionsFromParameterNode``) and restates none of its fields; the report is exported
+    from the results table, not from a per-session cache."""
+    from boneqct.hip.options import HipOptions
+
+    tree = parse_python(module_script("HipCTXA"))
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "HipCTXALogic")
+    run = next(n for n in logic.body if isinstance(n, ast.FunctionDef) and n.name == "runHip")
+    parameters = {a.arg for a in (*run.args.args, *run.args.kwonlyargs)}
+    names = {f.name for f in dataclasses.fields(HipOptions)}
+    camel = {re.sub(r"_(\w)", lambda m: m.group(1).upper(), name) for name in names}
+    assert "options" in parameters and not parameters & (names | camel | {
+        "pixelMm", "neckBoxWidthMm", "neckCenterMm", "distalBorderBelowHeadMm"})
+    source = module_script("HipCTXA").read_text()
+    assert "hipOptionsFromParameterNode(p)" in source and "HipOptions(" in source
+    assert "_hipResults" not in source
+    assert "export_hip_report(folder, tableNode, anonymize=anonymize)" in source
+
+
 def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
     source = module_script("HipCTXA").read_text()
     for button, slot in (("calibrateButton", "onCalibrateButton"), ("applyButton", "onApplyButton"),

@@ -5,6 +5,7 @@ shared ``BoneQCTLib`` (imported from there, not re-exported here).
 
 from FiniteElementLib.fe import (  # noqa: F401
     COLOR_FIELDS,
+    can_export_fe_report,
     color_model_by,
     export_fe_report,
     fe_document_from_table_node,

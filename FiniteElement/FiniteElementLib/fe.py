@@ -2,10 +2,13 @@
 
 - the mesh: a ``vtkMRMLModelNode`` holding the ``vtkUnstructuredGrid`` of ``boneqct.fe.vtu``
   (points RAS mm, per-element fields as cell data), coloured by a chosen field;
-- the results: a one-row ``vtkMRMLTableNode`` with units and descriptions per column, and
-  fe.json as the attribute ``BoneQCT.FEJSON``;
+- the results: a one-row ``vtkMRMLTableNode`` with units and descriptions per column, fe.json
+  as the attribute ``BoneQCT.FE.JSON`` (``BoneQCT.FEJSON`` in scenes saved before; read too),
+  the exam metadata and a reference to the mesh node;
 - the load-displacement curve: a table and a ``vtkMRMLPlotChartNode``;
-- the report: fe.json, fe.vtu and fe_report.pdf written by the core's ``write_fe_outputs``.
+- the report: fe.json, fe_report.pdf (``write_fe_outputs`` of ``FEResult.from_dict`` of the
+  table's document: it needs no model, so it is written alike after a scene reload) and fe.vtu
+  (the referenced mesh node's grid).
 """
 
 from __future__ import annotations
@@ -16,7 +19,22 @@ from pathlib import Path
 import slicer
 import vtk
 
-ATTRIBUTE_FE_JSON = "BoneQCT.FEJSON"
+from BoneQCTLib.tables import (
+    Column,
+    read_document,
+    read_exam,
+    store_document,
+    store_exam,
+    table_node_or_new,
+    write_table,
+)
+
+#: Kind of the document on the results table (attribute ``BoneQCT.FE.JSON``).
+FE_DOCUMENT = "FE"
+#: Attribute of the document in scenes saved before it was ``BoneQCT.FE.JSON``.
+LEGACY_ATTRIBUTE_FE_JSON = "BoneQCT.FEJSON"
+#: Node reference of the results table to the mesh model node (fe.vtu of the report).
+REFERENCE_MESH = "BoneQCT.Mesh"
 #: Cell fields offered for colouring the mesh: array name -> display name.
 COLOR_FIELDS = {
     "effective_strain": "Effective strain",
@@ -29,57 +47,61 @@ COLOR_FIELDS = {
     "bmd_mg_cm3": "Density (mg/cm3)",
     "yielded": "Yielded",
 }
-#: (column name, fe.json key, vtk array class, unit label, description)
+
+
+def _yes_no(value) -> str:
+    return "unknown" if value is None else "yes" if value else "no"
+
+
+#: Columns of the one-row results table (the row: the fe.json document).
 RESULT_COLUMNS = (
-    ("Level", "level", vtk.vtkStringArray, "", "Vertebral level"),
-    ("Strength (N)", "strength_n", vtk.vtkDoubleArray, "N",
-     "Compressive strength by the criterion of the Criterion column"),
-    ("Stiffness (N/mm)", "stiffness_n_mm", vtk.vtkDoubleArray, "N/mm",
-     "Axial stiffness of the vertebral body with its PMMA layers"),
-    ("Linear strength (N)", "linear_strength_n", vtk.vtkDoubleArray, "N",
-     "Stiffness x bone height x 0.68% apparent strain"),
-    ("Criterion", "criterion", vtk.vtkStringArray, "",
-     "Strength criterion: linear, pistoia or nonlinear (2% apparent strain)"),
-    ("Law", "law", vtk.vtkStringArray, "", "Density-modulus law"),
-    ("Element size (mm)", "element_mm", vtk.vtkDoubleArray, "mm", "Edge of the cubic elements"),
-    ("Elements", "n_elements", vtk.vtkIntArray, "elements", "Bone and PMMA elements"),
-    ("DOF", "n_dof", vtk.vtkIntArray, "DOF", "Degrees of freedom"),
-    ("Fragile", "fragile", vtk.vtkStringArray, "",
-     "Fragile bone strength (<= 4500 N women, <= 6500 N men; Kopperdahl 2014)"),
-    ("Converged", "converged", vtk.vtkStringArray, "",
-     "Whether every linear solve met its residual tolerance"),
+    Column("Level", "level", vtk.vtkStringArray, "", "Vertebral level"),
+    Column("Strength (N)", "strength_n", vtk.vtkDoubleArray, "N",
+           "Compressive strength by the criterion of the Criterion column"),
+    Column("Stiffness (N/mm)", "stiffness_n_mm", vtk.vtkDoubleArray, "N/mm",
+           "Axial stiffness of the vertebral body with its PMMA layers"),
+    Column("Linear strength (N)", "linear_strength_n", vtk.vtkDoubleArray, "N",
+           "Stiffness x bone height x 0.68% apparent strain"),
+    Column("Criterion", "criterion", vtk.vtkStringArray, "",
+           "Strength criterion: linear, pistoia or nonlinear (2% apparent strain)"),
+    Column("Law", "law", vtk.vtkStringArray, "", "Density-modulus law"),
+    Column("Element size (mm)", "element_mm", vtk.vtkDoubleArray, "mm",
+           "Edge of the cubic elements"),
+    Column("Elements", "n_elements", vtk.vtkIntArray, "elements", "Bone and PMMA elements"),
+    Column("DOF", "n_dof", vtk.vtkIntArray, "DOF", "Degrees of freedom"),
+    Column("Fragile", lambda doc: _yes_no(doc["fragile"]), vtk.vtkStringArray, "",
+           "Fragile bone strength (<= 4500 N women, <= 6500 N men; Kopperdahl 2014)"),
+    Column("Converged", lambda doc: _yes_no(doc["solver"]["converged"]), vtk.vtkStringArray, "",
+           "Whether every linear solve met its residual tolerance"),
+)
+
+#: Columns of the load-displacement table (rows: ``FEResult.curve`` points).
+CURVE_COLUMNS = (
+    Column("Displacement (mm)", "displacement_mm", vtk.vtkDoubleArray, "mm",
+           "Top platen displacement along the axis"),
+    Column("Force (N)", "force_n", vtk.vtkDoubleArray, "N",
+           "Compressive reaction force on the top platen"),
 )
 
 
 def fe_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE"):
-    """Write an ``FEResult`` into a one-row table node (units, descriptions, fe.json)."""
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    doc = result.to_dict()
-    values = {**doc, "converged": doc["solver"]["converged"]}
-    was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    for column_name, key, array_class, unit, description in RESULT_COLUMNS:
-        column = array_class()
-        column.SetName(column_name)
-        value = values[key]
-        if array_class is vtk.vtkStringArray:
-            column.InsertNextValue("unknown" if value is None else
-                                   ("yes" if value is True else "no" if value is False else str(value)))
-        else:
-            column.InsertNextValue(value)
-        table_node.AddColumn(column)
-        table_node.SetColumnUnitLabel(column_name, unit)
-        table_node.SetColumnDescription(column_name, description)
-    table_node.SetAttribute(ATTRIBUTE_FE_JSON, json.dumps(doc))
-    table_node.EndModify(was_modifying)
+    """Write an ``FEResult`` into a one-row table node (units, descriptions) holding its
+    document (``BoneQCT.FE.JSON``)."""
+    table_node = table_node_or_new(table_node, name)
+    document = result.to_dict()
+    write_table(table_node, RESULT_COLUMNS, [document])
+    store_document(table_node, FE_DOCUMENT, document)
     return table_node
 
 
 def fe_document_from_table_node(table_node) -> dict | None:
-    """The fe.json document stored in a results table (None when it holds none)."""
-    text = None if table_node is None else table_node.GetAttribute(ATTRIBUTE_FE_JSON)
-    return None if not text else json.loads(text)
+    """The fe.json document stored in a results table (also under its attribute name of
+    scenes saved before, ``BoneQCT.FEJSON``); None when it holds none."""
+    document = read_document(table_node, FE_DOCUMENT)
+    if document is None and table_node is not None:
+        legacy = table_node.GetAttribute(LEGACY_ATTRIBUTE_FE_JSON)
+        document = json.loads(legacy) if legacy else None
+    return document
 
 
 def fe_summary_text(table_node) -> str:
@@ -92,16 +114,34 @@ def fe_summary_text(table_node) -> str:
             f"stiffness {doc['stiffness_n_mm']:.0f} N/mm{flag}")
 
 
-def export_fe_report(folder, result, metadata: dict | None = None,
-                     anonymize: bool = False) -> dict[str, Path]:
-    """Write fe.json, fe.vtu and fe_report.pdf of ``result`` (a ``boneqct.fe.vertebra.FEResult``;
-    fe.vtu only when it holds its solved model) into ``folder`` (created if needed); returns
-    the paths by key "json", "vtu", "report"."""
-    from boneqct.fe.vertebra import write_fe_outputs
+def can_export_fe_report(table_node) -> bool:
+    """Whether ``table_node`` holds a finite-element result (all the report needs)."""
+    return fe_document_from_table_node(table_node) is not None
 
+
+def export_fe_report(folder, table_node, anonymize: bool = False) -> dict[str, Path]:
+    """Write fe.json and fe_report.pdf of the result held by ``table_node`` (``FEResult.from_dict``
+    of its document, with the exam stored beside it) and fe.vtu (the grid of the mesh node it
+    references, when that holds one) into ``folder`` (created if needed); returns the paths by
+    key "json", "report" and "vtu".
+
+    Raises:
+        ValueError: the table holds no finite-element result.
+    """
+    from boneqct.fe.vertebra import FEResult, write_fe_outputs
+    from boneqct.fe.vtu import write_vtu
+
+    document = fe_document_from_table_node(table_node)
+    if document is None:
+        raise ValueError("Apply first: the report is written from the results table.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return write_fe_outputs(folder, result, dict(metadata or {}), anonymize=anonymize)
+    paths = write_fe_outputs(folder, FEResult.from_dict(document), read_exam(table_node),
+                             anonymize=anonymize)
+    mesh_node = table_node.GetNodeReference(REFERENCE_MESH)
+    if mesh_node is not None and mesh_node.GetMesh() is not None:
+        paths["vtu"] = write_vtu(mesh_node.GetMesh(), folder / "fe.vtu")
+    return paths
 
 
 def mesh_to_model_node(result, model_node=None, name: str = "BoneQCT FE mesh",
@@ -142,19 +182,8 @@ def load_displacement_plot(result, chart_node=None, name: str = "BoneQCT FE load
         chart_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
     series = chart_node.GetNthPlotSeriesNode(0)
     table = series.GetTableNode() if series is not None else None
-    if table is None:
-        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} table")
-    table.RemoveAllColumns()
-    for column_name, key, unit, description in (
-            ("Displacement (mm)", "displacement_mm", "mm", "Top platen displacement along the axis"),
-            ("Force (N)", "force_n", "N", "Compressive reaction force on the top platen")):
-        column = vtk.vtkDoubleArray()
-        column.SetName(column_name)
-        for point in points:
-            column.InsertNextValue(float(point[key]))
-        table.AddColumn(column)
-        table.SetColumnUnitLabel(column_name, unit)
-        table.SetColumnDescription(column_name, description)
+    table = table_node_or_new(table, f"{name} table")
+    write_table(table, CURVE_COLUMNS, points)
     if series is None:
         series = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} series")
         chart_node.AddAndObservePlotSeriesNodeID(series.GetID())
@@ -176,7 +205,7 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
     The body of ``level`` is delineated from its seed in ``seeds_node`` (markups points named
     by level) or from ``labels_node`` (vertebra label map volume, or segmentation with
     segments named by level; ``options.label_scheme`` numbering, see
-    ``QCTBoneDensityLib.labels_from_node``); give exactly one of the two. ``options`` is a
+    ``BoneQCTLib.vertebrae.labels_from_node``); give exactly one of the two. ``options`` is a
     ``boneqct.fe.options.FEOptions`` (None: the defaults). Returns {"result", "table",
     "model", "chart"}.
 
@@ -213,6 +242,10 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
     result = analyze_fe(volume_from_node(input_volume_node),
                         calibration_from_table_node(calibration_table_node), options,
                         level=level, seeds=seeds, labels=labels, sex=sex)
-    return {"result": result, "table": fe_result_to_table_node(result, table_node),
-            "model": mesh_to_model_node(result, model_node, color_by=color_by),
-            "chart": load_displacement_plot(result, chart_node)}
+    outputs = {"result": result, "table": fe_result_to_table_node(result, table_node),
+               "model": mesh_to_model_node(result, model_node, color_by=color_by),
+               "chart": load_displacement_plot(result, chart_node)}
+    outputs["table"].SetNodeReferenceID(REFERENCE_MESH, outputs["model"].GetID())
+    store_exam(outputs["table"], {"series_description": input_volume_node.GetName(),
+                                  "patient_sex": sex})
+    return outputs

@@ -9,11 +9,13 @@ re-exported here).
 from HipCTXALib.hip import (  # noqa: F401
     HIP_COLUMNS,
     REGIONS,
+    can_export_hip_report,
     dxa_transform_node,
     export_hip_report,
     femur_labels_from_node,
     femur_segmentation_node,
     has_hip_result,
+    hip_result_from_table_node,
     hip_result_to_table_node,
     hip_summary_text,
     projection_to_volume_node,

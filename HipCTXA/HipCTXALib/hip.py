@@ -21,7 +21,6 @@ functions that need it, so this file loads before the core's dependencies are in
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -30,7 +29,16 @@ import slicer.util
 import vtk
 
 from BoneQCTLib.calibration import calibration_from_table_node
-from BoneQCTLib.tables import json_default
+from BoneQCTLib.tables import (
+    Column,
+    has_document,
+    read_document,
+    read_exam,
+    store_document,
+    store_exam,
+    table_node_or_new,
+    write_table,
+)
 from BoneQCTLib.volumes import (
     labelmap_to_node,
     segments_to_volume,
@@ -53,20 +61,25 @@ def _number(value) -> float:
     return math.nan if value is None else float(value)
 
 
-#: (column name, key of a region dict in ``HipResult.rois``, unit label, description)
+#: Columns of the results table, one row per region (rows: ``{"region": name, **HipResult.rois[name]}``).
 HIP_COLUMNS = (
-    ("aBMD (g/cm2)", "abmd_g_cm2", "g/cm2",
-     "DXA-equivalent areal bone mineral density: BMC / projected bone area"),
-    ("vBMD (mg/cm3)", "vbmd_mg_cm3", "mg/cm3",
-     "Volumetric BMD of the femur projected into the region: BMC / volume"),
-    ("BMC (g)", "bmc_g", "g", "Bone mineral content: all femur mineral projected into the region"),
-    ("Area (cm2)", "area_cm2", "cm2", "Projected bone area of the region"),
-    ("Volume (cm3)", "volume_cm3", "cm3", "Femur volume projected into the region"),
-    ("T-score", "t_score", "SD",
-     "T-score against the DXA young-adult reference (empty where the reference has no data "
-     "for the region)"),
-    ("Z-score", "z_score", "SD", "Z-score against the age-matched reference (empty without age)"),
+    Column("aBMD (g/cm2)", "abmd_g_cm2", vtk.vtkDoubleArray, "g/cm2",
+           "DXA-equivalent areal bone mineral density: BMC / projected bone area"),
+    Column("vBMD (mg/cm3)", "vbmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Volumetric BMD of the femur projected into the region: BMC / volume"),
+    Column("BMC (g)", "bmc_g", vtk.vtkDoubleArray, "g",
+           "Bone mineral content: all femur mineral projected into the region"),
+    Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2", "Projected bone area of the region"),
+    Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
+           "Femur volume projected into the region"),
+    Column("T-score", "t_score", vtk.vtkDoubleArray, "SD",
+           "T-score against the DXA young-adult reference (empty where the reference has no data "
+           "for the region)"),
+    Column("Z-score", "z_score", vtk.vtkDoubleArray, "SD",
+           "Z-score against the age-matched reference (empty without age)"),
 )
+REGION_COLUMN = Column("Region", "region", vtk.vtkStringArray, "",
+                       "Hologic-style region: neck, trochanter, intertrochanter, total (hip)")
 
 #: Attributes of the results table (frame angles, interpretation, the whole hip.json).
 ATTRIBUTE_SIDE = "BoneQCT.Hip.Side"
@@ -80,8 +93,12 @@ ATTRIBUTE_POPULATION = "BoneQCT.Hip.ReferencePopulation"
 ATTRIBUTE_T_SCORE_MIN = "BoneQCT.Hip.TScoreMin"
 ATTRIBUTE_CATEGORY = "BoneQCT.Hip.WHOCategory"
 ATTRIBUTE_WARNINGS = "BoneQCT.Hip.Warnings"
-#: ``HipResult.to_dict()`` as JSON (the hip.json document without exam metadata).
-ATTRIBUTE_HIP_JSON = "BoneQCT.Hip.JSON"
+#: Kind of the document on the results table: ``HipResult.to_dict()`` as the attribute
+#: ``BoneQCT.Hip.JSON`` (the hip.json document without exam metadata).
+HIP_DOCUMENT = "Hip"
+#: Node references of the results table to the images the report draws (saved with the scene).
+REFERENCE_PROJECTION = "BoneQCT.Projection"
+REFERENCE_REGIONS = "BoneQCT.Regions"
 
 
 def _new_node(node_class: str, name: str):
@@ -162,26 +179,9 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
     neck length), the reference population, lowest T-score, WHO category, warnings, and
     ``BoneQCT.Hip.JSON`` the whole result (``HipResult.to_dict()``).
     """
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    regions = vtk.vtkStringArray()
-    regions.SetName("Region")
-    for region in REGIONS:
-        regions.InsertNextValue(region)
-    table_node.AddColumn(regions)
-    table_node.SetColumnUnitLabel("Region", "")
-    table_node.SetColumnDescription(
-        "Region", "Hologic-style region: neck, trochanter, intertrochanter, total (hip)")
-    for column_name, key, unit, description in HIP_COLUMNS:
-        column = vtk.vtkDoubleArray()
-        column.SetName(column_name)
-        for region in REGIONS:
-            column.InsertNextValue(_number(result.rois[region].get(key)))
-        table_node.AddColumn(column)
-        table_node.SetColumnUnitLabel(column_name, unit)
-        table_node.SetColumnDescription(column_name, description)
+    table_node = table_node_or_new(table_node, name)
+    write_table(table_node, (REGION_COLUMN, *HIP_COLUMNS),
+                ({"region": region, **result.rois[region]} for region in REGIONS))
     frame, interpretation = result.frame, result.interpretation
     attributes = {
         ATTRIBUTE_SIDE: result.side,
@@ -196,24 +196,23 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
         else repr(float(interpretation["t_score_min"])),
         ATTRIBUTE_CATEGORY: interpretation.get("category") or "",
         ATTRIBUTE_WARNINGS: "\n".join(str(w) for w in result.warnings),
-        ATTRIBUTE_HIP_JSON: json.dumps(result.to_dict(), default=json_default),
     }
     for key, value in attributes.items():
         table_node.SetAttribute(key, value)
-    table_node.EndModify(was_modifying)
+    store_document(table_node, HIP_DOCUMENT, result.to_dict())
     return table_node
 
 
 def has_hip_result(table_node) -> bool:
     """Whether ``table_node`` holds a result written by :func:`hip_result_to_table_node`."""
-    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_HIP_JSON) is not None
+    return has_document(table_node, HIP_DOCUMENT)
 
 
 def hip_summary_text(table_node) -> str:
     """Neck and total-hip aBMD, T-scores, WHO category, frame angles and warnings (or "")."""
     if not has_hip_result(table_node):
         return ""
-    document = json.loads(table_node.GetAttribute(ATTRIBUTE_HIP_JSON))
+    document = read_document(table_node, HIP_DOCUMENT)
     rois = document["rois"]
     parts = []
     for region in ("neck", "total"):
@@ -325,16 +324,18 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
             labels_node=None, population: str | None = "nhanes3", sex: str | None = None,
             age_years: float | None = None, table_node=None, segmentation_node=None,
             transform_node=None, projection_node=None, roi_labelmap_node=None,
-            rotated_volume_node=None, rotated_volume: bool = True, **settings) -> dict:
+            rotated_volume_node=None, rotated_volume: bool = True) -> dict:
     """Read the nodes, run ``boneqct.hip.pipeline.analyze_hip``, write the result nodes.
+
+    The results table holds the result's document, the exam metadata the report shows and
+    references to the projection and region nodes, so the report can be written from the
+    table alone, also after the scene is saved and reloaded (:func:`export_hip_report`).
 
     Args:
         ct_node: CT volume node (HU).
         calibration_table_node: a BoneQCT calibration table (required: CTXA needs BMD).
         side: "left" or "right".
-        options: a ``boneqct.hip.options.HipOptions``; or give its fields as keyword
-            ``settings`` (``pixel_mm=0.5, neck_center_s_mm=0.0`` ...; the others keep their
-            defaults), not both.
+        options: a ``boneqct.hip.options.HipOptions`` (None: the defaults).
         seed_node: optional markups point list, its first point in the femoral head or neck.
         labels_node: optional femur label map / segmentation (``options.label_scheme``
             numbering); give at most one of ``seed_node`` and ``labels_node``.
@@ -351,22 +352,20 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
         raise ValueError("Select the CT volume to measure.")
     if seed_node is not None and labels_node is not None:
         raise ValueError("Give either a seed point or a femur label map, not both.")
-    if options is not None and settings:
-        raise ValueError("Give either options or their fields, not both.")
     from boneqct.hip.options import HipOptions
     from boneqct.hip.pipeline import analyze_hip
 
-    options = options or HipOptions(**settings)
+    options = options or HipOptions()
     calibration = None
     if calibration_table_node is not None:
         calibration = calibration_from_table_node(calibration_table_node)
     volume_hu = volume_from_node(ct_node)
     labels = None if labels_node is None else femur_labels_from_node(labels_node, ct_node, side,
                                                                      options.label_scheme)
+    age_years = None if age_years is None else float(age_years)
     result = analyze_hip(volume_hu, calibration, options, side=side,
                          seed_ras_mm=seed_from_markups_node(seed_node), labels=labels,
-                         population=population, sex=sex or None,
-                         age_years=None if age_years is None else float(age_years))
+                         population=population, sex=sex or None, age_years=age_years)
     name = f"{ct_node.GetName()} {side} hip"
     outputs = {
         "result": result, "volume": volume_hu,
@@ -380,12 +379,51 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     if rotated_volume:
         outputs["rotated_volume"] = rotated_volume_to_node(result, rotated_volume_node,
                                                            name=f"{name} BMD in DXA position")
+    table = outputs["table"]
+    table.SetNodeReferenceID(REFERENCE_PROJECTION, outputs["projection"].GetID())
+    table.SetNodeReferenceID(REFERENCE_REGIONS, outputs["roi_labelmap"].GetID())
+    store_exam(table, {"series_description": ct_node.GetName(), "patient_age_years": age_years,
+                       "patient_sex": sex or None})
     return outputs
 
 
-def export_hip_report(folder, result, metadata: dict | None = None, anonymize: bool = False) -> dict:
+def _referenced_image(table_node, role: str):
+    """The volume node ``table_node`` references as ``role`` when it holds an image (else None)."""
+    node = table_node.GetNodeReference(role) if table_node is not None else None
+    return node if node is not None and node.GetImageData() is not None else None
+
+
+def can_export_hip_report(table_node) -> bool:
+    """Whether ``table_node`` holds a hip result and references its projection and region
+    images (what the report draws)."""
+    return has_hip_result(table_node) and all(
+        _referenced_image(table_node, role) is not None
+        for role in (REFERENCE_PROJECTION, REFERENCE_REGIONS))
+
+
+def hip_result_from_table_node(table_node):
+    """The ``HipResult`` a results table holds (``HipResult.from_dict`` of its document), with
+    the projection image and region labels of the nodes it references: what the report needs.
+
+    Raises:
+        ValueError: the table holds no hip result, or its projection or regions are gone.
+    """
+    from boneqct.hip.pipeline import HipResult
+
+    if not can_export_hip_report(table_node):
+        raise ValueError("Measure the hip first: the report needs the results table with its "
+                         "projection and region volumes.")
+    projection = volume_from_node(_referenced_image(table_node, REFERENCE_PROJECTION))
+    regions = volume_from_node(_referenced_image(table_node, REFERENCE_REGIONS))
+    return HipResult.from_dict(read_document(table_node, HIP_DOCUMENT),
+                               projection_image=projection, roi_labels=regions.array_kji[0])
+
+
+def export_hip_report(folder, table_node, anonymize: bool = False) -> dict:
     """Write hip.json, hip.csv, the projection and its regions (NIfTI, PNG) and hip_report.pdf
-    into ``folder``."""
+    of the result held by ``table_node`` (:func:`hip_result_from_table_node`) into ``folder``;
+    returns their paths by key ("json", "csv", "projection", "regions", "png", "report")."""
     from boneqct.hip.outputs import write_hip_outputs
 
-    return write_hip_outputs(folder, result, dict(metadata or {}), anonymize=anonymize)
+    return write_hip_outputs(folder, hip_result_from_table_node(table_node),
+                             read_exam(table_node), anonymize=anonymize)
