@@ -277,6 +277,30 @@ def save_and_reload(scene, folder: Path):
     return reloaded
 
 
+def save_with_volumes_and_reload(scene, folder: Path):
+    """:func:`save_and_reload`, with every scalar volume node (label maps included) of ``scene``
+    first saved as NRRD (``vtkMRMLVolumeArchetypeStorageNode``), as Slicer's Save Scene does."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        volume = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        storage = volume.CreateDefaultStorageNode()
+        assert storage.IsA("vtkMRMLVolumeArchetypeStorageNode")
+        scene.AddNode(storage)
+        storage.SetFileName(str(folder / f"{volume.GetID()}.nrrd"))
+        volume.SetAndObserveStorageNodeID(storage.GetID())
+        assert storage.WriteData(volume)
+    return save_and_reload(scene, folder)
+
+
+def report_text(path: Path) -> str:
+    """The text of a PDF report without its generation time (pypdf)."""
+    import re
+
+    from pypdf import PdfReader
+
+    text = "\n".join(page.extract_text() for page in PdfReader(path).pages)
+    return re.sub(r"generated \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "generated", text)
+
+
 def test_result_documents_survive_scene_save_and_reload(scene, tmp_path, monkeypatch):
     """Spine and calibration tables carry their documents (BoneQCT.<Kind>.JSON) through a saved
     and reloaded scene: read back, rebuilt with from_dict, and equal to the one before saving."""

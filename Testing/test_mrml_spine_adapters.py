@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
 from QCTBoneDensityLib import (  # noqa: E402
+    can_export_spine_report,
+    export_spine_report,
     has_spine_result,
     parse_levels,
     reference_plot,
@@ -36,7 +38,7 @@ from QCTBoneDensityLib import (  # noqa: E402
     spine_result_to_table_node,
     spine_summary_text,
 )
-from QCTBoneDensityLib.spine import SPINE_COLUMNS  # noqa: E402
+from QCTBoneDensityLib.spine import CT_VOLUME_ROLE, ROI_LABELMAP_ROLE, SPINE_COLUMNS  # noqa: E402
 
 from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
@@ -532,3 +534,75 @@ def test_run_spine_needs_a_volume_and_an_input(scene):
     ct_node = update_node_from_volume(small_ct(), name="ct")
     with pytest.raises(ValueError, match="seed points"):
         run_spine(ct_node)
+
+
+# ----------------------------------------------------------------------------- report from the scene
+
+def _measured_phantom(phantom, table_node=None, roi_labelmap_node=None, thickness_mm=9.0):
+    """The CT node and run_spine outputs of the calibrated phantom (seeds at the true centres)."""
+    from boneqct.calibration import calibrate_with_phantom
+
+    ct_node = slicer.mrmlScene.GetFirstNodeByName("phantom") or update_node_from_volume(
+        phantom.volume, name="phantom")
+    calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    seeds_node = add_points(slicer.mrmlScene, [(v["level"], v["body_center_ras_mm"])
+                                               for v in phantom.truth["vertebrae"]])
+    return ct_node, run_spine(ct_node, calibration_table, seeds_node=seeds_node, levels_used="L1,L2",
+                              thickness_mm=thickness_mm, age_years=67.0, sex="F",
+                              table_node=table_node, roi_labelmap_node=roi_labelmap_node)
+
+
+def test_spine_report_exports_again_from_the_saved_and_reloaded_scene(scene, phantom, tmp_path):
+    """The report is written from the table alone (document, exam, referenced CT and ROI label
+    map): after the scene is saved (tables, NRRD volumes) and reloaded into a new scene, it
+    exports again and equals the one exported before saving."""
+    pytest.importorskip("reportlab")
+    pytest.importorskip("pypdf")
+    from test_mrml_adapters import report_text, save_with_volumes_and_reload
+
+    from BoneQCTLib.tables import read_document, read_exam
+
+    ct_node, out = _measured_phantom(phantom)
+    table = out["table"]
+    assert table.GetNodeReference(CT_VOLUME_ROLE) is ct_node
+    assert table.GetNodeReference(ROI_LABELMAP_ROLE) is out["roi_labelmap"]
+    assert can_export_spine_report(table)
+    before = export_spine_report(tmp_path / "before.pdf", table)
+    document, exam = read_document(table, "Spine"), read_exam(table)
+    assert exam == {"series_description": "phantom", "patient_age_years": 67.0, "patient_sex": "F"}
+
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    reloaded = save_with_volumes_and_reload(scene, folder)
+    slicer.mrmlScene = reloaded
+    table_again = reloaded.GetNodeByID(table.GetID())
+    assert read_document(table_again, "Spine") == document and read_exam(table_again) == exam
+    assert table_again.GetNodeReference(CT_VOLUME_ROLE).GetName() == "phantom"
+    np.testing.assert_array_equal(
+        slicer.util.arrayFromVolume(table_again.GetNodeReference(ROI_LABELMAP_ROLE)),
+        slicer.util.arrayFromVolume(out["roi_labelmap"]))
+    assert can_export_spine_report(table_again)
+    after = export_spine_report(tmp_path / "after.pdf", table_again)
+    text = report_text(after)
+    assert text == report_text(before)
+    assert "F / 67.0" in text and "L1" in text and "generated" in text
+    assert after.stat().st_size > 10000  # the level views are drawn
+
+
+def test_spine_report_refuses_a_stale_or_missing_roi_label_map(scene, phantom, tmp_path):
+    """A table whose ROI label map was overwritten by a later measurement, or whose CT was
+    deleted, can not be reported (it would show another measurement's ROIs)."""
+    pytest.importorskip("reportlab")
+    ct_node, first = _measured_phantom(phantom)
+    _, second = _measured_phantom(phantom, roi_labelmap_node=first["roi_labelmap"], thickness_mm=5.0)
+    assert second["table"] is not first["table"]
+    with pytest.raises(ValueError, match="no longer holds the ROIs"):
+        export_spine_report(tmp_path / "stale.pdf", first["table"])
+    assert export_spine_report(tmp_path / "current.pdf", second["table"]).stat().st_size > 10000
+    scene.RemoveNode(ct_node)
+    assert not can_export_spine_report(second["table"])
+    with pytest.raises(ValueError, match="no longer references its CT"):
+        export_spine_report(tmp_path / "no_ct.pdf", second["table"])
+    assert not can_export_spine_report(scene.AddNewNodeByClass("vtkMRMLTableNode", "empty"))
+    with pytest.raises(ValueError, match="holds no spine measurement"):
+        export_spine_report(tmp_path / "none.pdf", scene.GetFirstNodeByName("empty"))

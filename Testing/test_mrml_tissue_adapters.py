@@ -171,18 +171,18 @@ def _assert_tables_equal_result(table, measures, result):
     assert table.GetNumberOfRows() == len(expected_rows) == 12
     assert _column(table, "Region") == [r[0] for r in expected_rows]
     assert _column(table, "Compartment") == [r[1] for r in expected_rows]
-    for column_name, key, unit, _ in COMPARTMENT_COLUMNS:
-        assert _column(table, column_name) == [r[2][key] for r in expected_rows], column_name
-        assert table.GetColumnUnitLabel(column_name) == unit
+    for column in COMPARTMENT_COLUMNS:
+        assert _column(table, column.name) == [r[2][column.value] for r in expected_rows], column.name
+        assert table.GetColumnUnitLabel(column.name) == column.unit
     assert [table.GetColumnUnitLabel(n) for n in ("Mass (g)", "Area (cm2)", "Volume (cm3)")] == \
         ["g", "cm2", "cm3"]
     assert _column(measures, "Region") == ["image", "spine"]
-    for column_name, key, unit, _ in MEASURE_COLUMNS:
-        values = _column(measures, column_name)
+    for column in MEASURE_COLUMNS:
+        values = _column(measures, column.name)
         for value, region in zip(values, ("image", "spine"), strict=True):
-            want = result.regions[region][key]
-            assert (math.isnan(value) if want is None else value == want), (column_name, region)
-        assert measures.GetColumnUnitLabel(column_name) == unit
+            want = result.regions[region][column.value]
+            assert (math.isnan(value) if want is None else value == want), (column.name, region)
+        assert measures.GetColumnUnitLabel(column.name) == column.unit
     for node in (table, measures):
         for c in range(node.GetNumberOfColumns()):
             assert node.GetColumnDescription(node.GetColumnName(c)), node.GetColumnName(c)
@@ -429,3 +429,56 @@ def test_module_self_test_runs_on_slicer_core(scene, monkeypatch):
     test = module.QCTBoneDensityTest("runTest")
     test.setUp = lambda: slicer.mrmlScene.Clear(False)
     test.runTest()
+
+
+# ----------------------------------------------------------------------------- saved scene
+
+def _assert_saved_table_equals(reloaded, original):
+    """Same columns, units, descriptions and cells (numbers to the 6 significant digits of the
+    table's TSV file)."""
+    assert reloaded.GetNumberOfRows() == original.GetNumberOfRows() > 0
+    names = [original.GetColumnName(c) for c in range(original.GetNumberOfColumns())]
+    assert [reloaded.GetColumnName(c) for c in range(reloaded.GetNumberOfColumns())] == names
+    for name in names:
+        assert reloaded.GetColumnUnitLabel(name) == original.GetColumnUnitLabel(name), name
+        assert reloaded.GetColumnDescription(name) == original.GetColumnDescription(name), name
+        values, expected = _column(reloaded, name), _column(original, name)
+        if isinstance(expected[0], str):
+            assert values == expected, name
+        else:
+            np.testing.assert_allclose(values, expected, rtol=1e-5, err_msg=name)
+
+
+def test_tissue_report_and_qa_result_come_back_from_the_saved_and_reloaded_scene(scene, phantom, tmp_path):
+    """Tissue and QA tables carry their documents through a saved and reloaded scene: the
+    tissue report exported from the reloaded table equals the one exported before saving
+    (PDF text, tissue.json, tissue.csv), the QA result reads back unchanged."""
+    pytest.importorskip("reportlab")
+    pytest.importorskip("pypdf")
+    from test_mrml_adapters import report_text, save_with_volumes_and_reload
+
+    ct = update_node_from_volume(phantom.volume, name="phantom")
+    calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    tissue = run_tissue(ct, calibration_table, TissueOptions(slices=(20, 21)))
+    qa = run_qa(ct, calibration_table, QAOptions(phantom_type="digital-esp", session="s1"),
+                log_path=tmp_path / "qa.csv")
+    before = export_tissue_report(tmp_path / "before", tissue["table"])
+
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    reloaded = save_with_volumes_and_reload(scene, folder)
+    slicer.mrmlScene = reloaded
+    table = reloaded.GetNodeByID(tissue["table"].GetID())
+    assert has_tissue_result(table)
+    _assert_saved_table_equals(table, tissue["table"])
+    _assert_saved_table_equals(table.GetNodeReference(MEASURES_TABLE_ROLE), tissue["measures_table"])
+    assert tissue_summary_text(table) == tissue_summary_text(tissue["table"])
+    after = export_tissue_report(tmp_path / "after", table)
+    assert report_text(after["report"]) == report_text(before["report"])
+    assert "Tissue" in report_text(after["report"])
+    for key in ("json", "csv"):
+        assert after[key].read_text() == before[key].read_text(), key
+    qa_table = reloaded.GetNodeByID(qa["table"].GetID())
+    assert qa_result_from_table_node(qa_table).to_dict() == qa["result"].to_dict()
+    _assert_saved_table_equals(qa_table, qa["table"])
+    assert qa_summary_text(qa_table) == qa_summary_text(qa["table"])

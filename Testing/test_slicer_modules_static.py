@@ -404,7 +404,11 @@ def test_qct_spine_buttons_are_connected_and_the_module_imports_no_core_at_load(
     logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityLogic")
     methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)}
     assert {"runSpine", "spineSummary", "exportSpineReport", "canExportSpineReport"} <= methods
-    assert "boneqct.spine.report import write_spine_report" in source
+    # the report is written by the Lib from the table alone (no per-session result cache)
+    assert "export_spine_report(path, tableNode, anonymize=anonymize)" in source
+    assert "_spineResults" not in source
+    lib = (REPO / "QCTBoneDensity" / "QCTBoneDensityLib" / "spine.py").read_text()
+    assert "boneqct.spine.report import write_spine_report" in lib
 
 
 def test_qct_spine_lib_uses_only_mrml_adapters():

@@ -8,6 +8,8 @@ dependency guard) is in ``BoneQCTLib``; this package holds the spine, tissue and
 
 from QCTBoneDensityLib.qa import qa_rows_to_table_node, qa_summary_text, run_qa  # noqa: F401
 from QCTBoneDensityLib.spine import (  # noqa: F401
+    can_export_spine_report,
+    export_spine_report,
     has_spine_result,
     parse_levels,
     reference_plot,

@@ -11,88 +11,86 @@ functions, so this file loads before the core's dependencies are installed.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-import slicer
 import vtk
 
-from BoneQCTLib.tables import add_column
+from BoneQCTLib.tables import (
+    Column,
+    document_attribute,
+    has_document,
+    read_document,
+    store_document,
+    table_node_or_new,
+    write_table,
+)
 
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
 ATTRIBUTE_QA_SESSION = "BoneQCT.QA.Session"
 #: How the session label was chosen: given, study date, or current time (no study date).
 ATTRIBUTE_QA_SESSION_SOURCE = "BoneQCT.QA.SessionSource"
-#: The QAResult document (``boneqct.qa.QAResult.to_dict``).
-ATTRIBUTE_QA_JSON = "BoneQCT.QA.JSON"
+#: Document kind of a QA table: ``boneqct.qa.QAResult.to_dict()``.
+QA_KIND = "QA"
+#: The QAResult document (``BoneQCT.QA.JSON``).
+ATTRIBUTE_QA_JSON = document_attribute(QA_KIND)
 ATTRIBUTE_QA_PHANTOM = "BoneQCT.QA.PhantomType"
 ATTRIBUTE_QA_SESSIONS = "BoneQCT.QA.SessionsInLog"
 ATTRIBUTE_QA_FLAGGED = "BoneQCT.QA.Flagged"
-
-
-def _number(value) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name: str = "BoneQCT QA"):
-    """Write ``measure_esp`` rows with their control-chart flags into a table node.
+def qa_columns(unit: str, charts: dict) -> tuple[Column, ...]:
+    """The columns of a QA table over ``measure_esp`` rows (dicts).
 
     Args:
-        rows: from ``boneqct.qa.measure_esp``.
-        charts: insert name -> ``boneqct.qa.ControlLimits`` of the log (inserts without a
-            chart get empty flags).
-        table_node: table to overwrite (None creates one).
+        unit: unit of the measured values (the rows' ``unit``: the calibration's material, or
+            HU when uncalibrated).
+        charts: insert name -> ``boneqct.qa.ControlLimits`` of the log; the flags of an
+            insert without a chart are empty.
     """
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    unit = rows[0]["unit"] if rows else ""
-    last = {insert: len(c.values) - 1 for insert, c in charts.items()}
+    def flag(test):
+        def value(row):
+            chart = charts.get(row["insert"])
+            return None if chart is None else _yes_no(test(chart, len(chart.values) - 1))
+        return value
 
-    def flag(row, test):
+    def trend(row):
         chart = charts.get(row["insert"])
-        return "" if chart is None else _yes_no(test(chart, last[row["insert"]]))
+        return None if chart is None else chart.trend_change_percent
 
-    columns = (
-        ("Insert", vtk.vtkStringArray, "", "Insert (or calibration rod) of the QA phantom",
-         lambda r: str(r["insert"])),
-        ("Nominal (mg/cm3)", vtk.vtkDoubleArray, "mg/cm3", "Nominal density of the insert",
-         lambda r: _number(r["nominal_mg_cm3"])),
-        ("Measured", vtk.vtkDoubleArray, unit,
-         "Measured value: density in the calibration's material, or mean HU when uncalibrated",
-         lambda r: _number(r["value"])),
-        ("Deviation (%)", vtk.vtkDoubleArray, "%",
-         "Measured minus nominal, percent of nominal (empty for rods and uncalibrated values)",
-         lambda r: _number(r["deviation_percent"])),
-        ("Mean (HU)", vtk.vtkDoubleArray, "HU", "Mean CT number in the insert's ROI",
-         lambda r: _number(r["mean_hu"])),
-        ("SD (HU)", vtk.vtkDoubleArray, "HU", "Standard deviation of the CT numbers in the ROI",
-         lambda r: _number(r["sd_hu"])),
-        ("Voxels", vtk.vtkIntArray, "voxels", "Number of voxels in the ROI",
-         lambda r: int(r["n_voxels"])),
-        ("Drift", vtk.vtkStringArray, "",
-         "Trend rule of the QA log: a significant slope of at least 1% over the sessions",
-         lambda r: flag(r, lambda c, i: c.drift)),
-        ("Trend (%)", vtk.vtkDoubleArray, "%",
-         "Fitted change across the QA log, percent of the baseline centre (empty with few sessions)",
-         lambda r: _number(charts[r["insert"]].trend_change_percent) if r["insert"] in charts else math.nan),
-        ("Beyond control limits", vtk.vtkStringArray, "",
-         "This session lies beyond the baseline centre +/- 3 sigma (Shewhart 1-3s)",
-         lambda r: flag(r, lambda c, i: i in c.shewhart_sessions)),
-        ("Out of tolerance", vtk.vtkStringArray, "",
-         "This session lies outside the tolerance band around the baseline centre",
-         lambda r: flag(r, lambda c, i: i in c.out_of_tolerance_sessions)),
+    return (
+        Column("Insert", "insert", vtk.vtkStringArray, "", "Insert (or calibration rod) of the QA phantom"),
+        Column("Nominal (mg/cm3)", "nominal_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+               "Nominal density of the insert"),
+        Column("Measured", "value", vtk.vtkDoubleArray, unit,
+               "Measured value: density in the calibration's material, or mean HU when uncalibrated"),
+        Column("Deviation (%)", "deviation_percent", vtk.vtkDoubleArray, "%",
+               "Measured minus nominal, percent of nominal (empty for rods and uncalibrated values)"),
+        Column("Mean (HU)", "mean_hu", vtk.vtkDoubleArray, "HU", "Mean CT number in the insert's ROI"),
+        Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
+               "Standard deviation of the CT numbers in the ROI"),
+        Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels", "Number of voxels in the ROI"),
+        Column("Drift", flag(lambda c, i: c.drift), vtk.vtkStringArray, "",
+               "Trend rule of the QA log: a significant slope of at least 1% over the sessions"),
+        Column("Trend (%)", trend, vtk.vtkDoubleArray, "%",
+               "Fitted change across the QA log, percent of the baseline centre (empty with few sessions)"),
+        Column("Beyond control limits", flag(lambda c, i: i in c.shewhart_sessions),
+               vtk.vtkStringArray, "",
+               "This session lies beyond the baseline centre +/- 3 sigma (Shewhart 1-3s)"),
+        Column("Out of tolerance", flag(lambda c, i: i in c.out_of_tolerance_sessions),
+               vtk.vtkStringArray, "",
+               "This session lies outside the tolerance band around the baseline centre"),
     )
-    was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    for column_name, array_class, column_unit, description, getter in columns:
-        add_column(table_node, column_name, array_class, [getter(row) for row in rows], column_unit,
-                   description)
-    table_node.EndModify(was_modifying)
+
+
+def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name: str = "BoneQCT QA"):
+    """Write ``measure_esp`` rows with their control-chart flags into a table node
+    (:func:`qa_columns`; ``table_node`` is overwritten, None creates one)."""
+    table_node = table_node_or_new(table_node, name)
+    write_table(table_node, qa_columns(rows[0]["unit"] if rows else "", charts), rows)
     return table_node
 
 
@@ -130,7 +128,7 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
     result = analyze_qa(volume, calibration, options, log_path=log_path)
     charts = {c.insert: c for c in result.charts}
     table = qa_rows_to_table_node(result.rows, charts, table_node, name=f"{ct_node.GetName()} QA")
-    table.SetAttribute(ATTRIBUTE_QA_JSON, json.dumps(result.to_dict()))
+    store_document(table, QA_KIND, result.to_dict())
     table.SetAttribute(ATTRIBUTE_QA_LOG, result.log_path)
     table.SetAttribute(ATTRIBUTE_QA_SESSION, result.session)
     table.SetAttribute(ATTRIBUTE_QA_SESSION_SOURCE, result.session_source)
@@ -143,11 +141,11 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
 
 def qa_result_from_table_node(table_node):
     """The ``boneqct.qa.QAResult`` stored on a QA table."""
-    if table_node is None or table_node.GetAttribute(ATTRIBUTE_QA_JSON) is None:
+    if not has_document(table_node, QA_KIND):
         raise ValueError("The selected table holds no QA result: measure the QA phantom first.")
     from boneqct.qa import QAResult
 
-    return QAResult.from_dict(json.loads(table_node.GetAttribute(ATTRIBUTE_QA_JSON)))
+    return QAResult.from_dict(read_document(table_node, QA_KIND))
 
 
 def qa_summary_text(table_node) -> str:

@@ -29,7 +29,10 @@ from BoneQCTLib.tables import (
     document_attribute,
     has_document,
     read_document,
+    read_exam,
+    referenced_volume,
     store_document,
+    store_exam,
     table_node_or_new,
     write_table,
 )
@@ -51,6 +54,10 @@ SPINE_KIND = "Spine"
 ATTRIBUTE_SPINE_JSON = document_attribute(SPINE_KIND)
 #: Node reference role from the spine table to the reference-curve chart.
 REFERENCE_CHART_ROLE = "BoneQCT.ReferenceChart"
+#: Node reference roles from the spine table to the CT volume it was measured on and to its ROI
+#: label map: with the table's document, what the report is written from (saved with the scene).
+CT_VOLUME_ROLE = "BoneQCT.CT"
+ROI_LABELMAP_ROLE = "BoneQCT.ROIs"
 
 
 def _cement_text(value) -> str:
@@ -397,7 +404,10 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
 
     Returns:
         ``{"result": SpineResult, "volume": the CT as a core Volume, "table", "roi_labelmap",
-        "roi_segmentation", "roi_centers", "chart" (None without a reference curve)}``.
+        "roi_segmentation", "roi_centers", "chart" (None without a reference curve)}``. The
+        table references the CT and the ROI label map and holds the exam metadata the report
+        shows (series, age, sex), so the report is written from the table alone
+        (:func:`export_spine_report`), also after the scene was saved and reloaded.
     """
     if ct_node is None:
         raise ValueError("Select the CT volume to measure.")
@@ -427,5 +437,56 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
     chart = reference_plot(result, table.GetNodeReference(REFERENCE_CHART_ROLE),
                            name=f"{name} spine reference")
     table.SetNodeReferenceID(REFERENCE_CHART_ROLE, None if chart is None else chart.GetID())
+    table.SetNodeReferenceID(CT_VOLUME_ROLE, ct_node.GetID())
+    table.SetNodeReferenceID(ROI_LABELMAP_ROLE, labelmap.GetID())
+    store_exam(table, {"series_description": name, "patient_age_years": age_years,
+                       "patient_sex": sex or None})
     return {"result": result, "volume": volume_hu, "table": table, "roi_labelmap": labelmap,
             "roi_segmentation": segmentation, "roi_centers": centers, "chart": chart}
+
+
+# ----------------------------------------------------------------------------- report
+
+def can_export_spine_report(table_node) -> bool:
+    """Whether ``table_node`` holds a spine result and references its CT and ROI label map
+    (what :func:`export_spine_report` needs)."""
+    return has_spine_result(table_node) and all(
+        referenced_volume(table_node, role) is not None for role in (CT_VOLUME_ROLE, ROI_LABELMAP_ROLE))
+
+
+def _check_roi_labels(roi_labels, volume_hu, result) -> None:
+    """ValueError unless ``roi_labels`` holds the ROIs of ``result`` on the CT grid: label n + 1
+    has as many voxels as the n-th measured level (a label map overwritten by a later
+    measurement does not)."""
+    if roi_labels.array_kji.shape != volume_hu.array_kji.shape:
+        raise ValueError("The ROI label map is not on the grid of the CT volume: measure the spine again.")
+    counts = np.bincount(roi_labels.array_kji.ravel().astype(np.int64),
+                         minlength=len(result.measured_levels) + 1)
+    expected = [0 if lv.n_voxels is None else int(lv.n_voxels) for lv in result.measured_levels]
+    if counts[1:].tolist() != expected:
+        raise ValueError("The ROI label map no longer holds the ROIs of this table's measurement "
+                         "(it was overwritten by another measurement): measure the spine again.")
+
+
+def export_spine_report(path, table_node, anonymize: bool = False):
+    """Write the spine report PDF of the measurement held by ``table_node``; returns its path.
+
+    Written from the table alone: its document (``SpineResult.from_dict``), its exam metadata,
+    and the CT volume and ROI label map it references (see :func:`run_spine`), so a saved and
+    reloaded scene gives the same report.
+
+    Raises:
+        ValueError: the table holds no spine result, its CT or ROI label map is gone, or the
+            label map no longer holds this measurement's ROIs.
+    """
+    result = spine_result_from_table_node(table_node)
+    if not can_export_spine_report(table_node):
+        raise ValueError("The spine table no longer references its CT volume and ROI label map "
+                         "(deleted from the scene?): measure the spine again.")
+    from boneqct.spine.report import write_spine_report
+
+    volume_hu = volume_from_node(referenced_volume(table_node, CT_VOLUME_ROLE))
+    roi_labels = volume_from_node(referenced_volume(table_node, ROI_LABELMAP_ROLE))
+    _check_roi_labels(roi_labels, volume_hu, result)
+    return write_spine_report(path, result, volume_hu, roi_labels, read_exam(table_node),
+                              anonymize=anonymize)

@@ -24,17 +24,24 @@ inside the functions, so this file loads before the core's dependencies are inst
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import slicer
 import vtk
 
-from BoneQCTLib.tables import add_column, json_default
+from BoneQCTLib.tables import (
+    Column,
+    document_attribute,
+    has_document,
+    read_document,
+    store_document,
+    table_node_or_new,
+    write_table,
+)
 
-#: Attribute holding the tissue.json document (``TissueResult.to_dict``).
-ATTRIBUTE_TISSUE_JSON = "BoneQCT.Tissue.JSON"
+#: Document kind of a compartments table: ``TissueResult.to_dict()`` (tissue.json).
+TISSUE_KIND = "Tissue"
+#: Attribute holding the tissue.json document (``BoneQCT.Tissue.JSON``).
+ATTRIBUTE_TISSUE_JSON = document_attribute(TISSUE_KIND)
 #: Prefix of the attributes holding ``result["reference"]`` numbers (densities, CT values, thresholds).
 ATTRIBUTE_TISSUE_REFERENCE_PREFIX = "BoneQCT.Tissue.Reference."
 ATTRIBUTE_TISSUE_CALIBRATION = "BoneQCT.Tissue.Calibration"
@@ -49,30 +56,40 @@ REGION_TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_miner
 #: Fat compartments of the whole image (``result["fat_compartments"]``).
 FAT_COMPARTMENTS = ("subcutaneous_fat", "visceral_fat")
 
-#: (column name, key in a compartment dict, unit label, description)
+#: First columns of both tissue tables: the region of a row (the compartments table adds its
+#: compartment). Rows are dicts (:func:`tissue_result_to_table_nodes`).
+REGION_COLUMN = Column("Region", "region", vtk.vtkStringArray, "",
+                       "image: the body in the analysed slices; spine: the vertebral bone and a margin")
+COMPARTMENT_COLUMN = Column("Compartment", "compartment", vtk.vtkStringArray, "",
+                            "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
+
+#: Amounts of a compartment (keys of the core's compartment dicts).
 COMPARTMENT_COLUMNS = (
-    ("Mass (g)", "mass_g", "g",
-     "Mass of the compartment: fat and muscle volumes times 0.923 and 1.055 g/cm3, skin times "
-     "1.09 g/cm3; mineral masses in g of the calibration material"),
-    ("Area (cm2)", "area_cm2", "cm2",
-     "Cross-sectional area; for a slab, the mean area per slice (volume / slab thickness)"),
-    ("Volume (cm3)", "volume_cm3", "cm3", "Volume of the compartment (partial voxels counted)"),
+    Column("Mass (g)", "mass_g", vtk.vtkDoubleArray, "g",
+           "Mass of the compartment: fat and muscle volumes times 0.923 and 1.055 g/cm3, skin times "
+           "1.09 g/cm3; mineral masses in g of the calibration material"),
+    Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2",
+           "Cross-sectional area; for a slab, the mean area per slice (volume / slab thickness)"),
+    Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
+           "Volume of the compartment (partial voxels counted)"),
 )
 
-#: (column name, key in a region dict, unit label, description)
+#: Measures of a region (keys of the core's region dicts); an empty ratio is NaN.
 MEASURE_COLUMNS = (
-    ("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", "mg/cm3",
-     "Mean mineral density of the cortical bone, in mg/cm3 of the calibration material"),
-    ("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", "mg/cm3",
-     "Mean mineral density of the cancellous bone enclosed by the cortex"),
-    ("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", "mg/cm3",
-     "Mineral mass of cortical and cancellous bone divided by their volume"),
-    ("Fat/lean ratio (volume)", "fat_lean_ratio_volume", "cm3/cm3", "Fat volume / muscle volume"),
-    ("Fat/lean ratio (mass)", "fat_lean_ratio_mass", "g/g", "Fat mass / muscle mass"),
-    ("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", "cm3/cm3",
-     "Cortical plus cancellous bone volume / muscle volume"),
-    ("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", "g/g",
-     "Cortical plus cancellous mineral mass / muscle mass"),
+    Column("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Mean mineral density of the cortical bone, in mg/cm3 of the calibration material"),
+    Column("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Mean mineral density of the cancellous bone enclosed by the cortex"),
+    Column("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+           "Mineral mass of cortical and cancellous bone divided by their volume"),
+    Column("Fat/lean ratio (volume)", "fat_lean_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
+           "Fat volume / muscle volume"),
+    Column("Fat/lean ratio (mass)", "fat_lean_ratio_mass", vtk.vtkDoubleArray, "g/g",
+           "Fat mass / muscle mass"),
+    Column("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
+           "Cortical plus cancellous bone volume / muscle volume"),
+    Column("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", vtk.vtkDoubleArray, "g/g",
+           "Cortical plus cancellous mineral mass / muscle mass"),
 )
 
 #: Display colours (RGB 0-1) of the tissue classes of ``boneqct.tissue.tissue_label_map``, by
@@ -88,16 +105,6 @@ TISSUE_CLASS_COLORS = {
 }
 #: Attribute marking the colour tables of tissue label maps (reused on a re-run).
 ATTRIBUTE_TISSUE_LABEL_COLORS = "BoneQCT.TissueLabelColors"
-
-def _number(value) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _table_node(table_node, name: str):
-    if table_node is None:
-        table_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    return table_node
-
 
 # ----------------------------------------------------------------------------- markups inputs
 
@@ -232,21 +239,15 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
         ``BoneQCT.TissueMeasures``) and holds the reference values and the document as
         attributes (see the module docstring).
     """
-    table_node = _table_node(table_node, name)
-    measures_table_node = _table_node(measures_table_node, f"{name} measures")
+    table_node = table_node_or_new(table_node, name)
+    measures_table_node = table_node_or_new(measures_table_node, f"{name} measures")
 
     was_modifying = table_node.StartModify()
-    table_node.RemoveAllColumns()
-    rows = [(region, tissue, result.regions[region][tissue])
+    rows = [{**result.regions[region][tissue], "region": region, "compartment": tissue}
             for region in result.regions for tissue in REGION_TISSUES]
-    rows += [("image", name_, result.fat_compartments[name_]) for name_ in FAT_COMPARTMENTS]
-    add_column(table_node, "Region", vtk.vtkStringArray, [r[0] for r in rows], "",
-                "image: the body in the analysed slices; spine: the vertebral bone and a margin")
-    add_column(table_node, "Compartment", vtk.vtkStringArray, [r[1] for r in rows], "",
-                "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
-    for column_name, key, unit, description in COMPARTMENT_COLUMNS:
-        add_column(table_node, column_name, vtk.vtkDoubleArray, [float(r[2][key]) for r in rows],
-                    unit, description)
+    rows += [{**result.fat_compartments[compartment], "region": "image", "compartment": compartment}
+             for compartment in FAT_COMPARTMENTS]
+    write_table(table_node, (REGION_COLUMN, COMPARTMENT_COLUMN, *COMPARTMENT_COLUMNS), rows)
     for key, value in result.reference.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             table_node.SetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key, repr(float(value)))
@@ -259,26 +260,18 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_AREA_CM2,
                             "" if muscle_l3 is None else repr(float(muscle_l3["area_cm2"])))
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_SLICE, "" if muscle_l3 is None else str(muscle_l3["k"]))
-    table_node.SetAttribute(ATTRIBUTE_TISSUE_JSON,
-                            json.dumps(result.to_dict(), default=json_default))
+    store_document(table_node, TISSUE_KIND, result.to_dict())
     table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
     table_node.EndModify(was_modifying)
 
-    was_modifying = measures_table_node.StartModify()
-    measures_table_node.RemoveAllColumns()
-    regions = list(result.regions)
-    add_column(measures_table_node, "Region", vtk.vtkStringArray, regions, "",
-                "image: the body in the analysed slices; spine: the vertebral bone and a margin")
-    for column_name, key, unit, description in MEASURE_COLUMNS:
-        add_column(measures_table_node, column_name, vtk.vtkDoubleArray,
-                    [_number(result.regions[r][key]) for r in regions], unit, description)
-    measures_table_node.EndModify(was_modifying)
+    write_table(measures_table_node, (REGION_COLUMN, *MEASURE_COLUMNS),
+                [{**result.regions[region], "region": region} for region in result.regions])
     return table_node, measures_table_node
 
 
 def has_tissue_result(table_node) -> bool:
     """Whether ``table_node`` holds a result written by :func:`tissue_result_to_table_nodes`."""
-    return table_node is not None and table_node.GetAttribute(ATTRIBUTE_TISSUE_JSON) is not None
+    return has_document(table_node, TISSUE_KIND)
 
 
 def tissue_document_from_table_node(table_node) -> dict:
@@ -286,7 +279,7 @@ def tissue_document_from_table_node(table_node) -> dict:
     if not has_tissue_result(table_node):
         raise ValueError("The selected table holds no tissue composition: run the tissue "
                          "analysis first, or select the table it produced.")
-    return json.loads(table_node.GetAttribute(ATTRIBUTE_TISSUE_JSON))
+    return read_document(table_node, TISSUE_KIND)
 
 
 def tissue_result_from_table_node(table_node):
