@@ -34,6 +34,7 @@ from BoneQCTLib.tables import (
     has_document,
     read_document,
     read_exam,
+    referenced_volume,
     store_document,
     store_exam,
     table_node_or_new,
@@ -387,17 +388,11 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     return outputs
 
 
-def _referenced_image(table_node, role: str):
-    """The volume node ``table_node`` references as ``role`` when it holds an image (else None)."""
-    node = table_node.GetNodeReference(role) if table_node is not None else None
-    return node if node is not None and node.GetImageData() is not None else None
-
-
 def can_export_hip_report(table_node) -> bool:
     """Whether ``table_node`` holds a hip result and references its projection and region
     images (what the report draws)."""
     return has_hip_result(table_node) and all(
-        _referenced_image(table_node, role) is not None
+        referenced_volume(table_node, role) is not None
         for role in (REFERENCE_PROJECTION, REFERENCE_REGIONS))
 
 
@@ -413,8 +408,8 @@ def hip_result_from_table_node(table_node):
     if not can_export_hip_report(table_node):
         raise ValueError("Measure the hip first: the report needs the results table with its "
                          "projection and region volumes.")
-    projection = volume_from_node(_referenced_image(table_node, REFERENCE_PROJECTION))
-    regions = volume_from_node(_referenced_image(table_node, REFERENCE_REGIONS))
+    projection = volume_from_node(referenced_volume(table_node, REFERENCE_PROJECTION))
+    regions = volume_from_node(referenced_volume(table_node, REFERENCE_REGIONS))
     return HipResult.from_dict(read_document(table_node, HIP_DOCUMENT),
                                projection_image=projection, roi_labels=regions.array_kji[0])
 
