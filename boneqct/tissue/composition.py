@@ -177,16 +177,30 @@ def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float | None:
     return float((values * weight).sum(dtype=np.float64) / total) if total > 0 else None
 
 
-def _outline_warnings(smooth_hu: np.ndarray, body: np.ndarray, k: int) -> list[str]:
-    """A warning if much soft tissue (fat to lean, in-plane smoothed HU) lies outside the body
-    outline: arms or objects left out, or an outline cut short."""
+def _outside_soft_tissue_share(smooth_hu: np.ndarray, body: np.ndarray) -> float:
+    """Soft tissue (fat to lean, in-plane smoothed HU) outside the body outline, as a share of
+    that inside."""
     soft = (smooth_hu > AIR_THRESHOLD_HU) & (smooth_hu <= LEAN_UPPER_HU)
-    outside, inside = int((soft & ~body).sum()), int((soft & body).sum())
-    if outside > OUTSIDE_SOFT_TISSUE_SHARE * max(inside, 1):
-        return [f"Slice {k}: {outside / max(inside, 1):.0%} as much soft tissue outside the body "
-                "outline as inside (arms, a second body part, or an outline cut short); check "
-                "the tissue label map."]
-    return []
+    return int((soft & ~body).sum()) / max(int((soft & body).sum()), 1)
+
+
+def _outline_warnings(shares_by_slice: dict[int, float]) -> list[str]:
+    """One warning naming the slices where much soft tissue lies outside the body outline:
+    arms or objects left out, or an outline cut short."""
+    flagged = sorted(k for k, share in shares_by_slice.items()
+                     if share > OUTSIDE_SOFT_TISSUE_SHARE)
+    if not flagged:
+        return []
+    runs, start = [], flagged[0]
+    for previous, k in zip(flagged, flagged[1:] + [None], strict=True):
+        if k != previous + 1:
+            runs.append(f"{start}" if start == previous else f"{start}-{previous}")
+            start = k
+    low, high = (f"{f(shares_by_slice[k] for k in flagged):.0%}" for f in (min, max))
+    return [f"Slice{'s' * (len(flagged) > 1)} {', '.join(runs)} ({len(flagged)} of "
+            f"{len(shares_by_slice)}): {low if low == high else low + '-' + high} as much soft tissue "
+            "outside the body outline as inside (arms, a second body part, or an outline cut "
+            "short); check the tissue label map."]
 
 
 def _slice_range(n_slices: int, options: TissueOptions) -> tuple[int, int]:
@@ -230,11 +244,11 @@ def classify_tissues(volume_hu: Volume, calibration, k_range: tuple[int, int],
     # the cancellous bone of every slice from ``open_cortex_cancellous``
     any_enclosed = any(bone_envelope(b >= cortical_threshold_mg_cm3, pixel_mm,
                                      MIN_CANCELLOUS_AREA_MM2).any() for b in bmd)
-    warnings = []
+    outside_shares = {}
     for n in range(k1 - k0):
         s = smooth[n]
         body = body_outline(hu[n], pixel_mm, posterior_axis, posterior_sign, AIR_THRESHOLD_HU)
-        warnings += _outline_warnings(s, body, k0 + n)
+        outside_shares[k0 + n] = _outside_soft_tissue_share(s, body)
         depth = outline_depth(hu[n], body, pixel_mm, AIR_THRESHOLD_HU, skin_thickness_mm + 2.0)
         skin, below = layer_fractions(depth, pixel_mm, skin_thickness_mm)
         cortical = body & (bmd[n] >= cortical_threshold_mg_cm3)
@@ -259,7 +273,7 @@ def classify_tissues(volume_hu: Volume, calibration, k_range: tuple[int, int],
             masks[name][n] = mask
     return {"hu": hu, "smooth": smooth, "bmd": bmd, "masks": masks, "open_cortex": open_cortex,
             "pixel_mm": pixel_mm, "posterior_axis": posterior_axis,
-            "posterior_sign": posterior_sign, "warnings": warnings}
+            "posterior_sign": posterior_sign, "warnings": _outline_warnings(outside_shares)}
 
 
 def _skeletal_muscle_l3(volume_hu: Volume, classes: dict, k_range: tuple[int, int],
