@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from boneqct.errors import SpineError
 
@@ -35,15 +36,30 @@ def normalize_level(name: str) -> str:
 
 
 def parse_level_list(text: str) -> tuple[str, ...]:
-    """Comma-separated level names ("l1, L2" -> ("L1", "L2")), each known, none twice; an
-    argparse usage error otherwise (this is the type of --levels and --exclude)."""
+    """Level names and ranges separated by commas or spaces, in any case ("l1, L2" ->
+    ("L1", "L2"); "L1-L3" -> ("L1", "L2", "L3"); "T12-L2" -> ("T12", "L1", "L2")), each
+    known, none twice; an argparse usage error otherwise (this is the type of --levels and
+    --exclude)."""
+    levels: list[str] = []
     try:
-        levels = tuple(normalize_level(v) for v in text.split(",") if v.strip())
+        for item in re.split(r"[,\s]+", text.strip()):
+            if item:
+                levels += _level_range(item)
     except SpineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if len(set(levels)) != len(levels):
         raise argparse.ArgumentTypeError(f"'{text}' names a level twice")
-    return levels
+    return tuple(levels)
+
+
+def _level_range(item: str) -> list[str]:
+    """One level ("l2") or a range of levels ("L1-L3", "T12-L2", either end first), cranial
+    first."""
+    first, dash, last = item.partition("-")
+    if not dash:
+        return [normalize_level(item)]
+    ends = sorted(LEVEL_NAMES.index(normalize_level(name)) for name in (first, last))
+    return list(LEVEL_NAMES[ends[0]:ends[1] + 1])
 
 
 def level_for_label(label_value: int, scheme: str = "totalsegmentator") -> str:
