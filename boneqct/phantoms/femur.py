@@ -282,6 +282,12 @@ FEMUR_LABELS = {0: "background", 1: "femur_left", 2: "femur_right", 3: "acetabul
                 4: "implant"}
 
 
+#: The hip phantom's default scan: 0.8 mm pixels, 1 mm slices over 160 mm.
+FEMUR_SCANNER = ScannerParams(pixel_mm=0.8, matrix=(200, 160), n_slices=160,
+                              slice_spacing_mm=1.0, slice_thickness_mm=1.0, psf_fwhm_mm=0.8,
+                              noise_sd_hu=15.0, supersample=2)
+
+
 def femur_grid(p: FemurPhantomParams, scanner: ScannerParams) -> np.ndarray:
     """IJK->RAS of the phantom: axial slices (i to patient left, j posterior, k superior),
     centred in x on the rendered hip(s) and in z around the proximal femur."""
@@ -310,9 +316,7 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
     starts 20 mm above the head (a scan ending in the trochanter is a truncated femur).
     """
     p = params or FemurPhantomParams()
-    scanner = scanner or ScannerParams(pixel_mm=0.8, matrix=(200, 160), n_slices=160,
-                                       slice_spacing_mm=1.0, slice_thickness_mm=1.0,
-                                       psf_fwhm_mm=0.8, noise_sd_hu=15.0, supersample=2)
+    scanner = scanner or FEMUR_SCANNER
     calibration = calibration_for(scanner)
     tissue = tissue_hu_for(scanner)
     ijk_to_ras = femur_grid(p, scanner)
@@ -386,5 +390,5 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
                         truth)
 
 
-__all__ = ["FEMUR_LABELS", "FemurPhantom", "FemurPhantomParams", "femur_density",
+__all__ = ["FEMUR_LABELS", "FEMUR_SCANNER", "FemurPhantom", "FemurPhantomParams", "femur_density",
            "make_femur_phantom", "place_femurs"]
