@@ -26,10 +26,11 @@ class SpineOptions:
     """How the spine is measured (see each field's help)."""
 
     levels_used: tuple[str, ...] = option(
-        LEVELS_USED, "levels averaged for the diagnostic value, comma-separated",
+        LEVELS_USED, "levels averaged for the diagnostic value: names or ranges (L1,L2; L1-L3)",
         parse=parse_level_list, flag="--levels")
     exclude: tuple[str, ...] = option(
-        (), "levels to leave out (e.g. fractured), comma-separated", parse=parse_level_list)
+        (), "levels to leave out (e.g. fractured): names or ranges (L3; T12-L1)",
+        parse=parse_level_list)
     roi_kind: str = option("elliptic-cylinder", "ROI shape", choices=ROI_KINDS, flag="--roi")
     roi_thickness_mm: float = option(ROI_THICKNESS_MM, "ROI slab thickness", unit="mm",
                                      low=3.0, high=20.0)
