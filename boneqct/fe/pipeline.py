@@ -11,6 +11,7 @@ from boneqct.calibration.fit import MATERIAL_UNSTATED, Calibration, convert_volu
 from boneqct.errors import FEError
 from boneqct.fe.options import FEOptions
 from boneqct.fe.vertebra import FEResult, analyze_vertebra
+from boneqct.progress import step
 from boneqct.resources import check_fe_model, fe_model_estimate
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
 from boneqct.spine.levels import label_for_level, normalize_level
@@ -42,10 +43,12 @@ def analyze_fe(volume_hu: Volume, calibration: Calibration | None,
     """
     options = options or FEOptions()
     _check_calibration(calibration)
+    step(f"FE {level}: vertebral body")
     body = _body(volume_hu, normalize_level(level), seeds, labels, options.label_scheme)
     check_fe_model(fe_model_estimate(body.body_mask_kji, volume_hu.ijk_to_ras, body.axis_ras,
                                      body.anterior_ras, options.element_mm, options.pmma_mm),
                    options.element_mm)
+    step(f"FE {body.level}: mesh, linear solve, load increments")
     return analyze_vertebra(convert_volume_to_bmd(volume_hu, calibration), body, options,
                             density_material=calibration.material, sex=sex)
 

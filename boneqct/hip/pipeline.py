@@ -48,6 +48,7 @@ from boneqct.hip.rois import (
     roi_label_image,
 )
 from boneqct.options import options_to_dict
+from boneqct.progress import step
 from boneqct.volume import Volume
 
 
@@ -193,9 +194,11 @@ def analyze_hip(volume_hu: Volume, calibration: Calibration | None,
             "Hip CTXA needs calibrated bone mineral density: areal BMD in g/cm2 cannot be "
             "computed from CT numbers alone. Give a calibration (--phantom, --calibration, or "
             "--slope and --intercept).")
+    step("hip: femur and its frame")
     mask, frame, volume_bmd = extract_femur(volume_hu, calibration, side, seed_ras_mm, labels,
                                             options.label_scheme, options.bone_threshold_mg_cm3,
                                             options.distal_border_below_head_mm)
+    step("hip: projection and regions")
     projection = project_femur(volume_bmd, mask, frame, options.bone_threshold_mg_cm3,
                                options.pixel_mm)
     placement = place_rois(projection, frame.head_radius_mm, frame.neck_axis_ras,

@@ -16,6 +16,7 @@ import numpy as np
 from boneqct.calibration.fit import Calibration
 from boneqct.errors import SpineError
 from boneqct.options import options_to_dict
+from boneqct.progress import track
 from boneqct.reference import Reference, scores
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
 from boneqct.spine.interpret import (
@@ -222,7 +223,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
         warnings += basis.warnings()
     cement_threshold = options.cement_threshold_mg_cm3 if basis.diagnostic else None
     levels, rois, bodies = [], [], []
-    for level in sorted(finders, key=LEVEL_NAMES.index):
+    for level in track(sorted(finders, key=LEVEL_NAMES.index), "spine: levels measured"):
         try:
             body = finders[level]()
             roi = place_roi(volume_hu, body, thickness_mm=options.roi_thickness_mm,

@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from boneqct.calibration.fit import MINDWAYS_INTERCEPT_OFFSET_HU
 from boneqct.errors import TissueError
+from boneqct.progress import track
 from boneqct.tissue.mineral import bone_mineral
 from boneqct.tissue.options import TissueOptions
 from boneqct.tissue.result import TissueResult
@@ -245,7 +246,7 @@ def classify_tissues(volume_hu: Volume, calibration, k_range: tuple[int, int],
     any_enclosed = any(bone_envelope(b >= cortical_threshold_mg_cm3, pixel_mm,
                                      MIN_CANCELLOUS_AREA_MM2).any() for b in bmd)
     outside_shares = {}
-    for n in range(k1 - k0):
+    for n in track(range(k1 - k0), "tissue: slices classified"):
         s = smooth[n]
         body = body_outline(hu[n], pixel_mm, posterior_axis, posterior_sign, AIR_THRESHOLD_HU)
         outside_shares[k0 + n] = _outside_soft_tissue_share(s, body)
