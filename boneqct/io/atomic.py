@@ -2,7 +2,8 @@
 result sets written into a staging folder that replaces the output folder as one unit.
 
 A crash, a kill or a full disk never leaves a half-written file under its final name, nor an
-output folder holding files of two runs.
+output folder holding files of two runs. Files and folders end up with the permissions the
+process's umask gives new ones (temporary files start owner-only).
 """
 
 from __future__ import annotations
@@ -38,10 +39,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -79,7 +88,26 @@ def check_output_folder(out_dir: str | Path) -> Path:
         raise InputError(f"The output folder '{out_dir.name}' already holds files that BoneQCT "
                          "did not write; results replace the whole folder, so give a new or "
                          "empty folder with --out.")
+    check_writable_parent(out_dir)
     return out_dir
+
+
+def check_writable_parent(path: str | Path, flag: str = "--out") -> None:
+    """Refuse (InputError) an output path whose folder cannot be created or written: the
+    nearest existing folder above it is a file or refuses a new entry (tried, not guessed
+    from permission bits, which do not bind root or read-only mounts)."""
+    path = Path(path).absolute()
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"The output '{path.name}' lies under '{existing.name}', which is a "
+                         f"file, not a folder; give another path with {flag}.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".boneqct-write-check-", dir=existing))
+    except OSError as exc:
+        raise InputError(f"Cannot write into the folder '{existing}' ({exc.strerror}); give a "
+                         f"writable place with {flag}.") from None
 
 
 def write_output_set(out_dir: str | Path, kind: str, write) -> dict[str, Path]:
@@ -111,6 +139,7 @@ def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
         _remove_stale_staging(parent, out_dir.name)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-{os.getpid()}-",
                                         dir=parent))
+        os.chmod(staging, 0o777 & ~_umask())
     except OSError as exc:
         raise InputError(f"Cannot write into '{parent}': {exc.strerror}. Choose a writable "
                          "folder with --out.") from None

@@ -8,8 +8,6 @@ position of voxel (0, 0, k), ImageOrientationPatient the LPS directions of the i
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from boneqct.io.atomic import atomic_path
 from boneqct.volume import LPS_TO_RAS, Volume
 
 #: Accepted ``transfer_syntax`` names and their DICOM UIDs.
@@ -131,18 +130,6 @@ def _series_dataset(volume: Volume, patient: dict, uids: dict, *, series_descrip
     return ds
 
 
-def _save_atomic(ds: Dataset, path: Path) -> None:
-    """Save a dataset to a temporary file in the target folder, then rename it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.save_as(tmp_name, enforce_file_format=True)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-
-
 def write_dicom_series(
     volume: Volume,
     out_dir: str | Path,
@@ -241,6 +228,7 @@ def write_dicom_series(
         if syntax_uid != ExplicitVRLittleEndian:
             ds.compress(syntax_uid, stored[k], generate_instance_uid=False)
         path = out_dir / f"CT{k + 1:05d}.dcm"
-        _save_atomic(ds, path)
+        with atomic_path(path) as tmp:  # never a half-written slice under its name
+            ds.save_as(tmp, enforce_file_format=True)
         paths.append(path)
     return paths

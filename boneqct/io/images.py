@@ -222,6 +222,32 @@ def read_volume_file(path: str | Path) -> Volume:
     return volume
 
 
+#: A CT in HU holds air near -1000 HU and thousands of distinct values; a label map a few
+#: non-negative integers (TotalSegmentator's 117 structures among the most). Non-negative
+#: integer images with at most this many distinct values are taken for label maps.
+MAX_LABEL_MAP_VALUES = 256
+#: Voxels sampled (evenly strided) when counting an image's distinct values.
+LABEL_MAP_SAMPLE_VOXELS = 2_000_000
+
+
+def refuse_label_map(volume: Volume, name: str) -> None:
+    """Refuse (InputError) an image given as the CT that holds only a few non-negative
+    integer values: a label map (segmentation) passed in place of the CT."""
+    array = volume.array_kji
+    if array.size == 0 or not np.isrealobj(array) or array.min() < 0:
+        return
+    sample = array.ravel()[::max(1, array.size // LABEL_MAP_SAMPLE_VOXELS)]
+    if not np.issubdtype(array.dtype, np.integer) and not np.all(sample == np.round(sample)):
+        return
+    values = np.unique(sample)
+    if len(values) > MAX_LABEL_MAP_VALUES:
+        return
+    raise InputError(f"'{name}' looks like a label map, not a CT: it holds only {len(values)} "
+                     f"distinct whole numbers ({values[0]:g} to {values[-1]:g}) and no air "
+                     "(about -1000 HU). Give the CT in HU as the input; a vertebra or femur "
+                     "label map goes with --labels.")
+
+
 def write_volume(volume: Volume, path: str | Path) -> Path:
     """Write a volume or label map as NIfTI/NRRD/MHA (by suffix), atomically, geometry exact."""
     path = Path(path)
