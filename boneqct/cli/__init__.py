@@ -5,7 +5,9 @@ atomically. Problems with the input end with a one-paragraph message on stderr a
 never a traceback; messages and logs carry no patient identity.
 
 Subcommands live in one module per measurement, each with a ``register(subparsers)``
-function; add a module to ``COMMAND_MODULES`` to add its commands.
+function; add a module to ``COMMAND_MODULES`` to add its commands. The command line is made
+unambiguous before parsing (``argv``: negative coordinates, spaced level lists), and the core's
+long steps are shown on a terminal (``progress_display``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from pathlib import Path
 
 from boneqct import __version__
 from boneqct.cli import ct, fe, hip, qa, spine, tissue
+from boneqct.cli.argv import normalize_argv
+from boneqct.cli.progress_display import terminal_progress
 from boneqct.errors import BoneQCTError
+from boneqct.progress import reporting
 
 EXIT_INPUT_ERROR = 2
 COMMAND_MODULES = (ct, spine, qa, tissue, hip, fe)
@@ -25,10 +30,11 @@ COMMAND_MODULES = (ct, spine, qa, tissue, hip, fe)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``boneqct`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv))
     _refuse_empty_values(parser, args)
     try:
-        return args.handler(args) or 0
+        with terminal_progress(args.quiet) as display, reporting(display):
+            return args.handler(args) or 0
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -61,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boneqct",
         description="Calibrated bone densitometry from clinical CT: calibration, spine QCT, "
-                    "digital phantoms.",
+                    "hip CTXA, vertebral finite elements, tissue composition, QA, digital "
+                    "phantoms. `boneqct COMMAND --help` shows each command's options and an "
+                    "example.",
+        epilog="example:\n  boneqct phantom spine --out phantom && boneqct spine "
+               "phantom/dicom --phantom mindways-model3 --seed L1=0,-25,29 --seed L2=0,-25,0 "
+               "--out spine-out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"boneqct {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -5,19 +5,138 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from boneqct.errors import BoneQCTError
+from boneqct.io.atomic import OUT_HELP, check_output_folder
+from boneqct.io.images import refuse_label_map
 from boneqct.io.user_json import read_user_json
-from boneqct.options import number_in
+from boneqct.options import number_in, options_from_args
 from boneqct.resources import (
     DEFAULT_MAX_MEMORY_GB,
     MAX_MAX_MEMORY_GB,
     MIN_MAX_MEMORY_GB,
     limited_memory,
 )
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that states each option's default (unless its text already does) and keeps the
+    example's line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text or not action.option_strings or default is argparse.SUPPRESS \
+                or default is None or default is False or default in ("", (), []):
+            return text
+        shown = (",".join(map(str, action.default)) if isinstance(action.default, (list, tuple))
+                 else action.default)
+        return f"{text} (default {shown})"
+
+
+def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
+    """A subcommand parser whose --help states the defaults and ends with ``example`` (a
+    full command line), with ``--quiet``."""
+    parser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+                            formatter_class=HelpFormatter,
+                            epilog=f"example:\n  {example}")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress display (shown on a terminal only, for steps over "
+                             "2 s)")
+    return parser
+
+
+def add_out(parser: argparse.ArgumentParser) -> None:
+    """The required output folder of a measurement (replaced as one unit)."""
+    parser.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+
+
+def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str) -> None:
+    """Where the vertebral bodies are: a markups file, --seed points, or a label map."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
+                       "points labelled by level (L1, L2, ...)")
+    where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
+                       help="a seed point inside a vertebral body, RAS mm (repeatable; "
+                            "negative numbers as typed: L1=-5,20,31)")
+    where.add_argument("--labels", type=Path, help=labels_help)
+
+
+def body_inputs(args, options):
+    """(seeds, labels, options) from --seeds, --seed or --labels: seed points by level (RAS
+    mm) or a vertebra label map, the options' label scheme set by a TotalSegmentator folder."""
+    from boneqct.spine.label_input import read_vertebra_labels
+    from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
+
+    if args.seeds:
+        return read_markups_seeds(args.seeds), None, options
+    if args.seed:
+        return parse_seed_args(args.seed), None, options
+    labels, folder_scheme = read_vertebra_labels(args.labels)
+    return None, labels, replace(options, label_scheme=folder_scheme) if folder_scheme else options
+
+
+def add_patient_options(parser: argparse.ArgumentParser, *, age: bool = True,
+                        sex_for: str = "") -> None:
+    """--age, --sex (else from DICOM) and --anonymize."""
+    if age:
+        parser.add_argument("--age", type=number_in(0.0, 130.0, " years"),
+                            help="patient age in years (else from DICOM)")
+    parser.add_argument("--sex", choices=["F", "M"],
+                        help=f"patient sex{sex_for} (else from DICOM)")
+    parser.add_argument("--anonymize", action="store_true",
+                        help="leave patient identity out of the outputs")
+
+
+def patient_sex(args, volume) -> str | None:
+    """"F" or "M" from --sex or the DICOM header, else None."""
+    sex = args.sex or volume.metadata.get("patient_sex")
+    return sex if sex in ("F", "M") else None
+
+
+def patient_age(args, volume) -> float | None:
+    """Age in years from --age or the DICOM header."""
+    return args.age if args.age is not None else volume.metadata.get("patient_age_years")
+
+
+def parse_point(text: str | None, flag: str, example: str) -> list[float] | None:
+    """A point R,A,S (RAS mm) given as text to ``flag``, or None; BoneQCTError naming the
+    form otherwise."""
+    if text is None:
+        return None
+    try:
+        point = [float(v) for v in text.split(",")]
+    except ValueError:
+        point = []
+    if len(point) != 3 or not np.all(np.isfinite(point)):
+        raise BoneQCTError(f"{flag} '{text[:40]}' is not a point R,A,S of three finite numbers "
+                           f"in mm; e.g. {flag} {example}.")
+    return point
+
+
+def start_measurement(args, options_class):
+    """The options of a measurement writing an output folder, checked with the folder before
+    anything is read."""
+    options = options_from_args(options_class, args)
+    check_output_folder(args.out)
+    return options
+
+
+def ct_and_calibration(args):
+    """(volume, calibration): the CT of the command and the calibration chosen for it."""
+    volume = load_input(args)
+    return volume, calibration_from_args(args, volume)
+
+
+def print_done(result, paths: dict) -> None:
+    """The result's warnings (stderr) and where its report is."""
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"report: {paths['report']}")
 
 
 def add_max_memory_option(parser) -> None:
@@ -156,11 +275,14 @@ def _check_line(calibration) -> None:
                            "Check the calibration values.")
 
 
-def load_input(args):
+def load_input(args, ct: bool = True):
+    """The input volume of the command; ``ct``: it must be a CT, not a label map."""
     from boneqct.io import load_ct
 
     source = args.input[0] if len(args.input) == 1 else list(args.input)
     volume = load_ct(source, series_uid=args.series)
+    if ct:
+        refuse_label_map(volume, Path(source[0] if isinstance(source, list) else source).name)
     if getattr(args, "anonymize", False):
         from boneqct.io.dicom import scrub_identity
 

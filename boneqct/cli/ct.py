@@ -2,52 +2,79 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 from dataclasses import fields
 from pathlib import Path
 
 from boneqct.calibration.options import CalibrationOptions
-from boneqct.cli.common import add_input, load_input, number_in
+from boneqct.cli.common import add_command, add_input, load_input, number_in
+from boneqct.errors import BoneQCTError
+from boneqct.io.atomic import check_writable_parent
 from boneqct.options import add_options, options_from_args
 from boneqct.phantoms.scanner import KVP_CALIBRATION_PRESETS
+
+#: What ``boneqct phantom`` renders.
+PHANTOM_KINDS = ("spine", "femur")
+PHANTOM_FORMATS = ("dicom", "nifti")
 
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    info = sub.add_parser("info", help="describe a CT input: series, geometry, exam metadata")
+    info = add_command(sub, "info", "describe a CT input: series, geometry, exam metadata",
+                       "boneqct info ct_folder/ --anonymize")
     add_input(info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--anonymize", action="store_true", help="leave out patient identity")
     info.set_defaults(handler=_cmd_info)
 
-    cal = sub.add_parser("calibrate", help="calibrate HU to mineral density with a phantom")
+    cal = add_command(sub, "calibrate", "calibrate HU to mineral density with a phantom",
+                      "boneqct calibrate ct_folder/ --phantom mindways-model3 --out cal.json")
     add_input(cal)
     add_options(cal, CalibrationOptions, skip=("phantom", "per_slice"))
     cal.add_argument("--phantom", required=True, help=_help_of("phantom"))
     cal.add_argument("--per-slice", action="store_true", help=_help_of("per_slice"))
     cal.add_argument("--out", type=Path, help="write the calibration JSON here")
     cal.set_defaults(handler=_cmd_calibrate)
-    ph = sub.add_parser("phantom", help="generate a digital phantom CT with its truth")
-    ph.add_argument("kind", choices=["spine"], help="what the phantom holds")
+
+    ph = add_command(sub, "phantom", "generate a digital phantom CT (spine with rods, or "
+                     "proximal femur) with its label map and truth",
+                     "boneqct phantom femur --out femur-phantom --format nifti")
+    ph.add_argument("kind", choices=PHANTOM_KINDS, help="what the phantom holds: lumbar spine "
+                    "L1-L3 with a rod calibration phantom, or proximal femur (hip)")
     ph.add_argument("--out", type=Path, required=True, help="output folder")
-    ph.add_argument("--format", default="dicom,nifti",
-                    help="comma-separated: dicom, nifti (default both)")
+    ph.add_argument("--format", type=_formats, default=PHANTOM_FORMATS,
+                    help="comma-separated: dicom, nifti")
     ph.add_argument("--seed", type=number_in(0, 999_999_999, integer=True), default=0,
                     help="random seed (deterministic output; 0-999999999)")
     ph.add_argument("--kvp", type=int, choices=sorted(KVP_CALIBRATION_PRESETS), default=120,
-                    help="scanner preset: 80, 100, 120, 140")
+                    help="scanner preset")
     ph.add_argument("--noise-hu", type=number_in(0.0, 500.0, " HU"), default=None,
-                    help="noise SD (0-500 HU)")
+                    help="noise SD (0-500 HU; default: the phantom's own)")
     ph.add_argument("--psf-fwhm-mm", type=number_in(0.0, 10.0, " mm"), default=None,
-                    help="in-plane PSF FWHM (0-10 mm)")
+                    help="in-plane PSF FWHM (0-10 mm; default: the phantom's own)")
     ph.add_argument("--tilt-deg", type=number_in(-45.0, 45.0, " degrees"), default=0.0,
-                    help="spine tilt (lordosis), -45 to 45 degrees")
+                    help="spine: tilt (lordosis), -45 to 45 degrees")
     ph.add_argument("--no-calibration-phantom", action="store_true",
-                    help="leave the rod phantom out")
+                    help="spine: leave the rod phantom out")
+    ph.add_argument("--side", choices=["left", "right", "both"], default="left",
+                    help="femur: which hip")
     ph.set_defaults(handler=_cmd_phantom)
-    demo = sub.add_parser("demo", help="run the main job on the bundled digital phantom")
+
+    demo = add_command(sub, "demo", "run the main job on the bundled digital phantom",
+                       "boneqct demo --out demo-output")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     demo.set_defaults(handler=_cmd_demo)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """The --format list ("dicom,nifti"), each a known format, at least one."""
+    formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    unknown = sorted(set(formats) - set(PHANTOM_FORMATS))
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"'{text}': give dicom, nifti or both, comma-separated")
+    return formats
 
 
 def _cmd_info(args) -> int:
@@ -59,7 +86,7 @@ def _cmd_info(args) -> int:
     if len(args.input) > 1 or first.is_dir() or not is_volume_file(first):
         source = first if len(args.input) == 1 and first.is_dir() else list(args.input)
         series = [s.summary() for s in find_series(source)]
-    volume = load_input(args)
+    volume = load_input(args, ct=False)
     metadata = anonymized_metadata(volume.metadata) if args.anonymize else volume.metadata
     if args.anonymize:  # the series listing carries UIDs and descriptions
         series = [{**s, "series_uid": hashed_uid(s["series_uid"]), "description": None}
@@ -100,6 +127,8 @@ def _cmd_calibrate(args) -> int:
     from boneqct.io import write_json_atomic
 
     options = options_from_args(CalibrationOptions, args)
+    if args.out:
+        check_writable_parent(args.out)
     volume = load_input(args)
     calibration = calibrate(volume, options)
     print(_calibration_text(calibration))
@@ -141,27 +170,48 @@ def _scan_text(scan: dict | None) -> str:
 
 
 def _cmd_phantom(args) -> int:
-    from boneqct.phantoms import (
-        ScannerParams,
-        SpinePhantomParams,
-        make_spine_phantom,
-        write_phantom,
-    )
+    from boneqct.phantoms import write_phantom
 
-    scanner_kwargs = {"kvp": args.kvp}
-    if args.noise_hu is not None:
-        scanner_kwargs["noise_sd_hu"] = args.noise_hu
-    if args.psf_fwhm_mm is not None:
-        scanner_kwargs["psf_fwhm_mm"] = args.psf_fwhm_mm
-    phantom = make_spine_phantom(
-        SpinePhantomParams(spine_tilt_deg=args.tilt_deg,
-                           phantom_present=not args.no_calibration_phantom),
-        ScannerParams(**scanner_kwargs), seed=args.seed)
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    paths = write_phantom(phantom, args.out, formats=formats)
+    check_writable_parent(args.out / "phantom_truth.json")
+    phantom = _make_femur(args) if args.kind == "femur" else _make_spine(args)
+    paths = write_phantom(phantom, args.out, formats=args.format)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
+    calibration = phantom.truth["calibration"]
+    print(f"calibration line of the phantom's scanner: --slope "
+          f"{calibration['slope_hu_per_mg_cm3']:.4f} --intercept "
+          f"{calibration['intercept_hu']:.2f} --material {calibration['material']}")
     return 0
+
+
+def _scanner_changes(args) -> dict:
+    """The scanner settings given on the command line."""
+    changes = {"kvp": args.kvp, "noise_sd_hu": args.noise_hu, "psf_fwhm_mm": args.psf_fwhm_mm}
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def _make_spine(args):
+    from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
+
+    if args.side != "left":
+        raise BoneQCTError("--side chooses the hip of a femur phantom; the spine phantom has "
+                           "none. Leave it out, or ask for `boneqct phantom femur`.")
+    return make_spine_phantom(
+        SpinePhantomParams(spine_tilt_deg=args.tilt_deg,
+                           phantom_present=not args.no_calibration_phantom),
+        ScannerParams(**_scanner_changes(args)), seed=args.seed)
+
+
+def _make_femur(args):
+    from boneqct.phantoms.femur import FEMUR_SCANNER, FemurPhantomParams, make_femur_phantom
+
+    if args.tilt_deg or args.no_calibration_phantom:
+        raise BoneQCTError("--tilt-deg and --no-calibration-phantom shape the spine phantom; "
+                           "the femur phantom has no spine and no rods. Leave them out.")
+    sides = ("left", "right") if args.side == "both" else (args.side,)
+    return make_femur_phantom(FemurPhantomParams(sides=sides),
+                              dataclasses.replace(FEMUR_SCANNER, **_scanner_changes(args)),
+                              seed=args.seed)
 
 
 def _cmd_demo(args) -> int:

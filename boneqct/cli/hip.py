@@ -2,57 +2,51 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from boneqct.cli.common import (
     add_calibration_options,
+    add_command,
     add_input,
     add_max_memory_option,
-    calibration_from_args,
-    load_input,
-    number_in,
+    add_out,
+    add_patient_options,
+    ct_and_calibration,
+    parse_point,
+    patient_age,
+    patient_sex,
+    print_done,
+    start_measurement,
 )
-from boneqct.errors import BoneQCTError
 from boneqct.hip.interpret import REFERENCE_SETS
 from boneqct.hip.options import HipOptions
-from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
-from boneqct.options import add_options, options_from_args
+from boneqct.io.atomic import write_output_set
+from boneqct.options import add_options
 
 #: DXA reference populations for T-scores, and none.
 REFERENCE_CHOICES = (*REFERENCE_SETS, "none")
+HIP_EXAMPLE = ("boneqct hip hip_ct/ --side left --slope 1.2 --intercept -2 --material K2HPO4 "
+               "--seed -95,10,0 --out hip-out")
 
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    hip = sub.add_parser("hip", help="DXA-equivalent areal BMD of the proximal femur (CTXA)")
+    hip = add_command(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
+                      HIP_EXAMPLE)
     add_input(hip)
     hip.add_argument("--side", choices=["left", "right"], required=True, help="which hip")
-    hip.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    add_out(hip)
     add_calibration_options(hip)
     where = hip.add_mutually_exclusive_group()
-    where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm)")
+    where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm; "
+                       "a left hip's R is negative: --seed -95,10,0)")
     where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
     add_options(hip, HipOptions)
     hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
-    hip.add_argument("--age", type=number_in(0.0, 130.0, " years"),
-                     help="patient age in years (else from DICOM)")
-    hip.add_argument("--sex", choices=["F", "M"], help="patient sex (else from DICOM)")
-    hip.add_argument("--anonymize", action="store_true",
-                     help="leave patient identity out of the outputs")
+    add_patient_options(hip)
     hip.set_defaults(handler=_cmd_hip)
     add_max_memory_option(hip)
-
-
-def _parse_point(text: str):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise BoneQCTError(f"--seed needs three numbers R,A,S in mm, not '{text}'.")
-    return values
 
 
 def _cmd_hip(args) -> int:
@@ -60,18 +54,14 @@ def _cmd_hip(args) -> int:
     from boneqct.hip.pipeline import analyze_hip
     from boneqct.io import read_volume_file
 
-    options = options_from_args(HipOptions, args)
-    check_output_folder(args.out)
-    volume = load_input(args)
-    calibration = calibration_from_args(args, volume)
-    sex = args.sex or volume.metadata.get("patient_sex")
-    age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
+    seed = parse_point(args.seed, "--seed", "-95,10,0")
+    options = start_measurement(args, HipOptions)
+    volume, calibration = ct_and_calibration(args)
     result = analyze_hip(
-        volume, calibration, options, side=args.side,
-        seed_ras_mm=_parse_point(args.seed) if args.seed else None,
+        volume, calibration, options, side=args.side, seed_ras_mm=seed,
         labels=read_volume_file(args.labels) if args.labels else None,
         population=None if args.reference == "none" else args.reference,
-        sex=sex if sex in ("F", "M") else None, age_years=age)
+        sex=patient_sex(args, volume), age_years=patient_age(args, volume))
     paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(
         folder, result, volume.metadata, anonymize=args.anonymize))
     for name, roi in result.rois.items():
@@ -80,7 +70,5 @@ def _cmd_hip(args) -> int:
               f"area {roi['area_cm2']:.2f} cm2{t}")
     if result.interpretation.get("category"):
         print(f"WHO category: {result.interpretation['category']}")
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {paths['report']}")
+    print_done(result, paths)
     return 0

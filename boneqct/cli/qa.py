@@ -8,12 +8,14 @@ from pathlib import Path
 
 from boneqct.cli.common import (
     add_calibration_options,
+    add_command,
     add_input,
     add_max_memory_option,
     calibration_from_args,
     load_input,
     number_in,
 )
+from boneqct.io.atomic import check_writable_parent
 from boneqct.options import add_options, options_from_args
 from boneqct.qa.options import QAOptions
 from boneqct.resources import (
@@ -24,8 +26,9 @@ from boneqct.resources import (
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    prec = sub.add_parser("precision", help="RMS-SD, RMS-CV and LSC of a repeated-measures "
-                          "table (columns subject, repeat, site, value)")
+    prec = add_command(sub, "precision", "RMS-SD, RMS-CV and LSC of a repeated-measures "
+                       "table (columns subject, repeat, site, value)",
+                       "boneqct precision repeats.csv --out precision-out")
     prec.add_argument("table", type=Path, help="CSV with columns subject, repeat, site, value")
     prec.add_argument("--confidence", type=number_in(0.5, 0.999), default=0.90,
                       help="two-sided confidence level of the upper limits (Glueer 1995: 0.90)")
@@ -34,12 +37,15 @@ def register(sub) -> None:
     prec.add_argument("--json", action="store_true", help="print JSON")
     prec.set_defaults(handler=_cmd_precision)
 
-    rep = sub.add_parser("repositioning", help="software precision: re-run the spine ROI "
-                         "placement from perturbed seeds on one scan")
+    rep = add_command(sub, "repositioning", "software precision: re-run the spine ROI "
+                      "placement from perturbed seeds on one scan",
+                      "boneqct repositioning ct_folder/ --phantom mindways-model3 "
+                      "--seed L1=0,-25,29 --seed L2=0,-25,0 --runs 10 --out repositioning.json")
     add_input(rep)
     add_calibration_options(rep)
     rep.add_argument("--seed", action="append", required=True, metavar="LEVEL=R,A,S",
-                     help="a seed point inside a vertebral body, RAS mm (repeatable)")
+                     help="a seed point inside a vertebral body, RAS mm (repeatable; "
+                          "negative numbers as typed: L1=-5,20,31)")
     rep.add_argument("--runs", type=number_in(2, 200, integer=True), default=10,
                      help="number of placements (2-200, default 10)")
     rep.add_argument("--perturbation-mm", type=number_in(0.0, 20.0, " mm"), default=3.0,
@@ -49,8 +55,9 @@ def register(sub) -> None:
     rep.set_defaults(handler=_cmd_repositioning)
     add_max_memory_option(rep)
 
-    qa = sub.add_parser("qa", help="measure a QA spine phantom's inserts vs nominal and append "
-                        "them to the scanner's QA log")
+    qa = add_command(sub, "qa", "measure a QA spine phantom's inserts vs nominal and append "
+                     "them to the scanner's QA log",
+                     "boneqct qa esp_scan/ --phantom-type esp --hu --log-dir qa_logs")
     add_input(qa)
     add_calibration_options(qa)
     add_options(qa, QAOptions, skip=("baseline_sessions", "tolerance_percent"))
@@ -60,7 +67,9 @@ def register(sub) -> None:
     qa.set_defaults(handler=_cmd_qa)
     add_max_memory_option(qa)
 
-    report = sub.add_parser("qa-report", help="control chart and drift check of a QA log (exit status 1 when drift or an out-of-control session is flagged)")
+    report = add_command(sub, "qa-report", "control chart and drift check of a QA log (exit "
+                         "status 1 when drift or an out-of-control session is flagged)",
+                         "boneqct qa-report qa_logs/SCANNER.csv --out qa-report-out")
     report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
     report.add_argument("--out", type=Path, help="output folder (default: beside the log)")
     add_options(report, QAOptions, skip=("phantom_type", "session"))
@@ -108,6 +117,8 @@ def _cmd_repositioning(args) -> int:
     from boneqct.spine.seeds import parse_seed_args
 
     seeds = parse_seed_args(args.seed)
+    if args.out:
+        check_writable_parent(args.out)
     volume = load_input(args)
     estimate = repositioning_estimate(volume.array_kji.size, args.runs, len(seeds))
     check_repositioning(estimate)

@@ -4,49 +4,56 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from boneqct.cli.common import (
+    add_body_inputs,
     add_calibration_options,
+    add_command,
     add_input,
     add_max_memory_option,
-    calibration_from_args,
-    load_input,
+    add_out,
+    add_patient_options,
+    body_inputs,
+    ct_and_calibration,
     number_in,
+    patient_age,
+    patient_sex,
+    print_done,
     read_result_json,
+    start_measurement,
 )
-from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
-from boneqct.options import add_options, options_from_args
+from boneqct.errors import SpineError
+from boneqct.io.atomic import write_output_set
+from boneqct.options import add_options
 from boneqct.spine.options import SpineOptions
+
+#: Example command lines shown by --help (the digital phantom's L1 and L2 centres).
+SPINE_EXAMPLE = ("boneqct spine ct_folder/ --phantom mindways-model3 --seed L1=0,-25,29 "
+                 "--seed L2=0,-25,0 --levels L1-L2 --out spine-out")
+COMPARE_EXAMPLE = "boneqct compare 2023/spine.json 2025/spine.json --precision 2.5"
+_DEFAULTS = {"--levels": SpineOptions().levels_used, "--exclude": SpineOptions().exclude}
 
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    spine = sub.add_parser("spine", help="per-level trabecular BMD of the lumbar spine")
+    spine = add_command(sub, "spine", "per-level trabecular BMD of the lumbar spine",
+                        SPINE_EXAMPLE)
     add_input(spine)
-    spine.add_argument("--out", type=Path, required=True, help=OUT_HELP)
+    add_out(spine)
     add_calibration_options(spine)
-    where = spine.add_mutually_exclusive_group(required=True)
-    where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
-                       "points labelled by level (L1, L2, ...)")
-    where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
-                       help="a seed point inside a vertebral body, RAS mm (repeatable)")
-    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD) on any "
-                       "grid covering the CT, or a TotalSegmentator output folder of "
-                       "per-structure masks (vertebrae_L1.nii.gz ...)")
+    add_body_inputs(spine, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
+                    "TotalSegmentator output folder of per-structure masks "
+                    "(vertebrae_L1.nii.gz ...)")
     add_options(spine, SpineOptions)
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
-    spine.add_argument("--age", type=number_in(0.0, 130.0, " years"),
-                       help="patient age in years (else from DICOM)")
-    spine.add_argument("--sex", choices=["F", "M"], help="patient sex (else from DICOM)")
-    spine.add_argument("--anonymize", action="store_true",
-                       help="leave patient identity out of the outputs")
+    add_patient_options(spine)
     spine.set_defaults(handler=_cmd_spine)
     add_max_memory_option(spine)
 
-    compare = sub.add_parser("compare", help="follow-up: change between two spine.json files")
+    compare = add_command(sub, "compare", "follow-up: change between two spine.json files",
+                          COMPARE_EXAMPLE)
     compare.add_argument("old", type=Path, help="spine.json of the earlier exam")
     compare.add_argument("new", type=Path, help="spine.json of the later exam")
     lsc = compare.add_mutually_exclusive_group()
@@ -61,30 +68,16 @@ def register(sub) -> None:
 def _cmd_spine(args) -> int:
     from boneqct.reference import load_reference
     from boneqct.spine.interpret import CEMENT_NOTE
-    from boneqct.spine.label_input import read_vertebra_labels
     from boneqct.spine.outputs import write_spine_outputs
     from boneqct.spine.pipeline import analyze_spine
-    from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
-    options = options_from_args(SpineOptions, args)
-    check_output_folder(args.out)
-    volume = load_input(args)
-    calibration = calibration_from_args(args, volume)
-    seeds = labels = None
-    if args.seeds:
-        seeds = read_markups_seeds(args.seeds)
-    elif args.seed:
-        seeds = parse_seed_args(args.seed)
-    else:
-        labels, folder_scheme = read_vertebra_labels(args.labels)
-        if folder_scheme:
-            options = replace(options, label_scheme=folder_scheme)
-    sex = args.sex or volume.metadata.get("patient_sex")
-    age = args.age if args.age is not None else volume.metadata.get("patient_age_years")
+    seeds, labels, options = body_inputs(args, start_measurement(args, SpineOptions))
+    check_level_names(options, given_levels(seeds, labels, options.label_scheme))
+    volume, calibration = ct_and_calibration(args)
     result = analyze_spine(
         volume, calibration, options, seeds=seeds, labels=labels,
         reference=load_reference(args.reference) if args.reference else None,
-        age_years=age, sex=sex if sex in ("F", "M") else None)
+        age_years=patient_age(args, volume), sex=patient_sex(args, volume))
     paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(
         folder, result, volume, anonymize=args.anonymize))
     unit = "mg/cm3" if result.calibrated else "HU"
@@ -102,10 +95,31 @@ def _cmd_spine(args) -> int:
               f"{result.category or 'none (see the warnings)'}")
     if any(lv.cement_augmentation for lv in result.levels):
         print(CEMENT_NOTE)
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {paths['report']}")
+    print_done(result, paths)
     return 0
+
+
+def given_levels(seeds: dict | None, labels, label_scheme: str) -> list[str]:
+    """The levels the input names: the seeds' levels, or the levels whose label value the
+    label map holds (in ``label_scheme`` numbering), cranial first."""
+    from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
+
+    if seeds is not None:
+        return sorted(seeds, key=LEVEL_NAMES.index)
+    present = [level for value, level in LABEL_SCHEMES[label_scheme].items()
+               if (labels.array_kji == value).any()]
+    return sorted(present, key=LEVEL_NAMES.index)
+
+
+def check_level_names(options: SpineOptions, given: list[str]) -> None:
+    """Refuse (exit 2) --levels or --exclude naming no level of the input: a typing mistake
+    that would otherwise end in a diagnosis from other levels, or none. The default levels
+    (L1, L2) are not checked: the analysis replaces a missing one by its neighbour."""
+    for flag, named in (("--levels", options.levels_used), ("--exclude", options.exclude)):
+        if named and named != _DEFAULTS[flag] and not set(named) & set(given):
+            raise SpineError(f"{flag} {','.join(named)} names no level of the input, which "
+                             f"has {', '.join(given) or 'no vertebral level'}; name levels "
+                             f"that were given (e.g. {flag} {'-'.join(given[:2:1]) or 'L1-L2'}).")
 
 
 def _cmd_compare(args) -> int:
