@@ -1,6 +1,8 @@
 """Calibration adapters: :class:`boneqct.calibration.Calibration` <-> ``vtkMRMLTableNode``.
 
-The table has one row per phantom rod (or tissue ROI of an internal calibration), written by
+Calibrations are made here from the scene (a phantom in the scan, the patient's own tissues
+with optional markups points, or a known line) for every module. The table has one row per
+phantom rod (or tissue ROI of an internal calibration), written by
 the shared column-spec writer (:func:`BoneQCTLib.tables.write_table`: units and descriptions
 on every column). The whole calibration (``Calibration.to_dict()``, including any per-slice
 line) is the table's document ``BoneQCT.Calibration.JSON``, with its summary (material,
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import vtk
 
+from BoneQCTLib.markups import defined_points
 from BoneQCTLib.tables import (
     Column,
     document_attribute,
@@ -23,7 +27,7 @@ from BoneQCTLib.tables import (
     table_node_or_new,
     write_table,
 )
-from BoneQCTLib.volumes import volume_from_node
+from BoneQCTLib.volumes import dicom_value, volume_from_node
 
 #: Attribute names on the table node that hold the fit summary.
 ATTRIBUTE_MATERIAL = "BoneQCT.Material"
@@ -115,6 +119,79 @@ def manual_calibration_to_table_node(slope_hu_per_mg_cm3: float, intercept_hu: f
     calibration = manual_calibration(slope_hu_per_mg_cm3, intercept_hu, material)
     return calibration_to_table_node(calibration, table_node,
                                      name=f"Manual calibration ({material})")
+
+
+# ----------------------------------------------------------------------------- internal calibration
+
+def internal_points_from_markups(node) -> dict[str, np.ndarray]:
+    """ROI points of the internal calibration: ``{tissue: RAS position (mm)}``.
+
+    Each control point is named by the tissue it lies in (air, fat, muscle, blood; case and
+    surrounding spaces ignored); its ROI replaces the automatic one (blood has none). None or
+    a list without placed points gives ``{}`` (all ROIs automatic).
+
+    Raises:
+        ValueError: a label that is not one of those tissues, or a tissue given twice.
+    """
+    if node is None:
+        return {}
+    # the tissues a point can name (the core is imported lazily, as everywhere in this Lib)
+    from boneqct.calibration.attenuation import TISSUES as INTERNAL_TISSUES
+
+    points: dict[str, np.ndarray] = {}
+    for label, position in defined_points(node):
+        tissue = label.strip().lower()
+        if tissue not in INTERNAL_TISSUES:
+            raise ValueError(
+                f"The point '{label}' of '{node.GetName()}' does not name an internal-calibration "
+                f"tissue: name each point {', '.join(INTERNAL_TISSUES)} (the tissue it lies in).")
+        if tissue in points:
+            raise ValueError(f"'{node.GetName()}' has two points named {tissue}: keep one per tissue.")
+        points[tissue] = position
+    return points
+
+
+
+
+def dicom_kvp(node) -> float | None:
+    """The tube voltage (kVp, DICOM 0018,0060) of a volume from the DICOM database, or None."""
+    value = dicom_value(node, "0018,0060")
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def internal_calibration_to_table_node(ct_node, points_node=None, table_node=None, k_range=None,
+                             kvp: float | None = None):
+    """Phantomless calibration of ``ct_node`` from air, fat and muscle (and blood at a point).
+
+    Args:
+        ct_node: CT volume node (HU), axial.
+        points_node: optional markups point list naming tissue ROIs
+            (:func:`internal_points_from_markups`); missing tissues are placed automatically.
+        table_node: calibration table to overwrite (None creates one).
+        k_range: optional half-open slice range searched for the automatic ROIs.
+        kvp: tube voltage of the scan; default read from the DICOM database
+            (:func:`dicom_kvp`). The core warns when it is unknown or not about 120 kVp.
+
+    Returns:
+        ``(calibration, table node)``; the table has one row per tissue ROI (measured HU, SD,
+        voxels, residual from the tissue line) and the fit's R2 and warnings, as a phantom
+        calibration's table does (:func:`calibration_to_table_node`).
+    """
+    if ct_node is None:
+        raise ValueError("Select the CT volume to calibrate from its own tissues.")
+    from boneqct.calibration.internal import internal_calibration
+
+    volume = volume_from_node(ct_node)
+    kvp = dicom_kvp(ct_node) if kvp is None else kvp
+    if kvp is not None:
+        volume.metadata["kvp"] = float(kvp)
+    calibration = internal_calibration(volume, internal_points_from_markups(points_node), k_range=k_range)
+    table = calibration_to_table_node(calibration, table_node,
+                                      name=f"{ct_node.GetName()} calibration (internal)")
+    return calibration, table
 
 
 def has_calibration(table_node) -> bool:

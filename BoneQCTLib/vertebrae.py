@@ -15,6 +15,7 @@ import re
 import numpy as np
 import vtk
 
+from BoneQCTLib.markups import defined_points
 from BoneQCTLib.volumes import segments_to_volume, volume_from_node
 
 
@@ -39,10 +40,7 @@ def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
         raise ValueError("Select the markups point list that holds the seed points.")
     levels = level_names()
     seeds: dict[str, np.ndarray] = {}
-    for index in range(node.GetNumberOfControlPoints()):
-        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
-            continue
-        label = node.GetNthControlPointLabel(index)
+    for label, position in defined_points(node):
         level = label.strip().upper()
         if level not in levels:
             raise ValueError(
@@ -51,9 +49,7 @@ def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
         if level in seeds:
             raise ValueError(f"Level {level} has more than one seed point in '{node.GetName()}'. "
                              "Keep one point per level.")
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(index, position)
-        seeds[level] = np.array(position, dtype=float)
+        seeds[level] = position
     if not seeds:
         raise ValueError(f"'{node.GetName()}' has no placed points: place one point per level, "
                          "named by its level (e.g. L1).")

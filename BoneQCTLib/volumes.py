@@ -152,3 +152,16 @@ def segments_to_volume(segmentation_node, segment_ids, reference_volume_node) ->
                 and display.GetColorNode().GetName() == temporary.GetName() + "_ColorTable":
             scene.RemoveNode(display.GetColorNode())
         scene.RemoveNode(temporary)
+
+
+def dicom_value(node, tag: str) -> str | None:
+    """The value of DICOM ``tag`` ("gggg,eeee") of a volume loaded from Slicer's DICOM
+    database, or None (not from DICOM, no database, e.g. under slicer-core)."""
+    database = getattr(slicer, "dicomDatabase", None)
+    uids = node.GetAttribute("DICOM.instanceUIDs") if node is not None else None
+    if database is None or not uids:
+        return None
+    try:
+        return database.instanceValue(uids.split()[0], tag) or None
+    except (AttributeError, TypeError):
+        return None

@@ -1,15 +1,104 @@
-"""The module widgets' parameter-node lifecycle, shared by QCTBoneDensity, HipCTXA and
-FiniteElement (the life cycle of Slicer's scripted-module template, written once).
+"""The widget layer the three module panels share (QCTBoneDensity, HipCTXA, FiniteElement):
+the life cycle of Slicer's scripted-module template, the guarded button action, and the
+calibration section (its .ui, its parameters and its behaviour), each written once.
 
 This is widget-layer code, kept apart from the MRML adapters: it binds a loaded .ui to the
 module's parameter node and keeps the binding through module enter/exit and scene close. It
-imports only ``slicer`` and ``vtk`` (no numpy or core, so the module files can import it at
-load time); ``slicer.util.loadUI`` needs the running application, so it is exercised inside
-Slicer only.
+imports only ``slicer``, ``qt``, ``vtk`` and the dependency guard (no numpy or core, so the
+module files import it at load time); ``slicer.util.loadUI`` needs the running application,
+so it is exercised inside Slicer only (and checked statically by the tests).
 """
 
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import qt
 import slicer
 import vtk
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLTableNode
+from slicer.parameterNodeWrapper import Choice, WithinRange
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+from BoneQCTLib.dependencies import ensure_python_packages
+
+#: The shared calibration section (inserted below each module's Input section).
+CALIBRATION_SECTION_UI = Path(__file__).parent / "Resources" / "UI" / "CalibrationSection.ui"
+
+#: Calibration phantoms offered: the certificate files bundled with boneqct (the same list as
+#: boneqct.calibration.definitions.bundled_phantom_names(), read without loading the core).
+PHANTOM_NAMES = sorted(
+    p.name[: -len(".json")]
+    for p in (resources.files("boneqct") / "data" / "phantoms").iterdir()
+    if p.name.endswith(".json")
+)
+#: Calibration materials (as boneqct.calibration.definitions.MATERIALS; checked by the tests).
+MATERIALS = ["K2HPO4", "HA"]
+#: How the CT is calibrated: the phantom in the scan, the patient's own tissues, or known values.
+CALIBRATION_PHANTOM = "Phantom"
+CALIBRATION_INTERNAL = "Internal (phantomless)"
+CALIBRATION_MANUAL = "Manual"
+CALIBRATION_METHODS = [CALIBRATION_PHANTOM, CALIBRATION_INTERNAL, CALIBRATION_MANUAL]
+#: Patient sex for reference scores and flags ("unknown": none).
+PATIENT_SEXES = ["unknown", "F", "M"]
+
+
+def describeModule(parent, title: str, helpText: str) -> None:
+    """Fill the module description Slicer shows (``parent`` of ``ScriptedLoadableModule``)."""
+    parent.title = title
+    parent.categories = ["Quantification"]
+    parent.dependencies = []  # the modules share BoneQCTLib, not each other
+    parent.contributors = ["BoneQCT developers"]
+    parent.helpText = helpText
+    parent.acknowledgementText = (
+        "Built on 3D Slicer's scripted module template; computations are in the Slicer-free "
+        "<code>boneqct</code> package, which also has a command line.")
+
+
+class CalibrationParameters:
+    """The calibration section's parameters; a module's ``@parameterNodeWrapper`` class
+    inherits them (the wrapper reads inherited annotations and defaults).
+
+    calibrationMethod - phantom, internal (phantomless, from the patient's tissues) or manual.
+    phantomName - bundled phantom certificate used by a phantom calibration.
+    internalCalibrationPoints - optional markups points named air/fat/muscle/blood that replace
+        the automatic ROIs of the internal calibration.
+    manualSlopeHuPerMgCm3, manualInterceptHu, manualMaterial - HU = slope * density + intercept.
+    calibrationTable - the calibration (per-rod or per-tissue rows, the fit as its document).
+    """
+
+    calibrationMethod: Annotated[str, Choice(CALIBRATION_METHODS)] = CALIBRATION_PHANTOM
+    phantomName: Annotated[str, Choice(PHANTOM_NAMES)] = "mindways-model3"
+    internalCalibrationPoints: vtkMRMLMarkupsFiducialNode
+    manualSlopeHuPerMgCm3: Annotated[float, WithinRange(0.01, 10.0)] = 1.0
+    manualInterceptHu: Annotated[float, WithinRange(-1000.0, 1000.0)] = 0.0
+    manualMaterial: Annotated[str, Choice(MATERIALS)] = "K2HPO4"
+    calibrationTable: vtkMRMLTableNode
+
+
+def moduleAction(failureMessage: str, askFolder: str = ""):
+    """Decorate a button slot of a module widget: the dependency guard runs first (the user is
+    asked to install what is missing; nothing happens if they decline), errors are shown in
+    a dialog starting with ``failureMessage``, and the wait cursor is on meanwhile. With
+    ``askFolder`` (the dialog's title) the user first chooses a folder, which the slot gets as
+    its argument (nothing happens when they cancel). The signal's own arguments are dropped."""
+
+    def decorate(slot):
+        @functools.wraps(slot)
+        def run(self, *signalArguments):
+            folder = ""
+            if askFolder:
+                folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), askFolder)
+                if not folder:
+                    return
+            with slicer.util.tryWithErrorDisplay(failureMessage, waitCursor=True):
+                if ensure_python_packages():
+                    slot(self, folder) if askFolder else slot(self)
+        return run
+
+    return decorate
 
 
 class ParameterNodeWidgetMixin:
@@ -23,15 +112,30 @@ class ParameterNodeWidgetMixin:
     _parameterNode = None
     _parameterNodeGuiTag = None
 
-    def loadModuleUI(self, uiFileName: str, logic) -> None:
-        """Load ``Resources/UI/<uiFileName>``, keep ``logic``, and watch the scene closing."""
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+
+    def loadModuleUI(self, uiFileName: str, logic, buttonSlots: dict, sharedSections=()) -> None:
+        """Load ``Resources/UI/<uiFileName>`` with the ``sharedSections`` (.ui paths of
+        BoneQCTLib, inserted below the first section), keep ``logic``, connect each button
+        named in ``buttonSlots`` to its slot, watch the scene closing and bind the parameter
+        node."""
         uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{uiFileName}"))
+        for index, sectionPath in enumerate(sharedSections, start=1):
+            section = slicer.util.loadUI(str(sectionPath))
+            uiWidget.layout().insertWidget(index, section)
+            section.setMRMLScene(slicer.mrmlScene)
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = logic
+        for button, slot in buttonSlots.items():
+            getattr(self.ui, button).connect("clicked(bool)", slot)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
@@ -75,3 +179,65 @@ class ParameterNodeWidgetMixin:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateState)
             self._updateState()
+
+
+class CalibrationSectionMixin:
+    """The calibration section's behaviour, for a widget whose parameter node inherits
+    :class:`CalibrationParameters` and whose logic has ``CalibrationLogicMixin``: load the
+    section with ``sharedSections=[CALIBRATION_SECTION_UI]`` and connect ``calibrateButton``
+    to :meth:`onCalibrateButton`; call :meth:`updateCalibrationSection` from ``_updateState``.
+    """
+
+    def updateCalibrationSection(self) -> None:
+        """Enable the inputs of the chosen method and Calibrate; show the calibration."""
+        p = self._parameterNode
+        manual = p.calibrationMethod == CALIBRATION_MANUAL
+        self.ui.phantomNameComboBox.enabled = p.calibrationMethod == CALIBRATION_PHANTOM
+        self.ui.internalCalibrationPointsSelector.enabled = p.calibrationMethod == CALIBRATION_INTERNAL
+        for widget in (self.ui.manualSlopeSpinBox, self.ui.manualInterceptSpinBox,
+                       self.ui.manualMaterialComboBox):
+            widget.enabled = manual
+        self.ui.calibrateButton.enabled = manual or p.inputVolume is not None
+        self.ui.calibrateButton.toolTip = (
+            "Fit the calibration" if self.ui.calibrateButton.enabled
+            else "Select the CT volume to calibrate")
+        self.ui.calibrationTableView.setMRMLTableNode(p.calibrationTable)
+        self.ui.calibrationSummaryLabel.text = self.logic.calibrationSummary(p.calibrationTable)
+
+    @moduleAction("Calibration failed.")
+    def onCalibrateButton(self) -> None:
+        """Calibrate with the chosen method into the calibration table."""
+        p = self._parameterNode
+        if p.calibrationMethod == CALIBRATION_MANUAL:
+            table = self.logic.calibrateManually(
+                p.manualSlopeHuPerMgCm3, p.manualInterceptHu, p.manualMaterial, p.calibrationTable)
+        elif p.calibrationMethod == CALIBRATION_INTERNAL:
+            table = self.logic.calibrateInternally(
+                p.inputVolume, p.internalCalibrationPoints, p.calibrationTable)
+        else:
+            table = self.logic.calibrateWithPhantom(p.inputVolume, p.phantomName, p.calibrationTable)
+        p.calibrationTable = table
+
+
+class ModuleWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The base of a BoneQCT module panel (Slicer's template widget with the shared life cycle)."""
+
+
+class CalibratingModuleWidget(CalibrationSectionMixin, ModuleWidget):
+    """The base of a module panel with the shared calibration section."""
+
+
+class ModuleTest(ScriptedLoadableModuleTest):
+    """The base of a module's in-Slicer self-test: :meth:`runTest` runs every ``test_...``
+    method of the class, in the order written, each in an empty scene."""
+
+    def setUp(self) -> None:
+        """Start from an empty scene."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        """Run all tests of the module."""
+        for name, member in vars(type(self)).items():
+            if name.startswith("test_") and callable(member):
+                self.setUp()
+                member(self)

@@ -11,7 +11,6 @@ from the results table (also after the scene is saved and reloaded).
 import logging
 from typing import Annotated, Union
 
-import qt
 import slicer
 from slicer import (
     vtkMRMLLabelMapVolumeNode,
@@ -22,16 +21,10 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.dependencies import ensure_python_packages
-from BoneQCTLib.widgets import ParameterNodeWidgetMixin
+from BoneQCTLib.logic import CalibrationLogicMixin
+from BoneQCTLib.widgets import PATIENT_SEXES, ModuleTest, ModuleWidget, describeModule, moduleAction
 
 # boneqct is imported only inside the logic's methods (its dependencies may still have to be
 # installed when Slicer loads this file).
@@ -44,8 +37,6 @@ LABEL_SCHEMES = ["totalsegmentator", "verse"]
 LAWS = ["morgan2003", "kopperdahl2002", "crawford2003"]
 #: Strength criteria (as boneqct.fe.analysis.CRITERIA).
 CRITERIA = ["nonlinear", "linear", "pistoia"]
-#: Patient sex for the fragile flag ("unknown": no flag).
-PATIENT_SEXES = ["unknown", "F", "M"]
 #: Element fields to colour the mesh by (as FiniteElementLib.COLOR_FIELDS).
 COLOR_FIELDS = ["effective_strain", "min_principal_strain", "max_principal_strain",
                 "axial_strain", "von_mises_mpa", "sed_mpa", "modulus_mpa", "bmd_mg_cm3",
@@ -57,20 +48,12 @@ class FiniteElement(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Finite Element"
-        self.parent.categories = ["Quantification"]
-        self.parent.dependencies = []  # shares BoneQCTLib with the other modules
-        self.parent.contributors = ["BoneQCT developers"]
-        self.parent.helpText = """
+        describeModule(self.parent, "Finite Element", """
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
 cubic elements in the body's axis frame, density-modulus law of choice, PMMA endplate layers,
 axial compression; strength by the linear 0.68% rule, the Pistoia criterion or an
 elastic-perfectly-plastic analysis to 2% apparent strain. Calibrate in QCT Bone Density first.
-"""
-        self.parent.acknowledgementText = """
-Built on 3D Slicer's scripted module template; computations are in the Slicer-free
-<code>boneqct</code> package.
-"""
+""")
 
 
 @parameterNodeWrapper
@@ -114,22 +97,15 @@ def feOptionsFromParameterNode(parameterNode):
                      criterion=parameterNode.criterion, label_scheme=parameterNode.labelScheme)
 
 
-class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class FiniteElementWidget(ModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
-
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
 
     def setup(self) -> None:
         """Load the .ui, create the logic and connect the buttons (called once)."""
-        ScriptedLoadableModuleWidget.setup(self)
-        self.loadModuleUI("FiniteElement.ui", FiniteElementLogic())
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        super().setup()
+        self.loadModuleUI("FiniteElement.ui", FiniteElementLogic(), {
+            "applyButton": self.onApplyButton, "exportReportButton": self.onExportReportButton})
         self.ui.colorByComboBox.connect("currentIndexChanged(int)", self.onColorBy)
-        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
-        self.initializeParameterNode()
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable Apply and Export when they can act; show the results summary."""
@@ -152,36 +128,27 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             "Write fe.json, fe.vtu and fe_report.pdf into a folder" if canExport
             else "Apply first (the report is written from the results table)")
 
+    @moduleAction("Finite-element analysis failed.")
     def onApplyButton(self) -> None:
         """Build and solve the model of the selected level; show mesh, table and curve."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Finite-element analysis failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            outputs = self.logic.run(
-                p.inputVolume, p.calibrationTable, p.seeds, p.level, feOptionsFromParameterNode(p),
-                sex=None if p.patientSex == "unknown" else p.patientSex,
-                tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy,
-                labelsNode=p.vertebraLabels)
-            p.resultsTable = outputs["table"]
-            p.meshModel = outputs["model"]
-            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
-            self._updateState()
+        outputs = self.logic.run(
+            p.inputVolume, p.calibrationTable, p.seeds, p.level, feOptionsFromParameterNode(p),
+            sex=None if p.patientSex == "unknown" else p.patientSex,
+            tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy,
+            labelsNode=p.vertebraLabels)
+        p.resultsTable = outputs["table"]
+        p.meshModel = outputs["model"]
+        slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+        self._updateState()
 
-    def onExportReportButton(self) -> None:
-        """Ask for a folder and write fe.json, fe.vtu and fe_report.pdf into it."""
+    @moduleAction("Writing the finite-element report failed.",
+                  askFolder="Export finite-element report")
+    def onExportReportButton(self, folder: str) -> None:
+        """Write fe.json, fe.vtu and fe_report.pdf into the chosen folder."""
         p = self._parameterNode
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(),
-                                                     "Export finite-element report")
-        if not folder:
-            return
-        with slicer.util.tryWithErrorDisplay("Writing the finite-element report failed.",
-                                             waitCursor=True):
-            if not ensure_python_packages():
-                return
-            paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
-            slicer.util.showStatusMessage(f"Finite-element report written to {paths['report']}",
-                                          5000)
+        paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
+        slicer.util.showStatusMessage(f"Finite-element report written to {paths['report']}", 5000)
 
     def onColorBy(self, index) -> None:
         """Show the chosen field on the mesh."""
@@ -192,24 +159,12 @@ class FiniteElementWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget
             color_model_by(p.meshModel, p.colorBy)
 
 
-class FiniteElementLogic(ScriptedLoadableModuleLogic):
+class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
     """Scene-level operations of the module, usable from the Python console without the GUI."""
 
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
         return FiniteElementParameterNode(super().getParameterNode())
-
-    def volumeFromNode(self, volumeNode):
-        """The selected volume as a core ``boneqct.volume.Volume`` (voxels copied, IJK->RAS kept)."""
-        from BoneQCTLib.volumes import volume_from_node
-
-        return volume_from_node(volumeNode)
-
-    def hasCalibration(self, tableNode) -> bool:
-        """Whether ``tableNode`` holds a BoneQCT calibration."""
-        from BoneQCTLib.calibration import has_calibration
-
-        return has_calibration(tableNode)
 
     def run(self, inputVolume, calibrationTable, seedsNode, level: str, options=None, *, sex=None,
             tableNode=None, modelNode=None, chartNode=None, colorBy: str = "effective_strain",
@@ -251,21 +206,8 @@ class FiniteElementLogic(ScriptedLoadableModuleLogic):
         return export_fe_report(folder, tableNode, anonymize=anonymize)
 
 
-class FiniteElementTest(ScriptedLoadableModuleTest):
+class FiniteElementTest(ModuleTest):
     """In-Slicer self-test on the digital phantom."""
-
-    def setUp(self) -> None:
-        """Start from an empty scene."""
-        slicer.mrmlScene.Clear()
-
-    def runTest(self) -> None:
-        """Run all tests of the module."""
-        self.setUp()
-        self.test_PhantomVolumeReachesTheCore()
-        self.setUp()
-        self.test_PhantomLevelStrength()
-        self.setUp()
-        self.test_PhantomLabelMapAndReport()
 
     def _phantom(self):
         from boneqct.phantoms import make_spine_phantom

@@ -8,10 +8,8 @@ report.
 """
 
 import logging
-from importlib import resources
 from typing import Annotated, Union
 
-import qt
 import slicer
 import vtk
 from slicer import (
@@ -23,16 +21,18 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.dependencies import ensure_python_packages
-from BoneQCTLib.widgets import ParameterNodeWidgetMixin
+from BoneQCTLib.logic import CalibrationLogicMixin
+from BoneQCTLib.widgets import (
+    CALIBRATION_SECTION_UI,
+    PATIENT_SEXES,
+    CalibratingModuleWidget,
+    CalibrationParameters,
+    ModuleTest,
+    describeModule,
+    moduleAction,
+)
 
 # boneqct and HipCTXALib are imported only inside the logic's methods: the core's Python
 # dependencies may still have to be installed (BoneQCTLib.dependencies) when Slicer
@@ -43,20 +43,8 @@ SIDES = ["left", "right"]
 #: Femur label numberings (as boneqct.hip.extraction.FEMUR_LABELS; checked by the tests).
 LABEL_SCHEMES = ["totalsegmentator", "phantom"]
 
-#: Calibration phantoms offered: the certificate files bundled with boneqct.
-PHANTOM_NAMES = sorted(
-    p.name[: -len(".json")]
-    for p in (resources.files("boneqct") / "data" / "phantoms").iterdir()
-    if p.name.endswith(".json")
-)
-MATERIALS = ["K2HPO4", "HA"]
-CALIBRATION_PHANTOM = "Phantom"
-CALIBRATION_MANUAL = "Manual"
-CALIBRATION_METHODS = [CALIBRATION_PHANTOM, CALIBRATION_MANUAL]
-
 #: DXA reference populations (as boneqct.hip.interpret.REFERENCE_SETS, plus none).
 REFERENCE_POPULATIONS = ["nhanes3", "chinese-women", "none"]
-PATIENT_SEXES = ["unknown", "F", "M"]
 
 
 #
@@ -69,11 +57,7 @@ class HipCTXA(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Hip CTXA"
-        self.parent.categories = ["Quantification"]
-        self.parent.dependencies = []  # shares BoneQCTLib with the other modules
-        self.parent.contributors = ["BoneQCT developers"]
-        self.parent.helpText = """
+        describeModule(self.parent, "Hip CTXA", """
 DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT (CTXA, Cann et al.
 2014). The chosen femur is extracted (or taken from a seed point or a TotalSegmentator label
 map), its anatomical frame fitted, it is rotated to the DXA position and its mineral projected
@@ -81,11 +65,7 @@ antero-posteriorly; Hologic-style regions give the femoral neck, trochanter, int
 and total hip aBMD, vBMD, BMC, area and volume, with T-scores against DXA reference data and the
 WHO category. The computations are done by the Slicer-free <code>boneqct</code> package, which
 also has a command line (<code>boneqct hip</code>).
-"""
-        self.parent.acknowledgementText = """
-Built on 3D Slicer's scripted module template; computations are in the Slicer-free
-<code>boneqct</code> package.
-"""
+""")
 
 
 #
@@ -94,13 +74,13 @@ Built on 3D Slicer's scripted module template; computations are in the Slicer-fr
 
 
 @parameterNodeWrapper
-class HipCTXAParameterNode:
+class HipCTXAParameterNode(CalibrationParameters):
     """The module's state, saved with the scene.
 
     Input: inputVolume (CT in HU), side, optional seedPoints (first point in the femoral head)
     or femurLabels (label map / segmentation in labelScheme numbering).
-    Calibration: calibrationMethod, phantomName, manualSlopeHuPerMgCm3, manualInterceptHu,
-    manualMaterial; calibrationTable holds the calibration (made here or by QCT Bone Density).
+    Calibration: the fields of ``BoneQCTLib.widgets.CalibrationParameters`` (the shared
+    section); calibrationTable holds the calibration (made here or by QCT Bone Density).
     Outputs per step: femurSegmentation (extraction), dxaTransform and rotatedVolume
     (rotation; makeRotatedVolume to resample), projectionVolume and roiLabelmap (ROIs; pixelMm,
     neckBoxWidthMm, neckCenterMm (0: automatic), distalBorderBelowHeadMm), resultsTable
@@ -113,13 +93,6 @@ class HipCTXAParameterNode:
     seedPoints: vtkMRMLMarkupsFiducialNode
     femurLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
-
-    calibrationMethod: Annotated[str, Choice(CALIBRATION_METHODS)] = CALIBRATION_PHANTOM
-    phantomName: Annotated[str, Choice(PHANTOM_NAMES)] = "mindways-model3"
-    manualSlopeHuPerMgCm3: Annotated[float, WithinRange(0.01, 10.0)] = 1.0
-    manualInterceptHu: Annotated[float, WithinRange(-1000.0, 1000.0)] = 0.0
-    manualMaterial: Annotated[str, Choice(MATERIALS)] = "K2HPO4"
-    calibrationTable: vtkMRMLTableNode
 
     femurSegmentation: vtkMRMLSegmentationNode
     dxaTransform: vtkMRMLLinearTransformNode
@@ -157,36 +130,24 @@ def hipOptionsFromParameterNode(parameterNode):
 #
 
 
-class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class HipCTXAWidget(CalibratingModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
     def setup(self) -> None:
-        """Load the .ui, create the logic and connect buttons (called once)."""
-        ScriptedLoadableModuleWidget.setup(self)
-        self.loadModuleUI("HipCTXA.ui", HipCTXALogic())
-        self.ui.calibrateButton.connect("clicked(bool)", self.onCalibrateButton)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
-
-        self.initializeParameterNode()
+        """Load the .ui with the shared calibration section, create the logic and connect the
+        buttons (called once)."""
+        super().setup()
+        self.loadModuleUI("HipCTXA.ui", HipCTXALogic(), {
+            "calibrateButton": self.onCalibrateButton, "applyButton": self.onApplyButton,
+            "exportReportButton": self.onExportReportButton},
+            sharedSections=[CALIBRATION_SECTION_UI])
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable what can act on the current selection; show calibration, frame and results."""
         p = self._parameterNode
         if p is None:
             return
-        manual = p.calibrationMethod == CALIBRATION_MANUAL
-        self.ui.phantomNameComboBox.enabled = not manual
-        for widget in (self.ui.manualSlopeSpinBox, self.ui.manualInterceptSpinBox,
-                       self.ui.manualMaterialComboBox):
-            widget.enabled = manual
-        self.ui.calibrateButton.enabled = manual or p.inputVolume is not None
-        self.ui.calibrationSummaryLabel.text = self.logic.calibrationSummary(p.calibrationTable)
+        self.updateCalibrationSection()
         self.ui.labelSchemeComboBox.enabled = p.femurLabels is not None
         self.ui.rotatedVolumeSelector.enabled = p.makeRotatedVolume
 
@@ -207,58 +168,38 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
             else "Measure the hip first (the report needs the results table with its "
                  "projection and regions)")
 
-    def onCalibrateButton(self) -> None:
-        """Calibrate with the chosen method into the calibration table."""
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            if p.calibrationMethod == CALIBRATION_MANUAL:
-                p.calibrationTable = self.logic.calibrateManually(
-                    p.manualSlopeHuPerMgCm3, p.manualInterceptHu, p.manualMaterial, p.calibrationTable)
-            else:
-                p.calibrationTable = self.logic.calibrateWithPhantom(
-                    p.inputVolume, p.phantomName, p.calibrationTable)
-
+    @moduleAction("Hip analysis failed.")
     def onApplyButton(self) -> None:
         """Run the hip analysis and show its nodes (projection with regions, femur, table)."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Hip analysis failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            outputs = self.logic.runHip(
-                p.inputVolume, p.calibrationTable, p.side, hipOptionsFromParameterNode(p),
-                seedNode=p.seedPoints, labelsNode=p.femurLabels,
-                population=None if p.referencePopulation == "none" else p.referencePopulation,
-                sex=None if p.patientSex == "unknown" else p.patientSex,
-                ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
-                tableNode=p.resultsTable, segmentationNode=p.femurSegmentation,
-                transformNode=p.dxaTransform, projectionNode=p.projectionVolume,
-                roiLabelmapNode=p.roiLabelmap, rotatedVolumeNode=p.rotatedVolume,
-                makeRotatedVolume=p.makeRotatedVolume)
-            p.resultsTable = outputs["table"]
-            p.femurSegmentation = outputs["segmentation"]
-            p.dxaTransform = outputs["transform"]
-            p.projectionVolume = outputs["projection"]
-            p.roiLabelmap = outputs["roi_labelmap"]
-            if outputs["rotated_volume"] is not None:
-                p.rotatedVolume = outputs["rotated_volume"]
-            # the projection with its regions, like a DXA printout
-            slicer.util.setSliceViewerLayers(background=outputs["projection"],
-                                             label=outputs["roi_labelmap"], fit=True)
-            self._updateState()
+        outputs = self.logic.runHip(
+            p.inputVolume, p.calibrationTable, p.side, hipOptionsFromParameterNode(p),
+            seedNode=p.seedPoints, labelsNode=p.femurLabels,
+            population=None if p.referencePopulation == "none" else p.referencePopulation,
+            sex=None if p.patientSex == "unknown" else p.patientSex,
+            ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
+            tableNode=p.resultsTable, segmentationNode=p.femurSegmentation,
+            transformNode=p.dxaTransform, projectionNode=p.projectionVolume,
+            roiLabelmapNode=p.roiLabelmap, rotatedVolumeNode=p.rotatedVolume,
+            makeRotatedVolume=p.makeRotatedVolume)
+        p.resultsTable = outputs["table"]
+        p.femurSegmentation = outputs["segmentation"]
+        p.dxaTransform = outputs["transform"]
+        p.projectionVolume = outputs["projection"]
+        p.roiLabelmap = outputs["roi_labelmap"]
+        if outputs["rotated_volume"] is not None:
+            p.rotatedVolume = outputs["rotated_volume"]
+        # the projection with its regions, like a DXA printout
+        slicer.util.setSliceViewerLayers(background=outputs["projection"],
+                                         label=outputs["roi_labelmap"], fit=True)
+        self._updateState()
 
-    def onExportReportButton(self) -> None:
-        """Ask for a folder and write the hip outputs and report into it."""
+    @moduleAction("Writing the hip report failed.", askFolder="Export hip report")
+    def onExportReportButton(self, folder: str) -> None:
+        """Write the hip outputs and report into the chosen folder."""
         p = self._parameterNode
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export hip report")
-        if not folder:
-            return
-        with slicer.util.tryWithErrorDisplay("Writing the hip report failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
-            slicer.util.showStatusMessage(f"Hip report written to {paths['report']}", 5000)
+        paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
+        slicer.util.showStatusMessage(f"Hip report written to {paths['report']}", 5000)
 
 
 #
@@ -266,7 +207,7 @@ class HipCTXAWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKO
 #
 
 
-class HipCTXALogic(ScriptedLoadableModuleLogic):
+class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
     """Scene-level operations of the module, usable from the Python console without the GUI.
 
     Each method reads nodes, calls ``boneqct``, and writes nodes; nothing is computed here.
@@ -275,37 +216,6 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
         return HipCTXAParameterNode(super().getParameterNode())
-
-    def volumeFromNode(self, volumeNode):
-        """The selected volume as a core ``boneqct.volume.Volume`` (voxels copied, IJK->RAS kept)."""
-        from BoneQCTLib.volumes import volume_from_node
-
-        return volume_from_node(volumeNode)
-
-    def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None):
-        """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table."""
-        from BoneQCTLib.calibration import phantom_calibration_to_table_node
-
-        return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode)
-
-    def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str,
-                          tableNode=None):
-        """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from BoneQCTLib.calibration import manual_calibration_to_table_node
-
-        return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
-
-    def hasCalibration(self, tableNode) -> bool:
-        """Whether ``tableNode`` holds a BoneQCT calibration."""
-        from BoneQCTLib.calibration import has_calibration
-
-        return has_calibration(tableNode)
-
-    def calibrationSummary(self, tableNode) -> str:
-        """The calibration held by ``tableNode`` in one or two lines (empty if none)."""
-        from BoneQCTLib.calibration import calibration_summary_text
-
-        return calibration_summary_text(tableNode)
 
     def runHip(self, inputVolume, calibrationTable, side: str = "left", options=None, *,
                seedNode=None, labelsNode=None, population="nhanes3", sex=None, ageYears=None,
@@ -365,17 +275,8 @@ class HipCTXALogic(ScriptedLoadableModuleLogic):
 #
 
 
-class HipCTXATest(ScriptedLoadableModuleTest):
+class HipCTXATest(ModuleTest):
     """In-Slicer self-test: the digital femur phantom through the module end to end."""
-
-    def setUp(self) -> None:
-        """Start from an empty scene."""
-        slicer.mrmlScene.Clear()
-
-    def runTest(self) -> None:
-        """Run all tests of the module."""
-        self.setUp()
-        self.test_FemurPhantomEndToEnd()
 
     def test_FemurPhantomEndToEnd(self) -> None:
         """Phantom -> nodes -> manual calibration -> hip; neck aBMD within 2% of the analytic

@@ -12,7 +12,6 @@ import pathlib
 from importlib import resources
 from typing import Annotated, Union
 
-import qt
 import slicer
 import vtk
 from slicer import (
@@ -23,37 +22,22 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.dependencies import ensure_python_packages
-from BoneQCTLib.widgets import ParameterNodeWidgetMixin
+from BoneQCTLib.logic import CalibrationLogicMixin
+from BoneQCTLib.widgets import (
+    CALIBRATION_SECTION_UI,
+    PATIENT_SEXES,
+    CalibratingModuleWidget,
+    CalibrationParameters,
+    ModuleTest,
+    describeModule,
+    moduleAction,
+)
 
 # boneqct is imported only inside the logic's methods: its Python dependencies may still have
 # to be installed when Slicer loads this file (every action first calls BoneQCTLib's
 # ensure_python_packages).
-
-#: Calibration phantoms offered in the combo box: the certificate files bundled with boneqct
-#: (the same list as boneqct.calibration.definitions.bundled_phantom_names()).
-PHANTOM_NAMES = sorted(
-    p.name[: -len(".json")]
-    for p in (resources.files("boneqct") / "data" / "phantoms").iterdir()
-    if p.name.endswith(".json")
-)
-
-#: Calibration materials (as boneqct.calibration.definitions.MATERIALS; checked by the tests).
-MATERIALS = ["K2HPO4", "HA"]
-
-#: How the CT is calibrated: the phantom in the scan, the patient's own tissues, or known values.
-CALIBRATION_PHANTOM = "Phantom"
-CALIBRATION_INTERNAL = "Internal (phantomless)"
-CALIBRATION_MANUAL = "Manual"
-CALIBRATION_METHODS = [CALIBRATION_PHANTOM, CALIBRATION_INTERNAL, CALIBRATION_MANUAL]
 
 #: QA phantoms offered: the nominal-value files bundled with boneqct (boneqct/data/qa).
 QA_PHANTOM_TYPES = sorted(
@@ -70,8 +54,6 @@ SPINE_INPUT_MODES = [SPINE_INPUT_SEEDS, SPINE_INPUT_LABELS]
 #: Vertebra label numberings (as boneqct.spine.levels.LABEL_SCHEMES; checked by the tests).
 LABEL_SCHEMES = ["totalsegmentator", "verse"]
 
-#: Patient sex for the reference scores ("unknown": no T/Z-score).
-PATIENT_SEXES = ["unknown", "F", "M"]
 
 
 #
@@ -84,11 +66,7 @@ class QCTBoneDensity(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "QCT Bone Density"
-        self.parent.categories = ["Quantification"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["BoneQCT developers"]
-        self.parent.helpText = """
+        describeModule(self.parent, "QCT Bone Density", """
 Calibrates a CT scan to bone mineral density (mg/cm3) with the calibration phantom scanned
 with the patient (Mindways Model 3, QRM-BDC 3/6, B-MAS 200) or with a known slope and
 intercept, and converts the scan into a BMD map. The spine section places a trabecular ROI in
@@ -102,11 +80,7 @@ fat, bone densities and ratios, and the skeletal muscle area at L3. The QA secti
 ESP-like phantom against its nominal values and appends the session to a QA log with drift flags.
 The computations are done by the Slicer-free <code>boneqct</code> package, which also has a
 command line.
-"""
-        self.parent.acknowledgementText = """
-Built on 3D Slicer's scripted module template. Calibration follows the QCT PRO two-step
-K2HPO4 fit for Mindways phantoms and a linear fit for hydroxyapatite phantoms.
-"""
+""")
 
 
 #
@@ -115,16 +89,12 @@ K2HPO4 fit for Mindways phantoms and a linear fit for hydroxyapatite phantoms.
 
 
 @parameterNodeWrapper
-class QCTBoneDensityParameterNode:
+class QCTBoneDensityParameterNode(CalibrationParameters):
     """The module's state, saved with the scene.
 
     inputVolume - CT volume in HU, with the calibration phantom in the field of view.
-    calibrationMethod - phantom, internal (phantomless, from the patient's tissues) or manual.
-    phantomName - bundled phantom certificate used by a phantom calibration.
-    internalCalibrationPoints - optional markups points named air/fat/muscle/blood that replace
-        the automatic ROIs of the internal calibration.
-    manualSlopeHuPerMgCm3, manualInterceptHu, manualMaterial - HU = slope * density + intercept.
-    calibrationTable - per-rod results; the fit is kept as attributes of this table.
+    Calibration: the fields of ``BoneQCTLib.widgets.CalibrationParameters`` (the shared
+    section: method, phantom, internal points, manual line, calibrationTable).
     outputBmdVolume - BMD map (mg/cm3 of the calibration material).
 
     Spine (the calibration table above is used when it holds a calibration, else HU only):
@@ -149,13 +119,6 @@ class QCTBoneDensityParameterNode:
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
-    calibrationMethod: Annotated[str, Choice(CALIBRATION_METHODS)] = CALIBRATION_PHANTOM
-    phantomName: Annotated[str, Choice(PHANTOM_NAMES)] = "mindways-model3"
-    internalCalibrationPoints: vtkMRMLMarkupsFiducialNode
-    manualSlopeHuPerMgCm3: Annotated[float, WithinRange(0.01, 10.0)] = 1.0
-    manualInterceptHu: Annotated[float, WithinRange(-1000.0, 1000.0)] = 0.0
-    manualMaterial: Annotated[str, Choice(MATERIALS)] = "K2HPO4"
-    calibrationTable: vtkMRMLTableNode
     outputBmdVolume: vtkMRMLScalarVolumeNode
 
     spineInputMode: Annotated[str, Choice(SPINE_INPUT_MODES)] = SPINE_INPUT_SEEDS
@@ -188,52 +151,48 @@ class QCTBoneDensityParameterNode:
     qaTable: vtkMRMLTableNode
 
 
+def spineOptionsFromParameterNode(parameterNode):
+    """The ``boneqct.spine.options.SpineOptions`` set in the parameter node (the options it has
+    no field for keep the core's defaults)."""
+    from QCTBoneDensityLib.spine import parse_levels
+
+    from boneqct.spine.options import SpineOptions
+
+    p = parameterNode
+    return SpineOptions(
+        levels_used=parse_levels(p.levelsUsed),
+        exclude=parse_levels(p.excludedLevels) if p.excludedLevels.strip() else (),
+        roi_thickness_mm=p.roiThicknessMm, margin_mm=p.roiMarginMm,
+        cement_threshold_mg_cm3=p.cementThresholdMgCm3, label_scheme=p.labelScheme)
+
+
 #
 # QCTBoneDensityWidget
 #
 
 
-class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+class QCTBoneDensityWidget(CalibratingModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
     def setup(self) -> None:
-        """Load the .ui, create the logic and connect buttons (called once)."""
-        ScriptedLoadableModuleWidget.setup(self)
-        self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic())
-        self.ui.calibrateButton.connect("clicked(bool)", self.onCalibrateButton)
-        self.ui.convertButton.connect("clicked(bool)", self.onConvertButton)
-        self.ui.spineApplyButton.connect("clicked(bool)", self.onSpineApplyButton)
-        self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
-        self.ui.tissueApplyButton.connect("clicked(bool)", self.onTissueApplyButton)
-        self.ui.tissueExportReportButton.connect("clicked(bool)", self.onTissueExportReportButton)
-        self.ui.qaApplyButton.connect("clicked(bool)", self.onQAApplyButton)
-
-        self.initializeParameterNode()
+        """Load the .ui with the shared calibration section, create the logic and connect the
+        buttons (called once)."""
+        super().setup()
+        self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic(), {
+            "calibrateButton": self.onCalibrateButton, "convertButton": self.onConvertButton,
+            "spineApplyButton": self.onSpineApplyButton,
+            "exportReportButton": self.onExportReportButton,
+            "tissueApplyButton": self.onTissueApplyButton,
+            "tissueExportReportButton": self.onTissueExportReportButton,
+            "qaApplyButton": self.onQAApplyButton},
+            sharedSections=[CALIBRATION_SECTION_UI])
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable the widgets that can act on the current selection and show the calibration."""
         p = self._parameterNode
         if p is None:
             return
-        manual = p.calibrationMethod == CALIBRATION_MANUAL
-        self.ui.phantomNameComboBox.enabled = p.calibrationMethod == CALIBRATION_PHANTOM
-        self.ui.internalCalibrationPointsSelector.enabled = p.calibrationMethod == CALIBRATION_INTERNAL
-        self.ui.manualSlopeSpinBox.enabled = manual
-        self.ui.manualInterceptSpinBox.enabled = manual
-        self.ui.manualMaterialComboBox.enabled = manual
-
-        self.ui.calibrateButton.enabled = manual or p.inputVolume is not None
-        self.ui.calibrateButton.toolTip = (
-            "Fit the calibration" if self.ui.calibrateButton.enabled
-            else "Select the CT volume to calibrate")
-
-        self.ui.calibrationTableView.setMRMLTableNode(p.calibrationTable)
-        self.ui.calibrationSummaryLabel.text = self.logic.calibrationSummary(p.calibrationTable)
+        self.updateCalibrationSection()
 
         canConvert = p.inputVolume is not None and self.logic.hasCalibration(p.calibrationTable)
         self.ui.convertButton.enabled = canConvert
@@ -299,114 +258,76 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self.ui.qaTableView.setMRMLTableNode(p.qaTable)
         self.ui.qaSummaryLabel.text = self.logic.qaSummary(p.qaTable)
 
-    def onCalibrateButton(self) -> None:
-        """Calibrate with the chosen method and show the results table."""
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Calibration failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            if p.calibrationMethod == CALIBRATION_MANUAL:
-                table = self.logic.calibrateManually(
-                    p.manualSlopeHuPerMgCm3, p.manualInterceptHu, p.manualMaterial, p.calibrationTable)
-            elif p.calibrationMethod == CALIBRATION_INTERNAL:
-                table = self.logic.calibrateInternally(
-                    p.inputVolume, p.internalCalibrationPoints, p.calibrationTable)
-            else:
-                table = self.logic.calibrateWithPhantom(p.inputVolume, p.phantomName, p.calibrationTable)
-            p.calibrationTable = table
-
+    @moduleAction("Conversion to BMD failed.")
     def onConvertButton(self) -> None:
         """Write the BMD map of the input volume into the output volume (created if none)."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Conversion to BMD failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
-            slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
+        p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
+        slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
 
+    @moduleAction("Spine measurement failed.")
     def onSpineApplyButton(self) -> None:
         """Measure the spine and show the results (table, ROIs, centres, reference chart)."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Spine measurement failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            seeds = p.spineInputMode == SPINE_INPUT_SEEDS
-            outputs = self.logic.runSpine(
-                p.inputVolume,
-                p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
-                seedsNode=p.spineSeeds if seeds else None,
-                labelsNode=None if seeds else p.spineLabels,
-                labelScheme=p.labelScheme, levelsUsed=p.levelsUsed, excludedLevels=p.excludedLevels,
-                thicknessMm=p.roiThicknessMm, marginMm=p.roiMarginMm,
-                cementThresholdMgCm3=p.cementThresholdMgCm3,
-                ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
-                sex=None if p.patientSex == "unknown" else p.patientSex,
-                tableNode=p.spineTable, roiLabelmapNode=p.spineRoiLabelmap,
-                roiSegmentationNode=p.spineRoiSegmentation, roiCentersNode=p.spineRoiCenters)
-            p.spineTable = outputs["table"]
-            p.spineRoiLabelmap = outputs["roi_labelmap"]
-            p.spineRoiSegmentation = outputs["roi_segmentation"]
-            p.spineRoiCenters = outputs["roi_centers"]
-            # the segmentation shows the ROIs; the label map stays in the scene for export
-            slicer.util.setSliceViewerLayers(background=p.inputVolume, label=None)
-            if outputs["chart"] is not None:
-                slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
-            self._updateState()
+        seeds = p.spineInputMode == SPINE_INPUT_SEEDS
+        outputs = self.logic.runSpine(
+            p.inputVolume,
+            p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
+            seedsNode=p.spineSeeds if seeds else None,
+            labelsNode=None if seeds else p.spineLabels, options=spineOptionsFromParameterNode(p),
+            ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
+            sex=None if p.patientSex == "unknown" else p.patientSex,
+            tableNode=p.spineTable, roiLabelmapNode=p.spineRoiLabelmap,
+            roiSegmentationNode=p.spineRoiSegmentation, roiCentersNode=p.spineRoiCenters)
+        p.spineTable = outputs["table"]
+        p.spineRoiLabelmap = outputs["roi_labelmap"]
+        p.spineRoiSegmentation = outputs["roi_segmentation"]
+        p.spineRoiCenters = outputs["roi_centers"]
+        # the segmentation shows the ROIs; the label map stays in the scene for export
+        slicer.util.setSliceViewerLayers(background=p.inputVolume, label=None)
+        if outputs["chart"] is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+        self._updateState()
 
-    def onExportReportButton(self) -> None:
-        """Ask for a file name and write the spine report (PDF) of the last measurement."""
+    @moduleAction("Writing the spine report failed.", askFolder="Export spine report")
+    def onExportReportButton(self, folder: str) -> None:
+        """Write spine_report.pdf of the selected spine table into the chosen folder."""
         p = self._parameterNode
-        path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(), "Export spine report", "spine_report.pdf", "PDF files (*.pdf)")
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay("Writing the spine report failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            written = self.logic.exportSpineReport(path, p.spineTable)
-            slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
+        written = self.logic.exportSpineReport(pathlib.Path(folder) / "spine_report.pdf", p.spineTable)
+        slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
 
+    @moduleAction("Tissue analysis failed.")
     def onTissueApplyButton(self) -> None:
         """Analyse the tissue composition and show the two tables."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("Tissue analysis failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            outputs = self.logic.runTissue(
-                p.inputVolume, p.calibrationTable,
-                sliceRange=None if p.tissueWholeScan else (p.tissueFirstSlice, p.tissueLastSlice),
-                l3PointNode=p.tissueL3Point, tableNode=p.tissueTable,
-                measuresTableNode=p.tissueMeasuresTable, labelmapNode=p.tissueLabelmap)
-            p.tissueTable = outputs["table"]
-            p.tissueMeasuresTable = outputs["measures_table"]
-            p.tissueLabelmap = outputs["labelmap"]
-            slicer.util.setSliceViewerLayers(background=p.inputVolume, label=outputs["labelmap"])
-            self._updateState()
+        outputs = self.logic.runTissue(
+            p.inputVolume, p.calibrationTable,
+            sliceRange=None if p.tissueWholeScan else (p.tissueFirstSlice, p.tissueLastSlice),
+            l3PointNode=p.tissueL3Point, tableNode=p.tissueTable,
+            measuresTableNode=p.tissueMeasuresTable, labelmapNode=p.tissueLabelmap)
+        p.tissueTable = outputs["table"]
+        p.tissueMeasuresTable = outputs["measures_table"]
+        p.tissueLabelmap = outputs["labelmap"]
+        slicer.util.setSliceViewerLayers(background=p.inputVolume, label=outputs["labelmap"])
+        self._updateState()
 
-    def onTissueExportReportButton(self) -> None:
-        """Ask for a folder and write tissue.json, tissue.csv and tissue_report.pdf into it."""
+    @moduleAction("Writing the tissue report failed.", askFolder="Export tissue report")
+    def onTissueExportReportButton(self, folder: str) -> None:
+        """Write tissue.json, tissue.csv and tissue_report.pdf into the chosen folder."""
         p = self._parameterNode
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Export tissue report")
-        if not folder:
-            return
-        with slicer.util.tryWithErrorDisplay("Writing the tissue report failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            paths = self.logic.exportTissueReport(folder, p.tissueTable)
-            slicer.util.showStatusMessage(f"Tissue report written to {paths['report']}", 5000)
+        paths = self.logic.exportTissueReport(folder, p.tissueTable)
+        slicer.util.showStatusMessage(f"Tissue report written to {paths['report']}", 5000)
 
+    @moduleAction("QA measurement failed.")
     def onQAApplyButton(self) -> None:
         """Measure the QA phantom, append the session to the log and show the flags."""
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay("QA measurement failed.", waitCursor=True):
-            if not ensure_python_packages():
-                return
-            outputs = self.logic.runQA(
-                p.inputVolume,
-                p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
-                p.qaPhantomType, p.qaLogPath, p.qaSession or None, p.qaTable)
-            p.qaTable = outputs["table"]
-            self._updateState()
+        outputs = self.logic.runQA(
+            p.inputVolume,
+            p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
+            p.qaPhantomType, p.qaLogPath, p.qaSession or None, p.qaTable)
+        p.qaTable = outputs["table"]
+        self._updateState()
 
 
 #
@@ -414,7 +335,7 @@ class QCTBoneDensityWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
 #
 
 
-class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
+class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
     """Scene-level operations of the module, usable from the Python console without the GUI.
 
     Each method reads nodes, calls ``boneqct``, and writes nodes; nothing is computed here.
@@ -423,47 +344,6 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         """The module's parameter node, wrapped with typed fields."""
         return QCTBoneDensityParameterNode(super().getParameterNode())
-
-    def calibrateWithPhantom(self, inputVolume, phantomName: str, tableNode=None, sliceRange=None):
-        """Fit the phantom seen in ``inputVolume``; returns the (new or given) calibration table.
-
-        ``sliceRange`` is an optional (first, last) k-index range holding the phantom.
-        """
-        from BoneQCTLib.calibration import phantom_calibration_to_table_node
-
-        return phantom_calibration_to_table_node(inputVolume, phantomName, tableNode, sliceRange)
-
-    def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str, tableNode=None):
-        """Record a known calibration (HU = slope * density + intercept) in a table node."""
-        from BoneQCTLib.calibration import manual_calibration_to_table_node
-
-        return manual_calibration_to_table_node(slopeHuPerMgCm3, interceptHu, material, tableNode)
-
-    def calibrateInternally(self, inputVolume, pointsNode=None, tableNode=None):
-        """Phantomless calibration from the patient's air, fat and muscle; returns the table.
-
-        ``pointsNode`` is an optional markups point list whose points, named air, fat, muscle
-        or blood, replace the automatic ROIs. The table holds one row per tissue ROI and the
-        fit's QC (R2, warnings), as a phantom calibration's does.
-        """
-        from QCTBoneDensityLib import run_internal_calibration
-
-        calibration, table = run_internal_calibration(inputVolume, pointsNode, tableNode)
-        for warning in calibration.warnings:
-            logging.warning(f"BoneQCT internal calibration: {warning}")
-        return table
-
-    def hasCalibration(self, tableNode) -> bool:
-        """Whether ``tableNode`` holds a calibration written by this module."""
-        from BoneQCTLib.calibration import has_calibration
-
-        return has_calibration(tableNode)
-
-    def calibrationSummary(self, tableNode) -> str:
-        """One line describing the calibration held by ``tableNode`` (empty if none)."""
-        from BoneQCTLib.calibration import calibration_summary_text
-
-        return calibration_summary_text(tableNode)
 
     def convertToBmd(self, inputVolume, calibrationTable, outputVolume=None):
         """Write the BMD map (mg/cm3) of ``inputVolume`` into ``outputVolume`` (created if None).
@@ -484,14 +364,13 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         return outputVolume
 
     def runSpine(self, inputVolume, calibrationTable=None, seedsNode=None, labelsNode=None,
-                 labelScheme: str = "totalsegmentator", levelsUsed: str = "L1,L2",
-                 excludedLevels: str = "", thicknessMm: float = 9.0, marginMm: float = 2.0,
-                 cementThresholdMgCm3: float = 50.0, ageYears=None, sex=None, tableNode=None,
-                 roiLabelmapNode=None, roiSegmentationNode=None, roiCentersNode=None) -> dict:
-        """Measure each vertebral level of ``inputVolume`` and write the results into the scene.
+                 options=None, ageYears=None, sex=None, tableNode=None, roiLabelmapNode=None,
+                 roiSegmentationNode=None, roiCentersNode=None) -> dict:
+        """Measure each vertebral level of ``inputVolume`` with ``options`` (a ``SpineOptions``;
+        None: the defaults) and write the results into the scene.
 
         Levels come from ``seedsNode`` (markups points named by level) when given, else from
-        ``labelsNode`` (label map or segmentation in ``labelScheme`` numbering). Without a
+        ``labelsNode`` (label map or segmentation in ``options.label_scheme`` numbering). Without a
         calibration table the values are HU only. Output nodes given are overwritten, the
         others created. Returns the dict of ``QCTBoneDensityLib.run_spine``: "result",
         "volume", "table", "roi_labelmap", "roi_segmentation", "roi_centers", "chart" (or None).
@@ -499,10 +378,8 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
         from QCTBoneDensityLib import run_spine
 
         outputs = run_spine(
-            inputVolume, calibrationTable, seeds_node=seedsNode, labels_node=labelsNode,
-            label_scheme=labelScheme, levels_used=levelsUsed, exclude=excludedLevels,
-            thickness_mm=thicknessMm, margin_mm=marginMm,
-            cement_threshold_mg_cm3=cementThresholdMgCm3, age_years=ageYears, sex=sex,
+            inputVolume, calibrationTable, options, seeds_node=seedsNode, labels_node=labelsNode,
+            age_years=ageYears, sex=sex,
             table_node=tableNode, roi_labelmap_node=roiLabelmapNode,
             roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
         for warning in outputs["result"].warnings:
@@ -597,23 +474,8 @@ class QCTBoneDensityLogic(ScriptedLoadableModuleLogic):
 #
 
 
-class QCTBoneDensityTest(ScriptedLoadableModuleTest):
+class QCTBoneDensityTest(ModuleTest):
     """In-Slicer self-test: a digital phantom from the core, calibrated and converted end to end."""
-
-    def setUp(self) -> None:
-        """Start from an empty scene."""
-        slicer.mrmlScene.Clear()
-
-    def runTest(self) -> None:
-        """Run all tests of the module."""
-        self.setUp()
-        self.test_ManualCalibrationIsIdentity()
-        self.setUp()
-        self.test_PhantomCalibrationAndBmdMap()
-        self.setUp()
-        self.test_SpinePhantomEndToEnd()
-        self.setUp()
-        self.test_TissueWithInternalCalibration()
 
     def _phantomVolume(self):
         """A small digital spine phantom with calibration rods, made by the core."""
@@ -686,7 +548,7 @@ class QCTBoneDensityTest(ScriptedLoadableModuleTest):
         for level, vertebra in truth.items():
             seeds.AddControlPoint(*vertebra["body_center_ras_mm"], level)
 
-        outputs = logic.runSpine(inputVolume, calibrationTable, seedsNode=seeds, levelsUsed="L1,L2")
+        outputs = logic.runSpine(inputVolume, calibrationTable, seedsNode=seeds)
         table = outputs["table"]
         self.assertEqual(table.GetNumberOfRows(), len(truth))
         self.assertEqual(table.GetColumnUnitLabel("BMD (mg/cm3)"), "mg/cm3")

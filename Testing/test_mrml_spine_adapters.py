@@ -436,7 +436,8 @@ def test_phantom_end_to_end_table_equals_core_and_truth(scene, phantom):
     truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
     seeds_node = add_points(scene, [(name, v["body_center_ras_mm"]) for name, v in truth.items()])
 
-    out = run_spine(ct_node, calibration_table, seeds_node=seeds_node, levels_used="L1,L2")
+    out = run_spine(ct_node, calibration_table, SpineOptions(levels_used=("L1", "L2")),
+                    seeds_node=seeds_node)
     expected = pipeline.analyze_spine(
         phantom.volume, calibration, SpineOptions(levels_used=("L1", "L2")),
         seeds={n: np.asarray(v["body_center_ras_mm"]) for n, v in truth.items()})
@@ -499,8 +500,9 @@ def test_phantom_label_map_input_and_uncalibrated(scene, phantom):
         pytest.skip("the phantom's label map has no vertebra labels")
     labels_node = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
                                           node_class="vtkMRMLLabelMapVolumeNode")
-    out = run_spine(ct_node, None, labels_node=labels_node, label_scheme="totalsegmentator",
-                    levels_used="L1,L2", exclude="l2")
+    out = run_spine(ct_node, None, SpineOptions(label_scheme="totalsegmentator",
+                                                levels_used=("L1", "L2"), exclude=("L2",)),
+                    labels_node=labels_node)
     result, table = out["result"], out["table"]
     assert not result.calibrated and result.levels
     assert result.levels_used == ["L1", "L3"]  # excluded L2 replaced by the nearest usable
@@ -547,8 +549,9 @@ def _measured_phantom(phantom, table_node=None, roi_labelmap_node=None, thicknes
     calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
     seeds_node = add_points(slicer.mrmlScene, [(v["level"], v["body_center_ras_mm"])
                                                for v in phantom.truth["vertebrae"]])
-    return ct_node, run_spine(ct_node, calibration_table, seeds_node=seeds_node, levels_used="L1,L2",
-                              thickness_mm=thickness_mm, age_years=67.0, sex="F",
+    return ct_node, run_spine(ct_node, calibration_table,
+                              SpineOptions(levels_used=("L1", "L2"), roi_thickness_mm=thickness_mm),
+                              seeds_node=seeds_node, age_years=67.0, sex="F",
                               table_node=table_node, roi_labelmap_node=roi_labelmap_node)
 
 

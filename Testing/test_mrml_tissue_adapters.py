@@ -27,10 +27,8 @@ sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 from QCTBoneDensityLib import (  # noqa: E402
     export_tissue_report,
     has_tissue_result,
-    internal_points_from_markups,
     l3_point_from_markups,
     qa_summary_text,
-    run_internal_calibration,
     run_qa,
     run_tissue,
     tissue_document_from_table_node,
@@ -51,10 +49,12 @@ from boneqct.calibration.internal import internal_calibration  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
 from boneqct.qa import QAOptions  # noqa: E402
 from boneqct.tissue import TissueOptions, analyze_tissue, tissue_label_map  # noqa: E402
-from BoneQCTLib.calibration import (  # noqa: E402
+from BoneQCTLib.calibration import (  # noqa: E402  # noqa: E402
     calibration_from_table_node,
     calibration_summary_text,
     calibration_to_table_node,
+    internal_calibration_to_table_node,
+    internal_points_from_markups,
 )
 from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
@@ -118,7 +118,7 @@ def test_l3_point_from_markups(scene):
 
 def test_internal_calibration_through_the_adapter_equals_the_core(scene, phantom):
     ct = update_node_from_volume(phantom.volume, name="phantom")
-    calibration, table = run_internal_calibration(ct, kvp=120.0)
+    calibration, table = internal_calibration_to_table_node(ct, kvp=120.0)
     expected = internal_calibration(phantom.volume)   # the phantom's metadata says 120 kVp
     assert _without_scan(calibration.to_dict()) == _without_scan(expected.to_dict())
     rebuilt = calibration_from_table_node(table)
@@ -134,7 +134,7 @@ def test_internal_calibration_through_the_adapter_equals_the_core(scene, phantom
     assert "R2 = " in summary and "air (automatic)" in summary
     # a volume node carries no DICOM header here: the kVp is unknown, and the effective-energy
     # fit does not need it
-    unknown, table = run_internal_calibration(ct, table_node=table)
+    unknown, table = internal_calibration_to_table_node(ct, table_node=table)
     assert unknown.slope_hu_per_mg_cm3 == expected.slope_hu_per_mg_cm3
     assert unknown.scan["kvp"] is None and calibration.scan["kvp"] == 120.0
 
@@ -146,10 +146,10 @@ def _without_scan(document: dict) -> dict:
 
 def test_internal_calibration_with_a_point_replaces_the_automatic_roi(scene, phantom):
     ct = update_node_from_volume(phantom.volume, name="phantom")
-    automatic, _ = run_internal_calibration(ct, kvp=120)
+    automatic, _ = internal_calibration_to_table_node(ct, kvp=120)
     muscle = next(r for r in automatic.rods if r["name"] == "muscle")
     points = _markups("internal ROIs", [("muscle", muscle["center_ras_mm"])])
-    calibration, table = run_internal_calibration(ct, points, kvp=120)
+    calibration, table = internal_calibration_to_table_node(ct, points, kvp=120)
     expected = internal_calibration(phantom.volume, {"muscle": muscle["center_ras_mm"]})
     assert _without_scan(calibration.to_dict()) == _without_scan(expected.to_dict())
     assert {r["name"]: r["placed"] for r in calibration.rods}["muscle"] == "point"
@@ -196,7 +196,7 @@ def _assert_tables_equal_result(table, measures, result):
 
 def test_tissue_with_internal_calibration_equals_the_core(scene, phantom, tmp_path):
     ct = update_node_from_volume(phantom.volume, name="phantom")
-    _, calibration_table = run_internal_calibration(ct, kvp=120)
+    _, calibration_table = internal_calibration_to_table_node(ct, kvp=120)
     l3_node = _markups("L3", [("L3", _l3_center(phantom))])
     outputs = run_tissue(ct, calibration_table, l3_node=l3_node)
     table, measures = outputs["table"], outputs["measures_table"]
@@ -257,7 +257,7 @@ def _assert_labelmap_equals_core(labelmap, ct, volume, result):
 
 def test_tissue_classes_labelmap_equals_the_core(scene, phantom):
     ct = update_node_from_volume(phantom.volume, name="phantom")
-    _, calibration_table = run_internal_calibration(ct, kvp=120)
+    _, calibration_table = internal_calibration_to_table_node(ct, kvp=120)
     outputs = run_tissue(ct, calibration_table, TissueOptions(slices=(5, 29)))
     labelmap = outputs["labelmap"]
     expected = analyze_tissue(phantom.volume, internal_calibration(phantom.volume), TissueOptions(slices=(5, 29)))

@@ -17,8 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = ("QCTBoneDensity", "HipCTXA", "FiniteElement")
-#: The parameter-node lifecycle shared by the three module widgets.
+#: The widget layer shared by the three module widgets (lifecycle, guarded actions, calibration).
 WIDGET_LIFECYCLE = REPO / "BoneQCTLib" / "widgets.py"
+#: The calibration section shared by QCTBoneDensity and HipCTXA.
+CALIBRATION_SECTION = REPO / "BoneQCTLib" / "Resources" / "UI" / "CalibrationSection.ui"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -34,6 +36,12 @@ def module_ui(module: str) -> Path:
 
 def parse_python(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def module_ui_files(module: str) -> list[Path]:
+    """The module's .ui and the shared sections its widget inserts (``sharedSections``)."""
+    shared = "sharedSections=[CALIBRATION_SECTION_UI]" in module_script(module).read_text()
+    return [module_ui(module), *([CALIBRATION_SECTION] if shared else [])]
 
 
 def ui_widget_names(ui_path: Path) -> set[str]:
@@ -52,18 +60,42 @@ def ui_parameter_bindings(ui_path: Path) -> dict[str, str]:
     return bindings
 
 
+def class_fields(node: ast.ClassDef) -> dict[str, ast.AnnAssign]:
+    return {item.target.id: item for item in node.body
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+
+
 def parameter_wrapper_fields(tree: ast.Module) -> dict[str, dict[str, ast.AnnAssign]]:
-    """class name -> {field: annotation node} for every @parameterNodeWrapper class."""
+    """class name -> {field: annotation node} for every @parameterNodeWrapper class, with the
+    fields it inherits from the shared classes of BoneQCTLib/widgets.py (the wrapper reads
+    inherited annotations)."""
+    shared = {n.name: class_fields(n) for n in parse_python(WIDGET_LIFECYCLE).body
+              if isinstance(n, ast.ClassDef)}
     wrappers = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             names = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
             if "parameterNodeWrapper" in names:
-                wrappers[node.name] = {
-                    item.target.id: item for item in node.body
-                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
-                }
+                fields = {}
+                for base in node.bases:
+                    fields.update(shared.get(getattr(base, "id", None), {}))
+                wrappers[node.name] = {**fields, **class_fields(node)}
     return wrappers
+
+
+def shared_and_module_constants(module: str) -> dict[str, ast.expr]:
+    """Module-level constants of BoneQCTLib/widgets.py and of the module script."""
+    return {**module_constants(parse_python(WIDGET_LIFECYCLE)),
+            **module_constants(parse_python(module_script(module)))}
+
+
+def slot_connections(module: str) -> dict[str, str]:
+    """button objectName -> slot method name, from the ``loadModuleUI`` call of ``setup``."""
+    tree = parse_python(module_script(module))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", "") == "loadModuleUI")
+    slots = next(a for a in call.args if isinstance(a, ast.Dict))
+    return {ast.literal_eval(k): v.attr for k, v in zip(slots.keys, slots.values)}
 
 
 def imported_modules(tree: ast.Module) -> set[str]:
@@ -130,16 +162,26 @@ def test_module_follows_the_scripted_module_template(module):
     tree = parse_python(module_script(module))
     bases = {node.name: {getattr(b, "id", getattr(b, "attr", None)) for b in node.bases}
              for node in tree.body if isinstance(node, ast.ClassDef)}
+    # the template's base classes, directly or through BoneQCTLib's shared bases
+    shared = {node.name: {getattr(b, "id", getattr(b, "attr", None)) for b in node.bases}
+              for node in parse_python(WIDGET_LIFECYCLE).body if isinstance(node, ast.ClassDef)}
+
+    def ancestors(names: set) -> set:
+        found = set(names)
+        for name in names:
+            found |= ancestors(shared.get(name, set()))
+        return found
+
     assert "ScriptedLoadableModule" in bases.get(module, set())
-    assert {"ScriptedLoadableModuleWidget", "VTKObservationMixin"} <= bases.get(f"{module}Widget", set())
+    assert {"ScriptedLoadableModuleWidget", "VTKObservationMixin", "ParameterNodeWidgetMixin"} <= \
+        ancestors(bases.get(f"{module}Widget", set()))
     assert "ScriptedLoadableModuleLogic" in bases.get(f"{module}Logic", set())
-    assert "ScriptedLoadableModuleTest" in bases.get(f"{module}Test", set())
+    assert "ScriptedLoadableModuleTest" in ancestors(bases.get(f"{module}Test", set()))
     assert f"{module}ParameterNode" in parameter_wrapper_fields(tree)
     source = module_script(module).read_text()
     # the widget loads its own .ui through the shared lifecycle mixin, which resolves it in
     # the module's Resources/UI folder
-    assert f'self.loadModuleUI("{module}.ui", {module}Logic())' in source
-    assert "ParameterNodeWidgetMixin" in bases.get(f"{module}Widget", set())
+    assert f'self.loadModuleUI("{module}.ui", {module}Logic(), {{' in source
     assert 'self.resourcePath(f"UI/{uiFileName}")' in WIDGET_LIFECYCLE.read_text()
     assert "from __main__ import" not in source
 
@@ -150,25 +192,36 @@ def test_shared_widget_lifecycle_loads_nothing_heavy_and_defines_the_template_me
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in tree.body
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"slicer", "vtk"}  # module files import it at load time
-    mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    # module files import it at load time: the standard library, Slicer, Qt and the guard only
+    assert imported <= {"functools", "importlib", "pathlib", "typing", "slicer", "qt", "vtk",
+                        "BoneQCTLib"}
+    mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ParameterNodeWidgetMixin")
     methods = {n.name for n in mixin.body if isinstance(n, ast.FunctionDef)}
     assert {"loadModuleUI", "cleanup", "enter", "exit", "onSceneStartClose", "onSceneEndClose",
             "initializeParameterNode", "setParameterNode"} <= methods
+    # the guarded action runs the dependency guard before the slot
+    action = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "moduleAction")
+    assert "ensure_python_packages" in _calls(action)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_ui_attribute_used_exists_in_the_ui_file(module):
     used = set(re.findall(r"\bself\.ui\.(\w+)", module_script(module).read_text()))
     assert used or module != "QCTBoneDensity"
-    missing = used - ui_widget_names(module_ui(module))
+    names = set().union(*(ui_widget_names(path) for path in module_ui_files(module)))
+    missing = used - names
     assert not missing, f"{module}.py uses self.ui.{sorted(missing)} not defined in {module}.ui"
+    if CALIBRATION_SECTION in module_ui_files(module):
+        shared = set(re.findall(r"\bself\.ui\.(\w+)", WIDGET_LIFECYCLE.read_text()))
+        assert shared and shared <= names, sorted(shared - names)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_ui_parameter_names_match_parameter_node_fields(module):
     fields = parameter_wrapper_fields(parse_python(module_script(module)))[f"{module}ParameterNode"]
-    bindings = ui_parameter_bindings(module_ui(module))
+    bindings = {}
+    for path in module_ui_files(module):
+        bindings.update(ui_parameter_bindings(path))
     assert bindings, f"{module}.ui binds no widget to the parameter node"
     unknown = {w: p for w, p in bindings.items() if p not in fields}
     assert not unknown, f"{module}.ui binds widgets to parameters that do not exist: {unknown}"
@@ -177,9 +230,9 @@ def test_ui_parameter_names_match_parameter_node_fields(module):
     assert not unbound, f"{module}ParameterNode fields without a widget in the .ui: {sorted(unbound)}"
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [*MODULES, "CalibrationSection"])
 def test_ui_is_a_qt_designer_file_for_the_module(module):
-    root = ET.parse(module_ui(module)).getroot()
+    root = ET.parse(CALIBRATION_SECTION if module == "CalibrationSection" else module_ui(module)).getroot()
     assert root.tag == "ui" and root.get("version") == "4.0"
     top = root.find("widget")
     assert top.get("class") == "qMRMLWidget" and top.get("name") == module
@@ -202,8 +255,7 @@ def test_qct_module_choices_match_the_core():
     from boneqct.calibration.definitions import MATERIALS, bundled_phantom_names
 
     tree = parse_python(module_script("QCTBoneDensity"))
-    constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-                 for t in node.targets if isinstance(t, ast.Name)}
+    constants = shared_and_module_constants("QCTBoneDensity")
     assert ast.literal_eval(constants["MATERIALS"]) == list(MATERIALS)
     assert {"mindways-model3", "qrm-bdc-3", "qrm-bdc-6", "b-mas-200"} <= set(bundled_phantom_names())
     fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
@@ -237,23 +289,27 @@ def test_core_package_never_imports_slicer_qt_or_ctk():
 def test_module_cmakelists_lists_exactly_the_module_files(module):
     folder = REPO / module
     text = cmake_text(folder / "CMakeLists.txt")
-    sets = cmake_sets(text)
-    assert sets["MODULE_NAME"] == [module]
-    variables = {"MODULE_NAME": module}
-    scripts = [expand(s, variables) for s in sets["MODULE_PYTHON_SCRIPTS"]]
-    resources = [expand(s, variables) for s in sets["MODULE_PYTHON_RESOURCES"]]
+    call = cmake_calls(text, "boneqct_add_scripted_module")
+    assert len(call) == 1 and call[0].split()[0] == module
+    scripts = [f"{module}.py", *call[0].split()[1:]]
+    resources = [f"Resources/UI/{module}.ui", f"Resources/Icons/{module}.png"]
     for listed in scripts + resources:
         assert (folder / listed).is_file(), f"{module}/CMakeLists.txt lists missing file {listed}"
     shipped = {p.relative_to(folder).as_posix() for p in folder.rglob("*.py")
                if "Testing" not in p.relative_to(folder).parts and "__pycache__" not in p.parts}
     assert shipped == set(scripts), f"scripts not listed: {shipped - set(scripts)}"
-    assert f"Resources/UI/{module}.ui" in resources and f"Resources/Icons/{module}.png" in resources
-    build = cmake_calls(text, "slicerMacroBuildScriptedModule")
+    # the recipe (top-level CMakeLists) is Slicer's template: scripts, resources, generic tests,
+    # the self-test as a ctest, and the Testing folder
+    recipe = cmake_text(REPO / "CMakeLists.txt")
+    body = recipe[recipe.index("function(boneqct_add_scripted_module"):]
+    body = body[:body.index("endfunction()")]
+    build = cmake_calls(body, "slicerMacroBuildScriptedModule")
     assert build and "WITH_GENERIC_TESTS" in build[0]
-    unittests = [expand(c.split()[-1], variables) for c in cmake_calls(text, "slicer_add_python_unittest")]
-    assert unittests == [f"{module}.py"]
-    subdirs = cmake_calls(text, "add_subdirectory")
-    assert subdirs == ["Testing"]
+    sets = cmake_sets(body)
+    assert sets["MODULE_PYTHON_RESOURCES"] == ["Resources/Icons/${MODULE_NAME}.png",
+                                               "Resources/UI/${MODULE_NAME}.ui"]
+    assert [c.split()[-1] for c in cmake_calls(body, "slicer_add_python_unittest")] == ["${MODULE_NAME}.py"]
+    assert cmake_calls(body, "add_subdirectory") == ["Testing"]
     for sub in ("Testing", "Testing/Python"):
         assert (folder / sub / "CMakeLists.txt").is_file()
     assert cmake_calls(cmake_text(folder / "Testing" / "CMakeLists.txt"), "add_subdirectory") == ["Python"]
@@ -278,18 +334,27 @@ def test_top_level_cmakelists_is_a_slicer_extension():
     assert "include(${Slicer_USE_FILE})" in text
     assert "include(${Slicer_EXTENSION_GENERATE_CONFIG})" in text
     assert "include(${Slicer_EXTENSION_CPACK})" in text
-    subdirs = cmake_calls(text, "add_subdirectory")
+    outside_recipes = re.sub(r"function\(.*?endfunction\(\)", "", text, flags=re.S)
+    subdirs = cmake_calls(outside_recipes, "add_subdirectory")
     assert subdirs == ["boneqct", "BoneQCTLib", *MODULES]
     for sub in subdirs:
         assert (REPO / sub / "CMakeLists.txt").is_file(), f"add_subdirectory({sub}) has no CMakeLists.txt"
 
 
+def assert_python_package_recipe():
+    """The top-level recipe installs a package next to the scripted modules, as DICOMLib."""
+    text = cmake_text(REPO / "CMakeLists.txt")
+    body = text[text.index("function(boneqct_add_python_package"):]
+    call = cmake_calls(body[:body.index("endfunction()")], "ctkMacroCompilePythonScript")
+    assert call and "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in call[0] and "NO_INSTALL_SUBDIR" in call[0]
+
+
 def test_core_cmakelists_installs_the_package_files():
     text = cmake_text(REPO / "boneqct" / "CMakeLists.txt")
-    call = cmake_calls(text, "ctkMacroCompilePythonScript")
-    assert call, "boneqct/CMakeLists.txt does not call ctkMacroCompilePythonScript"
-    assert "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
-    assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
+    call = cmake_calls(text, "boneqct_add_python_package")
+    assert call, "boneqct/CMakeLists.txt does not install the package (boneqct_add_python_package)"
+    assert_python_package_recipe()
     globs = {}
     for m in re.finditer(r"file\(\s*GLOB_RECURSE\s+(\w+)([^)]*)\)", text):
         patterns = [p.replace("${CMAKE_CURRENT_SOURCE_DIR}/", "") for p in m.group(2).split()
@@ -348,8 +413,11 @@ def ui_node_types(ui_path: Path) -> dict[str, set[str]]:
 @pytest.mark.parametrize("module", MODULES)
 def test_node_selectors_offer_exactly_the_parameter_node_types(module):
     fields = parameter_wrapper_fields(parse_python(module_script(module)))[f"{module}ParameterNode"]
-    bindings = ui_parameter_bindings(module_ui(module))
-    for widget, types in ui_node_types(module_ui(module)).items():
+    bindings, types_by_widget = {}, {}
+    for path in module_ui_files(module):
+        bindings.update(ui_parameter_bindings(path))
+        types_by_widget.update(ui_node_types(path))
+    for widget, types in types_by_widget.items():
         if widget in bindings:
             expected = annotation_node_classes(fields[bindings[widget]].annotation)
             assert types == expected, f"{module}.ui {widget} offers {sorted(types)}, the field wants {sorted(expected)}"
@@ -364,7 +432,7 @@ def test_qct_spine_parameters_match_the_core():
     from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
 
     tree = parse_python(module_script("QCTBoneDensity"))
-    constants = module_constants(tree)
+    constants = shared_and_module_constants("QCTBoneDensity")
     assert ast.literal_eval(constants["LABEL_SCHEMES"]) == list(LABEL_SCHEMES)
     assert ast.literal_eval(constants["PATIENT_SEXES"]) == ["unknown", "F", "M"]
     fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
@@ -389,9 +457,10 @@ def test_qct_spine_parameters_match_the_core():
 
 def test_qct_spine_buttons_are_connected_and_the_module_imports_no_core_at_load():
     source = module_script("QCTBoneDensity").read_text()
+    slots = slot_connections("QCTBoneDensity")
     for button, slot in (("spineApplyButton", "onSpineApplyButton"),
                          ("exportReportButton", "onExportReportButton")):
-        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+        assert slots[button] == slot
     tree = parse_python(module_script("QCTBoneDensity"))
     top_level = set()
     for node in tree.body:
@@ -428,7 +497,7 @@ def test_qct_calibration_tissue_and_qa_parameters_match_the_core():
     from importlib import resources
 
     tree = parse_python(module_script("QCTBoneDensity"))
-    constants = module_constants(tree)
+    constants = shared_and_module_constants("QCTBoneDensity")
     fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
     qa_types = sorted(p.name[:-5] for p in (resources.files("boneqct") / "data" / "qa").iterdir()
                       if p.name.endswith(".json"))
@@ -446,23 +515,26 @@ def test_qct_calibration_tissue_and_qa_parameters_match_the_core():
         assert annotation_node_classes(fields[name].annotation) == {"vtkMRMLTableNode"}
     # the QA log path is a pathlib.Path bound to a ctkPathLineEdit (the wrapper's path connector)
     assert ast.unparse(fields["qaLogPath"].annotation) == "pathlib.Path"
-    bindings = {param: widget for widget, param in ui_parameter_bindings(module_ui("QCTBoneDensity")).items()}
-    classes = {el.get("name"): el.get("class")
-               for el in ET.parse(module_ui("QCTBoneDensity")).getroot().iter("widget")}
+    bindings = {param: widget for path in module_ui_files("QCTBoneDensity")
+                for widget, param in ui_parameter_bindings(path).items()}
+    classes = {el.get("name"): el.get("class") for path in module_ui_files("QCTBoneDensity")
+               for el in ET.parse(path).getroot().iter("widget")}
     assert classes[bindings["qaLogPath"]] == "ctkPathLineEdit"
     assert classes[bindings["calibrationMethod"]] == "QComboBox"
     assert classes[bindings["tissueWholeScan"]] == "QCheckBox"
 
 
 def test_qct_tissue_and_qa_buttons_call_the_logic_and_the_lib_stays_mrml_only():
-    source = module_script("QCTBoneDensity").read_text()
+    slots = slot_connections("QCTBoneDensity")
     for button, slot in (("tissueApplyButton", "onTissueApplyButton"),
                          ("tissueExportReportButton", "onTissueExportReportButton"),
                          ("qaApplyButton", "onQAApplyButton")):
-        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+        assert slots[button] == slot
     tree = parse_python(module_script("QCTBoneDensity"))
     logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityLogic")
-    methods = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)}
+    assert "CalibrationLogicMixin" in {getattr(b, "id", None) for b in logic.bases}
+    shared = next(n for n in parse_python(BONEQCTLIB / "logic.py").body if isinstance(n, ast.ClassDef))
+    methods = {n.name for n in [*logic.body, *shared.body] if isinstance(n, ast.FunctionDef)}
     assert {"calibrateInternally", "runTissue", "tissueSummary", "hasTissueResult",
             "exportTissueReport", "runQA", "qaSummary"} <= methods
     test = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "QCTBoneDensityTest")
@@ -540,10 +612,10 @@ def test_hip_logic_takes_options_instead_of_restating_them():
 
 
 def test_hip_module_buttons_are_connected_and_the_core_loads_lazily():
-    source = module_script("HipCTXA").read_text()
+    slots = slot_connections("HipCTXA")
     for button, slot in (("calibrateButton", "onCalibrateButton"), ("applyButton", "onApplyButton"),
                          ("exportReportButton", "onExportReportButton")):
-        assert f'self.ui.{button}.connect("clicked(bool)", self.{slot})' in source
+        assert slots[button] == slot
     tree = parse_python(module_script("HipCTXA"))
     top_level = {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import)
                  for alias in node.names}
@@ -592,19 +664,20 @@ def test_boneqctlib_cmakelists_installs_exactly_its_files_like_dicomlib():
     shipped = {p.relative_to(BONEQCTLIB).as_posix() for p in BONEQCTLIB.rglob("*.py")
                if "__pycache__" not in p.parts}
     assert shipped == set(scripts), f"scripts not listed: {shipped - set(scripts)}"
-    assert resources == ["requirements.txt"]
-    call = cmake_calls(text, "ctkMacroCompilePythonScript")
-    assert call and "Slicer_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
-    assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR" in call[0]
-    assert "${BONEQCTLIB_PYTHON_SCRIPTS}" in call[0] and "${BONEQCTLIB_PYTHON_RESOURCES}" in call[0]
+    assert resources == ["requirements.txt", "Resources/UI/CalibrationSection.ui"]
+    call = cmake_calls(text, "boneqct_add_python_package")
+    assert call and "${BONEQCTLIB_PYTHON_SCRIPTS}" in call[0] and "${BONEQCTLIB_PYTHON_RESOURCES}" in call[0]
+    assert_python_package_recipe()
     # the package imports nothing itself: the widget mixin loads without numpy or the core
     assert not [n for n in parse_python(BONEQCTLIB / "__init__.py").body
                 if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def test_boneqctlib_imports_no_qt_ctk_or_module_libs():
+    """Only the widget layer (widgets.py) may use Qt; no file imports a module's Lib."""
     for path in sorted(BONEQCTLIB.glob("*.py")):
-        forbidden = imported_modules(parse_python(path)) & ({"qt", "ctk", "__main__"} | MODULE_LIBS)
+        qt = set() if path == WIDGET_LIFECYCLE else {"qt", "ctk"}
+        forbidden = imported_modules(parse_python(path)) & ({"__main__"} | qt | MODULE_LIBS)
         assert not forbidden, f"{path.relative_to(REPO)} imports {sorted(forbidden)}"
 
 
@@ -638,16 +711,26 @@ def _calls(function: ast.FunctionDef) -> set[str]:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_action_calls_the_dependency_guard_first(module):
-    """Every button slot (``on...Button``) calls BoneQCTLib's ``ensure_python_packages`` before
-    the logic touches boneqct; the guard is BoneQCTLib's, not a per-module copy."""
+    """Every button slot (``on...Button``, the module's own and the shared calibration
+    section's) is a ``moduleAction``, which calls BoneQCTLib's ``ensure_python_packages``
+    before the slot touches boneqct; every connected button has such a slot; the guard is
+    BoneQCTLib's, not a per-module copy."""
     tree = parse_python(module_script(module))
-    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Widget")
-    slots = [n for n in widget.body if isinstance(n, ast.FunctionDef)
-             and n.name.startswith("on") and n.name.endswith("Button")]
-    assert len(slots) >= 2
-    for slot in slots:
-        assert "ensure_python_packages" in _calls(slot), f"{module}Widget.{slot.name} skips the guard"
-    imports = {(n.module, a.name) for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    shared = parse_python(WIDGET_LIFECYCLE)
+    widgets = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Widget"]
+    shared_classes = {n.name: n for n in shared.body if isinstance(n, ast.ClassDef)}
+    for widget in widgets:  # grows while the shared bases are found
+        widgets += [shared_classes[b.id] for b in widget.bases
+                    if isinstance(b, ast.Name) and b.id in shared_classes]
+    slots = {n.name: n for w in widgets for n in w.body if isinstance(n, ast.FunctionDef)
+             and n.name.startswith("on") and n.name.endswith("Button")}
+    assert len(slots) >= 2 and set(slot_connections(module).values()) <= set(slots)
+    for slot in slots.values():
+        decorators = {getattr(d.func, "id", None) for d in slot.decorator_list if isinstance(d, ast.Call)}
+        assert "moduleAction" in decorators, f"{module}Widget.{slot.name} skips the guard"
+    action = next(n for n in shared.body if isinstance(n, ast.FunctionDef) and n.name == "moduleAction")
+    assert "ensure_python_packages" in _calls(action)
+    imports = {(n.module, a.name) for n in shared.body if isinstance(n, ast.ImportFrom) for a in n.names}
     assert ("BoneQCTLib.dependencies", "ensure_python_packages") in imports
     assert "pip_install" not in module_script(module).read_text()
 

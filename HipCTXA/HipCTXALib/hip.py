@@ -14,9 +14,8 @@ Outputs, one per step of the CTXA workflow:
   colour table (neck, trochanter, intertrochanter);
 - results: a table node, one row per region, every column with a unit and a description.
 
-Only ``slicer.vtkMRML*``, ``slicer.util`` and ``vtk`` are used (no Qt), so everything here runs
-under PyPI's ``slicer-core`` as well as inside Slicer. ``boneqct.hip`` is imported inside the
-functions that need it, so this file loads before the core's dependencies are installed.
+MRML-only (no Qt: tested under PyPI's ``slicer-core``); ``boneqct.hip`` is imported inside the
+functions, so the file loads before the core's dependencies are installed.
 """
 
 from __future__ import annotations
@@ -28,18 +27,8 @@ import slicer
 import slicer.util
 import vtk
 
+from BoneQCTLib import tables
 from BoneQCTLib.calibration import calibration_from_table_node
-from BoneQCTLib.tables import (
-    Column,
-    has_document,
-    read_document,
-    read_exam,
-    referenced_volume,
-    store_document,
-    store_exam,
-    table_node_or_new,
-    write_table,
-)
 from BoneQCTLib.volumes import (
     labelmap_to_node,
     segments_to_volume,
@@ -64,22 +53,22 @@ def _number(value) -> float:
 
 #: Columns of the results table, one row per region (rows: ``{"region": name, **HipResult.rois[name]}``).
 HIP_COLUMNS = (
-    Column("aBMD (g/cm2)", "abmd_g_cm2", vtk.vtkDoubleArray, "g/cm2",
+    tables.Column("aBMD (g/cm2)", "abmd_g_cm2", vtk.vtkDoubleArray, "g/cm2",
            "DXA-equivalent areal bone mineral density: BMC / projected bone area"),
-    Column("vBMD (mg/cm3)", "vbmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+    tables.Column("vBMD (mg/cm3)", "vbmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
            "Volumetric BMD of the femur projected into the region: BMC / volume"),
-    Column("BMC (g)", "bmc_g", vtk.vtkDoubleArray, "g",
+    tables.Column("BMC (g)", "bmc_g", vtk.vtkDoubleArray, "g",
            "Bone mineral content: all femur mineral projected into the region"),
-    Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2", "Projected bone area of the region"),
-    Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
+    tables.Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2", "Projected bone area of the region"),
+    tables.Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
            "Femur volume projected into the region"),
-    Column("T-score", "t_score", vtk.vtkDoubleArray, "SD",
+    tables.Column("T-score", "t_score", vtk.vtkDoubleArray, "SD",
            "T-score against the DXA young-adult reference (empty where the reference has no data "
            "for the region)"),
-    Column("Z-score", "z_score", vtk.vtkDoubleArray, "SD",
+    tables.Column("Z-score", "z_score", vtk.vtkDoubleArray, "SD",
            "Z-score against the age-matched reference (empty without age)"),
 )
-REGION_COLUMN = Column("Region", "region", vtk.vtkStringArray, "",
+REGION_COLUMN = tables.Column("Region", "region", vtk.vtkStringArray, "",
                        "Hologic-style region: neck, trochanter, intertrochanter, total (hip)")
 
 #: Attributes of the results table (frame angles, interpretation, the whole hip.json).
@@ -180,8 +169,8 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
     neck length), the reference population, lowest T-score, WHO category, warnings, and
     ``BoneQCT.Hip.JSON`` the whole result (``HipResult.to_dict()``).
     """
-    table_node = table_node_or_new(table_node, name)
-    write_table(table_node, (REGION_COLUMN, *HIP_COLUMNS),
+    table_node = tables.table_node_or_new(table_node, name)
+    tables.write_table(table_node, (REGION_COLUMN, *HIP_COLUMNS),
                 ({"region": region, **result.rois[region]} for region in REGIONS))
     frame, interpretation = result.frame, result.interpretation
     attributes = {
@@ -200,20 +189,20 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
     }
     for key, value in attributes.items():
         table_node.SetAttribute(key, value)
-    store_document(table_node, HIP_DOCUMENT, result.to_dict())
+    tables.store_document(table_node, HIP_DOCUMENT, result.to_dict())
     return table_node
 
 
 def has_hip_result(table_node) -> bool:
     """Whether ``table_node`` holds a result written by :func:`hip_result_to_table_node`."""
-    return has_document(table_node, HIP_DOCUMENT)
+    return tables.has_document(table_node, HIP_DOCUMENT)
 
 
 def hip_summary_text(table_node) -> str:
     """Neck and total-hip aBMD, T-scores, WHO category, frame angles and warnings (or "")."""
     if not has_hip_result(table_node):
         return ""
-    document = read_document(table_node, HIP_DOCUMENT)
+    document = tables.read_document(table_node, HIP_DOCUMENT)
     rois = document["rois"]
     parts = []
     for region in ("neck", "total"):
@@ -383,7 +372,7 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     table = outputs["table"]
     table.SetNodeReferenceID(REFERENCE_PROJECTION, outputs["projection"].GetID())
     table.SetNodeReferenceID(REFERENCE_REGIONS, outputs["roi_labelmap"].GetID())
-    store_exam(table, {"series_description": ct_node.GetName(), "patient_age_years": age_years,
+    tables.store_exam(table, {"series_description": ct_node.GetName(), "patient_age_years": age_years,
                        "patient_sex": sex or None})
     return outputs
 
@@ -392,7 +381,7 @@ def can_export_hip_report(table_node) -> bool:
     """Whether ``table_node`` holds a hip result and references its projection and region
     images (what the report draws)."""
     return has_hip_result(table_node) and all(
-        referenced_volume(table_node, role) is not None
+        tables.referenced_volume(table_node, role) is not None
         for role in (REFERENCE_PROJECTION, REFERENCE_REGIONS))
 
 
@@ -408,9 +397,9 @@ def hip_result_from_table_node(table_node):
     if not can_export_hip_report(table_node):
         raise ValueError("Measure the hip first: the report needs the results table with its "
                          "projection and region volumes.")
-    projection = volume_from_node(referenced_volume(table_node, REFERENCE_PROJECTION))
-    regions = volume_from_node(referenced_volume(table_node, REFERENCE_REGIONS))
-    return HipResult.from_dict(read_document(table_node, HIP_DOCUMENT),
+    projection = volume_from_node(tables.referenced_volume(table_node, REFERENCE_PROJECTION))
+    regions = volume_from_node(tables.referenced_volume(table_node, REFERENCE_REGIONS))
+    return HipResult.from_dict(tables.read_document(table_node, HIP_DOCUMENT),
                                projection_image=projection, roi_labels=regions.array_kji[0])
 
 
@@ -421,4 +410,4 @@ def export_hip_report(folder, table_node, anonymize: bool = False) -> dict:
     from boneqct.hip.outputs import write_hip_outputs
 
     return write_hip_outputs(folder, hip_result_from_table_node(table_node),
-                             read_exam(table_node), anonymize=anonymize)
+                             tables.read_exam(table_node), anonymize=anonymize)

@@ -24,9 +24,7 @@ from QCTBoneDensityLib.spine import (  # noqa: F401
 from QCTBoneDensityLib.tissue import (  # noqa: F401
     export_tissue_report,
     has_tissue_result,
-    internal_points_from_markups,
     l3_point_from_markups,
-    run_internal_calibration,
     run_tissue,
     tissue_document_from_table_node,
     tissue_labelmap_to_node,

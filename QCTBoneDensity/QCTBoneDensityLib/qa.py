@@ -15,15 +15,7 @@ from pathlib import Path
 
 import vtk
 
-from BoneQCTLib.tables import (
-    Column,
-    document_attribute,
-    has_document,
-    read_document,
-    store_document,
-    table_node_or_new,
-    write_table,
-)
+from BoneQCTLib import tables
 
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
 ATTRIBUTE_QA_SESSION = "BoneQCT.QA.Session"
@@ -32,7 +24,7 @@ ATTRIBUTE_QA_SESSION_SOURCE = "BoneQCT.QA.SessionSource"
 #: Document kind of a QA table: ``boneqct.qa.QAResult.to_dict()``.
 QA_KIND = "QA"
 #: The QAResult document (``BoneQCT.QA.JSON``).
-ATTRIBUTE_QA_JSON = document_attribute(QA_KIND)
+ATTRIBUTE_QA_JSON = tables.document_attribute(QA_KIND)
 ATTRIBUTE_QA_PHANTOM = "BoneQCT.QA.PhantomType"
 ATTRIBUTE_QA_SESSIONS = "BoneQCT.QA.SessionsInLog"
 ATTRIBUTE_QA_FLAGGED = "BoneQCT.QA.Flagged"
@@ -42,7 +34,7 @@ def _yes_no(value: bool) -> str:
     return "yes" if value else "no"
 
 
-def qa_columns(unit: str, charts: dict) -> tuple[Column, ...]:
+def qa_columns(unit: str, charts: dict) -> tuple[tables.Column, ...]:
     """The columns of a QA table over ``measure_esp`` rows (dicts).
 
     Args:
@@ -62,25 +54,25 @@ def qa_columns(unit: str, charts: dict) -> tuple[Column, ...]:
         return None if chart is None else chart.trend_change_percent
 
     return (
-        Column("Insert", "insert", vtk.vtkStringArray, "", "Insert (or calibration rod) of the QA phantom"),
-        Column("Nominal (mg/cm3)", "nominal_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+        tables.Column("Insert", "insert", vtk.vtkStringArray, "", "Insert (or calibration rod) of the QA phantom"),
+        tables.Column("Nominal (mg/cm3)", "nominal_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
                "Nominal density of the insert"),
-        Column("Measured", "value", vtk.vtkDoubleArray, unit,
+        tables.Column("Measured", "value", vtk.vtkDoubleArray, unit,
                "Measured value: density in the calibration's material, or mean HU when uncalibrated"),
-        Column("Deviation (%)", "deviation_percent", vtk.vtkDoubleArray, "%",
+        tables.Column("Deviation (%)", "deviation_percent", vtk.vtkDoubleArray, "%",
                "Measured minus nominal, percent of nominal (empty for rods and uncalibrated values)"),
-        Column("Mean (HU)", "mean_hu", vtk.vtkDoubleArray, "HU", "Mean CT number in the insert's ROI"),
-        Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
+        tables.Column("Mean (HU)", "mean_hu", vtk.vtkDoubleArray, "HU", "Mean CT number in the insert's ROI"),
+        tables.Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
                "Standard deviation of the CT numbers in the ROI"),
-        Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels", "Number of voxels in the ROI"),
-        Column("Drift", flag(lambda c, i: c.drift), vtk.vtkStringArray, "",
+        tables.Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels", "Number of voxels in the ROI"),
+        tables.Column("Drift", flag(lambda c, i: c.drift), vtk.vtkStringArray, "",
                "Trend rule of the QA log: a significant slope of at least 1% over the sessions"),
-        Column("Trend (%)", trend, vtk.vtkDoubleArray, "%",
+        tables.Column("Trend (%)", trend, vtk.vtkDoubleArray, "%",
                "Fitted change across the QA log, percent of the baseline centre (empty with few sessions)"),
-        Column("Beyond control limits", flag(lambda c, i: i in c.shewhart_sessions),
+        tables.Column("Beyond control limits", flag(lambda c, i: i in c.shewhart_sessions),
                vtk.vtkStringArray, "",
                "This session lies beyond the baseline centre +/- 3 sigma (Shewhart 1-3s)"),
-        Column("Out of tolerance", flag(lambda c, i: i in c.out_of_tolerance_sessions),
+        tables.Column("Out of tolerance", flag(lambda c, i: i in c.out_of_tolerance_sessions),
                vtk.vtkStringArray, "",
                "This session lies outside the tolerance band around the baseline centre"),
     )
@@ -89,8 +81,8 @@ def qa_columns(unit: str, charts: dict) -> tuple[Column, ...]:
 def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name: str = "BoneQCT QA"):
     """Write ``measure_esp`` rows with their control-chart flags into a table node
     (:func:`qa_columns`; ``table_node`` is overwritten, None creates one)."""
-    table_node = table_node_or_new(table_node, name)
-    write_table(table_node, qa_columns(rows[0]["unit"] if rows else "", charts), rows)
+    table_node = tables.table_node_or_new(table_node, name)
+    tables.write_table(table_node, qa_columns(rows[0]["unit"] if rows else "", charts), rows)
     return table_node
 
 
@@ -118,8 +110,7 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
         raise ValueError("Choose the QA log file (CSV) the session is appended to.")
     from boneqct.qa import analyze_qa
     from BoneQCTLib.calibration import calibration_from_table_node
-    from BoneQCTLib.volumes import volume_from_node
-    from QCTBoneDensityLib.tissue import dicom_value
+    from BoneQCTLib.volumes import dicom_value, volume_from_node
 
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     volume = volume_from_node(ct_node)
@@ -128,7 +119,7 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
     result = analyze_qa(volume, calibration, options, log_path=log_path)
     charts = {c.insert: c for c in result.charts}
     table = qa_rows_to_table_node(result.rows, charts, table_node, name=f"{ct_node.GetName()} QA")
-    store_document(table, QA_KIND, result.to_dict())
+    tables.store_document(table, QA_KIND, result.to_dict())
     table.SetAttribute(ATTRIBUTE_QA_LOG, result.log_path)
     table.SetAttribute(ATTRIBUTE_QA_SESSION, result.session)
     table.SetAttribute(ATTRIBUTE_QA_SESSION_SOURCE, result.session_source)
@@ -141,11 +132,11 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
 
 def qa_result_from_table_node(table_node):
     """The ``boneqct.qa.QAResult`` stored on a QA table."""
-    if not has_document(table_node, QA_KIND):
+    if not tables.has_document(table_node, QA_KIND):
         raise ValueError("The selected table holds no QA result: measure the QA phantom first.")
     from boneqct.qa import QAResult
 
-    return QAResult.from_dict(read_document(table_node, QA_KIND))
+    return QAResult.from_dict(tables.read_document(table_node, QA_KIND))
 
 
 def qa_summary_text(table_node) -> str:

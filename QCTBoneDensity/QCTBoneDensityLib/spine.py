@@ -380,11 +380,9 @@ def parse_levels(text) -> tuple[str, ...]:
     return tuple(levels)
 
 
-def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_node=None,
-              label_scheme: str = "totalsegmentator", levels_used="L1,L2", exclude=(),
-              thickness_mm: float = 9.0, margin_mm: float = 2.0,
-              cement_threshold_mg_cm3: float = 50.0, age_years: float | None = None,
-              sex: str | None = None, reference=None, table_node=None, roi_labelmap_node=None,
+def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=None,
+              labels_node=None, age_years: float | None = None, sex: str | None = None,
+              reference=None, table_node=None, roi_labelmap_node=None,
               roi_segmentation_node=None, roi_centers_node=None) -> dict:
     """Read the nodes, run ``boneqct.spine.pipeline.analyze_spine``, write the result nodes.
 
@@ -392,12 +390,10 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
         ct_node: CT volume node (HU).
         calibration_table_node: a calibration table (``calibration_to_table_node``); None
             measures HU only (no BMD, category or cement flag).
+        options: a ``boneqct.spine.options.SpineOptions`` (levels of the diagnostic mean,
+            exclusions, ROI, cement threshold, label scheme); None: the defaults.
         seeds_node: markups point list with one point per level (labels = level names); used
             when given, else ``labels_node`` (label map volume or segmentation node).
-        levels_used: levels of the diagnostic mean ("L1,L2" or a sequence).
-        exclude: levels left out of the mean (e.g. fractured).
-        thickness_mm, margin_mm: ROI slab thickness and margin to the cortex (mm).
-        cement_threshold_mg_cm3: BMD below which cement augmentation is suggested.
         age_years, sex ("F"/"M"), reference (``boneqct.reference.Reference``): for T/Z-scores.
         table_node, roi_labelmap_node, roi_segmentation_node, roi_centers_node: output nodes
             to overwrite (None creates them).
@@ -419,13 +415,9 @@ def run_spine(ct_node, calibration_table_node=None, *, seeds_node=None, labels_n
 
     volume_hu = volume_from_node(ct_node)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
+    options = SpineOptions() if options is None else options
     inputs = ({"seeds": seeds_from_markups_node(seeds_node)} if seeds_node is not None else
-              {"labels": labels_from_node(labels_node, ct_node, label_scheme)})
-    options = SpineOptions(
-        levels_used=tuple(parse_levels(levels_used)),
-        exclude=tuple(parse_levels(exclude)) if exclude else (), roi_thickness_mm=float(thickness_mm),
-        margin_mm=float(margin_mm), cement_threshold_mg_cm3=float(cement_threshold_mg_cm3),
-        label_scheme=label_scheme)
+              {"labels": labels_from_node(labels_node, ct_node, options.label_scheme)})
     result = analyze_spine(volume_hu, calibration, options, **inputs, reference=reference,
                            age_years=None if age_years is None else float(age_years), sex=sex or None)
     name = ct_node.GetName()

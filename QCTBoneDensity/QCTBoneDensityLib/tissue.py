@@ -1,9 +1,8 @@
-"""Tissue adapters: scene nodes <-> the core's phantomless calibration and tissue composition.
+"""Tissue adapters: scene nodes <-> the core's tissue composition (``boneqct.tissue``).
 
-Inputs: the CT volume node, a calibration table (``tables.calibration_to_table_node``), markups
-point lists (tissue ROIs of the internal calibration named air/fat/muscle/blood; the L3 point
-for the skeletal muscle area). Outputs: the calibration table of the internal calibration, and
-the tissue composition as two table nodes with a unit label and a description on every column
+Inputs: the CT volume node, a calibration table (``BoneQCTLib.calibration``: phantom, internal
+or manual), an optional markups point list with the L3 point for the skeletal muscle area.
+Outputs: the tissue composition as two table nodes with a unit label and a description on every column
 (as Slicer's SegmentStatistics does):
 
 * compartments: one row per region and compartment (image and spine: fat, muscle, skin,
@@ -25,23 +24,15 @@ inside the functions, so this file loads before the core's dependencies are inst
 from __future__ import annotations
 
 import numpy as np
-import slicer
 import vtk
 
-from BoneQCTLib.tables import (
-    Column,
-    document_attribute,
-    has_document,
-    read_document,
-    store_document,
-    table_node_or_new,
-    write_table,
-)
+from BoneQCTLib import tables
+from BoneQCTLib.markups import defined_points
 
 #: Document kind of a compartments table: ``TissueResult.to_dict()`` (tissue.json).
 TISSUE_KIND = "Tissue"
 #: Attribute holding the tissue.json document (``BoneQCT.Tissue.JSON``).
-ATTRIBUTE_TISSUE_JSON = document_attribute(TISSUE_KIND)
+ATTRIBUTE_TISSUE_JSON = tables.document_attribute(TISSUE_KIND)
 #: Prefix of the attributes holding ``result["reference"]`` numbers (densities, CT values, thresholds).
 ATTRIBUTE_TISSUE_REFERENCE_PREFIX = "BoneQCT.Tissue.Reference."
 ATTRIBUTE_TISSUE_CALIBRATION = "BoneQCT.Tissue.Calibration"
@@ -58,37 +49,37 @@ FAT_COMPARTMENTS = ("subcutaneous_fat", "visceral_fat")
 
 #: First columns of both tissue tables: the region of a row (the compartments table adds its
 #: compartment). Rows are dicts (:func:`tissue_result_to_table_nodes`).
-REGION_COLUMN = Column("Region", "region", vtk.vtkStringArray, "",
+REGION_COLUMN = tables.Column("Region", "region", vtk.vtkStringArray, "",
                        "image: the body in the analysed slices; spine: the vertebral bone and a margin")
-COMPARTMENT_COLUMN = Column("Compartment", "compartment", vtk.vtkStringArray, "",
+COMPARTMENT_COLUMN = tables.Column("Compartment", "compartment", vtk.vtkStringArray, "",
                             "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
 
 #: Amounts of a compartment (keys of the core's compartment dicts).
 COMPARTMENT_COLUMNS = (
-    Column("Mass (g)", "mass_g", vtk.vtkDoubleArray, "g",
+    tables.Column("Mass (g)", "mass_g", vtk.vtkDoubleArray, "g",
            "Mass of the compartment: fat and muscle volumes times 0.923 and 1.055 g/cm3, skin times "
            "1.09 g/cm3; mineral masses in g of the calibration material"),
-    Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2",
+    tables.Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2",
            "Cross-sectional area; for a slab, the mean area per slice (volume / slab thickness)"),
-    Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
+    tables.Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
            "Volume of the compartment (partial voxels counted)"),
 )
 
 #: Measures of a region (keys of the core's region dicts); an empty ratio is NaN.
 MEASURE_COLUMNS = (
-    Column("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+    tables.Column("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
            "Mean mineral density of the cortical bone, in mg/cm3 of the calibration material"),
-    Column("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+    tables.Column("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
            "Mean mineral density of the cancellous bone enclosed by the cortex"),
-    Column("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
+    tables.Column("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
            "Mineral mass of cortical and cancellous bone divided by their volume"),
-    Column("Fat/lean ratio (volume)", "fat_lean_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
+    tables.Column("Fat/lean ratio (volume)", "fat_lean_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
            "Fat volume / muscle volume"),
-    Column("Fat/lean ratio (mass)", "fat_lean_ratio_mass", vtk.vtkDoubleArray, "g/g",
+    tables.Column("Fat/lean ratio (mass)", "fat_lean_ratio_mass", vtk.vtkDoubleArray, "g/g",
            "Fat mass / muscle mass"),
-    Column("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
+    tables.Column("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
            "Cortical plus cancellous bone volume / muscle volume"),
-    Column("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", vtk.vtkDoubleArray, "g/g",
+    tables.Column("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", vtk.vtkDoubleArray, "g/g",
            "Cortical plus cancellous mineral mass / muscle mass"),
 )
 
@@ -108,46 +99,6 @@ ATTRIBUTE_TISSUE_LABEL_COLORS = "BoneQCT.TissueLabelColors"
 
 # ----------------------------------------------------------------------------- markups inputs
 
-def _defined_points(node) -> list[tuple[str, np.ndarray]]:
-    """(label, world RAS position mm) of the control points with a defined position."""
-    points = []
-    for index in range(node.GetNumberOfControlPoints()):
-        if node.GetNthControlPointPositionStatus(index) != node.PositionDefined:
-            continue
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(index, position)
-        points.append((node.GetNthControlPointLabel(index), np.array(position, dtype=float)))
-    return points
-
-
-def internal_points_from_markups(node) -> dict[str, np.ndarray]:
-    """ROI points of the internal calibration: ``{tissue: RAS position (mm)}``.
-
-    Each control point is named by the tissue it lies in (air, fat, muscle, blood; case and
-    surrounding spaces ignored); its ROI replaces the automatic one (blood has none). None or
-    a list without placed points gives ``{}`` (all ROIs automatic).
-
-    Raises:
-        ValueError: a label that is not one of those tissues, or a tissue given twice.
-    """
-    if node is None:
-        return {}
-    # the tissues a point can name (the core is imported lazily, as everywhere in this Lib)
-    from boneqct.calibration.attenuation import TISSUES as INTERNAL_TISSUES
-
-    points: dict[str, np.ndarray] = {}
-    for label, position in _defined_points(node):
-        tissue = label.strip().lower()
-        if tissue not in INTERNAL_TISSUES:
-            raise ValueError(
-                f"The point '{label}' of '{node.GetName()}' does not name an internal-calibration "
-                f"tissue: name each point {', '.join(INTERNAL_TISSUES)} (the tissue it lies in).")
-        if tissue in points:
-            raise ValueError(f"'{node.GetName()}' has two points named {tissue}: keep one per tissue.")
-        points[tissue] = position
-    return points
-
-
 def l3_point_from_markups(node) -> np.ndarray | None:
     """The point (RAS mm) in L3 for the skeletal muscle area, or None without a node.
 
@@ -159,7 +110,7 @@ def l3_point_from_markups(node) -> np.ndarray | None:
     """
     if node is None:
         return None
-    points = _defined_points(node)
+    points = defined_points(node)
     named = [position for label, position in points if label.strip().upper() == "L3"]
     if named:
         return named[0]
@@ -167,64 +118,6 @@ def l3_point_from_markups(node) -> np.ndarray | None:
         return points[0][1]
     raise ValueError(f"'{node.GetName()}' has {len(points)} placed points and none is named L3: "
                      "place one point in L3, or name the L3 point 'L3'.")
-
-
-# ----------------------------------------------------------------------------- internal calibration
-
-def dicom_value(node, tag: str) -> str | None:
-    """The value of DICOM ``tag`` ("gggg,eeee") of a volume loaded from Slicer's DICOM
-    database, or None (not from DICOM, no database, e.g. under slicer-core)."""
-    database = getattr(slicer, "dicomDatabase", None)
-    uids = node.GetAttribute("DICOM.instanceUIDs") if node is not None else None
-    if database is None or not uids:
-        return None
-    try:
-        return database.instanceValue(uids.split()[0], tag) or None
-    except (AttributeError, TypeError):
-        return None
-
-
-def dicom_kvp(node) -> float | None:
-    """The tube voltage (kVp, DICOM 0018,0060) of a volume from the DICOM database, or None."""
-    value = dicom_value(node, "0018,0060")
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
-def run_internal_calibration(ct_node, points_node=None, table_node=None, k_range=None,
-                             kvp: float | None = None):
-    """Phantomless calibration of ``ct_node`` from air, fat and muscle (and blood at a point).
-
-    Args:
-        ct_node: CT volume node (HU), axial.
-        points_node: optional markups point list naming tissue ROIs
-            (:func:`internal_points_from_markups`); missing tissues are placed automatically.
-        table_node: calibration table to overwrite (None creates one).
-        k_range: optional half-open slice range searched for the automatic ROIs.
-        kvp: tube voltage of the scan; default read from the DICOM database
-            (:func:`dicom_kvp`). The core warns when it is unknown or not about 120 kVp.
-
-    Returns:
-        ``(calibration, table node)``; the table has one row per tissue ROI (measured HU, SD,
-        voxels, residual from the tissue line) and the fit's R2 and warnings, as a phantom
-        calibration's table does (``tables.calibration_to_table_node``).
-    """
-    if ct_node is None:
-        raise ValueError("Select the CT volume to calibrate from its own tissues.")
-    from boneqct.calibration.internal import internal_calibration
-    from BoneQCTLib.calibration import calibration_to_table_node
-    from BoneQCTLib.volumes import volume_from_node
-
-    volume = volume_from_node(ct_node)
-    kvp = dicom_kvp(ct_node) if kvp is None else kvp
-    if kvp is not None:
-        volume.metadata["kvp"] = float(kvp)
-    calibration = internal_calibration(volume, internal_points_from_markups(points_node), k_range=k_range)
-    table = calibration_to_table_node(calibration, table_node,
-                                      name=f"{ct_node.GetName()} calibration (internal)")
-    return calibration, table
 
 
 # ----------------------------------------------------------------------------- tissue outputs
@@ -239,15 +132,15 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
         ``BoneQCT.TissueMeasures``) and holds the reference values and the document as
         attributes (see the module docstring).
     """
-    table_node = table_node_or_new(table_node, name)
-    measures_table_node = table_node_or_new(measures_table_node, f"{name} measures")
+    table_node = tables.table_node_or_new(table_node, name)
+    measures_table_node = tables.table_node_or_new(measures_table_node, f"{name} measures")
 
     was_modifying = table_node.StartModify()
     rows = [{**result.regions[region][tissue], "region": region, "compartment": tissue}
             for region in result.regions for tissue in REGION_TISSUES]
     rows += [{**result.fat_compartments[compartment], "region": "image", "compartment": compartment}
              for compartment in FAT_COMPARTMENTS]
-    write_table(table_node, (REGION_COLUMN, COMPARTMENT_COLUMN, *COMPARTMENT_COLUMNS), rows)
+    tables.write_table(table_node, (REGION_COLUMN, COMPARTMENT_COLUMN, *COMPARTMENT_COLUMNS), rows)
     for key, value in result.reference.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             table_node.SetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key, repr(float(value)))
@@ -260,18 +153,18 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_AREA_CM2,
                             "" if muscle_l3 is None else repr(float(muscle_l3["area_cm2"])))
     table_node.SetAttribute(ATTRIBUTE_TISSUE_L3_SLICE, "" if muscle_l3 is None else str(muscle_l3["k"]))
-    store_document(table_node, TISSUE_KIND, result.to_dict())
+    tables.store_document(table_node, TISSUE_KIND, result.to_dict())
     table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
     table_node.EndModify(was_modifying)
 
-    write_table(measures_table_node, (REGION_COLUMN, *MEASURE_COLUMNS),
+    tables.write_table(measures_table_node, (REGION_COLUMN, *MEASURE_COLUMNS),
                 [{**result.regions[region], "region": region} for region in result.regions])
     return table_node, measures_table_node
 
 
 def has_tissue_result(table_node) -> bool:
     """Whether ``table_node`` holds a result written by :func:`tissue_result_to_table_nodes`."""
-    return has_document(table_node, TISSUE_KIND)
+    return tables.has_document(table_node, TISSUE_KIND)
 
 
 def tissue_document_from_table_node(table_node) -> dict:
@@ -279,7 +172,7 @@ def tissue_document_from_table_node(table_node) -> dict:
     if not has_tissue_result(table_node):
         raise ValueError("The selected table holds no tissue composition: run the tissue "
                          "analysis first, or select the table it produced.")
-    return read_document(table_node, TISSUE_KIND)
+    return tables.read_document(table_node, TISSUE_KIND)
 
 
 def tissue_result_from_table_node(table_node):
