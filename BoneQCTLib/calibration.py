@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import vtk
 
-from BoneQCTLib.markups import defined_points
+from BoneQCTLib.markups import points_by_name
 from BoneQCTLib.tables import (
     Column,
     document_attribute,
@@ -138,19 +138,7 @@ def internal_points_from_markups(node) -> dict[str, np.ndarray]:
     # the tissues a point can name (the core is imported lazily, as everywhere in this Lib)
     from boneqct.calibration.attenuation import TISSUES as INTERNAL_TISSUES
 
-    points: dict[str, np.ndarray] = {}
-    for label, position in defined_points(node):
-        tissue = label.strip().lower()
-        if tissue not in INTERNAL_TISSUES:
-            raise ValueError(
-                f"The point '{label}' of '{node.GetName()}' does not name an internal-calibration "
-                f"tissue: name each point {', '.join(INTERNAL_TISSUES)} (the tissue it lies in).")
-        if tissue in points:
-            raise ValueError(f"'{node.GetName()}' has two points named {tissue}: keep one per tissue.")
-        points[tissue] = position
-    return points
-
-
+    return points_by_name(node, INTERNAL_TISSUES, "internal-calibration tissue")
 
 
 def dicom_kvp(node) -> float | None:

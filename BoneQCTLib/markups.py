@@ -22,3 +22,24 @@ def defined_points(node) -> list[tuple[str, np.ndarray]]:
         node.GetNthControlPointPositionWorld(index, position)
         points.append((node.GetNthControlPointLabel(index), np.array(position, dtype=float)))
     return points
+
+
+def points_by_name(node, names, what: str) -> dict[str, np.ndarray]:
+    """``{name: world RAS position in mm}`` of the placed points, each labelled by one of
+    ``names`` (case and surrounding spaces ignored; a name is matched as written in ``names``);
+    ``what`` names the kind in messages ("vertebral level", "internal-calibration tissue").
+
+    Raises:
+        ValueError: a label that is none of ``names``, or a name given to two points.
+    """
+    known = {name.upper(): name for name in names}
+    points: dict[str, np.ndarray] = {}
+    for label, position in defined_points(node):
+        name = known.get(label.strip().upper())
+        if name is None:
+            raise ValueError(f"The point '{label}' of '{node.GetName()}' is not named by a {what}: "
+                             f"name each point by its {what} ({', '.join(names)}).")
+        if name in points:
+            raise ValueError(f"'{node.GetName()}' has two points named {name}: keep one per {what}.")
+        points[name] = position
+    return points

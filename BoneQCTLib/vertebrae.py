@@ -15,7 +15,7 @@ import re
 import numpy as np
 import vtk
 
-from BoneQCTLib.markups import defined_points
+from BoneQCTLib.markups import points_by_name
 from BoneQCTLib.volumes import segments_to_volume, volume_from_node
 
 
@@ -38,18 +38,7 @@ def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
     """
     if node is None:
         raise ValueError("Select the markups point list that holds the seed points.")
-    levels = level_names()
-    seeds: dict[str, np.ndarray] = {}
-    for label, position in defined_points(node):
-        level = label.strip().upper()
-        if level not in levels:
-            raise ValueError(
-                f"The seed point '{label}' of '{node.GetName()}' is not named by a vertebral level. "
-                f"Name each point by its level ({', '.join(levels)}).")
-        if level in seeds:
-            raise ValueError(f"Level {level} has more than one seed point in '{node.GetName()}'. "
-                             "Keep one point per level.")
-        seeds[level] = position
+    seeds = points_by_name(node, level_names(), "vertebral level")
     if not seeds:
         raise ValueError(f"'{node.GetName()}' has no placed points: place one point per level, "
                          "named by its level (e.g. L1).")
