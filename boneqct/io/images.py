@@ -231,8 +231,9 @@ LABEL_MAP_SAMPLE_VOXELS = 2_000_000
 
 
 def refuse_label_map(volume: Volume, name: str) -> None:
-    """Refuse (InputError) an image given as the CT that holds only a few non-negative
-    integer values: a label map (segmentation) passed in place of the CT."""
+    """Refuse (InputError) an image given as the CT that holds only a few (2 to
+    MAX_LABEL_MAP_VALUES) non-negative whole numbers: a label map (segmentation) passed in
+    place of the CT."""
     array = volume.array_kji
     if array.size == 0 or not np.isrealobj(array) or array.min() < 0:
         return
@@ -240,7 +241,7 @@ def refuse_label_map(volume: Volume, name: str) -> None:
     if not np.issubdtype(array.dtype, np.integer) and not np.all(sample == np.round(sample)):
         return
     values = np.unique(sample)
-    if len(values) > MAX_LABEL_MAP_VALUES:
+    if not 2 <= len(values) <= MAX_LABEL_MAP_VALUES:  # one value: an empty image, no labels
         return
     raise InputError(f"'{name}' looks like a label map, not a CT: it holds only {len(values)} "
                      f"distinct whole numbers ({values[0]:g} to {values[-1]:g}) and no air "
