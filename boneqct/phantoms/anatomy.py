@@ -26,6 +26,13 @@ TRABECULAR_FIRST = 11
 #: Calibration rod n (in the definition's order) has label ROD_FIRST + n.
 ROD_FIRST = 21
 
+#: Vertebral deformities the phantom can carry (``SpinePhantomParams.deformities``): the
+#: height lost, as a fraction of the normal body height, where each one is deepest - wedge at
+#: the anterior wall (hinged at the posterior wall), biconcave at the body's centre (a dish
+#: in both endplates, none at the walls), crush everywhere. Test shapes for the Genant types
+#: (Genant 1993, J Bone Miner Res 8:1137), not measured fractures.
+DEFORMITY_REDUCTIONS: dict[str, float] = {"wedge": 0.32, "biconcave": 0.45, "crush": 0.30}
+
 #: Phantom body beyond the centres of the end rods (mm; placeholder).
 PHANTOM_END_MARGIN_MM = 30.0
 
@@ -113,6 +120,9 @@ class SpinePhantomParams:
             each end (200 mm for five rods 35 mm apart).
         table_thickness_mm, table_width_mm: patient table slab under the phantom.
         table_radius_mm: radius of curvature of the table top; None for a flat table.
+        deformities: (level, kind) pairs, kind one of ``DEFORMITY_REDUCTIONS``: that
+            vertebral body is deformed (its endplates move towards its centre, the cortical
+            shell following them); none by default.
     """
 
     levels: tuple[str, ...] = ("L1", "L2", "L3")
@@ -154,9 +164,14 @@ class SpinePhantomParams:
     table_thickness_mm: float = 15.0
     table_width_mm: float = 420.0
     table_radius_mm: float | None = 800.0
+    deformities: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.levels)
+        for level, kind in self.deformities:
+            if level not in self.levels or kind not in DEFORMITY_REDUCTIONS:
+                raise ValueError(f"deformity ({level}, {kind}): the level must be one of "
+                                 f"{self.levels} and the kind one of {sorted(DEFORMITY_REDUCTIONS)}")
         if np.ndim(self.cortical_thickness_mm) == 0:  # one thickness for every level
             object.__setattr__(self, "cortical_thickness_mm",
                                (float(self.cortical_thickness_mm),) * n)
@@ -215,6 +230,7 @@ class Vertebra:
     cortical_thickness_mm: float
     center_ras_mm: np.ndarray
     axial_offset_mm: float
+    deformity: str | None = None
 
 
 class Anatomy:
@@ -260,13 +276,15 @@ class Anatomy:
         """Vertebrae along the spine axis, the first (superior) one highest."""
         p = self.params
         n = len(p.levels)
+        deformities = dict(p.deformities)
         vertebrae = []
         for index, level in enumerate(p.levels):
             w_mm = ((n - 1) / 2.0 - index) * p.vertebra_spacing_mm
             center = self.spine_center_ras_mm + self.spine_frame_ras[:, 2] * w_mm
             vertebrae.append(Vertebra(level, TRABECULAR_FIRST + index,
                                       float(p.trabecular_bmd_mg_cm3[index]),
-                                      float(p.cortical_thickness_mm[index]), center, w_mm))
+                                      float(p.cortical_thickness_mm[index]), center, w_mm,
+                                      deformities.get(level)))
         return tuple(vertebrae)
 
     @property
@@ -399,7 +417,38 @@ class Anatomy:
         labels[in_post & (arch | transverse | spinous)] = POSTERIOR_ELEMENTS
         labels[in_post & (r2 <= p.canal_radius_mm**2)] = SPINAL_SOFT_TISSUE
         t = vertebra.cortical_thickness_mm
-        labels[in_column & (np.abs(w) <= p.body_height_mm / 2.0)] = CORTICAL_BONE
-        core = ((u / (semi_u - t)) ** 2 + (v / (semi_v - t)) ** 2 <= 1.0) & (
-            np.abs(w) <= p.body_height_mm / 2.0 - t)
-        labels[core] = vertebra.label
+        inner_ellipse = (u / (semi_u - t)) ** 2 + (v / (semi_v - t)) ** 2 <= 1.0
+        if vertebra.deformity is None:
+            labels[in_column & (np.abs(w) <= p.body_height_mm / 2.0)] = CORTICAL_BONE
+            labels[inner_ellipse & (np.abs(w) <= p.body_height_mm / 2.0 - t)] = vertebra.label
+            return
+        sink_mm = self.endplate_sink_mm(vertebra, u, v)
+        top_mm, bottom_mm = p.body_height_mm / 2.0 - sink_mm, -p.body_height_mm / 2.0 + sink_mm
+        labels[in_column & (w <= top_mm) & (w >= bottom_mm)] = CORTICAL_BONE
+        labels[inner_ellipse & (w <= top_mm - t) & (w >= bottom_mm + t)] = vertebra.label
+
+    def endplate_sink_mm(self, vertebra: Vertebra, u, v) -> np.ndarray:
+        """How far (mm, along the spine axis) each endplate of a vertebral body has moved
+        towards the body's centre at local (u, v) mm (u to the right, v anterior, from the
+        body's axis): half the height lost there (0 for a normal body)."""
+        p = self.params
+        u, v = np.broadcast_arrays(np.asarray(u, float), np.asarray(v, float))
+        if vertebra.deformity is None:
+            return np.zeros(u.shape)
+        lost = DEFORMITY_REDUCTIONS[vertebra.deformity] * p.body_height_mm
+        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        if vertebra.deformity == "wedge":  # linear from the posterior to the anterior wall
+            share = np.clip((v + semi_v) / (2.0 * semi_v), 0.0, 1.0)
+        elif vertebra.deformity == "biconcave":  # a smooth dish, deepest at the centre
+            share = np.clip(1.0 - (u / semi_u) ** 2 - (v / semi_v) ** 2, 0.0, 1.0) ** 2
+        else:
+            share = np.ones(u.shape)
+        return lost * share / 2.0
+
+    def body_height_mm(self, level: str, point_ras_mm) -> float:
+        """Outer height (mm, endplate surface to endplate surface along the spine axis) of a
+        level's body through a RAS point (its position across the axis counts, not along)."""
+        vertebra = next(v for v in self.vertebrae if v.level == level)
+        offset = np.asarray(point_ras_mm, float) - vertebra.center_ras_mm
+        u, v = offset @ self.spine_frame_ras[:, 0], offset @ self.spine_frame_ras[:, 1]
+        return float(self.params.body_height_mm - 2.0 * self.endplate_sink_mm(vertebra, u, v))

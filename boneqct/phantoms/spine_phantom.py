@@ -209,6 +209,13 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
             "trabecular_semi_axes_mm": [p.body_width_mm / 2.0 - t, p.body_depth_mm / 2.0 - t],
             "trabecular_height_mm": p.body_height_mm - 2.0 * t,
         })
+        if p.deformities:
+            semi_v = p.body_depth_mm / 2.0
+            vertebrae[-1]["deformity"] = v.deformity
+            vertebrae[-1]["body_heights_at_walls_mm"] = {
+                name: float(p.body_height_mm - 2.0 * anatomy.endplate_sink_mm(v, 0.0, v_mm))
+                for name, v_mm in (("anterior", semi_v), ("middle", 0.0),
+                                   ("posterior", -semi_v))}
     rods = [{
         "name": r.name, "label": r.label, "material": anatomy.definition.material,
         "density_mg_cm3": r.density_mg_cm3, "water_mg_cm3": r.water_mg_cm3, "expected_hu": float(lut[r.label]),
@@ -225,7 +232,7 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
         "generator": "boneqct.phantoms.make_spine_phantom",
         "boneqct_version": __version__,
         "seed": seed,
-        "spine_params": dataclasses.asdict(p),
+        "spine_params": _params_dict(p),
         "scanner_params": {**dataclasses.asdict(scanner), "tissue_hu": dict(scanner.tissue_hu)},
         "grid": {"size_ijk": [*scanner.matrix, scanner.n_slices], "spacing_mm": spacing_mm.tolist(),
                  "slice_thickness_mm": scanner.slice_thickness_mm,
@@ -255,6 +262,15 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
             "coordinates": "RAS mm; rods run along z, their centre given at the middle slice",
         },
     }
+
+
+def _params_dict(params: SpinePhantomParams) -> dict:
+    """The anatomy parameters for the truth; ``deformities`` only when some are given, so the
+    default phantom's truth (and its DICOM UIDs, derived from it) stay as they were."""
+    out = dataclasses.asdict(params)
+    if not params.deformities:
+        del out["deformities"]
+    return out
 
 
 def make_spine_phantom(params: SpinePhantomParams | None = None,
