@@ -66,6 +66,24 @@ def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str) -> None:
     where.add_argument("--labels", type=Path, help=labels_help)
 
 
+def add_femur_inputs(parser: argparse.ArgumentParser) -> None:
+    """--side, --out and where the femur is: a point in its head (--seed) or a label map."""
+    parser.add_argument("--side", choices=["left", "right"], required=True, help="which hip")
+    add_out(parser)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm; "
+                       "a left hip's R is negative: --seed -95,10,0)")
+    where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
+
+
+def femur_inputs(args):
+    """(seed point RAS mm or None, label map or None) from --seed / --labels."""
+    from boneqct.io import read_volume_file
+
+    return (parse_point(args.seed, "--seed", "-95,10,0"),
+            read_volume_file(args.labels) if args.labels else None)
+
+
 def body_inputs(args, options):
     """(seeds, labels, options) from --seeds, --seed or --labels: seed points by level (RAS
     mm) or a vertebra label map, the options' label scheme set by a TotalSegmentator folder."""

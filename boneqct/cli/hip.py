@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from boneqct.cli.common import (
     add_calibration_options,
     add_command,
+    add_femur_inputs,
     add_input,
     add_max_memory_option,
-    add_out,
     add_patient_options,
     ct_and_calibration,
-    parse_point,
+    femur_inputs,
     patient_age,
     patient_sex,
     print_done,
@@ -34,13 +32,8 @@ def register(sub) -> None:
     hip = add_command(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
                       HIP_EXAMPLE)
     add_input(hip)
-    hip.add_argument("--side", choices=["left", "right"], required=True, help="which hip")
-    add_out(hip)
+    add_femur_inputs(hip)
     add_calibration_options(hip)
-    where = hip.add_mutually_exclusive_group()
-    where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm; "
-                       "a left hip's R is negative: --seed -95,10,0)")
-    where.add_argument("--labels", type=Path, help="label map with femur_left/femur_right")
     add_options(hip, HipOptions)
     hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
@@ -52,14 +45,11 @@ def register(sub) -> None:
 def _cmd_hip(args) -> int:
     from boneqct.hip.outputs import write_hip_outputs
     from boneqct.hip.pipeline import analyze_hip
-    from boneqct.io import read_volume_file
-
-    seed = parse_point(args.seed, "--seed", "-95,10,0")
     options = start_measurement(args, HipOptions)
+    seed, labels = femur_inputs(args)
     volume, calibration = ct_and_calibration(args)
     result = analyze_hip(
-        volume, calibration, options, side=args.side, seed_ras_mm=seed,
-        labels=read_volume_file(args.labels) if args.labels else None,
+        volume, calibration, options, side=args.side, seed_ras_mm=seed, labels=labels,
         population=None if args.reference == "none" else args.reference,
         sex=patient_sex(args, volume), age_years=patient_age(args, volume))
     paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(
