@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv))
     _refuse_empty_values(parser, args)
     try:
-        with terminal_progress(args.quiet) as display, reporting(display):
+        with terminal_progress(getattr(args, "quiet", False)) as display, reporting(display):
             return args.handler(args) or 0
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
