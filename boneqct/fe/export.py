@@ -193,6 +193,22 @@ def write_feb(model: Model, path: str | Path, applied_mm: float,
     return Path(path)
 
 
+def parse_formats(formats) -> list[str]:
+    """The export formats of a list or a comma-separated string ("inp,feb").
+
+    Raises:
+        FEError: an unknown or no format.
+    """
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    formats = list(dict.fromkeys(formats))
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise FEError(f"Unknown export format {', '.join(unknown) or '(none)'}; choose from "
+                      f"{', '.join(FORMATS)} (e.g. --export inp,feb).")
+    return formats
+
+
 def export_model(model: Model, modulus_mpa: np.ndarray, folder: str | Path, formats,
                  applied_mm: float, name: str = "model") -> dict[str, Path]:
     """Write the model in each of ``formats`` ("inp", "feb"; a list or a comma-separated
@@ -206,12 +222,7 @@ def export_model(model: Model, modulus_mpa: np.ndarray, folder: str | Path, form
     Raises:
         FEError: an unknown format.
     """
-    if isinstance(formats, str):
-        formats = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        raise FEError(f"Unknown export format {', '.join(unknown) or '(none)'}; choose from "
-                      f"{', '.join(FORMATS)} (e.g. --export inp,feb).")
+    formats = parse_formats(formats)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     writers = {"inp": write_inp, "feb": write_feb}

@@ -1,0 +1,189 @@
+"""Femur sideways-fall finite elements (boneqct.fe.femur, ``boneqct fe-hip``) on the digital
+femur phantom: the fall configuration's geometry, mirror symmetry, monotonic growth of
+strength with neck density, CalculiX on the exported model, the command and its refusals.
+
+Coarse 3 mm elements and an 80 mm shaft keep each analysis to seconds; the element-size
+convergence at 1.5 and 1 mm is measured by Testing/benchmarks/bench_fe_femur.py."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from boneqct.calibration import manual_calibration
+from boneqct.cli import main
+from boneqct.errors import FEError
+from boneqct.fe.calculix import ccx_executable, run_ccx_deck
+from boneqct.fe.femur import (
+    FALL_ADDUCTION_DEG,
+    FALL_INTERNAL_ROTATION_DEG,
+    FemurFallResult,
+    FemurFEOptions,
+    analyze_femur_fall,
+)
+from boneqct.fe.femur_report import write_femur_outputs
+from boneqct.fe.mesh import PMMA
+from boneqct.hip.frame import FemurFrame
+from boneqct.io import write_volume
+from boneqct.phantoms.femur import FemurPhantomParams, make_femur_phantom
+from boneqct.volume import Volume
+
+OPTIONS = FemurFEOptions(element_mm=3.0, shaft_cut_below_head_mm=80.0)
+
+
+def _analyze(params: FemurPhantomParams, side: str = "left", options=OPTIONS):
+    phantom = make_femur_phantom(params)
+    line = phantom.truth["calibration"]
+    calibration = manual_calibration(line["slope_hu_per_mg_cm3"], line["intercept_hu"])
+    return analyze_femur_fall(phantom.volume, calibration, options, side=side, sex="F")
+
+
+@pytest.fixture(scope="module")
+def left():
+    return _analyze(FemurPhantomParams())
+
+
+def test_load_direction_is_the_sideways_fall(left):
+    """The load is 10 degrees off the plane across the shaft, pointing along the shaft towards
+    the head end, and its part across the shaft is the lateral direction turned 15 degrees
+    posteriorly (left femur: lateral is -x, posterior -y)."""
+    frame = FemurFrame.from_dict(left.frame)
+    load = np.array(left.load_direction_ras)
+    s = frame.shaft_axis_ras
+    assert np.degrees(np.arcsin(load @ s)) == pytest.approx(FALL_ADDUCTION_DEG, abs=1e-6)
+    across = load - (load @ s) * s
+    across /= np.linalg.norm(across)
+    to_head = -frame.neck_axis_ras
+    medial = to_head - (to_head @ s) * s
+    medial /= np.linalg.norm(medial)
+    assert np.degrees(np.arccos(across @ -medial)) == pytest.approx(FALL_INTERNAL_ROTATION_DEG,
+                                                                     abs=1e-6)
+    assert across[0] < 0 and across[1] < 0  # lateral (left: -x) and posterior (-y)
+
+
+def test_cap_on_the_head_pad_on_the_trochanter(left):
+    """PMMA sits on the head (loaded face) and on the greater trochanter (held face); the
+    strength is a positive fraction of what a stiffer, equally loaded bone would carry."""
+    model = left.model
+    mesh = model.mesh
+    frame = FemurFrame.from_dict(left.frame)
+    centres_kji = np.argwhere(mesh.elements_kji) + 0.5
+    ras = mesh.node_ras(centres_kji)
+    pmma = mesh.element_values(mesh.material_kji) == PMMA
+    nk = mesh.material_kji.shape[0]
+    top, bottom = pmma & (centres_kji[:, 0] > nk / 2), pmma & (centres_kji[:, 0] < nk / 2)
+    assert top.any() and bottom.any()
+    head_distance = np.linalg.norm(ras - frame.head_center_ras_mm, axis=1)
+    assert head_distance[top].max() < 2 * frame.head_radius_mm
+    depth = (frame.head_center_ras_mm - ras[bottom]) @ frame.shaft_axis_ras
+    lateral = (ras[bottom] - frame.shaft_point_ras_mm) @ np.array([-1.0, 0.0, 0.0])
+    assert np.all(depth > 0) and np.all(depth < 70) and np.all(lateral > 0)
+    assert left.boundary_nodes["head"] > 20 and left.boundary_nodes["trochanter"] > 20
+    assert left.solver["converged"] and 0 < left.strength_n
+    assert left.strength_n < left.stiffness_n_mm * 5.0  # failure within 5 mm of head travel
+
+
+def test_right_femur_mirrors_the_left(left):
+    """The mirror-image phantom gives the same stiffness and strength (within the 3 mm
+    voxelisation: the grids are not mirror images of each other)."""
+    right = _analyze(FemurPhantomParams(sides=("right",)), "right")
+    assert right.strength_n == pytest.approx(left.strength_n, rel=0.04)
+    assert right.stiffness_n_mm == pytest.approx(left.stiffness_n_mm, rel=0.06)
+    assert right.load_direction_ras[0] == pytest.approx(-left.load_direction_ras[0], rel=1e-3)
+
+
+def test_strength_grows_with_neck_density(left):
+    """Neck trabecular density 100 -> 200 -> 350 mg/cm3: strength and stiffness increase."""
+    low = _analyze(FemurPhantomParams(neck_trabecular_mg_cm3=100.0))
+    high = _analyze(FemurPhantomParams(neck_trabecular_mg_cm3=350.0))
+    assert low.strength_n < left.strength_n < high.strength_n
+    assert low.stiffness_n_mm < left.stiffness_n_mm < high.stiffness_n_mm
+    assert high.strength_n > 1.03 * low.strength_n
+
+
+def test_result_round_trips_and_has_no_hip_threshold(left, tmp_path):
+    """fe_hip.json read back writes the same document and a report; the hip thresholds are
+    absent with the reason (they belong to VirtuOst's nonlinear analysis)."""
+    paths = write_femur_outputs(tmp_path / "a", left, {}, export_formats=["feb"])
+    document = json.loads(paths["json"].read_text())
+    assert document["fragile"] is None and document["fragile_threshold_n"] is None
+    assert "nonlinear" in document["fragile_absent_reason"]
+    assert document["configuration"]["adduction_deg"] == FALL_ADDUCTION_DEG
+    again = write_femur_outputs(tmp_path / "b", FemurFallResult.from_dict(document), {})
+    assert json.loads(again["json"].read_text()) == document
+    assert set(again) == {"json", "report"} and again["report"].stat().st_size > 10_000
+    assert set(paths) == {"json", "report", "vtu", "feb"}
+    root = ET.parse(paths["feb"]).getroot()
+    n_elements = sum(len(part) for part in root.find("Mesh").findall("Elements"))
+    assert n_elements == left.n_elements
+
+
+@pytest.mark.skipif(ccx_executable() is None, reason="CalculiX (ccx) is not installed")
+def test_calculix_on_the_exported_fall_model(left, tmp_path):
+    """The fall's mixed constraints (held along the load at the pad, across it at the shaft)
+    survive the export: CalculiX's reaction equals our strength-load reaction within 0.5%."""
+    paths = write_femur_outputs(tmp_path, left, {}, export_formats=["inp"])
+    assert run_ccx_deck(paths["inp"]) == pytest.approx(left.strength_n, rel=5e-3)
+
+
+@pytest.fixture(scope="module")
+def phantom_file(tmp_path_factory):
+    phantom = make_femur_phantom()
+    return phantom, write_volume(phantom.volume, tmp_path_factory.mktemp("fe_hip") / "ct.nii.gz")
+
+
+def _line(phantom) -> list[str]:
+    line = phantom.truth["calibration"]
+    return ["--slope", str(line["slope_hu_per_mg_cm3"]), "--intercept", str(line["intercept_hu"]),
+            "--material", "K2HPO4"]
+
+
+def test_fe_hip_command(phantom_file, tmp_path, capsys):
+    phantom, path = phantom_file
+    out = tmp_path / "out"
+    code = main(["fe-hip", str(path), "--side", "left", *_line(phantom), "--element-mm", "3",
+                 "--shaft-cut-below-head-mm", "80", "--export", "inp,feb", "--out", str(out)])
+    assert code == 0
+    document = json.loads((out / "fe_hip.json").read_text())
+    for key in ("strength_n", "stiffness_n_mm", "configuration", "criterion", "law_citation",
+                "fragile", "fragile_absent_reason", "load_direction_ras", "boundary_nodes",
+                "solver", "warnings", "options"):
+        assert key in document
+    assert document["options"]["element_mm"] == 3.0 and document["side"] == "left"
+    assert {p.name for p in out.iterdir()} >= {"fe_hip.json", "fe_hip_report.pdf", "fe_hip.vtu",
+                                                "fe_hip_model.inp", "fe_hip_model.feb"}
+    assert f"strength {document['strength_n']:.0f} N" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--export", "vtk"], "export format"),
+    (["--element-mm", "0.1"], "element"),
+    (["--shaft-cut-below-head-mm", "200"], "reaches"),
+    (["--seed", "1,2"], "--seed"),
+])
+def test_fe_hip_bad_inputs_exit_2(phantom_file, tmp_path, capsys, extra, message):
+    phantom, path = phantom_file
+    with pytest.raises(SystemExit) as exit_info:  # argparse usage errors
+        code = main(["fe-hip", str(path), "--side", "left", *_line(phantom), "--element-mm",
+                     "3", *extra, "--out", str(tmp_path / "out")])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "fe_hip.json").exists()
+
+
+def test_fe_hip_without_calibration_exit_2(phantom_file, tmp_path, capsys):
+    _, path = phantom_file
+    assert main(["fe-hip", str(path), "--side", "left", "--out", str(tmp_path / "o")]) == 2
+    assert "calibrat" in capsys.readouterr().err
+
+
+def test_uncalibrated_or_unknown_side_core_call_raises():
+    volume = Volume(np.zeros((4, 4, 4), np.int16), np.eye(4), {})
+    with pytest.raises(FEError, match="calibrated"):
+        analyze_femur_fall(volume, None, OPTIONS, side="left")
+    with pytest.raises(FEError, match="side"):
+        analyze_femur_fall(volume, manual_calibration(1.0, 0.0), OPTIONS, side="both")

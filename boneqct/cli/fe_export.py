@@ -1,0 +1,26 @@
+"""The ``--export inp,feb`` option of the finite-element commands: the material-mapped model
+written for CalculiX/Abaqus (.inp) and FEBio (.feb) beside the results
+(``boneqct.fe.export``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def export_formats(text: str) -> tuple[str, ...]:
+    """argparse type of --export: the formats (a tuple: a list value means "no value" to
+    ``boneqct.cli``'s check of empty options), or a usage error naming the choices."""
+    from boneqct.errors import FEError
+    from boneqct.fe.export import parse_formats
+
+    try:
+        return tuple(parse_formats(text))
+    except FEError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_export_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--export FORMATS`` (default: none) to a finite-element command."""
+    parser.add_argument("--export", type=export_formats, metavar="inp,feb",
+                        help="also write the material-mapped model for other solvers: "
+                             "CalculiX/Abaqus .inp, FEBio .feb (comma-separated)")
