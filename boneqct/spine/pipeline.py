@@ -19,6 +19,7 @@ from boneqct.options import options_to_dict
 from boneqct.progress import track
 from boneqct.reference import Reference, scores
 from boneqct.spine.body import body_from_label, delineate_body_from_seed
+from boneqct.spine.fracture import FractureOptions, assess_fractures, fracture_note
 from boneqct.spine.interpret import (
     CEMENT_NOTE,
     acr_category,
@@ -71,6 +72,8 @@ class LevelResult:
     cement_augmentation: bool | None = None
     qc: dict | None = None
     excluded: bool = False
+    #: vertebral fracture assessment (``boneqct.spine.fracture.grade_levels``)
+    fracture: dict | None = None
 
     @property
     def usable(self) -> bool:
@@ -161,7 +164,8 @@ MIN_LEVEL_STEP_MM = 10.0
 def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | None = None, *,
                   seeds: dict | None = None, labels: Volume | None = None,
                   reference: Reference | None = None, age_years: float | None = None,
-                  sex: str | None = None) -> SpineResult:
+                  sex: str | None = None,
+                  fracture_options: FractureOptions | None = None) -> SpineResult:
     """Measure every level given by ``seeds`` (level -> RAS mm) or present in ``labels``.
 
     A level that cannot be measured (seed off the body, body cut by the scan, too little
@@ -184,6 +188,9 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
             numbering.
         reference, age_years, sex: for T/Z-scores (absent without a reference); the
             reference must be for lumbar-spine-trabecular vBMD in the calibration's material.
+        fracture_options: the vertebral fracture assessment of every measured level
+            (``boneqct.spine.fracture``); a level graded at or above
+            ``exclude_from_grade`` leaves the diagnostic mean, a lower grade is flagged.
 
     Category, cement flag and scores are given only when the calibration allows them
     (``boneqct.spine.interpret.spine_basis``); ``SpineResult.interpretation`` says what the
@@ -209,14 +216,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
         warnings.append(f"Voxels of {coarsest_mm:.1f} mm along one axis: partial volume across "
                         "thick slices makes the ROI smaller and the values less precise; "
                         "thinner slices (0.5-3 mm) are recommended.")
-    if seeds is not None:
-        if not seeds:
-            raise SpineError("No seed points were given; give one per level "
-                             "(e.g. --seed L1=R,A,S).")
-        finders = {level: partial(delineate_body_from_seed, volume_hu, np.asarray(p, float),
-                                  level) for level, p in seeds.items()}
-    else:
-        finders = _label_finders(volume_hu, labels, options.label_scheme)
+    finders = body_finders(volume_hu, seeds=seeds, labels=labels, scheme=options.label_scheme)
     if calibration is None:
         warnings.append("Uncalibrated: values are HU only; no BMD, category or cement flag.")
     else:
@@ -244,6 +244,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
             warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1])});"
                             " this level is left out of the diagnosis and has no cement flag.")
     _check_level_order(bodies)
+    warnings += _assess_fractures(volume_hu, levels, bodies, fracture_options or FractureOptions())
     if not rois:
         raise SpineError("No level could be measured: " + " ".join(
             f"{lv.level}: {lv.reason.removeprefix(lv.level + ': ')}" for lv in levels))
@@ -267,6 +268,26 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
                             "curve": None if reference is None or sex not in ("F", "M")
                             else reference.curve(sex), "age_years": age_years, "sex": sex}
     return result
+
+
+def _assess_fractures(volume_hu: Volume, levels: list[LevelResult], bodies: list[VertebralBody],
+                      options: FractureOptions) -> list[str]:
+    """Grade each measured level's deformity into ``LevelResult.fracture``; a level graded at
+    or above ``options.exclude_from_grade`` is excluded from the diagnostic mean. The notes
+    for the warnings."""
+    fractures = assess_fractures(volume_hu, bodies, options)
+    notes = []
+    for level in levels:
+        if level.level not in fractures:
+            continue
+        fracture = level.fracture = fractures[level.level]
+        if (fracture["genant_grade"] or 0) >= options.exclude_from_grade:
+            fracture["excluded_from_mean"] = True
+            level.excluded = True
+        note = fracture_note(level.level, fracture, options.exclude_from_grade)
+        if note:
+            notes.append(note)
+    return notes
 
 
 def _check_level_order(bodies: list[VertebralBody]) -> None:
@@ -346,6 +367,19 @@ def roi_label_map(volume_hu: Volume, result: SpineResult) -> Volume:
     out = volume_hu.with_array(labels)
     out.metadata = {"labels": {n + 1: lv.level for n, lv in enumerate(result.measured_levels)}}
     return out
+
+
+def body_finders(volume_hu: Volume, *, seeds: dict | None = None, labels: Volume | None = None,
+                 scheme: str = "totalsegmentator") -> dict:
+    """level -> a function delineating its body, from seeds (level -> RAS mm) or from every
+    level present in a vertebra label map numbered in ``scheme``."""
+    if seeds is None:
+        return _label_finders(volume_hu, labels, scheme)
+    if not seeds:
+        raise SpineError("No seed points were given; give one per level "
+                         "(e.g. --seed L1=R,A,S).")
+    return {level: partial(delineate_body_from_seed, volume_hu, np.asarray(p, float), level)
+            for level, p in seeds.items()}
 
 
 def _label_finders(volume_hu: Volume, labels: Volume, scheme: str) -> dict:

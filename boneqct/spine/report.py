@@ -30,6 +30,53 @@ VIEW_PIXEL_MM = 0.4
 VIEW_COLUMN_WIDTH_MM = 45.0
 #: Bone window for the views (HU).
 WINDOW_HU = (-250.0, 750.0)
+#: Colours of the height lines by Genant grade (None: not graded).
+GRADE_COLORS = {0: "#34c759", 1: "#ffd60a", 2: "#ff9500", 3: "#ff3b30", None: "#8e8e93"}
+FRACTURE_LEGEND = (
+    "Heights along the body axis between the endplates' cortical mid-surfaces, in the body's "
+    "mid-sagittal plane; ratios anterior/posterior (wedge), middle/posterior (biconcave), "
+    "posterior/adjacent levels' posterior (crush). Genant 1993: grade 1 mild 20-25 %, 2 "
+    "moderate 25-40 %, 3 severe > 40 % height reduction. Sagittal views: anterior on the "
+    "left, as Slicer shows them.")
+
+
+def fracture_table(levels: list[tuple[str, dict | None]]) -> object:
+    """Heights, ratios, grade and type of each (level, fracture assessment)."""
+    rows = [["Level", "Ha (mm)", "Hm (mm)", "Hp (mm)", "Ha/Hp", "Hm/Hp", "Hp/adjacent",
+             "Grade", "Type", "BMD mean"]]
+    for level, fracture in levels:
+        if not fracture or not fracture.get("heights_mm"):
+            rows.append([level, "-", "-", "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        h, ratios = fracture["heights_mm"], fracture["height_ratios"] or {}
+        grade = fracture["genant_grade"]
+        rows.append([level, *(f"{h[k]:.1f}" for k in ("anterior", "middle", "posterior")),
+                     *("-" if ratios.get(k) is None else f"{ratios[k]:.2f}" for k in (
+                         "anterior_posterior", "middle_posterior", "posterior_adjacent")),
+                     "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
+                     fracture["type"] or "-",
+                     "excluded" if fracture.get("excluded_from_mean") else ""])
+    return table(rows, [13, 16, 16, 16, 14, 14, 20, 24, 18, 18])
+
+
+def draw_heights(ax, fracture: dict | None, to_view) -> None:
+    """The six endplate points and the three height lines of a level on a view;
+    ``to_view`` maps (N, 3) RAS mm to (N, 2) view coordinates."""
+    if not fracture or not fracture.get("points_ras_mm"):
+        return
+    color = GRADE_COLORS.get(fracture["genant_grade"], GRADE_COLORS[None])
+    for pair in fracture["points_ras_mm"].values():
+        xy = to_view(np.array([pair["superior"], pair["inferior"]], float))
+        ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=0.8)
+        ax.plot(xy[:, 0], xy[:, 1], "o", color=color, ms=1.8)
+
+
+def grade_label(fracture: dict | None) -> str:
+    """A level's grade for a view's title: "G0", "G2 wedge", "not graded"."""
+    if not fracture or fracture.get("genant_grade") is None:
+        return "not graded"
+    grade = fracture["genant_grade"]
+    return f"G{grade}" + (f" {fracture['type']}" if fracture["type"] else "")
 
 
 def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: Volume,
@@ -42,6 +89,11 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
     story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
     story += _diagnosis(result)
     story += _cement_flags(result)
+    if any(lv.fracture for lv in result.levels):
+        story += [Paragraph("Vertebral fracture assessment (Genant semi-quantitative)",
+                            STYLES["Heading2"]), fracture_table(
+                                [(lv.level, lv.fracture) for lv in result.levels]),
+                  Paragraph(FRACTURE_LEGEND, STYLES["Italic"])]
     if result.reference and result.reference.get("curve"):
         story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
@@ -157,9 +209,10 @@ def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
         mask_kji = roi_labels.array_kji == col + 1
         left = np.cross(axis, anterior)  # R x A = S, so S x A = -R: patient left
         # (name, image x direction, image y direction, letters at the left / right / top
-        # edges); axial views in radiological convention (patient's right on the image's left)
+        # edges); axial views in radiological convention (patient's right on the image's
+        # left), sagittal views as Slicer shows them (anterior on the left)
         views = (("axial", left, anterior, ("R", "L", "A")),
-                 ("sagittal", anterior, axis, ("P", "A", "S")))
+                 ("sagittal", -anterior, axis, ("A", "P", "S")))
         for row, (name, horizontal, up, letters) in enumerate(views):
             image, mask = _plane(volume_hu, mask_kji, np.asarray(lv.roi_center_ras_mm), horizontal, up)
             ax = axes[row][col]
@@ -172,7 +225,13 @@ def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
             for x, y, letter in zip((0.03, 0.97, 0.5), (0.5, 0.5, 0.97), letters, strict=True):
                 ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=6,
                         ha="center", va="center")
-            ax.set_title(f"{lv.level} {name}", fontsize=7)
+            title = f"{lv.level} {name}"
+            if name == "sagittal" and lv.fracture:
+                center = np.asarray(lv.roi_center_ras_mm, float)
+                draw_heights(ax, lv.fracture, lambda p, c=center, h=horizontal, u=up: np.column_stack(
+                    [(p - c) @ h, (p - c) @ u]))
+                title += f"\n{grade_label(lv.fracture)}"
+            ax.set_title(title, fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()

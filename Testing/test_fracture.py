@@ -1,0 +1,188 @@
+"""Vertebral fracture assessment on digital phantoms with known deformities: heights against
+the analytic truth, Genant grade and type, the BMD mean without a fractured level, the vfa
+command."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from boneqct.cli import main
+from boneqct.io import write_volume
+from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
+from boneqct.phantoms.anatomy import DEFORMITY_REDUCTIONS, Anatomy
+from boneqct.spine.body import delineate_body_from_seed
+from boneqct.spine.fracture import (
+    GRADE_NAMES,
+    fracture_note,
+    genant_grade,
+    grade_levels,
+    measure_heights,
+)
+from boneqct.spine.options import SpineOptions
+from boneqct.spine.pipeline import analyze_spine
+
+LEVELS = ("L1", "L2", "L3", "L4", "L5")
+DEFORMITIES = {"L1": "biconcave", "L3": "crush", "L5": "wedge"}
+TYPES = {"wedge": "anterior_posterior", "biconcave": "middle_posterior",
+         "crush": "posterior_adjacent"}
+#: A 9 mm disc between 25 mm bodies (adult lumbar discs are 8-12 mm), tilted 10 degrees.
+PARAMS = SpinePhantomParams(
+    levels=LEVELS, trabecular_bmd_mg_cm3=(80.0, 120.0, 60.0, 150.0, 90.0),
+    cortical_thickness_mm=(1.0, 1.5, 1.0, 2.0, 1.0), vertebra_spacing_mm=34.0,
+    spine_tilt_deg=10.0, phantom_present=False, deformities=tuple(DEFORMITIES.items()))
+
+
+def _scanner(slice_mm: float) -> ScannerParams:
+    return ScannerParams(pixel_mm=0.8, matrix=(110, 140), n_slices=int(195 / slice_mm),
+                         slice_spacing_mm=slice_mm, slice_thickness_mm=slice_mm,
+                         fov_center_ras_mm=(0.0, -45.0), noise_sd_hu=15.0, supersample=2)
+
+
+def _seeds(phantom) -> dict:
+    return {v["level"]: np.array(v["body_center_ras_mm"]) for v in phantom.truth["vertebrae"]}
+
+
+def _assess(phantom):
+    """Heights of every level, the assessment, and the seconds the heights took per level."""
+    bodies = [delineate_body_from_seed(phantom.volume, seed, level)
+              for level, seed in _seeds(phantom).items()]
+    start = time.perf_counter()
+    measured = {body.level: measure_heights(phantom.volume, body) for body in bodies}
+    seconds = (time.perf_counter() - start) / len(bodies)
+    return grade_levels(measured), seconds
+
+
+def _true_heights(phantom, fracture, level) -> dict:
+    """The true heights through the measured points: outer height less one cortical
+    thickness (the method measures between the endplates' cortical mid-surfaces)."""
+    anatomy = Anatomy(PARAMS)
+    thickness = next(v["cortical_thickness_mm"] for v in phantom.truth["vertebrae"]
+                     if v["level"] == level)
+    return {name: anatomy.body_height_mm(level, (np.array(p["superior"]) + p["inferior"]) / 2.0)
+            - thickness for name, p in fracture["points_ras_mm"].items()}
+
+
+def _true_grade(truth: dict, neighbours: list[dict]) -> tuple[int, str | None]:
+    """Genant grade and type from the true heights at the measured points."""
+    reductions = {"anterior_posterior": 1.0 - truth["anterior"] / truth["posterior"],
+                  "middle_posterior": 1.0 - truth["middle"] / truth["posterior"],
+                  "posterior_adjacent": 1.0 - truth["posterior"] / np.mean(
+                      [n["posterior"] for n in neighbours])}
+    worst = max(reductions, key=reductions.get)
+    grade = genant_grade(reductions[worst])
+    return grade, ({v: k for k, v in TYPES.items()}[worst] if grade else None)
+
+
+@pytest.fixture(scope="module")
+def phantom_1mm():
+    return make_spine_phantom(PARAMS, _scanner(1.0), seed=11)
+
+
+@pytest.fixture(scope="module")
+def assessed_1mm(phantom_1mm):
+    return _assess(phantom_1mm)
+
+
+def _check_heights_and_grades(phantom, assessed, tolerance_mm):
+    fractures, _ = assessed
+    truths = {level: _true_heights(phantom, fractures[level], level) for level in LEVELS}
+    for index, level in enumerate(LEVELS):
+        fracture = fractures[level]
+        assert fracture["quality"]["passed"], (level, fracture["quality"])
+        for name, measured_mm in fracture["heights_mm"].items():
+            assert measured_mm == pytest.approx(truths[level][name], abs=tolerance_mm), (level, name)
+        neighbours = [truths[n] for n in LEVELS[max(index - 1, 0):index + 2] if n != level]
+        grade, kind = _true_grade(truths[level], neighbours)
+        assert (fracture["genant_grade"], fracture["type"]) == (grade, kind), level
+        assert fracture["type"] == DEFORMITIES.get(level)
+        if level not in DEFORMITIES:
+            assert fracture["genant_grade"] == 0
+
+
+def test_heights_grades_and_types_at_1mm_slices(phantom_1mm, assessed_1mm):
+    _check_heights_and_grades(phantom_1mm, assessed_1mm, tolerance_mm=0.5)
+    fractures, _ = assessed_1mm
+    # the deformities as built: crush -30 %, biconcave -45 %, wedge -32 % at the walls
+    assert fractures["L3"]["height_ratios"]["posterior_adjacent"] == pytest.approx(
+        1.0 - DEFORMITY_REDUCTIONS["crush"], abs=0.03)
+    assert fractures["L3"]["reference_method"].endswith("L2, L4")
+    assert fractures["L5"]["reference_method"] == "posterior height of the same vertebra"
+    assert fractures["L1"]["genant_grade"] == 3 and fractures["L3"]["genant_grade"] == 2
+
+
+def test_fracture_assessment_takes_under_a_second_per_level(assessed_1mm):
+    _, seconds_per_level = assessed_1mm
+    assert seconds_per_level < 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="3 mm slices: the endplate's cortical line is located "
+                   "within about 1.5 mm, not 1 mm (issue 15 acceptance not met yet)")
+def test_heights_grades_and_types_at_3mm_slices():
+    phantom = make_spine_phantom(PARAMS, _scanner(3.0), seed=12)
+    _check_heights_and_grades(phantom, _assess(phantom), tolerance_mm=1.0)
+
+
+def test_fractured_level_leaves_the_bmd_mean_with_a_note(phantom_1mm):
+    result = analyze_spine(phantom_1mm.volume, None, SpineOptions(levels_used=("L2", "L3")),
+                           seeds=_seeds(phantom_1mm))
+    by_level = {lv.level: lv for lv in result.levels}
+    assert by_level["L3"].fracture["genant_grade"] == 2
+    assert by_level["L3"].excluded and by_level["L3"].fracture["excluded_from_mean"]
+    assert result.levels_used == ["L2", "L4"]
+    assert result.mean_hu == pytest.approx(np.mean([by_level["L2"].mean_hu,
+                                                    by_level["L4"].mean_hu]))
+    assert any(w.startswith("L3: moderate crush deformity") and "left out of the BMD mean" in w
+               for w in result.warnings)
+    assert not by_level["L2"].excluded and by_level["L2"].fracture["genant_grade"] == 0
+
+
+def test_grade_one_is_flagged_and_kept():
+    def heights(anterior, middle, posterior):
+        return {"heights_mm": {"anterior": anterior, "middle": middle, "posterior": posterior},
+                "points_ras_mm": None, "quality": {"passed": True, "reason": None}}
+
+    graded = grade_levels({"L1": heights(25.0, 25.0, 25.0), "L2": heights(20.0, 25.0, 26.0),
+                           "L3": heights(26.0, 26.0, 26.0)})
+    mild = graded["L2"]
+    assert (mild["genant_grade"], mild["grade_name"], mild["type"]) == (1, GRADE_NAMES[1], "wedge")
+    assert mild["height_reduction"] == pytest.approx(1.0 - 20.0 / 26.0)
+    assert "kept in the BMD mean" in fracture_note("L2", mild, 2)
+    assert graded["L1"]["reason"] is None and graded["L1"]["genant_grade"] == 0
+    assert fracture_note("L1", graded["L1"], 2) is None
+
+
+def test_unreliable_heights_get_no_grade_and_say_why():
+    graded = grade_levels({"L1": {"heights_mm": None, "points_ras_mm": None, "quality": {
+        "passed": False, "reason": "the body's antero-posterior extent was not found"}}})
+    assert graded["L1"]["genant_grade"] is None
+    assert "not graded" in graded["L1"]["reason"] and "extent" in graded["L1"]["reason"]
+
+
+def test_vfa_command_writes_the_output_set(phantom_1mm, tmp_path, capsys):
+    ct = write_volume(phantom_1mm.volume, tmp_path / "ct.nii.gz")
+    seeds = [f"--seed={level}=" + ",".join(f"{x:.2f}" for x in p)
+             for level, p in _seeds(phantom_1mm).items()]
+    assert main(["vfa", str(ct), *seeds, "--out", str(tmp_path / "out")]) == 0
+    document = json.loads((tmp_path / "out" / "vfa.json").read_text())
+    assert {"levels", "grading", "warnings", "options", "exam"} <= set(document)
+    assert [lv["level"] for lv in document["levels"]] == list(LEVELS)
+    fracture = document["levels"][2]["fracture"]
+    assert {"heights_mm", "height_ratios", "genant_grade", "type", "reference_height_mm",
+            "reference_method", "points_ras_mm", "quality"} <= set(fracture)
+    assert (fracture["genant_grade"], fracture["type"]) == (2, "crush")
+    assert (tmp_path / "out" / "vfa_overview.pdf").stat().st_size > 10_000
+    assert "L3: heights anterior" in capsys.readouterr().out
+
+
+def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):
+    ct = write_volume(phantom_1mm.volume, tmp_path / "ct.nii.gz")
+    assert main(["vfa", str(tmp_path / "missing.nii.gz"), "--seed", "L1=0,0,0",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert main(["vfa", str(ct), "--seed", "L1=0,500,0", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "outside the scan" in err
+    assert not (tmp_path / "b").exists()

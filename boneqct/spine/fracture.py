@@ -1,0 +1,390 @@
+"""Vertebral fracture assessment: anterior, middle and posterior heights of each vertebral
+body, their ratios, and the Genant semi-quantitative grade and type.
+
+Heights (mm) are measured in the body's mid-sagittal plane (through the trabecular centroid,
+spanned by the body axis and the anterior direction of ``boneqct.spine.body``), along lines
+parallel to the body axis, endplate to endplate:
+
+1. The body's antero-posterior extent comes from its delineation mask along the line through
+   the centroid perpendicular to the axis (median over several heights, so the basivertebral
+   foramen in the posterior wall does not shorten it). The anterior and posterior lines lie
+   ``wall_inset_fraction`` of that depth inside the walls (clear of the walls' cortex and its
+   partial volume), the middle line halfway between the walls.
+2. Along each line the CT is sampled (linear interpolation, ``SAMPLE_STEP_MM``) and averaged
+   over a small patch across the line (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives
+   each endplate roughly; the endplate is then located on the CT as the centre of its bright
+   cortical line: the centroid of the profile above half its peak over the trabecular level.
+   A symmetric blur (slice profile, point spread) moves the edges of a thin plate but not its
+   centre, so the heights do not depend on slice thickness. Heights are therefore between the
+   endplates' cortical mid-surfaces - where a reader marks the endplate on a sagittal
+   reformat; the outer (surface-to-surface) height exceeds them by one endplate thickness.
+3. Ratios: anterior/posterior and middle/posterior of the same body, and posterior/reference,
+   the reference being the mean posterior height of the measured adjacent levels (one above,
+   one below; one when only one is measured).
+4. Genant semi-quantitative grade from the largest height reduction among the three ratios,
+   type from which ratio it is (wedge: anterior, biconcave: middle, crush: posterior vs the
+   adjacent levels).
+
+A level whose endplates are not seen clearly, or whose body is implausibly shaped, gets
+heights but no grade, with the reason (``quality``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from boneqct.options import check_options, option
+from boneqct.spine.levels import LEVEL_NAMES
+from boneqct.spine.types import VertebralBody
+from boneqct.volume import Volume
+
+#: Genant semi-quantitative grades by height reduction: grade 1 (mild) 20-25 %, grade 2
+#: (moderate) 25-40 %, grade 3 (severe) > 40 %, below 20 % normal (grade 0). Genant HK, Wu CY,
+#: van Kuijk C, Nevitt MC 1993, J Bone Miner Res 8:1137; thresholds checked in Wang YXJ 2019,
+#: Quant Imaging Med Surg 9:1151 (doi:10.21037/qims.2019.02.04); the primary paper was not read.
+MILD_REDUCTION = 0.20
+MODERATE_REDUCTION = 0.25
+SEVERE_REDUCTION = 0.40
+#: Types by the height that is reduced (Genant 1993; ratios Ha/Hp, Hm/Hp and Hp against the
+#: adjacent levels' Hp as in the Berlin/EVOS morphometry, docs/domain.md section 6).
+TYPES = {"anterior_posterior": "wedge", "middle_posterior": "biconcave",
+         "posterior_adjacent": "crush"}
+GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
+#: Step (mm) of the profiles along the axis and half-width (mm) of the patch averaged across
+#: each line (left-right and antero-posterior).
+SAMPLE_STEP_MM = 0.2
+PATCH_HALF_WIDTH_MM = 1.5
+#: Height lines: every LINE_STEP_MM across the body, from WALL_CLEARANCE_MM inside its walls;
+#: an endplate's position at a measurement point is fitted to the lines within
+#: FIT_HALF_WIDTH_MM of it (at least MIN_FIT_LINES, outliers beyond FIT_OUTLIER_MM left out),
+#: and at least MIN_LOCATED_SHARE of them must agree with the fitted course.
+LINE_STEP_MM = 0.5
+WALL_CLEARANCE_MM = 1.5
+FIT_HALF_WIDTH_MM = 6.0
+MIN_FIT_LINES = 5
+FIT_OUTLIER_MM = 1.5
+MIN_LOCATED_SHARE = 0.6
+#: Plausible body depth and height (mm) for T4-L5 bodies of adults (a project check: a T4
+#: body is about 20 mm deep, an L5 body 35-50 mm; not from a primary source).
+DEPTH_RANGE_MM = (12.0, 70.0)
+HEIGHT_RANGE_MM = (6.0, 60.0)
+#: Least contrast (HU) of an endplate's cortical line over the trabecular bone for it to be
+#: located (a project choice: about 3 noise SDs of a 1-3 mm slice).
+MIN_ENDPLATE_CONTRAST_HU = 60.0
+
+
+@dataclass(frozen=True)
+class FractureOptions:
+    """How vertebral fractures are assessed (see each field's help)."""
+
+    wall_inset_fraction: float = option(
+        0.08, "distance of the anterior and posterior height lines inside the body's walls, "
+        "as a fraction of its depth", low=0.02, high=0.25)
+    exclude_from_grade: int = option(
+        2, "Genant grade from which a fractured level leaves the BMD mean (ISCD)", low=1,
+        high=4, integer=True)
+
+    def __post_init__(self):
+        check_options(self)
+
+
+def genant_grade(reduction: float) -> int:
+    """Genant grade (0-3) of a fractional height reduction (0.3 = 30 % lower)."""
+    if reduction > SEVERE_REDUCTION:
+        return 3
+    if reduction >= MODERATE_REDUCTION:
+        return 2
+    if reduction >= MILD_REDUCTION:
+        return 1
+    return 0
+
+
+def sample_volume(volume: Volume, points_ras_mm: np.ndarray, order: int = 1,
+                  cval: float = -1000.0) -> np.ndarray:
+    """Values of a volume at RAS points (any shape (..., 3)), interpolated (``order``) from
+    the part of the volume the points cover; ``cval`` outside."""
+    points = np.asarray(points_ras_mm, float)
+    coords_kji = volume.ras_to_ijk_points(points.reshape(-1, 3))[:, ::-1].T
+    shape = np.array(volume.array_kji.shape)
+    low = np.clip(np.floor(coords_kji.min(axis=1)).astype(int) - 1, 0, shape)
+    high = np.clip(np.ceil(coords_kji.max(axis=1)).astype(int) + 2, 0, shape)
+    if np.any(high <= low):
+        return np.full(points.shape[:-1], float(cval))
+    box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
+    values = ndimage.map_coordinates(volume.array_kji[box].astype(np.float32),
+                                     coords_kji - low[:, None], order=order, cval=cval)
+    return values.reshape(points.shape[:-1])
+
+
+def _body_mask_volume(volume: Volume, body: VertebralBody) -> Volume:
+    """The body mask (cortex included) as a float volume on its box of the CT grid."""
+    ijk_to_ras = volume.ijk_to_ras.copy()
+    ijk_to_ras[:3, 3] = volume.ijk_to_ras_points([s.start for s in body.box_kji[::-1]])[0]
+    return Volume(body.body_in_box.astype(np.float32), ijk_to_ras)
+
+
+def _run_around(inside: np.ndarray, index: int) -> tuple[int, int] | None:
+    """First and last index of the run of True values holding (or nearest to) ``index``."""
+    where = np.flatnonzero(inside)
+    if not len(where):
+        return None
+    start = where[np.argmin(np.abs(where - index))]
+    lo = hi = start
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    while hi < len(inside) - 1 and inside[hi + 1]:
+        hi += 1
+    return int(lo), int(hi)
+
+
+def _depth_extent(mask: Volume, body: VertebralBody, half_height_mm: float):
+    """(posterior, anterior) offsets (mm) of the body's walls from its centre along the
+    anterior direction: the median over heights within the body's middle half."""
+    offsets = np.arange(-45.0, 45.0 + 1e-9, SAMPLE_STEP_MM)
+    heights = np.linspace(-0.5, 0.5, 7) * half_height_mm
+    points = (body.center_ras_mm + heights[:, None, None] * body.axis_ras
+              + offsets[None, :, None] * body.anterior_ras)
+    inside = sample_volume(mask, points, order=1, cval=0.0) >= 0.5
+    ends = [_run_around(row, len(offsets) // 2) for row in inside]
+    ends = np.array([e for e in ends if e is not None])
+    if not len(ends):
+        return None
+    return float(offsets[int(np.median(ends[:, 0]))]), float(offsets[int(np.median(ends[:, 1]))])
+
+
+def _centroid_above_half(values: np.ndarray, s_mm: np.ndarray, window: np.ndarray):
+    """Centroid (mm) of the run of ``values`` above half their peak within ``window`` that
+    holds the peak, and the peak value."""
+    index = np.flatnonzero(window)
+    peak = index[np.argmax(values[index])]
+    if values[peak] <= 0.0:  # nothing stands out: no line to locate
+        return float(s_mm[peak]), float(values[peak])
+    half = 0.5 * values[peak]
+    lo, hi = _run_around(window & (values >= half), peak)
+    weights = values[lo:hi + 1] - half + 1e-6
+    return float(np.sum(weights * s_mm[lo:hi + 1]) / np.sum(weights)), float(values[peak])
+
+
+def _endplate_centre(profile: np.ndarray, s_mm: np.ndarray, rough_mm: float, outward: int,
+                     reach_mm: tuple[float, float], trabecular_hu: float, blur_mm: float):
+    """Position (mm along the line) of an endplate's cortical mid-surface near ``rough_mm``,
+    and its contrast (HU).
+
+    ``outward`` (+1 or -1) points from the body into the disc; ``reach_mm`` (outward, inward)
+    bounds the search around ``rough_mm``. The bright line is what stands above the step
+    from the disc's level to the trabecular level (a ramp ``blur_mm`` wide at the line): the
+    centroid of that excess above half its peak, found again with the step moved to it.
+    """
+    low_reach, high_reach = reach_mm if outward < 0 else reach_mm[::-1]
+    window = (s_mm >= rough_mm - low_reach) & (s_mm <= rough_mm + high_reach)
+    centre, contrast = _centroid_above_half(profile - trabecular_hu, s_mm, window)
+    beyond = outward * (s_mm - centre)
+    disc = (beyond >= blur_mm / 2.0 + 1.0) & (beyond <= blur_mm / 2.0 + 4.0)
+    disc_hu = float(np.median(profile[disc])) if disc.any() else trabecular_hu
+    for _ in range(3):
+        inside = np.clip(0.5 - outward * (s_mm - centre) / max(blur_mm, 1.0), 0.0, 1.0)
+        step_hu = disc_hu + (trabecular_hu - disc_hu) * inside
+        centre, contrast = _centroid_above_half(profile - step_hu, s_mm, window)
+    return centre, contrast
+
+
+def _blur_along_mm(volume: Volume, axis_ras: np.ndarray) -> float:
+    """The CT's coarsest sampling (mm) along a direction: its largest voxel step projected."""
+    return float(np.max(np.abs(volume.direction_ras.T @ axis_ras) * volume.spacing_mm))
+
+
+def _endplates_along(volume_hu: Volume, mask: Volume, body: VertebralBody, offsets_mm,
+                     half_height_mm: float) -> dict:
+    """Inferior and superior endplate positions (mm along the axis from the centre) on lines
+    parallel to the axis at antero-posterior offsets (mm) in the mid-sagittal plane, each
+    line averaged across ``PATCH_HALF_WIDTH_MM`` left and right; NaN where not found."""
+    left = np.cross(body.axis_ras, body.anterior_ras)
+    s_mm = np.arange(-half_height_mm - 12.0, half_height_mm + 12.0 + 1e-9, SAMPLE_STEP_MM)
+    across = np.arange(-PATCH_HALF_WIDTH_MM, PATCH_HALF_WIDTH_MM + 1e-9, 0.75)
+    blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
+    # the mask's edge lies near the outer surface (within a voxel): the cortical line's
+    # centre is inside it, the neighbour's endplate beyond the disc outside it
+    reach_mm = (blur_mm / 2.0 + 1.5, blur_mm / 2.0 + 3.5)
+    bases = body.center_ras_mm + np.asarray(offsets_mm)[:, None] * body.anterior_ras
+    lines = (bases[:, None, None, :] + s_mm[None, :, None, None] * body.axis_ras
+             + across[None, None, :, None] * left)
+    profiles = sample_volume(volume_hu, lines).mean(axis=2)
+    inside = sample_volume(mask, lines[:, :, len(across) // 2], cval=0.0) >= 0.5
+    found = {key: np.full(len(bases), np.nan) for key in (
+        "inferior", "superior", "contrast_inferior", "contrast_superior")}
+    found["trabecular_hu"] = np.full(len(bases), np.nan)
+    for n, (profile, line_inside) in enumerate(zip(profiles, inside, strict=True)):
+        run = _run_around(line_inside, len(s_mm) // 2)
+        if run is None or run[0] == 0 or run[1] == len(s_mm) - 1 or run[1] - run[0] < 10:
+            continue
+        low_mm, high_mm = s_mm[run[0]], s_mm[run[1]]
+        span = high_mm - low_mm
+        core = (s_mm > low_mm + 0.3 * span) & (s_mm < high_mm - 0.3 * span)
+        trabecular_hu = float(np.median(profile[core]))
+        found["trabecular_hu"][n] = trabecular_hu
+        for key, rough_mm, outward in (("inferior", low_mm, -1), ("superior", high_mm, 1)):
+            centre, contrast = _endplate_centre(
+                profile, s_mm, rough_mm, outward, reach_mm, trabecular_hu, blur_mm)
+            found[key][n], found["contrast_" + key][n] = centre, contrast
+    return found
+
+
+def _endplate_at(offsets_mm: np.ndarray, found: dict, key: str, at_mm: float, degree: int):
+    """An endplate's position (mm along the axis) at a height line ``at_mm``, its contrast
+    (HU) and the share of lines agreeing with it, or None: a polynomial of ``degree`` fitted
+    to its positions on the lines within ``FIT_HALF_WIDTH_MM`` (refitted without those beyond
+    ``FIT_OUTLIER_MM``), at the line. On a spine tilted against the slices the lines cross
+    the endplate at different phases of the slice spacing, and the fit averages the error
+    each line makes between slice centres."""
+    near = np.abs(offsets_mm - at_mm) <= FIT_HALF_WIDTH_MM
+    relative, positions = offsets_mm[near] - at_mm, found[key][near]
+    keep = np.isfinite(positions)
+    for _ in range(3):
+        if keep.sum() < MIN_FIT_LINES:
+            return None
+        course = np.polyfit(relative[keep], positions[keep], degree)
+        keep = np.abs(np.polyval(course, relative) - np.nan_to_num(positions, nan=1e9)) <= FIT_OUTLIER_MM
+    contrast = float(np.median(found["contrast_" + key][near][keep]))
+    return float(np.polyval(course, 0.0)), contrast, float(keep.mean())
+
+
+def measure_heights(volume_hu: Volume, body: VertebralBody,
+                    options: FractureOptions | None = None) -> dict:
+    """Anterior, middle and posterior heights (mm) of a delineated body, their endplate
+    points (RAS mm) and quality checks (``quality.passed`` False: no grade may rest on them,
+    ``quality.reason`` says why).
+
+    Each endplate's position at a height line is a polynomial (straight at the walls,
+    quadratic in the middle) fitted to its positions on lines every ``LINE_STEP_MM`` within
+    ``FIT_HALF_WIDTH_MM`` of it: on a tilted spine the endplate crosses the slices, and the
+    fit recovers its position between slice centres that one line cannot.
+    """
+    options = options or FractureOptions()
+    mask = _body_mask_volume(volume_hu, body)
+    half_height_mm = body.height_mm / 2.0
+    quality = {"endplate_contrast_hu": None, "depth_mm": None, "endplates_seen": False,
+               "endplates_located": False, "plausible_shape": False, "passed": False,
+               "reason": None}
+    out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
+    extent = _depth_extent(mask, body, half_height_mm)
+    if extent is None:
+        quality["reason"] = "the body's antero-posterior extent was not found in its mask"
+        return out
+    posterior_mm, anterior_mm = extent
+    depth_mm = anterior_mm - posterior_mm
+    inset_mm = options.wall_inset_fraction * depth_mm
+    positions = {"anterior": anterior_mm - inset_mm, "middle": (anterior_mm + posterior_mm) / 2.0,
+                 "posterior": posterior_mm + inset_mm}
+    offsets_mm = np.arange(posterior_mm + WALL_CLEARANCE_MM, anterior_mm - WALL_CLEARANCE_MM
+                           + 1e-9, LINE_STEP_MM)
+    found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm)
+    heights, points, contrasts, located = {}, {}, [], []
+    for name, at_mm in positions.items():
+        located_ends = [_endplate_at(offsets_mm, found, key, at_mm, 2 if name == "middle" else 1)
+                        for key in ("inferior", "superior")]
+        if None in located_ends:
+            quality["reason"] = f"too few endplate positions found near the {name} height line"
+            return out
+        ends = [end[0] for end in located_ends]
+        contrasts += [end[1] for end in located_ends]
+        located += [end[2] for end in located_ends]
+        base = body.center_ras_mm + at_mm * body.anterior_ras
+        heights[name] = ends[1] - ends[0]
+        points[name] = {"superior": (base + ends[1] * body.axis_ras).tolist(),
+                        "inferior": (base + ends[0] * body.axis_ras).tolist()}
+    quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
+                   endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
+                   endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
+                   plausible_shape=bool(DEPTH_RANGE_MM[0] <= depth_mm <= DEPTH_RANGE_MM[1] and all(
+                       HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1] for h in heights.values())))
+    reasons = [text for key, text in (
+        ("endplates_seen", f"an endplate's cortical line stands less than "
+                           f"{MIN_ENDPLATE_CONTRAST_HU:g} HU above the trabecular bone"),
+        ("endplates_located", f"fewer than {MIN_LOCATED_SHARE:.0%} of the lines near a point "
+                              f"find its endplate within {FIT_OUTLIER_MM:g} mm of the others' "
+                              "course (irregular or broken endplate, or a disc space narrower "
+                              "than the slices)"),
+        ("plausible_shape", f"depth {depth_mm:.1f} mm or a height outside "
+                            f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
+                            f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm"))
+        if not quality[key]]
+    quality["passed"] = not reasons
+    quality["reason"] = "; ".join(reasons) or None
+    out.update(heights_mm=heights, points_ras_mm=points)
+    return out
+
+
+def _neighbours(level: str, measured: dict) -> list[str]:
+    """The adjacent levels (one above, one below) whose heights passed their checks."""
+    index = LEVEL_NAMES.index(level)
+    return [LEVEL_NAMES[i] for i in (index - 1, index + 1)
+            if 0 <= i < len(LEVEL_NAMES) and LEVEL_NAMES[i] in measured
+            and measured[LEVEL_NAMES[i]]["quality"]["passed"]]
+
+
+def grade_levels(measured: dict) -> dict:
+    """The fracture assessment of each level from its measured heights (``measure_heights``
+    by level name): ratios, reference height, Genant grade and type; no grade (None) where
+    the heights failed their checks, with the reason."""
+    out = {}
+    for level, m in measured.items():
+        fracture = {"heights_mm": m["heights_mm"], "points_ras_mm": m["points_ras_mm"],
+                    "quality": m["quality"], "height_ratios": None, "height_reduction": None,
+                    "genant_grade": None, "grade_name": None, "type": None,
+                    "reference_height_mm": None, "reference_method": None,
+                    "reason": None, "excluded_from_mean": False,
+                    "heights_between": "endplate cortical mid-surfaces, along the body axis"}
+        out[level] = fracture
+        if not m["quality"]["passed"]:
+            fracture["reason"] = f"{level}: heights not reliable ({m['quality']['reason']}): not graded"
+            continue
+        h = m["heights_mm"]
+        neighbours = _neighbours(level, measured)
+        adjacent_mm = (float(np.mean([measured[n]["heights_mm"]["posterior"] for n in neighbours]))
+                       if neighbours else None)
+        ratios = {"anterior_posterior": h["anterior"] / h["posterior"],
+                  "middle_posterior": h["middle"] / h["posterior"],
+                  "posterior_adjacent": None if adjacent_mm is None else h["posterior"] / adjacent_mm}
+        reductions = {key: 1.0 - r for key, r in ratios.items() if r is not None}
+        worst = max(reductions, key=reductions.get)
+        grade = genant_grade(reductions[worst])
+        fracture.update(
+            height_ratios=ratios, height_reduction=float(reductions[worst]), genant_grade=grade,
+            grade_name=GRADE_NAMES[grade], type=TYPES[worst] if grade else None)
+        if worst == "posterior_adjacent":
+            fracture.update(reference_height_mm=adjacent_mm, reference_method=(
+                "mean posterior height of the adjacent level(s) " + ", ".join(neighbours)))
+        else:
+            fracture.update(reference_height_mm=h["posterior"],
+                            reference_method="posterior height of the same vertebra")
+        if adjacent_mm is None:
+            fracture["reason"] = (f"{level}: no adjacent level measured: a crush (posterior "
+                                  "height against the neighbours) could not be assessed")
+    return out
+
+
+def assess_fractures(volume_hu: Volume, bodies: list[VertebralBody],
+                     options: FractureOptions | None = None) -> dict:
+    """Level name -> fracture assessment (``grade_levels``) of delineated bodies."""
+    return grade_levels({body.level: measure_heights(volume_hu, body, options) for body in bodies})
+
+
+def fracture_note(level: str, fracture: dict, exclude_from_grade: int | None) -> str | None:
+    """The warning a level's assessment calls for: a deformity (grade >= 1), whether it
+    leaves the BMD mean or stays in it (``exclude_from_grade`` None: no BMD is measured), or
+    why it was not graded; None for a normal level."""
+    grade = fracture.get("genant_grade")
+    if grade is None:
+        return fracture.get("reason")
+    if grade == 0:
+        return None
+    what = (f"{level}: {fracture['grade_name']} {fracture['type']} deformity (Genant grade "
+            f"{grade}, height reduction {100.0 * fracture['height_reduction']:.0f} %)")
+    if exclude_from_grade is None:
+        return what + "."
+    if grade >= exclude_from_grade:
+        return what + ": left out of the BMD mean (ISCD: fractured levels are excluded)."
+    return what + ": flagged for review, kept in the BMD mean."

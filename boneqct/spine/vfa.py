@@ -1,0 +1,190 @@
+"""Vertebral fracture assessment on its own (``boneqct vfa``): every level given by seeds or
+present in a vertebra label map is delineated and graded (``boneqct.spine.fracture``), with a
+one-page sagittal overview of the imaged spine - the view in which fractures are found.
+
+``analyze_vfa`` returns a :class:`VFAResult` whose ``to_dict`` is ``vfa.json``;
+``write_vfa_outputs`` writes ``vfa.json`` and ``vfa_overview.pdf`` (the CLI puts them in place
+as one output set, ``boneqct.io.atomic.write_output_set``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, Spacer
+
+from boneqct.errors import SpineError
+from boneqct.io import anonymized_metadata, write_json_atomic
+from boneqct.options import options_to_dict
+from boneqct.report.pdf import (
+    STYLES,
+    exam_table,
+    figure_flowable,
+    subplots,
+    warnings_box,
+    write_report,
+)
+from boneqct.spine.fracture import (
+    MILD_REDUCTION,
+    MODERATE_REDUCTION,
+    SEVERE_REDUCTION,
+    FractureOptions,
+    assess_fractures,
+    fracture_note,
+    sample_volume,
+)
+from boneqct.spine.levels import LEVEL_NAMES
+from boneqct.spine.pipeline import body_finders
+from boneqct.spine.report import (
+    FRACTURE_LEGEND,
+    WINDOW_HU,
+    draw_heights,
+    fracture_table,
+    grade_label,
+)
+from boneqct.volume import Volume
+
+#: Margins (mm) of the overview around the bodies' centres: above and below, in front, behind
+#: (the canal and the spinous processes), and its pixel size (mm).
+OVERVIEW_MARGIN_S_MM = 30.0
+OVERVIEW_MARGIN_ANTERIOR_MM = 60.0
+OVERVIEW_MARGIN_POSTERIOR_MM = 75.0
+OVERVIEW_PIXEL_MM = 0.5
+#: The Genant grading as recorded in vfa.json.
+GRADING = {
+    "method": "Genant semi-quantitative, from measured heights (Genant 1993, J Bone Miner Res "
+              "8:1137; thresholds as in Wang 2019, Quant Imaging Med Surg 9:1151; the primary "
+              "paper was not read)",
+    "mild_reduction": MILD_REDUCTION, "moderate_reduction": MODERATE_REDUCTION,
+    "severe_reduction": SEVERE_REDUCTION,
+    "types": "wedge: Ha/Hp; biconcave: Hm/Hp; crush: Hp / mean Hp of the adjacent levels",
+}
+
+
+@dataclass
+class VFAResult:
+    """The fracture assessment of each level (cranial first).
+
+    Each level is a dict: ``level``, ``measured``, ``reason`` (why not measured),
+    ``body_center_ras_mm``, ``body_axis_ras``, ``body_anterior_ras`` and ``fracture``
+    (``boneqct.spine.fracture.grade_levels``).
+    """
+
+    levels: list[dict]
+    warnings: list[str] = field(default_factory=list)
+    options: dict | None = None
+
+    def to_dict(self) -> dict:
+        """The ``vfa.json`` document."""
+        return {"levels": self.levels, "grading": GRADING, "warnings": self.warnings,
+                "options": self.options}
+
+    @classmethod
+    def from_dict(cls, document: dict) -> VFAResult:
+        """The result a ``vfa.json`` document (``to_dict``) describes."""
+        return cls(levels=list(document["levels"]), warnings=list(document.get("warnings") or []),
+                   options=document.get("options"))
+
+
+def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
+                seeds: dict | None = None, labels: Volume | None = None,
+                label_scheme: str = "totalsegmentator") -> VFAResult:
+    """Delineate and grade every level given by ``seeds`` (level -> RAS mm inside the body)
+    or present in ``labels`` (numbered in ``label_scheme``).
+
+    A level whose body cannot be delineated is kept as not measured with its reason; only
+    when no level is measured is SpineError raised.
+    """
+    options = options or FractureOptions()
+    if (seeds is None) == (labels is None):
+        raise SpineError("Give either seed points (one per level) or a vertebra label map.")
+    finders = body_finders(volume_hu, seeds=seeds, labels=labels, scheme=label_scheme)
+    bodies, failed, warnings = [], {}, []
+    for level in sorted(finders, key=LEVEL_NAMES.index):
+        try:
+            body = finders[level]()
+        except SpineError as exc:
+            failed[level] = str(exc)
+            warnings.append(f"{level} not measured: {str(exc).removeprefix(level + ': ')}")
+            continue
+        bodies.append(body)
+        warnings += [w if w.startswith(level) else f"{level}: {w}" for w in body.warnings]
+    if not bodies:
+        raise SpineError("No level could be measured: " + " ".join(failed.values()))
+    fractures = assess_fractures(volume_hu, bodies, options)
+    by_level = {body.level: body for body in bodies}
+    levels = []
+    for level in sorted(finders, key=LEVEL_NAMES.index):
+        body = by_level.get(level)
+        if body is None:
+            levels.append({"level": level, "measured": False, "reason": failed[level],
+                           "body_center_ras_mm": None, "body_axis_ras": None,
+                           "body_anterior_ras": None, "fracture": None})
+            continue
+        levels.append({"level": level, "measured": True, "reason": None,
+                       "body_center_ras_mm": body.center_ras_mm.tolist(),
+                       "body_axis_ras": body.axis_ras.tolist(),
+                       "body_anterior_ras": body.anterior_ras.tolist(),
+                       "fracture": fractures[level]})
+        note = fracture_note(level, fractures[level], None)
+        if note:
+            warnings.append(note)
+    return VFAResult(levels=levels, warnings=warnings,
+                     options={**options_to_dict(options), "label_scheme": label_scheme})
+
+
+def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
+                      anonymize: bool = False) -> dict[str, Path]:
+    """Write ``vfa.json`` (with the exam) and ``vfa_overview.pdf`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
+    paths = {"json": out_dir / "vfa.json", "report": out_dir / "vfa_overview.pdf"}
+    write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
+             fracture_table([(lv["level"], lv["fracture"]) for lv in result.levels]),
+             Paragraph(FRACTURE_LEGEND, STYLES["Italic"]), Spacer(1, 2 * mm),
+             figure_flowable(overview_figure(volume_hu, result.levels), 110)]
+    write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
+    return paths
+
+
+def overview_figure(volume_hu: Volume, levels: list[dict]):
+    """A sagittal reformat of the imaged spine (anterior on the left, as Slicer shows it),
+    through the bodies' centres - curved left-right with the spine, flat otherwise - with each
+    level's height lines, name and grade."""
+    measured = sorted((lv for lv in levels if lv["measured"]),
+                      key=lambda lv: lv["body_center_ras_mm"][2])
+    centers = np.array([lv["body_center_ras_mm"] for lv in measured], float)
+    s_mm = np.arange(centers[:, 2].min() - OVERVIEW_MARGIN_S_MM,
+                     centers[:, 2].max() + OVERVIEW_MARGIN_S_MM + 1e-9, OVERVIEW_PIXEL_MM)
+    a_mm = np.arange(centers[:, 1].min() - OVERVIEW_MARGIN_POSTERIOR_MM,
+                     centers[:, 1].max() + OVERVIEW_MARGIN_ANTERIOR_MM + 1e-9, OVERVIEW_PIXEL_MM)
+    r_mm = np.interp(s_mm, centers[:, 2], centers[:, 0])
+    ss, aa = np.meshgrid(s_mm, a_mm, indexing="ij")
+    image = sample_volume(volume_hu, np.stack([np.broadcast_to(r_mm[:, None], ss.shape), aa, ss],
+                                              axis=-1))
+    height_in = 7.0 * (np.ptp(s_mm) / max(np.ptp(a_mm), 1.0)) ** 0.5
+    fig, ax = subplots(figsize=(4.2, min(max(height_in, 3.0), 7.5)))
+    ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
+              extent=(a_mm[0], a_mm[-1], s_mm[0], s_mm[-1]))
+    ax.set_xlim(a_mm[-1], a_mm[0])  # anterior (larger A) on the left
+
+    def to_view(points_ras):
+        return points_ras[:, [1, 2]]
+
+    for lv in measured:
+        draw_heights(ax, lv["fracture"], to_view)
+        center = lv["body_center_ras_mm"]
+        ax.text(centers[:, 1].max() + 22.0, center[2], f"{lv['level']} {grade_label(lv['fracture'])}",
+                color="#ffd60a", fontsize=6, ha="right", va="center")
+    for x, y, letter in ((0.03, 0.5, "A"), (0.97, 0.5, "P"), (0.5, 0.98, "S")):
+        ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=7,
+                ha="center", va="center")
+    ax.set_xlabel("A (mm RAS)", fontsize=7)
+    ax.set_ylabel("S (mm RAS)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
