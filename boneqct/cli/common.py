@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,7 +42,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:
     """A subcommand parser whose --help states the defaults and ends with ``example`` (a
     full command line), with ``--quiet``."""
-    parser = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".",
+    parser = sub.add_parser(name, help=help,
+                            description=textwrap.fill(help[:1].upper() + help[1:] + ".", 79),
                             formatter_class=HelpFormatter,
                             epilog=f"example:\n  {example}")
     parser.add_argument("--quiet", action="store_true",
