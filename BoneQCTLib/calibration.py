@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import vtk
 
 from BoneQCTLib.markups import points_by_name
 from BoneQCTLib.tables import (
-    Column,
+    columns,
     document_attribute,
     has_document,
     read_document,
@@ -43,21 +42,7 @@ CALIBRATION_KIND = "Calibration"
 ATTRIBUTE_CALIBRATION_JSON = document_attribute(CALIBRATION_KIND)
 
 #: One row per rod (a rod dict of ``Calibration.rods``).
-ROD_COLUMNS = (
-    Column("Rod", "name", vtk.vtkStringArray, "", "Rod name as printed on the phantom certificate"),
-    Column("Density (mg/cm3)", "density_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Certified mineral density of the rod, in the phantom's material"),
-    Column("Measured (HU)", "measured_hu", vtk.vtkDoubleArray, "HU",
-           "Mean CT number measured inside the rod"),
-    Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
-           "Standard deviation of the CT numbers inside the rod"),
-    Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels",
-           "Number of voxels averaged inside the rod (-1 when not recorded)"),
-    Column("Residual (HU)", "residual_hu", vtk.vtkDoubleArray, "HU",
-           "Measured minus fitted CT number of the rod"),
-    Column("Residual (mg/cm3)", "residual_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Residual of the rod expressed as mineral density"),
-)
+ROD_COLUMNS = columns("calibration_rods")
 
 
 def calibration_to_table_node(calibration, table_node=None, name: str = "BoneQCT calibration"):

@@ -2,7 +2,9 @@
 
 Every BoneQCT result table is written by :func:`write_table` from a list of :class:`Column`
 specs, the way Slicer's SegmentStatistics exports its measurements: each column has a name,
-a unit label and a description (``SetColumnUnitLabel`` / ``SetColumnDescription``).
+a unit label and a description (``SetColumnUnitLabel`` / ``SetColumnDescription``). The
+columns of every table are declared once, as data, in ``Resources/columns.json`` (one line per
+column: name, the row key it shows, type, unit, description) and read by :func:`columns`.
 
 The whole result (``Result.to_dict()``, the JSON document the CLI writes) is stored on its table
 node as the attribute ``BoneQCT.<Kind>.JSON`` (:func:`store_document`), so it is saved with the
@@ -11,8 +13,10 @@ scene and read back after the scene is reloaded (:func:`read_document`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -35,8 +39,37 @@ class Column(NamedTuple):
     description: str
 
 
+#: The column catalogue of all result tables.
+COLUMNS_FILE = Path(__file__).parent / "Resources" / "columns.json"
+#: Column types of the catalogue -> vtk array classes.
+ARRAY_CLASSES = {"text": vtk.vtkStringArray, "number": vtk.vtkDoubleArray, "count": vtk.vtkIntArray}
+
+
+@functools.cache
+def _catalogue() -> dict:
+    return json.loads(COLUMNS_FILE.read_text(encoding="utf-8"))
+
+
+def columns(table: str, computed: dict | None = None, **units) -> tuple[Column, ...]:
+    """The columns of ``table`` declared in ``Resources/columns.json``.
+
+    A column whose value is ``"=name"`` shows ``computed[name](row)``; the others show the
+    row's key (a dict row) or attribute (an object row). A unit written ``"{name}"`` in the
+    catalogue is filled from ``units`` (e.g. the material of a measured value).
+    """
+    computed = computed or {}
+    return tuple(
+        Column(spec["name"],
+               computed[spec["value"][1:]] if spec["value"].startswith("=") else spec["value"],
+               ARRAY_CLASSES[spec["type"]], spec["unit"].format(**units), spec["description"])
+        for spec in _catalogue()[table])
+
+
 def _cell(column: Column, row):
-    value = column.value(row) if callable(column.value) else row.get(column.value)
+    if callable(column.value):
+        value = column.value(row)
+    else:
+        value = row.get(column.value) if isinstance(row, dict) else getattr(row, column.value)
     if column.array_class is vtk.vtkStringArray:
         return "" if value is None else str(value)
     if column.array_class is vtk.vtkIntArray:

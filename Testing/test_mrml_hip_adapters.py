@@ -112,7 +112,8 @@ def test_table_holds_the_core_result_at_full_precision_with_units(analysed):
         assert node.GetColumnUnitLabel(column_name) == unit
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
         "Region", *expected_units, "Z-score"]
-    for spec in HIP_COLUMNS:
+    assert HIP_COLUMNS[0].name == "Region"
+    for spec in HIP_COLUMNS[1:]:
         assert node.GetColumnUnitLabel(spec.name) == spec.unit
         assert node.GetColumnDescription(spec.name) == spec.description
         column = table.GetColumnByName(spec.name)

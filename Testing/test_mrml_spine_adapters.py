@@ -38,7 +38,7 @@ from QCTBoneDensityLib import (  # noqa: E402
     spine_result_to_table_node,
     spine_summary_text,
 )
-from QCTBoneDensityLib.spine import CT_VOLUME_ROLE, ROI_LABELMAP_ROLE, SPINE_COLUMNS  # noqa: E402
+from QCTBoneDensityLib.spine import CT_VOLUME_ROLE, ROI_LABELMAP_ROLE, spine_columns  # noqa: E402
 
 from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
@@ -270,7 +270,7 @@ def test_spine_table_columns_units_descriptions_and_values(scene):
     table = spine_result_to_table_node(result)
     assert table.IsA("vtkMRMLTableNode")
     names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
-    assert names == COLUMN_NAMES == [c[0] for c in SPINE_COLUMNS] + ["Used"]
+    assert names == COLUMN_NAMES == [c.name for c in spine_columns(result)]
     units = {"BMD (mg/cm3)": "mg/cm3", "SD (mg/cm3)": "mg/cm3", "Median (mg/cm3)": "mg/cm3",
              "Mean (HU)": "HU", "SD (HU)": "HU", "Voxels": "voxels", "ROI volume (mm3)": "mm3"}
     for name in names:

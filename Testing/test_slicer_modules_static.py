@@ -664,7 +664,7 @@ def test_boneqctlib_cmakelists_installs_exactly_its_files_like_dicomlib():
     shipped = {p.relative_to(BONEQCTLIB).as_posix() for p in BONEQCTLIB.rglob("*.py")
                if "__pycache__" not in p.parts}
     assert shipped == set(scripts), f"scripts not listed: {shipped - set(scripts)}"
-    assert resources == ["requirements.txt", "Resources/UI/CalibrationSection.ui"]
+    assert resources == ["requirements.txt", "Resources/columns.json", "Resources/UI/CalibrationSection.ui"]
     call = cmake_calls(text, "boneqct_add_python_package")
     assert call and "${BONEQCTLIB_PYTHON_SCRIPTS}" in call[0] and "${BONEQCTLIB_PYTHON_RESOURCES}" in call[0]
     assert_python_package_recipe()
@@ -746,3 +746,24 @@ def test_qct_calibration_and_qa_parameters_match_the_core():
     assert ast.literal_eval(fields["phantomName"].value) == CalibrationOptions().phantom
     assert ast.literal_eval(fields["qaPhantomType"].value) == QAOptions().phantom_type
     assert ast.literal_eval(fields["qaSession"].value) == QAOptions().session
+
+
+def test_column_catalogue_declares_every_result_table_once_with_units():
+    """Resources/columns.json: each table used by a Lib, each column with a known type, a
+    description, and the unit its name shows ("BMD (mg/cm3)" has unit mg/cm3)."""
+    import json
+
+    catalogue = json.loads((BONEQCTLIB / "Resources" / "columns.json").read_text(encoding="utf-8"))
+    sources = "".join(p.read_text() for p in [*BONEQCTLIB.glob("*.py"),
+                                                *(p for m in MODULES for p in (REPO / m).rglob("*.py"))])
+    for table, columns in catalogue.items():
+        assert f'columns("{table}"' in sources, f"table {table} of the catalogue is not used"
+        names = [c["name"] for c in columns]
+        assert len(set(names)) == len(names), table
+        for column in columns:
+            assert set(column) == {"name", "value", "type", "unit", "description"}
+            assert column["type"] in {"text", "number", "count"} and column["description"]
+            shown = re.search(r"\(([^)]+)\)$", column["name"])
+            # "(volume)"/"(mass)" say how a ratio is formed, the rest is the unit
+            if shown and column["type"] != "text" and shown.group(1) not in ("volume", "mass"):
+                assert shown.group(1) == column["unit"], (table, column["name"])

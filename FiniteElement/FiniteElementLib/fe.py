@@ -20,7 +20,7 @@ import slicer
 import vtk
 
 from BoneQCTLib.tables import (
-    Column,
+    columns,
     read_document,
     read_exam,
     store_document,
@@ -53,35 +53,11 @@ def _yes_no(value) -> str:
     return "unknown" if value is None else "yes" if value else "no"
 
 
-#: Columns of the one-row results table (the row: the fe.json document).
-RESULT_COLUMNS = (
-    Column("Level", "level", vtk.vtkStringArray, "", "Vertebral level"),
-    Column("Strength (N)", "strength_n", vtk.vtkDoubleArray, "N",
-           "Compressive strength by the criterion of the Criterion column"),
-    Column("Stiffness (N/mm)", "stiffness_n_mm", vtk.vtkDoubleArray, "N/mm",
-           "Axial stiffness of the vertebral body with its PMMA layers"),
-    Column("Linear strength (N)", "linear_strength_n", vtk.vtkDoubleArray, "N",
-           "Stiffness x bone height x 0.68% apparent strain"),
-    Column("Criterion", "criterion", vtk.vtkStringArray, "",
-           "Strength criterion: linear, pistoia or nonlinear (2% apparent strain)"),
-    Column("Law", "law", vtk.vtkStringArray, "", "Density-modulus law"),
-    Column("Element size (mm)", "element_mm", vtk.vtkDoubleArray, "mm",
-           "Edge of the cubic elements"),
-    Column("Elements", "n_elements", vtk.vtkIntArray, "elements", "Bone and PMMA elements"),
-    Column("DOF", "n_dof", vtk.vtkIntArray, "DOF", "Degrees of freedom"),
-    Column("Fragile", lambda doc: _yes_no(doc["fragile"]), vtk.vtkStringArray, "",
-           "Fragile bone strength (<= 4500 N women, <= 6500 N men; Kopperdahl 2014)"),
-    Column("Converged", lambda doc: _yes_no(doc["solver"]["converged"]), vtk.vtkStringArray, "",
-           "Whether every linear solve met its residual tolerance"),
-)
-
-#: Columns of the load-displacement table (rows: ``FEResult.curve`` points).
-CURVE_COLUMNS = (
-    Column("Displacement (mm)", "displacement_mm", vtk.vtkDoubleArray, "mm",
-           "Top platen displacement along the axis"),
-    Column("Force (N)", "force_n", vtk.vtkDoubleArray, "N",
-           "Compressive reaction force on the top platen"),
-)
+#: Columns of the one-row results table (the row: the fe.json document) and of the
+#: load-displacement table (rows: ``FEResult.curve`` points).
+RESULT_COLUMNS = columns("fe_result", {"fragile": lambda doc: _yes_no(doc["fragile"]),
+                                       "converged": lambda doc: _yes_no(doc["solver"]["converged"])})
+CURVE_COLUMNS = columns("fe_curve")
 
 
 def fe_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE"):

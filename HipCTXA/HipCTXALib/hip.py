@@ -51,25 +51,9 @@ def _number(value) -> float:
     return math.nan if value is None else float(value)
 
 
-#: Columns of the results table, one row per region (rows: ``{"region": name, **HipResult.rois[name]}``).
-HIP_COLUMNS = (
-    tables.Column("aBMD (g/cm2)", "abmd_g_cm2", vtk.vtkDoubleArray, "g/cm2",
-           "DXA-equivalent areal bone mineral density: BMC / projected bone area"),
-    tables.Column("vBMD (mg/cm3)", "vbmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Volumetric BMD of the femur projected into the region: BMC / volume"),
-    tables.Column("BMC (g)", "bmc_g", vtk.vtkDoubleArray, "g",
-           "Bone mineral content: all femur mineral projected into the region"),
-    tables.Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2", "Projected bone area of the region"),
-    tables.Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
-           "Femur volume projected into the region"),
-    tables.Column("T-score", "t_score", vtk.vtkDoubleArray, "SD",
-           "T-score against the DXA young-adult reference (empty where the reference has no data "
-           "for the region)"),
-    tables.Column("Z-score", "z_score", vtk.vtkDoubleArray, "SD",
-           "Z-score against the age-matched reference (empty without age)"),
-)
-REGION_COLUMN = tables.Column("Region", "region", vtk.vtkStringArray, "",
-                       "Hologic-style region: neck, trochanter, intertrochanter, total (hip)")
+#: Columns of the results table ("Region" first), one row per region (rows:
+#: ``{"region": name, **HipResult.rois[name]}``).
+HIP_COLUMNS = tables.columns("hip_regions")
 
 #: Attributes of the results table (frame angles, interpretation, the whole hip.json).
 ATTRIBUTE_SIDE = "BoneQCT.Hip.Side"
@@ -170,7 +154,7 @@ def hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT hip")
     ``BoneQCT.Hip.JSON`` the whole result (``HipResult.to_dict()``).
     """
     table_node = tables.table_node_or_new(table_node, name)
-    tables.write_table(table_node, (REGION_COLUMN, *HIP_COLUMNS),
+    tables.write_table(table_node, HIP_COLUMNS,
                 ({"region": region, **result.rois[region]} for region in REGIONS))
     frame, interpretation = result.frame, result.interpretation
     attributes = {

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import vtk
-
 from BoneQCTLib import tables
 
 ATTRIBUTE_QA_LOG = "BoneQCT.QA.Log"
@@ -53,29 +51,10 @@ def qa_columns(unit: str, charts: dict) -> tuple[tables.Column, ...]:
         chart = charts.get(row["insert"])
         return None if chart is None else chart.trend_change_percent
 
-    return (
-        tables.Column("Insert", "insert", vtk.vtkStringArray, "", "Insert (or calibration rod) of the QA phantom"),
-        tables.Column("Nominal (mg/cm3)", "nominal_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-               "Nominal density of the insert"),
-        tables.Column("Measured", "value", vtk.vtkDoubleArray, unit,
-               "Measured value: density in the calibration's material, or mean HU when uncalibrated"),
-        tables.Column("Deviation (%)", "deviation_percent", vtk.vtkDoubleArray, "%",
-               "Measured minus nominal, percent of nominal (empty for rods and uncalibrated values)"),
-        tables.Column("Mean (HU)", "mean_hu", vtk.vtkDoubleArray, "HU", "Mean CT number in the insert's ROI"),
-        tables.Column("SD (HU)", "sd_hu", vtk.vtkDoubleArray, "HU",
-               "Standard deviation of the CT numbers in the ROI"),
-        tables.Column("Voxels", "n_voxels", vtk.vtkIntArray, "voxels", "Number of voxels in the ROI"),
-        tables.Column("Drift", flag(lambda c, i: c.drift), vtk.vtkStringArray, "",
-               "Trend rule of the QA log: a significant slope of at least 1% over the sessions"),
-        tables.Column("Trend (%)", trend, vtk.vtkDoubleArray, "%",
-               "Fitted change across the QA log, percent of the baseline centre (empty with few sessions)"),
-        tables.Column("Beyond control limits", flag(lambda c, i: i in c.shewhart_sessions),
-               vtk.vtkStringArray, "",
-               "This session lies beyond the baseline centre +/- 3 sigma (Shewhart 1-3s)"),
-        tables.Column("Out of tolerance", flag(lambda c, i: i in c.out_of_tolerance_sessions),
-               vtk.vtkStringArray, "",
-               "This session lies outside the tolerance band around the baseline centre"),
-    )
+    return tables.columns("qa_inserts", {
+        "drift": flag(lambda c, i: c.drift), "trend": trend,
+        "beyond_control_limits": flag(lambda c, i: i in c.shewhart_sessions),
+        "out_of_tolerance": flag(lambda c, i: i in c.out_of_tolerance_sessions)}, unit=unit)
 
 
 def qa_rows_to_table_node(rows: list[dict], charts: dict, table_node=None, name: str = "BoneQCT QA"):

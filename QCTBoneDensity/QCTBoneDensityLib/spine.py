@@ -24,8 +24,8 @@ import slicer.util
 import vtk
 
 from BoneQCTLib.tables import (
-    Column,
     add_column,
+    columns,
     document_attribute,
     has_document,
     read_document,
@@ -73,42 +73,17 @@ def _qc_text(qc: dict) -> str:
     return "FAIL" + (f" ({', '.join(failed)})" if failed else "")
 
 
-#: One row per level (a ``LevelResult``); missing values are NaN (numbers) or empty (text).
-SPINE_COLUMNS = (
-    Column("Level", lambda lv: lv.level, vtk.vtkStringArray, "", "Vertebral level"),
-    Column("BMD (mg/cm3)", lambda lv: lv.bmd_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
-           "Mean trabecular bone mineral density in the ROI, in mg/cm3 of the calibration material "
-           "(empty when uncalibrated)"),
-    Column("SD (mg/cm3)", lambda lv: lv.sd_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
-           "Standard deviation of the mineral density in the ROI"),
-    Column("Median (mg/cm3)", lambda lv: lv.median_mg_cm3, vtk.vtkDoubleArray, "mg/cm3",
-           "Median mineral density in the ROI"),
-    Column("Mean (HU)", lambda lv: lv.mean_hu, vtk.vtkDoubleArray, "HU", "Mean CT number in the ROI"),
-    Column("SD (HU)", lambda lv: lv.sd_hu, vtk.vtkDoubleArray, "HU",
-           "Standard deviation of the CT numbers in the ROI"),
-    Column("Voxels", lambda lv: lv.n_voxels or 0, vtk.vtkIntArray, "voxels",
-           "Number of voxels in the ROI (0 when the level was not measured)"),
-    Column("ROI volume (mm3)", lambda lv: lv.roi_volume_mm3, vtk.vtkDoubleArray, "mm3",
-           "Volume of the ROI"),
-    Column("Cement augmentation", lambda lv: _cement_text(lv.cement_augmentation),
-           vtk.vtkStringArray, "",
-           "Whether the BMD is below the cement-augmentation threshold (empty when uncalibrated)"),
-    Column("QC", lambda lv: _qc_text(lv.qc), vtk.vtkStringArray, "",
-           "ROI quality check: pass, or FAIL with the checks that failed"),
-    Column("Not measured because", lambda lv: lv.reason, vtk.vtkStringArray, "",
-           "Why the level could not be measured (empty when it was)"),
-)
-
-
-def _used_column(result) -> Column:
-    """Last column: whether the level is in the diagnostic mean of ``result``."""
+def spine_columns(result) -> tuple:
+    """The columns of the spine table of ``result``, one row per level (a ``LevelResult``);
+    missing values are NaN (numbers) or empty (text)."""
     def used(lv) -> str:
         if lv.level in result.levels_used:
             return "yes"
         return "excluded" if getattr(lv, "excluded", False) else ""
 
-    return Column("Used", used, vtk.vtkStringArray, "",
-                  "yes: the level is in the diagnostic mean; excluded: left out by the user")
+    return columns("spine_levels", {
+        "voxels": lambda lv: lv.n_voxels or 0, "cement": lambda lv: _cement_text(lv.cement_augmentation),
+        "qc": lambda lv: _qc_text(lv.qc), "used": used})
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -116,7 +91,7 @@ def _used_column(result) -> Column:
 def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spine"):
     """Write a ``SpineResult`` into a table node: one row per level, summary as attributes.
 
-    Columns: :data:`SPINE_COLUMNS` then "Used" (in the diagnostic mean / excluded). Every
+    Columns: :func:`spine_columns`, the last "Used" (in the diagnostic mean / excluded). Every
     column has a unit label and a description. Missing values (e.g. BMD when
     uncalibrated) are NaN in number columns and empty in text columns. The node attributes
     ``BoneQCT.Spine.*`` hold the mean BMD, levels used, category, T- and Z-score (empty when
@@ -124,7 +99,7 @@ def spine_result_to_table_node(result, table_node=None, name: str = "BoneQCT spi
     """
     table_node = table_node_or_new(table_node, name)
     was_modifying = table_node.StartModify()
-    write_table(table_node, (*SPINE_COLUMNS, _used_column(result)), result.levels)
+    write_table(table_node, spine_columns(result), result.levels)
     calibration = getattr(result, "calibration", None)
 
     def number(value):

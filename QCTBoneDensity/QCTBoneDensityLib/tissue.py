@@ -24,7 +24,6 @@ inside the functions, so this file loads before the core's dependencies are inst
 from __future__ import annotations
 
 import numpy as np
-import vtk
 
 from BoneQCTLib import tables
 from BoneQCTLib.markups import defined_points
@@ -47,41 +46,11 @@ REGION_TISSUES = ("fat", "muscle", "skin", "cortical_mineral", "cancellous_miner
 #: Fat compartments of the whole image (``result["fat_compartments"]``).
 FAT_COMPARTMENTS = ("subcutaneous_fat", "visceral_fat")
 
-#: First columns of both tissue tables: the region of a row (the compartments table adds its
-#: compartment). Rows are dicts (:func:`tissue_result_to_table_nodes`).
-REGION_COLUMN = tables.Column("Region", "region", vtk.vtkStringArray, "",
-                       "image: the body in the analysed slices; spine: the vertebral bone and a margin")
-COMPARTMENT_COLUMN = tables.Column("Compartment", "compartment", vtk.vtkStringArray, "",
-                            "Tissue compartment (muscle: all lean soft tissue, two-compartment model)")
-
-#: Amounts of a compartment (keys of the core's compartment dicts).
-COMPARTMENT_COLUMNS = (
-    tables.Column("Mass (g)", "mass_g", vtk.vtkDoubleArray, "g",
-           "Mass of the compartment: fat and muscle volumes times 0.923 and 1.055 g/cm3, skin times "
-           "1.09 g/cm3; mineral masses in g of the calibration material"),
-    tables.Column("Area (cm2)", "area_cm2", vtk.vtkDoubleArray, "cm2",
-           "Cross-sectional area; for a slab, the mean area per slice (volume / slab thickness)"),
-    tables.Column("Volume (cm3)", "volume_cm3", vtk.vtkDoubleArray, "cm3",
-           "Volume of the compartment (partial voxels counted)"),
-)
-
-#: Measures of a region (keys of the core's region dicts); an empty ratio is NaN.
-MEASURE_COLUMNS = (
-    tables.Column("Cortical BMD (mg/cm3)", "cortical_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Mean mineral density of the cortical bone, in mg/cm3 of the calibration material"),
-    tables.Column("Cancellous BMD (mg/cm3)", "cancellous_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Mean mineral density of the cancellous bone enclosed by the cortex"),
-    tables.Column("Integral BMD (mg/cm3)", "integral_bmd_mg_cm3", vtk.vtkDoubleArray, "mg/cm3",
-           "Mineral mass of cortical and cancellous bone divided by their volume"),
-    tables.Column("Fat/lean ratio (volume)", "fat_lean_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
-           "Fat volume / muscle volume"),
-    tables.Column("Fat/lean ratio (mass)", "fat_lean_ratio_mass", vtk.vtkDoubleArray, "g/g",
-           "Fat mass / muscle mass"),
-    tables.Column("Bone/muscle ratio (volume)", "bone_muscle_ratio_volume", vtk.vtkDoubleArray, "cm3/cm3",
-           "Cortical plus cancellous bone volume / muscle volume"),
-    tables.Column("Bone/muscle ratio (mass)", "bone_muscle_ratio_mass", vtk.vtkDoubleArray, "g/g",
-           "Cortical plus cancellous mineral mass / muscle mass"),
-)
+#: Columns of the compartments table (region, compartment, mass, area, volume) and of the
+#: measures table (region, densities and ratios; an empty ratio is NaN). Rows are dicts
+#: (:func:`tissue_result_to_table_nodes`).
+COMPARTMENT_COLUMNS = tables.columns("tissue_compartments")
+MEASURE_COLUMNS = tables.columns("tissue_measures")
 
 #: Display colours (RGB 0-1) of the tissue classes of ``boneqct.tissue.tissue_label_map``, by
 #: class name (label 0, outside the body, is transparent).
@@ -140,7 +109,7 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
             for region in result.regions for tissue in REGION_TISSUES]
     rows += [{**result.fat_compartments[compartment], "region": "image", "compartment": compartment}
              for compartment in FAT_COMPARTMENTS]
-    tables.write_table(table_node, (REGION_COLUMN, COMPARTMENT_COLUMN, *COMPARTMENT_COLUMNS), rows)
+    tables.write_table(table_node, COMPARTMENT_COLUMNS, rows)
     for key, value in result.reference.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             table_node.SetAttribute(ATTRIBUTE_TISSUE_REFERENCE_PREFIX + key, repr(float(value)))
@@ -157,7 +126,7 @@ def tissue_result_to_table_nodes(result, table_node=None, measures_table_node=No
     table_node.SetNodeReferenceID(MEASURES_TABLE_ROLE, measures_table_node.GetID())
     table_node.EndModify(was_modifying)
 
-    tables.write_table(measures_table_node, (REGION_COLUMN, *MEASURE_COLUMNS),
+    tables.write_table(measures_table_node, MEASURE_COLUMNS,
                 [{**result.regions[region], "region": region} for region in result.regions])
     return table_node, measures_table_node
 
