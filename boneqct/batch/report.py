@@ -3,6 +3,7 @@ the ACR bands, the distribution of categories, and the failures by reason."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,8 @@ SEX_STYLE = {"F": ("tab:red", "o", "female"), "M": ("tab:blue", "s", "male"),
 ACR_BANDS = ((0.0, ACR_OSTEOPOROSIS_BELOW_MG_CM3, "#f4c7c3", CATEGORY_OSTEOPOROSIS),
              (ACR_OSTEOPOROSIS_BELOW_MG_CM3, ACR_NORMAL_ABOVE_MG_CM3, "#fde9c4", CATEGORY_LOW),
              (ACR_NORMAL_ABOVE_MG_CM3, None, "#d5ecd4", CATEGORY_NORMAL))
+#: Order of the categories on the chart: healthy first.
+CATEGORY_ORDER = (CATEGORY_NORMAL, CATEGORY_LOW, "osteopenia", CATEGORY_OSTEOPOROSIS)
 #: Characters of a failure message kept as its reason (the first sentence, shortened).
 REASON_CHARS = 70
 
@@ -35,7 +38,8 @@ def failure_reason(row: dict) -> str:
     its message, shortened."""
     if row["status"] == "timeout":
         return "timeout"
-    first = (row.get("message") or "no message").split(". ")[0]
+    # file names quoted in a message differ from case to case: left out, so reasons group
+    first = re.sub(r"'[^']*'", "'...'", (row.get("message") or "no message").split(". ")[0])
     return first if len(first) <= REASON_CHARS else first[:REASON_CHARS - 3] + "..."
 
 
@@ -69,21 +73,24 @@ def cohort_figure(rows: list[dict]):
                         label=f"{name} (n={len(mine)})", zorder=3)
     bmd.set(ylim=(0, top), xlabel="age, years", ylabel="mean trabecular BMD, mg/cm3 (K2HPO4)",
             title="Spine BMD by age (ACR bands 80/120 mg/cm3)")
-    bmd.legend(fontsize=7, loc="upper right")
+    bmd.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     if not points:
         bmd.text(0.5, 0.5, "no spine BMD to plot", transform=bmd.transAxes, ha="center")
 
     counts = Counter(r.get("spine_category") or r.get("hip_category") or "no category"
                      for r in rows if r["status"] == "ok")
-    names = sorted(counts)
-    categories.barh(names, [counts[n] for n in names], color="tab:blue")
+    names = sorted(counts, key=lambda n: (CATEGORY_ORDER.index(n) if n in CATEGORY_ORDER
+                                          else len(CATEGORY_ORDER), n))
+    categories.barh(names, [counts[n] for n in names], height=0.6, color="tab:blue")
     categories.set(xlabel="cases", title="Categories of finished cases (ACR spine, WHO hip)")
+    categories.invert_yaxis()
     categories.tick_params(axis="y", labelsize=7)
 
     reasons = Counter(failure_reason(r) for r in rows if r["status"] in ("failed", "timeout"))
     if reasons:
         names = sorted(reasons, key=lambda n: (-reasons[n], n))
-        failures.barh([_wrap(n) for n in names], [reasons[n] for n in names], color="tab:red")
+        failures.barh([_wrap(n) for n in names], [reasons[n] for n in names], height=0.6,
+                      color="tab:red")
         failures.invert_yaxis()
         failures.tick_params(axis="y", labelsize=6)
     else:
