@@ -57,12 +57,13 @@ GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
 #: each line (left-right and antero-posterior).
 SAMPLE_STEP_MM = 0.2
 PATCH_HALF_WIDTH_MM = 1.5
-#: Height lines: every LINE_STEP_MM across the body, from WALL_CLEARANCE_MM inside its walls;
+#: Height lines: every LINE_STEP_MM across the body, from WALL_CLEARANCE_MM inside its walls
+#: (closer, the walls' cortex runs along the lines and hides the endplate);
 #: an endplate's position at a measurement point is fitted to the lines within
 #: FIT_HALF_WIDTH_MM of it (at least MIN_FIT_LINES, outliers beyond FIT_OUTLIER_MM left out),
 #: and at least MIN_LOCATED_SHARE of them must agree with the fitted course.
 LINE_STEP_MM = 0.5
-WALL_CLEARANCE_MM = 1.5
+WALL_CLEARANCE_MM = 3.0
 FIT_HALF_WIDTH_MM = 6.0
 MIN_FIT_LINES = 5
 FIT_OUTLIER_MM = 1.5
@@ -242,6 +243,8 @@ def _endplate_at(offsets_mm: np.ndarray, found: dict, key: str, at_mm: float, de
     near = np.abs(offsets_mm - at_mm) <= FIT_HALF_WIDTH_MM
     relative, positions = offsets_mm[near] - at_mm, found[key][near]
     keep = np.isfinite(positions)
+    if keep.any():  # start from the lines near the median: a few strays must not lead the fit
+        keep &= np.abs(np.nan_to_num(positions, nan=1e9) - np.median(positions[keep])) <= 2.0 * FIT_OUTLIER_MM
     for _ in range(3):
         if keep.sum() < MIN_FIT_LINES:
             return None
