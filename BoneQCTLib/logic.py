@@ -9,6 +9,13 @@ dependencies are installed (every action first calls ``BoneQCTLib.dependencies``
 import logging
 
 
+def logWarnings(measurement: str, result) -> None:
+    """Log the warnings of a core result (they carry no patient identity) under
+    ``BoneQCT <measurement>``."""
+    for warning in result.warnings:
+        logging.warning(f"BoneQCT {measurement}: {warning}")
+
+
 class CalibrationLogicMixin:
     """Volume and calibration operations of a module logic, usable from the Python console."""
 
@@ -37,8 +44,7 @@ class CalibrationLogicMixin:
         from BoneQCTLib.calibration import internal_calibration_to_table_node
 
         calibration, table = internal_calibration_to_table_node(inputVolume, pointsNode, tableNode)
-        for warning in calibration.warnings:
-            logging.warning(f"BoneQCT internal calibration: {warning}")
+        logWarnings("internal calibration", calibration)
         return table
 
     def calibrateManually(self, slopeHuPerMgCm3: float, interceptHu: float, material: str,

@@ -183,9 +183,9 @@ class ParameterNodeWidgetMixin:
 
 class CalibrationSectionMixin:
     """The calibration section's behaviour, for a widget whose parameter node inherits
-    :class:`CalibrationParameters` and whose logic has ``CalibrationLogicMixin``: load the
-    section with ``sharedSections=[CALIBRATION_SECTION_UI]`` and connect ``calibrateButton``
-    to :meth:`onCalibrateButton`; call :meth:`updateCalibrationSection` from ``_updateState``.
+    :class:`CalibrationParameters` and whose logic has ``CalibrationLogicMixin``
+    (:class:`CalibratingModuleWidget` loads the section and connects Calibrate); call
+    :meth:`updateCalibrationSection` from ``_updateState``.
     """
 
     def updateCalibrationSection(self) -> None:
@@ -224,7 +224,12 @@ class ModuleWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKOb
 
 
 class CalibratingModuleWidget(CalibrationSectionMixin, ModuleWidget):
-    """The base of a module panel with the shared calibration section."""
+    """The base of a module panel with the shared calibration section (inserted below the
+    module's first section, its Calibrate button connected)."""
+
+    def loadModuleUI(self, uiFileName: str, logic, buttonSlots: dict, sharedSections=()) -> None:
+        super().loadModuleUI(uiFileName, logic, {"calibrateButton": self.onCalibrateButton, **buttonSlots},
+                             sharedSections=[CALIBRATION_SECTION_UI, *sharedSections])
 
 
 class ModuleTest(ScriptedLoadableModuleTest):

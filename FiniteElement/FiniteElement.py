@@ -8,23 +8,14 @@ load-displacement chart; and it exports fe.json, fe.vtu and fe_report.pdf throug
 from the results table (also after the scene is saved and reloaded).
 """
 
-import logging
 from typing import Annotated, Union
 
 import slicer
-from slicer import (
-    vtkMRMLLabelMapVolumeNode,
-    vtkMRMLMarkupsFiducialNode,
-    vtkMRMLModelNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLSegmentationNode,
-    vtkMRMLTableNode,
-)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.logic import CalibrationLogicMixin
-from BoneQCTLib.widgets import PATIENT_SEXES, ModuleTest, ModuleWidget, describeModule, moduleAction
+from BoneQCTLib import widgets
+from BoneQCTLib.logic import CalibrationLogicMixin, logWarnings
 
 # boneqct is imported only inside the logic's methods (its dependencies may still have to be
 # installed when Slicer loads this file).
@@ -48,7 +39,7 @@ class FiniteElement(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        describeModule(self.parent, "Finite Element", """
+        widgets.describeModule(self.parent, "Finite Element", """
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
 cubic elements in the body's axis frame, density-modulus law of choice, PMMA endplate layers,
 axial compression; strength by the linear 0.68% rule, the Pistoia criterion or an
@@ -72,18 +63,18 @@ class FiniteElementParameterNode:
     anonymizeReport - leave the patient's identity out of the exported report.
     """
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    calibrationTable: vtkMRMLTableNode
-    seeds: vtkMRMLMarkupsFiducialNode
-    vertebraLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    calibrationTable: slicer.vtkMRMLTableNode
+    seeds: slicer.vtkMRMLMarkupsFiducialNode
+    vertebraLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     level: Annotated[str, Choice(LEVELS)] = "L1"
     elementMm: Annotated[float, WithinRange(0.5, 5.0)] = 1.0
     law: Annotated[str, Choice(LAWS)] = "morgan2003"
     criterion: Annotated[str, Choice(CRITERIA)] = "nonlinear"
-    patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
-    resultsTable: vtkMRMLTableNode
-    meshModel: vtkMRMLModelNode
+    patientSex: Annotated[str, Choice(widgets.PATIENT_SEXES)] = "unknown"
+    resultsTable: slicer.vtkMRMLTableNode
+    meshModel: slicer.vtkMRMLModelNode
     colorBy: Annotated[str, Choice(COLOR_FIELDS)] = "effective_strain"
     anonymizeReport: bool = False
 
@@ -97,7 +88,7 @@ def feOptionsFromParameterNode(parameterNode):
                      criterion=parameterNode.criterion, label_scheme=parameterNode.labelScheme)
 
 
-class FiniteElementWidget(ModuleWidget):
+class FiniteElementWidget(widgets.ModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
     def setup(self) -> None:
@@ -128,7 +119,7 @@ class FiniteElementWidget(ModuleWidget):
             "Write fe.json, fe.vtu and fe_report.pdf into a folder" if canExport
             else "Apply first (the report is written from the results table)")
 
-    @moduleAction("Finite-element analysis failed.")
+    @widgets.moduleAction("Finite-element analysis failed.")
     def onApplyButton(self) -> None:
         """Build and solve the model of the selected level; show mesh, table and curve."""
         p = self._parameterNode
@@ -142,7 +133,7 @@ class FiniteElementWidget(ModuleWidget):
         slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
         self._updateState()
 
-    @moduleAction("Writing the finite-element report failed.",
+    @widgets.moduleAction("Writing the finite-element report failed.",
                   askFolder="Export finite-element report")
     def onExportReportButton(self, folder: str) -> None:
         """Write fe.json, fe.vtu and fe_report.pdf into the chosen folder."""
@@ -181,8 +172,7 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         outputs = run_fe(inputVolume, calibrationTable, level, options, seeds_node=seedsNode,
                          labels_node=labelsNode, sex=sex, table_node=tableNode,
                          model_node=modelNode, chart_node=chartNode, color_by=colorBy)
-        for warning in outputs["result"].warnings:
-            logging.warning(f"BoneQCT FE: {warning}")
+        logWarnings("FE", outputs["result"])
         return outputs
 
     def feSummary(self, tableNode) -> str:
@@ -206,7 +196,7 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         return export_fe_report(folder, tableNode, anonymize=anonymize)
 
 
-class FiniteElementTest(ModuleTest):
+class FiniteElementTest(widgets.ModuleTest):
     """In-Slicer self-test on the digital phantom."""
 
     def _phantom(self):
@@ -247,7 +237,7 @@ class FiniteElementTest(ModuleTest):
 
         self.delayDisplay("Finite elements on the digital phantom")
         phantom, node, table = self._phantomInScene()
-        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "seeds")
         for v in phantom.truth["vertebrae"]:
             seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
         logic = FiniteElementLogic()
@@ -274,7 +264,7 @@ class FiniteElementTest(ModuleTest):
         for v in phantom.truth["vertebrae"]:
             labels[phantom.labels.array_kji == v["label"]] = label_for_level(v["level"], "verse")
         labelsNode = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
-                                             node_class="vtkMRMLLabelMapVolumeNode")
+                                             node_class="slicer.vtkMRMLLabelMapVolumeNode")
         logic = FiniteElementLogic()
         outputs = logic.run(node, table, None, "L2",
                             FEOptions(element_mm=2.0, criterion="linear", label_scheme="verse"),

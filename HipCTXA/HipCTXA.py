@@ -7,32 +7,15 @@ sections follow the CTXA workflow: input, calibration, extraction, rotation, ROI
 report.
 """
 
-import logging
 from typing import Annotated, Union
 
 import slicer
 import vtk
-from slicer import (
-    vtkMRMLLabelMapVolumeNode,
-    vtkMRMLLinearTransformNode,
-    vtkMRMLMarkupsFiducialNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLSegmentationNode,
-    vtkMRMLTableNode,
-)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.logic import CalibrationLogicMixin
-from BoneQCTLib.widgets import (
-    CALIBRATION_SECTION_UI,
-    PATIENT_SEXES,
-    CalibratingModuleWidget,
-    CalibrationParameters,
-    ModuleTest,
-    describeModule,
-    moduleAction,
-)
+from BoneQCTLib import widgets
+from BoneQCTLib.logic import CalibrationLogicMixin, logWarnings
 
 # boneqct and HipCTXALib are imported only inside the logic's methods: the core's Python
 # dependencies may still have to be installed (BoneQCTLib.dependencies) when Slicer
@@ -57,7 +40,7 @@ class HipCTXA(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        describeModule(self.parent, "Hip CTXA", """
+        widgets.describeModule(self.parent, "Hip CTXA", """
 DXA-equivalent areal BMD (g/cm2) of the proximal femur from calibrated CT (CTXA, Cann et al.
 2014). The chosen femur is extracted (or taken from a seed point or a TotalSegmentator label
 map), its anatomical frame fitted, it is rotated to the DXA position and its mineral projected
@@ -74,7 +57,7 @@ also has a command line (<code>boneqct hip</code>).
 
 
 @parameterNodeWrapper
-class HipCTXAParameterNode(CalibrationParameters):
+class HipCTXAParameterNode(widgets.CalibrationParameters):
     """The module's state, saved with the scene.
 
     Input: inputVolume (CT in HU), side, optional seedPoints (first point in the femoral head)
@@ -88,28 +71,28 @@ class HipCTXAParameterNode(CalibrationParameters):
     Report: anonymizeReport.
     """
 
-    inputVolume: vtkMRMLScalarVolumeNode
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
     side: Annotated[str, Choice(SIDES)] = "left"
-    seedPoints: vtkMRMLMarkupsFiducialNode
-    femurLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    seedPoints: slicer.vtkMRMLMarkupsFiducialNode
+    femurLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
 
-    femurSegmentation: vtkMRMLSegmentationNode
-    dxaTransform: vtkMRMLLinearTransformNode
+    femurSegmentation: slicer.vtkMRMLSegmentationNode
+    dxaTransform: slicer.vtkMRMLLinearTransformNode
     makeRotatedVolume: bool = True
-    rotatedVolume: vtkMRMLScalarVolumeNode
+    rotatedVolume: slicer.vtkMRMLScalarVolumeNode
 
     pixelMm: Annotated[float, WithinRange(0.2, 2.0)] = 0.5
     neckBoxWidthMm: Annotated[float, WithinRange(5.0, 30.0)] = 15.0
     neckCenterMm: Annotated[float, WithinRange(0.0, 120.0)] = 0.0
     distalBorderBelowHeadMm: Annotated[float, WithinRange(30.0, 150.0)] = 85.0
-    projectionVolume: vtkMRMLScalarVolumeNode
-    roiLabelmap: vtkMRMLLabelMapVolumeNode
+    projectionVolume: slicer.vtkMRMLScalarVolumeNode
+    roiLabelmap: slicer.vtkMRMLLabelMapVolumeNode
 
     referencePopulation: Annotated[str, Choice(REFERENCE_POPULATIONS)] = "nhanes3"
-    patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
+    patientSex: Annotated[str, Choice(widgets.PATIENT_SEXES)] = "unknown"
     patientAgeYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
-    resultsTable: vtkMRMLTableNode
+    resultsTable: slicer.vtkMRMLTableNode
 
     anonymizeReport: bool = False
 
@@ -130,7 +113,7 @@ def hipOptionsFromParameterNode(parameterNode):
 #
 
 
-class HipCTXAWidget(CalibratingModuleWidget):
+class HipCTXAWidget(widgets.CalibratingModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
     def setup(self) -> None:
@@ -138,9 +121,8 @@ class HipCTXAWidget(CalibratingModuleWidget):
         buttons (called once)."""
         super().setup()
         self.loadModuleUI("HipCTXA.ui", HipCTXALogic(), {
-            "calibrateButton": self.onCalibrateButton, "applyButton": self.onApplyButton,
-            "exportReportButton": self.onExportReportButton},
-            sharedSections=[CALIBRATION_SECTION_UI])
+            "applyButton": self.onApplyButton,
+            "exportReportButton": self.onExportReportButton})
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable what can act on the current selection; show calibration, frame and results."""
@@ -168,7 +150,7 @@ class HipCTXAWidget(CalibratingModuleWidget):
             else "Measure the hip first (the report needs the results table with its "
                  "projection and regions)")
 
-    @moduleAction("Hip analysis failed.")
+    @widgets.moduleAction("Hip analysis failed.")
     def onApplyButton(self) -> None:
         """Run the hip analysis and show its nodes (projection with regions, femur, table)."""
         p = self._parameterNode
@@ -194,7 +176,7 @@ class HipCTXAWidget(CalibratingModuleWidget):
                                          label=outputs["roi_labelmap"], fit=True)
         self._updateState()
 
-    @moduleAction("Writing the hip report failed.", askFolder="Export hip report")
+    @widgets.moduleAction("Writing the hip report failed.", askFolder="Export hip report")
     def onExportReportButton(self, folder: str) -> None:
         """Write the hip outputs and report into the chosen folder."""
         p = self._parameterNode
@@ -236,8 +218,7 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
             transform_node=transformNode, projection_node=projectionNode,
             roi_labelmap_node=roiLabelmapNode, rotated_volume_node=rotatedVolumeNode,
             rotated_volume=makeRotatedVolume)
-        for warning in outputs["result"].warnings:
-            logging.warning(f"BoneQCT hip: {warning}")
+        logWarnings("hip", outputs["result"])
         return outputs
 
     def hipSummary(self, tableNode) -> str:
@@ -275,7 +256,7 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 #
 
 
-class HipCTXATest(ModuleTest):
+class HipCTXATest(widgets.ModuleTest):
     """In-Slicer self-test: the digital femur phantom through the module end to end."""
 
     def test_FemurPhantomEndToEnd(self) -> None:

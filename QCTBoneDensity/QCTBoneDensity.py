@@ -14,26 +14,11 @@ from typing import Annotated, Union
 
 import slicer
 import vtk
-from slicer import (
-    vtkMRMLLabelMapVolumeNode,
-    vtkMRMLMarkupsFiducialNode,
-    vtkMRMLScalarVolumeNode,
-    vtkMRMLSegmentationNode,
-    vtkMRMLTableNode,
-)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-from BoneQCTLib.logic import CalibrationLogicMixin
-from BoneQCTLib.widgets import (
-    CALIBRATION_SECTION_UI,
-    PATIENT_SEXES,
-    CalibratingModuleWidget,
-    CalibrationParameters,
-    ModuleTest,
-    describeModule,
-    moduleAction,
-)
+from BoneQCTLib import widgets
+from BoneQCTLib.logic import CalibrationLogicMixin, logWarnings
 
 # boneqct is imported only inside the logic's methods: its Python dependencies may still have
 # to be installed when Slicer loads this file (every action first calls BoneQCTLib's
@@ -66,7 +51,7 @@ class QCTBoneDensity(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        describeModule(self.parent, "QCT Bone Density", """
+        widgets.describeModule(self.parent, "QCT Bone Density", """
 Calibrates a CT scan to bone mineral density (mg/cm3) with the calibration phantom scanned
 with the patient (Mindways Model 3, QRM-BDC 3/6, B-MAS 200) or with a known slope and
 intercept, and converts the scan into a BMD map. The spine section places a trabecular ROI in
@@ -89,7 +74,7 @@ command line.
 
 
 @parameterNodeWrapper
-class QCTBoneDensityParameterNode(CalibrationParameters):
+class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
     """The module's state, saved with the scene.
 
     inputVolume - CT volume in HU, with the calibration phantom in the field of view.
@@ -118,12 +103,12 @@ class QCTBoneDensityParameterNode(CalibrationParameters):
     qaSession - session label (empty: the study date, else the current time); qaTable - inserts vs nominal with drift flags.
     """
 
-    inputVolume: vtkMRMLScalarVolumeNode
-    outputBmdVolume: vtkMRMLScalarVolumeNode
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    outputBmdVolume: slicer.vtkMRMLScalarVolumeNode
 
     spineInputMode: Annotated[str, Choice(SPINE_INPUT_MODES)] = SPINE_INPUT_SEEDS
-    spineSeeds: vtkMRMLMarkupsFiducialNode
-    spineLabels: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007
+    spineSeeds: slicer.vtkMRMLMarkupsFiducialNode
+    spineLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     levelsUsed: str = "L1,L2"
     excludedLevels: str = ""
@@ -131,24 +116,24 @@ class QCTBoneDensityParameterNode(CalibrationParameters):
     roiMarginMm: Annotated[float, WithinRange(0.0, 10.0)] = 2.0
     cementThresholdMgCm3: Annotated[float, WithinRange(0.0, 300.0)] = 50.0
     patientAgeYears: Annotated[float, WithinRange(0.0, 130.0)] = 0.0
-    patientSex: Annotated[str, Choice(PATIENT_SEXES)] = "unknown"
-    spineTable: vtkMRMLTableNode
-    spineRoiLabelmap: vtkMRMLLabelMapVolumeNode
-    spineRoiSegmentation: vtkMRMLSegmentationNode
-    spineRoiCenters: vtkMRMLMarkupsFiducialNode
+    patientSex: Annotated[str, Choice(widgets.PATIENT_SEXES)] = "unknown"
+    spineTable: slicer.vtkMRMLTableNode
+    spineRoiLabelmap: slicer.vtkMRMLLabelMapVolumeNode
+    spineRoiSegmentation: slicer.vtkMRMLSegmentationNode
+    spineRoiCenters: slicer.vtkMRMLMarkupsFiducialNode
 
     tissueWholeScan: bool = True
     tissueFirstSlice: Annotated[int, WithinRange(0, 10000)] = 0
     tissueLastSlice: Annotated[int, WithinRange(0, 10000)] = 0
-    tissueL3Point: vtkMRMLMarkupsFiducialNode
-    tissueTable: vtkMRMLTableNode
-    tissueMeasuresTable: vtkMRMLTableNode
-    tissueLabelmap: vtkMRMLLabelMapVolumeNode
+    tissueL3Point: slicer.vtkMRMLMarkupsFiducialNode
+    tissueTable: slicer.vtkMRMLTableNode
+    tissueMeasuresTable: slicer.vtkMRMLTableNode
+    tissueLabelmap: slicer.vtkMRMLLabelMapVolumeNode
 
     qaPhantomType: Annotated[str, Choice(QA_PHANTOM_TYPES)] = "esp"
     qaLogPath: pathlib.Path
     qaSession: str = ""
-    qaTable: vtkMRMLTableNode
+    qaTable: slicer.vtkMRMLTableNode
 
 
 def spineOptionsFromParameterNode(parameterNode):
@@ -171,7 +156,7 @@ def spineOptionsFromParameterNode(parameterNode):
 #
 
 
-class QCTBoneDensityWidget(CalibratingModuleWidget):
+class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
     def setup(self) -> None:
@@ -179,13 +164,12 @@ class QCTBoneDensityWidget(CalibratingModuleWidget):
         buttons (called once)."""
         super().setup()
         self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic(), {
-            "calibrateButton": self.onCalibrateButton, "convertButton": self.onConvertButton,
+            "convertButton": self.onConvertButton,
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
             "tissueApplyButton": self.onTissueApplyButton,
             "tissueExportReportButton": self.onTissueExportReportButton,
-            "qaApplyButton": self.onQAApplyButton},
-            sharedSections=[CALIBRATION_SECTION_UI])
+            "qaApplyButton": self.onQAApplyButton})
 
     def _updateState(self, caller=None, event=None) -> None:
         """Enable the widgets that can act on the current selection and show the calibration."""
@@ -258,14 +242,14 @@ class QCTBoneDensityWidget(CalibratingModuleWidget):
         self.ui.qaTableView.setMRMLTableNode(p.qaTable)
         self.ui.qaSummaryLabel.text = self.logic.qaSummary(p.qaTable)
 
-    @moduleAction("Conversion to BMD failed.")
+    @widgets.moduleAction("Conversion to BMD failed.")
     def onConvertButton(self) -> None:
         """Write the BMD map of the input volume into the output volume (created if none)."""
         p = self._parameterNode
         p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
         slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
 
-    @moduleAction("Spine measurement failed.")
+    @widgets.moduleAction("Spine measurement failed.")
     def onSpineApplyButton(self) -> None:
         """Measure the spine and show the results (table, ROIs, centres, reference chart)."""
         p = self._parameterNode
@@ -289,14 +273,14 @@ class QCTBoneDensityWidget(CalibratingModuleWidget):
             slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
         self._updateState()
 
-    @moduleAction("Writing the spine report failed.", askFolder="Export spine report")
+    @widgets.moduleAction("Writing the spine report failed.", askFolder="Export spine report")
     def onExportReportButton(self, folder: str) -> None:
         """Write spine_report.pdf of the selected spine table into the chosen folder."""
         p = self._parameterNode
         written = self.logic.exportSpineReport(pathlib.Path(folder) / "spine_report.pdf", p.spineTable)
         slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
 
-    @moduleAction("Tissue analysis failed.")
+    @widgets.moduleAction("Tissue analysis failed.")
     def onTissueApplyButton(self) -> None:
         """Analyse the tissue composition and show the two tables."""
         p = self._parameterNode
@@ -311,14 +295,14 @@ class QCTBoneDensityWidget(CalibratingModuleWidget):
         slicer.util.setSliceViewerLayers(background=p.inputVolume, label=outputs["labelmap"])
         self._updateState()
 
-    @moduleAction("Writing the tissue report failed.", askFolder="Export tissue report")
+    @widgets.moduleAction("Writing the tissue report failed.", askFolder="Export tissue report")
     def onTissueExportReportButton(self, folder: str) -> None:
         """Write tissue.json, tissue.csv and tissue_report.pdf into the chosen folder."""
         p = self._parameterNode
         paths = self.logic.exportTissueReport(folder, p.tissueTable)
         slicer.util.showStatusMessage(f"Tissue report written to {paths['report']}", 5000)
 
-    @moduleAction("QA measurement failed.")
+    @widgets.moduleAction("QA measurement failed.")
     def onQAApplyButton(self) -> None:
         """Measure the QA phantom, append the session to the log and show the flags."""
         p = self._parameterNode
@@ -382,8 +366,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
             age_years=ageYears, sex=sex,
             table_node=tableNode, roi_labelmap_node=roiLabelmapNode,
             roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
-        for warning in outputs["result"].warnings:
-            logging.warning(f"BoneQCT spine: {warning}")
+        logWarnings("spine", outputs["result"])
         return outputs
 
     def spineSummary(self, tableNode) -> str:
@@ -474,7 +457,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 #
 
 
-class QCTBoneDensityTest(ModuleTest):
+class QCTBoneDensityTest(widgets.ModuleTest):
     """In-Slicer self-test: a digital phantom from the core, calibrated and converted end to end."""
 
     def _phantomVolume(self):
@@ -543,7 +526,7 @@ class QCTBoneDensityTest(ModuleTest):
         inputVolume = update_node_from_volume(phantom.volume, name="spine phantom")
         logic = QCTBoneDensityLogic()
         calibrationTable = logic.calibrateWithPhantom(inputVolume, "mindways-model3")
-        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "seeds")
         truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
         for level, vertebra in truth.items():
             seeds.AddControlPoint(*vertebra["body_center_ras_mm"], level)
@@ -594,7 +577,7 @@ class QCTBoneDensityTest(ModuleTest):
         self.assertTrue(logic.hasCalibration(calibrationTable))
         self.assertTrue(logic.calibrationSummary(calibrationTable).startswith("Internal (phantomless)"))
         l3 = next(v for v in phantom.truth["vertebrae"] if v["level"] == "L3")["body_center_ras_mm"]
-        l3Node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "L3")
+        l3Node = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "L3")
         l3Node.AddControlPoint(*l3, "L3")
 
         outputs = logic.runTissue(inputVolume, calibrationTable, l3PointNode=l3Node)

@@ -40,7 +40,7 @@ def parse_python(path: Path) -> ast.Module:
 
 def module_ui_files(module: str) -> list[Path]:
     """The module's .ui and the shared sections its widget inserts (``sharedSections``)."""
-    shared = "sharedSections=[CALIBRATION_SECTION_UI]" in module_script(module).read_text()
+    shared = "CalibratingModuleWidget" in module_script(module).read_text()
     return [module_ui(module), *([CALIBRATION_SECTION] if shared else [])]
 
 
@@ -58,6 +58,11 @@ def ui_parameter_bindings(ui_path: Path) -> dict[str, str]:
             if prop.get("name") == "SlicerParameterName":
                 bindings[widget.get("name")] = prop.findtext("string")
     return bindings
+
+
+def name_of(node: ast.expr) -> str | None:
+    """``X`` of a name ``X`` or an attribute ``module.X``."""
+    return node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
 
 
 def class_fields(node: ast.ClassDef) -> dict[str, ast.AnnAssign]:
@@ -78,7 +83,7 @@ def parameter_wrapper_fields(tree: ast.Module) -> dict[str, dict[str, ast.AnnAss
             if "parameterNodeWrapper" in names:
                 fields = {}
                 for base in node.bases:
-                    fields.update(shared.get(getattr(base, "id", None), {}))
+                    fields.update(shared.get(name_of(base), {}))
                 wrappers[node.name] = {**fields, **class_fields(node)}
     return wrappers
 
@@ -95,7 +100,10 @@ def slot_connections(module: str) -> dict[str, str]:
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
                 and getattr(n.func, "attr", "") == "loadModuleUI")
     slots = next(a for a in call.args if isinstance(a, ast.Dict))
-    return {ast.literal_eval(k): v.attr for k, v in zip(slots.keys, slots.values)}
+    connected = {ast.literal_eval(k): v.attr for k, v in zip(slots.keys, slots.values)}
+    if CALIBRATION_SECTION in module_ui_files(module):  # connected by CalibratingModuleWidget
+        connected["calibrateButton"] = "onCalibrateButton"
+    return connected
 
 
 def imported_modules(tree: ast.Module) -> set[str]:
@@ -720,13 +728,12 @@ def test_every_module_action_calls_the_dependency_guard_first(module):
     widgets = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{module}Widget"]
     shared_classes = {n.name: n for n in shared.body if isinstance(n, ast.ClassDef)}
     for widget in widgets:  # grows while the shared bases are found
-        widgets += [shared_classes[b.id] for b in widget.bases
-                    if isinstance(b, ast.Name) and b.id in shared_classes]
+        widgets += [shared_classes[name_of(b)] for b in widget.bases if name_of(b) in shared_classes]
     slots = {n.name: n for w in widgets for n in w.body if isinstance(n, ast.FunctionDef)
              and n.name.startswith("on") and n.name.endswith("Button")}
     assert len(slots) >= 2 and set(slot_connections(module).values()) <= set(slots)
     for slot in slots.values():
-        decorators = {getattr(d.func, "id", None) for d in slot.decorator_list if isinstance(d, ast.Call)}
+        decorators = {name_of(d.func) for d in slot.decorator_list if isinstance(d, ast.Call)}
         assert "moduleAction" in decorators, f"{module}Widget.{slot.name} skips the guard"
     action = next(n for n in shared.body if isinstance(n, ast.FunctionDef) and n.name == "moduleAction")
     assert "ensure_python_packages" in _calls(action)
