@@ -187,3 +187,41 @@ def test_uncalibrated_or_unknown_side_core_call_raises():
         analyze_femur_fall(volume, None, OPTIONS, side="left")
     with pytest.raises(FEError, match="side"):
         analyze_femur_fall(volume, manual_calibration(1.0, 0.0), OPTIONS, side="both")
+
+
+def test_slicer_adapter_runs_the_scene_and_equals_the_core(left):
+    """FiniteElementLib.femur on Slicer's real MRML (PyPI slicer-core): the phantom CT, its
+    calibration table and a seed point in the head -> the results table (units, document) and
+    the mesh model, with the core's numbers."""
+    slicer = pytest.importorskip("slicer")
+    pytest.importorskip("slicer.util")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "FiniteElement"))
+    from FiniteElementLib.femur import FE_HIP_DOCUMENT, run_fe_hip
+
+    from BoneQCTLib.calibration import calibration_to_table_node
+    from BoneQCTLib.tables import read_document
+    from BoneQCTLib.volumes import update_node_from_volume
+
+    phantom = make_femur_phantom()
+    line = phantom.truth["calibration"]
+    slicer.mrmlScene = slicer.vtkMRMLScene()
+    try:
+        ct_node = update_node_from_volume(phantom.volume, name="hip")
+        table = calibration_to_table_node(manual_calibration(line["slope_hu_per_mg_cm3"],
+                                                             line["intercept_hu"]))
+        seed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "head")
+        seed.AddControlPoint(phantom.truth["femurs"][0]["head_center_ras_mm"])
+        out = run_fe_hip(ct_node, table, "left", OPTIONS, seed_node=seed, sex="F")
+        document = read_document(out["table"], FE_HIP_DOCUMENT)
+        assert document["strength_n"] == pytest.approx(left.strength_n, rel=1e-9)
+        strength = out["table"].GetTable().GetColumnByName("Strength").GetValue(0)
+        assert strength == pytest.approx(left.strength_n, rel=1e-9)
+        assert out["table"].GetColumnUnitLabel("Strength") == "N"
+        assert out["model"].GetMesh().GetNumberOfCells() == left.n_elements
+        with pytest.raises(ValueError, match="calibrat"):
+            run_fe_hip(ct_node, None, "left", OPTIONS)
+    finally:
+        slicer.mrmlScene.Clear(True)

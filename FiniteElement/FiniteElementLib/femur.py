@@ -1,0 +1,83 @@
+"""Femur sideways-fall adapters (no ``qt``/``ctk``): the scene's CT, calibration table, seed
+point or femur label map -> ``boneqct.fe.femur.analyze_femur_fall`` -> a one-row results table
+(units, descriptions; fe_hip.json stored as ``BoneQCT.FEHip.JSON``) and the solved mesh as a
+model node (``FiniteElementLib.fe.mesh_to_model_node``)."""
+
+from __future__ import annotations
+
+import vtk
+
+from BoneQCTLib.tables import Column, store_document, store_exam, table_node_or_new, write_table
+
+#: Kind of the document on the results table (attribute ``BoneQCT.FEHip.JSON``).
+FE_HIP_DOCUMENT = "FEHip"
+#: Columns of the one-row results table (the row: the fe_hip.json document).
+FE_HIP_COLUMNS = (
+    Column("Side", "side", vtk.vtkStringArray, "", "femur analysed"),
+    Column("Strength", "strength_n", vtk.vtkDoubleArray, "N",
+           "sideways-fall strength, Pistoia criterion (linear)"),
+    Column("Stiffness", "stiffness_n_mm", vtk.vtkDoubleArray, "N/mm",
+           "sideways-fall stiffness: head reaction over head displacement"),
+    Column("Law", "law", vtk.vtkStringArray, "", "density-modulus law"),
+    Column("Element size", "element_mm", vtk.vtkDoubleArray, "mm", "element edge"),
+    Column("Elements", "n_elements", vtk.vtkIntArray, "", "bone and PMMA elements"),
+    Column("Converged", lambda doc: "yes" if doc["solver"]["converged"] else "no",
+           vtk.vtkStringArray, "", "whether the linear solve met its tolerance"),
+)
+
+
+def fe_hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE hip"):
+    """Write a ``FemurFallResult`` into a one-row table node holding its document."""
+    table_node = table_node_or_new(table_node, name)
+    document = result.to_dict()
+    write_table(table_node, FE_HIP_COLUMNS, [document])
+    store_document(table_node, FE_HIP_DOCUMENT, document)
+    return table_node
+
+
+def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_node=None,
+               labels_node=None, sex=None, table_node=None, model_node=None,
+               color_by: str = "effective_strain") -> dict:
+    """Sideways-fall strength of one femur of the scene's CT (``analyze_femur_fall``).
+
+    Args:
+        side: "left" or "right".
+        options: ``boneqct.fe.femur.FemurFEOptions`` (None: the defaults).
+        seed_node: optional markups point list, its first placed point in the femoral head; or
+        labels_node: optional femur label map volume node (``options.label_scheme``).
+
+    Returns {"result", "table", "model"}.
+
+    Raises:
+        ValueError: no CT, no calibration, both a seed and labels, a seed list without a
+            placed point. boneqct.errors.BoneQCTError: from the core (femur not found, ...).
+    """
+    from boneqct.fe.femur import FemurFEOptions, analyze_femur_fall
+    from BoneQCTLib.calibration import calibration_from_table_node, has_calibration
+    from BoneQCTLib.markups import defined_points
+    from BoneQCTLib.volumes import volume_from_node
+    from FiniteElementLib.fe import mesh_to_model_node
+
+    if ct_node is None:
+        raise ValueError("Select the CT volume.")
+    if not has_calibration(calibration_table_node):
+        raise ValueError("The finite-element model needs calibrated density: calibrate in the "
+                         "QCT Bone Density module and select its calibration table.")
+    if seed_node is not None and labels_node is not None:
+        raise ValueError("Give either a seed point or a femur label map, not both.")
+    seed = None
+    if seed_node is not None:
+        points = defined_points(seed_node)
+        if not points:
+            raise ValueError(f"'{seed_node.GetName()}' has no placed point: place one in the "
+                             "femoral head, or clear the seed to find the femur automatically.")
+        seed = points[0][1]
+    result = analyze_femur_fall(
+        volume_from_node(ct_node), calibration_from_table_node(calibration_table_node),
+        options or FemurFEOptions(), side=side, seed_ras_mm=seed,
+        labels=volume_from_node(labels_node) if labels_node is not None else None, sex=sex)
+    outputs = {"result": result, "table": fe_hip_result_to_table_node(result, table_node),
+               "model": mesh_to_model_node(result, model_node, name="BoneQCT FE hip mesh",
+                                           color_by=color_by)}
+    store_exam(outputs["table"], {"series_description": ct_node.GetName(), "patient_sex": sex})
+    return outputs
