@@ -137,6 +137,11 @@ class ParameterNodeWidgetMixin:
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
+    def offerAction(self, button, available: bool, whatItDoes: str, whatItNeeds: str) -> None:
+        """Enable ``button`` when ``available``; its tooltip says what it does, or what it needs."""
+        button.enabled = available
+        button.toolTip = whatItDoes if available else whatItNeeds
+
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
         self.removeObservers()
@@ -197,10 +202,9 @@ class CalibrationSectionMixin:
         for widget in (self.ui.manualSlopeSpinBox, self.ui.manualInterceptSpinBox,
                        self.ui.manualMaterialComboBox):
             widget.enabled = manual
-        self.ui.calibrateButton.enabled = manual or p.inputVolume is not None
-        self.ui.calibrateButton.toolTip = (
-            "Fit the calibration" if self.ui.calibrateButton.enabled
-            else "Select the CT volume to calibrate")
+        self.offerAction(self.ui.calibrateButton, manual or p.inputVolume is not None,
+                         "Fit the calibration",
+                         "Select the CT volume to calibrate")
         self.ui.calibrationTableView.setMRMLTableNode(p.calibrationTable)
         self.ui.calibrationSummaryLabel.text = self.logic.calibrationSummary(p.calibrationTable)
 

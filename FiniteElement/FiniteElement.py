@@ -114,10 +114,9 @@ class FiniteElementWidget(widgets.ModuleWidget):
                  "or vertebra labels")
         self.ui.summaryLabel.text = self.logic.feSummary(p.resultsTable)
         canExport = self.logic.canExportReport(p.resultsTable)
-        self.ui.exportReportButton.enabled = canExport
-        self.ui.exportReportButton.toolTip = (
-            "Write fe.json, fe.vtu and fe_report.pdf into a folder" if canExport
-            else "Apply first (the report is written from the results table)")
+        self.offerAction(self.ui.exportReportButton, canExport,
+                         "Write fe.json, fe.vtu and fe_report.pdf into a folder",
+                         "Apply first (the report is written from the results table)")
 
     @widgets.moduleAction("Finite-element analysis failed.")
     def onApplyButton(self) -> None:

@@ -144,11 +144,10 @@ class HipCTXAWidget(widgets.CalibratingModuleWidget):
         self.ui.resultsSummaryLabel.text = self.logic.hipSummary(p.resultsTable)
         self.ui.frameSummaryLabel.text = self.logic.frameSummary(p.resultsTable)
         canExport = self.logic.canExportReport(p.resultsTable)
-        self.ui.exportReportButton.enabled = canExport
-        self.ui.exportReportButton.toolTip = (
-            "Write hip.json, hip.csv, the projection and hip_report.pdf into a folder" if canExport
-            else "Measure the hip first (the report needs the results table with its "
-                 "projection and regions)")
+        self.offerAction(self.ui.exportReportButton, canExport,
+                         "Write hip.json, hip.csv, the projection and hip_report.pdf into a folder",
+                         "Measure the hip first (the report needs the results table with its "
+                         "projection and regions)")
 
     @widgets.moduleAction("Hip analysis failed.")
     def onApplyButton(self) -> None:

@@ -179,10 +179,9 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         self.updateCalibrationSection()
 
         canConvert = p.inputVolume is not None and self.logic.hasCalibration(p.calibrationTable)
-        self.ui.convertButton.enabled = canConvert
-        self.ui.convertButton.toolTip = (
-            "Convert the CT volume from HU to BMD (mg/cm3)" if canConvert
-            else "Select a CT volume and calibrate first")
+        self.offerAction(self.ui.convertButton, canConvert,
+                         "Convert the CT volume from HU to BMD (mg/cm3)",
+                         "Select a CT volume and calibrate first")
 
         self._updateSpineState()
         self._updateTissueState()
@@ -211,10 +210,10 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         self.ui.spineTableView.setMRMLTableNode(p.spineTable)
         self.ui.spineSummaryLabel.text = self.logic.spineSummary(p.spineTable)
         canExport = self.logic.canExportSpineReport(p.spineTable)
-        self.ui.exportReportButton.enabled = canExport
-        self.ui.exportReportButton.toolTip = (
-            "Write the spine report (PDF) of the selected spine table" if canExport
-            else "Measure the spine first (the report needs the table, its CT and its ROI label map)")
+        self.offerAction(self.ui.exportReportButton, canExport,
+                         "Write the spine report (PDF) of the selected spine table",
+                         "Measure the spine first (the report needs the table, its CT and its ROI "
+                         "label map)")
 
     def _updateTissueState(self) -> None:
         """Enable the slice range, Analyse and Export; show the tissue tables and summary."""
@@ -222,10 +221,9 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         for widget in (self.ui.tissueFirstSliceSpinBox, self.ui.tissueLastSliceSpinBox):
             widget.enabled = not p.tissueWholeScan
         canAnalyse = p.inputVolume is not None and self.logic.hasCalibration(p.calibrationTable)
-        self.ui.tissueApplyButton.enabled = canAnalyse
-        self.ui.tissueApplyButton.toolTip = (
-            "Analyse the tissue composition" if canAnalyse
-            else "Select a CT volume and calibrate first (phantom, internal or manual)")
+        self.offerAction(self.ui.tissueApplyButton, canAnalyse,
+                         "Analyse the tissue composition",
+                         "Select a CT volume and calibrate first (phantom, internal or manual)")
         self.ui.tissueTableView.setMRMLTableNode(p.tissueTable)
         self.ui.tissueMeasuresTableView.setMRMLTableNode(p.tissueMeasuresTable)
         self.ui.tissueSummaryLabel.text = self.logic.tissueSummary(p.tissueTable)

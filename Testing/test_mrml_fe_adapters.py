@@ -21,7 +21,7 @@ from slicer import vtkMRMLScene  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "FiniteElement"))
 
-from FiniteElementLib import (  # noqa: E402
+from FiniteElementLib.fe import (  # noqa: E402
     COLOR_FIELDS,
     can_export_fe_report,
     color_model_by,

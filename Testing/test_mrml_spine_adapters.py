@@ -25,7 +25,9 @@ from slicer import vtkMRMLScene  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
-from QCTBoneDensityLib import (  # noqa: E402
+from QCTBoneDensityLib.spine import (  # noqa: E402
+    CT_VOLUME_ROLE,
+    ROI_LABELMAP_ROLE,
     can_export_spine_report,
     export_spine_report,
     has_spine_result,
@@ -35,10 +37,10 @@ from QCTBoneDensityLib import (  # noqa: E402
     roi_labelmap_to_node,
     roi_segmentation_from_labelmap,
     run_spine,
+    spine_columns,
     spine_result_to_table_node,
     spine_summary_text,
 )
-from QCTBoneDensityLib.spine import CT_VOLUME_ROLE, ROI_LABELMAP_ROLE, spine_columns  # noqa: E402
 
 from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
