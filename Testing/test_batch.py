@@ -258,3 +258,16 @@ def test_scan_chooses_the_series_by_the_rules(tmp_path, capsys):
     assert candidates[f"{a}.5"]["reason"] == "not axial (sagittal)"
     assert candidates[f"{b}.1"]["reason"] == "coverage 22 mm, below 70 mm"
     assert all(r["case_id"].startswith("study_") for r in candidates.values())
+
+
+def test_a_case_beyond_its_memory_limit_fails_with_that_reason(tmp_path):
+    """The case process's address space is capped: a limit far below what the command needs
+    ends the case (not the worker) with the limit named."""
+    from boneqct.batch.case import run_case
+
+    record = run_case("small", ["spine", str(tmp_path / "ct.nii.gz"), "--out",
+                                str(tmp_path / "out"), "--seed=L1=0,0,0"],
+                      str(tmp_path / "small.log"), 120, 0.3)
+    assert record["status"] == "failed"
+    assert "ran out of its memory limit of 0.3 GB" in record["message"]
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,10 @@ from boneqct import __version__
 EXIT_INPUT_ERROR = 2
 #: Seconds given to a killed case's process group to go before the worker stops waiting.
 KILL_GRACE_S = 10.0
+#: What Python prints when an allocation or a library load fails under the address-space
+#: limit (numpy, the import machinery, and the command's own message for a MemoryError).
+OUT_OF_MEMORY_HINTS = ("MemoryError", "Unable to allocate", "failed to map segment",
+                       "Cannot allocate memory", "this machine ran out of memory")
 #: Command run in place of the case when the batch's test hook asks for a hang.
 HANG_COMMAND = ("-c", "import time\nwhile True: time.sleep(60)")
 
@@ -50,7 +54,7 @@ def run_case(case_id: str, argv: list[str], log_path: str, timeout_s: float,
                                start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
-        status, message = _outcome(process.returncode, stderr)
+        status, message = _outcome(process.returncode, stderr, memory_limit_gb)
     except subprocess.TimeoutExpired:
         _kill_session(process)
         try:
@@ -76,11 +80,14 @@ def _kill_session(process: subprocess.Popen) -> None:
         pass
 
 
-def _outcome(returncode: int, stderr: str) -> tuple[str, str]:
+def _outcome(returncode: int, stderr: str, memory_limit_gb: float) -> tuple[str, str]:
     """Status and message of a finished case process."""
     if returncode == 0:
         return "ok", ""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if any(hint in line for line in lines for hint in OUT_OF_MEMORY_HINTS):
+        return "failed", (f"the case ran out of its memory limit of {memory_limit_gb:g} GB "
+                          "(raise --memory-limit-gb, or crop the CT)")
     errors = [line.split(": error: ", 1)[1] for line in lines if ": error: " in line]
     if returncode == EXIT_INPUT_ERROR and errors:
         return "failed", errors[-1]
