@@ -74,8 +74,9 @@ SHAFT_CUT_BELOW_HEAD_MM = 100.0
 #: Pistoia load do not depend on it.
 APPLIED_MM = 1.0
 #: Preconditioner: the femur fills a small part of its lattice in the tilted fall frame, where
-#: the geometric multigrid needed 3x the iterations of pyamg (1.5 mm phantom femur: 78 vs 36)
-#: and, matrix-free over the whole lattice, 5x its time (Testing/benchmarks/bench_fe_femur.py).
+#: the geometric multigrid needed about twice the iterations of pyamg and, matrix-free over the
+#: whole lattice, twice its time (1.5 mm phantom femur, 157k DOF, one thread: 77 vs 40
+#: iterations, 56 vs 27 s; Testing/benchmarks/bench_fe_femur.py).
 PRECONDITIONER = "amg"
 #: Hip fragile bone strength (N), VirtuOst femoral strength in this fall configuration with its
 #: nonlinear analysis (Kopperdahl et al. 2014 JBMR 29:570; ISCD 2015 official positions).
