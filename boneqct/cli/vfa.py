@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import fields
-from pathlib import Path
 
-from boneqct.cli.common import add_input, add_max_memory_option, load_input
-from boneqct.io.atomic import OUT_HELP, check_output_folder, write_output_set
+from boneqct.cli.common import (
+    add_body_inputs,
+    add_command,
+    add_input,
+    add_max_memory_option,
+    add_out,
+    body_inputs,
+    load_input,
+    print_done,
+    start_measurement,
+)
+from boneqct.io.atomic import write_output_set
 from boneqct.options import add_options, options_from_args
 from boneqct.spine.fracture import FractureOptions
 from boneqct.spine.options import SpineOptions
 
+#: Example command line shown by --help.
+VFA_EXAMPLE = "boneqct vfa ct_folder/ --labels vertebrae.nii.gz --out vfa-out"
+
 
 def register(sub) -> None:
     """Add the ``vfa`` subcommand to the ``boneqct`` parser."""
-    vfa = sub.add_parser(
-        "vfa", help="vertebral fracture assessment: heights, Genant grade and type, sagittal "
-        "overview", description="Anterior, middle and posterior heights of each vertebral "
-        "body, Genant grade and type, and a one-page sagittal overview. Example: boneqct vfa "
-        "ct.nii.gz --labels vertebrae.nii.gz --out vfa_result")
+    vfa = add_command(sub, "vfa", "vertebral fracture assessment: anterior, middle and "
+                      "posterior heights of each vertebral body, Genant grade and type, and a "
+                      "one-page sagittal overview", VFA_EXAMPLE)
     add_input(vfa)
-    vfa.add_argument("--out", type=Path, required=True, help=OUT_HELP)
-    where = vfa.add_mutually_exclusive_group(required=True)
-    where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
-                       "points labelled by level (L1, L2, ...)")
-    where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
-                       help="a seed point inside a vertebral body, RAS mm (repeatable)")
-    where.add_argument("--labels", type=Path, help="vertebra label map (NIfTI/NRRD) on any "
-                       "grid covering the CT, or a TotalSegmentator output folder")
-    add_options(vfa, FractureOptions)
+    add_out(vfa)
+    add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
+                    "TotalSegmentator output folder")
+    # no BMD mean here: the grade that leaves it is the spine command's
+    add_options(vfa, FractureOptions, skip=("exclude_from_grade",))
     add_options(vfa, SpineOptions, skip=tuple(f.name for f in fields(SpineOptions)
                                               if f.name != "label_scheme"))
     vfa.add_argument("--anonymize", action="store_true",
@@ -39,23 +44,13 @@ def register(sub) -> None:
 
 
 def _cmd_vfa(args) -> int:
-    from boneqct.spine.label_input import read_vertebra_labels
-    from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
     from boneqct.spine.vfa import analyze_vfa, write_vfa_outputs
 
+    seeds, labels, spine_options = body_inputs(args, start_measurement(args, SpineOptions))
     options = options_from_args(FractureOptions, args)
-    check_output_folder(args.out)
     volume = load_input(args)
-    seeds = labels = None
-    scheme = args.label_scheme
-    if args.seeds:
-        seeds = read_markups_seeds(args.seeds)
-    elif args.seed:
-        seeds = parse_seed_args(args.seed)
-    else:
-        labels, folder_scheme = read_vertebra_labels(args.labels)
-        scheme = folder_scheme or scheme
-    result = analyze_vfa(volume, options, seeds=seeds, labels=labels, label_scheme=scheme)
+    result = analyze_vfa(volume, options, seeds=seeds, labels=labels,
+                         label_scheme=spine_options.label_scheme)
     paths = write_output_set(args.out, "vfa", lambda folder: write_vfa_outputs(
         folder, result, volume, anonymize=args.anonymize))
     for level in result.levels:
@@ -68,7 +63,5 @@ def _cmd_vfa(args) -> int:
                  else f"Genant grade {fracture['genant_grade']} {fracture['type'] or ''}".rstrip())
         print(f"{level['level']}: heights anterior {h['anterior']:.1f}, middle {h['middle']:.1f}, "
               f"posterior {h['posterior']:.1f} mm; {grade}")
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {paths['report']}")
+    print_done(result, paths)
     return 0
