@@ -52,12 +52,34 @@ def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentPar
     return parser
 
 
+def add_measurement(sub, name: str, help: str, example: str, handler, options_class, *,
+                    where=None, memory_limit: bool = True) -> argparse.ArgumentParser:
+    """A subcommand measuring a CT into an output folder: the input, --out, the calibration
+    options, ``where(parser)`` (where the structure is, if given), the flags of
+    ``options_class``, and ``handler`` (run under --max-memory-gb when ``memory_limit``)."""
+    from boneqct.options import add_options
+
+    parser = add_command(sub, name, help, example)
+    add_input(parser)
+    add_out(parser)
+    add_calibration_options(parser)
+    if where is not None:
+        where(parser)
+    add_options(parser, options_class)
+    parser.set_defaults(handler=handler)
+    if memory_limit:
+        add_max_memory_option(parser)
+    return parser
+
+
 def add_out(parser: argparse.ArgumentParser) -> None:
     """The required output folder of a measurement (replaced as one unit)."""
     parser.add_argument("--out", type=Path, required=True, help=OUT_HELP)
 
 
-def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str) -> None:
+def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str = "vertebra label map "
+                    "(NIfTI/NRRD) on any grid covering the CT, or a TotalSegmentator output "
+                    "folder of per-structure masks (vertebrae_L1.nii.gz ...)") -> None:
     """Where the vertebral bodies are: a markups file, --seed points, or a label map."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
@@ -69,9 +91,8 @@ def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str) -> None:
 
 
 def add_femur_inputs(parser: argparse.ArgumentParser) -> None:
-    """--side, --out and where the femur is: a point in its head (--seed) or a label map."""
+    """--side and where the femur is: a point in its head (--seed) or a label map."""
     parser.add_argument("--side", choices=["left", "right"], required=True, help="which hip")
-    add_out(parser)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--seed", metavar="R,A,S", help="a point in the femoral head (RAS mm; "
                        "a left hip's R is negative: --seed -95,10,0)")

@@ -7,11 +7,8 @@ from pathlib import Path
 
 from boneqct.cli.common import (
     add_body_inputs,
-    add_calibration_options,
     add_command,
-    add_input,
-    add_max_memory_option,
-    add_out,
+    add_measurement,
     add_patient_options,
     body_inputs,
     ct_and_calibration,
@@ -21,7 +18,6 @@ from boneqct.cli.common import (
     start_measurement,
 )
 from boneqct.io.atomic import write_output_set
-from boneqct.options import add_options
 
 FE_EXAMPLE = ("boneqct fe ct_folder/ --level L2 --phantom mindways-model3 --seed L2=0,-25,0 "
               "--out fe-out")
@@ -32,17 +28,9 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     from boneqct.fe.options import FEOptions
 
-    fe = add_command(sub, "fe", "vertebral stiffness and strength by voxel finite elements",
-                     FE_EXAMPLE)
-    add_input(fe)
-    fe.add_argument("--level", required=True, help="vertebral level to analyse (e.g. L2)")
-    add_out(fe)
-    add_calibration_options(fe)
-    add_body_inputs(fe, "vertebra label map (NIfTI/NRRD), or a TotalSegmentator output folder")
-    add_options(fe, FEOptions)
+    fe = add_measurement(sub, "fe", "vertebral stiffness and strength by voxel finite elements",
+                         FE_EXAMPLE, _cmd_fe, FEOptions, where=_add_level_and_body)
     add_patient_options(fe, age=False, sex_for=" for the fragile flag")
-    fe.set_defaults(handler=_cmd_fe)
-    add_max_memory_option(fe)
 
     compare = add_command(sub, "fe-compare", "follow-up: change between two fe.json files",
                           COMPARE_EXAMPLE)
@@ -50,6 +38,11 @@ def register(sub) -> None:
     compare.add_argument("new", type=Path, help="fe.json of the later exam")
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(handler=_cmd_compare)
+
+
+def _add_level_and_body(parser) -> None:
+    parser.add_argument("--level", required=True, help="vertebral level to analyse (e.g. L2)")
+    add_body_inputs(parser)
 
 
 def _cmd_fe(args) -> int:

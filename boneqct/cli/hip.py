@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from boneqct.cli.common import (
-    add_calibration_options,
-    add_command,
     add_femur_inputs,
-    add_input,
-    add_max_memory_option,
+    add_measurement,
     add_patient_options,
     ct_and_calibration,
     femur_inputs,
@@ -19,7 +16,6 @@ from boneqct.cli.common import (
 from boneqct.hip.interpret import REFERENCE_SETS
 from boneqct.hip.options import HipOptions
 from boneqct.io.atomic import write_output_set
-from boneqct.options import add_options
 
 #: DXA reference populations for T-scores, and none.
 REFERENCE_CHOICES = (*REFERENCE_SETS, "none")
@@ -29,17 +25,11 @@ HIP_EXAMPLE = ("boneqct hip hip_ct/ --side left --slope 1.2 --intercept -2 --mat
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    hip = add_command(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
-                      HIP_EXAMPLE)
-    add_input(hip)
-    add_femur_inputs(hip)
-    add_calibration_options(hip)
-    add_options(hip, HipOptions)
+    hip = add_measurement(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
+                          HIP_EXAMPLE, _cmd_hip, HipOptions, where=add_femur_inputs)
     hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
     add_patient_options(hip)
-    hip.set_defaults(handler=_cmd_hip)
-    add_max_memory_option(hip)
 
 
 def _cmd_hip(args) -> int:

@@ -8,11 +8,8 @@ from pathlib import Path
 
 from boneqct.cli.common import (
     add_body_inputs,
-    add_calibration_options,
     add_command,
-    add_input,
-    add_max_memory_option,
-    add_out,
+    add_measurement,
     add_patient_options,
     body_inputs,
     ct_and_calibration,
@@ -25,7 +22,6 @@ from boneqct.cli.common import (
 )
 from boneqct.errors import SpineError
 from boneqct.io.atomic import write_output_set
-from boneqct.options import add_options
 from boneqct.spine.options import SpineOptions
 
 #: Example command lines shown by --help (the digital phantom's L1 and L2 centres).
@@ -37,20 +33,11 @@ _DEFAULTS = {"--levels": SpineOptions().levels_used, "--exclude": SpineOptions()
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    spine = add_command(sub, "spine", "per-level trabecular BMD of the lumbar spine",
-                        SPINE_EXAMPLE)
-    add_input(spine)
-    add_out(spine)
-    add_calibration_options(spine)
-    add_body_inputs(spine, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
-                    "TotalSegmentator output folder of per-structure masks "
-                    "(vertebrae_L1.nii.gz ...)")
-    add_options(spine, SpineOptions)
+    spine = add_measurement(sub, "spine", "per-level trabecular BMD of the lumbar spine",
+                            SPINE_EXAMPLE, _cmd_spine, SpineOptions, where=add_body_inputs)
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
     add_patient_options(spine)
-    spine.set_defaults(handler=_cmd_spine)
-    add_max_memory_option(spine)
 
     compare = add_command(sub, "compare", "follow-up: change between two spine.json files",
                           COMPARE_EXAMPLE)

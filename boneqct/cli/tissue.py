@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from boneqct.cli.common import (
-    add_calibration_options,
-    add_command,
-    add_input,
-    add_out,
+    add_measurement,
     ct_and_calibration,
     parse_point,
     print_done,
     start_measurement,
 )
 from boneqct.io.atomic import write_output_set
-from boneqct.options import add_options
 from boneqct.tissue.options import TissueOptions
 
 TISSUE_EXAMPLE = ("boneqct tissue ct_folder/ --phantom mindways-model3 --l3 -4.7,12,30 "
@@ -22,17 +18,12 @@ TISSUE_EXAMPLE = ("boneqct tissue ct_folder/ --phantom mindways-model3 --l3 -4.7
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    t = add_command(sub, "tissue", "tissue composition: fat, muscle, skin, cortical and "
-                    "cancellous mineral (mass, area, volume) of a slice, slab or scan",
-                    TISSUE_EXAMPLE)
-    add_input(t)
-    add_calibration_options(t)
-    add_options(t, TissueOptions)
+    t = add_measurement(sub, "tissue", "tissue composition: fat, muscle, skin, cortical and "
+                        "cancellous mineral (mass, area, volume) of a slice, slab or scan",
+                        TISSUE_EXAMPLE, _cmd_tissue, TissueOptions, memory_limit=False)
     t.add_argument("--l3", metavar="R,A,S", help="a point in L3 (RAS mm) for the skeletal "
                    "muscle area")
-    add_out(t)
     t.add_argument("--anonymize", action="store_true", help="leave patient identity out")
-    t.set_defaults(handler=_cmd_tissue)
 
 
 def _cmd_tissue(args) -> int:
