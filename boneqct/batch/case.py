@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from boneqct import __version__
+from boneqct.batch.child import HANG_ENV
 
 #: Exit code of the single-case command for a problem with the input (boneqct.cli).
 EXIT_INPUT_ERROR = 2
@@ -27,8 +28,6 @@ KILL_GRACE_S = 10.0
 #: limit (numpy, the import machinery, and the command's own message for a MemoryError).
 OUT_OF_MEMORY_HINTS = ("MemoryError", "Unable to allocate", "failed to map segment",
                        "Cannot allocate memory", "this machine ran out of memory")
-#: Command run in place of the case when the batch's test hook asks for a hang.
-HANG_COMMAND = ("-c", "import time\nwhile True: time.sleep(60)")
 
 
 def now_utc() -> str:
@@ -40,18 +39,19 @@ def run_case(case_id: str, argv: list[str], log_path: str, timeout_s: float,
              memory_limit_gb: float, test_hang: bool = False) -> dict:
     """Run one case's single-case command line ``argv`` (``spine CT --out DIR ...``) in a
     subprocess limited to ``timeout_s`` seconds and ``memory_limit_gb`` GB of address space;
-    its output goes to ``log_path``.
+    its output goes to ``log_path``. ``test_hang`` (the batch's test hook) makes the case's
+    process sleep instead of measuring.
 
     Returns the run-log record: ``case_id``, ``start_utc``, ``end_utc``, ``elapsed_s``,
     ``worker`` (host and process), ``status`` (``ok``, ``failed``, ``timeout``), ``message``
     (the command's error, or why the case stopped) and ``tool_version``.
     """
-    command = [sys.executable, *(HANG_COMMAND if test_hang else
-                                 ("-m", "boneqct.batch.child", f"{memory_limit_gb:g}", *argv))]
+    command = [sys.executable, "-m", "boneqct.batch.child", f"{memory_limit_gb:g}", *argv]
+    environment = {**os.environ, HANG_ENV: "1" if test_hang else "0"}
     start, started = now_utc(), time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, text=True, errors="replace",
-                               start_new_session=True)
+                               start_new_session=True, env=environment)
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
         status, message = _outcome(process.returncode, stderr, memory_limit_gb)
