@@ -46,7 +46,8 @@ def timed_run(manifest: Path, out: Path, workers: int) -> float:
     start = time.perf_counter()
     batch = run(manifest, out, workers=workers, timeout_s=600, progress=False)
     elapsed = time.perf_counter() - start
-    failed = [r["case_id"] for r in batch.rows if r["status"] != "ok"]
+    failed = [f"{r['case_id']}: {r['status']}: {r['message']}" for r in batch.rows
+              if r["status"] != "ok"]
     if failed:
         raise SystemExit(f"cases did not finish: {failed}")
     return elapsed
