@@ -47,7 +47,16 @@ def test_fe_writes_json_vtu_and_report_and_compares(phantom_file, tmp_path):
                 "n_dof", "solver", "fragile"):
         assert key in doc
     assert doc["options"]["element_mm"] == 2.0 and doc["options"]["criterion"] == "linear"
-    assert doc["solver"]["converged"] and doc["fragile"] == (doc["strength_n"] <= 4500.0)
+    # The fragile thresholds were derived with the nonlinear criterion: a linear run carries no
+    # flag and says why (this asserted a flag for every criterion before issue 13).
+    assert doc["solver"]["converged"] and doc["fragile"] is None
+    assert "criterion linear" in doc["fragile_reason"]
+    # the linear run reports its straight line to the 0.68% point
+    line = doc["load_displacement"]
+    assert [p["strength_point"] for p in line] == [False, True]
+    assert line[1]["force_n"] == pytest.approx(doc["strength_n"])
+    assert line[1]["apparent_strain"] == pytest.approx(0.0068)
+    assert doc["material"]["chain_steps"] == [] and doc["material"]["law"] == doc["law"]
     compared = _run("fe-compare", tmp_path / "L1" / "fe.json", tmp_path / "L3" / "fe.json",
                     "--json")
     assert compared.returncode == 0, compared.stderr

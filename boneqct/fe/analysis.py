@@ -6,16 +6,12 @@ displaced by ``-apparent_strain x bone height`` along the body axis. ``platens="
 ``"frictionless"`` leaves them free (the minimum constraint against rigid in-plane motion is
 applied), as for the analytic prism E A / L.
 
-Strength criteria:
-- ``linear``: F = 0.0068 x K x h, the stiffness times the bone height times 0.68% apparent
-  strain (parosol-py's default, after Kopperdahl/Crawford).
+Strength criteria (sources and validity in :mod:`boneqct.fe.criteria`):
+- ``linear``: F = 0.0068 x K x h (a convention, source not found).
 - ``pistoia``: the load at which 2% of the bone volume exceeds 0.7% effective strain,
   sqrt(2 SED / E) (Pistoia et al. 2002 Bone 30:842), scaled from the linear solution.
-- ``nonlinear``: elastic-perfectly-plastic bone (von Mises stress capped at the Kopperdahl
-  2002 yield stress; PMMA stays elastic) loaded in steps to 2% apparent strain; the strength
-  is the largest reaction force up to 2% (Kopperdahl et al. 2014 JBMR 29:570, BCT). Solved by
-  the secant (Kacanov) iteration of deformation-theory plasticity, exact for proportional
-  loading: each element's modulus is reduced to sigma_y / von Mises(unit-modulus stress).
+- ``nonlinear``: the elastic-plastic model of :mod:`boneqct.fe.plasticity` loaded in
+  increments to 2% apparent strain; the strength is the largest reaction force up to 2%.
 """
 
 from __future__ import annotations
@@ -26,32 +22,25 @@ import numpy as np
 
 from boneqct.errors import FEError
 from boneqct.fe.assembly import Assembler
-from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
-from boneqct.fe.materials import (
-    MIN_MODULUS_MPA,
-    PMMA_MODULUS_MPA,
-    POISSON_RATIO,
-    get_law,
-    yield_stress_mpa,
+from boneqct.fe.criteria import (
+    CRITERIA,  # noqa: F401 (re-exported: the strength criteria offered)
+    NONLINEAR_STEPS,
+    NONLINEAR_STRAIN,
+    PISTOIA_STRAIN,
+    PISTOIA_VOLUME_FRACTION,
 )
+from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
+from boneqct.fe.materials import MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO, get_law
 from boneqct.fe.mesh import BONE, VoxelMesh
+from boneqct.fe.plasticity import RESIDUAL_RTOL, elastic_plastic_curve
 from boneqct.fe.solver import DEFAULT_RTOL, SolverReport, rigid_body_modes, solve
 
 #: Preconditioner of the linear solves (geometric multigrid on the voxel lattice).
 DEFAULT_PRECONDITIONER = "gmg"
 
-#: Apparent strain of the linear strength rule (parosol-py default after Kopperdahl/Crawford).
-LINEAR_RULE_STRAIN = 0.0068
-#: Pistoia et al. 2002: failure when 2% of the bone volume exceeds 0.7% effective strain.
-PISTOIA_VOLUME_FRACTION, PISTOIA_STRAIN = 0.02, 0.007
-#: Nonlinear analysis: final apparent strain (BCT: 2%) and load steps to it.
-NONLINEAR_STRAIN, NONLINEAR_STEPS = 0.02, 10
-#: Secant iterations per load step stop when the reaction changes by less than this fraction.
-NONLINEAR_FORCE_RTOL = 1e-3
-NONLINEAR_MAX_ITERATIONS = 30
-#: Fragile bone strength, vertebra (Kopperdahl et al. 2014 JBMR 29:570; ISCD 2015).
-FRAGILE_STRENGTH_N = {"F": 4500.0, "M": 6500.0}
-CRITERIA = ("linear", "pistoia", "nonlinear")
+#: Default material law: E and yield from one study, fitted on the QCT (K2HPO4) density itself
+#: (see boneqct/data/fe/material_laws.json).
+DEFAULT_LAW = "kopperdahl2002"
 PLATENS = ("bonded", "frictionless")
 
 
@@ -63,7 +52,10 @@ class Model:
         mesh: the voxel mesh.
         law: name of the density-modulus law.
         modulus_mpa: (n_elements,) Young's modulus per element (MPa).
-        yield_stress_mpa: (n_elements,) yield stress (MPa); inf for PMMA.
+        yield_compression_mpa, yield_tension_mpa: (n_elements,) uniaxial yield stresses
+            (MPa, positive); inf for PMMA (elastic).
+        post_yield_fraction: (n_elements,) post-yield tangent in uniaxial compression as a
+            fraction of the modulus (0: perfectly plastic).
         is_bone: (n_elements,) bool.
         assembler: node numbering and matrix pattern.
         fixed: (n_dof,) bool, DOFs with a prescribed displacement.
@@ -73,7 +65,9 @@ class Model:
     mesh: VoxelMesh
     law: str
     modulus_mpa: np.ndarray
-    yield_stress_mpa: np.ndarray
+    yield_compression_mpa: np.ndarray
+    yield_tension_mpa: np.ndarray
+    post_yield_fraction: np.ndarray
     is_bone: np.ndarray
     assembler: Assembler
     fixed: np.ndarray
@@ -102,6 +96,9 @@ class Solution:
         reaction_n: compressive reaction force on the top platen (N).
         modulus_mpa: element moduli used (secant moduli in the nonlinear case).
         reports: solver reports (one per linear solve).
+        stress_mpa: (n_elements, 6) element-mean stresses of the elastic-plastic state (None:
+            linear, stress = modulus x elasticity x strain).
+        yielded: (n_elements,) bool, elements that have yielded (None: linear).
     """
 
     displacement_mm: np.ndarray
@@ -109,9 +106,11 @@ class Solution:
     reaction_n: float
     modulus_mpa: np.ndarray
     reports: list[SolverReport] = field(default_factory=list)
+    stress_mpa: np.ndarray | None = None
+    yielded: np.ndarray | None = None
 
 
-def build_model(mesh: VoxelMesh, law: str = "morgan2003", *, platens: str = "bonded",
+def build_model(mesh: VoxelMesh, law: str = DEFAULT_LAW, *, platens: str = "bonded",
                 min_modulus_mpa: float = MIN_MODULUS_MPA) -> Model:
     """Material mapping and boundary conditions of a mesh (see the module docstring)."""
     if platens not in PLATENS:
@@ -119,11 +118,15 @@ def build_model(mesh: VoxelMesh, law: str = "morgan2003", *, platens: str = "bon
     material = mesh.element_values(mesh.material_kji)
     is_bone = material == BONE
     bmd = mesh.element_values(mesh.bmd_mg_cm3_kji)
+    chosen = get_law(law)
     modulus = np.full(len(material), PMMA_MODULUS_MPA)
-    modulus[is_bone] = get_law(law).modulus_mpa(bmd[is_bone], mesh.density_material,
-                                                min_modulus_mpa)
-    yield_stress = np.full(len(material), np.inf)
-    yield_stress[is_bone] = yield_stress_mpa(bmd[is_bone], mesh.density_material)
+    modulus[is_bone] = chosen.modulus_mpa(bmd[is_bone], mesh.density_material, min_modulus_mpa)
+    yields = {}
+    for kind in ("compression", "tension"):
+        yields[kind] = np.full(len(material), np.inf)
+        yields[kind][is_bone] = chosen.yield_stress_mpa(bmd[is_bone], mesh.density_material, kind,
+                                                        min_modulus_mpa)
+    post_yield = np.where(is_bone, chosen.post_yield_tangent_fraction, 0.0)
     assembler = Assembler(mesh.elements_kji, mesh.element_mm, POISSON_RATIO)
     node_kji = assembler.node_kji()
     nk = mesh.material_kji.shape[0]
@@ -139,8 +142,8 @@ def build_model(mesh: VoxelMesh, law: str = "morgan2003", *, platens: str = "bon
         second = bottom[np.argmax(np.abs(xy[:, 0] - node_kji[first, 2]))]
         fixed[first, :2] = True
         fixed[second, 1] = True
-    return Model(mesh, law, modulus, yield_stress, is_bone, assembler, fixed.ravel(),
-                 3 * top + 2, platens)
+    return Model(mesh, law, modulus, yields["compression"], yields["tension"], post_yield,
+                 is_bone, assembler, fixed.ravel(), 3 * top + 2, platens)
 
 
 def solve_displacement(model: Model, modulus_mpa: np.ndarray, applied_mm: float, *,
@@ -172,21 +175,30 @@ def solve_displacement(model: Model, modulus_mpa: np.ndarray, applied_mm: float,
     return Solution(u, float(applied_mm), reaction, np.asarray(modulus_mpa), [report])
 
 
-def lattice_operator(model: Model, modulus_mpa: np.ndarray, dtype=np.float64):
-    """The matrix-free constrained stiffness operator of the model for element moduli."""
+def lattice_operator(model: Model, modulus_mpa: np.ndarray, dtype=np.float64,
+                     shear_modulus_mpa: np.ndarray | None = None):
+    """The matrix-free constrained stiffness operator of the model for element moduli
+    (``shear_modulus_mpa``: see ``boneqct.fe.operator.VoxelOperator``)."""
     from boneqct.fe.operator import VoxelOperator
 
-    modulus_kji = np.zeros(model.mesh.material_kji.shape)
-    modulus_kji[model.mesh.elements_kji] = modulus_mpa
-    return VoxelOperator(modulus_kji, model.mesh.element_mm, POISSON_RATIO,
-                         to_grid(model, model.fixed).astype(bool), dtype)
+    grids = []
+    for values in (modulus_mpa, shear_modulus_mpa):
+        grid = None
+        if values is not None:
+            grid = np.zeros(model.mesh.material_kji.shape)
+            grid[model.mesh.elements_kji] = values
+        grids.append(grid)
+    return VoxelOperator(grids[0], model.mesh.element_mm, POISSON_RATIO,
+                         to_grid(model, model.fixed).astype(bool), dtype, grids[1])
 
 
-def lattice_preconditioner(model: Model, modulus_mpa: np.ndarray):
+def lattice_preconditioner(model: Model, modulus_mpa: np.ndarray,
+                           shear_modulus_mpa: np.ndarray | None = None):
     """A geometric multigrid preconditioner (callable r -> M^-1 r) for the lattice operator."""
     from boneqct.fe.operator import GeometricMultigrid
 
-    return GeometricMultigrid(lattice_operator(model, modulus_mpa))
+    return GeometricMultigrid(lattice_operator(model, modulus_mpa,
+                                               shear_modulus_mpa=shear_modulus_mpa))
 
 
 def to_grid(model: Model, dof_values: np.ndarray) -> np.ndarray:
@@ -242,9 +254,10 @@ def element_strains(model: Model, displacement_mm: np.ndarray) -> np.ndarray:
 def element_fields(model: Model, solution: Solution) -> dict[str, np.ndarray]:
     """Per-element fields: strain (6), stress_mpa (6), von_mises_mpa, sed_mpa (strain energy
     density, MPa = mJ/mm3), effective_strain (sqrt(2 SED / E)), principal_strains (3,
-    ascending), modulus_mpa, bmd_mg_cm3, material."""
+    ascending), modulus_mpa, bmd_mg_cm3, material, yielded."""
     strain = element_strains(model, solution.displacement_mm)
-    stress = solution.modulus_mpa[:, None] * (strain @ elasticity_matrix(POISSON_RATIO).T)
+    stress = (solution.stress_mpa if solution.stress_mpa is not None else
+              solution.modulus_mpa[:, None] * (strain @ elasticity_matrix(POISSON_RATIO).T))
     sed = 0.5 * np.einsum("ij,ij->i", stress, strain)
     tensor = np.empty((len(strain), 3, 3))
     tensor[:, [0, 1, 2], [0, 1, 2]] = strain[:, :3]
@@ -258,6 +271,8 @@ def element_fields(model: Model, solution: Solution) -> dict[str, np.ndarray]:
         "modulus_mpa": solution.modulus_mpa,
         "bmd_mg_cm3": model.mesh.element_values(model.mesh.bmd_mg_cm3_kji),
         "material": model.mesh.element_values(model.mesh.material_kji).astype(np.int32),
+        "yielded": (np.zeros(len(strain), bool) if solution.yielded is None
+                    else solution.yielded),
     }
 
 
@@ -278,77 +293,31 @@ def pistoia_strength_n(model: Model, solution: Solution) -> float:
 
 def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
                     steps: int = NONLINEAR_STEPS, preconditioner: str = DEFAULT_PRECONDITIONER,
-                    rtol: float = DEFAULT_RTOL) -> tuple[list[dict], Solution, bool]:
-    """Load-displacement curve of the elastic-perfectly-plastic model.
+                    rtol: float = DEFAULT_RTOL, linear: Solution | None = None,
+                    apply_m=None, residual_rtol: float = RESIDUAL_RTOL,
+                    ) -> tuple[list[dict], Solution, bool]:
+    """Load-displacement curve of the elastic-plastic model (:mod:`boneqct.fe.plasticity`).
+
+    Args:
+        linear: the model's linear solution when already solved (else solved here at
+            ``rtol``); ``apply_m`` the preconditioner it was solved with, reused.
+        residual_rtol: equilibrium tolerance of each increment.
 
     Returns:
         (curve, last solution, converged): curve points {"apparent_strain", "displacement_mm",
-        "force_n", "yielded_fraction", "iterations"}; converged is False when a step's secant
-        iteration or a linear solve did not converge.
+        "force_n", "yielded_fraction", "iterations"}; the solution at the final strain holds
+        the element-mean stresses and the yielded elements; converged is False when an
+        increment's equilibrium iterations or the linear solve did not converge.
     """
-    curve = [{"apparent_strain": 0.0, "displacement_mm": 0.0, "force_n": 0.0,
-              "yielded_fraction": 0.0, "iterations": 0}]
-    modulus = model.modulus_mpa
-    solution = solve_displacement(model, modulus, final_strain * model.mesh.bone_height_mm / steps,
-                                  preconditioner=preconditioner, rtol=rtol)
-    converged = solution.reports[-1].converged
-    # One multigrid hierarchy serves many secant solves (any SPD preconditioner keeps CG
-    # exact; only the iteration count depends on it): rebuilt for the current secant moduli
-    # when a solve needs markedly more iterations than the first one made with it.
-    apply_m, base_iterations = None, 0
-    for step in range(1, steps + 1):
-        strain_app = final_strain * step / steps
-        applied = strain_app * model.mesh.bone_height_mm
-        scale = applied / solution.applied_mm
-        # Start from the previous state scaled to this step; while nothing yields this is the
-        # exact (linear) solution and no solve is needed.
-        solution = Solution(solution.displacement_mm * scale, applied, solution.reaction_n * scale,
-                            solution.modulus_mpa, solution.reports)
-        iterations = 0
-        while True:
-            secant = _secant_modulus(model, solution.displacement_mm)
-            if np.allclose(secant, solution.modulus_mpa, rtol=1e-9, atol=0.0):
-                break
-            if iterations == NONLINEAR_MAX_ITERATIONS:
-                converged = False  # the secant iteration did not settle
-                break
-            force = solution.reaction_n
-            rebuilt = False
-            if preconditioner == "gmg" and (
-                    apply_m is None
-                    or solution.reports[-1].iterations > 1.5 * base_iterations + 3):
-                apply_m, rebuilt = lattice_preconditioner(model, secant), True
-            solution = solve_displacement(model, secant, applied, preconditioner=preconditioner,
-                                          x0=solution.displacement_mm, rtol=rtol,
-                                          apply_m=apply_m)
-            if rebuilt:
-                base_iterations = solution.reports[-1].iterations
-            converged &= solution.reports[-1].converged
-            iterations += 1
-            if abs(solution.reaction_n - force) <= NONLINEAR_FORCE_RTOL * abs(solution.reaction_n):
-                break
-        yielded = (solution.modulus_mpa < model.modulus_mpa) & model.is_bone
-        curve.append({"apparent_strain": strain_app, "displacement_mm": applied,
-                      "force_n": solution.reaction_n,
-                      "yielded_fraction": float(yielded.sum() / model.is_bone.sum()),
-                      "iterations": iterations})
-    return curve, solution, bool(converged)
-
-
-def _secant_modulus(model: Model, displacement_mm: np.ndarray) -> np.ndarray:
-    """Element moduli (MPa) capping the von Mises stress at the yield stress:
-    min(E, sigma_y / von Mises of the unit-modulus stress), never below MIN_MODULUS_MPA."""
-    unit_stress = element_strains(model, displacement_mm) @ elasticity_matrix(POISSON_RATIO).T
-    unit_vm = _von_mises(unit_stress)
-    with np.errstate(divide="ignore"):
-        secant = np.where(unit_vm > 0, model.yield_stress_mpa / unit_vm, np.inf)
-    return np.maximum(np.minimum(model.modulus_mpa, secant),
-                      np.minimum(model.modulus_mpa, MIN_MODULUS_MPA))
-
-
-def fragile(strength_n: float, sex: str | None) -> bool | None:
-    """Fragile bone strength (vertebra <= 4500 N women, <= 6500 N men; Kopperdahl 2014);
-    None when the sex is unknown."""
-    if sex not in FRAGILE_STRENGTH_N:
-        return None
-    return bool(strength_n <= FRAGILE_STRENGTH_N[sex])
+    if linear is None:
+        linear = solve_displacement(model, model.modulus_mpa,
+                                    final_strain * model.mesh.bone_height_mm / steps,
+                                    preconditioner=preconditioner, rtol=rtol, apply_m=apply_m)
+    curve, final, converged = elastic_plastic_curve(model, linear, final_strain=final_strain,
+                                                    steps=steps, preconditioner=preconditioner,
+                                                    apply_m=apply_m,
+                                                    residual_rtol=residual_rtol)
+    solution = Solution(final["displacement_mm"], curve[-1]["displacement_mm"],
+                        curve[-1]["force_n"], final["modulus_mpa"], list(final["reports"]),
+                        final["stress_mpa"], final["yielded"])
+    return curve, solution, bool(converged and linear.reports[0].converged)

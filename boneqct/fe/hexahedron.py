@@ -50,9 +50,8 @@ def strain_matrix(point_xyz, edge_mm: float = 1.0) -> np.ndarray:
     return b
 
 
-def reference_stiffness(poisson_ratio: float) -> np.ndarray:
-    """24x24 stiffness of a unit cube (edge 1 mm) of unit modulus (1 MPa), N/mm."""
-    d = elasticity_matrix(poisson_ratio)
+def _cube_stiffness(d: np.ndarray) -> np.ndarray:
+    """24x24 stiffness of the unit cube for the 6x6 material matrix ``d`` (2x2x2 Gauss)."""
     g = 0.5 + np.array([-1.0, 1.0]) / (2.0 * np.sqrt(3.0))  # Gauss points on [0, 1], weight 1/8
     k = np.zeros((24, 24))
     for x in g:
@@ -61,3 +60,20 @@ def reference_stiffness(poisson_ratio: float) -> np.ndarray:
                 b = strain_matrix((x, y, z))
                 k += b.T @ d @ b / 8.0
     return k
+
+
+def reference_stiffness(poisson_ratio: float) -> np.ndarray:
+    """24x24 stiffness of a unit cube (edge 1 mm) of unit modulus (1 MPa), N/mm."""
+    return _cube_stiffness(elasticity_matrix(poisson_ratio))
+
+
+def reference_stiffness_parts(poisson_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """The unit-modulus cube stiffness split into its Lame parts, ``(lambda K_lambda,
+    mu K_mu)`` with lambda, mu of E = 1 and ``poisson_ratio``: their sum is
+    :func:`reference_stiffness`; scaling the second alone changes the shear modulus and keeps
+    the first Lame constant (the elastic-plastic iteration matrix)."""
+    nu = poisson_ratio
+    lam, mu = nu / ((1.0 + nu) * (1.0 - 2.0 * nu)), 1.0 / (2.0 * (1.0 + nu))
+    d_lambda = np.zeros((6, 6))
+    d_lambda[:3, :3] = lam
+    return _cube_stiffness(d_lambda), _cube_stiffness(mu * np.diag([2.0, 2.0, 2.0, 1, 1, 1]))

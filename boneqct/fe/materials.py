@@ -1,22 +1,23 @@
-"""Material mapping: calibrated mineral density -> Young's modulus and yield stress of bone.
+"""Material mapping: calibrated mineral density -> Young's modulus and yield stresses of bone.
 
-Densities enter as the calibration's material (mg/cm3 K2HPO4 or hydroxyapatite). The laws
-need either that QCT density itself (Crawford 2003) or the apparent (wet) density; the chain
-QCT -> ash -> apparent density is explicit and each step cited where its constant enters:
+The laws and the density conversions are data, ``boneqct/data/fe/material_laws.json``: for each
+law its paper, the density it was fitted on (QCT K2HPO4-equivalent or wet apparent density),
+modulus, compressive and tensile yield (from the same study or marked otherwise), post-yield
+behaviour and validity; for each pair (calibration material, fitted density) the chain of
+linear conversions, each cited. Values not checked against the primary paper here carry
+``"verified": false``, and :func:`material_record` carries that flag into fe.json.
 
-- K2HPO4 -> ash density: Keyak et al. 1994 (J Biomed Mater Res 28:1329),
-  ``rho_ash = 1.06 rho_K2HPO4 + 38.9`` mg/cm3.
-- Hydroxyapatite -> ash density: HA-equivalent density is taken as ash density (HA is the
-  mineral that ash weighs); an assumption, stated in the output's ``law`` description.
-- Ash -> apparent density: ``rho_app = rho_ash / 0.6`` (ash fraction 0.6 of wet apparent
-  density, Keyak 1994; Schileo et al. 2008 J Biomech 41:356).
-
-Every law returns the modulus in MPa, never below ``MIN_MODULUS_MPA``.
+Densities enter as the calibration's material (mg/cm3 K2HPO4 or hydroxyapatite, "HA"); the
+law equations take g/cm3. Moduli are in MPa, never below ``MIN_MODULUS_MPA``; yield stresses
+in MPa, never below ``MIN_YIELD_MPA``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
 import numpy as np
 
@@ -27,81 +28,129 @@ POISSON_RATIO = 0.3
 #: Modulus (MPa) given to near-empty bone elements so the stiffness matrix stays positive
 #: definite; far below any trabecular bone (placeholder, configurable).
 MIN_MODULUS_MPA = 1.0
-#: Polymethylmethacrylate endplate layers: E = 2500 MPa, nu = 0.3 (Ogo; parosol-py).
+#: Yield stress (MPa) floor of near-empty bone elements (placeholder: 1% strain at the modulus
+#: floor), so that a law fitted to zero or below at low density still gives a yield surface.
+MIN_YIELD_MPA = 0.01
+#: Polymethylmethacrylate endplate layers: E = 2500 MPa, nu = 0.3 (Ogo; parosol-py); elastic.
 PMMA_MODULUS_MPA = 2500.0
-#: Keyak et al. 1994: ash density = 1.06 x K2HPO4-equivalent density + 38.9 mg/cm3.
-KEYAK_SLOPE, KEYAK_INTERCEPT_MG_CM3 = 1.06, 38.9
-#: Ash fraction of apparent (wet) density (Keyak 1994; Schileo 2008).
-ASH_PER_APPARENT = 0.6
+#: Calibration materials the chains start from.
+CALIBRATION_MATERIALS = ("K2HPO4", "HA")
+#: Density at which each law's equation is evaluated: mg/cm3 -> g/cm3.
+G_PER_MG = 1e-3
 
 
-def ash_density_g_cm3(bmd_mg_cm3, material: str) -> np.ndarray:
-    """Ash density (g/cm3) from a QCT density (mg/cm3 of ``material``: "K2HPO4" or "HA")."""
-    bmd = np.asarray(bmd_mg_cm3, dtype=np.float64)
-    if material == "K2HPO4":
-        ash = KEYAK_SLOPE * bmd + KEYAK_INTERCEPT_MG_CM3  # Keyak et al. 1994
-    elif material == "HA":
-        ash = bmd
-    else:
+@cache
+def material_table() -> dict:
+    """The material table (``boneqct/data/fe/material_laws.json``) as a dictionary."""
+    text = resources.files("boneqct").joinpath("data/fe/material_laws.json").read_text()
+    return json.loads(text)
+
+
+def _check_material(material: str) -> None:
+    if material not in CALIBRATION_MATERIALS:
         raise FEError(f"Unknown calibration material '{material}'; the finite-element model "
                       "needs a K2HPO4 or hydroxyapatite (HA) calibration.")
-    return np.clip(ash, 0.0, None) / 1000.0
+
+
+def density_chain(material: str, density_type: str) -> list[dict]:
+    """The conversions (table entries with their ``name``) taking a density in the
+    calibration's ``material`` to ``density_type`` ("qct_k2hpo4", "apparent"), in order."""
+    _check_material(material)
+    table = material_table()
+    names = table["chains"][density_type][material]
+    return [{"name": name, **table["conversions"][name]} for name in names]
+
+
+def convert_density_mg_cm3(bmd_mg_cm3, material: str, density_type: str) -> np.ndarray:
+    """A calibrated density (mg/cm3 of ``material``) as ``density_type`` (mg/cm3), through
+    :func:`density_chain`; negative results are held at 0."""
+    density = np.asarray(bmd_mg_cm3, dtype=np.float64)
+    for step in density_chain(material, density_type):
+        density = step["slope"] * density + step["intercept_mg_cm3"]
+    return np.clip(density, 0.0, None)
 
 
 def apparent_density_g_cm3(bmd_mg_cm3, material: str) -> np.ndarray:
-    """Apparent (wet) density (g/cm3) from a QCT density (mg/cm3 of ``material``)."""
-    return ash_density_g_cm3(bmd_mg_cm3, material) / ASH_PER_APPARENT
+    """Wet apparent density (g/cm3) of a calibrated density (mg/cm3 of ``material``)."""
+    return convert_density_mg_cm3(bmd_mg_cm3, material, "apparent") * G_PER_MG
 
 
-def _morgan2003(bmd_mg_cm3, material):
-    # Morgan et al. 2003 J Biomech 36:897, vertebra: E = 4730 rho_app^1.56 MPa.
-    return 4730.0 * apparent_density_g_cm3(bmd_mg_cm3, material) ** 1.56
-
-
-def _kopperdahl2002(bmd_mg_cm3, material):
-    # Kopperdahl et al. 2002 J Orthop Res 20:801: E = 2980 rho_app^1.05 MPa.
-    return 2980.0 * apparent_density_g_cm3(bmd_mg_cm3, material) ** 1.05
-
-
-def _crawford2003(bmd_mg_cm3, material):
-    # Crawford et al. 2003 Bone 33:744: E = -34.7 + 3230 rho_QCT MPa (rho_QCT in g/cm3 K2HPO4).
-    if material != "K2HPO4":
-        raise FEError("The Crawford 2003 law is defined on K2HPO4-equivalent QCT density; use a "
-                      "K2HPO4 calibration or another law (morgan2003, kopperdahl2002).")
-    return -34.7 + 3230.0 * np.asarray(bmd_mg_cm3, dtype=np.float64) / 1000.0
+def _evaluate(spec: dict, rho_g_cm3: np.ndarray, modulus_mpa: np.ndarray) -> np.ndarray:
+    """A modulus or yield equation of the table: ``power`` a rho^b, ``linear`` a + b rho,
+    ``strain`` (yield strain x modulus)."""
+    form = spec["form"]
+    if form == "power":
+        return spec["a"] * rho_g_cm3 ** spec["b"]
+    if form == "linear":
+        return spec["a"] + spec["b"] * rho_g_cm3
+    if form == "strain":
+        return spec["strain"] * modulus_mpa
+    raise FEError(f"Unknown equation form '{form}' in the material table.")
 
 
 @dataclass(frozen=True)
-class DensityModulusLaw:
-    """A named density -> modulus law: ``modulus_mpa(bmd_mg_cm3, material)`` and its source."""
+class MaterialLaw:
+    """One law of the material table: modulus, compressive and tensile yield of bone from the
+    calibrated density, each on the density the law was fitted on.
+
+    Attributes:
+        name: the table key ("kopperdahl2002", ...).
+        entry: the table entry (citation, density, modulus, yield_compression, yield_tension,
+            post_yield, validity).
+    """
 
     name: str
-    citation: str
-    function: object
+    entry: dict
+
+    @property
+    def citation(self) -> str:
+        return self.entry["citation"]
+
+    @property
+    def density_type(self) -> str:
+        return self.entry["density"]
+
+    @property
+    def post_yield_tangent_fraction(self) -> float:
+        """Post-yield tangent modulus in uniaxial compression as a fraction of E (0: perfectly
+        plastic)."""
+        return float(self.entry["post_yield"]["tangent_fraction"])
+
+    def density_g_cm3(self, bmd_mg_cm3, material: str) -> np.ndarray:
+        """The law's density (g/cm3) of a calibrated density (mg/cm3 of ``material``)."""
+        return convert_density_mg_cm3(bmd_mg_cm3, material, self.density_type) * G_PER_MG
+
+    def _raw_modulus(self, bmd_mg_cm3, material: str) -> np.ndarray:
+        return _evaluate(self.entry["modulus"], self.density_g_cm3(bmd_mg_cm3, material), None)
 
     def modulus_mpa(self, bmd_mg_cm3, material: str,
                     min_modulus_mpa: float = MIN_MODULUS_MPA) -> np.ndarray:
-        """Young's modulus (MPa) of bone elements, clipped below at ``min_modulus_mpa``."""
-        return np.maximum(self.function(bmd_mg_cm3, material), min_modulus_mpa)
+        """Young's modulus (MPa) of bone elements, held at ``min_modulus_mpa`` from below."""
+        return np.maximum(self._raw_modulus(bmd_mg_cm3, material), min_modulus_mpa)
+
+    def yield_stress_mpa(self, bmd_mg_cm3, material: str, kind: str = "compression",
+                         min_modulus_mpa: float = MIN_MODULUS_MPA) -> np.ndarray:
+        """Uniaxial yield stress (MPa, positive) in ``kind`` "compression" or "tension", held
+        at ``MIN_YIELD_MPA`` from below."""
+        spec = self.entry[f"yield_{kind}"]
+        if spec["form"] == "same_as_compression":
+            spec = self.entry["yield_compression"]
+        rho = self.density_g_cm3(bmd_mg_cm3, material)
+        modulus = self.modulus_mpa(bmd_mg_cm3, material, min_modulus_mpa)
+        return np.maximum(_evaluate(spec, rho, modulus), MIN_YIELD_MPA)
 
 
-LAWS: dict[str, DensityModulusLaw] = {
-    "morgan2003": DensityModulusLaw(
-        "morgan2003", "Morgan et al. 2003 J Biomech 36:897 (vertebra): E = 4730 rho_app^1.56 "
-        "MPa; rho_app = rho_ash/0.6, rho_ash = 1.06 rho_K2HPO4 + 38.9 mg/cm3 (Keyak 1994)",
-        _morgan2003),
-    "kopperdahl2002": DensityModulusLaw(
-        "kopperdahl2002", "Kopperdahl et al. 2002 J Orthop Res 20:801: E = 2980 rho_app^1.05 "
-        "MPa; rho_app = rho_ash/0.6, rho_ash = 1.06 rho_K2HPO4 + 38.9 mg/cm3 (Keyak 1994)",
-        _kopperdahl2002),
-    "crawford2003": DensityModulusLaw(
-        "crawford2003", "Crawford et al. 2003 Bone 33:744: E = -34.7 + 3230 rho_QCT MPa "
-        "(rho_QCT in g/cm3 K2HPO4)", _crawford2003),
-}
+@cache
+def _laws() -> dict[str, MaterialLaw]:
+    return {name: MaterialLaw(name, entry) for name, entry in material_table()["laws"].items()}
 
 
-def get_law(name: str) -> DensityModulusLaw:
-    """The density-modulus law called ``name`` (see ``LAWS``)."""
+#: The laws by name (see the material table).
+LAWS: dict[str, MaterialLaw] = _laws()
+
+
+def get_law(name: str) -> MaterialLaw:
+    """The material law called ``name`` (see ``LAWS``)."""
     try:
         return LAWS[name]
     except KeyError:
@@ -109,7 +158,50 @@ def get_law(name: str) -> DensityModulusLaw:
                       f"{', '.join(LAWS)}.") from None
 
 
-def yield_stress_mpa(bmd_mg_cm3, material: str) -> np.ndarray:
-    """Compressive yield stress (MPa) of trabecular bone, Kopperdahl et al. 2002 J Orthop Res
-    20:801: ``sigma_y = 37.4 rho_app^1.39`` MPa (rho_app in g/cm3, as for the modulus)."""
-    return 37.4 * apparent_density_g_cm3(bmd_mg_cm3, material) ** 1.39
+def yield_stress_mpa(bmd_mg_cm3, material: str, law: str = "kopperdahl2002",
+                     kind: str = "compression") -> np.ndarray:
+    """Uniaxial yield stress (MPa) of ``law`` (see :meth:`MaterialLaw.yield_stress_mpa`)."""
+    return get_law(law).yield_stress_mpa(bmd_mg_cm3, material, kind)
+
+
+def material_record(law: str, material: str) -> dict:
+    """What fe.json records of the material model actually used: the law with its citation and
+    equations, the calibration material, the conversion chain to the law's density in words and
+    numbers, each step's citation, whether each value was verified against its primary source,
+    and example values at 50, 100 and 200 mg/cm3 of the calibration material."""
+    chosen = get_law(law)
+    table = material_table()
+    chain = density_chain(material, chosen.density_type)
+    entry = chosen.entry
+    unverified = [part for part in ("modulus", "yield_compression", "yield_tension", "post_yield")
+                  if not entry[part].get("verified", False)]
+    unverified += [step["name"] for step in chain if not step.get("verified", False)]
+    examples = np.array([50.0, 100.0, 200.0])
+    start = f"QCT density, {material}-equivalent (mg/cm3)"
+    words = " -> ".join([start] + [f"{table['density_types'][s['to']]} ({s['equation']}; "
+                                   f"{s['citation']})" for s in chain]) if chain else (
+        f"{start}: used as it is (the law was fitted on it)")
+    return {
+        "law": law, "citation": chosen.citation, "site": entry["site"],
+        "calibration_material": material,
+        "fitted_density": table["density_types"][chosen.density_type],
+        "density_note": entry["density_note"],
+        "chain": words,
+        "chain_steps": [{key: step[key] for key in ("name", "equation", "slope",
+                                                     "intercept_mg_cm3", "citation", "verified")}
+                        for step in chain],
+        "modulus": entry["modulus"]["equation"],
+        "yield_compression": {k: entry["yield_compression"][k] for k in ("equation", "source")},
+        "yield_tension": {k: entry["yield_tension"][k] for k in ("equation", "source")},
+        "post_yield": entry["post_yield"]["description"],
+        "validity": entry["validity"],
+        "unverified": unverified,
+        "examples": [{"bmd_mg_cm3": float(b),
+                      "law_density_g_cm3": float(chosen.density_g_cm3(b, material)),
+                      "modulus_mpa": float(chosen.modulus_mpa(b, material)),
+                      "yield_compression_mpa": float(chosen.yield_stress_mpa(b, material)),
+                      "yield_tension_mpa": float(chosen.yield_stress_mpa(b, material, "tension"))}
+                     for b in examples],
+        "floors": {"min_modulus_mpa": MIN_MODULUS_MPA, "min_yield_mpa": MIN_YIELD_MPA,
+                   "note": "placeholders keeping near-empty elements solvable"},
+    }

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from boneqct.fe.hexahedron import NODE_OFFSETS_XYZ, reference_stiffness
+from boneqct.fe.hexahedron import NODE_OFFSETS_XYZ, reference_stiffness, reference_stiffness_parts
 
 #: Local node offsets (k, j, i) of the hexahedron, VTK order.
 NODE_OFFSETS_KJI = NODE_OFFSETS_XYZ[:, ::-1]
@@ -53,10 +53,14 @@ class VoxelOperator:
         poisson_ratio: Poisson's ratio of every element.
         dirichlet: bool (3, nk+1, nj+1, ni+1), prescribed DOFs.
         dtype: float64 (the CG operator) or float32 (the preconditioner).
+        shear_modulus_kji: None, or (nk, nj, ni) the modulus that scales each cell's shear
+            (Lame mu) part while ``modulus_kji`` scales its lambda part: an isotropic cell whose
+            shear modulus is reduced at constant lambda (the elastic-plastic iteration matrix;
+            two products per application instead of one).
     """
 
     def __init__(self, modulus_kji, element_mm: float, poisson_ratio: float, dirichlet,
-                 dtype=np.float64):
+                 dtype=np.float64, shear_modulus_kji=None):
         self.dtype = np.dtype(dtype)
         self.element_mm = float(element_mm)
         self.poisson_ratio = float(poisson_ratio)
@@ -67,6 +71,13 @@ class VoxelOperator:
         self.size = int(np.prod(self.vector_shape))
         self._slices = _node_slices(self.cell_shape)
         self.k_ref = (reference_stiffness(poisson_ratio) * self.element_mm).astype(self.dtype)
+        self.shear_modulus_kji = None
+        if shear_modulus_kji is not None:
+            self.shear_modulus_kji = np.ascontiguousarray(shear_modulus_kji, dtype=self.dtype)
+            k_lambda, k_mu = reference_stiffness_parts(poisson_ratio)
+            self.k_parts = tuple((k * self.element_mm).astype(self.dtype)
+                                 for k in (k_lambda, k_mu))
+            self._shear_row = self.shear_modulus_kji.reshape(1, -1)
         has_cell = self.modulus_kji > 0
         self.exists = np.zeros(self.node_shape, bool)
         for sl in self._slices:
@@ -91,8 +102,14 @@ class VoxelOperator:
             for c in range(3):
                 cell_u[a, c] = u[c][sl]
         # (cells, 24) x (24, 24) as the transposed views of (24, cells) arrays (K is symmetric).
-        np.matmul(cell_u.reshape(24, -1).T, self.k_ref, out=self._cell_f.T)
-        self._cell_f *= self._modulus_row
+        if self.shear_modulus_kji is None:
+            np.matmul(cell_u.reshape(24, -1).T, self.k_ref, out=self._cell_f.T)
+            self._cell_f *= self._modulus_row
+        else:
+            np.matmul(cell_u.reshape(24, -1).T, self.k_parts[0], out=self._cell_f.T)
+            self._cell_f *= self._modulus_row
+            shear_f = cell_u.reshape(24, -1).T @ self.k_parts[1]
+            self._cell_f += shear_f.T * self._shear_row
         cell_f = self._cell_f.reshape(8, 3, *self.cell_shape)
         out.fill(0.0)
         for a, sl in enumerate(self._slices):
@@ -120,12 +137,19 @@ class VoxelOperator:
     def diagonal(self):
         """Diagonal of the constrained operator (shaped)."""
         diag = np.zeros(self.vector_shape, self.dtype)
-        k_diag = np.diag(self.k_ref).reshape(8, 3)
-        for a, sl in enumerate(self._slices):
-            for c in range(3):
-                diag[c][sl] += self.modulus_kji * k_diag[a, c]
+        for k, modulus in self._parts():
+            k_diag = np.diag(k).reshape(8, 3)
+            for a, sl in enumerate(self._slices):
+                for c in range(3):
+                    diag[c][sl] += modulus * k_diag[a, c]
         diag[self.fixed] = 1.0
         return diag
+
+    def _parts(self):
+        """(24x24 matrix, cell modulus) pairs whose sum is the operator."""
+        if self.shear_modulus_kji is None:
+            return [(self.k_ref, self.modulus_kji)]
+        return list(zip(self.k_parts, (self.modulus_kji, self.shear_modulus_kji), strict=True))
 
     def coarsened(self) -> VoxelOperator:
         """The rediscretised operator on the 2x coarser cell grid (see the module docstring)."""
@@ -133,6 +157,10 @@ class VoxelOperator:
         e = np.pad(self.modulus_kji, pad)
         nk, nj, ni = (s // 2 for s in e.shape)
         coarse_e = e.reshape(nk, 2, nj, 2, ni, 2).mean(axis=(1, 3, 5))
+        coarse_shear = None
+        if self.shear_modulus_kji is not None:
+            coarse_shear = np.pad(self.shear_modulus_kji, pad).reshape(
+                nk, 2, nj, 2, ni, 2).mean(axis=(1, 3, 5))
         # A coarse DOF is prescribed when its coincident fine node is; when that fine node does
         # not exist, when no free fine DOF depends on it.
         coarse_shape = (nk + 1, nj + 1, ni + 1)
@@ -146,7 +174,7 @@ class VoxelOperator:
         touched = restrict(self._free_values, coarse_shape) > 0
         dirichlet = np.where(coincident, dirichlet, ~touched)
         return VoxelOperator(coarse_e, 2.0 * self.element_mm, self.poisson_ratio, dirichlet,
-                             self.dtype)
+                             self.dtype, coarse_shear)
 
 
 def prolong(coarse, fine_node_shape):
@@ -228,7 +256,7 @@ class GeometricMultigrid:
         max_coarse_dof = MAX_COARSE_DOF if max_coarse_dof is None else max_coarse_dof
         rng = np.random.default_rng(0)
         level_op = VoxelOperator(op.modulus_kji, op.element_mm, op.poisson_ratio, op.dirichlet,
-                                 dtype)
+                                 dtype, op.shear_modulus_kji)
         self.levels = [_Level(level_op, rng)]
         while int(level_op.free.sum()) > max_coarse_dof and min(level_op.cell_shape) > 1:
             level_op = level_op.coarsened()
@@ -280,11 +308,11 @@ def _dense_matrix(op: VoxelOperator) -> np.ndarray:
     dense = np.zeros((n, n))
     n_nodes = int(np.prod(op.node_shape))
     node_index = np.arange(n_nodes).reshape(op.node_shape)
-    k_ref = op.k_ref.astype(np.float64)
     cells = np.argwhere(op.modulus_kji > 0)
     nodes = np.stack([node_index[tuple((cells + off).T)] for off in NODE_OFFSETS_KJI], axis=1)
     dofs = (nodes[:, :, None] + n_nodes * np.arange(3)).reshape(-1, 24)
-    values = op.modulus_kji[tuple(cells.T)].astype(np.float64)[:, None, None] * k_ref
+    values = sum(modulus[tuple(cells.T)].astype(np.float64)[:, None, None]
+                 * k.astype(np.float64) for k, modulus in op._parts())
     np.add.at(dense, (dofs[:, :, None], dofs[:, None, :]), values)
     fixed = np.flatnonzero(op.fixed.ravel())
     dense[fixed, :] = 0.0

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from boneqct.fe.analysis import CRITERIA, DEFAULT_PRECONDITIONER
+from boneqct.fe.analysis import DEFAULT_LAW, DEFAULT_PRECONDITIONER
+from boneqct.fe.criteria import CRITERIA
 from boneqct.fe.materials import LAWS
 from boneqct.fe.mesh import DEFAULT_PMMA_MM
 from boneqct.fe.solver import PRECONDITIONERS
@@ -16,6 +17,13 @@ from boneqct.spine.levels import LABEL_SCHEMES
 #: Element edge (mm): 1 mm is within 5% of 0.75 mm on the phantom (Testing/test_fe.py); finer
 #: than 0.5 mm or coarser than 5 mm outgrows memory and time or loses the body's shape.
 ELEMENT_MM = 1.0
+#: Default strength criterion, chosen from Testing/benchmarks/bench_fe_command.py (see
+#: CRITERION_HELP).
+DEFAULT_CRITERION = "nonlinear"
+CRITERION_HELP = ("strength criterion: nonlinear (elastic-plastic to 2% apparent strain, the "
+                  "criterion of the fragile thresholds), linear (0.68% rule, a convention "
+                  "without a found source) or pistoia (2% of bone beyond 0.7% strain; derived "
+                  "for radius micro-FE)")
 
 
 @dataclass(frozen=True)
@@ -24,10 +32,11 @@ class FEOptions:
 
     element_mm: float = option(ELEMENT_MM, "element edge (keep it fixed when comparing exams)",
                                unit="mm", low=0.5, high=5.0)
-    law: str = option("morgan2003", "density-modulus law", choices=tuple(sorted(LAWS)))
-    criterion: str = option("nonlinear", "strength criterion (linear: 0.68% rule; pistoia; "
-                            "nonlinear: elastic-perfectly-plastic to 2% apparent strain)",
-                            choices=CRITERIA)
+    law: str = option(DEFAULT_LAW, "material law: modulus and yield from density "
+                      "(boneqct/data/fe/material_laws.json: kopperdahl2002 and crawford2003 on "
+                      "QCT K2HPO4 density, morgan2003 on apparent density)",
+                      choices=tuple(sorted(LAWS)))
+    criterion: str = option(DEFAULT_CRITERION, CRITERION_HELP, choices=tuple(CRITERIA))
     pmma_mm: float = option(DEFAULT_PMMA_MM, "PMMA layer thickness", unit="mm", low=0.0,
                             high=20.0)
     preconditioner: str = option(DEFAULT_PRECONDITIONER, "CG preconditioner (gmg: geometric "

@@ -9,7 +9,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.fe.analysis import FRAGILE_STRENGTH_N
+from boneqct.fe.criteria import CRITERIA
 from boneqct.fe.materials import LAWS
 from boneqct.report.pdf import (
     ALERT_COLOR,
@@ -41,27 +41,55 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
              table(rows, [60, 110])]
-    story.append(Paragraph(f"Material: {LAWS[result.law].citation}; PMMA endplate layers "
-                           "2500 MPa; load along the body axis.", STYLES["Normal"]))
+    story.append(Paragraph(_material_text(result), STYLES["Normal"]))
+    basis = CRITERIA[result.criterion]
+    story.append(Paragraph(f"Criterion {result.criterion}: {basis['rule']}. Source: "
+                           f"{basis['source']}. Validity: {basis['validity']}.",
+                           STYLES["Normal"]))
     if result.fragile is not None:
         verdict = "FRAGILE BONE STRENGTH" if result.fragile else "not fragile"
         color = ALERT_COLOR.hexval() if result.fragile else "#000000"
         story.append(Paragraph(f"<font color='{color}'><b>{verdict}</b></font> (threshold "
-                               f"{FRAGILE_STRENGTH_N[result.sex]:.0f} N, Kopperdahl 2014).",
+                               f"{result.fragile_threshold_n:.0f} N; {result.fragile_reason})",
+                               STYLES["Normal"]))
+    elif result.fragile_reason:
+        story.append(Paragraph(result.fragile_reason[0].upper() + result.fragile_reason[1:],
                                STYLES["Normal"]))
     story += [Spacer(1, 2 * mm), figure_flowable(_figure(result), 170)]
     return write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
 
 
+def _material_text(result) -> str:
+    """The material model in one paragraph: law, density chain, unverified values."""
+    record = result.material
+    if not record:  # a document written before the material record existed
+        return f"Material: {LAWS[result.law].citation}; PMMA endplate layers 2500 MPa."
+    text = (f"Material: {record['law']} - {record['citation']}. Modulus {record['modulus']}; "
+            f"yield {record['yield_compression']['equation']} (compression), "
+            f"{record['yield_tension']['equation']} (tension); post-yield "
+            f"{record['post_yield']}. Density chain: {record['chain']}. PMMA endplate layers "
+            "2500 MPa (elastic); load along the body axis.")
+    if record["unverified"]:
+        text += (" Not verified against the primary source here: "
+                 f"{', '.join(record['unverified'])}.")
+    return text
+
+
 def _figure(result):
-    """Load-displacement curve (nonlinear) or linear line, and the mid-sagittal strain."""
+    """Load-displacement curve (nonlinear increments, or the linear line with its strength
+    point), and the mid-sagittal strain."""
     fig, (ax_curve, ax_strain) = subplots(1, 2, figsize=(8.0, 3.2))
-    if result.curve:
-        ax_curve.plot([p["displacement_mm"] for p in result.curve],
-                      [p["force_n"] for p in result.curve], "o-", ms=3)
-    else:
-        d = result.strength_n / result.stiffness_n_mm
-        ax_curve.plot([0.0, d], [0.0, result.strength_n], "-")
+    curve = result.curve or [{"displacement_mm": 0.0, "force_n": 0.0},
+                             {"displacement_mm": result.strength_n / result.stiffness_n_mm,
+                              "force_n": result.strength_n, "strength_point": True}]
+    ax_curve.plot([p["displacement_mm"] for p in curve], [p["force_n"] for p in curve],
+                  "o-" if result.criterion == "nonlinear" else "-", ms=3)
+    for point in curve:
+        if point.get("strength_point"):
+            ax_curve.plot(point["displacement_mm"], point["force_n"], "s", color="C3")
+            ax_curve.annotate(f"{result.criterion} strength",
+                              (point["displacement_mm"], point["force_n"]),
+                              textcoords="offset points", xytext=(-60, 6), fontsize=7)
     ax_curve.axhline(result.strength_n, color="grey", lw=0.8, ls="--")
     ax_curve.set_xlabel("displacement (mm)")
     ax_curve.set_ylabel("force (N)")

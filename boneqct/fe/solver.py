@@ -130,7 +130,7 @@ def solve(matrix, rhs: np.ndarray, *, preconditioner: str = "jacobi",
     if b_norm == 0.0:
         return np.zeros(n), SolverReport(preconditioner, 0, 0.0, rtol, True, t1 - t0, 0.0)
     q = np.empty(n)
-    r = rhs - apply_a(x, q)
+    r = rhs.copy() if x0 is None else rhs - apply_a(x, q)
     z = apply_m(r)
     p = z.copy()
     rz = r @ z

@@ -16,18 +16,24 @@ import numpy as np
 
 from boneqct.errors import FEError
 from boneqct.fe.analysis import (
-    FRAGILE_STRENGTH_N,
-    LINEAR_RULE_STRAIN,
+    DEFAULT_PRECONDITIONER,
     Model,
     Solution,
     build_model,
     element_fields,
-    fragile,
+    lattice_preconditioner,
     nonlinear_curve,
     pistoia_strength_n,
     solve_displacement,
 )
-from boneqct.fe.materials import LAWS, MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO
+from boneqct.fe.criteria import CRITERIA, LINEAR_RULE_STRAIN, fragile_assessment
+from boneqct.fe.materials import (
+    LAWS,
+    MIN_MODULUS_MPA,
+    PMMA_MODULUS_MPA,
+    POISSON_RATIO,
+    material_record,
+)
 from boneqct.fe.mesh import MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
 from boneqct.fe.options import FEOptions
 from boneqct.fe.report import write_fe_report
@@ -49,6 +55,9 @@ class FEResult:
     ``model`` and ``solution`` hold the solved state (the fields at the failure load for the
     linear criteria, at 2% apparent strain for the nonlinear one); they are not serialised, so
     a result read back with ``from_dict`` writes fe.json and the report but not fe.vtu.
+    ``curve`` is the load-displacement curve: the elastic-plastic increments (nonlinear), or
+    the straight line to the criterion's point (linear, pistoia; the point has
+    ``"strength_point": true``).
     """
 
     level: str
@@ -66,6 +75,12 @@ class FEResult:
     fragile: bool | None
     solver: dict
     curve: list[dict] = field(default_factory=list)
+    #: why the fragile flag is given or absent, and its threshold (N) when given
+    fragile_reason: str = ""
+    fragile_threshold_n: float | None = None
+    #: the material model used (``boneqct.fe.materials.material_record``): law, citation,
+    #: density chain from the calibration material in words and numbers, unverified values
+    material: dict | None = None
     warnings: list[str] = field(default_factory=list)
     #: the options analysed with (``boneqct.options.options_to_dict`` of ``FEOptions``)
     options: dict | None = None
@@ -80,12 +95,15 @@ class FEResult:
         """The JSON document written as fe.json."""
         return {
             "level": self.level, "law": self.law, "law_citation": LAWS[self.law].citation,
-            "criterion": self.criterion, "element_mm": self.element_mm,
+            "material": self.material,
+            "criterion": self.criterion, "criterion_basis": CRITERIA[self.criterion],
+            "element_mm": self.element_mm,
             "n_elements": self.n_elements, "n_bone_elements": self.n_bone_elements,
             "n_dof": self.n_dof, "bone_height_mm": self.bone_height_mm,
             "stiffness_n_mm": self.stiffness_n_mm, "strength_n": self.strength_n,
             "linear_strength_n": self.linear_strength_n, "sex": self.sex, "fragile": self.fragile,
-            "fragile_threshold_n": FRAGILE_STRENGTH_N.get(self.sex),
+            "fragile_threshold_n": self.fragile_threshold_n,
+            "fragile_reason": self.fragile_reason,
             "solver": self.solver, "load_displacement": self.curve, "warnings": self.warnings,
             "model": {
                 "poisson_ratio": POISSON_RATIO, "min_modulus_mpa": MIN_MODULUS_MPA,
@@ -102,7 +120,8 @@ class FEResult:
     @classmethod
     def from_dict(cls, document: Mapping) -> FEResult:
         """The result of an fe.json document (``to_dict``), without the solved model; the
-        law's citation, the fragile threshold and the model constants are the code's own."""
+        law's citation and the model constants are the code's own; documents written before
+        the fragile reason and the material record existed read with those empty."""
         return cls(
             level=document["level"], law=document["law"], criterion=document["criterion"],
             element_mm=document["element_mm"], n_elements=document["n_elements"],
@@ -113,7 +132,10 @@ class FEResult:
             fragile=document["fragile"], solver=dict(document["solver"]),
             curve=[dict(point) for point in document["load_displacement"]],
             warnings=list(document["warnings"]), options=document.get("options"),
-            mid_sagittal_strain=document.get("mid_sagittal_strain"))
+            mid_sagittal_strain=document.get("mid_sagittal_strain"),
+            fragile_reason=document.get("fragile_reason", ""),
+            fragile_threshold_n=document.get("fragile_threshold_n"),
+            material=document.get("material"))
 
 
 def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
@@ -141,12 +163,13 @@ def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
                                element_mm=options.element_mm, pmma_mm=options.pmma_mm)
     model = build_model(mesh, options.law)
     preconditioner = options.preconditioner
+    apply_m = (lattice_preconditioner(model, model.modulus_mpa)
+               if preconditioner == DEFAULT_PRECONDITIONER else None)
     linear = solve_displacement(model, model.modulus_mpa, LINEAR_RULE_STRAIN * mesh.bone_height_mm,
-                                preconditioner=preconditioner, rtol=rtol)
+                                preconditioner=preconditioner, rtol=rtol, apply_m=apply_m)
     reports = list(linear.reports)
     stiffness = linear.reaction_n / linear.applied_mm
     linear_strength = LINEAR_RULE_STRAIN * stiffness * mesh.bone_height_mm
-    curve: list[dict] = []
     converged = linear.reports[0].converged
     if options.criterion == "linear":
         strength, solution = linear_strength, linear
@@ -155,14 +178,19 @@ def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
         solution = _scaled(linear, strength / linear.reaction_n)
     else:
         curve, solution, nonlinear_converged = nonlinear_curve(
-            model, preconditioner=preconditioner, rtol=rtol)
+            model, preconditioner=preconditioner, rtol=rtol, linear=linear, apply_m=apply_m)
         reports += solution.reports
         converged &= nonlinear_converged
         strength = max(point["force_n"] for point in curve)
+    if options.criterion != "nonlinear":
+        curve = _linear_curve(solution, mesh.bone_height_mm)
     warnings = list(body.warnings)
     if not converged:
         warnings.append("The finite-element solution did not converge to the requested "
                         "tolerance; the stiffness and strength are unreliable.")
+    flag = fragile_assessment(strength, sex, criterion=options.criterion, law=options.law,
+                              element_mm=options.element_mm, platens=model.platens,
+                              pmma_mm=options.pmma_mm)
     solver = {
         "preconditioner": preconditioner, "tolerance": rtol, "converged": bool(converged),
         "iterations": int(sum(r.iterations for r in reports)), "solves": len(reports),
@@ -176,10 +204,21 @@ def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
         n_bone_elements=int(model.is_bone.sum()), n_dof=model.n_dof,
         bone_height_mm=mesh.bone_height_mm, stiffness_n_mm=float(stiffness),
         strength_n=float(strength), linear_strength_n=float(linear_strength), sex=sex,
-        fragile=fragile(strength, sex), solver=solver, curve=curve, warnings=warnings,
+        fragile=flag["fragile"], solver=solver, curve=curve, warnings=warnings,
+        fragile_reason=flag["reason"], fragile_threshold_n=flag["threshold_n"],
+        material=material_record(options.law, density_material),
         options=options_to_dict(options),
         mid_sagittal_strain=mid_sagittal_strain(model, solution), model=model,
         solution=solution)
+
+
+def _linear_curve(solution: Solution, bone_height_mm: float) -> list[dict]:
+    """The straight load-displacement line of a linear criterion, to its strength point."""
+    return [{"apparent_strain": 0.0, "displacement_mm": 0.0, "force_n": 0.0,
+             "strength_point": False},
+            {"apparent_strain": solution.applied_mm / bone_height_mm,
+             "displacement_mm": solution.applied_mm, "force_n": solution.reaction_n,
+             "strength_point": True}]
 
 
 def _scaled(solution: Solution, factor: float) -> Solution:

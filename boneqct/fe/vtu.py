@@ -4,7 +4,8 @@ Points are in RAS mm (Slicer's frame). Point data: ``displacement_mm`` (RAS). Ce
 element): ``material`` (1 bone, 2 PMMA), ``bmd_mg_cm3``, ``modulus_mpa``, ``von_mises_mpa``,
 ``sed_mpa`` (strain energy density, MPa = mJ/mm3), ``effective_strain``,
 ``min_principal_strain``, ``max_principal_strain``, ``axial_strain`` (along the body axis),
-``yielded`` (nonlinear: element at its yield stress).
+``yielded`` (nonlinear: element with plastic strain at an integration point; ``von_mises_mpa``
+is then of the element-mean return-mapped stress).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def unstructured_grid(model: Model, solution: Solution) -> vtk.vtkUnstructuredGr
         "min_principal_strain": fields["principal_strains"][:, 0],
         "max_principal_strain": fields["principal_strains"][:, 2],
         "axial_strain": fields["strain"][:, 2],
-        "yielded": ((solution.modulus_mpa < model.modulus_mpa) & model.is_bone).astype(np.uint8),
+        "yielded": fields["yielded"].astype(np.uint8),
     }
     for name, values in cell_fields.items():
         _add(grid.GetCellData(), name, values)
