@@ -77,3 +77,7 @@ class ImplantError(HipError):
 
 class FEError(BoneQCTError):
     """A finite-element model cannot be built or compared (empty mask, unknown law, ...)."""
+
+
+class ScrewError(BoneQCTError):
+    """A planned screw cannot be measured (zero length, outside the image, unreadable line)."""
