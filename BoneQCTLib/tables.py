@@ -125,16 +125,30 @@ def store_document(table_node, kind: str, document: dict) -> None:
     table_node.SetAttribute(document_attribute(kind), json.dumps(document, default=json_default))
 
 
+#: Attribute names under which scenes saved by earlier versions hold a document, by kind.
+LEGACY_DOCUMENT_ATTRIBUTES = {"FE": "BoneQCT.FEJSON", "Calibration": "BoneQCT.CalibrationJSON"}
+
+
+def _document_text(table_node, kind: str) -> str | None:
+    if table_node is None:
+        return None
+    for attribute in (document_attribute(kind), LEGACY_DOCUMENT_ATTRIBUTES.get(kind)):
+        text = table_node.GetAttribute(attribute) if attribute else None
+        if text:
+            return text
+    return None
+
+
 def has_document(table_node, kind: str) -> bool:
-    """Whether ``table_node`` holds a document of ``kind``."""
-    return table_node is not None and bool(table_node.GetAttribute(document_attribute(kind)))
+    """Whether ``table_node`` holds a document of ``kind`` (also under its attribute name of
+    scenes saved before, :data:`LEGACY_DOCUMENT_ATTRIBUTES`)."""
+    return _document_text(table_node, kind) is not None
 
 
 def read_document(table_node, kind: str) -> dict | None:
     """The document of ``kind`` stored on ``table_node`` (None when it holds none)."""
-    if not has_document(table_node, kind):
-        return None
-    return json.loads(table_node.GetAttribute(document_attribute(kind)))
+    text = _document_text(table_node, kind)
+    return None if text is None else json.loads(text)
 
 
 def store_exam(table_node, metadata: dict) -> None:

@@ -168,6 +168,18 @@ def test_calibration_rebuilt_from_table_converts_like_the_original(scene):
     assert rebuilt.to_dict() == calibration.to_dict()
 
 
+def test_calibration_of_a_scene_saved_before_the_rename_is_read(scene):
+    """Scenes saved before issue 12 hold the calibration as ``BoneQCT.CalibrationJSON``."""
+    calibration = _manual_calibration()
+    table = calibration_to_table_node(calibration)
+    document = table.GetAttribute("BoneQCT.Calibration.JSON")
+    table.RemoveAttribute("BoneQCT.Calibration.JSON")
+    assert not has_calibration(table)
+    table.SetAttribute("BoneQCT.CalibrationJSON", document)
+    assert has_calibration(table)
+    assert calibration_from_table_node(table).to_dict() == calibration.to_dict()
+
+
 def test_per_slice_calibration_survives_the_table(scene):
     calibration = _manual_calibration()
     calibration.per_slice = {"k": [0, 10], "slope_hu_per_mg_cm3": [1.2, 1.4],

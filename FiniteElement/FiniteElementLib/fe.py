@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import slicer
@@ -31,8 +30,6 @@ from BoneQCTLib.tables import (
 
 #: Kind of the document on the results table (attribute ``BoneQCT.FE.JSON``).
 FE_DOCUMENT = "FE"
-#: Attribute of the document in scenes saved before it was ``BoneQCT.FE.JSON``.
-LEGACY_ATTRIBUTE_FE_JSON = "BoneQCT.FEJSON"
 #: Node reference of the results table to the mesh model node (fe.vtu of the report).
 REFERENCE_MESH = "BoneQCT.Mesh"
 #: Cell fields offered for colouring the mesh: array name -> display name.
@@ -73,11 +70,7 @@ def fe_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE"):
 def fe_document_from_table_node(table_node) -> dict | None:
     """The fe.json document stored in a results table (also under its attribute name of
     scenes saved before, ``BoneQCT.FEJSON``); None when it holds none."""
-    document = read_document(table_node, FE_DOCUMENT)
-    if document is None and table_node is not None:
-        legacy = table_node.GetAttribute(LEGACY_ATTRIBUTE_FE_JSON)
-        document = json.loads(legacy) if legacy else None
-    return document
+    return read_document(table_node, FE_DOCUMENT)
 
 
 def fe_summary_text(table_node) -> str:
