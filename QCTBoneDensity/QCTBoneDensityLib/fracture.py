@@ -1,0 +1,109 @@
+"""Vertebral fracture assessment in the scene (no Qt): each level's anterior, middle and
+posterior heights as markups lines the reader can move, the grade table, and the grades
+recomputed from the moved lines.
+
+The core measures and grades (``boneqct.spine.fracture``); this module only puts its points
+into line nodes, reads them back, and writes the table. Heights read back are the lengths of
+the lines (RAS mm), the points as placed by the reader. Only ``slicer.vtkMRML*`` and ``vtk``
+are used (runs under ``slicer-core``); ``boneqct`` is imported inside the function that needs
+it, so this file loads before the core's dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+
+from BoneQCTLib.tables import Column, store_document, table_node_or_new, write_table
+
+HEIGHTS = ("anterior", "middle", "posterior")
+#: Attributes naming the level and the height a line node shows.
+LEVEL_ATTRIBUTE = "BoneQCT.Fracture.Level"
+HEIGHT_ATTRIBUTE = "BoneQCT.Fracture.Height"
+#: What a reader's moved points mean for the quality checks.
+READER_QUALITY = {"passed": True, "reason": None, "points": "placed by the reader"}
+
+
+def _ratio(key: str):
+    return lambda row: (row.get("height_ratios") or {}).get(key)
+
+
+def _height(key: str):
+    return lambda row: (row.get("heights_mm") or {}).get(key)
+
+
+#: The columns of the fracture table (rows: a level's fracture assessment with "level").
+FRACTURE_COLUMNS = (
+    Column("Level", "level", vtk.vtkStringArray, "", "vertebral level"),
+    *(Column(f"{name.capitalize()} height (mm)", _height(name), vtk.vtkDoubleArray, "mm",
+             f"{name} height along the body axis, between the endplates' cortical mid-surfaces")
+      for name in HEIGHTS),
+    Column("Ha/Hp", _ratio("anterior_posterior"), vtk.vtkDoubleArray, "",
+           "anterior / posterior height (wedge)"),
+    Column("Hm/Hp", _ratio("middle_posterior"), vtk.vtkDoubleArray, "",
+           "middle / posterior height (biconcave)"),
+    Column("Hp/adjacent", _ratio("posterior_adjacent"), vtk.vtkDoubleArray, "",
+           "posterior height / mean posterior height of the adjacent levels (crush)"),
+    Column("Genant grade", "genant_grade", vtk.vtkIntArray, "",
+           "Genant semi-quantitative grade 0-3 (-1: not graded)"),
+    Column("Type", "type", vtk.vtkStringArray, "", "wedge, biconcave or crush"),
+    Column("Reference height (mm)", "reference_height_mm", vtk.vtkDoubleArray, "mm",
+           "height the largest reduction is measured against"),
+    Column("Reference", "reference_method", vtk.vtkStringArray, "", "how it was chosen"),
+    Column("Not graded because", "reason", vtk.vtkStringArray, "",
+           "why the level has no grade, or a note on its assessment"),
+)
+
+
+def height_lines_to_markups(fractures: dict, name: str = "BoneQCT") -> list:
+    """One markups line node per level and height (superior point first), named
+    "<name> <level> <height> height", with the level and height as node attributes."""
+    nodes = []
+    for level, fracture in fractures.items():
+        if not fracture or not fracture.get("points_ras_mm"):
+            continue
+        for height in HEIGHTS:
+            pair = fracture["points_ras_mm"][height]
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode",
+                                                      f"{name} {level} {height} height")
+            node.CreateDefaultDisplayNodes()
+            for end in ("superior", "inferior"):
+                node.AddControlPoint(vtk.vtkVector3d(*map(float, pair[end])), f"{level} {end}")
+            node.SetAttribute(LEVEL_ATTRIBUTE, level)
+            node.SetAttribute(HEIGHT_ATTRIBUTE, height)
+            nodes.append(node)
+    return nodes
+
+
+def fractures_from_markups(nodes) -> dict:
+    """The fracture assessment recomputed from height line nodes (``height_lines_to_markups``,
+    possibly moved by the reader): heights are the lines' lengths (mm, world RAS), grades and
+    types from ``boneqct.spine.fracture.grade_levels``. Levels missing a line are left out."""
+    from boneqct.spine.fracture import grade_levels
+
+    points: dict[str, dict] = {}
+    for node in nodes:
+        level, height = node.GetAttribute(LEVEL_ATTRIBUTE), node.GetAttribute(HEIGHT_ATTRIBUTE)
+        if level is None or height not in HEIGHTS or node.GetNumberOfControlPoints() != 2:
+            continue
+        ends = [np.zeros(3), np.zeros(3)]
+        for index, end in enumerate(ends):
+            node.GetNthControlPointPositionWorld(index, end)
+        points.setdefault(level, {})[height] = {"superior": ends[0].tolist(),
+                                                "inferior": ends[1].tolist()}
+    measured = {level: {"heights_mm": {h: float(np.linalg.norm(np.subtract(
+                            pair[h]["superior"], pair[h]["inferior"]))) for h in HEIGHTS},
+                        "points_ras_mm": pair, "quality": dict(READER_QUALITY)}
+                for level, pair in points.items() if set(pair) == set(HEIGHTS)}
+    return grade_levels(measured)
+
+
+def fractures_to_table_node(fractures: dict, table_node=None, name: str = "BoneQCT fractures"):
+    """The fracture table (``FRACTURE_COLUMNS``, one row per level) with the assessment stored
+    as its document (``BoneQCT.Fracture.JSON``)."""
+    table_node = table_node_or_new(table_node, name)
+    rows = [{"level": level, **(fracture or {})} for level, fracture in fractures.items()]
+    write_table(table_node, FRACTURE_COLUMNS, rows)
+    store_document(table_node, "Fracture", {"levels": fractures})
+    return table_node

@@ -1,0 +1,108 @@
+"""Fracture-assessment MRML adapter tests on Slicer's real MRML libraries (PyPI ``slicer-core``):
+height lines as markups, the grade table, and grades recomputed after the reader moves points.
+Skipped as a whole when slicer-core is not installed."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("slicer.util")
+from slicer import vtkMRMLScene  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "QCTBoneDensity"))
+
+from QCTBoneDensityLib.fracture import (  # noqa: E402
+    FRACTURE_COLUMNS,
+    HEIGHTS,
+    fractures_from_markups,
+    fractures_to_table_node,
+    height_lines_to_markups,
+)
+
+from boneqct.spine.fracture import grade_levels  # noqa: E402
+
+AXIS = np.array([0.0, np.sin(np.radians(10.0)), np.cos(np.radians(10.0))])  # tilted body axis
+ANTERIOR = np.array([0.0, np.cos(np.radians(10.0)), -np.sin(np.radians(10.0))])
+
+
+@pytest.fixture
+def scene():
+    """A fresh MRML scene installed as ``slicer.mrmlScene``."""
+    slicer.mrmlScene = vtkMRMLScene()
+    slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSelectionNode")  # line lengths' unit node
+    yield slicer.mrmlScene
+    slicer.mrmlScene.Clear(True)
+
+
+def _level(center_s_mm: float, heights: dict) -> dict:
+    """A measured level: the six points about a centre on the tilted axis (RAS mm)."""
+    center = np.array([0.0, -25.0, 0.0]) + center_s_mm * AXIS
+    points = {name: {"superior": (center + offset * ANTERIOR + heights[name] / 2 * AXIS).tolist(),
+                     "inferior": (center + offset * ANTERIOR - heights[name] / 2 * AXIS).tolist()}
+              for name, offset in (("anterior", 14.0), ("middle", 0.0), ("posterior", -14.0))}
+    return {"heights_mm": dict(heights), "points_ras_mm": points,
+            "quality": {"passed": True, "reason": None}}
+
+
+def _fractures() -> dict:
+    normal = {"anterior": 24.0, "middle": 24.0, "posterior": 24.0}
+    return grade_levels({"L1": _level(34.0, normal),
+                         "L2": _level(0.0, {"anterior": 16.0, "middle": 20.0, "posterior": 24.0}),
+                         "L3": _level(-34.0, normal)})
+
+
+def test_height_lines_hold_the_six_points_of_each_level(scene):
+    fractures = _fractures()
+    nodes = height_lines_to_markups(fractures, name="exam")
+    assert len(nodes) == 3 * len(HEIGHTS)
+    assert all(n.GetClassName() == "vtkMRMLMarkupsLineNode" for n in nodes)
+    l2_anterior = next(n for n in nodes if n.GetName() == "exam L2 anterior height")
+    assert l2_anterior.GetLineLengthWorld() == pytest.approx(16.0, abs=1e-6)
+    position = np.zeros(3)
+    l2_anterior.GetNthControlPointPositionWorld(0, position)
+    np.testing.assert_allclose(position, fractures["L2"]["points_ras_mm"]["anterior"]["superior"],
+                               atol=1e-6)
+    # read back unmoved: the same heights, grades and types as the core gave
+    again = fractures_from_markups(nodes)
+    assert again["L2"]["genant_grade"] == fractures["L2"]["genant_grade"] == 2  # 33 % lower
+    assert again["L2"]["type"] == "wedge"
+    assert again["L2"]["heights_mm"]["anterior"] == pytest.approx(16.0, abs=1e-6)
+
+
+def test_moving_points_recomputes_the_grade(scene):
+    nodes = height_lines_to_markups(_fractures())
+    line = next(n for n in nodes if n.GetName().endswith("L2 anterior height"))
+    superior = np.zeros(3)
+    line.GetNthControlPointPositionWorld(0, superior)
+    line.SetNthControlPointPositionWorld(0, *(superior + 3.0 * AXIS))  # the reader: 19 mm
+    recomputed = fractures_from_markups(nodes)
+    assert recomputed["L2"]["heights_mm"]["anterior"] == pytest.approx(19.0, abs=1e-6)
+    assert recomputed["L2"]["height_ratios"]["anterior_posterior"] == pytest.approx(19.0 / 24.0)
+    assert (recomputed["L2"]["genant_grade"], recomputed["L2"]["type"]) == (1, "wedge")
+    assert recomputed["L2"]["quality"]["points"] == "placed by the reader"
+
+
+def test_grade_table_has_units_descriptions_and_the_document(scene):
+    fractures = _fractures()
+    fractures["L4"] = None  # a level without an assessment still gets its row
+    table = fractures_to_table_node(fractures)
+    assert table.GetNumberOfRows() == 4
+    assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == \
+        [c.name for c in FRACTURE_COLUMNS]
+    assert table.GetColumnUnitLabel("Anterior height (mm)") == "mm"
+    assert table.GetColumnDescription("Genant grade")
+    assert table.GetCellText(1, 0) == "L2"
+    assert float(table.GetCellText(1, 1)) == pytest.approx(16.0)
+    assert table.GetCellText(1, 7) == "2" and table.GetCellText(1, 8) == "wedge"
+    assert table.GetCellText(0, 7) == "0"
+    assert table.GetCellText(3, 7) == "-1" and math.isnan(float(table.GetCellText(3, 1)))
+    document = json.loads(table.GetAttribute("BoneQCT.Fracture.JSON"))
+    assert document["levels"]["L2"]["genant_grade"] == 2
