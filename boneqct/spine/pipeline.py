@@ -243,7 +243,7 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
         if not levels[-1].qc["passed"]:
             warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1])});"
                             " this level is left out of the diagnosis and has no cement flag.")
-    _check_level_order(bodies)
+    check_level_order(bodies)
     warnings += _assess_fractures(volume_hu, levels, bodies, fracture_options or FractureOptions())
     if not rois:
         raise SpineError("No level could be measured: " + " ".join(
@@ -290,7 +290,7 @@ def _assess_fractures(volume_hu: Volume, levels: list[LevelResult], bodies: list
     return notes
 
 
-def _check_level_order(bodies: list[VertebralBody]) -> None:
+def check_level_order(bodies: list[VertebralBody]) -> None:
     """Refuse levels out of anatomical order: each measured body must lie at least
     MIN_LEVEL_STEP_MM per level above the next caudal one along the spine's axis (swapped seed
     labels, two seeds in one vertebra, a label map numbered upside down)."""

@@ -40,8 +40,9 @@ FRACTURE_LEGEND = (
     "left, as Slicer shows them.")
 
 
-def fracture_table(levels: list[tuple[str, dict | None]]) -> object:
-    """Heights, ratios, grade and type of each (level, fracture assessment)."""
+def fracture_table(levels: list[tuple[str, dict | None]], bmd_mean: bool = True) -> object:
+    """Heights, ratios, grade and type of each (level, fracture assessment), and whether the
+    level left the BMD mean (``bmd_mean``)."""
     rows = [["Level", "Ha (mm)", "Hm (mm)", "Hp (mm)", "Ha/Hp", "Hm/Hp", "Hp/adjacent",
              "Grade", "Type", "BMD mean"]]
     for level, fracture in levels:
@@ -56,7 +57,10 @@ def fracture_table(levels: list[tuple[str, dict | None]]) -> object:
                      "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
                      fracture["type"] or "-",
                      "excluded" if fracture.get("excluded_from_mean") else ""])
-    return table(rows, [13, 16, 16, 16, 14, 14, 20, 24, 18, 18])
+    widths = [13, 16, 16, 16, 14, 14, 20, 24, 18, 18]
+    if not bmd_mean:
+        rows, widths = [row[:-1] for row in rows], widths[:-1]
+    return table(rows, widths)
 
 
 def draw_heights(ax, fracture: dict | None, to_view) -> None:

@@ -37,7 +37,7 @@ from boneqct.spine.fracture import (
     sample_volume,
 )
 from boneqct.spine.levels import LEVEL_NAMES
-from boneqct.spine.pipeline import body_finders
+from boneqct.spine.pipeline import body_finders, check_level_order
 from boneqct.spine.report import (
     FRACTURE_LEGEND,
     WINDOW_HU,
@@ -114,6 +114,7 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
         warnings += [w if w.startswith(level) else f"{level}: {w}" for w in body.warnings]
     if not bodies:
         raise SpineError("No level could be measured: " + " ".join(failed.values()))
+    check_level_order(bodies)  # the crush ratio compares each level with its neighbours
     fractures = assess_fractures(volume_hu, bodies, options)
     by_level = {body.level: body for body in bodies}
     levels = []
@@ -144,7 +145,8 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
     paths = {"json": out_dir / "vfa.json", "report": out_dir / "vfa_overview.pdf"}
     write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
-             fracture_table([(lv["level"], lv["fracture"]) for lv in result.levels]),
+             fracture_table([(lv["level"], lv["fracture"]) for lv in result.levels],
+                            bmd_mean=False),
              Paragraph(FRACTURE_LEGEND, STYLES["Italic"]), Spacer(1, 2 * mm),
              figure_flowable(overview_figure(volume_hu, result.levels), 110)]
     write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
