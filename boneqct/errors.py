@@ -81,3 +81,8 @@ class FEError(BoneQCTError):
 
 class ScrewError(BoneQCTError):
     """A planned screw cannot be measured (zero length, outside the image, unreadable line)."""
+
+
+class DetectionError(SpineError):
+    """The vertebrae cannot be found or named automatically (no spine, not a CT in HU, no
+    anatomical anchor); the message says what to give instead (seed points or labels)."""
