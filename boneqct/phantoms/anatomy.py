@@ -36,6 +36,20 @@ DEFORMITY_REDUCTIONS: dict[str, float] = {"wedge": 0.32, "biconcave": 0.45, "cru
 #: Phantom body beyond the centres of the end rods (mm; placeholder).
 PHANTOM_END_MARGIN_MM = 30.0
 
+#: Sacrum and ribs (``SpinePhantomParams.sacrum``, ``ribs``): labels beyond any rod's, in the
+#: label table only when present. Shapes are simple test geometry (placeholders), not measured
+#: anatomy: alae reach SACRAL_ALA_REACH_MM from the midline, iliac wings are plates
+#: ILIAC_WING_THICKNESS_MM thick rising ILIAC_CREST_RISE_MM above S1's centre; ribs are bars of
+#: RIB_HALF_SIZE_MM half-size reaching RIB_REACH_MM from the midline, dropping RIB_SLOPE mm per mm.
+SACRAL_ALA, ILIAC_WING, RIB = 240, 241, 242
+SACRAL_ALA_REACH_MM = 95.0
+ILIAC_WING_THICKNESS_MM = 10.0
+ILIAC_CREST_RISE_MM = 45.0
+RIB_REACH_MM = 110.0
+RIB_HALF_SIZE_MM = 4.0
+RIB_SLOPE = 0.3
+EXTRA_LABELS: dict[int, str] = {SACRAL_ALA: "sacral_ala", ILIAC_WING: "iliac_wing", RIB: "rib"}
+
 #: Label value -> compartment name of the phantom's label map (uint8).
 LABELS: dict[int, str] = {
     AIR: "air",
@@ -123,6 +137,12 @@ class SpinePhantomParams:
         deformities: (level, kind) pairs, kind one of ``DEFORMITY_REDUCTIONS``: that
             vertebral body is deformed (its endplates move towards its centre, the cortical
             shell following them); none by default.
+        sacrum: add a first sacral body ("S1", trabecular density ``sacrum_bmd_mg_cm3``) one
+            vertebra spacing below the last level, fused to sacral alae that reach out to
+            iliac wings (``SACRAL_ALA_REACH_MM``, ``ILIAC_WING``); the anatomical anchor of
+            level naming (``boneqct.spine.detect``). Off by default.
+        ribs: levels carrying a pair of ribs (``RIB``): bars from the transverse processes
+            out to the side, sloping down (the lowest one names T12). None by default.
     """
 
     levels: tuple[str, ...] = ("L1", "L2", "L3")
@@ -165,6 +185,9 @@ class SpinePhantomParams:
     table_width_mm: float = 420.0
     table_radius_mm: float | None = 800.0
     deformities: tuple[tuple[str, str], ...] = ()
+    sacrum: bool = False
+    sacrum_bmd_mg_cm3: float = 150.0
+    ribs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.levels)
@@ -177,7 +200,9 @@ class SpinePhantomParams:
                                (float(self.cortical_thickness_mm),) * n)
         if len(self.trabecular_bmd_mg_cm3) != n or len(self.cortical_thickness_mm) != n:
             raise ValueError("levels, trabecular_bmd_mg_cm3 and cortical_thickness_mm differ in length")
-        if n > ROD_FIRST - TRABECULAR_FIRST:
+        if any(level not in self.levels for level in self.ribs):
+            raise ValueError(f"ribs {self.ribs}: each level must be one of {self.levels}")
+        if n + int(self.sacrum) > ROD_FIRST - TRABECULAR_FIRST:
             raise ValueError(f"at most {ROD_FIRST - TRABECULAR_FIRST} vertebrae")
         if max(self.cortical_thickness_mm) * 2 >= min(self.body_width_mm, self.body_depth_mm,
                                                       self.body_height_mm):
@@ -285,6 +310,12 @@ class Anatomy:
                                       float(p.trabecular_bmd_mg_cm3[index]),
                                       float(p.cortical_thickness_mm[index]), center, w_mm,
                                       deformities.get(level)))
+        if p.sacrum:
+            w_mm = ((n - 1) / 2.0 - n) * p.vertebra_spacing_mm
+            vertebrae.append(Vertebra("S1", TRABECULAR_FIRST + n, float(p.sacrum_bmd_mg_cm3),
+                                      float(p.cortical_thickness_mm[-1]),
+                                      self.spine_center_ras_mm + self.spine_frame_ras[:, 2] * w_mm,
+                                      w_mm))
         return tuple(vertebrae)
 
     @property
@@ -298,6 +329,10 @@ class Anatomy:
         table = dict(LABELS)
         table.update({v.label: f"trabecular_{v.level}" for v in self.vertebrae})
         table.update({r.label: f"rod_{r.name}" for r in self.rods})
+        if self.params.sacrum:
+            table.update({SACRAL_ALA: EXTRA_LABELS[SACRAL_ALA], ILIAC_WING: EXTRA_LABELS[ILIAC_WING]})
+        if self.params.ribs:
+            table[RIB] = EXTRA_LABELS[RIB]
         return table
 
     def vertebra_bounding_radius_mm(self) -> float:
@@ -310,7 +345,17 @@ class Anatomy:
             np.hypot(p.spinous_width_mm / 2.0, tip_v_mm + p.spinous_length_mm),
             max(p.body_width_mm, p.body_depth_mm) / 2.0,
         )
-        return float(np.hypot(in_plane_mm, max(p.body_height_mm, p.posterior_height_mm) / 2.0))
+        if p.sacrum:
+            in_plane_mm = max(in_plane_mm, np.hypot(SACRAL_ALA_REACH_MM + ILIAC_WING_THICKNESS_MM,
+                                                    p.body_depth_mm))
+        if p.ribs:
+            in_plane_mm = max(in_plane_mm, np.hypot(RIB_REACH_MM, abs(self.canal_center_v_mm)))
+        height_mm = max(p.body_height_mm, p.posterior_height_mm) / 2.0
+        if p.sacrum:
+            height_mm = max(height_mm, ILIAC_CREST_RISE_MM)
+        if p.ribs:
+            height_mm = max(height_mm, RIB_SLOPE * RIB_REACH_MM + RIB_HALF_SIZE_MM)
+        return float(np.hypot(in_plane_mm, height_mm))
 
     def spine_bounds_xy_ras_mm(self, z_min_mm: float, z_max_mm: float) -> np.ndarray:
         """[[x_min, x_max], [y_min, y_max]] (RAS mm) holding the spine between two z levels."""
@@ -416,6 +461,10 @@ class Anatomy:
             dv >= -(p.canal_radius_mm + p.arch_thickness_mm + p.spinous_length_mm))
         labels[in_post & (arch | transverse | spinous)] = POSTERIOR_ELEMENTS
         labels[in_post & (r2 <= p.canal_radius_mm**2)] = SPINAL_SOFT_TISSUE
+        if vertebra.level in p.ribs:
+            self._paint_ribs(labels, u, dv, w)
+        if vertebra.level == "S1" and p.sacrum:
+            self._paint_sacral_wings(labels, u, v, w)
         t = vertebra.cortical_thickness_mm
         inner_ellipse = (u / (semi_u - t)) ** 2 + (v / (semi_v - t)) ** 2 <= 1.0
         if vertebra.deformity is None:
@@ -426,6 +475,30 @@ class Anatomy:
         top_mm, bottom_mm = p.body_height_mm / 2.0 - sink_mm, -p.body_height_mm / 2.0 + sink_mm
         labels[in_column & (w <= top_mm) & (w >= bottom_mm)] = CORTICAL_BONE
         labels[inner_ellipse & (w <= top_mm - t) & (w >= bottom_mm + t)] = vertebra.label
+
+    def _paint_ribs(self, labels, u, dv, w) -> None:
+        """A rib each side: a bar from the transverse process out to ``RIB_REACH_MM``, at the
+        canal's antero-posterior level, its centre dropping ``RIB_SLOPE`` mm per mm outwards."""
+        start_mm = self.params.transverse_width_mm / 2.0 - 2.0 * RIB_HALF_SIZE_MM
+        out_mm = np.abs(u) - start_mm
+        rib = ((out_mm >= 0.0) & (np.abs(u) <= RIB_REACH_MM) & (np.abs(dv) <= RIB_HALF_SIZE_MM)
+               & (np.abs(w + RIB_SLOPE * out_mm) <= RIB_HALF_SIZE_MM))
+        labels[rib] = RIB
+
+    def _paint_sacral_wings(self, labels, u, v, w) -> None:
+        """Sacral alae either side of S1's body (its height, its depth) out to the iliac wings:
+        plates from the back of the canal to the body's front, rising ``ILIAC_CREST_RISE_MM``
+        above S1's centre and reaching as far below."""
+        p = self.params
+        semi_v = p.body_depth_mm / 2.0
+        ala = ((np.abs(u) <= SACRAL_ALA_REACH_MM) & (np.abs(v) <= semi_v)
+               & (np.abs(w) <= p.body_height_mm / 2.0))
+        labels[ala] = SACRAL_ALA
+        wing = ((np.abs(u) > SACRAL_ALA_REACH_MM)
+                & (np.abs(u) <= SACRAL_ALA_REACH_MM + ILIAC_WING_THICKNESS_MM)
+                & (v >= self.canal_center_v_mm - p.canal_radius_mm) & (v <= semi_v)
+                & (np.abs(w) <= ILIAC_CREST_RISE_MM))
+        labels[wing] = ILIAC_WING
 
     def endplate_sink_mm(self, vertebra: Vertebra, u, v) -> np.ndarray:
         """How far (mm, along the spine axis) each endplate of a vertebral body has moved

@@ -25,9 +25,12 @@ from boneqct.io import write_text_atomic, write_volume
 from boneqct.io.dicom_writer import write_dicom_series
 from boneqct.phantoms.anatomy import (
     CORTICAL_BONE,
+    ILIAC_WING,
     LABEL_DESCRIPTIONS,
     PHANTOM_BODY,
     POSTERIOR_ELEMENTS,
+    RIB,
+    SACRAL_ALA,
     Anatomy,
     SpinePhantomParams,
 )
@@ -100,6 +103,7 @@ def _label_hu_lut(anatomy: Anatomy, calibration: Calibration | HACalibration,
             lut[value] = tissue_hu[name]
     lut[CORTICAL_BONE] = calibration.tissue_hu(p.cortical_bmd_mg_cm3)
     lut[POSTERIOR_ELEMENTS] = calibration.tissue_hu(p.posterior_bmd_mg_cm3)
+    lut[[SACRAL_ALA, ILIAC_WING, RIB]] = calibration.tissue_hu(p.posterior_bmd_mg_cm3)
     for vertebra in anatomy.vertebrae:
         lut[vertebra.label] = calibration.tissue_hu(vertebra.trabecular_bmd_mg_cm3)
     if anatomy.definition.material == "HA":
@@ -265,11 +269,15 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
 
 
 def _params_dict(params: SpinePhantomParams) -> dict:
-    """The anatomy parameters for the truth; ``deformities`` only when some are given, so the
-    default phantom's truth (and its DICOM UIDs, derived from it) stay as they were."""
+    """The anatomy parameters for the truth; ``deformities``, the sacrum and the ribs only when
+    given, so the default phantom's truth (and its DICOM UIDs, derived from it) stay as they were."""
     out = dataclasses.asdict(params)
     if not params.deformities:
         del out["deformities"]
+    if not params.sacrum:  # likewise the sacrum and ribs (issue 14), absent by default
+        del out["sacrum"], out["sacrum_bmd_mg_cm3"]
+    if not params.ribs:
+        del out["ribs"]
     return out
 
 
