@@ -1,0 +1,1 @@
+"""Bone density along planned screw trajectories (pedicle screws): ``analyze_screws``."""
