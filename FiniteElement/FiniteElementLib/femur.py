@@ -1,13 +1,24 @@
 """Femur sideways-fall adapters (no ``qt``/``ctk``): the scene's CT, calibration table, seed
 point or femur label map -> ``boneqct.fe.femur.analyze_femur_fall`` -> a one-row results table
 (units, descriptions; fe_hip.json stored as ``BoneQCT.FEHip.JSON``) and the solved mesh as a
-model node (``FiniteElementLib.fe.mesh_to_model_node``)."""
+model node (``FiniteElementLib.fe.mesh_to_model_node``); the report (fe_hip.json,
+fe_hip_report.pdf) written from the table alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import vtk
 
-from BoneQCTLib.tables import Column, store_document, store_exam, table_node_or_new, write_table
+from BoneQCTLib.tables import (
+    Column,
+    read_document,
+    read_exam,
+    store_document,
+    store_exam,
+    table_node_or_new,
+    write_table,
+)
 
 #: Kind of the document on the results table (attribute ``BoneQCT.FEHip.JSON``).
 FE_HIP_DOCUMENT = "FEHip"
@@ -81,3 +92,21 @@ def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed
                                            color_by=color_by)}
     store_exam(outputs["table"], {"series_description": ct_node.GetName(), "patient_sex": sex})
     return outputs
+
+
+def export_fe_hip_report(folder, table_node, anonymize: bool = False) -> dict[str, Path]:
+    """Write fe_hip.json and fe_hip_report.pdf of the result held by ``table_node``
+    (``FemurFallResult.from_dict`` of its document, the exam stored beside it) into ``folder``;
+    returns the paths by key "json" and "report".
+
+    Raises:
+        ValueError: the table holds no femur result.
+    """
+    from boneqct.fe.femur import FemurFallResult
+    from boneqct.fe.femur_report import write_femur_outputs
+
+    document = read_document(table_node, FE_HIP_DOCUMENT)
+    if document is None:
+        raise ValueError("Apply first: the report is written from the results table.")
+    return write_femur_outputs(Path(folder), FemurFallResult.from_dict(document),
+                               read_exam(table_node), anonymize=anonymize)

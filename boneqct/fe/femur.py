@@ -312,7 +312,7 @@ def analyze_femur_fall(volume_hu: Volume, calibration: Calibration | None,
         ResourceError: the model would exceed the memory limit; the hip extraction's errors
         (femur not found, implant, truncated or fused femur).
     """
-    from boneqct.hip.pipeline import extract_femur
+    from boneqct.hip.pipeline import _frame_warnings, extract_femur
 
     options = options or FemurFEOptions()
     if calibration is None or calibration.material == MATERIAL_UNSTATED:
@@ -339,9 +339,10 @@ def analyze_femur_fall(volume_hu: Volume, calibration: Calibration | None,
     at_strength = Solution(linear.displacement_mm * scale, linear.applied_mm * scale, strength,
                            linear.modulus_mpa, linear.reports)
     report = linear.reports[0]
-    warnings = [] if report.converged else [
-        "The finite-element solution did not converge to the requested tolerance; the "
-        "stiffness and strength are unreliable."]
+    warnings = _frame_warnings(frame)  # the hip extraction's: short shaft fit, head not round
+    if not report.converged:
+        warnings.append("The finite-element solution did not converge to the requested "
+                        "tolerance; the stiffness and strength are unreliable.")
     return FemurFallResult(
         side=side, law=options.law, density_material=calibration.material,
         element_mm=float(options.element_mm), n_elements=mesh.n_elements, n_dof=model.n_dof,
