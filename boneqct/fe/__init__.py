@@ -7,6 +7,8 @@ strength (N) by the linear 0.68% rule, the Pistoia criterion or an elastic-perfe
 analysis to 2% apparent strain, fields to a VTK unstructured grid (``vtu``). The stiffness
 operator is applied matrix-free on the voxel lattice from one reference element matrix and
 preconditioned by geometric multigrid (``operator``), solved by CG (``solver``); the
-assembled block-sparse matrix (``assembly``) serves the pyamg alternative. ``calculix`` exports the same model to CalculiX for
-verification.
+assembled block-sparse matrix (``assembly``) serves the pyamg alternative. ``export`` writes
+the material-mapped model for CalculiX/Abaqus (.inp) and FEBio (.feb); ``calculix`` runs
+CalculiX on it for verification. ``femur`` is the proximal femur in a sideways fall
+(``boneqct fe-hip``).
 """
