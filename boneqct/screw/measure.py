@@ -5,6 +5,7 @@ given at all."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from boneqct.hip.extraction import METAL_THRESHOLD_HU
 from boneqct.screw.trajectory import ScrewSampling
@@ -80,9 +81,9 @@ def screw_density(volume_hu: Volume, sampling: ScrewSampling, calibration,
     without a calibration, whose HU are given instead).
 
     Returns a dict with ``bmd_mg_cm3``/``mean_hu``/``sd_mg_cm3`` (cylinder),
-    ``shell_bmd_mg_cm3``/``shell_mean_hu``, ``cortical_contact_fraction`` (weighted share of
-    the shell above the cortical threshold: ``cortical_threshold_mg_cm3``, or
-    ``CORTICAL_THRESHOLD_HU`` without a calibration), ``segments`` (one dict per segment,
+    ``shell_bmd_mg_cm3``/``shell_mean_hu``, ``cortical_contact_fraction`` (share of the
+    shell's sub-samples whose interpolated value is above the cortical threshold:
+    ``cortical_threshold_mg_cm3``, or ``CORTICAL_THRESHOLD_HU`` without a calibration), ``segments`` (one dict per segment,
     each with the share of its cylinder inside the vertebral body and its ``part`` when
     ``body_mask_kji`` is given), ``min_segment_bmd_mg_cm3``/``min_segment_hu``,
     ``cylinder_volume_mm3``, ``shell_volume_mm3`` and ``in_body_fraction``.
@@ -95,7 +96,7 @@ def screw_density(volume_hu: Volume, sampling: ScrewSampling, calibration,
     in_body = None if body_mask_kji is None else body_mask_kji[k, j, i].astype(np.float64)
     mean, sd = weighted_mean_sd(values, sampling.cylinder_weight)
     shell_mean, _ = weighted_mean_sd(values, sampling.shell_weight)
-    contact, _ = weighted_mean_sd((values > threshold).astype(np.float64), sampling.shell_weight)
+    contact = _cortical_contact(volume_hu, sampling, calibration, threshold)
     segments = _segments(sampling, hu, bmd, in_body)
     measured_segments = [s for s in segments if s["mean_hu"] is not None]
     lowest = min(measured_segments, key=lambda s: s["mean_hu"]) if measured_segments else None
@@ -117,6 +118,22 @@ def screw_density(volume_hu: Volume, sampling: ScrewSampling, calibration,
         "in_body_fraction": None if in_body is None
         else weighted_mean_sd(in_body, sampling.cylinder_weight)[0],
     }
+
+
+def _cortical_contact(volume_hu: Volume, sampling: ScrewSampling, calibration,
+                      threshold: float) -> float | None:
+    """Share of the shell's sub-samples whose CT value, trilinearly interpolated there (and
+    calibrated, with a calibration), lies above ``threshold``; None for an empty shell."""
+    points = sampling.shell_points_ijk
+    if not len(points):
+        return None
+    low = np.maximum(np.floor(points.min(axis=0)).astype(int), 0)
+    high = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 1, volume_hu.size_ijk)
+    box = volume_hu.array_kji[low[2]:high[2], low[1]:high[1], low[0]:high[0]]
+    hu = ndimage.map_coordinates(box.astype(np.float64), (points - low)[:, ::-1].T, order=1,
+                                 mode="nearest")
+    values = hu if calibration is None else calibration.hu_to_bmd(hu, k_index=points[:, 2])
+    return float(np.mean(values > threshold))
 
 
 def _segments(sampling: ScrewSampling, hu: np.ndarray, bmd: np.ndarray | None,
