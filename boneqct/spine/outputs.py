@@ -9,11 +9,14 @@ from pathlib import Path
 
 from boneqct.calibration.provenance import anonymized_provenance
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic, write_volume
+from boneqct.spine.detect import DetectionResult
 from boneqct.spine.pipeline import SpineResult, roi_label_map
 from boneqct.spine.report import write_spine_report
 from boneqct.spine.seeds import write_markups_points
 from boneqct.volume import Volume
 
+#: File name of the detected level centres (markups, editable, read back by --seeds).
+DETECTED_MARKUPS = "detected_levels.mrk.json"
 CSV_COLUMNS = ("level", "measured", "bmd_mg_cm3", "sd_mg_cm3", "median_mg_cm3", "mean_hu", "sd_hu",
                "n_voxels", "roi_volume_mm3", "roi_center_r_mm", "roi_center_a_mm",
                "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded", "reason")
@@ -36,16 +39,22 @@ def spine_csv(result: SpineResult) -> str:
 
 
 def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Volume,
-                        anonymize: bool = False, roi_labels: Volume | None = None
-                        ) -> dict[str, Path]:
+                        anonymize: bool = False, roi_labels: Volume | None = None,
+                        detection: DetectionResult | None = None) -> dict[str, Path]:
     """Write every output file of a spine analysis into ``out_dir``; return their paths.
 
     ``roi_labels`` (the ROI label map on the CT grid) is needed for a result read back with
-    ``SpineResult.from_dict``, which holds no masks; a live result makes its own."""
+    ``SpineResult.from_dict``, which holds no masks; a live result makes its own. With a
+    ``detection`` (levels found without seeds), spine.json gains ``detection`` and the
+    detected centres are written as markups (``write_detected_levels``)."""
     out_dir = Path(out_dir)
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
     document = result.to_dict()
     document["exam"] = metadata
+    detected = {}
+    if detection is not None:
+        document["detection"] = detection.to_dict()
+        detected["detected_levels"] = write_detected_levels(detection, out_dir)
     if anonymize and document["calibration"] is not None:
         document["calibration"]["scan"] = anonymized_provenance(document["calibration"]["scan"])
     paths = {name: out_dir / file for name, file in (
@@ -59,7 +68,15 @@ def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Vol
                          paths["markups"], name="ROI centres")
     write_spine_report(paths["report"], result, volume_hu, roi_labels, metadata,
                        anonymize=anonymize)
-    return paths
+    return {**paths, **detected}
+
+
+def write_detected_levels(detection: DetectionResult, out_dir: str | Path) -> Path:
+    """The detected centres of the levels spine QCT measures as a Slicer markups point list
+    (``DETECTED_MARKUPS``, LPS, one point labelled by its level each): move or rename points
+    in Slicer and rerun with ``--seeds``."""
+    return write_markups_points(detection.seeds(), Path(out_dir) / DETECTED_MARKUPS,
+                                name="Detected levels")
 
 
 def _cell(value) -> str:
