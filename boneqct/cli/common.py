@@ -79,9 +79,11 @@ def add_out(parser: argparse.ArgumentParser) -> None:
 
 def add_body_inputs(parser: argparse.ArgumentParser, labels_help: str = "vertebra label map "
                     "(NIfTI/NRRD) on any grid covering the CT, or a TotalSegmentator output "
-                    "folder of per-structure masks (vertebrae_L1.nii.gz ...)") -> None:
-    """Where the vertebral bodies are: a markups file, --seed points, or a label map."""
-    where = parser.add_mutually_exclusive_group(required=True)
+                    "folder of per-structure masks (vertebrae_L1.nii.gz ...)",
+                    required: bool = True) -> None:
+    """Where the vertebral bodies are: a markups file, --seed points, or a label map (none of
+    them when not ``required``: the command detects the bodies)."""
+    where = parser.add_mutually_exclusive_group(required=required)
     where.add_argument("--seeds", type=Path, help="Slicer markups file (.mrk.json) of seed "
                        "points labelled by level (L1, L2, ...)")
     where.add_argument("--seed", action="append", metavar="LEVEL=R,A,S",
@@ -109,7 +111,8 @@ def femur_inputs(args):
 
 def body_inputs(args, options):
     """(seeds, labels, options) from --seeds, --seed or --labels: seed points by level (RAS
-    mm) or a vertebra label map, the options' label scheme set by a TotalSegmentator folder."""
+    mm) or a vertebra label map, the options' label scheme set by a TotalSegmentator folder;
+    (None, None, options) when none is given (the bodies are to be detected)."""
     from boneqct.spine.label_input import read_vertebra_labels
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
@@ -117,6 +120,8 @@ def body_inputs(args, options):
         return read_markups_seeds(args.seeds), None, options
     if args.seed:
         return parse_seed_args(args.seed), None, options
+    if args.labels is None:
+        return None, None, options
     labels, folder_scheme = read_vertebra_labels(args.labels)
     return None, labels, replace(options, label_scheme=folder_scheme) if folder_scheme else options
 
