@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from boneqct.cli.common import (
@@ -34,7 +35,8 @@ _DEFAULTS = {"--levels": SpineOptions().levels_used, "--exclude": SpineOptions()
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     spine = add_measurement(sub, "spine", "per-level trabecular BMD of the lumbar spine",
-                            SPINE_EXAMPLE, _cmd_spine, SpineOptions, where=add_body_inputs)
+                            SPINE_EXAMPLE, _cmd_spine, SpineOptions,
+                            where=partial(add_body_inputs, required=False))
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
     add_patient_options(spine)
@@ -59,14 +61,23 @@ def _cmd_spine(args) -> int:
     from boneqct.spine.pipeline import analyze_spine
 
     seeds, labels, options = body_inputs(args, start_measurement(args, SpineOptions))
-    check_level_names(options, given_levels(seeds, labels, options.label_scheme))
-    volume, calibration = ct_and_calibration(args)
+    detection = None
+    if seeds is None and labels is None:  # neither seeds nor labels: detect the bodies
+        from boneqct.spine.detect import detect_vertebrae
+
+        volume, calibration = ct_and_calibration(args)
+        detection = detect_vertebrae(volume)
+        seeds = detection.seeds()
+        check_level_names(options, given_levels(seeds, labels, options.label_scheme))
+    else:
+        check_level_names(options, given_levels(seeds, labels, options.label_scheme))
+        volume, calibration = ct_and_calibration(args)
     result = analyze_spine(
         volume, calibration, options, seeds=seeds, labels=labels,
         reference=load_reference(args.reference) if args.reference else None,
         age_years=patient_age(args, volume), sex=patient_sex(args, volume))
     paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(
-        folder, result, volume, anonymize=args.anonymize))
+        folder, result, volume, anonymize=args.anonymize, detection=detection))
     unit = "mg/cm3" if result.calibrated else "HU"
     for lv in result.levels:
         if not lv.measured:
