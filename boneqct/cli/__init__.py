@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 
 from boneqct import __version__
-from boneqct.cli import batch, ct, fe, fe_hip, hip, qa, screw, spine, tissue, vfa
+from boneqct.cli import batch, ct, detect, fe, fe_hip, hip, qa, screw, spine, tissue, vfa
 from boneqct.cli.argv import normalize_argv
 from boneqct.cli.progress_display import terminal_progress
 from boneqct.errors import BoneQCTError
 from boneqct.progress import reporting
 
 EXIT_INPUT_ERROR = 2
-COMMAND_MODULES = (ct, spine, qa, tissue, hip, fe, fe_hip, batch, vfa, screw)
+COMMAND_MODULES = (ct, spine, detect, qa, tissue, hip, fe, fe_hip, batch, vfa, screw)
 
 
 def main(argv: list[str] | None = None) -> int:
