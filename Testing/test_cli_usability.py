@@ -256,6 +256,29 @@ def test_unwritable_output_place_is_refused_before_the_ct_is_read(spine, tmp_pat
     assert code == 2 and "Cannot write into the folder" in err and "--out" in err
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["calibrate", "{ct}", "--phantom", "mindways-model3", "--out", "{folder}"],
+     "'folder' is a folder; --out takes a file name (e.g. --out folder/calibration.json)"),
+    (["repositioning", "{ct}", "--hu", "--seed", "L2=0,-25,0", "--out", "{folder}"],
+     "--out takes a file name"),
+    (["qa", "{ct}", "--hu", "--log", "{folder}"], "--log takes a file name"),
+    (["qa", "{ct}", "--hu", "--log-dir", "{file}"], "lies under 'file', which is a file"),
+    (["precision", "{table}", "--out", "{file}"], "lies under 'file', which is a file"),
+])
+def test_output_files_in_impossible_places_are_refused_before_the_ct_is_read(
+        spine, tmp_path, capsys, monkeypatch, argv, message):
+    _no_ct_read(monkeypatch)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    table = tmp_path / "table.csv"
+    table.write_text("subject,repeat,site,value\n1,1,L1,100\n1,2,L1,102\n2,1,L1,90\n"
+                     "2,2,L1,91\n")
+    code, _, err = _main(capsys, *[a.format(ct=spine["ct"], folder=tmp_path / "folder",
+                                            file=tmp_path / "file", table=table) for a in argv])
+    assert code == 2 and message in err
+    assert list((tmp_path / "folder").iterdir()) == [] and (tmp_path / "file").read_text() == ""
+
+
 @pytest.mark.parametrize("argv", [
     ["spine", "--hu", "--seed", "L2=0,-25,0", "--out", "{out}"],
     ["fe", "--level", "L2", "--hu", "--seed", "L2=0,-25,0", "--out", "{out}"],

@@ -11,7 +11,7 @@ from pathlib import Path
 from boneqct.calibration.options import CalibrationOptions
 from boneqct.cli.common import add_command, add_input, load_input, number_in
 from boneqct.errors import BoneQCTError
-from boneqct.io.atomic import check_writable_parent
+from boneqct.io.atomic import check_output_file, check_writable_parent
 from boneqct.options import add_options, options_from_args
 from boneqct.phantoms.scanner import KVP_CALIBRATION_PRESETS
 
@@ -128,7 +128,7 @@ def _cmd_calibrate(args) -> int:
 
     options = options_from_args(CalibrationOptions, args)
     if args.out:
-        check_writable_parent(args.out)
+        check_output_file(args.out, "--out", "calibration.json")
     volume = load_input(args)
     calibration = calibrate(volume, options)
     print(_calibration_text(calibration))

@@ -15,7 +15,7 @@ from boneqct.cli.common import (
     load_input,
     number_in,
 )
-from boneqct.io.atomic import check_writable_parent
+from boneqct.io.atomic import check_output_file, check_writable_parent
 from boneqct.options import add_options, options_from_args
 from boneqct.qa.options import QAOptions
 from boneqct.resources import (
@@ -99,6 +99,8 @@ def _cmd_precision(args) -> int:
         write_precision_outputs,
     )
 
+    if args.out:
+        check_writable_parent(args.out / "precision.json")
     results = precision_from_table(read_precision_table(args.table), args.confidence)
     sites = [asdict(r) for r in results]
     if args.out:
@@ -118,7 +120,7 @@ def _cmd_repositioning(args) -> int:
 
     seeds = parse_seed_args(args.seed)
     if args.out:
-        check_writable_parent(args.out)
+        check_output_file(args.out, "--out", "repositioning.json")
     volume = load_input(args)
     estimate = repositioning_estimate(volume.array_kji.size, args.runs, len(seeds))
     check_repositioning(estimate)
@@ -139,6 +141,10 @@ def _cmd_qa(args) -> int:
     from boneqct.qa import analyze_qa, log_path_for
 
     options = options_from_args(QAOptions, args)
+    if args.log:
+        check_output_file(args.log, "--log", "qa_log.csv")
+    else:
+        check_writable_parent(args.log_dir / "qa_log.csv", "--log-dir")
     volume = load_input(args)
     calibration = calibration_from_args(args, volume)
     result = analyze_qa(volume, calibration, options,

@@ -92,6 +92,17 @@ def check_output_folder(out_dir: str | Path) -> Path:
     return out_dir
 
 
+def check_output_file(path: str | Path, flag: str, example_name: str) -> None:
+    """Refuse (InputError) an output file's path that is a folder, or whose folder cannot be
+    created or written (``check_writable_parent``), before any work; the message suggests
+    ``example_name`` inside the folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"The output '{path.name}' is a folder; {flag} takes a file name "
+                         f"(e.g. {flag} {path.name}/{example_name}).")
+    check_writable_parent(path, flag)
+
+
 def check_writable_parent(path: str | Path, flag: str = "--out") -> None:
     """Refuse (InputError) an output path whose folder cannot be created or written: the
     nearest existing folder above it is a file or refuses a new entry (tried, not guessed
