@@ -33,34 +33,11 @@ WINDOW_HU = (-250.0, 750.0)
 #: Colours of the height lines by Genant grade (None: not graded).
 GRADE_COLORS = {0: "#34c759", 1: "#ffd60a", 2: "#ff9500", 3: "#ff3b30", None: "#8e8e93"}
 FRACTURE_LEGEND = (
-    "Heights along the body axis between the endplates' cortical mid-surfaces, in the body's "
+    "heights along the body axis between the endplates' cortical mid-surfaces, in the body's "
     "mid-sagittal plane; ratios anterior/posterior (wedge), middle/posterior (biconcave), "
-    "posterior/adjacent levels' posterior (crush). Genant 1993: grade 1 mild 20-25 %, 2 "
-    "moderate 25-40 %, 3 severe > 40 % height reduction. Sagittal views: anterior on the "
-    "left, as Slicer shows them.")
-
-
-def fracture_table(levels: list[tuple[str, dict | None]], bmd_mean: bool = True) -> object:
-    """Heights, ratios, grade and type of each (level, fracture assessment), and whether the
-    level left the BMD mean (``bmd_mean``)."""
-    rows = [["Level", "Ha (mm)", "Hm (mm)", "Hp (mm)", "Ha/Hp", "Hm/Hp", "Hp/adjacent",
-             "Grade", "Type", "BMD mean"]]
-    for level, fracture in levels:
-        if not fracture or not fracture.get("heights_mm"):
-            rows.append([level, "-", "-", "-", "-", "-", "-", "-", "-", "-"])
-            continue
-        h, ratios = fracture["heights_mm"], fracture["height_ratios"] or {}
-        grade = fracture["genant_grade"]
-        rows.append([level, *(f"{h[k]:.1f}" for k in ("anterior", "middle", "posterior")),
-                     *("-" if ratios.get(k) is None else f"{ratios[k]:.2f}" for k in (
-                         "anterior_posterior", "middle_posterior", "posterior_adjacent")),
-                     "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
-                     fracture["type"] or "-",
-                     "excluded" if fracture.get("excluded_from_mean") else ""])
-    widths = [13, 16, 16, 16, 14, 14, 20, 24, 18, 18]
-    if not bmd_mean:
-        rows, widths = [row[:-1] for row in rows], widths[:-1]
-    return table(rows, widths)
+    "posterior/adjacent levels' posterior (crush); Genant 1993 grade 1 mild 20-25 %, 2 "
+    "moderate 25-40 %, 3 severe > 40 % height reduction (G0-G3); grade 2 or more leaves the "
+    "mean. Sagittal views: anterior on the left, as Slicer shows them.")
 
 
 def draw_heights(ax, fracture: dict | None, to_view) -> None:
@@ -91,13 +68,11 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm)]
     story += _calibration_line(result)
     story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
+    if any(lv.fracture for lv in result.levels):
+        story.append(Paragraph("Heights anterior/middle/posterior and Genant grade: "
+                               + FRACTURE_LEGEND, STYLES["Italic"]))
     story += _diagnosis(result)
     story += _cement_flags(result)
-    if any(lv.fracture for lv in result.levels):
-        story += [Paragraph("Vertebral fracture assessment (Genant semi-quantitative)",
-                            STYLES["Heading2"]), fracture_table(
-                                [(lv.level, lv.fracture) for lv in result.levels]),
-                  Paragraph(FRACTURE_LEGEND, STYLES["Italic"])]
     if result.reference and result.reference.get("curve"):
         story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
@@ -127,18 +102,27 @@ def _calibration_line(result) -> list:
 def _level_table(result) -> object:
     unit = f"mg/cm3 {result.calibration.material}" if result.calibrated else "HU"
     rows = [["Level", f"BMD ({unit})" if result.calibrated else "Mean (HU)", "SD",
-             "ROI volume (mm3)", "Cement", "ROI QC", "Used"]]
+             "ROI volume (mm3)", "Cement", "ROI QC", "Used", "Ha/Hm/Hp (mm)", "Genant"]]
     for lv in result.levels:
         if not lv.measured:
             rows.append([lv.level, "not measured", "-", "-", "-", "-",
-                         "excluded" if lv.excluded else ""])
+                         "excluded" if lv.excluded else "", "-", "-"])
             continue
         value, sd = (lv.bmd_mg_cm3, lv.sd_mg_cm3) if result.calibrated else (lv.mean_hu, lv.sd_hu)
         cement = "-" if lv.cement_augmentation is None else ("YES" if lv.cement_augmentation else "no")
         rows.append([lv.level, f"{value:.1f}", f"{sd:.1f}", f"{lv.roi_volume_mm3:.0f}", cement,
                      "pass" if lv.qc["passed"] else "FAIL",
-                     "yes" if lv.level in result.levels_used else ("excluded" if lv.excluded else "")])
-    return table(rows, [18, 34, 16, 30, 18, 18, 18])
+                     "yes" if lv.level in result.levels_used else ("excluded" if lv.excluded else ""),
+                     _heights_cell(lv.fracture), grade_label(lv.fracture) if lv.fracture else "-"])
+    return table(rows, [13, 30, 13, 26, 16, 16, 18, 26, 22])
+
+
+def _heights_cell(fracture: dict | None) -> str:
+    """Anterior/middle/posterior heights (mm) of a level's fracture assessment, or "-"."""
+    heights = (fracture or {}).get("heights_mm")
+    if not heights:
+        return "-"
+    return "/".join(f"{heights[k]:.1f}" for k in ("anterior", "middle", "posterior"))
 
 
 def _diagnosis(result) -> list:

@@ -24,6 +24,7 @@ from boneqct.report.pdf import (
     exam_table,
     figure_flowable,
     subplots,
+    table,
     warnings_box,
     write_report,
 )
@@ -42,7 +43,6 @@ from boneqct.spine.report import (
     FRACTURE_LEGEND,
     WINDOW_HU,
     draw_heights,
-    fracture_table,
     grade_label,
 )
 from boneqct.volume import Volume
@@ -145,12 +145,31 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
     paths = {"json": out_dir / "vfa.json", "report": out_dir / "vfa_overview.pdf"}
     write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
-             fracture_table([(lv["level"], lv["fracture"]) for lv in result.levels],
-                            bmd_mean=False),
-             Paragraph(FRACTURE_LEGEND, STYLES["Italic"]), Spacer(1, 2 * mm),
+             fracture_table(result.levels),
+             Paragraph("Heights and grades: " + FRACTURE_LEGEND.replace(
+                 "; grade 2 or more leaves the mean", ""), STYLES["Italic"]), Spacer(1, 2 * mm),
              figure_flowable(overview_figure(volume_hu, result.levels), 110)]
     write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
     return paths
+
+
+def fracture_table(levels: list[dict]) -> object:
+    """Heights, ratios, grade and type of each level (``VFAResult.levels``)."""
+    rows = [["Level", "Ha (mm)", "Hm (mm)", "Hp (mm)", "Ha/Hp", "Hm/Hp", "Hp/adjacent",
+             "Grade", "Type"]]
+    for level in levels:
+        fracture = level["fracture"]
+        if not fracture or not fracture.get("heights_mm"):
+            rows.append([level["level"], "-", "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        h, ratios = fracture["heights_mm"], fracture["height_ratios"] or {}
+        grade = fracture["genant_grade"]
+        rows.append([level["level"], *(f"{h[k]:.1f}" for k in ("anterior", "middle", "posterior")),
+                     *("-" if ratios.get(k) is None else f"{ratios[k]:.2f}" for k in (
+                         "anterior_posterior", "middle_posterior", "posterior_adjacent")),
+                     "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
+                     fracture["type"] or "-"])
+    return table(rows, [14, 18, 18, 18, 16, 16, 22, 28, 24])
 
 
 def overview_figure(volume_hu: Volume, levels: list[dict]):
