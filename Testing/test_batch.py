@@ -9,6 +9,7 @@ import csv
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,23 @@ def _seed_cell(truth: dict) -> str:
                     for v in truth["vertebrae"])
 
 
+@pytest.fixture
+def tmp_path():
+    """A temporary folder of this test's own: pytest's numbered tmp_path folders are removed
+    by other pytest sessions on this machine (it keeps the last three), which can happen
+    during these minutes-long tests."""
+    with tempfile.TemporaryDirectory(prefix="boneqct-batch-test-") as folder:
+        yield Path(folder)
+
+
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
+def cohort():
     """A phantom CT and the 7-row manifest (5 measurable, a corrupt CT, a hanging case)."""
-    root = tmp_path_factory.mktemp("cohort")
+    with tempfile.TemporaryDirectory(prefix="boneqct-batch-cohort-") as folder:
+        yield _write_cohort(Path(folder))
+
+
+def _write_cohort(root: Path) -> dict:
     phantom = make_spine_phantom(SpinePhantomParams(
         trabecular_bmd_mg_cm3=tuple(DENSITIES_MG_CM3.values())), SCANNER, seed=3)
     write_phantom(phantom, root / "spine", formats=("nifti",))

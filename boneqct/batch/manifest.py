@@ -37,8 +37,9 @@ DEFAULT_ANALYSIS = "spine"
 BASE_COLUMNS = ("case_id", "ct", "analysis")
 #: A case id names a folder: letters, digits, '.', '_', '-'; not starting with '.'.
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
-#: Folder names inside a batch output folder that are not cases.
-RESERVED_CASE_IDS = ("logs",)
+#: Names inside a batch output folder that are not cases.
+RESERVED_CASE_IDS = ("logs", "run_log.jsonl", "summary.csv", "summary.parquet",
+                     "cohort_report.pdf", "cohort_report.png")
 #: Arguments the batch sets itself.
 BATCH_ARGUMENTS = ("input", "out", "handler", "command", "quiet")
 YES, NO = ("yes", "true", "1", "y"), ("no", "false", "0", "n")

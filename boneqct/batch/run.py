@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from boneqct import __version__
 from boneqct.batch.case import now_utc, run_case
 from boneqct.batch.manifest import Case, read_manifest
 from boneqct.errors import InputError
@@ -217,11 +218,11 @@ def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
             case = futures[future]
             try:
                 record = future.result()
-            except Exception as exc:  # the worker died or was lost: the case is failed
+            except Exception as exc:  # e.g. KilledWorker: the workers running it died
                 record = {"case_id": case.case_id, "start_utc": None, "end_utc": now_utc(),
-                          "worker": None, "status": "failed",
-                          "message": f"the Dask worker running the case was lost "
-                                     f"({type(exc).__name__}); see the scheduler's log"}
+                          "worker": None, "status": "failed", "tool_version": __version__,
+                          "message": f"the case's Dask task failed ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]}); see the scheduler's log"}
             _append(out_dir / RUN_LOG, {**record, "analysis": case.analysis,
                                         "options_hash": case.options_hash})
         if bar is not None:
