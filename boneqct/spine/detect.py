@@ -47,6 +47,9 @@ CANAL_MEAN_HU = (-200.0, 110.0)
 #: Linking canal holes: most slices skipped (mm) and in-plane step (mm) between linked holes.
 CANAL_LINK_GAP_MM = 20.0
 CANAL_LINK_STEP_MM = 8.0
+#: The canal's path is carried on this far (mm) beyond its last enclosed holes, so the end
+#: bodies (whose arch is shorter than the body) are seen whole.
+CANAL_END_EXTENSION_MM = 12.0
 #: Least cranio-caudal length (mm) of a canal: about two vertebrae.
 MIN_CANAL_LENGTH_MM = 50.0
 #: How far (mm) in front of the canal's centre the body's posterior wall is sought, and the
@@ -69,6 +72,9 @@ RIB_BAND_MM = (55.0, 95.0)
 RIB_SLAB_MM = 10.0
 RIB_BACK_MM = 40.0
 MIN_RIB_VOLUME_MM3 = 150.0
+#: ... and at least this fraction of the largest such volume (the tip of the T12 rib, sloping
+#: down, can reach beside L1, with far less bone there than beside a rib-bearing vertebra).
+RIB_RELATIVE = 0.35
 #: Ribs are not sought on the two bodies above the sacrum (the iliac crests lie beside them).
 RIB_CLEAR_OF_SACRUM = 2
 #: Vertebral column names from T1 to the sacrum, for naming by counting from an anchor.
@@ -213,7 +219,8 @@ def _canal_holes(grid: _Grid, bone: np.ndarray) -> np.ndarray:
 
 def _canal_path(grid: _Grid, bone: np.ndarray) -> dict:
     """The spinal canal: its centre (y, x index) in every slice of its extent (interpolated
-    across the slices where its ring of bone is open) and its length (mm)."""
+    across the slices where its ring of bone is open, carried on beyond its ends) and its
+    length (mm)."""
     holes = _canal_holes(grid, bone)
     no_canal = ("No spinal canal found (no tube of soft tissue enclosed by bone running "
                 "cranio-caudally over {:.0f} mm): the scan holds no spine, or too little of it. "
@@ -248,7 +255,9 @@ def _canal_path(grid: _Grid, bone: np.ndarray) -> dict:
     if best_length < MIN_CANAL_LENGTH_MM:
         raise DetectionError(no_canal.format(MIN_CANAL_LENGTH_MM))
     chain = holes[roots == best]
-    z_all = np.arange(int(chain[:, 0].min()), int(chain[:, 0].max()) + 1)
+    extend = int(round(CANAL_END_EXTENSION_MM / grid.spacing_mm))
+    z_all = np.arange(max(int(chain[:, 0].min()) - extend, 0),
+                      min(int(chain[:, 0].max()) + extend, bone.shape[0] - 1) + 1)
     z_chain = np.unique(chain[:, 0])
     y_med = np.array([np.median(chain[chain[:, 0] == z, 1]) for z in z_chain])
     x_med = np.array([np.median(chain[chain[:, 0] == z, 2]) for z in z_chain])
@@ -369,7 +378,9 @@ def _name(bodies: list[dict]) -> tuple[list[tuple[str, float, str]], list[dict],
     sacrum = next((i for i, b in enumerate(bodies) if b["ala"] >= MIN_ALA_FRACTION and i > 0),
                   None)
     rib_limit = n if sacrum is None else max(sacrum - RIB_CLEAR_OF_SACRUM, 0)
-    ribbed = [b["rib_mm3"] >= MIN_RIB_VOLUME_MM3 for b in bodies[:rib_limit]]
+    rib_volumes = [b["rib_mm3"] for b in bodies[:rib_limit]]
+    threshold = max([MIN_RIB_VOLUME_MM3] + [RIB_RELATIVE * v for v in rib_volumes])
+    ribbed = [v >= threshold for v in rib_volumes]
     t12 = None
     if ribbed and ribbed[0]:
         t12 = next((i - 1 for i, r in enumerate(ribbed) if not r), None)
