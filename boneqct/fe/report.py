@@ -37,7 +37,8 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
             ["Elements / DOF", f"{result.n_elements} / {result.n_dof}"],
             ["Bone height (mm)", f"{result.bone_height_mm:.1f}"],
             ["Solver", f"PCG-{solver['preconditioner']}, {solver['iterations']} iterations, "
-                       f"residual {solver['max_relative_residual']:.1e}"
+                       f"linear residual {solver['linear_relative_residual']:.1e}"
+                       f"{_equilibrium(solver)}"
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
     story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
              table(rows, [60, 110])]
@@ -57,6 +58,14 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
                                STYLES["Normal"]))
     story += [Spacer(1, 2 * mm), figure_flowable(_figure(result), 170)]
     return write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
+
+
+def _equilibrium(solver: dict) -> str:
+    """The elastic-plastic equilibrium iterations, when there were any."""
+    if "equilibrium_rtol" not in solver or solver["solves"] <= 1:
+        return ""
+    return (f"; {solver['solves'] - 1} equilibrium corrections, residual force below "
+            f"{solver['equilibrium_rtol']:.1%} of the reactions")
 
 
 def _material_text(result) -> str:
@@ -89,7 +98,7 @@ def _figure(result):
             ax_curve.plot(point["displacement_mm"], point["force_n"], "s", color="C3")
             ax_curve.annotate(f"{result.criterion} strength",
                               (point["displacement_mm"], point["force_n"]),
-                              textcoords="offset points", xytext=(-60, 6), fontsize=7)
+                              textcoords="offset points", xytext=(-75, -12), fontsize=7)
     ax_curve.axhline(result.strength_n, color="grey", lw=0.8, ls="--")
     ax_curve.set_xlabel("displacement (mm)")
     ax_curve.set_ylabel("force (N)")

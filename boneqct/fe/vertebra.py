@@ -36,6 +36,7 @@ from boneqct.fe.materials import (
 )
 from boneqct.fe.mesh import MIN_MASK_FRACTION, SUBSAMPLES, mesh_vertebral_body
 from boneqct.fe.options import FEOptions
+from boneqct.fe.plasticity import CORRECTION_RTOL, RESIDUAL_RTOL
 from boneqct.fe.report import write_fe_report
 from boneqct.fe.solver import DEFAULT_RTOL
 from boneqct.fe.vtu import unstructured_grid, write_vtu
@@ -198,6 +199,10 @@ def analyze_vertebra(bmd: Volume, body, options: FEOptions | None = None, *,
         "linear_iterations": int(linear.reports[0].iterations),
         "linear_relative_residual": float(linear.reports[0].relative_residual),
     }
+    if options.criterion == "nonlinear":
+        # the corrections are solved loosely on purpose; equilibrium is checked on the forces
+        solver["correction_tolerance"] = CORRECTION_RTOL
+        solver["equilibrium_rtol"] = RESIDUAL_RTOL
     return FEResult(
         level=body.level, law=options.law, criterion=options.criterion,
         element_mm=float(options.element_mm), n_elements=mesh.n_elements,
