@@ -339,6 +339,22 @@ def test_the_terminal_display_shows_long_steps_and_loops():
     assert "FE L2: mesh" in text and "tissue: slices classified" in text and "/4 [" in text
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_spine_run_on_a_terminal_shows_its_levels_unless_quiet(spine, tmp_path, capsys,
+                                                                 monkeypatch, quiet):
+    """The whole path: main -> the terminal display -> the spine pipeline's level loop (the
+    display's delay set to 0 s so that the small phantom's steps are shown)."""
+    import boneqct.cli.progress_display as display
+
+    monkeypatch.setattr(display, "DELAY_S", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    code, _, err = _main(capsys, "spine", spine["ct"], "--hu", "--seed",
+                         "L1=" + spine["seeds"]["L1"], "--seed", "L2=" + spine["seeds"]["L2"],
+                         "--out", tmp_path / "out", *(["--quiet"] if quiet else []))
+    assert code == 0
+    assert ("spine: levels measured" in err) is not quiet
+
+
 def test_no_display_with_quiet_or_without_a_terminal(monkeypatch):
     with terminal_progress(quiet=True) as display:
         assert display is None

@@ -24,9 +24,9 @@ class TerminalProgress:
     """A ``boneqct.progress`` reporter drawing on ``stream`` with tqdm: a step as its name
     and elapsed time, a counted loop as a bar."""
 
-    def __init__(self, stream=None, delay_s: float = DELAY_S):
+    def __init__(self, stream=None, delay_s: float | None = None):
         self.stream = stream or sys.stderr
-        self.delay_s = delay_s
+        self.delay_s = DELAY_S if delay_s is None else delay_s
         self._step = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
