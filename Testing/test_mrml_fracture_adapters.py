@@ -25,6 +25,7 @@ from QCTBoneDensityLib.fracture import (  # noqa: E402
     fractures_from_markups,
     fractures_to_table_node,
     height_lines_to_markups,
+    reformat_sagittal,
 )
 
 from boneqct.spine.fracture import grade_levels  # noqa: E402
@@ -42,11 +43,12 @@ def scene():
     slicer.mrmlScene.Clear(True)
 
 
-def _level(center_s_mm: float, heights: dict) -> dict:
-    """A measured level: the six points about a centre on the tilted axis (RAS mm)."""
-    center = np.array([0.0, -25.0, 0.0]) + center_s_mm * AXIS
-    points = {name: {"superior": (center + offset * ANTERIOR + heights[name] / 2 * AXIS).tolist(),
-                     "inferior": (center + offset * ANTERIOR - heights[name] / 2 * AXIS).tolist()}
+def _level(center_s_mm: float, heights: dict, axis=AXIS, anterior=ANTERIOR) -> dict:
+    """A measured level: the six points about a centre on a body axis (RAS mm)."""
+    axis, anterior = np.asarray(axis, float), np.asarray(anterior, float)
+    center = np.array([0.0, -25.0, 0.0]) + center_s_mm * axis
+    points = {name: {"superior": (center + offset * anterior + heights[name] / 2 * axis).tolist(),
+                     "inferior": (center + offset * anterior - heights[name] / 2 * axis).tolist()}
               for name, offset in (("anterior", 14.0), ("middle", 0.0), ("posterior", -14.0))}
     return {"heights_mm": dict(heights), "points_ras_mm": points,
             "quality": {"passed": True, "reason": None}}
@@ -106,3 +108,31 @@ def test_grade_table_has_units_descriptions_and_the_document(scene):
     assert table.GetCellText(3, 7) == "-1" and math.isnan(float(table.GetCellText(3, 1)))
     document = json.loads(table.GetAttribute("BoneQCT.Fracture.JSON"))
     assert document["levels"]["L2"]["genant_grade"] == 2
+
+
+def test_sagittal_reformat_is_slicers_sagittal_through_the_six_points(scene):
+    import vtk
+    from slicer import vtkMRMLSliceNode
+
+    fractures = _fractures()
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    # an upright body: exactly Slicer's own sagittal orientation (anterior on the left)
+    upright = _level(0.0, {h: 24.0 for h in HEIGHTS}, axis=[0, 0, 1], anterior=[0, 1, 0])
+    reformat_sagittal(slice_node, upright, [0.0, 0.0, 1.0], [0.0, 1.0, 0.0])
+    sagittal = vtk.vtkMatrix3x3()
+    vtkMRMLSliceNode.GetSagittalSliceToRASMatrix(sagittal)
+    matrix = slice_node.GetSliceToRAS()
+    for row in range(3):
+        for col in range(3):
+            assert matrix.GetElement(row, col) == pytest.approx(sagittal.GetElement(row, col))
+    np.testing.assert_allclose([matrix.GetElement(r, 3) for r in range(3)], [0.0, -25.0, 0.0],
+                               atol=1e-9)
+    # the tilted body: its six points lie in the view's plane, the axis points up
+    reformat_sagittal(slice_node, fractures["L2"], AXIS, ANTERIOR)
+    matrix = slice_node.GetSliceToRAS()
+    normal = np.array([matrix.GetElement(r, 2) for r in range(3)])
+    origin = np.array([matrix.GetElement(r, 3) for r in range(3)])
+    for pair in fractures["L2"]["points_ras_mm"].values():
+        for point in pair.values():
+            assert abs((np.array(point) - origin) @ normal) < 1e-9
+    np.testing.assert_allclose([matrix.GetElement(r, 1) for r in range(3)], AXIS, atol=1e-12)

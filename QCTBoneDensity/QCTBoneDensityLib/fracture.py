@@ -76,6 +76,22 @@ def height_lines_to_markups(fractures: dict, name: str = "BoneQCT") -> list:
     return nodes
 
 
+def reformat_sagittal(slice_node, fracture: dict, axis_ras, anterior_ras) -> None:
+    """Show a level's mid-sagittal plane in a slice view, oriented as Slicer's sagittal views
+    (anterior on the left, the body axis up), centred on the level's six points, which lie
+    in that plane. ``axis_ras`` and ``anterior_ras`` are the body's unit axis and anterior
+    direction (``LevelResult.roi_axis_ras``, ``roi_anterior_ras``)."""
+    pairs = fracture["points_ras_mm"].values()
+    center = np.mean([p[end] for p in pairs for end in ("superior", "inferior")], axis=0)
+    right_of_view = -np.asarray(anterior_ras, float)
+    up = np.asarray(axis_ras, float)
+    matrix = slice_node.GetSliceToRAS()
+    for row in range(3):
+        for col, vector in enumerate((right_of_view, up, np.cross(right_of_view, up), center)):
+            matrix.SetElement(row, col, float(vector[row]))
+    slice_node.UpdateMatrices()
+
+
 def fractures_from_markups(nodes) -> dict:
     """The fracture assessment recomputed from height line nodes (``height_lines_to_markups``,
     possibly moved by the reader): heights are the lines' lengths (mm, world RAS), grades and
