@@ -13,7 +13,15 @@ from boneqct.calibration import convert_volume_to_bmd, manual_calibration
 from boneqct.errors import FEError
 from boneqct.fe.analysis import build_model, solve_displacement
 from boneqct.fe.calculix import ccx_executable, run_ccx_deck
-from boneqct.fe.export import FIXED_SETS, LOAD_SET, export_model
+from boneqct.fe.export import (
+    FEB_MAX_MATERIALS,
+    FIXED_SETS,
+    LOAD_SET,
+    export_data,
+    export_model,
+    write_feb,
+    write_inp,
+)
 from boneqct.fe.mesh import BONE, PMMA, VoxelMesh, mesh_vertebral_body
 from boneqct.phantoms import make_spine_phantom
 from boneqct.phantoms.anatomy import SpinePhantomParams
@@ -61,12 +69,33 @@ def test_calculix_on_the_exported_deck_equals_our_reaction(which, l2_model, tmp_
     assert theirs == pytest.approx(ours.reaction_n, rel=5e-3)
 
 
+def _feb_moduli(root) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Materials by name (id, E, v), each element's E and connectivity of a parsed .feb."""
+    materials = {m.get("name"): (int(m.get("id")), float(m.find("E").text),
+                                 float(m.find("v").text))
+                 for m in root.find("Material").findall("material")}
+    domains = {d.get("name"): d.get("mat") for d in root.find("MeshDomains")}
+    parts = root.find("Mesh").findall("Elements")
+    n = sum(len(part) for part in parts)
+    modulus, connectivity = np.full(n, np.nan), np.zeros((n, 8), int)
+    for part in parts:
+        assert part.get("type") == "hex8"
+        material = domains[part.get("name")]
+        for e in part.findall("elem"):
+            index = int(e.get("id")) - 1
+            assert np.isnan(modulus[index])  # each element in exactly one part
+            modulus[index] = materials[material][1]
+            connectivity[index] = [int(v) for v in e.text.split(",")]
+    return materials, modulus, connectivity
+
+
 def test_feb_parses_back_to_the_model(l2_model, tmp_path):
-    """The .feb holds the model's nodes, elements, moduli (one material per modulus, PMMA its
-    own) and boundary node sets; the prescribed value is the applied displacement."""
+    """The .feb (every distinct modulus a material) holds the model's nodes, elements, moduli
+    (PMMA its own material) and boundary node sets; the prescribed value is the applied
+    displacement."""
     model = l2_model
     applied = 0.2
-    path = export_model(model, model.modulus_mpa, tmp_path, ["feb"], applied_mm=applied)["feb"]
+    path = write_feb(model, tmp_path / "model.feb", applied, max_materials=None)
     root = ET.parse(path).getroot()
     assert root.tag == "febio_spec" and root.get("version") == "4.0"
     assert root.find("Module").get("type") == "solid"
@@ -76,21 +105,8 @@ def test_feb_parses_back_to_the_model(l2_model, tmp_path):
     xyz = np.array([[float(v) for v in n.text.split(",")] for n in nodes])
     assert np.allclose(xyz, model.assembler.node_kji()[:, ::-1] * model.mesh.element_mm,
                        atol=1e-6)
-    materials = {m.get("name"): (int(m.get("id")), float(m.find("E").text),
-                                 float(m.find("v").text))
-                 for m in root.find("Material").findall("material")}
+    materials, modulus, connectivity = _feb_moduli(root)
     assert sorted(i for i, _, _ in materials.values()) == list(range(1, len(materials) + 1))
-    domains = {d.get("name"): d.get("mat") for d in root.find("MeshDomains")}
-    modulus = np.full(len(model.assembler.element_nodes), np.nan)
-    connectivity = np.zeros((len(modulus), 8), int)
-    for part in mesh.findall("Elements"):
-        assert part.get("type") == "hex8"
-        material = domains[part.get("name")]
-        for e in part.findall("elem"):
-            index = int(e.get("id")) - 1
-            assert np.isnan(modulus[index])  # each element in exactly one part
-            modulus[index] = materials[material][1]
-            connectivity[index] = [int(v) for v in e.text.split(",")]
     assert np.array_equal(modulus, model.modulus_mpa)
     assert np.array_equal(connectivity, model.assembler.element_nodes + 1)
     is_pmma = model.mesh.element_values(model.mesh.material_kji) == PMMA
@@ -113,6 +129,27 @@ def test_feb_parses_back_to_the_model(l2_model, tmp_path):
     for d, name in enumerate(FIXED_SETS):
         flags = [bcs[name].find(t).text for t in ("x_dof", "y_dof", "z_dof")]
         assert bcs[name].get("type") == "zero displacement" and flags.index("1") == d
+
+
+def test_feb_groups_moduli_and_the_grouping_keeps_the_reaction(l2_model, tmp_path):
+    """export_model's .feb holds at most FEB_MAX_MATERIALS bone materials (the phantom L2 has
+    thousands of distinct moduli), each element's modulus within the deviation written in the
+    file (under 1%); the same grouping in CalculiX changes the reaction by under 0.1%."""
+    model = l2_model
+    assert len(np.unique(model.modulus_mpa)) > 4 * FEB_MAX_MATERIALS
+    path = export_model(model, model.modulus_mpa, tmp_path, "feb", applied_mm=0.2)["feb"]
+    materials, modulus, _ = _feb_moduli(ET.parse(path).getroot())
+    assert len(materials) <= 1 + FEB_MAX_MATERIALS
+    deviation = export_data(model, model.modulus_mpa, 0.2, FEB_MAX_MATERIALS).max_modulus_deviation
+    assert 0 < deviation < 0.01
+    assert f"within {deviation:.2%}" in path.read_text(encoding="ISO-8859-1")[:1000]
+    assert np.all(np.abs(modulus / model.modulus_mpa - 1) <= deviation * (1 + 1e-12))
+    if ccx_executable() is not None:
+        applied = 0.01 * model.mesh.bone_height_mm
+        ours = solve_displacement(model, model.modulus_mpa, applied, rtol=1e-9)
+        deck = write_inp(model, tmp_path / "grouped.inp", applied,
+                         max_materials=FEB_MAX_MATERIALS)
+        assert run_ccx_deck(deck) == pytest.approx(ours.reaction_n, rel=1e-3)
 
 
 def test_export_refuses_unknown_format_and_wrong_moduli(tmp_path):

@@ -5,7 +5,9 @@ Both files hold the same model: the nodes in the model's axis frame (mm; z is th
 the frame-to-RAS matrix is written in the file's header), the 8-node hexahedra (CalculiX's
 C3D8 and FEBio's hex8 share VTK_HEXAHEDRON's node order), one linear elastic isotropic
 material per distinct modulus (bone elements of equal modulus share one; PMMA is its own
-material ``PMMA``), Poisson's ratio ``POISSON_RATIO``, and one static load step: the loaded
+material ``PMMA``; optionally bone moduli grouped into at most ``max_materials`` log-spaced
+bins, each material the mean modulus of its elements: the .feb default, as FEBio builds one
+domain per material), Poisson's ratio ``POISSON_RATIO``, and one static load step: the loaded
 nodes (``LOAD``) displaced ``applied_mm`` down the z axis, the zero-displacement constraints as
 one node set per direction (``FIX_X``, ``FIX_Y``, ``FIX_Z``). Units: mm, N, MPa.
 
@@ -34,6 +36,9 @@ FORMATS = {"inp": ".inp", "feb": ".feb"}
 FIXED_SETS = ("FIX_X", "FIX_Y", "FIX_Z")
 #: Node set of the prescribed displacement along z.
 LOAD_SET = "LOAD"
+#: Bone materials of an FEBio file at most (one part and domain each); the .inp keeps every
+#: distinct modulus (CalculiX handles one material per element of a 1 mm vertebra).
+FEB_MAX_MATERIALS = 256
 
 
 @dataclass
@@ -47,6 +52,8 @@ class ExportModel:
         node_sets: set name -> node numbers (1-based): ``FIXED_SETS`` and ``LOAD_SET``.
         applied_mm: displacement of the loaded nodes down the z axis (mm).
         frame_to_ras: 4x4 matrix taking axis-frame mm to RAS mm.
+        max_modulus_deviation: largest relative difference between an element's modulus and
+            its material's (0 without grouping).
     """
 
     node_xyz_mm: np.ndarray
@@ -55,11 +62,28 @@ class ExportModel:
     node_sets: dict[str, np.ndarray]
     applied_mm: float
     frame_to_ras: np.ndarray
+    max_modulus_deviation: float = 0.0
 
 
-def export_data(model: Model, modulus_mpa: np.ndarray, applied_mm: float) -> ExportModel:
+def _bone_groups(modulus: np.ndarray, max_materials: int | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(group moduli, group of each element): every distinct modulus, or at most
+    ``max_materials`` log-spaced bins holding their elements' mean modulus."""
+    moduli, group = np.unique(modulus, return_inverse=True)
+    if max_materials is None or len(moduli) <= max_materials:
+        return moduli, group
+    edges = np.geomspace(moduli[0], moduli[-1], max_materials + 1)
+    bins = np.clip(np.searchsorted(edges, modulus, side="right") - 1, 0, max_materials - 1)
+    _, group = np.unique(bins, return_inverse=True)
+    means = np.bincount(group, weights=modulus) / np.bincount(group)
+    return means, group
+
+
+def export_data(model: Model, modulus_mpa: np.ndarray, applied_mm: float,
+                max_materials: int | None = None) -> ExportModel:
     """The model with element moduli ``modulus_mpa`` (MPa) and the loaded nodes displaced
-    ``applied_mm`` (mm, positive = towards -z) in the writers' form."""
+    ``applied_mm`` (mm, positive = towards -z) in the writers' form; bone moduli grouped into
+    at most ``max_materials`` materials (None: one per distinct modulus)."""
     modulus = np.asarray(modulus_mpa, float)
     n_elements = len(model.assembler.element_nodes)
     if modulus.shape != (n_elements,) or not np.all(np.isfinite(modulus) & (modulus > 0)):
@@ -76,7 +100,8 @@ def export_data(model: Model, modulus_mpa: np.ndarray, applied_mm: float) -> Exp
             raise FEError("The PMMA elements have different moduli; export expects one.")
         materials.append(("PMMA", float(pmma_moduli[0]), np.flatnonzero(is_pmma) + 1))
     bone = np.flatnonzero(~is_pmma)
-    moduli, group = np.unique(modulus[bone], return_inverse=True)
+    moduli, group = _bone_groups(modulus[bone], max_materials)
+    deviation = float(np.max(np.abs(moduli[group] / modulus[bone] - 1.0), initial=0.0))
     order = np.argsort(group, kind="stable")
     starts = np.searchsorted(group[order], np.arange(len(moduli) + 1))
     materials += [(f"BONE{m + 1}", float(value), bone[order[starts[m]:starts[m + 1]]] + 1)
@@ -90,7 +115,7 @@ def export_data(model: Model, modulus_mpa: np.ndarray, applied_mm: float) -> Exp
     frame_to_ras = mesh.node_ijk_to_ras.copy()
     frame_to_ras[:3, :3] /= h
     return ExportModel(node_xyz, model.assembler.element_nodes + 1, materials, node_sets,
-                       float(applied_mm), frame_to_ras)
+                       float(applied_mm), frame_to_ras, deviation)
 
 
 def _numbers(values: np.ndarray, per_line: int = 16) -> list[str]:
@@ -99,18 +124,20 @@ def _numbers(values: np.ndarray, per_line: int = 16) -> list[str]:
 
 
 def _frame_comment(data: ExportModel) -> str:
-    """The frame-to-RAS matrix as one line of text."""
+    """The frame-to-RAS matrix and the material grouping as one line of text."""
     rows = ";".join(",".join(f"{v:.9g}" for v in row) for row in data.frame_to_ras[:3])
-    return f"axis frame (mm) to RAS (mm), 3x4 rows: {rows}"
+    return (f"axis frame (mm) to RAS (mm), 3x4 rows: {rows}; element moduli within "
+            f"{data.max_modulus_deviation:.2%} of their material's")
 
 
 def write_inp(model: Model, path: str | Path, applied_mm: float, solver: str = "SPOOLES",
-              modulus_mpa: np.ndarray | None = None) -> Path:
+              modulus_mpa: np.ndarray | None = None, max_materials: int | None = None) -> Path:
     """Write the model as a CalculiX/Abaqus input deck (see the module docstring) with
     CalculiX's *STATIC ``solver`` (SPOOLES direct, or ITERATIVE CHOLESKY), atomically; the
-    element moduli are ``modulus_mpa`` (default: the model's)."""
+    element moduli are ``modulus_mpa`` (default: the model's), every distinct one a material
+    unless ``max_materials`` groups them."""
     data = export_data(model, model.modulus_mpa if modulus_mpa is None else modulus_mpa,
-                       applied_mm)
+                       applied_mm, max_materials)
     lines = ["*HEADING", "BoneQCT voxel model (mm, N, MPa)", f"** {_frame_comment(data)}",
              "*NODE"]
     lines += [f"{n + 1},{x:.6f},{y:.6f},{z:.6f}" for n, (x, y, z) in enumerate(data.node_xyz_mm)]
@@ -134,13 +161,15 @@ def write_inp(model: Model, path: str | Path, applied_mm: float, solver: str = "
 
 
 def write_feb(model: Model, path: str | Path, applied_mm: float,
-              modulus_mpa: np.ndarray | None = None) -> Path:
+              modulus_mpa: np.ndarray | None = None,
+              max_materials: int | None = FEB_MAX_MATERIALS) -> Path:
     """Write the model as an FEBio 4.0 input file (see the module docstring), atomically: one
     part (``Elements`` block and ``SolidDomain``) per material, "isotropic elastic" materials,
     "zero displacement" and "prescribed displacement" boundary conditions, one static step
-    ramped by load controller 1, the loaded nodes' reaction (Rz) logged."""
+    ramped by load controller 1, the loaded nodes' reaction (Rz) logged; bone moduli grouped
+    into at most ``max_materials`` materials (None: every distinct modulus)."""
     data = export_data(model, model.modulus_mpa if modulus_mpa is None else modulus_mpa,
-                       applied_mm)
+                       applied_mm, max_materials)
     root = ET.Element("febio_spec", version="4.0")
     root.append(ET.Comment(f" BoneQCT voxel model (mm, N, MPa); {_frame_comment(data)} "))
     ET.SubElement(root, "Module", type="solid")
@@ -212,7 +241,8 @@ def parse_formats(formats) -> list[str]:
 def export_model(model: Model, modulus_mpa: np.ndarray, folder: str | Path, formats,
                  applied_mm: float, name: str = "model") -> dict[str, Path]:
     """Write the model in each of ``formats`` ("inp", "feb"; a list or a comma-separated
-    string) into ``folder`` as ``name.inp`` / ``name.feb``; returns the paths by format.
+    string) into ``folder`` as ``name.inp`` (every distinct modulus a material) /
+    ``name.feb`` (at most ``FEB_MAX_MATERIALS`` bone materials); returns the paths by format.
 
     Args:
         model: the solved or unsolved model (mesh, boundary conditions).
