@@ -26,7 +26,7 @@ from BoneQCTLib.tables import (
     table_node_or_new,
     write_table,
 )
-from BoneQCTLib.volumes import dicom_value, volume_from_node
+from BoneQCTLib.volumes import volume_from_node
 
 #: Attribute names on the table node that hold the fit summary.
 ATTRIBUTE_MATERIAL = "BoneQCT.Material"
@@ -126,15 +126,6 @@ def internal_points_from_markups(node) -> dict[str, np.ndarray]:
     return points_by_name(node, INTERNAL_TISSUES, "internal-calibration tissue")
 
 
-def dicom_kvp(node) -> float | None:
-    """The tube voltage (kVp, DICOM 0018,0060) of a volume from the DICOM database, or None."""
-    value = dicom_value(node, "0018,0060")
-    try:
-        return None if value is None else float(value)
-    except ValueError:
-        return None
-
-
 def internal_calibration_to_table_node(ct_node, points_node=None, table_node=None, k_range=None,
                              kvp: float | None = None):
     """Phantomless calibration of ``ct_node`` from air, fat and muscle (and blood at a point).
@@ -145,8 +136,9 @@ def internal_calibration_to_table_node(ct_node, points_node=None, table_node=Non
             (:func:`internal_points_from_markups`); missing tissues are placed automatically.
         table_node: calibration table to overwrite (None creates one).
         k_range: optional half-open slice range searched for the automatic ROIs.
-        kvp: tube voltage of the scan; default read from the DICOM database
-            (:func:`dicom_kvp`). The core warns when it is unknown or not about 120 kVp.
+        kvp: tube voltage of the scan; default the DICOM header's (Slicer's DICOM database,
+            ``BoneQCTLib.volumes.exam_metadata_from_node``). The core warns when it is unknown
+            or not about 120 kVp.
 
     Returns:
         ``(calibration, table node)``; the table has one row per tissue ROI (measured HU, SD,
@@ -158,7 +150,6 @@ def internal_calibration_to_table_node(ct_node, points_node=None, table_node=Non
     from boneqct.calibration.internal import internal_calibration
 
     volume = volume_from_node(ct_node)
-    kvp = dicom_kvp(ct_node) if kvp is None else kvp
     if kvp is not None:
         volume.metadata["kvp"] = float(kvp)
     calibration = internal_calibration(volume, internal_points_from_markups(points_node), k_range=k_range)

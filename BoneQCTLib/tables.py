@@ -158,6 +158,16 @@ def store_exam(table_node, metadata: dict) -> None:
     store_document(table_node, "Exam", metadata)
 
 
+def store_exam_of(table_node, volume, ct_node, age_years=None, sex=None) -> None:
+    """Store the exam of ``volume`` (its DICOM header's metadata, when it came from DICOM) with
+    the series named by ``ct_node`` when the header names none, and the patient's age and sex
+    the analysis used (:func:`store_exam`)."""
+    store_exam(table_node, {**volume.metadata,
+                            "series_description": volume.metadata.get("series_description")
+                            or ct_node.GetName(),
+                            "patient_age_years": age_years, "patient_sex": sex})
+
+
 def read_exam(table_node) -> dict:
     """The exam metadata stored on ``table_node`` by :func:`store_exam` (empty when none)."""
     return read_document(table_node, "Exam") or {}

@@ -7,6 +7,8 @@ anisotropic spacing survive the round trip exactly.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import slicer
 import slicer.util
@@ -30,7 +32,8 @@ def volume_from_node(node) -> Volume:
     Returns:
         A Volume whose ``array_kji`` is a copy of the node's voxels (so later edits to the node
         do not change it), whose ``ijk_to_ras`` is the node's IJK->RAS matrix, and whose
-        metadata is empty (DICOM metadata is read by ``boneqct.io``, not from the scene).
+        metadata is the exam of its DICOM header when the volume came from Slicer's DICOM
+        database (:func:`exam_metadata_from_node`: patient, study, scanner, kVp ...), else empty.
 
     A parent transform on the node is not applied: measure in the volume's own RAS frame,
     or harden the transform first.
@@ -38,7 +41,8 @@ def volume_from_node(node) -> Volume:
     if node is None or node.GetImageData() is None:
         raise ValueError("The volume node is empty: select a volume that has image data.")
     array_kji = np.array(slicer.util.arrayFromVolume(node), copy=True)
-    return Volume(array_kji=array_kji, ijk_to_ras=_ijk_to_ras_from_node(node), metadata={})
+    return Volume(array_kji=array_kji, ijk_to_ras=_ijk_to_ras_from_node(node),
+                  metadata=exam_metadata_from_node(node))
 
 
 def update_node_from_volume(volume: Volume, node=None, name: str = "BoneQCT volume",
@@ -154,14 +158,39 @@ def segments_to_volume(segmentation_node, segment_ids, reference_volume_node) ->
         scene.RemoveNode(temporary)
 
 
-def dicom_value(node, tag: str) -> str | None:
-    """The value of DICOM ``tag`` ("gggg,eeee") of a volume loaded from Slicer's DICOM
-    database, or None (not from DICOM, no database, e.g. under slicer-core)."""
+def dicom_file(node) -> str | None:
+    """The file of the first DICOM instance a volume node was loaded from (Slicer's DICOM
+    database), or None (not from DICOM, the file is gone, or no database: slicer-core)."""
     database = getattr(slicer, "dicomDatabase", None)
     uids = node.GetAttribute("DICOM.instanceUIDs") if node is not None else None
     if database is None or not uids:
         return None
+    path = database.fileForInstance(uids.split()[0])
+    return path if path and os.path.isfile(path) else None
+
+
+def exam_metadata_from_node(node) -> dict:
+    """The exam metadata of a volume node, read from the header of its first DICOM instance by
+    the core (``boneqct.io.dicom.exam_metadata`` keys: patient, study, scanner, kVp ...; the
+    values it has only), or {} when the volume did not come from DICOM. Identity is included:
+    it goes to reports only (the table's exam document), never to logs."""
+    path = dicom_file(node)
+    if path is None:
+        return {}
+    import pydicom
+
+    from boneqct.io.dicom import exam_metadata
+
     try:
-        return database.instanceValue(uids.split()[0], tag) or None
-    except (AttributeError, TypeError):
-        return None
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, pydicom.errors.InvalidDicomError):
+        return {}
+    return {key: value for key, value in exam_metadata(header).items() if value is not None}
+
+
+def patient_age_and_sex(volume: Volume, age_years=None, sex=None) -> tuple[float | None, str | None]:
+    """The patient's age (years) and sex ("F"/"M") given in the module, else those of the
+    volume's DICOM header (as the command line does), else None."""
+    age = age_years if age_years is not None else volume.metadata.get("patient_age_years")
+    sex = sex or volume.metadata.get("patient_sex")
+    return age, sex if sex in ("F", "M") else None

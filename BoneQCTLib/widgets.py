@@ -10,6 +10,7 @@ so it is exercised inside Slicer only (and checked statically by the tests).
 """
 
 import functools
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -78,10 +79,38 @@ class CalibrationParameters:
     calibrationTable: vtkMRMLTableNode
 
 
+class StatusBarProgress:
+    """The progress of the core's long steps (``boneqct.progress``) in Slicer's status bar and
+    log: each step and each counted item is shown as it starts, and the GUI is kept drawn."""
+
+    class _Bar:
+        def __init__(self, description: str, total):
+            self.description, self.total, self.done = description, total, 0
+
+        def update(self, n: int) -> None:
+            self.done += n
+            of = f"/{self.total}" if self.total else ""
+            slicer.util.showStatusMessage(f"{self.description}: {self.done}{of}")
+            slicer.app.processEvents()
+
+        def close(self) -> None:
+            logging.info(f"BoneQCT: {self.description} done ({self.done})")
+
+    def step(self, description: str) -> None:
+        logging.info(f"BoneQCT: {description}")
+        slicer.util.showStatusMessage(f"{description}...")
+        slicer.app.processEvents()
+
+    def bar(self, description: str, total):
+        self.step(description)
+        return self._Bar(description, total)
+
+
 def moduleAction(failureMessage: str, askFolder: str = ""):
     """Decorate a button slot of a module widget: the dependency guard runs first (the user is
     asked to install what is missing; nothing happens if they decline), errors are shown in
-    a dialog starting with ``failureMessage``, and the wait cursor is on meanwhile. With
+    a dialog starting with ``failureMessage``, the wait cursor is on and the core's steps show
+    in the status bar (:class:`StatusBarProgress`) meanwhile. With
     ``askFolder`` (the dialog's title) the user first chooses a folder, which the slot gets as
     its argument (nothing happens when they cancel). The signal's own arguments are dropped."""
 
@@ -95,7 +124,11 @@ def moduleAction(failureMessage: str, askFolder: str = ""):
                     return
             with slicer.util.tryWithErrorDisplay(failureMessage, waitCursor=True):
                 if ensure_python_packages():
-                    slot(self, folder) if askFolder else slot(self)
+                    from boneqct.progress import reporting
+
+                    with reporting(StatusBarProgress()):
+                        slot(self, folder) if askFolder else slot(self)
+                    slicer.util.showStatusMessage("")
         return run
 
     return decorate

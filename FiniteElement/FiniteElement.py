@@ -236,7 +236,7 @@ class FiniteElementTest(widgets.ModuleTest):
 
         self.delayDisplay("Finite elements on the digital phantom")
         phantom, node, table = self._phantomInScene()
-        seeds = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "seeds")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
         for v in phantom.truth["vertebrae"]:
             seeds.AddControlPoint(*v["body_center_ras_mm"], v["level"])
         logic = FiniteElementLogic()
@@ -263,7 +263,7 @@ class FiniteElementTest(widgets.ModuleTest):
         for v in phantom.truth["vertebrae"]:
             labels[phantom.labels.array_kji == v["label"]] = label_for_level(v["level"], "verse")
         labelsNode = update_node_from_volume(phantom.labels.with_array(labels), name="vertebrae",
-                                             node_class="slicer.vtkMRMLLabelMapVolumeNode")
+                                             node_class="vtkMRMLLabelMapVolumeNode")
         logic = FiniteElementLogic()
         outputs = logic.run(node, table, None, "L2",
                             FEOptions(element_mm=2.0, criterion="linear", label_scheme="verse"),

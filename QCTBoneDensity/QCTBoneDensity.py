@@ -524,7 +524,7 @@ class QCTBoneDensityTest(widgets.ModuleTest):
         inputVolume = update_node_from_volume(phantom.volume, name="spine phantom")
         logic = QCTBoneDensityLogic()
         calibrationTable = logic.calibrateWithPhantom(inputVolume, "mindways-model3")
-        seeds = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "seeds")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
         truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
         for level, vertebra in truth.items():
             seeds.AddControlPoint(*vertebra["body_center_ras_mm"], level)
@@ -575,7 +575,7 @@ class QCTBoneDensityTest(widgets.ModuleTest):
         self.assertTrue(logic.hasCalibration(calibrationTable))
         self.assertTrue(logic.calibrationSummary(calibrationTable).startswith("Internal (phantomless)"))
         l3 = next(v for v in phantom.truth["vertebrae"] if v["level"] == "L3")["body_center_ras_mm"]
-        l3Node = slicer.mrmlScene.AddNewNodeByClass("slicer.vtkMRMLMarkupsFiducialNode", "L3")
+        l3Node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "L3")
         l3Node.AddControlPoint(*l3, "L3")
 
         outputs = logic.runTissue(inputVolume, calibrationTable, l3PointNode=l3Node)

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pydicom
 import pytest
 
 from boneqct.spine.options import SpineOptions
@@ -45,6 +46,7 @@ from QCTBoneDensityLib.spine import (  # noqa: E402
 from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
 from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
+from BoneQCTLib.tables import read_exam  # noqa: E402
 from BoneQCTLib.vertebrae import labels_from_node, seeds_from_markups_node  # noqa: E402
 from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
@@ -611,3 +613,41 @@ def test_spine_report_refuses_a_stale_or_missing_roi_label_map(scene, phantom, t
     assert not can_export_spine_report(scene.AddNewNodeByClass("vtkMRMLTableNode", "empty"))
     with pytest.raises(ValueError, match="holds no spine measurement"):
         export_spine_report(tmp_path / "none.pdf", scene.GetFirstNodeByName("empty"))
+
+
+class _FakeDicomDatabase:
+    """Slicer's DICOM database as the adapters use it: instance UID -> file."""
+
+    def __init__(self, files):
+        self.files = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): str(f)
+                      for f in files}
+
+    def fileForInstance(self, uid):
+        return self.files.get(uid, "")
+
+
+def test_exam_from_the_dicom_database_reaches_table_and_analysis(scene, phantom, tmp_path, monkeypatch):
+    """A CT loaded from Slicer's DICOM database: its header's exam (patient, date, scanner, kVp)
+    is the volume's metadata and the table's exam document, and the header's age and sex
+    are used when the module gives none (as the command line does)."""
+    from boneqct.io.dicom_writer import write_dicom_series
+
+    files = write_dicom_series(phantom.volume, tmp_path / "dicom", kvp=120.0, study_date="20260310",
+                               patient={"name": "DOE^JANE", "id": "P-77", "sex": "F",
+                                        "birth_date": "19560310"})
+    monkeypatch.setattr(slicer, "dicomDatabase", _FakeDicomDatabase(files), raising=False)
+    ct_node = update_node_from_volume(phantom.volume, name="phantom")
+    ct_node.SetAttribute("DICOM.instanceUIDs", " ".join(_FakeDicomDatabase(files).files))
+    from boneqct.calibration import calibrate_with_phantom
+
+    calibration_table = calibration_to_table_node(calibrate_with_phantom(phantom.volume, "mindways-model3"))
+    seeds_node = add_points(scene, [(v["level"], v["body_center_ras_mm"])
+                                    for v in phantom.truth["vertebrae"]])
+    out = run_spine(ct_node, calibration_table, seeds_node=seeds_node)
+    exam = read_exam(out["table"])
+    assert exam["patient_name"] == "DOE^JANE" and exam["patient_id"] == "P-77"
+    assert exam["kvp"] == 120.0 and exam["study_date"] == "2026-03-10"
+    assert exam["patient_sex"] == "F" and exam["patient_age_years"] == 70
+    # without the database the metadata is empty and the node's name names the series
+    monkeypatch.setattr(slicer, "dicomDatabase", None)
+    assert volume_from_node(ct_node).metadata == {}

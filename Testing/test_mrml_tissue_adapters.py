@@ -365,9 +365,15 @@ def test_qa_session_appended_to_the_log_with_flags(scene, tmp_path):
 def test_qa_session_label_is_the_core_rule(scene, tmp_path, monkeypatch):
     """No label given: the study date (from the DICOM database), or the current time said in
     the summary (one rule with the command line, ``boneqct.qa.session_label``)."""
-    class Database:
-        def instanceValue(self, uid, tag):
-            return {"0008,0020": "20240506"}.get(tag, "")
+    from boneqct.io.dicom_writer import write_dicom_series
+    from boneqct.volume import Volume
+
+    header = write_dicom_series(Volume(np.zeros((1, 2, 2), np.int16), np.eye(4)), tmp_path / "dicom",
+                                study_date="20240506")[0]
+
+    class Database:  # Slicer's DICOM database as the adapters use it
+        def fileForInstance(self, uid):
+            return str(header) if uid == "1.2.3" else ""
 
     phantom = make_spine_phantom(seed=11)
     options = QAOptions(phantom_type="digital-esp")

@@ -100,7 +100,7 @@ def slot_connections(module: str) -> dict[str, str]:
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call)
                 and getattr(n.func, "attr", "") == "loadModuleUI")
     slots = next(a for a in call.args if isinstance(a, ast.Dict))
-    connected = {ast.literal_eval(k): v.attr for k, v in zip(slots.keys, slots.values)}
+    connected = {ast.literal_eval(k): v.attr for k, v in zip(slots.keys, slots.values, strict=True)}
     if CALIBRATION_SECTION in module_ui_files(module):  # connected by CalibratingModuleWidget
         connected["calibrateButton"] = "onCalibrateButton"
     return connected
@@ -200,9 +200,10 @@ def test_shared_widget_lifecycle_loads_nothing_heavy_and_defines_the_template_me
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in tree.body
                  if isinstance(node, ast.ImportFrom) and node.module}
-    # module files import it at load time: the standard library, Slicer, Qt and the guard only
-    assert imported <= {"functools", "importlib", "pathlib", "typing", "slicer", "qt", "vtk",
-                        "BoneQCTLib"}
+    # module files import it at load time: the standard library, Slicer, Qt and the guard
+    # only (the core's progress is imported inside moduleAction, after the guard)
+    assert imported <= {"functools", "importlib", "logging", "pathlib", "typing", "slicer", "qt", "vtk",
+                   "BoneQCTLib"}
     mixin = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ParameterNodeWidgetMixin")
     methods = {n.name for n in mixin.body if isinstance(n, ast.FunctionDef)}
     assert {"loadModuleUI", "cleanup", "enter", "exit", "onSceneStartClose", "onSceneEndClose",

@@ -23,7 +23,7 @@ from BoneQCTLib.tables import (
     read_document,
     read_exam,
     store_document,
-    store_exam,
+    store_exam_of,
     table_node_or_new,
     write_table,
 )
@@ -191,7 +191,7 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
         labels_from_node,
         seeds_from_markups_node,
     )
-    from BoneQCTLib.volumes import volume_from_node
+    from BoneQCTLib.volumes import patient_age_and_sex, volume_from_node
 
     options = options or FEOptions()
     if input_volume_node is None:
@@ -208,13 +208,13 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
         seeds = seeds_from_markups_node(seeds_node)
     else:
         labels = labels_from_node(labels_node, input_volume_node, options.label_scheme)
-    result = analyze_fe(volume_from_node(input_volume_node),
-                        calibration_from_table_node(calibration_table_node), options,
+    volume_hu = volume_from_node(input_volume_node)
+    _, sex = patient_age_and_sex(volume_hu, None, sex)
+    result = analyze_fe(volume_hu, calibration_from_table_node(calibration_table_node), options,
                         level=level, seeds=seeds, labels=labels, sex=sex)
     outputs = {"result": result, "table": fe_result_to_table_node(result, table_node),
                "model": mesh_to_model_node(result, model_node, color_by=color_by),
                "chart": load_displacement_plot(result, chart_node)}
     outputs["table"].SetNodeReferenceID(REFERENCE_MESH, outputs["model"].GetID())
-    store_exam(outputs["table"], {"series_description": input_volume_node.GetName(),
-                                  "patient_sex": sex})
+    store_exam_of(outputs["table"], volume_hu, input_volume_node, sex=sex)
     return outputs

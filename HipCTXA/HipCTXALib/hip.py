@@ -31,6 +31,7 @@ from BoneQCTLib import tables
 from BoneQCTLib.calibration import calibration_from_table_node
 from BoneQCTLib.volumes import (
     labelmap_to_node,
+    patient_age_and_sex,
     segments_to_volume,
     update_node_from_volume,
     volume_from_node,
@@ -336,10 +337,11 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     volume_hu = volume_from_node(ct_node)
     labels = None if labels_node is None else femur_labels_from_node(labels_node, ct_node, side,
                                                                      options.label_scheme)
+    age_years, sex = patient_age_and_sex(volume_hu, age_years, sex)
     age_years = None if age_years is None else float(age_years)
     result = analyze_hip(volume_hu, calibration, options, side=side,
                          seed_ras_mm=seed_from_markups_node(seed_node), labels=labels,
-                         population=population, sex=sex or None, age_years=age_years)
+                         population=population, sex=sex, age_years=age_years)
     name = f"{ct_node.GetName()} {side} hip"
     outputs = {
         "result": result, "volume": volume_hu,
@@ -356,8 +358,7 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     table = outputs["table"]
     table.SetNodeReferenceID(REFERENCE_PROJECTION, outputs["projection"].GetID())
     table.SetNodeReferenceID(REFERENCE_REGIONS, outputs["roi_labelmap"].GetID())
-    tables.store_exam(table, {"series_description": ct_node.GetName(), "patient_age_years": age_years,
-                       "patient_sex": sex or None})
+    tables.store_exam_of(table, volume_hu, ct_node, age_years, sex)
     return outputs
 
 

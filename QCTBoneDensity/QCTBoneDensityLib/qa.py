@@ -89,12 +89,10 @@ def run_qa(ct_node, calibration_table_node=None, options=None, *, log_path=None,
         raise ValueError("Choose the QA log file (CSV) the session is appended to.")
     from boneqct.qa import analyze_qa
     from BoneQCTLib.calibration import calibration_from_table_node
-    from BoneQCTLib.volumes import dicom_value, volume_from_node
+    from BoneQCTLib.volumes import volume_from_node
 
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     volume = volume_from_node(ct_node)
-    # the scene holds no DICOM header: the study date (the session label) from the database
-    volume.metadata.setdefault("study_date", dicom_value(ct_node, "0008,0020"))
     result = analyze_qa(volume, calibration, options, log_path=log_path)
     charts = {c.insert: c for c in result.charts}
     table = qa_rows_to_table_node(result.rows, charts, table_node, name=f"{ct_node.GetName()} QA")

@@ -32,12 +32,12 @@ from BoneQCTLib.tables import (
     read_exam,
     referenced_volume,
     store_document,
-    store_exam,
+    store_exam_of,
     table_node_or_new,
     write_table,
 )
 from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
-from BoneQCTLib.volumes import labelmap_to_node, volume_from_node
+from BoneQCTLib.volumes import labelmap_to_node, patient_age_and_sex, volume_from_node
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -393,8 +393,9 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     options = SpineOptions() if options is None else options
     inputs = ({"seeds": seeds_from_markups_node(seeds_node)} if seeds_node is not None else
               {"labels": labels_from_node(labels_node, ct_node, options.label_scheme)})
+    age_years, sex = patient_age_and_sex(volume_hu, age_years, sex)
     result = analyze_spine(volume_hu, calibration, options, **inputs, reference=reference,
-                           age_years=None if age_years is None else float(age_years), sex=sex or None)
+                           age_years=None if age_years is None else float(age_years), sex=sex)
     name = ct_node.GetName()
     table = spine_result_to_table_node(result, table_node, name=f"{name} spine")
     labelmap = roi_labelmap_to_node(volume_hu, result, roi_labelmap_node, name=f"{name} spine ROIs")
@@ -406,8 +407,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     table.SetNodeReferenceID(REFERENCE_CHART_ROLE, None if chart is None else chart.GetID())
     table.SetNodeReferenceID(CT_VOLUME_ROLE, ct_node.GetID())
     table.SetNodeReferenceID(ROI_LABELMAP_ROLE, labelmap.GetID())
-    store_exam(table, {"series_description": name, "patient_age_years": age_years,
-                       "patient_sex": sex or None})
+    store_exam_of(table, volume_hu, ct_node, age_years, sex)
     return {"result": result, "volume": volume_hu, "table": table, "roi_labelmap": labelmap,
             "roi_segmentation": segmentation, "roi_centers": centers, "chart": chart}
 
