@@ -7,7 +7,8 @@ as the flag without its dashes, with underscores (``--roi-thickness-mm`` -> ``ro
 ``--levels`` -> ``levels``): the measurement's ``Options`` fields (``boneqct.options``) and
 the inputs of the command (``seeds``, ``seed``, ``labels``, ``phantom``, ``calibration``,
 ``slope``, ``intercept``, ``series``, ``side``, ``level``, ``sex``, ``age``, ``hu``,
-``anonymize``...). An empty cell keeps the command's default. Switches take yes/no (also
+``anonymize``...), and optionally the case's own limits, ``timeout_s`` and
+``memory_limit_gb``. An empty cell keeps the command's default (or the batch's limit). Switches take yes/no (also
 true/false, 1/0); repeatable arguments (``seed``) take values separated by ``;``. Relative
 paths are relative to the manifest's folder.
 
@@ -28,13 +29,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from boneqct.errors import BoneQCTError, UserFileError
-from boneqct.options import dest_of, options_from_args, options_to_dict
+from boneqct.options import dest_of, number_in, options_from_args, options_to_dict
+from boneqct.resources import MAX_MAX_MEMORY_GB, MIN_MAX_MEMORY_GB
 
 #: Analyses a manifest row can ask for: the ``boneqct`` subcommand of each.
 ANALYSES = ("spine", "hip", "fe", "tissue")
 DEFAULT_ANALYSIS = "spine"
+#: Per-case limits (columns) that replace the batch's for one case, with their ranges: a case
+#: known to be long (fine FE mesh) or large gets its own.
+LIMIT_COLUMNS = {"timeout_s": (1.0, 7 * 24 * 3600.0, " s"),
+                 "memory_limit_gb": (MIN_MAX_MEMORY_GB, MAX_MAX_MEMORY_GB, " GB")}
 #: Columns that are not arguments of the single-case command.
-BASE_COLUMNS = ("case_id", "ct", "analysis")
+BASE_COLUMNS = ("case_id", "ct", "analysis", *LIMIT_COLUMNS)
 #: A case id names a folder: letters, digits, '.', '_', '-'; not starting with '.'.
 CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
 #: Names inside a batch output folder that are not cases.
@@ -57,6 +63,8 @@ class Case:
         settings: every setting of the case (options with their defaults, inputs), which
             ``options_hash`` digests.
         row: the 1-based data row in the manifest.
+        limits: the case's own ``timeout_s`` and ``memory_limit_gb`` (s, GB) when its row
+            gives them, else the batch's apply.
     """
 
     case_id: str
@@ -65,6 +73,7 @@ class Case:
     arguments: tuple[str, ...]
     settings: dict = field(compare=False)
     row: int = 0
+    limits: dict = field(default_factory=dict, compare=False)
 
     @property
     def options_hash(self) -> str:
@@ -192,7 +201,15 @@ def _case(row: dict, number: int, base: Path, parsers: dict) -> Case:
     settings = {"options": options_to_dict(options), "inputs": {
         k: str(v) if isinstance(v, Path) else v for k, v in sorted(vars(args).items())
         if k not in BATCH_ARGUMENTS and k not in option_dests}}
-    return Case(case_id, analysis, ct_path, tuple(arguments), settings, number)
+    limits = {}
+    for column, (low, high, unit) in LIMIT_COLUMNS.items():
+        value = (row.get(column) or "").strip()
+        if value:
+            try:
+                limits[column] = number_in(low, high, unit)(value)
+            except argparse.ArgumentTypeError as exc:
+                raise UserFileError(f"{where}, column {column}: {exc}.") from None
+    return Case(case_id, analysis, ct_path, tuple(arguments), settings, number, limits)
 
 
 def _arguments(action: argparse.Action, value: str, base: Path, where: str) -> list[str]:

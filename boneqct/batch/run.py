@@ -158,8 +158,10 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
         resume: continue the batch in ``out_dir``: finished cases with unchanged settings are
             not run again, nor failed ones unless ``retry_failed``.
         retry_failed: with ``resume``, run the failed and timed-out cases again.
-        timeout_s: time limit of one case, seconds.
-        memory_limit_gb: address-space limit of one case's process, GB.
+        timeout_s: time limit of one case, seconds (a manifest's ``timeout_s`` column
+            replaces it for its case).
+        memory_limit_gb: address-space limit of one case's process, GB (a manifest's
+            ``memory_limit_gb`` column replaces it for its case).
         progress: show Dask's progress bar and the dashboard link on stderr.
 
     Raises:
@@ -204,8 +206,8 @@ def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
     token = uuid.uuid4().hex[:8]
     futures = {client.submit(
         run_case, case.case_id, case.argv(out_dir / case.case_id),
-        str(out_dir / "logs" / f"{case.case_id}.log"), timeout_s, memory_limit_gb,
-        case.case_id in hang, key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
+        str(out_dir / "logs" / f"{case.case_id}.log"), case.limits.get("timeout_s", timeout_s),
+        case.limits.get("memory_limit_gb", memory_limit_gb), case.case_id in hang, key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
         for case in cases}
     with contextlib.ExitStack() as stack:
         bar = None
