@@ -125,6 +125,7 @@ def _base(command: str, option: str, inputs, out):
         "compare": ["compare", inputs["folder"] / "none1.json", inputs["folder"] / "none2.json"],
         "precision": ["precision", inputs["table"], "--out", out, "--json"],
         "qa-report": ["qa-report", inputs["folder"] / "none.csv", "--out", out],
+        "batch": ["batch", "--scan", inputs["folder"], "--out", out.with_suffix(".csv")],
     }[command]
 
 
