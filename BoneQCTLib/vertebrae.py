@@ -102,3 +102,38 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
     lut = np.zeros(len(values) + 1, dtype=np.uint8)
     lut[1:] = values
     return exported.with_array(lut[exported.array_kji.astype(np.intp)])
+
+
+def name_points_by_level(node, lowest_level: str) -> list[str]:
+    """Name the placed points of a markups list by level, from their height: the lowest point
+    (smallest world S) becomes ``lowest_level`` and each higher point the next level up (L4,
+    L3, ... T11), as the user places one point per vertebra in any order and picks the lowest.
+
+    Returns the names in the order of the points in the list.
+
+    Raises:
+        ValueError: no placed point, an unknown level, or more points than levels above it.
+    """
+    levels = level_names()  # cranial to caudal
+    lowest = lowest_level.strip().upper()
+    if lowest not in levels:
+        raise ValueError(f"'{lowest_level}' is not a vertebral level ({', '.join(levels)}).")
+    placed = [index for index in range(node.GetNumberOfControlPoints())
+              if node.GetNthControlPointPositionStatus(index) == node.PositionDefined]
+    if not placed:
+        raise ValueError(f"'{node.GetName()}' has no placed points: place one point per vertebra.")
+    available = levels[: levels.index(lowest) + 1]
+    if len(placed) > len(available):
+        raise ValueError(f"{len(placed)} points but only {len(available)} levels from "
+                         f"{available[0]} down to {lowest}: pick a lower level, or remove points.")
+    position = [0.0, 0.0, 0.0]
+
+    def height_mm(index: int) -> float:
+        node.GetNthControlPointPositionWorld(index, position)
+        return position[2]
+
+    by_height = sorted(placed, key=height_mm)  # caudal first
+    names = {index: available[len(available) - 1 - rank] for rank, index in enumerate(by_height)}
+    for index, name in names.items():
+        node.SetNthControlPointLabel(index, name)
+    return [names[index] for index in placed]

@@ -130,6 +130,8 @@ class FiniteElementWidget(widgets.ModuleWidget):
         p.resultsTable = outputs["table"]
         p.meshModel = outputs["model"]
         slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
+        # the 3D view centres on the mesh
+        slicer.app.layoutManager().threeDWidget(0).threeDView().resetFocalPoint()
         self._updateState()
 
     @widgets.moduleAction("Writing the finite-element report failed.",

@@ -36,6 +36,9 @@ SPINE_INPUT_SEEDS = "Seed points"
 SPINE_INPUT_LABELS = "Label map or segmentation"
 SPINE_INPUT_MODES = [SPINE_INPUT_SEEDS, SPINE_INPUT_LABELS]
 
+#: Vertebral levels, cranial to caudal (as boneqct.spine.levels.LEVEL_NAMES; checked by the tests).
+LEVEL_NAMES = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+
 #: Vertebra label numberings (as boneqct.spine.levels.LABEL_SCHEMES; checked by the tests).
 LABEL_SCHEMES = ["totalsegmentator", "verse"]
 
@@ -108,6 +111,7 @@ class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
 
     spineInputMode: Annotated[str, Choice(SPINE_INPUT_MODES)] = SPINE_INPUT_SEEDS
     spineSeeds: slicer.vtkMRMLMarkupsFiducialNode
+    lowestSeedLevel: Annotated[str, Choice(LEVEL_NAMES)] = "L4"
     spineLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     levelsUsed: str = "L1,L2"
@@ -165,6 +169,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         super().setup()
         self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic(), {
             "convertButton": self.onConvertButton,
+            "nameSeedsButton": self.onNameSeedsButton,
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
             "tissueApplyButton": self.onTissueApplyButton,
@@ -191,8 +196,12 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         """Show the spine inputs of the chosen mode, enable Measure/Export, show the summary."""
         p = self._parameterNode
         seeds = p.spineInputMode == SPINE_INPUT_SEEDS
-        for widget in (self.ui.spineSeedsLabel, self.ui.spineSeedsSelector):
+        for widget in (self.ui.spineSeedsLabel, self.ui.spineSeedsSelector,
+                       self.ui.lowestSeedLevelLabel, self.ui.lowestSeedLevelWidget):
             widget.visible = seeds
+        self.offerAction(self.ui.nameSeedsButton, p.spineSeeds is not None,
+                         "Name the seed points by level from their height, the lowest as chosen",
+                         "Select the seed point list")
         for widget in (self.ui.spineLabelsLabel, self.ui.spineLabelsSelector,
                        self.ui.labelSchemeLabel, self.ui.labelSchemeComboBox):
             widget.visible = not seeds
@@ -247,6 +256,13 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         p.outputBmdVolume = self.logic.convertToBmd(p.inputVolume, p.calibrationTable, p.outputBmdVolume)
         slicer.util.setSliceViewerLayers(background=p.outputBmdVolume, fit=True)
 
+    @widgets.moduleAction("Naming the seed points failed.")
+    def onNameSeedsButton(self) -> None:
+        """Name the seed points by level from their height (the lowest as chosen)."""
+        p = self._parameterNode
+        names = self.logic.nameSeedsByLevel(p.spineSeeds, p.lowestSeedLevel)
+        slicer.util.showStatusMessage(f"Seed points named {', '.join(names)}", 5000)
+
     @widgets.moduleAction("Spine measurement failed.")
     def onSpineApplyButton(self) -> None:
         """Measure the spine and show the results (table, ROIs, centres, reference chart)."""
@@ -265,8 +281,12 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         p.spineRoiLabelmap = outputs["roi_labelmap"]
         p.spineRoiSegmentation = outputs["roi_segmentation"]
         p.spineRoiCenters = outputs["roi_centers"]
-        # the segmentation shows the ROIs; the label map stays in the scene for export
+        # the segmentation shows the ROIs; the label map stays in the scene for export; the
+        # slice views centre on the first measured level
         slicer.util.setSliceViewerLayers(background=p.inputVolume, label=None)
+        if outputs["roi_centers"].GetNumberOfControlPoints():
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(
+                outputs["roi_centers"].GetID(), 0, True)
         if outputs["chart"] is not None:
             slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
         self._updateState()
@@ -366,6 +386,13 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
             roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
         logWarnings("spine", outputs["result"])
         return outputs
+
+    def nameSeedsByLevel(self, seedsNode, lowestLevel: str) -> list:
+        """Name the placed points of ``seedsNode`` by level from their height, the lowest one
+        ``lowestLevel``; returns the names in list order."""
+        from BoneQCTLib.vertebrae import name_points_by_level
+
+        return name_points_by_level(seedsNode, lowestLevel)
 
     def spineSummary(self, tableNode) -> str:
         """Mean BMD, category, T/Z-scores and warnings of a spine table (empty if none)."""

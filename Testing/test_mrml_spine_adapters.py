@@ -47,7 +47,11 @@ from boneqct.spine.types import VertebralROI  # noqa: E402
 from boneqct.volume import Volume  # noqa: E402
 from BoneQCTLib.calibration import calibration_to_table_node  # noqa: E402
 from BoneQCTLib.tables import read_exam  # noqa: E402
-from BoneQCTLib.vertebrae import labels_from_node, seeds_from_markups_node  # noqa: E402
+from BoneQCTLib.vertebrae import (  # noqa: E402
+    labels_from_node,
+    name_points_by_level,
+    seeds_from_markups_node,
+)
 from BoneQCTLib.volumes import update_node_from_volume, volume_from_node  # noqa: E402
 
 COLUMN_NAMES = ["Level", "BMD (mg/cm3)", "SD (mg/cm3)", "Median (mg/cm3)", "Mean (HU)", "SD (HU)",
@@ -147,6 +151,20 @@ def add_points(scene, points, name="seeds"):
     for label, position in points:
         node.AddControlPoint(*position, label)
     return node
+
+
+def test_points_named_by_level_from_their_height(scene):
+    """Points placed in any order as Slicer names them (F-1, F-2 ...) are named by level from
+    the lowest one chosen upwards, and then read as seeds at the same positions."""
+    node = add_points(scene, [("F-1", [0.0, 0.0, 100.0]), ("F-2", [1.0, 2.0, 140.0]),
+                              ("F-3", [-1.0, 0.0, 70.0])])
+    assert name_points_by_level(node, "l3") == ["L2", "L1", "L3"]
+    seeds = seeds_from_markups_node(node)
+    assert seeds["L1"].tolist() == [1.0, 2.0, 140.0] and seeds["L3"].tolist() == [-1.0, 0.0, 70.0]
+    with pytest.raises(ValueError, match="only 2 levels from T11 down to T12"):
+        name_points_by_level(node, "T12")
+    with pytest.raises(ValueError, match="not a vertebral level"):
+        name_points_by_level(node, "L7")
 
 
 def test_seeds_from_markups_node_are_the_placed_ras_points(scene):

@@ -444,8 +444,10 @@ def test_qct_spine_parameters_match_the_core():
     constants = shared_and_module_constants("QCTBoneDensity")
     assert ast.literal_eval(constants["LABEL_SCHEMES"]) == list(LABEL_SCHEMES)
     assert ast.literal_eval(constants["PATIENT_SEXES"]) == ["unknown", "F", "M"]
+    assert ast.literal_eval(constants["LEVEL_NAMES"]) == list(LEVEL_NAMES)
     fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
     assert ast.literal_eval(fields["labelScheme"].value) in LABEL_SCHEMES
+    assert ast.literal_eval(fields["lowestSeedLevel"].value) in LEVEL_NAMES
     levels_used = ast.literal_eval(fields["levelsUsed"].value).split(",")
     assert levels_used and set(levels_used) <= set(LEVEL_NAMES)
     assert annotation_node_classes(fields["spineLabels"].annotation) == {
