@@ -34,7 +34,7 @@ MUST_REFUSE = {"--", "nan", "inf", "-inf", "1e308", "", "abc", "NaN", "+Infinity
 SEED_OPTIONS = {"--seed", "--random-seed"}
 #: Subcommands whose full run is slow (a finite-element solve): a value shared with other
 #: subcommands (the calibration options) is run in full once, elsewhere; here only parsed.
-SLOW = {"fe"}
+SLOW = {"fe", "fe-hip"}
 SHARED = {"--slope", "--intercept"}
 N_RANDOM = 3
 
@@ -119,6 +119,7 @@ def _base(command: str, option: str, inputs, out):
         "qa": ["qa", ct, "--log", out.with_suffix(".csv"), *manual],
         "tissue": ["tissue", ct, "--out", out, "--slices", "12", *manual],
         "hip": ["hip", ct, "--side", "left", "--out", out, *manual],
+        "fe-hip": ["fe-hip", ct, "--side", "left", "--out", out, "--element-mm", "5", *manual],
         "fe": ["fe", ct, "--level", "L2", "--seed", seed, "--out", out, "--element-mm", "5",
                "--criterion", "linear", "--preconditioner", "jacobi", *manual],
         "phantom": ["phantom", "spine", "--out", out, "--format", "nifti"],
