@@ -58,6 +58,47 @@ def describeModule(parent, title: str, helpText: str) -> None:
         "<code>boneqct</code> package, which also has a command line.")
 
 
+#: Digital phantoms offered in Sample Data (category BoneQCT): sample name -> kind.
+SAMPLE_PHANTOMS = {"BoneQCT spine phantom": "spine", "BoneQCT femur phantom": "femur"}
+
+
+def registerSampleData(kind: str, thumbnailFileName: str) -> None:
+    """Offer the digital ``kind`` phantom ("spine" or "femur") in the Sample Data module; a
+    click makes it locally with the core (nothing is downloaded). Call from a module's
+    ``__init__`` through ``slicer.app.connect("startupCompleted()", ...)``."""
+    import SampleData
+
+    name = next(name for name, sampleKind in SAMPLE_PHANTOMS.items() if sampleKind == kind)
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="BoneQCT", sampleName=name, uris=[f"boneqct-phantom:{kind}"],
+        fileNames=[f"{kind}-phantom.nrrd"], nodeNames=[name], thumbnailFileName=thumbnailFileName,
+        customDownloader=loadSamplePhantom)
+
+
+def loadSamplePhantom(source) -> list:
+    """Make the phantom of a Sample Data ``source`` of :func:`registerSampleData` and add it to
+    the scene: the CT volume (HU, with its calibration rods) and, for the spine, its seed
+    points named by level; returns the nodes."""
+    if not ensure_python_packages():
+        return []
+    from boneqct.phantoms import make_spine_phantom
+    from boneqct.phantoms.femur import make_femur_phantom
+    from BoneQCTLib.volumes import update_node_from_volume
+
+    name = source.nodeNames[0]
+    with slicer.util.tryWithErrorDisplay(f"Making the {name} failed.", waitCursor=True):
+        phantom = make_spine_phantom() if SAMPLE_PHANTOMS[name] == "spine" else make_femur_phantom()
+        nodes = [update_node_from_volume(phantom.volume, name=name)]
+        if SAMPLE_PHANTOMS[name] == "spine":
+            seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"{name} seeds")
+            for vertebra in phantom.truth["vertebrae"]:
+                seeds.AddControlPoint(*vertebra["body_center_ras_mm"], vertebra["level"])
+            nodes.append(seeds)
+        slicer.util.setSliceViewerLayers(background=nodes[0], fit=True)
+        return nodes
+    return []
+
+
 class CalibrationParameters:
     """The calibration section's parameters; a module's ``@parameterNodeWrapper`` class
     inherits them (the wrapper reads inherited annotations and defaults).

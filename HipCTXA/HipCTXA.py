@@ -7,6 +7,7 @@ sections follow the CTXA workflow: input, calibration, extraction, rotation, ROI
 report.
 """
 
+from pathlib import Path
 from typing import Annotated, Union
 
 import slicer
@@ -49,6 +50,10 @@ and total hip aBMD, vBMD, BMC, area and volume, with T-scores against DXA refere
 WHO category. The computations are done by the Slicer-free <code>boneqct</code> package, which
 also has a command line (<code>boneqct hip</code>).
 """)
+        # the digital femur phantom in Sample Data, made locally when chosen
+        if not slicer.app.commandOptions().noMainWindow:
+            slicer.app.connect("startupCompleted()", lambda: widgets.registerSampleData(
+                "femur", str(Path(__file__).parent / "Resources" / "Icons" / "HipCTXA.png")))
 
 
 #

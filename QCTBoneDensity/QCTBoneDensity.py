@@ -69,6 +69,10 @@ ESP-like phantom against its nominal values and appends the session to a QA log 
 The computations are done by the Slicer-free <code>boneqct</code> package, which also has a
 command line.
 """)
+        # the digital spine phantom in Sample Data, made locally when chosen
+        if not slicer.app.commandOptions().noMainWindow:
+            slicer.app.connect("startupCompleted()", lambda: widgets.registerSampleData(
+                "spine", str(pathlib.Path(__file__).parent / "Resources" / "Icons" / "QCTBoneDensity.png")))
 
 
 #

@@ -777,3 +777,19 @@ def test_column_catalogue_declares_every_result_table_once_with_units():
             # "(volume)"/"(mass)" say how a ratio is formed, the rest is the unit
             if shown and column["type"] != "text" and shown.group(1) not in ("volume", "mass"):
                 assert shown.group(1) == column["unit"], (table, column["name"])
+
+
+def test_sample_data_offers_the_digital_phantoms_made_locally():
+    """QCTBoneDensity offers the spine phantom and HipCTXA the femur phantom in Sample Data;
+    the loader makes them with the core after the dependency guard (nothing downloaded)."""
+    shared = parse_python(WIDGET_LIFECYCLE)
+    kinds = ast.literal_eval(module_constants(shared)["SAMPLE_PHANTOMS"])
+    assert sorted(kinds.values()) == ["femur", "spine"]
+    for module, kind in (("QCTBoneDensity", "spine"), ("HipCTXA", "femur")):
+        assert f'widgets.registerSampleData(\n                "{kind}"' in module_script(module).read_text()
+    loader = next(n for n in shared.body if isinstance(n, ast.FunctionDef) and n.name == "loadSamplePhantom")
+    assert {"ensure_python_packages", "make_spine_phantom", "make_femur_phantom"} <= _calls(loader)
+    from boneqct.phantoms import make_spine_phantom  # the names the loader calls exist
+    from boneqct.phantoms.femur import make_femur_phantom
+
+    assert callable(make_spine_phantom) and callable(make_femur_phantom)
