@@ -33,6 +33,7 @@ from boneqct.hip.frame import (
     neck_axis,
     superior_end_slice,
 )
+from boneqct.hip.head_neck import head_neck_vbmd
 from boneqct.hip.interpret import hip_basis, hip_scores
 from boneqct.hip.options import (
     DEFAULT_BONE_THRESHOLD_MG_CM3,
@@ -83,6 +84,9 @@ class HipResult:
     femur_mask_kji: np.ndarray | None = field(default=None, repr=False)
     #: BMD (mg/cm3) of the box around the femur: a crop of the CT's grid with its own IJK->RAS
     volume_bmd: Volume | None = field(default=None, repr=False)
+    #: volumetric BMD of the femoral head, subcapital region and neck
+    #: (``boneqct.hip.head_neck.head_neck_vbmd``)
+    head_neck: dict | None = None
 
     def to_dict(self) -> dict:
         """The ``hip.json`` document (without exam metadata)."""
@@ -92,7 +96,7 @@ class HipResult:
                 "region_conventions": REGION_CONVENTIONS,
                 "interpretation": self.interpretation, "qc": self.qc,
                 "projection": self.projection_grid, "options": self.options,
-                "warnings": self.warnings}
+                "head_neck": self.head_neck, "warnings": self.warnings}
 
     def regions_volume(self) -> Volume:
         """The region labels (``boneqct.hip.rois.ROI_LABELS``) as a one-slice volume on the grid
@@ -114,7 +118,8 @@ class HipResult:
             calibration=Calibration.from_dict(document["calibration"]), qc=document["qc"],
             warnings=list(document.get("warnings") or []), options=document.get("options"),
             projection_grid=document["projection"], projection_image=projection_image,
-            roi_labels=None if roi_labels is None else np.asarray(roi_labels, np.uint8))
+            roi_labels=None if roi_labels is None else np.asarray(roi_labels, np.uint8),
+            head_neck=document.get("head_neck"))
 
 
 #: Margin (mm) of the box around the femur in which it is analysed: room for closing the
@@ -217,11 +222,12 @@ def analyze_hip(volume_hu: Volume, calibration: Calibration | None,
           "calibration_warnings": list(getattr(calibration, "warnings", []) or [])}
     grid = {"pixel_mm": projection.pixel_mm, "size_rows_cols": list(projection.bmc_g.shape),
             "axes_ras": projection.axes_ras.tolist()}
+    head_neck = head_neck_vbmd(volume_bmd, mask, frame)
     return HipResult(side, rois, frame, placement, interpretation, calibration, qc,
-                     basis.warnings() + interpretation["warnings"] + _frame_warnings(frame),
-                     options_to_dict(options), grid,
+                     basis.warnings() + interpretation["warnings"] + _frame_warnings(frame)
+                     + head_neck["warnings"], options_to_dict(options), grid,
                      projection.as_volume(frame.dxa_rotation_ras()), roi_labels, projection,
-                     mask, volume_bmd)
+                     mask, volume_bmd, head_neck)
 
 
 def _frame_warnings(frame: FemurFrame) -> list[str]:

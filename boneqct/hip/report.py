@@ -72,6 +72,7 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
                      _fmt(roi["bmc_g"], ".2f"), _fmt(roi["area_cm2"], ".2f"),
                      _fmt(roi["volume_cm3"], ".1f"), _fmt(roi.get("t_score"), ".2f")])
     story += [Paragraph("Results", STYLES["Heading2"]), table(rows, [28, 24, 26, 20, 20, 24, 18])]
+    story += _head_neck_lines(result.head_neck)
     interp = result.interpretation
     if interp.get("category"):
         story.append(Paragraph(f"Lowest T-score of neck and total hip: <b>{interp['t_score_min']:.2f}"
@@ -96,6 +97,23 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
                            f"{f.neck_shaft_angle_deg:.1f} deg, anteversion relative to the scanner "
                            f"{f.anteversion_deg:.1f} deg.", STYLES["Normal"]))
     return write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
+
+
+def _head_neck_lines(head_neck: dict | None) -> list:
+    """The femoral head, subcapital and neck vBMD table (``boneqct.hip.head_neck``)."""
+    if not head_neck:
+        return []
+    rows = [["Region", "vBMD (mg/cm3)", "SD (mg/cm3)", "Volume (cm3)", "Along the neck axis (mm)"]]
+    for name, region in head_neck["regions"].items():
+        rows.append([name, _fmt(region["vbmd_mg_cm3"], ".1f"), _fmt(region["sd_mg_cm3"], ".1f"),
+                     _fmt(region["volume_cm3"], ".2f"),
+                     f"{region['from_mm']:.0f} to {region['to_mm']:.0f}"])
+    return [Spacer(1, 2 * mm), Paragraph("Femoral head and neck (volumetric BMD, for fixation "
+                                         "planning)", STYLES["Heading2"]),
+            table(rows, [24, 26, 24, 24, 44]),
+            Paragraph("Regions: " + "; ".join(f"{name}: {text}" for name, text in
+                                              head_neck["definitions"].items())
+                      + " (docs/domain.md section 5).", STYLES["Italic"])]
 
 
 __all__ = ["ROI_COLORS", "projection_figure", "write_hip_report"]
