@@ -127,6 +127,7 @@ def _base(command: str, option: str, inputs, out):
         "precision": ["precision", inputs["table"], "--out", out, "--json"],
         "qa-report": ["qa-report", inputs["folder"] / "none.csv", "--out", out],
         "batch": ["batch", "--scan", inputs["folder"], "--out", out.with_suffix(".csv")],
+        "screw": ["screw", ct, "--out", out, "--line", "s=0,-35,0:0,-15,0", *manual],
     }[command]
 
 
