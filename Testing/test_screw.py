@@ -351,10 +351,11 @@ def test_cli_measures_lines_with_negative_coordinates(tmp_path, capsys):
     ("a=0,0,0:0,0,500", "outside the image"),
     ("a=-3,2,1:-3,2,1", "apart"),
     ("a=1,2:3,4,5", "Cannot read the screw"),
+    (None, "No screw was given"),
 ])
 def test_cli_refuses_screws_it_cannot_measure(tmp_path, capsys, line, message):
     write_volume(_cube(150.0), tmp_path / "ct.nii.gz")
-    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line", line,
+    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", *(["--line", line] if line else []),
                  "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err

@@ -12,6 +12,7 @@ from boneqct.cli.common import (
     print_done,
     start_measurement,
 )
+from boneqct.errors import ScrewError
 from boneqct.io.atomic import write_output_set
 from boneqct.screw.options import ScrewOptions
 
@@ -21,8 +22,9 @@ SCREW_EXAMPLE = ("boneqct screw ct_folder/ --phantom mindways-model3 "
 
 
 def _add_screw_inputs(parser) -> None:
-    """The planned screws, their length, and where the vertebrae are (optional)."""
-    screws = parser.add_mutually_exclusive_group(required=True)
+    """The planned screws (--line or --lines: checked by the command, so that a line missing
+    ends with its own message), their length, and where the vertebrae are (optional)."""
+    screws = parser.add_mutually_exclusive_group()
     screws.add_argument("--line", action="append", metavar="NAME=R,A,S:R,A,S",
                         help="a planned screw: entry and tip, RAS mm (repeatable; negative "
                              "numbers as typed: L4_right=22,-60,10:5,-25,12)")
@@ -58,6 +60,10 @@ def _cmd_screw(args) -> int:
     from boneqct.screw.pipeline import analyze_screws
     from boneqct.spine.interpret import CEMENT_NOTE
 
+    if not args.line and not args.lines:
+        raise ScrewError("No screw was given; give each planned screw as --line "
+                         "NAME=R,A,S:R,A,S (entry:tip, RAS mm) or a Slicer markups line file "
+                         "with --lines FILE.mrk.json.")
     options = start_measurement(args, ScrewOptions)
     lines = (read_markups_lines(args.lines, args.length_mm) if args.lines
              else parse_line_args(args.line, args.length_mm))
