@@ -151,15 +151,19 @@ def _coordinate_options():
 
 
 def _required_argv(name: str, but: str) -> list[str]:
-    """``name`` with a value for each of its required arguments (positional input "ct")
-    except ``but``."""
+    """``name`` with a value for each of its required arguments and required groups
+    (positional input "ct") except ``but``."""
+    parser = dict(_subcommands())[name]
     argv = [name]
-    for action in dict(_subcommands())[name]._actions:
+    for action in parser._actions:
         if not action.option_strings and action.dest != "help":
             argv.append("ct")
         elif action.required and but not in action.option_strings:
             argv += [action.option_strings[0], str(action.choices[0]) if action.choices
                      else "L2" if "level" in action.dest else "o"]
+    for group in parser._mutually_exclusive_groups:
+        if group.required and not any(but in a.option_strings for a in group._group_actions):
+            argv += [group._group_actions[0].option_strings[0], "o"]
     return argv
 
 
