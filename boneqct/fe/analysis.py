@@ -94,7 +94,7 @@ class Solution:
         displacement_mm: (n_dof,) nodal displacements in the axis frame (x, y, z per node).
         applied_mm: top-platen displacement along the axis (positive = compression).
         reaction_n: compressive reaction force on the top platen (N).
-        modulus_mpa: element moduli used (secant moduli in the nonlinear case).
+        modulus_mpa: element (elastic) moduli.
         reports: solver reports (one per linear solve).
         stress_mpa: (n_elements, 6) element-mean stresses of the elastic-plastic state (None:
             linear, stress = modulus x elasticity x strain).
@@ -318,6 +318,6 @@ def nonlinear_curve(model: Model, *, final_strain: float = NONLINEAR_STRAIN,
                                                     apply_m=apply_m,
                                                     residual_rtol=residual_rtol)
     solution = Solution(final["displacement_mm"], curve[-1]["displacement_mm"],
-                        curve[-1]["force_n"], final["modulus_mpa"], list(final["reports"]),
+                        curve[-1]["force_n"], model.modulus_mpa, list(final["reports"]),
                         final["stress_mpa"], final["yielded"])
     return curve, solution, bool(converged and linear.reports[0].converged)

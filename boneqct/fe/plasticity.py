@@ -249,9 +249,10 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
     Returns:
         (curve, state, converged): curve points {"apparent_strain", "displacement_mm",
         "force_n", "yielded_fraction", "iterations"}; ``state`` a dict with the final
-        displacement_mm, element-mean stress_mpa, secant modulus_mpa, yielded (bool per
-        element) and the solver reports; converged is False when an increment's equilibrium
-        iterations did not reach ``residual_rtol``.
+        displacement_mm, element-mean stress_mpa, yielded (bool per element), the solver
+        reports and first_yield_mm; converged is False when an increment's equilibrium
+        iterations did not reach ``residual_rtol`` (the correction solves are loose on
+        purpose: only equilibrium decides).
     """
     kin = ElementKinematics(model)
     surface = Surface.of_model(model)
@@ -304,10 +305,7 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
         yielded_ever |= (state.gamma > 0).any(axis=1)
         curve.append(_point(target, height, force,
                             float((yielded_ever & model.is_bone).sum() / n_bone), iterations))
-    converged &= all(r.converged or r.relative_residual <= 10 * CORRECTION_RTOL
-                     for r in solver.reports)
     final = {"displacement_mm": u, "stress_mpa": step.stress_mpa.mean(axis=1),
-             "modulus_mpa": model.modulus_mpa * np.where(step.yielding, step.secant_ratio, 1.0),
              "yielded": yielded_ever & model.is_bone, "reports": solver.reports,
              "first_yield_mm": first_yield_mm}
     return curve, final, bool(converged)
