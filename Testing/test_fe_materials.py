@@ -112,3 +112,30 @@ def test_floors_and_refusals():
         get_law("kopperdahl2002").modulus_mpa(100.0, "CaHA")
     with pytest.raises(FEError, match="choose one of"):
         get_law("keller1994")
+
+
+def test_fe_json_of_an_ha_calibration_records_the_ha_chain():
+    """A whole analysis on HA-calibrated density: the moduli are the law's on the converted
+    density and fe.json's material record holds the HA chain, not the K2HPO4 one."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from boneqct.fe.vertebra import analyze_vertebra
+    from boneqct.volume import Volume
+
+    k, j, i = np.mgrid[:20, :24, :24]
+    mask = ((j - 11.5) ** 2 + (i - 11.5) ** 2 <= 8.0 ** 2) & (k >= 3) & (k < 17)
+    bmd = Volume(np.where(mask, 120.0, 0.0).astype(np.float32), np.eye(4))
+    body = SimpleNamespace(body_mask_kji=mask, axis_ras=np.array([0.0, 0.0, 1.0]),
+                           anterior_ras=np.array([0.0, 1.0, 0.0]), level="L2", warnings=[])
+    result = analyze_vertebra(bmd, body, criterion="linear", element_mm=2.0,
+                              density_material="HA")
+    document = result.to_dict()
+    assert [s["name"] for s in document["material"]["chain_steps"]] == ["HA_to_K2HPO4"]
+    assert document["material"]["calibration_material"] == "HA"
+    model = result.model
+    element_bmd = model.mesh.element_values(model.mesh.bmd_mg_cm3_kji)[model.is_bone]
+    assert element_bmd.max() == pytest.approx(120.0, rel=1e-4)
+    assert model.modulus_mpa[model.is_bone] == pytest.approx(
+        np.maximum(2980.0 * (0.835 * element_bmd / 1000.0) ** 1.05, 1.0), rel=1e-9)
