@@ -36,26 +36,32 @@ from boneqct.volume import Volume, lps_to_ras
 
 #: Voxel edge (mm) of the working copy.
 WORK_SPACING_MM = 2.5
-#: HU above which a voxel counts as (cortical or dense) bone.
+#: HU above which a voxel counts as (cortical or dense) bone, and the lower HU above which
+#: it counts as the bone enclosing the canal (thin laminae of low density, partial volume).
 BONE_HU = 180.0
+CANAL_RING_HU = 120.0
 #: A CT in HU holds fat and air below this HU; an MR holds no negative values.
 LOW_HU = -50.0
 MIN_LOW_FRACTION = 0.005
 #: Canal cross-section: area (mm2) and mean HU of a hole in the bone mask that can be canal.
 CANAL_AREA_MM2 = (40.0, 450.0)
-CANAL_MEAN_HU = (-200.0, 110.0)
+CANAL_MEAN_HU = (-200.0, 75.0)
 #: Linking canal holes: most slices skipped (mm) and in-plane step (mm) between linked holes.
 CANAL_LINK_GAP_MM = 20.0
 CANAL_LINK_STEP_MM = 8.0
 #: The canal's path is carried on this far (mm) beyond its last enclosed holes, so the end
 #: bodies (whose arch is shorter than the body) are seen whole.
 CANAL_END_EXTENSION_MM = 12.0
+#: Smoothing (Gaussian SD, slices) of the canal's path before taking its direction.
+CANAL_SMOOTH_SLICES = 8.0
 #: Least cranio-caudal length (mm) of a canal: about two vertebrae.
 MIN_CANAL_LENGTH_MM = 50.0
 #: How far (mm) in front of the canal's centre the body's posterior wall is sought, and the
 #: half-width (mm) of the band about the canal's midline a body may occupy.
-BODY_SEARCH_MM = 45.0
+BODY_SEARCH_MM = 20.0
 BODY_HALF_WIDTH_MM = 32.0
+#: Half-width (mm) of the band of rays sent forward from the canal to meet the body.
+RAY_BAND_MM = 8.0
 #: Deepest body (mm, antero-posterior) searched in front of its posterior wall.
 BODY_DEPTH_MAX_MM = 60.0
 #: Least distance (mm) between body centres, and least prominence of a body's peak in the
@@ -66,15 +72,16 @@ MIN_PEAK_PROMINENCE = 0.3
 #: the body's antero-posterior level, on both sides, above which a body is fused to the wings.
 ALA_REACH_MM = 35.0
 MIN_ALA_FRACTION = 0.3
-#: Ribs: bone volume (mm3) on one side, RIB_BAND_MM from the canal's midline, within
-#: RIB_SLAB_MM of the body's centre and from the body's centre to RIB_BACK_MM behind the canal.
-RIB_BAND_MM = (55.0, 95.0)
-RIB_SLAB_MM = 10.0
-RIB_BACK_MM = 40.0
-MIN_RIB_VOLUME_MM3 = 150.0
-#: ... and at least this fraction of the largest such volume (the tip of the T12 rib, sloping
-#: down, can reach beside L1, with far less bone there than beside a rib-bearing vertebra).
-RIB_RELATIVE = 0.35
+#: Ribs: 3D components of bone beside the spine (from RIB_INNER_MM off the canal's midline,
+#: behind a plane RIB_FRONT_MM in front of the canal, which cuts them from the sternum, and in
+#: front of one RIB_BACK_MM behind it, which cuts them from a table or calibration phantom) that
+#: start within RIB_HEAD_MM of the midline and reach out beyond RIB_REACH_MM; each rib belongs
+#: to the body nearest its medial end (the rib head articulates with its own vertebra).
+RIB_INNER_MM = 30.0
+RIB_HEAD_MM = 45.0
+RIB_REACH_MM = 80.0
+RIB_FRONT_MM = 25.0
+RIB_BACK_MM = 45.0
 #: Ribs are not sought on the two bodies above the sacrum (the iliac crests lie beside them).
 RIB_CLEAR_OF_SACRUM = 2
 #: Vertebral column names from T1 to the sacrum, for naming by counting from an anchor.
@@ -94,7 +101,7 @@ class DetectedLevel:
     confidence: float
     named_by: str
     height_mm: float
-    rib_volume_mm3: float
+    ribs: int
     ala_fraction: float
 
 
@@ -150,16 +157,18 @@ def detect_vertebrae(volume_hu: Volume) -> DetectionResult:
     """
     grid = working_grid(volume_hu)
     _check_ct(grid.hu)
-    bone = ndimage.gaussian_filter(grid.hu, 0.7) > BONE_HU
-    canal = _canal_path(grid, bone)
-    bodies = _bodies(grid, bone, canal)
+    smooth = ndimage.gaussian_filter(grid.hu, 0.7)
+    bone = smooth > BONE_HU
+    canal = _canal_path(grid, smooth > CANAL_RING_HU)
+    bodies = _bodies(grid, smooth, canal)
     for body in bodies:
         body.update(_anchor_scores(grid, bone, canal, body))
+    _count_ribs(grid, bone, canal, bodies)
     levels, anchors, warnings, transitional = _name(bodies)
     result_levels = [DetectedLevel(
         level=name, centroid_ras_mm=[float(v) for v in grid.ras_mm(body["zyx"])],
         confidence=round(confidence, 2), named_by=named_by,
-        height_mm=float(body["height_mm"]), rib_volume_mm3=float(body["rib_mm3"]),
+        height_mm=float(body["height_mm"]), ribs=int(body["ribs"]),
         ala_fraction=float(body["ala"]))
         for body, (name, confidence, named_by) in zip(bodies, levels, strict=True)]
     return DetectionResult(method="canal-body-profile", anchors=anchors, levels=result_levels,
@@ -265,39 +274,63 @@ def _canal_path(grid: _Grid, bone: np.ndarray) -> dict:
             "x": np.interp(z_all, z_chain, x_med), "length_mm": best_length}
 
 
-def _body_slices(grid: _Grid, bone: np.ndarray, canal: dict) -> tuple[np.ndarray, list]:
-    """Per canal slice: the area (mm2) and centroid (y, x index) of the outline (convex hull)
-    of the bone region
-    first met going anterior from the canal's centre, and that region's mask (None where
-    there is none)."""
+def _canal_frames(canal: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per canal slice: the canal's smoothed centre (z, y, x index), and unit vectors across the canal
+    (index units): anterior (towards -y, LPS) and lateral (towards +x), both perpendicular to
+    the canal's smoothed direction."""
+    z = canal["z"].astype(float)
+    y = ndimage.gaussian_filter1d(canal["y"], CANAL_SMOOTH_SLICES, mode="nearest")
+    x = ndimage.gaussian_filter1d(canal["x"], CANAL_SMOOTH_SLICES, mode="nearest")
+    tangent = np.stack([np.ones_like(z), np.gradient(y), np.gradient(x)], axis=1)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    lateral = np.array([0.0, 0.0, 1.0]) - tangent[:, 2:3] * tangent
+    lateral /= np.linalg.norm(lateral, axis=1, keepdims=True)
+    anterior = np.cross(lateral, tangent)
+    anterior *= -np.sign(anterior[:, 1:2] + 1e-12)          # pointing to -y (anterior)
+    return np.stack([z, y, x], axis=1), anterior, lateral
+
+
+def _body_slices(grid: _Grid, smooth_hu: np.ndarray, canal: dict) -> tuple[np.ndarray, list,
+                                                                          list]:
+    """Per canal slice, in the plane across the canal there (a tilted spine is cut across
+    its bodies, not obliquely): the area (mm2) of the outline (convex hull) of the bone region
+    first met going anterior from the canal's centre, the outline's centroid (z, y, x index)
+    and its extent (depth, width, index units); None where no bone is met."""
     s = grid.spacing_mm
-    reach, half = int(BODY_SEARCH_MM / s), int(BODY_HALF_WIDTH_MM / s)
-    areas, masks, spans = np.zeros(len(canal["z"])), [], []
-    for n, (z, yc, xc) in enumerate(zip(canal["z"], canal["y"], canal["x"], strict=True)):
-        yc, xc = int(round(yc)), int(round(xc))
-        x0, x1 = max(xc - half, 0), min(xc + half + 1, bone.shape[2])
-        ray = bone[z, max(yc - reach, 0):yc + 1, xc][::-1]     # from the canal forwards
-        hits = np.flatnonzero(ray)
-        if hits.size == 0:
-            masks.append(None)
+    centres, anterior, lateral = _canal_frames(canal)
+    u = np.arange(0.0, BODY_DEPTH_MAX_MM + BODY_SEARCH_MM, s) / s       # anterior, index units
+    v = np.arange(-BODY_HALF_WIDTH_MM, BODY_HALF_WIDTH_MM + s / 2, s) / s
+    centre_v = int(np.argmin(np.abs(v)))
+    reach, ray_band = int(BODY_SEARCH_MM / s), int(RAY_BAND_MM / s)
+    areas, outline_centres, spans = np.zeros(len(centres)), [], []
+    for n, (point, a, lat) in enumerate(zip(centres, anterior, lateral, strict=True)):
+        coords = (point[:, None, None] + a[:, None, None] * u[None, :, None]
+                  + lat[:, None, None] * v[None, None, :])
+        plane = ndimage.map_coordinates(smooth_hu, coords, order=1, cval=-1000.0) > BONE_HU
+        # rays forward from the canal beside the midline too: the midline one passes through
+        # the basivertebral foramen at mid-height of a body
+        band = plane[:reach + 1, centre_v - ray_band:centre_v + ray_band + 1]
+        rows, cols = np.nonzero(band)
+        if rows.size == 0:
+            outline_centres.append(None)
             spans.append(None)
             continue
-        wall_y = yc - int(hits[0])
-        y0 = max(wall_y - int(BODY_DEPTH_MAX_MM / s), 0)
-        labels, _ = ndimage.label(bone[z, y0:wall_y + 1, x0:x1], structure=np.ones((3, 3)))
-        region = np.zeros(bone.shape[1:], bool)
-        region[y0:wall_y + 1, x0:x1] = labels == labels[wall_y - y0, xc - x0]
-        points = np.argwhere(region)
+        wall = int(rows.min())
+        labels, _ = ndimage.label(plane[wall:], structure=np.ones((3, 3)))
+        first = labels[0, centre_v - ray_band:centre_v + ray_band + 1]
+        points = np.argwhere(np.isin(labels, first[first > 0])).astype(float)
+        points = points[points[:, 0] >= 1]  # not the wall's row: it joins the arch round the canal
         if len(points) < 3 or np.linalg.matrix_rank(points - points.mean(axis=0)) < 2:
-            masks.append(None)
+            outline_centres.append(None)
             spans.append(None)
             continue
         # the hull: the body's cross-section, whether or not its thin cortex is closed
         hull = ConvexHull(points)
         areas[n] = hull.volume * s * s
-        masks.append(_polygon_centroid(points[hull.vertices]))
+        cu, cv = _polygon_centroid(points[hull.vertices])
+        outline_centres.append(point + a * u[wall] + a * cu + lat * v[0] + lat * cv)
         spans.append(np.ptp(points, axis=0) + 1)
-    return areas, masks, spans
+    return areas, outline_centres, spans
 
 
 def _polygon_centroid(vertices: np.ndarray) -> np.ndarray:
@@ -307,10 +340,10 @@ def _polygon_centroid(vertices: np.ndarray) -> np.ndarray:
     return ((a + b) * cross[:, None]).sum(axis=0) / (3.0 * cross.sum())
 
 
-def _bodies(grid: _Grid, bone: np.ndarray, canal: dict) -> list[dict]:
+def _bodies(grid: _Grid, smooth_hu: np.ndarray, canal: dict) -> list[dict]:
     """The vertebral bodies along the canal, cranial first: centroid (z, y, x index), height
     (mm), width and depth (index), from the peaks of the body-area profile."""
-    areas, centres_yx, spans = _body_slices(grid, bone, canal)
+    areas, outline_centres, spans = _body_slices(grid, smooth_hu, canal)
     # zero at both ends, so a body at the end of the canal still makes a peak
     smooth = np.pad(ndimage.gaussian_filter1d(areas, 0.7), 1)[1:-1]
     smooth[[0, -1]] = 0.0
@@ -329,10 +362,10 @@ def _bodies(grid: _Grid, bone: np.ndarray, canal: dict) -> list[dict]:
     bodies = []
     for n, peak in enumerate(peaks):
         lo, hi = bounds[n], bounds[n + 1]
-        rows = [i for i in range(lo, hi + 1) if centres_yx[i] is not None
+        rows = [i for i in range(lo, hi + 1) if outline_centres[i] is not None
                 and areas[i] >= 0.5 * smooth[peak]]
         weights = np.array([areas[i] for i in rows])
-        centres = np.array([(canal["z"][i], *centres_yx[i]) for i in rows])
+        centres = np.array([outline_centres[i] for i in rows])
         centroid = weights @ centres / weights.sum()
         depth, width = np.median([spans[i] for i in rows], axis=0)
         bodies.append({"zyx": centroid, "height_mm": len(rows) * grid.spacing_mm,
@@ -343,9 +376,8 @@ def _bodies(grid: _Grid, bone: np.ndarray, canal: dict) -> list[dict]:
 
 
 def _anchor_scores(grid: _Grid, bone: np.ndarray, canal: dict, body: dict) -> dict:
-    """How much the body looks fused to sacral alae (bone fraction beside it at its own
-    antero-posterior level, the smaller side) and rib-bearing (bone volume, mm3, out beside
-    the canal within its slab, the larger side)."""
+    """How much the body looks fused to sacral alae: the bone fraction beside it at its own
+    antero-posterior level, the smaller side."""
     s = grid.spacing_mm
     z, y, x = body["zyx"]
     yc, xc = body["canal_yx"]
@@ -359,15 +391,33 @@ def _anchor_scores(grid: _Grid, bone: np.ndarray, canal: dict, body: dict) -> di
         xs = sorted((int(round(x + side * inner)), int(round(x + side * outer))))
         box = bone[core, max(y_front, 0):max(y_back, 0) + 1, max(xs[0], 0):max(xs[1], 0) + 1]
         ala.append(float(box.mean()) if box.size else 0.0)
-    slab = slice(max(int(round(z - RIB_SLAB_MM / s)), 0),
-                 min(int(round(z + RIB_SLAB_MM / s)) + 1, nz))
-    rib_y = slice(max(int(round(y)), 0), max(int(round(yc + RIB_BACK_MM / s)), 0) + 1)
-    rib = []
-    for side in (-1, 1):
-        xs = sorted((int(round(xc + side * RIB_BAND_MM[0] / s)),
-                     int(round(xc + side * RIB_BAND_MM[1] / s))))
-        rib.append(float(bone[slab, rib_y, max(xs[0], 0):max(xs[1], 0) + 1].sum()) * s ** 3)
-    return {"ala": min(ala), "rib_mm3": max(rib)}
+    return {"ala": min(ala)}
+
+
+def _count_ribs(grid: _Grid, bone: np.ndarray, canal: dict, bodies: list[dict]) -> None:
+    """Set each body's ``ribs``: how many rib components have their medial end nearest it."""
+    s = grid.spacing_mm
+    z0, z1 = int(canal["z"][0]), int(canal["z"][-1])
+    sub = bone[z0:z1 + 1]
+    x_index = np.arange(sub.shape[2])[None, None, :]
+    y_index = np.arange(sub.shape[1])[None, :, None]
+    lateral_mm = np.abs(x_index - canal["x"][:, None, None]) * s
+    behind = ((y_index >= canal["y"][:, None, None] - RIB_FRONT_MM / s)
+              & (y_index <= canal["y"][:, None, None] + RIB_BACK_MM / s))
+    labels, n = ndimage.label(sub & behind & (lateral_mm >= RIB_INNER_MM))
+    for body in bodies:
+        body["ribs"] = 0
+    if n == 0:
+        return
+    index = np.arange(1, n + 1)
+    lateral = np.broadcast_to(lateral_mm, sub.shape)
+    inner = ndimage.minimum(lateral, labels, index)
+    outer = ndimage.maximum(lateral, labels, index)
+    body_z = np.array([b["zyx"][0] for b in bodies])
+    for value in index[(np.asarray(inner) <= RIB_HEAD_MM) & (np.asarray(outer) >= RIB_REACH_MM)]:
+        zs, _, _ = np.nonzero((labels == value) & (lateral <= inner[value - 1] + 5.0))
+        head_z = z0 + zs.mean()
+        bodies[int(np.argmin(np.abs(body_z - head_z)))]["ribs"] += 1
 
 
 def _name(bodies: list[dict]) -> tuple[list[tuple[str, float, str]], list[dict], list[str],
@@ -378,21 +428,17 @@ def _name(bodies: list[dict]) -> tuple[list[tuple[str, float, str]], list[dict],
     sacrum = next((i for i, b in enumerate(bodies) if b["ala"] >= MIN_ALA_FRACTION and i > 0),
                   None)
     rib_limit = n if sacrum is None else max(sacrum - RIB_CLEAR_OF_SACRUM, 0)
-    rib_volumes = [b["rib_mm3"] for b in bodies[:rib_limit]]
-    threshold = max([MIN_RIB_VOLUME_MM3] + [RIB_RELATIVE * v for v in rib_volumes])
-    ribbed = [v >= threshold for v in rib_volumes]
-    t12 = None
-    if ribbed and ribbed[0]:
-        t12 = next((i - 1 for i, r in enumerate(ribbed) if not r), None)
-        if t12 is None and sacrum is not None:
-            t12 = rib_limit - 1
+    ribbed = [b["ribs"] > 0 for b in bodies[:rib_limit]]
+    # T12: the lowest rib-bearing body, in a run of them from the top of the scan or of two
+    t12 = next((i for i in range(len(ribbed) - 1, -1, -1) if ribbed[i]
+                and (i > 0 and ribbed[i - 1] or all(ribbed[:i + 1]))), None)
     anchors, warnings, transitional = [], [], None
     if sacrum is not None:
         anchors.append({"anchor": "sacrum", "level": "S1", "body_index": sacrum,
                         "ala_fraction": round(bodies[sacrum]["ala"], 2)})
     if t12 is not None:
         anchors.append({"anchor": "ribs", "level": "T12", "body_index": t12,
-                        "rib_volume_mm3": round(bodies[t12]["rib_mm3"], 0)})
+                        "ribs": bodies[t12]["ribs"]})
     if sacrum is None and t12 is None:
         raise DetectionError(
             f"{n} vertebral bodies were found but neither anchor to name them: no sacrum "
