@@ -188,11 +188,18 @@ def test_retry_failed_selects_failed_and_timed_out_cases(batch, cohort):
 
 
 def test_scheduler_started_separately_is_used_by_address(cohort, tmp_path):
+    """Case c2 again and a fracture assessment of the (undeformed) phantom vertebrae, on a
+    cluster started beforehand."""
     from distributed import LocalCluster
 
-    lines = cohort["manifest"].read_text().splitlines()
-    manifest = cohort["root"] / "one.csv"  # beside the CTs: relative paths
-    manifest.write_text("\n".join([lines[0], lines[2]]) + "\n")  # case c2
+    manifest = cohort["root"] / "two.csv"  # beside the CT: relative paths
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "analysis", "ct", "phantom", "levels", "seed", "sex", "age"])
+        writer.writerow(["c2", "spine", "spine/phantom_ct.nii.gz", "mindways-model3", "L2,L3",
+                         cohort["seeds"], "M", 48])
+        writer.writerow(["v1", "vfa", "spine/phantom_ct.nii.gz", "", "", cohort["seeds"], "",
+                         ""])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         command = subprocess.run(
@@ -201,9 +208,13 @@ def test_scheduler_started_separately_is_used_by_address(cohort, tmp_path):
             capture_output=True, text=True, timeout=300)
         worker_pids = {str(nanny.process.pid) for nanny in cluster.workers.values()}
     assert command.returncode == 0, command.stderr
-    assert "1 cases: 1 ok" in command.stdout
+    assert "2 cases: 2 ok" in command.stdout
     record = read_run_log(tmp_path / "out")["c2"]
     assert record["status"] == "ok" and record["worker"].split(":")[-1] in worker_pids
+    with open(tmp_path / "out" / "summary.csv") as handle:
+        vfa = next(r for r in csv.DictReader(handle) if r["case_id"] == "v1")
+    assert (vfa["vfa_levels_graded"], vfa["vfa_max_genant_grade"], vfa["vfa_fractured_levels"]) \
+        == ("3", "0", "")
     assert json.loads((tmp_path / "out" / "c2" / "spine.json").read_text()) == \
         json.loads((cohort["root"] / "out" / "c2" / "spine.json").read_text())
 
@@ -215,7 +226,7 @@ def test_scheduler_started_separately_is_used_by_address(cohort, tmp_path):
     ("case_id,ct,seed,element_mm", "a,x.nii.gz,L1=0,0,0,1", "more cells than the header"),
     ("case_id,ct,seed,element_mm", 'a,x.nii.gz,"L1=0,0,0",1', "column 'element_mm' is not an "
                                                              "option of `boneqct spine`"),
-    ("case_id,ct,analysis", "a,x.nii.gz,vfa", "analysis 'vfa' is not one of"),
+    ("case_id,ct,analysis", "a,x.nii.gz,dxa", "analysis 'dxa' is not one of"),
     ("case_id,ct,seed", "../a,x.nii.gz,L1=0;0", "cannot name a folder"),
     ("case_id,ct,hu", "a,x.nii.gz,maybe", "'maybe' is not yes or no"),
     ("case_id,ct,timeout_s", "a,x.nii.gz,0", "column timeout_s: 0 is outside 1-604800 s"),

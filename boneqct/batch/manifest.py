@@ -1,8 +1,8 @@
 """The batch manifest: one CSV row per case, read and checked before anything runs.
 
 Columns: ``case_id`` (the case's output folder name), ``ct`` (the CT: DICOM folder, or a
-NIfTI/NRRD/MHA file), ``analysis`` (``spine``, ``hip``, ``fe`` or ``tissue``; default
-``spine``), then one column per argument of the single-case command of that analysis, named
+NIfTI/NRRD/MHA file), ``analysis`` (``spine``, ``hip``, ``fe``, ``tissue`` or ``vfa``;
+default ``spine``), then one column per argument of the single-case command of that analysis, named
 as the flag without its dashes, with underscores (``--roi-thickness-mm`` -> ``roi_thickness_mm``,
 ``--levels`` -> ``levels``): the measurement's ``Options`` fields (``boneqct.options``) and
 the inputs of the command (``seeds``, ``seed``, ``labels``, ``phantom``, ``calibration``,
@@ -33,7 +33,7 @@ from boneqct.options import dest_of, number_in, options_from_args, options_to_di
 from boneqct.resources import MAX_MAX_MEMORY_GB, MIN_MAX_MEMORY_GB
 
 #: Analyses a manifest row can ask for: the ``boneqct`` subcommand of each.
-ANALYSES = ("spine", "hip", "fe", "tissue")
+ANALYSES = ("spine", "hip", "fe", "tissue", "vfa")
 DEFAULT_ANALYSIS = "spine"
 #: Per-case limits (columns) that replace the batch's for one case, with their ranges: a case
 #: known to be long (fine FE mesh) or large gets its own.
@@ -99,6 +99,9 @@ def options_class(analysis: str):
     if analysis == "fe":
         from boneqct.fe.options import FEOptions
         return FEOptions
+    if analysis == "vfa":
+        from boneqct.spine.fracture import FractureOptions
+        return FractureOptions
     from boneqct.tissue.options import TissueOptions
     return TissueOptions
 

@@ -161,7 +161,7 @@ def choose_series(candidates: list[Candidate], min_coverage_mm: float) -> list[C
 
 #: Empty columns a scanned manifest gets for the user to fill, by analysis.
 FILL_COLUMNS = {"spine": ("seeds", "labels"), "fe": ("level", "seeds", "labels"),
-                "hip": ("side", "seed", "labels"), "tissue": ()}
+                "hip": ("side", "seed", "labels"), "tissue": (), "vfa": ("seeds", "labels")}
 CANDIDATE_COLUMNS = ("case_id", "series_uid", "folder", "n_images", "orientation",
                      "slice_thickness_mm", "coverage_mm", "kernel", "kernel_class", "chosen",
                      "reason")

@@ -2,7 +2,7 @@
 as ``summary.csv`` and ``summary.parquet``.
 
 Key results are read from each finished case's result document (``spine.json``, ``hip.json``,
-``fe.json``, ``tissue.json``), so the summary holds the very numbers of the case's outputs.
+``fe.json``, ``tissue.json``, ``vfa.json``), so the summary holds the very numbers of the case's outputs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from boneqct.io.atomic import atomic_path, write_text_atomic
 
@@ -19,12 +20,29 @@ from boneqct.io.atomic import atomic_path, write_text_atomic
 @dataclass(frozen=True)
 class Column:
     """A summary column: its name (with unit), kind (``number``, ``text``, ``flag``), the
-    analysis whose document holds it and the path of keys into that document."""
+    analysis whose document holds it and the path of keys into that document, or the function
+    of the document that computes it."""
 
     name: str
     kind: str
     analysis: str = ""
     keys: tuple[str, ...] = ()
+    derive: Callable[[dict], Any] | None = None
+
+
+def _graded(document: dict) -> list[tuple[str, int]]:
+    """(level, Genant grade) of the graded levels of a ``vfa.json``."""
+    return [(lv["level"], lv["fracture"]["genant_grade"]) for lv in document.get("levels", [])
+            if (lv.get("fracture") or {}).get("genant_grade") is not None]
+
+
+def _max_grade(document: dict) -> int | None:
+    grades = [grade for _, grade in _graded(document)]
+    return max(grades) if grades else None
+
+
+def _fractured(document: dict) -> str:
+    return "/".join(level for level, grade in _graded(document) if grade >= 1)
 
 
 #: Columns every row has.
@@ -52,6 +70,9 @@ RESULT_COLUMNS = (
     Column("tissue_fat_mass_g", "number", "tissue", ("regions", "image", "fat", "mass_g")),
     Column("tissue_muscle_mass_g", "number", "tissue", ("regions", "image", "muscle", "mass_g")),
     Column("tissue_l3_muscle_area_cm2", "number", "tissue", ("skeletal_muscle_l3", "area_cm2")),
+    Column("vfa_levels_graded", "number", "vfa", derive=lambda d: len(_graded(d))),
+    Column("vfa_max_genant_grade", "number", "vfa", derive=_max_grade),
+    Column("vfa_fractured_levels", "text", "vfa", derive=_fractured),
 )
 
 
@@ -89,7 +110,8 @@ def summary_row(case, record: dict | None, out_dir: Path) -> dict:
         row["n_warnings"] = len(document.get("warnings") or [])
         for column in RESULT_COLUMNS:
             if column.analysis == case.analysis:
-                row[column.name] = _lookup(document, column.keys)
+                row[column.name] = column.derive(document) if column.derive \
+                    else _lookup(document, column.keys)
         reference = document.get("reference") if case.analysis == "spine" else None
         if isinstance(reference, dict):
             row["age_years"] = reference.get("age_years", row["age_years"])
