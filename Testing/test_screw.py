@@ -78,6 +78,26 @@ def test_uniform_cube_reads_its_density_within_one_percent():
     assert low.cement_suggested is True  # the seed case: 36 mg/cm3 -> cement
 
 
+def test_a_per_slice_calibration_is_applied_slice_by_slice():
+    """CT numbers drifting along k under a per-slice calibration: the screw still reads the
+    uniform density (the global line would not), and its shell no cortical contact."""
+    from boneqct.calibration import Calibration
+
+    volume = _cube(150.0)
+    slopes = np.linspace(1.0, 1.5, volume.array_kji.shape[0])
+    volume.array_kji[:] = (slopes * 150.0 + INTERCEPT)[:, None, None]
+    drifting = Calibration("K2HPO4", 1.25, INTERCEPT, method="manual", per_slice={
+        "k": [0, len(slopes) - 1], "slope_hu_per_mg_cm3": [1.0, 1.5],
+        "intercept_hu": [INTERCEPT, INTERCEPT]})
+    line = screw_line("steep", (-3, -4, -25), (4, 5, 25))
+    s = analyze_screws(volume, drifting, lines=[line]).screws[0]
+    assert s.bmd_mg_cm3 == pytest.approx(150.0, rel=0.002)
+    assert [g["bmd_mg_cm3"] for g in s.segments] == pytest.approx([150.0] * 5, rel=0.002)
+    assert s.cortical_contact_fraction == 0.0
+    assert analyze_screws(volume, CALIBRATION, lines=[line]).screws[0].min_segment_bmd_mg_cm3 \
+        < 140.0
+
+
 def test_segments_find_the_weak_part_of_the_path():
     """Two halves of known density along the screw: the segments and their minimum."""
     volume = _cube(160.0)
