@@ -46,6 +46,10 @@ MIN_LOW_FRACTION = 0.005
 #: Canal cross-section: area (mm2) and mean HU of a hole in the bone mask that can be canal.
 CANAL_AREA_MM2 = (40.0, 450.0)
 CANAL_MEAN_HU = (-200.0, 75.0)
+#: A hole with another one more than BEHIND_MM behind it (posterior) and within
+#: BEHIND_LATERAL_MM to the side is a body's interior, not the canal.
+BEHIND_MM = 10.0
+BEHIND_LATERAL_MM = 15.0
 #: Linking canal holes: most slices skipped (mm) and in-plane step (mm) between linked holes.
 CANAL_LINK_GAP_MM = 20.0
 CANAL_LINK_STEP_MM = 8.0
@@ -219,10 +223,14 @@ def _canal_holes(grid: _Grid, bone: np.ndarray) -> np.ndarray:
         area = ndimage.sum_labels(holes, labels, index) * pixel_mm2
         mean_hu = ndimage.mean(grid.hu[z], labels, index)
         centres = ndimage.center_of_mass(holes, labels, index)
-        for a, m, (y, x) in zip(area, mean_hu, centres, strict=True):
-            if (CANAL_AREA_MM2[0] <= a <= CANAL_AREA_MM2[1]
-                    and CANAL_MEAN_HU[0] <= m <= CANAL_MEAN_HU[1]):
-                rows.append((z, y, x, a))
+        found = [(z, y, x, a) for a, m, (y, x) in zip(area, mean_hu, centres, strict=True)
+                 if CANAL_AREA_MM2[0] <= a <= CANAL_AREA_MM2[1]
+                 and CANAL_MEAN_HU[0] <= m <= CANAL_MEAN_HU[1]]
+        # a hole with another behind it (the canal behind a body's low-density interior)
+        # is not the canal
+        lateral, behind = BEHIND_LATERAL_MM / pixel_mm2 ** 0.5, BEHIND_MM / pixel_mm2 ** 0.5
+        rows += [h for h in found if not any(abs(o[2] - h[2]) < lateral and o[1] - h[1] > behind
+                                             for o in found)]
     return np.array(rows).reshape(-1, 4)
 
 
