@@ -93,7 +93,7 @@ def test_lattice_operator_matches_assembled_matrix():
     """The matrix-free lattice operator equals the assembled matrix, and all preconditioners
     give the same reaction; multigrid needs few iterations on a grid with odd sizes (coarse
     levels whose top face falls between fine nodes)."""
-    from boneqct.fe.analysis import lattice_operator, to_grid
+    from boneqct.fe.lattice import lattice_operator, to_grid
 
     model = _vertebra_like_model()
     rng = np.random.default_rng(5)

@@ -30,6 +30,7 @@ from boneqct.fe.criteria import (
     PISTOIA_VOLUME_FRACTION,
 )
 from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
+from boneqct.fe.lattice import lattice_operator, to_grid
 from boneqct.fe.materials import MIN_MODULUS_MPA, PMMA_MODULUS_MPA, POISSON_RATIO, get_law
 from boneqct.fe.mesh import BONE, VoxelMesh
 from boneqct.fe.plasticity import RESIDUAL_RTOL, elastic_plastic_curve
@@ -173,42 +174,6 @@ def solve_displacement(model: Model, modulus_mpa: np.ndarray, applied_mm: float,
     reaction = -float(op.apply_unconstrained(u_grid)[2][model.top_node_kji].sum())
     u = u_grid.reshape(3, -1)[:, model.assembler.node_flat].T.ravel()
     return Solution(u, float(applied_mm), reaction, np.asarray(modulus_mpa), [report])
-
-
-def lattice_operator(model: Model, modulus_mpa: np.ndarray, dtype=np.float64,
-                     shear_modulus_mpa: np.ndarray | None = None):
-    """The matrix-free constrained stiffness operator of the model for element moduli
-    (``shear_modulus_mpa``: see ``boneqct.fe.operator.VoxelOperator``)."""
-    from boneqct.fe.operator import VoxelOperator
-
-    grids = []
-    for values in (modulus_mpa, shear_modulus_mpa):
-        grid = None
-        if values is not None:
-            grid = np.zeros(model.mesh.material_kji.shape)
-            grid[model.mesh.elements_kji] = values
-        grids.append(grid)
-    return VoxelOperator(grids[0], model.mesh.element_mm, POISSON_RATIO,
-                         to_grid(model, model.fixed).astype(bool), dtype, grids[1])
-
-
-def lattice_preconditioner(model: Model, modulus_mpa: np.ndarray,
-                           shear_modulus_mpa: np.ndarray | None = None):
-    """A geometric multigrid preconditioner (callable r -> M^-1 r) for the lattice operator."""
-    from boneqct.fe.operator import GeometricMultigrid
-
-    return GeometricMultigrid(lattice_operator(model, modulus_mpa,
-                                               shear_modulus_mpa=shear_modulus_mpa))
-
-
-def to_grid(model: Model, dof_values: np.ndarray) -> np.ndarray:
-    """Values per DOF (node numbering, x y z per node) on the node lattice, component-major
-    ``(3, nk+1, nj+1, ni+1)``, 0 where no node."""
-    dof_values = np.asarray(dof_values)
-    shape = model.assembler.node_id_kji.shape
-    grid = np.zeros((3, int(np.prod(shape))), dof_values.dtype)
-    grid[:, model.assembler.node_flat] = dof_values.reshape(-1, 3).T
-    return grid.reshape(3, *shape)
 
 
 def _solve_assembled(model: Model, modulus_mpa: np.ndarray, applied_mm: float, *,

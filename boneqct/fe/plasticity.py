@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
+from boneqct.fe.lattice import lattice_operator, lattice_preconditioner, to_grid
 from boneqct.fe.materials import POISSON_RATIO
 from boneqct.fe.solver import solve
 
@@ -212,8 +213,6 @@ class SecantSolver:
     def correction(self, shear_modulus_mpa: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """The correction for a residual force (n_dof), with each element's shear part scaled
         to ``shear_modulus_mpa`` (its lambda part keeps the elastic modulus)."""
-        from boneqct.fe.analysis import lattice_operator, lattice_preconditioner, to_grid
-
         model = self.model
         modulus_mpa = model.modulus_mpa
         op = lattice_operator(model, modulus_mpa, shear_modulus_mpa=shear_modulus_mpa)
