@@ -42,8 +42,9 @@ class FiniteElement(ScriptedLoadableModule):
         widgets.describeModule(self.parent, "Finite Element", """
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
 cubic elements in the body's axis frame, density-modulus law of choice, PMMA endplate layers,
-axial compression; strength by the linear 0.68% rule, the Pistoia criterion or an
-elastic-perfectly-plastic analysis to 2% apparent strain. Calibrate in QCT Bone Density first.
+axial compression; strength by the linear 0.68% rule (the default), the Pistoia criterion or
+an elastic-plastic analysis (return mapping, Drucker-Prager) to 2% apparent strain. Calibrate
+in QCT Bone Density first.
 """)
 
 
@@ -70,8 +71,8 @@ class FiniteElementParameterNode:
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     level: Annotated[str, Choice(LEVELS)] = "L1"
     elementMm: Annotated[float, WithinRange(0.5, 5.0)] = 1.0
-    law: Annotated[str, Choice(LAWS)] = "morgan2003"
-    criterion: Annotated[str, Choice(CRITERIA)] = "nonlinear"
+    law: Annotated[str, Choice(LAWS)] = "kopperdahl2002"
+    criterion: Annotated[str, Choice(CRITERIA)] = "linear"
     patientSex: Annotated[str, Choice(widgets.PATIENT_SEXES)] = "unknown"
     resultsTable: slicer.vtkMRMLTableNode
     meshModel: slicer.vtkMRMLModelNode

@@ -47,7 +47,7 @@ def test_label_input_options_and_report_are_wired():
     the logic to run_fe; Export calls the logic, which writes from the results table through
     the adapters (the core's write_fe_outputs), not by itself."""
     source = module_source()
-    assert 'self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)' in source
+    assert '"exportReportButton": self.onExportReportButton' in source  # loadModuleUI's slots
     assert "feOptionsFromParameterNode(p)" in source and "FEOptions(" in source
     assert "labelsNode=p.vertebraLabels" in source and "labels_node=labelsNode" in source
     assert "anonymize=p.anonymizeReport" in source
