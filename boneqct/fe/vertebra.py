@@ -21,12 +21,12 @@ from boneqct.fe.analysis import (
     Solution,
     build_model,
     element_fields,
-    lattice_preconditioner,
     nonlinear_curve,
     pistoia_strength_n,
     solve_displacement,
 )
 from boneqct.fe.criteria import CRITERIA, LINEAR_RULE_STRAIN, fragile_assessment
+from boneqct.fe.lattice import lattice_preconditioner
 from boneqct.fe.materials import (
     LAWS,
     MIN_MODULUS_MPA,
