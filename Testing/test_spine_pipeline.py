@@ -132,9 +132,13 @@ def test_output_files(result, phantom, tmp_path):
     np.testing.assert_allclose(centres["L2"], result.levels[1].roi_center_ras_mm, atol=1e-3)
     text = "".join(page.extract_text() for page in pypdf.PdfReader(paths["report"]).pages)
     assert len(pypdf.PdfReader(paths["report"]).pages) == 1
-    for fragment in ("Exam results", "L1", "L2", "L3", "Cement augmentation", "osteoporosis",
-                     "PHANTOM"):
+    for fragment in ("Levels", "L1", "L2", "L3", "Cement augmentation", "osteoporosis",
+                     "PHANTOM", "120 kV / 200 mAs", "mg/cm\u00b3"):
         assert fragment in text, fragment
+    # the headline comes first: the diagnostic mean and its category, before any table
+    mean = f"{result.mean_bmd_mg_cm3:.1f} mg/cm\u00b3 K2HPO4"
+    assert text.index(mean) < text.index("Levels")
+    assert f"{result.category.upper()} (ACR)" in text
 
 
 def test_result_read_back_from_its_document_writes_the_same_outputs(result, phantom, tmp_path):

@@ -70,29 +70,95 @@ def table(rows: list[list], col_widths_mm: list[float] | None = None, style=None
     return t
 
 
+#: Units as printed (superscripts of the report fonts' Latin-1 set).
+_PRINTED_UNITS = (("mg/cm3", "mg/cm\u00b3"), ("g/cm2", "g/cm\u00b2"), ("mm3", "mm\u00b3"),
+                  ("cm3", "cm\u00b3"), ("cm2", "cm\u00b2"), ("mm2", "mm\u00b2"))
+
+
+def units(text: str) -> str:
+    """``text`` with its units typeset: mg/cm3 -> mg/cm\u00b3, g/cm2 -> g/cm\u00b2 ..."""
+    for plain, printed in _PRINTED_UNITS:
+        text = text.replace(plain, printed)
+    return text
+
+
+def person_name(dicom_name) -> str:
+    """A DICOM person name (``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX``) as people write it:
+    "FAMILY, GIVEN MIDDLE"."""
+    parts = [part.strip() for part in str(dicom_name).split("^")]
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    return f"{family}, {given}" if family and given else family or given
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
 def exam_table(metadata: dict, anonymize: bool) -> Table:
     """Patient and exam table; identity left out when ``anonymize``."""
     shown = anonymized_metadata(metadata) if anonymize else metadata
 
-    def value(key, fmt="{}"):
+    def value(key, unit=""):
         v = shown.get(key)
-        return "-" if v is None else fmt.format(v)
+        if v is None:
+            return "-"
+        if isinstance(v, (list, tuple)):
+            return " \u00d7 ".join(_number(x) for x in v) + unit
+        return _number(v) + unit
 
-    patient = "anonymised" if anonymize else f"{value('patient_name')} (ID {value('patient_id')})"
+    name = shown.get("patient_name")
+    patient = ("anonymised" if anonymize else
+               f"{person_name(name) if name else '-'} (ID {value('patient_id')})")
     rows = [
-        ["Patient", patient, "Sex / age", f"{value('patient_sex')} / {value('patient_age_years')}"],
+        ["Patient", patient, "Sex / age", f"{value('patient_sex')} / {value('patient_age_years', ' y')}"],
         ["Study date", value("study_date"), "Scanner",
          f"{value('manufacturer')} {value('model')}".strip()],
-        ["kVp / mAs", f"{value('kvp')} / {value('exposure_mas')}", "Kernel",
+        ["Tube", f"{value('kvp', ' kV')} / {value('exposure_mas', ' mAs')}", "Kernel",
          value("convolution_kernel")],
-        ["Slice thickness", value("slice_thickness_mm", "{} mm"), "Pixel spacing",
-         value("pixel_spacing_mm", "{} mm")],
+        ["Slice thickness", value("slice_thickness_mm", " mm"), "Pixel spacing",
+         value("pixel_spacing_mm", " mm")],
     ]
     style = TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8),
                         ("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold"),
                         ("FONTNAME", (2, 0), (2, -1), "Helvetica-Bold"),
                         ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)])
     return table(rows, [28, 62, 28, 62], style)
+
+
+#: Notes under a table or figure: legends, sources, caveats.
+NOTE_STYLE = ParagraphStyle("note", parent=STYLES["Italic"], fontSize=7.5, leading=9)
+HEADLINE_STYLE = ParagraphStyle("headline", parent=STYLES["Normal"], fontSize=15, leading=19,
+                                fontName="Helvetica-Bold")
+HEADLINE_NOTE_STYLE = ParagraphStyle("headline-note", parent=STYLES["Normal"], fontSize=8.5,
+                                     leading=10.5)
+#: Frame colours of a headline by how its verdict reads.
+VERDICT_COLORS = {"normal": colors.HexColor("#2e7d32"), "low": colors.HexColor("#b26a00"),
+                  "alert": ALERT_COLOR, "none": colors.HexColor("#555555")}
+
+
+def headline(result_html: str, note_html: str = "", verdict: str = "none") -> list:
+    """The report's main result first and largest, in a frame coloured by ``verdict`` (a key of
+    :data:`VERDICT_COLORS`), with a one-line ``note`` under it (basis, reference)."""
+    rows = [[Paragraph(units(result_html), HEADLINE_STYLE)]]
+    if note_html:
+        rows.append([Paragraph(units(note_html), HEADLINE_NOTE_STYLE)])
+    box = Table(rows, colWidths=[180 * mm], hAlign="LEFT")
+    box.setStyle(TableStyle([("BOX", (0, 0), (-1, -1), 1.6, VERDICT_COLORS[verdict]),
+                             ("TOPPADDING", (0, 0), (-1, -1), 2.5),
+                             ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
+                             ("LEFTPADDING", (0, 0), (-1, -1), 5)]))
+    return [Spacer(1, 1.5 * mm), box, Spacer(1, 2 * mm)]
+
+
+def scale_bar(ax, length_mm: float = 10.0, color: str = "#ffd60a") -> None:
+    """A scale bar of ``length_mm`` in the lower right of an image axis drawn in mm."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    right, bottom = max(x0, x1) - 0.06 * abs(x1 - x0), min(y0, y1) + 0.07 * abs(y1 - y0)
+    ax.plot([right - length_mm, right], [bottom, bottom], color=color, lw=1.6,
+            solid_capstyle="butt")
+    ax.text(right - length_mm / 2, bottom + 0.03 * abs(y1 - y0), f"{length_mm:g} mm", color=color,
+            fontsize=5.5, ha="center", va="bottom")
 
 
 WARNING_STYLE = ParagraphStyle("warning", parent=STYLES["Normal"], fontSize=8, leading=9.5,

@@ -12,22 +12,31 @@ from scipy import ndimage
 
 from boneqct.report.pdf import (
     ALERT_COLOR,
+    NOTE_STYLE,
     STYLES,
     exam_table,
     figure_flowable,
+    headline,
+    scale_bar,
     subplots,
     table,
+    units,
     warnings_box,
     write_report,
 )
-from boneqct.spine.interpret import CEMENT_NOTE
+from boneqct.spine.interpret import (
+    ACR_NORMAL_ABOVE_MG_CM3,
+    ACR_OSTEOPOROSIS_BELOW_MG_CM3,
+    CEMENT_NOTE,
+)
+from boneqct.spine.pipeline import MIN_DIAGNOSTIC_LEVELS
 from boneqct.volume import Volume
 
 #: Half-width (mm) and pixel size (mm) of the level views.
 VIEW_HALF_WIDTH_MM = 30.0
 VIEW_PIXEL_MM = 0.4
 #: Printed width (mm) of one level's column of views.
-VIEW_COLUMN_WIDTH_MM = 45.0
+VIEW_COLUMN_WIDTH_MM = 38.0
 #: Bone window for the views (HU).
 WINDOW_HU = (-250.0, 750.0)
 #: Colours of the height lines by Genant grade (None: not graded).
@@ -65,19 +74,23 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
     """Write the spine report PDF (atomically) for a ``SpineResult`` (live or read back with
     ``SpineResult.from_dict``), with ``roi_labels`` the ROI label map on the CT grid (label
     n + 1 for the n-th measured level, ``boneqct.spine.pipeline.roi_label_map``)."""
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm)]
-    story += _calibration_line(result)
-    story += [Paragraph("Exam results", STYLES["Heading2"]), _level_table(result)]
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings)]
+    story += _headline(result)
+    story += _cement_flags(result)
+    story += [Spacer(1, 1 * mm), *_calibration_line(result)]
+    story += [Paragraph("Levels", STYLES["Heading3"]), _level_table(result)]
     if any(lv.fracture for lv in result.levels):
         story.append(Paragraph("Heights anterior/middle/posterior and Genant grade: "
-                               + FRACTURE_LEGEND, STYLES["Italic"]))
-    story += _diagnosis(result)
-    story += _cement_flags(result)
-    if result.reference and result.reference.get("curve"):
-        story += [Spacer(1, 2 * mm), figure_flowable(_reference_chart(result), 180)]
+                               + FRACTURE_LEGEND, NOTE_STYLE))
+    if result.calibrated and result.interpretation["diagnostic"]:
+        age = (result.reference or {}).get("age_years") or metadata.get("patient_age_years")
+        story += [Spacer(1, 1.5 * mm), figure_flowable(_reference_chart(result, age), 115)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
-    story += [Spacer(1, 2 * mm), figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
-                                                 views_width_mm)]
+    story += [Spacer(1, 1.5 * mm), figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
+                                                   views_width_mm),
+              Paragraph(f"Views: window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU; red: the ROI; "
+                        "axial views with the patient's right on the left, sagittal views with "
+                        "anterior on the left, as Slicer shows them.", NOTE_STYLE)]
     return write_report(path, "Spine QCT: trabecular bone mineral density", story)
 
 
@@ -93,7 +106,7 @@ def _calibration_line(result) -> list:
             f"{' (' + cal.phantom + ')' if cal.phantom else ''}, {cal.material}, slope "
             f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept {cal.intercept_hu:.1f} HU"
             f"{fit}{residual}.")
-    story = [Paragraph(text, STYLES["Normal"])]
+    story = [Paragraph(units(text), STYLES["Normal"])]
     story += [Paragraph(f"<font color='{ALERT_COLOR.hexval()}'>Calibration QC: {w}</font>",
                         STYLES["Normal"]) for w in cal.warnings]
     return story
@@ -114,6 +127,7 @@ def _level_table(result) -> object:
                      "pass" if lv.qc["passed"] else "FAIL",
                      "yes" if lv.level in result.levels_used else ("excluded" if lv.excluded else ""),
                      _heights_cell(lv.fracture), grade_label(lv.fracture) if lv.fracture else "-"])
+    rows[0] = [units(cell) for cell in rows[0]]
     return table(rows, [13, 30, 13, 26, 16, 16, 18, 26, 22])
 
 
@@ -125,64 +139,87 @@ def _heights_cell(fracture: dict | None) -> str:
     return "/".join(f"{heights[k]:.1f}" for k in ("anterior", "middle", "posterior"))
 
 
-def _diagnosis(result) -> list:
+#: Headline frame colour of each ACR category.
+CATEGORY_VERDICTS = {"normal": "normal", "low bone mass": "low", "osteoporosis": "alert"}
+
+
+def _headline(result) -> list:
+    """The diagnostic mean and its ACR category (or why there is none), first and largest."""
+    levels = ", ".join(result.levels_used)
     if not result.calibrated or result.mean_bmd_mg_cm3 is None:
-        return []
+        why = ("uncalibrated: CT numbers only" if not result.calibrated
+               else "no level of the mean was measured with a passing ROI")
+        return headline(f"No BMD - {why}", "See the warnings and the level table.")
     interpretation = result.interpretation
-    if not interpretation["diagnostic"]:
-        return [Spacer(1, 1.5 * mm), Paragraph(
-            f"Mean of {', '.join(result.levels_used)}: <b>{result.mean_bmd_mg_cm3:.1f} mg/cm3"
-            f"</b> ({interpretation['basis']}) - no category: "
-            + "; ".join(interpretation["why_not"]) + ".", STYLES["Normal"])]
-    text = (f"Mean of {', '.join(result.levels_used)}: <b>{result.mean_bmd_mg_cm3:.1f} mg/cm3</b>"
-            f" - category (ACR): <b>{result.category}</b>")
-    if result.t_score is not None:
-        text += f"; T-score {result.t_score:.2f}"
-    if result.z_score is not None:
-        text += f"; Z-score {result.z_score:.2f}"
-    story = [Spacer(1, 1.5 * mm), Paragraph(text, STYLES["Normal"])]
+    value = (f"{result.mean_bmd_mg_cm3:.1f} mg/cm3 {result.calibration.material} "
+             f"<font size='10'>(mean of {levels})</font>")
+    if not interpretation["diagnostic"] or result.category is None:
+        why = interpretation.get("why_not") or [
+            f"fewer than {MIN_DIAGNOSTIC_LEVELS} levels of the mean were measured with passing "
+            "ROIs (see the warnings)"]
+        return headline(f"{value} - no category",
+                        f"{interpretation['basis']}: " + "; ".join(why) + ".")
+    scores = [f"T-score {result.t_score:.2f}" for _ in [0] if result.t_score is not None]
+    scores += [f"Z-score {result.z_score:.2f}" for _ in [0] if result.z_score is not None]
     why = (result.reference or {}).get("why_absent") or []
-    if why:
-        story.append(Paragraph("T/Z-scores: " + "; ".join(why) + ".", STYLES["Italic"]))
-    story.append(Paragraph("ACR: > 120 normal, 80-120 low bone mass, < 80 osteoporosis. QCT "
-                           "T-scores are not DXA T-scores; the WHO -2.5 rule does not apply.",
-                           STYLES["Italic"]))
-    return story
+    note = ("; ".join(scores) + ". " if scores else
+            ("T/Z-scores: " + "; ".join(why) + ". " if why else ""))
+    note += (f"ACR: > {ACR_NORMAL_ABOVE_MG_CM3:g} normal, {ACR_OSTEOPOROSIS_BELOW_MG_CM3:g}-"
+             f"{ACR_NORMAL_ABOVE_MG_CM3:g} low bone mass, < {ACR_OSTEOPOROSIS_BELOW_MG_CM3:g} "
+             "osteoporosis (mg/cm3). QCT T-scores are not DXA T-scores; the WHO -2.5 rule does "
+             "not apply.")
+    return headline(f"{value} - {result.category.upper()} <font size='10'>(ACR)</font>", note,
+                    CATEGORY_VERDICTS.get(result.category, "none"))
 
 
 def _cement_flags(result) -> list:
     flagged = [lv for lv in result.levels if lv.cement_augmentation]
     if not result.calibrated or not result.interpretation["diagnostic"]:
         return []
-    note = Paragraph(CEMENT_NOTE, STYLES["Italic"])
+    note = Paragraph(units(CEMENT_NOTE), NOTE_STYLE)
     if not flagged:
-        return [Paragraph(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
-                          "mg/cm3; cement augmentation not indicated by BMD.", STYLES["Normal"]),
-                note]
+        return [Paragraph(units(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
+                                "mg/cm3; cement augmentation not indicated by BMD."),
+                          STYLES["Normal"]), note]
     lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f})" for lv in flagged)
-    return [Paragraph(f"<font color='{ALERT_COLOR.hexval()}' size='12'><b>Cement augmentation "
-                      f"suggested for screw fixation at {lines} mg/cm3 (below "
-                      f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>", STYLES["Normal"]),
-            note]
+    return [Paragraph(units(f"<font color='{ALERT_COLOR.hexval()}' size='11'><b>Cement augmentation "
+                            f"suggested for screw fixation at {lines} mg/cm3 (below "
+                            f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>"),
+                      STYLES["Normal"]), note]
 
 
-def _reference_chart(result):
-    ref = result.reference
-    curve = ref["curve"]
-    age = np.array(curve["age_years"])
-    mean, sd = np.array(curve["mean"]), np.array(curve["sd"])
-    fig, ax = subplots(figsize=(6.5, 2.2))
-    ax.fill_between(age, mean - sd, mean + sd, color="#9dc3e6", alpha=0.6, label="reference +/- 1 SD")
-    ax.plot(age, mean, color="#1f4e79", label="reference mean")
-    for y, color in ((120, "#548235"), (80, "#c00000")):
-        ax.axhline(y, color=color, ls="--", lw=0.8)
-    if ref.get("age_years") is not None:
-        ax.plot([ref["age_years"]], [result.mean_bmd_mg_cm3], "o", color="#c00000", label="patient")
-    ax.set_xlabel("age (years)")
-    ax.set_ylabel("BMD (mg/cm3)")
-    ax.set_title(f"Reference: {ref['used']['name']}", fontsize=8)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+def _reference_chart(result, age_years: float | None):
+    """The patient's mean BMD at ``age_years`` on the ACR bands, with the reference population's
+    mean +/- 1 SD when the result has one (QCT PRO's chart, possible without T-scores); a line
+    across the chart when the age is unknown."""
+    ref = result.reference or {}
+    curve = ref.get("curve")
+    fig, ax = subplots(figsize=(6.2, 1.75))
+    ages = np.array(curve["age_years"]) if curve else np.array([20.0, 90.0])
+    top = max(200.0, 1.15 * result.mean_bmd_mg_cm3,
+              *(np.array(curve["mean"]) + np.array(curve["sd"]) if curve else [0.0]))
+    for low, high, color, label in ((ACR_NORMAL_ABOVE_MG_CM3, top, "#c8e6c9", "normal"),
+                                    (ACR_OSTEOPOROSIS_BELOW_MG_CM3, ACR_NORMAL_ABOVE_MG_CM3,
+                                     "#ffe0b2", "low bone mass"),
+                                    (0.0, ACR_OSTEOPOROSIS_BELOW_MG_CM3, "#ffcdd2", "osteoporosis")):
+        ax.axhspan(low, high, color=color, zorder=0)
+        ax.text(ages.min() + 1, (low + high) / 2, label, fontsize=6.5, va="center", color="#444444")
+    if curve:
+        mean, sd = np.array(curve["mean"]), np.array(curve["sd"])
+        ax.fill_between(ages, mean - sd, mean + sd, color="#5b8db8", alpha=0.35,
+                        label=f"{ref['used']['name']}: mean \u00b1 1 SD")
+        ax.plot(ages, mean, color="#1f4e79", lw=1)
+    if age_years is not None:
+        ax.plot([age_years], [result.mean_bmd_mg_cm3], "o", color="#000000", ms=5, label="patient")
+    else:
+        ax.axhline(result.mean_bmd_mg_cm3, color="#000000", lw=1, ls=":",
+                   label="patient (age unknown)")
+    ax.set_xlim(ages.min(), ages.max())
+    ax.set_ylim(0, top)
+    ax.set_xlabel("age (years)", fontsize=7)
+    ax.set_ylabel(f"BMD (mg/cm\u00b3 {result.calibration.material})", fontsize=7)
+    ax.tick_params(labelsize=6.5)
+    ax.legend(fontsize=6.5, loc="upper right")
     return fig
 
 
@@ -207,9 +244,11 @@ def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
             extent = (-VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM, -VIEW_HALF_WIDTH_MM, VIEW_HALF_WIDTH_MM)
             ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
                       extent=extent)
-            if mask.any():
+            if (mask >= 0.5).any():
                 ax.contour(mask, levels=[0.5], colors="#ff3b30", linewidths=0.8, origin="lower",
                            extent=extent)
+            if col == 0:
+                scale_bar(ax, 10.0)
             for x, y, letter in zip((0.03, 0.97, 0.5), (0.5, 0.5, 0.97), letters, strict=True):
                 ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=6,
                         ha="center", va="center")
@@ -237,10 +276,11 @@ def _plane(volume_hu: Volume, mask_kji: np.ndarray, center_ras_mm: np.ndarray,
     low = np.clip(np.floor(coords_kji.min(axis=1)).astype(int) - 1, 0, None)
     high = np.minimum(np.ceil(coords_kji.max(axis=1)).astype(int) + 2, mask_kji.shape)
     if np.any(high <= low):
-        return np.full(u.shape, -1000.0), np.zeros(u.shape, np.uint8)
+        return np.full(u.shape, -1000.0), np.zeros(u.shape, np.float32)
     box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
     local = coords_kji - low[:, None]
     image = ndimage.map_coordinates(volume_hu.array_kji[box].astype(np.float32), local, order=1,
                                     cval=-1000.0)
-    mask = ndimage.map_coordinates(mask_kji[box].astype(np.uint8), local, order=0, cval=0)
+    # the mask is interpolated too, so its 0.5 contour is a smooth outline, not voxel steps
+    mask = ndimage.map_coordinates(mask_kji[box].astype(np.float32), local, order=1, cval=0.0)
     return image.reshape(u.shape), mask.reshape(u.shape)
