@@ -15,7 +15,7 @@ from boneqct.io import write_volume
 from boneqct.phantoms.anatomy import SpinePhantomParams
 from boneqct.phantoms.scanner import ScannerParams
 from boneqct.phantoms.spine_phantom import make_spine_phantom
-from boneqct.spine.detect import DetectionResult, detect_vertebrae
+from boneqct.spine.detect import REVIEW_NOTE, DetectionResult, detect_vertebrae
 from boneqct.spine.seeds import read_markups_seeds
 
 #: Lumbar-like proportions (body 25 mm, disc 9 mm, arch 22 mm high), coarse grid for speed.
@@ -48,7 +48,7 @@ def test_every_level_found_and_named_by_both_anchors(normal_spine):
     result = detect_vertebrae(normal_spine.volume)
     _check_levels(result, normal_spine.truth)
     assert {a["anchor"]: a["level"] for a in result.anchors} == {"sacrum": "S1", "ribs": "T12"}
-    assert result.transitional is None and result.warnings == []
+    assert result.transitional is None and result.warnings == [REVIEW_NOTE]
     assert all(lv.confidence > 0.75 for lv in result.levels)
     assert sorted(result.seeds()) == sorted(NORMAL)  # S1 is not a measured level
     assert DetectionResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result

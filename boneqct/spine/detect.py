@@ -88,6 +88,13 @@ RIB_FRONT_MM = 25.0
 RIB_BACK_MM = 45.0
 #: Ribs are not sought on the two bodies above the sacrum (the iliac crests lie beside them).
 RIB_CLEAR_OF_SACRUM = 2
+#: Said with every detection: the method is checked on digital phantoms; on the one real CT
+#: tested (an old, kyphotic thoracic spine at 2.5 mm slices) it put bodies half a level off
+#: and named them one level off (docs/domain.md section 11).
+REVIEW_NOTE = ("Automatic detection is a proposal: check every level's name and centre on the "
+               "detection page (or in Slicer) before reporting by level; on real CT it can be "
+               "off by a level (osteoporotic or strongly curved spines, thick slices). Edit "
+               "detected_levels.mrk.json and rerun with --seeds to correct it.")
 #: Vertebral column names from T1 to the sacrum, for naming by counting from an anchor.
 COLUMN_NAMES: tuple[str, ...] = tuple(f"T{n}" for n in range(1, 13)) + tuple(
     f"L{n}" for n in range(1, 7))
@@ -169,6 +176,7 @@ def detect_vertebrae(volume_hu: Volume) -> DetectionResult:
         body.update(_anchor_scores(grid, bone, canal, body))
     _count_ribs(grid, bone, canal, bodies)
     levels, anchors, warnings, transitional = _name(bodies)
+    warnings.append(REVIEW_NOTE)
     result_levels = [DetectedLevel(
         level=name, centroid_ras_mm=[float(v) for v in grid.ras_mm(body["zyx"])],
         confidence=round(confidence, 2), named_by=named_by,
