@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from boneqct.cli.common import add_command, add_input, add_out, add_patient_options, load_input
+from boneqct.cli.common import add_command, add_input, add_out, load_input
 from boneqct.io.atomic import check_output_folder, write_output_set
 
 DETECT_EXAMPLE = "boneqct detect ct_folder/ --out detect-out"
@@ -16,7 +16,8 @@ def register(sub) -> None:
                          "markups to edit and pass to 'boneqct spine --seeds'", DETECT_EXAMPLE)
     add_input(parser)
     add_out(parser)
-    add_patient_options(parser, age=False)
+    parser.add_argument("--anonymize", action="store_true",
+                        help="leave patient identity out of the outputs")
     parser.set_defaults(handler=_cmd_detect)
 
 
