@@ -66,7 +66,7 @@ def run_demo(out_dir: str | Path, seed: int = 0) -> dict:
           f"error {intercept_error_hu:+.2f} HU), R2 {calibration.r2:.5f}")
     write_json_atomic(out_dir / "calibration.json", calibration.to_dict())
     write_report(out_dir / "calibration_report.pdf", "Calibration report", [
-        exam_table(volume.metadata, anonymize=False), *calibration_section(calibration)])
+        exam_table(volume.metadata, anonymize=False), *calibration_section(calibration, volume)])
 
     _step(4, "Placing the vertebral ROIs from the seed points and measuring each level")
     result = analyze_spine(volume, calibration, seeds=read_markups_seeds(seeds_path))

@@ -1,4 +1,5 @@
-"""Report section for a calibration: fit plot, per-rod table, QC."""
+"""Report section for a calibration: verdict, the rods found in the image, fit plot, per-rod
+table, QC."""
 
 from __future__ import annotations
 
@@ -6,7 +7,20 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.report.pdf import ALERT_COLOR, STYLES, figure_flowable, subplots, table
+from boneqct.report.pdf import (
+    ALERT_COLOR,
+    NOTE_STYLE,
+    STYLES,
+    figure_flowable,
+    headline,
+    scale_bar,
+    subplots,
+    table,
+    units,
+)
+
+#: Window of the rod image (HU).
+ROD_WINDOW_HU = (-200.0, 400.0)
 
 
 def calibration_figure(calibration):
@@ -25,10 +39,14 @@ def calibration_figure(calibration):
     ax_fit.plot(density, y_hu, "o", color="#1f4e79", label="rods (measured)")
     span = np.linspace(density.min(), density.max(), 50)
     ax_fit.plot(span, line(span), "-", color="#c55a11", label="fit")
-    for r, x, y in zip(calibration.rods, density, y_hu, strict=True):
-        ax_fit.annotate(r["name"], (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
-    ax_fit.set_xlabel(f"rod density (mg/cm3 {calibration.material})")
-    ax_fit.set_ylabel("HU minus water-equiv. density" if water.any() else "CT number (HU)")
+    # labels alternate above and below the points, so rods of close density stay readable
+    order = np.argsort(density)
+    for rank, index in enumerate(order):
+        ax_fit.annotate(calibration.rods[index]["name"], (density[index], y_hu[index]), fontsize=7,
+                        xytext=(4, 6 if rank % 2 else -10), textcoords="offset points")
+    ax_fit.set_xlabel(f"rod density (mg/cm\u00b3 {calibration.material})")
+    ax_fit.set_ylabel("HU \u2212 water equivalent (mg/cm\u00b3)" if water.any() else "CT number (HU)",
+                      fontsize=8)
     ax_fit.grid(alpha=0.3)
     ax_fit.legend(fontsize=7)
     ax_res.bar([r["name"] for r in calibration.rods], residual, color="#7f7f7f")
@@ -39,8 +57,46 @@ def calibration_figure(calibration):
     return fig
 
 
-def calibration_section(calibration) -> list:
-    """Flowables describing a calibration and its quality checks."""
+def rod_image_figure(calibration, volume_hu):
+    """The middle calibration slice of ``volume_hu`` with each rod's centre circled and named,
+    so a reader sees which inserts were measured."""
+    centers = np.array([r["center_ras_mm"] for r in calibration.rods], float)
+    slices = calibration.slices_used or [volume_hu.array_kji.shape[0] // 2]
+    k = int(slices[len(slices) // 2])
+    image = volume_hu.array_kji[k].astype(float)
+    spacing_j, spacing_i = volume_hu.spacing_mm[1], volume_hu.spacing_mm[0]
+    ijk = volume_hu.ras_to_ijk_points(centers)
+    fig, ax = subplots(figsize=(3.2, 3.2))
+    ax.imshow(image, cmap="gray", vmin=ROD_WINDOW_HU[0], vmax=ROD_WINDOW_HU[1],
+              extent=(0, image.shape[1] * spacing_i, image.shape[0] * spacing_j, 0))
+    for rod, (i, j, _) in zip(calibration.rods, ijk, strict=True):
+        x, y = i * spacing_i, j * spacing_j
+        ax.plot(x, y, "o", ms=9, mfc="none", mec="#ffd60a", mew=1.0)
+        ax.text(x, y - 9, rod["name"], color="#ffd60a", fontsize=7, ha="center", va="bottom")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"rods found (slice {k})", fontsize=7)
+    scale_bar(ax, 50.0)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_verdict(calibration) -> list:
+    """PASS or CHECK, first and largest: the fit's quality in one line."""
+    worst = max((abs(r["residual_mg_cm3"]) for r in calibration.rods), default=None)
+    fit = [f"R\u00b2 {calibration.r2:.5f}" if calibration.r2 is not None else None,
+           f"largest rod residual {worst:.1f} mg/cm3" if worst is not None else None]
+    fit = ", ".join(f for f in fit if f)
+    if calibration.warnings:
+        return headline(f"CHECK: {len(calibration.warnings)} quality warning"
+                        f"{'s' * (len(calibration.warnings) > 1)}", fit + " - see below.", "low")
+    return headline(f"PASS: the line fits the {len(calibration.rods) or 'tissue'} rods" if
+                    calibration.rods else "PASS", fit, "normal")
+
+
+def calibration_section(calibration, volume_hu=None) -> list:
+    """Flowables describing a calibration and its quality checks (with the rods found in
+    ``volume_hu`` when given)."""
     heading = Paragraph("Calibration", STYLES["Heading2"])
     summary = (
         f"{calibration.method} calibration"
@@ -50,11 +106,18 @@ def calibration_section(calibration) -> list:
         + (f"; R<super>2</super> = {calibration.r2:.5f} over {len(calibration.slices_used)} "
            "slices" if calibration.r2 is not None else "")
     )
-    story = [heading, Paragraph(summary, STYLES["Normal"])]
+    story = [heading, *calibration_verdict(calibration), Paragraph(units(summary), STYLES["Normal"])]
     if calibration.rods:
+        if volume_hu is not None and all("center_ras_mm" in r for r in calibration.rods):
+            story += [Spacer(1, 2 * mm), figure_flowable(rod_image_figure(calibration, volume_hu), 70)]
         story += [Spacer(1, 2 * mm), figure_flowable(calibration_figure(calibration), 170)]
-        rows = [["Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)", "Voxels",
-                 "Residual (HU)", "Residual (mg/cm3)"]]
+        if any(r.get("water_mg_cm3") for r in calibration.rods):
+            story.append(Paragraph(units(
+                "Two-step model (Mindways, QCT PRO): each rod's CT number less its water "
+                "equivalent density is plotted against its mineral density; the line gives BMD "
+                "= (HU - intercept) / slope. Residual: measured minus fitted."), NOTE_STYLE))
+        rows = [[units(c) for c in ("Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)",
+                                    "Voxels", "Residual (HU)", "Residual (mg/cm3)")]]
         rows += [[r["name"], f"{r['density_mg_cm3']:.2f}", f"{r['measured_hu']:.1f}",
                   f"{r['sd_hu']:.1f}", str(r["n_voxels"]), f"{r['residual_hu']:.2f}",
                   f"{r['residual_mg_cm3']:.2f}"] for r in calibration.rods]
