@@ -11,11 +11,14 @@ from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.hip.rois import REGION_CONVENTIONS, ROI_NAMES
 from boneqct.report.pdf import (
+    NOTE_STYLE,
     STYLES,
     exam_table,
     figure_flowable,
+    headline,
     subplots,
     table,
+    units,
     warnings_box,
     write_report,
 )
@@ -57,13 +60,13 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
     """Write the hip report PDF (atomically) for a ``HipResult`` (measured, or read back with
     ``HipResult.from_dict`` together with its projection image and region labels)."""
     cal = result.calibration
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
-             Paragraph(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
-                       f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
-                       f"{cal.intercept_hu:.1f} HU.", STYLES["Normal"]),
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), *_headline(result),
+             Paragraph(units(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
+                             f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
+                             f"{cal.intercept_hu:.1f} HU."), STYLES["Normal"]),
              Paragraph(f"Side: {result.side}. DXA-equivalent areal BMD by CTXA (Cann et al. 2014).",
                        STYLES["Normal"]), Spacer(1, 2 * mm),
-             figure_flowable(projection_figure(result), 80)]
+             figure_flowable(projection_figure(result), 62)]
     rows = [["Region", "aBMD (g/cm2)", "vBMD (mg/cm3)", "BMC (g)", "Area (cm2)", "Volume (cm3)",
              "T-score"]]
     for name in ROI_NAMES:
@@ -71,32 +74,49 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
         rows.append([name, _fmt(roi["abmd_g_cm2"], ".3f"), _fmt(roi["vbmd_mg_cm3"], ".1f"),
                      _fmt(roi["bmc_g"], ".2f"), _fmt(roi["area_cm2"], ".2f"),
                      _fmt(roi["volume_cm3"], ".1f"), _fmt(roi.get("t_score"), ".2f")])
+    rows[0] = [units(cell) for cell in rows[0]]
     story += [Paragraph("Results", STYLES["Heading2"]), table(rows, [28, 24, 26, 20, 20, 24, 18])]
     story += _head_neck_lines(result.head_neck)
     interp = result.interpretation
-    if interp.get("category"):
-        story.append(Paragraph(f"Lowest T-score of neck and total hip: <b>{interp['t_score_min']:.2f}"
-                               f"</b> - WHO category: <b>{interp['category']}</b> (reference "
-                               f"{interp['population']}).", STYLES["Normal"]))
     for region, info in interp.get("regions", {}).items():
         ref = info.get("reference")
         if ref:
             unverified = f" Not verified: {ref['not_verified']}" if ref["not_verified"] else ""
             story.append(Paragraph(f"{region}: reference for {ref['applies_to']}. "
-                                   f"{ref['source']}{unverified}", STYLES["Italic"]))
+                                   f"{ref['source']}{unverified}", NOTE_STYLE))
         for why in info.get("why_absent", []):
-            story.append(Paragraph(f"{region}: {why}", STYLES["Italic"]))
+            story.append(Paragraph(f"{region}: {why}", NOTE_STYLE))
     if interp.get("why"):
-        story.append(Paragraph(interp["why"], STYLES["Italic"]))
+        story.append(Paragraph(interp["why"], NOTE_STYLE))
     story.append(Paragraph("Regions: " + "; ".join(REGION_CONVENTIONS["sources"])
                            + ". Not verified: " + "; ".join(REGION_CONVENTIONS["not_verified"])
-                           + ".", STYLES["Italic"]))
+                           + ".", NOTE_STYLE))
     f = result.frame
     story.append(Paragraph(f"Frame: head radius {f.head_radius_mm:.1f} mm (fit RMS "
                            f"{f.head_fit_rms_mm:.2f} mm), neck-shaft angle "
                            f"{f.neck_shaft_angle_deg:.1f} deg, anteversion relative to the scanner "
                            f"{f.anteversion_deg:.1f} deg.", STYLES["Normal"]))
     return write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
+
+
+#: Headline frame colour of each WHO category.
+WHO_VERDICTS = {"normal": "normal", "osteopenia": "low", "osteoporosis": "alert"}
+
+
+def _headline(result) -> list:
+    """Femoral neck and total hip aBMD with the lowest T-score and the WHO category (or why
+    there is none), first and largest."""
+    neck, total = result.rois["neck"], result.rois["total"]
+    value = (f"Neck {_fmt(neck['abmd_g_cm2'], '.3f')} g/cm2, total hip "
+             f"{_fmt(total['abmd_g_cm2'], '.3f')} g/cm2")
+    interp = result.interpretation
+    if interp.get("category"):
+        return headline(f"{value} - {interp['category'].upper()} <font size='10'>(WHO)</font>",
+                        f"Lowest T-score of neck and total hip {interp['t_score_min']:.2f} "
+                        f"(reference {interp['population']}); {result.side} hip, CTXA.",
+                        WHO_VERDICTS.get(interp["category"], "none"))
+    why = interp.get("why") or "; ".join(interp.get("warnings") or []) or "see the warnings"
+    return headline(f"{value} - no WHO category", f"{result.side} hip, CTXA: {why}.")
 
 
 def _head_neck_lines(head_neck: dict | None) -> list:
@@ -113,7 +133,7 @@ def _head_neck_lines(head_neck: dict | None) -> list:
             table(rows, [24, 26, 24, 24, 44]),
             Paragraph("Regions: " + "; ".join(f"{name}: {text}" for name, text in
                                               head_neck["definitions"].items())
-                      + " (docs/domain.md section 5).", STYLES["Italic"])]
+                      + " (docs/domain.md section 5).", NOTE_STYLE)]
 
 
 __all__ = ["ROI_COLORS", "projection_figure", "write_hip_report"]
