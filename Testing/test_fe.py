@@ -259,8 +259,9 @@ def test_result_round_trips_and_its_report_is_written_from_the_document(phantom,
     assert json.loads(paths["json"].read_text()) == document
     text = pypdf.PdfReader(paths["report"]).pages[0].extract_text()
     assert "Doe" not in text
+    # the warnings first, then the headline (strength, flag), then the table
     assert text.index("Read first") < text.index("A warning to be read first.") < text.index(
-        "Strength (N)")
+        f"strength {again.strength_n:.0f} N") < text.index("Stiffness (N/mm)")
 
 
 def test_analyze_fe_from_the_ct_equals_the_steps(phantom):

@@ -12,10 +12,10 @@ from reportlab.platypus import Paragraph, Spacer
 from boneqct.fe.criteria import CRITERIA
 from boneqct.fe.materials import LAWS
 from boneqct.report.pdf import (
-    ALERT_COLOR,
     STYLES,
     exam_table,
     figure_flowable,
+    headline,
     subplots,
     table,
     warnings_box,
@@ -28,9 +28,6 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
     back with ``FEResult.from_dict``)."""
     solver = result.solver
     rows = [["Quantity", "Value"],
-            ["Level", result.level],
-            ["Strength (N)", f"{result.strength_n:.0f}"],
-            ["Criterion", result.criterion],
             ["Stiffness (N/mm)", f"{result.stiffness_n_mm:.0f}"],
             ["Linear 0.68% strength (N)", f"{result.linear_strength_n:.0f}"],
             ["Element size (mm)", f"{result.element_mm:g}"],
@@ -40,24 +37,29 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
                        f"linear residual {solver['linear_relative_residual']:.1e}"
                        f"{_equilibrium(solver)}"
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
+    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), *_headline(result),
              table(rows, [60, 110])]
     story.append(Paragraph(_material_text(result), STYLES["Normal"]))
     basis = CRITERIA[result.criterion]
     story.append(Paragraph(f"Criterion {result.criterion}: {basis['rule']}. Source: "
                            f"{basis['source']}. Validity: {basis['validity']}.",
                            STYLES["Normal"]))
-    if result.fragile is not None:
-        verdict = "FRAGILE BONE STRENGTH" if result.fragile else "not fragile"
-        color = ALERT_COLOR.hexval() if result.fragile else "#000000"
-        story.append(Paragraph(f"<font color='{color}'><b>{verdict}</b></font> (threshold "
-                               f"{result.fragile_threshold_n:.0f} N; {result.fragile_reason})",
-                               STYLES["Normal"]))
-    elif result.fragile_reason:
-        story.append(Paragraph(result.fragile_reason[0].upper() + result.fragile_reason[1:],
-                               STYLES["Normal"]))
     story += [Spacer(1, 2 * mm), figure_flowable(_figure(result), 170)]
     return write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
+
+
+def _headline(result) -> list:
+    """The strength by its criterion and the fragile-bone-strength flag (or why it is absent),
+    first and largest."""
+    value = (f"{result.level}: strength {result.strength_n:.0f} N "
+             f"<font size='10'>({result.criterion})</font>")
+    reason = result.fragile_reason or ""
+    if result.fragile is None:
+        return headline(f"{value} - no fragility flag", reason[:1].upper() + reason[1:])
+    note = f"Threshold {result.fragile_threshold_n:.0f} N; {reason}"
+    if result.fragile:
+        return headline(f"{value} - FRAGILE BONE STRENGTH", note, "alert")
+    return headline(f"{value} - not fragile", note, "normal")
 
 
 def _equilibrium(solver: dict) -> str:
