@@ -74,3 +74,18 @@ def test_fe_without_calibration_is_a_clean_error(phantom_file, tmp_path):
     unstated = _run(*(args[:slope + 4] + args[slope + 6:]))  # a manual line without material
     assert unstated.returncode == 2
     assert "--material" in unstated.stderr and "Traceback" not in unstated.stderr
+
+
+def test_fe_exports_the_model_for_other_solvers(phantom_file, tmp_path):
+    """--export inp,feb writes fe_model.inp and fe_model.feb in the output set; the .inp has the
+    model's elements (one C3D8 card each); an unknown format is a usage error (exit 2)."""
+    path, truth = phantom_file
+    done = _run(*_fe_args(path, truth, "L2", tmp_path / "out", 2.0), "--export", "inp,feb")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "out" / "fe.json").read_text())
+    inp = (tmp_path / "out" / "fe_model.inp").read_text()
+    elements = inp.split("*ELEMENT", 1)[1].split("*", 1)[0].strip().splitlines()[1:]
+    assert len(elements) == document["n_elements"]
+    assert (tmp_path / "out" / "fe_model.feb").read_text().lstrip().startswith("<?xml")
+    bad = _run(*_fe_args(path, truth, "L2", tmp_path / "bad", 2.0), "--export", "stl")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "stl" in bad.stderr

@@ -17,6 +17,7 @@ from boneqct.cli.common import (
     read_result_json,
     start_measurement,
 )
+from boneqct.cli.fe_export import add_export_option
 from boneqct.io.atomic import write_output_set
 
 FE_EXAMPLE = ("boneqct fe ct_folder/ --level L2 --phantom mindways-model3 --seed L2=0,-25,0 "
@@ -31,6 +32,7 @@ def register(sub) -> None:
     fe = add_measurement(sub, "fe", "vertebral stiffness and strength by voxel finite elements",
                          FE_EXAMPLE, _cmd_fe, FEOptions, where=_add_level_and_body)
     add_patient_options(fe, age=False, sex_for=" for the fragile flag")
+    add_export_option(fe)
 
     compare = add_command(sub, "fe-compare", "follow-up: change between two fe.json files",
                           COMPARE_EXAMPLE)
@@ -55,7 +57,8 @@ def _cmd_fe(args) -> int:
     result = analyze_fe(volume, calibration, options, level=args.level, seeds=seeds,
                         labels=labels, sex=patient_sex(args, volume))
     paths = write_output_set(args.out, "fe", lambda folder: write_fe_outputs(
-        folder, result, volume.metadata, anonymize=args.anonymize))
+        folder, result, volume.metadata, anonymize=args.anonymize,
+        export_formats=args.export or ()))
     flag = {True: "  FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
     print(f"{result.level}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
           f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "

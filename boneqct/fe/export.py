@@ -258,3 +258,18 @@ def export_model(model: Model, modulus_mpa: np.ndarray, folder: str | Path, form
     writers = {"inp": write_inp, "feb": write_feb}
     return {fmt: writers[fmt](model, folder / f"{name}{FORMATS[fmt]}", applied_mm,
                               modulus_mpa=modulus_mpa) for fmt in formats}
+
+
+def write_model_files(out_dir: str | Path, model: Model, solution, stem: str,
+                      export_formats=()) -> dict[str, Path]:
+    """``<stem>.vtu`` of the solved model (fields for ParaView/Slicer) and, in each of
+    ``export_formats``, ``<stem>_model.inp`` / ``.feb`` with the loaded nodes displaced as in
+    ``solution``; returns the paths by key ("vtu", "inp", "feb")."""
+    from boneqct.fe.vtu import unstructured_grid, write_vtu
+
+    out_dir = Path(out_dir)
+    paths = {"vtu": write_vtu(unstructured_grid(model, solution), out_dir / f"{stem}.vtu")}
+    if export_formats:
+        paths.update(export_model(model, model.modulus_mpa, out_dir, export_formats,
+                                  applied_mm=solution.applied_mm, name=f"{stem}_model"))
+    return paths

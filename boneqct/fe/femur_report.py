@@ -11,7 +11,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.fe.export import export_model
+from boneqct.fe.export import write_model_files
 from boneqct.fe.femur import (
     CRITERION_CITATION,
     FRAGILE_ABSENT_REASON,
@@ -19,7 +19,6 @@ from boneqct.fe.femur import (
     configuration,
 )
 from boneqct.fe.materials import LAWS
-from boneqct.fe.vtu import unstructured_grid, write_vtu
 from boneqct.io import write_json_atomic
 from boneqct.report.pdf import (
     STYLES,
@@ -91,12 +90,8 @@ def write_femur_outputs(out_dir: str | Path, result: FemurFallResult, metadata: 
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "fe_hip.json", "report": out_dir / "fe_hip_report.pdf"}
     if result.model is not None:
-        paths["vtu"] = out_dir / "fe_hip.vtu"
-        write_vtu(unstructured_grid(result.model, result.solution), paths["vtu"])
-        if export_formats:
-            paths.update(export_model(result.model, result.model.modulus_mpa, out_dir,
-                                      export_formats, applied_mm=result.solution.applied_mm,
-                                      name="fe_hip_model"))
+        paths.update(write_model_files(out_dir, result.model, result.solution, "fe_hip",
+                                       export_formats))
     write_femur_report(paths["report"], result, metadata or {}, anonymize)
     write_json_atomic(paths["json"], result.to_dict())
     return paths
