@@ -147,7 +147,7 @@ class FiniteElementWidget(widgets.ModuleWidget):
         """Show the chosen field on the mesh."""
         p = self._parameterNode
         if p and p.meshModel and p.meshModel.GetMesh() is not None:
-            from FiniteElementLib import color_model_by
+            from FiniteElementLib.fe import color_model_by
 
             color_model_by(p.meshModel, p.colorBy)
 
@@ -169,7 +169,7 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         The body comes from ``seedsNode`` (points named by level) or from ``labelsNode``
         (vertebra label map or segmentation in ``options.label_scheme`` numbering); give one.
         """
-        from FiniteElementLib import run_fe
+        from FiniteElementLib.fe import run_fe
 
         outputs = run_fe(inputVolume, calibrationTable, level, options, seeds_node=seedsNode,
                          labels_node=labelsNode, sex=sex, table_node=tableNode,
@@ -179,13 +179,13 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def feSummary(self, tableNode) -> str:
         """Strength, stiffness and fragile flag of a results table (empty if none)."""
-        from FiniteElementLib import fe_summary_text
+        from FiniteElementLib.fe import fe_summary_text
 
         return fe_summary_text(tableNode)
 
     def canExportReport(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a finite-element result (all the report needs)."""
-        from FiniteElementLib import can_export_fe_report
+        from FiniteElementLib.fe import can_export_fe_report
 
         return can_export_fe_report(tableNode)
 
@@ -193,7 +193,7 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         """Write fe.json, fe.vtu and fe_report.pdf of the result held by ``tableNode`` into
         ``folder`` (also after the scene was saved and reloaded); returns the paths by key
         "json", "vtu", "report"."""
-        from FiniteElementLib import export_fe_report
+        from FiniteElementLib.fe import export_fe_report
 
         return export_fe_report(folder, tableNode, anonymize=anonymize)
 

@@ -213,7 +213,7 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         Returns the dict of ``HipCTXALib.run_hip``: "result", "volume", "table",
         "segmentation", "transform", "projection", "roi_labelmap", "rotated_volume".
         """
-        from HipCTXALib import run_hip
+        from HipCTXALib.hip import run_hip
 
         outputs = run_hip(
             inputVolume, calibrationTable, side, options, seed_node=seedNode,
@@ -227,13 +227,13 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def hipSummary(self, tableNode) -> str:
         """Neck and total-hip aBMD, T-scores, WHO category and frame of a results table."""
-        from HipCTXALib import hip_summary_text
+        from HipCTXALib.hip import hip_summary_text
 
         return hip_summary_text(tableNode)
 
     def frameSummary(self, tableNode) -> str:
         """The anatomical frame's angles stored on a results table (empty if none)."""
-        from HipCTXALib import has_hip_result
+        from HipCTXALib.hip import has_hip_result
 
         if not has_hip_result(tableNode):
             return ""
@@ -243,14 +243,14 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def canExportReport(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a hip result with its projection and region volumes."""
-        from HipCTXALib import can_export_hip_report
+        from HipCTXALib.hip import can_export_hip_report
 
         return can_export_hip_report(tableNode)
 
     def exportReport(self, folder, tableNode, anonymize: bool = False) -> dict:
         """Write hip.json, hip.csv, the projection (NIfTI, PNG) and hip_report.pdf of the result
         held by ``tableNode`` into ``folder`` (also after the scene was saved and reloaded)."""
-        from HipCTXALib import export_hip_report
+        from HipCTXALib.hip import export_hip_report
 
         return export_hip_report(folder, tableNode, anonymize=anonymize)
 

@@ -381,7 +381,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         others created. Returns the dict of ``QCTBoneDensityLib.run_spine``: "result",
         "volume", "table", "roi_labelmap", "roi_segmentation", "roi_centers", "chart" (or None).
         """
-        from QCTBoneDensityLib import run_spine
+        from QCTBoneDensityLib.spine import run_spine
 
         outputs = run_spine(
             inputVolume, calibrationTable, options, seeds_node=seedsNode, labels_node=labelsNode,
@@ -400,20 +400,20 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def spineSummary(self, tableNode) -> str:
         """Mean BMD, category, T/Z-scores and warnings of a spine table (empty if none)."""
-        from QCTBoneDensityLib import spine_summary_text
+        from QCTBoneDensityLib.spine import spine_summary_text
 
         return spine_summary_text(tableNode)
 
     def canExportSpineReport(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a spine measurement whose CT and ROI label map are in
         the scene (what the report is written from; also after the scene was reloaded)."""
-        from QCTBoneDensityLib import can_export_spine_report
+        from QCTBoneDensityLib.spine import can_export_spine_report
 
         return can_export_spine_report(tableNode)
 
     def exportSpineReport(self, path, tableNode, anonymize: bool = False):
         """Write the spine report PDF of the measurement held by ``tableNode``; returns the path."""
-        from QCTBoneDensityLib import export_spine_report
+        from QCTBoneDensityLib.spine import export_spine_report
 
         return export_spine_report(path, tableNode, anonymize=anonymize)
 
@@ -426,7 +426,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         ``l3PointNode`` an optional markups list with the point in L3. Returns the dict of
         ``QCTBoneDensityLib.run_tissue``: "result", "table", "measures_table", "labelmap".
         """
-        from QCTBoneDensityLib import run_tissue
+        from QCTBoneDensityLib.tissue import run_tissue
 
         from boneqct.tissue import TissueOptions
 
@@ -437,13 +437,13 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def hasTissueResult(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a tissue composition written by this module."""
-        from QCTBoneDensityLib import has_tissue_result
+        from QCTBoneDensityLib.tissue import has_tissue_result
 
         return has_tissue_result(tableNode)
 
     def tissueSummary(self, tableNode) -> str:
         """Calibration, slices, fitted tissue CT values, thresholds and L3 muscle area."""
-        from QCTBoneDensityLib import tissue_summary_text
+        from QCTBoneDensityLib.tissue import tissue_summary_text
 
         return tissue_summary_text(tableNode)
 
@@ -452,7 +452,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
         Written from the document stored on the table, so a saved scene can be reported again.
         """
-        from QCTBoneDensityLib import export_tissue_report
+        from QCTBoneDensityLib.tissue import export_tissue_report
 
         return export_tissue_report(folder, tableNode, anonymize=anonymize)
 
@@ -462,7 +462,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
         Returns the dict of ``QCTBoneDensityLib.run_qa``: "rows", "charts", "log", "table".
         """
-        from QCTBoneDensityLib import run_qa
+        from QCTBoneDensityLib.qa import run_qa
 
         from boneqct.qa import QAOptions
 
@@ -476,7 +476,7 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def qaSummary(self, tableNode) -> str:
         """Session, log file and flagged inserts of a QA table (empty if none)."""
-        from QCTBoneDensityLib import qa_summary_text
+        from QCTBoneDensityLib.qa import qa_summary_text
 
         return qa_summary_text(tableNode)
 

@@ -92,6 +92,6 @@ def test_color_fields_match_the_adapters():
     pytest.importorskip("slicer")
     sys.path.insert(0, str(REPO / "QCTBoneDensity"))
     sys.path.insert(0, str(REPO / "FiniteElement"))
-    from FiniteElementLib import COLOR_FIELDS
+    from FiniteElementLib.fe import COLOR_FIELDS
 
     assert module_constants()["COLOR_FIELDS"] == list(COLOR_FIELDS)

@@ -29,7 +29,7 @@ from slicer import vtkMRMLScene  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "HipCTXA"))
 
-from HipCTXALib import (  # noqa: E402
+from HipCTXALib.hip import (  # noqa: E402
     HIP_COLUMNS,
     REGIONS,
     can_export_hip_report,

@@ -24,17 +24,11 @@ from slicer import vtkMRMLScene  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
-from QCTBoneDensityLib import (  # noqa: E402
-    export_tissue_report,
-    has_tissue_result,
-    l3_point_from_markups,
+from QCTBoneDensityLib.qa import (  # noqa: E402
+    qa_result_from_table_node,
     qa_summary_text,
     run_qa,
-    run_tissue,
-    tissue_document_from_table_node,
-    tissue_summary_text,
 )
-from QCTBoneDensityLib.qa import qa_result_from_table_node  # noqa: E402
 from QCTBoneDensityLib.tissue import (  # noqa: E402
     ATTRIBUTE_TISSUE_LABEL_COLORS,
     COMPARTMENT_COLUMNS,
@@ -42,6 +36,12 @@ from QCTBoneDensityLib.tissue import (  # noqa: E402
     MEASURE_COLUMNS,
     MEASURES_TABLE_ROLE,
     REGION_TISSUES,
+    export_tissue_report,
+    has_tissue_result,
+    l3_point_from_markups,
+    run_tissue,
+    tissue_document_from_table_node,
+    tissue_summary_text,
 )
 
 from boneqct.calibration import calibrate_with_phantom  # noqa: E402
@@ -49,7 +49,7 @@ from boneqct.calibration.internal import internal_calibration  # noqa: E402
 from boneqct.phantoms import make_spine_phantom  # noqa: E402
 from boneqct.qa import QAOptions  # noqa: E402
 from boneqct.tissue import TissueOptions, analyze_tissue, tissue_label_map  # noqa: E402
-from BoneQCTLib.calibration import (  # noqa: E402  # noqa: E402
+from BoneQCTLib.calibration import (  # noqa: E402
     calibration_from_table_node,
     calibration_summary_text,
     calibration_to_table_node,
