@@ -20,15 +20,7 @@ from boneqct.fe.femur import (
 )
 from boneqct.fe.materials import LAWS
 from boneqct.io import write_json_atomic
-from boneqct.report.pdf import (
-    STYLES,
-    exam_table,
-    figure_flowable,
-    subplots,
-    table,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 
 
 def write_femur_report(path: str | Path, result: FemurFallResult, metadata: dict,
@@ -48,8 +40,8 @@ def write_femur_report(path: str | Path, result: FemurFallResult, metadata: dict
                        f"residual {solver['relative_residual']:.1e}"
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
     config = configuration()
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
-             table(rows, [70, 100]), Spacer(1, 2 * mm)]
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm),
+             pdf.table(rows, [70, 100]), Spacer(1, 2 * mm)]
     for text in (
             f"Sideways fall: shaft {config['adduction_deg']:g} deg adduction, "
             f"{config['internal_rotation_deg']:g} deg internal rotation ({config['source']}). "
@@ -58,14 +50,14 @@ def write_femur_report(path: str | Path, result: FemurFallResult, metadata: dict
             f"Material: {LAWS[result.law].citation} ({result.density_material} calibration). "
             f"Strength: {CRITERION_CITATION}.",
             f"Fragile-strength flag not given: {FRAGILE_ABSENT_REASON}"):
-        story.append(Paragraph(escape(text), STYLES["Normal"]))
-    story += [Spacer(1, 2 * mm), figure_flowable(_strain_figure(result), 120)]
-    return write_report(path, f"Femoral strength in a sideways fall ({result.side})", story)
+        story.append(Paragraph(escape(text), pdf.STYLES["Normal"]))
+    story += [Spacer(1, 2 * mm), pdf.figure_flowable(_strain_figure(result), 120)]
+    return pdf.write_report(path, f"Femoral strength in a sideways fall ({result.side})", story)
 
 
 def _strain_figure(result: FemurFallResult):
     """Effective strain at the strength load on the plane through the head centre."""
-    fig, ax = subplots(1, 1, figsize=(5.0, 4.0))
+    fig, ax = pdf.subplots(1, 1, figsize=(5.0, 4.0))
     image = np.array(result.strain_image["values"], dtype=float)  # None -> NaN
     h = result.strain_image["element_mm"]
     shown = ax.imshow(image * 100.0, origin="lower", cmap="inferno",

@@ -11,16 +11,7 @@ from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.fe.criteria import CRITERIA
 from boneqct.fe.materials import LAWS
-from boneqct.report.pdf import (
-    STYLES,
-    exam_table,
-    figure_flowable,
-    headline,
-    subplots,
-    table,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 
 
 def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = False) -> Path:
@@ -37,15 +28,15 @@ def write_fe_report(path: str | Path, result, metadata: dict, anonymize: bool = 
                        f"linear residual {solver['linear_relative_residual']:.1e}"
                        f"{_equilibrium(solver)}"
                        f"{'' if solver['converged'] else ' NOT CONVERGED'}"]]
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), *_headline(result),
-             table(rows, [60, 110])]
-    story.append(Paragraph(_material_text(result), STYLES["Normal"]))
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), *_headline(result),
+             pdf.table(rows, [60, 110])]
+    story.append(Paragraph(_material_text(result), pdf.STYLES["Normal"]))
     basis = CRITERIA[result.criterion]
     story.append(Paragraph(f"Criterion {result.criterion}: {basis['rule']}. Source: "
                            f"{basis['source']}. Validity: {basis['validity']}.",
-                           STYLES["Normal"]))
-    story += [Spacer(1, 2 * mm), figure_flowable(_figure(result), 170)]
-    return write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
+                           pdf.STYLES["Normal"]))
+    story += [Spacer(1, 2 * mm), pdf.figure_flowable(_figure(result), 170)]
+    return pdf.write_report(path, f"Vertebral strength by finite elements ({result.level})", story)
 
 
 def _headline(result) -> list:
@@ -55,11 +46,11 @@ def _headline(result) -> list:
              f"<font size='10'>({result.criterion})</font>")
     reason = result.fragile_reason or ""
     if result.fragile is None:
-        return headline(f"{value} - no fragility flag", reason[:1].upper() + reason[1:])
+        return pdf.headline(f"{value} - no fragility flag", reason[:1].upper() + reason[1:])
     note = f"Threshold {result.fragile_threshold_n:.0f} N; {reason}"
     if result.fragile:
-        return headline(f"{value} - FRAGILE BONE STRENGTH", note, "alert")
-    return headline(f"{value} - not fragile", note, "normal")
+        return pdf.headline(f"{value} - FRAGILE BONE STRENGTH", note, "alert")
+    return pdf.headline(f"{value} - not fragile", note, "normal")
 
 
 def _equilibrium(solver: dict) -> str:
@@ -89,7 +80,7 @@ def _material_text(result) -> str:
 def _figure(result):
     """Load-displacement curve (nonlinear increments, or the linear line with its strength
     point), and the mid-sagittal strain."""
-    fig, (ax_curve, ax_strain) = subplots(1, 2, figsize=(8.0, 3.2))
+    fig, (ax_curve, ax_strain) = pdf.subplots(1, 2, figsize=(8.0, 3.2))
     curve = result.curve or [{"displacement_mm": 0.0, "force_n": 0.0},
                              {"displacement_mm": result.strength_n / result.stiffness_n_mm,
                               "force_n": result.strength_n, "strength_point": True}]

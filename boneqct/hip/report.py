@@ -10,18 +10,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.hip.rois import REGION_CONVENTIONS, ROI_NAMES
-from boneqct.report.pdf import (
-    NOTE_STYLE,
-    STYLES,
-    exam_table,
-    figure_flowable,
-    headline,
-    subplots,
-    table,
-    units,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 
 #: Outline colours of the regions (neck, trochanter, intertrochanter labels).
 ROI_COLORS = {1: "#ffd60a", 2: "#30d158", 3: "#0a84ff"}
@@ -38,7 +27,7 @@ def projection_figure(result, title: str | None = None):
     pixel_mm = result.projection_grid["pixel_mm"]
     rows, cols = image.shape
     extent = (0, cols * pixel_mm, rows * pixel_mm, 0)
-    fig, ax = subplots(figsize=(4.0, 4.0 * rows / cols))
+    fig, ax = pdf.subplots(figsize=(4.0, 4.0 * rows / cols))
     ax.imshow(image, cmap="gray", vmin=0, vmax=max(float(image.max()), 1e-6), extent=extent)
     x_mm = (np.arange(cols) + 0.5) * pixel_mm
     y_mm = (np.arange(rows) + 0.5) * pixel_mm
@@ -60,13 +49,13 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
     """Write the hip report PDF (atomically) for a ``HipResult`` (measured, or read back with
     ``HipResult.from_dict`` together with its projection image and region labels)."""
     cal = result.calibration
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), *_headline(result),
-             Paragraph(units(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), *_headline(result),
+             Paragraph(pdf.units(f"Calibration: {result.interpretation['basis']}, {cal.material}, slope "
                              f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept "
-                             f"{cal.intercept_hu:.1f} HU."), STYLES["Normal"]),
+                             f"{cal.intercept_hu:.1f} HU."), pdf.STYLES["Normal"]),
              Paragraph(f"Side: {result.side}. DXA-equivalent areal BMD by CTXA (Cann et al. 2014).",
-                       STYLES["Normal"]), Spacer(1, 2 * mm),
-             figure_flowable(projection_figure(result), 62)]
+                       pdf.STYLES["Normal"]), Spacer(1, 2 * mm),
+             pdf.figure_flowable(projection_figure(result), 62)]
     rows = [["Region", "aBMD (g/cm2)", "vBMD (mg/cm3)", "BMC (g)", "Area (cm2)", "Volume (cm3)",
              "T-score"]]
     for name in ROI_NAMES:
@@ -74,8 +63,8 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
         rows.append([name, _fmt(roi["abmd_g_cm2"], ".3f"), _fmt(roi["vbmd_mg_cm3"], ".1f"),
                      _fmt(roi["bmc_g"], ".2f"), _fmt(roi["area_cm2"], ".2f"),
                      _fmt(roi["volume_cm3"], ".1f"), _fmt(roi.get("t_score"), ".2f")])
-    rows[0] = [units(cell) for cell in rows[0]]
-    story += [Paragraph("Results", STYLES["Heading2"]), table(rows, [28, 24, 26, 20, 20, 24, 18])]
+    rows[0] = [pdf.units(cell) for cell in rows[0]]
+    story += [Paragraph("Results", pdf.STYLES["Heading2"]), pdf.table(rows, [28, 24, 26, 20, 20, 24, 18])]
     story += _head_neck_lines(result.head_neck)
     interp = result.interpretation
     for region, info in interp.get("regions", {}).items():
@@ -83,20 +72,20 @@ def write_hip_report(path: str | Path, result, metadata: dict, anonymize: bool =
         if ref:
             unverified = f" Not verified: {ref['not_verified']}" if ref["not_verified"] else ""
             story.append(Paragraph(f"{region}: reference for {ref['applies_to']}. "
-                                   f"{ref['source']}{unverified}", NOTE_STYLE))
+                                   f"{ref['source']}{unverified}", pdf.NOTE_STYLE))
         for why in info.get("why_absent", []):
-            story.append(Paragraph(f"{region}: {why}", NOTE_STYLE))
+            story.append(Paragraph(f"{region}: {why}", pdf.NOTE_STYLE))
     if interp.get("why"):
-        story.append(Paragraph(interp["why"], NOTE_STYLE))
+        story.append(Paragraph(interp["why"], pdf.NOTE_STYLE))
     story.append(Paragraph("Regions: " + "; ".join(REGION_CONVENTIONS["sources"])
                            + ". Not verified: " + "; ".join(REGION_CONVENTIONS["not_verified"])
-                           + ".", NOTE_STYLE))
+                           + ".", pdf.NOTE_STYLE))
     f = result.frame
     story.append(Paragraph(f"Frame: head radius {f.head_radius_mm:.1f} mm (fit RMS "
                            f"{f.head_fit_rms_mm:.2f} mm), neck-shaft angle "
                            f"{f.neck_shaft_angle_deg:.1f} deg, anteversion relative to the scanner "
-                           f"{f.anteversion_deg:.1f} deg.", STYLES["Normal"]))
-    return write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
+                           f"{f.anteversion_deg:.1f} deg.", pdf.STYLES["Normal"]))
+    return pdf.write_report(path, "Hip CTXA: DXA-equivalent areal BMD", story)
 
 
 #: Headline frame colour of each WHO category.
@@ -111,12 +100,12 @@ def _headline(result) -> list:
              f"{_fmt(total['abmd_g_cm2'], '.3f')} g/cm2")
     interp = result.interpretation
     if interp.get("category"):
-        return headline(f"{value} - {interp['category'].upper()} <font size='10'>(WHO)</font>",
+        return pdf.headline(f"{value} - {interp['category'].upper()} <font size='10'>(WHO)</font>",
                         f"Lowest T-score of neck and total hip {interp['t_score_min']:.2f} "
                         f"(reference {interp['population']}); {result.side} hip, CTXA.",
                         WHO_VERDICTS.get(interp["category"], "none"))
     why = interp.get("why") or "; ".join(interp.get("warnings") or []) or "see the warnings"
-    return headline(f"{value} - no WHO category", f"{result.side} hip, CTXA: {why}.")
+    return pdf.headline(f"{value} - no WHO category", f"{result.side} hip, CTXA: {why}.")
 
 
 def _head_neck_lines(head_neck: dict | None) -> list:
@@ -129,11 +118,11 @@ def _head_neck_lines(head_neck: dict | None) -> list:
                      _fmt(region["volume_cm3"], ".2f"),
                      f"{region['from_mm']:.0f} to {region['to_mm']:.0f}"])
     return [Spacer(1, 2 * mm), Paragraph("Femoral head and neck (volumetric BMD, for fixation "
-                                         "planning)", STYLES["Heading2"]),
-            table(rows, [24, 26, 24, 24, 44]),
+                                         "planning)", pdf.STYLES["Heading2"]),
+            pdf.table(rows, [24, 26, 24, 24, 44]),
             Paragraph("Regions: " + "; ".join(f"{name}: {text}" for name, text in
                                               head_neck["definitions"].items())
-                      + " (docs/domain.md section 5).", NOTE_STYLE)]
+                      + " (docs/domain.md section 5).", pdf.NOTE_STYLE)]
 
 
 __all__ = ["ROI_COLORS", "projection_figure", "write_hip_report"]

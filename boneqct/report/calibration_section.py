@@ -7,17 +7,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.report.pdf import (
-    ALERT_COLOR,
-    NOTE_STYLE,
-    STYLES,
-    figure_flowable,
-    headline,
-    scale_bar,
-    subplots,
-    table,
-    units,
-)
+from boneqct.report import pdf
 
 #: Window of the rod image (HU).
 ROD_WINDOW_HU = (-200.0, 400.0)
@@ -34,7 +24,7 @@ def calibration_figure(calibration):
     residual = np.array([r["residual_hu"] for r in calibration.rods])
     y_hu = np.array([r["measured_hu"] for r in calibration.rods]) - water
     line = np.polynomial.Polynomial.fit(density, y_hu - residual, 1)
-    fig, (ax_fit, ax_res) = subplots(1, 2, figsize=(7.0, 2.4),
+    fig, (ax_fit, ax_res) = pdf.subplots(1, 2, figsize=(7.0, 2.4),
                                          gridspec_kw={"width_ratios": [2, 1]})
     ax_fit.plot(density, y_hu, "o", color="#1f4e79", label="rods (measured)")
     span = np.linspace(density.min(), density.max(), 50)
@@ -66,7 +56,7 @@ def rod_image_figure(calibration, volume_hu):
     image = volume_hu.array_kji[k].astype(float)
     spacing_j, spacing_i = volume_hu.spacing_mm[1], volume_hu.spacing_mm[0]
     ijk = volume_hu.ras_to_ijk_points(centers)
-    fig, ax = subplots(figsize=(3.2, 3.2))
+    fig, ax = pdf.subplots(figsize=(3.2, 3.2))
     ax.imshow(image, cmap="gray", vmin=ROD_WINDOW_HU[0], vmax=ROD_WINDOW_HU[1],
               extent=(0, image.shape[1] * spacing_i, image.shape[0] * spacing_j, 0))
     for rod, (i, j, _) in zip(calibration.rods, ijk, strict=True):
@@ -76,7 +66,7 @@ def rod_image_figure(calibration, volume_hu):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"rods found (slice {k})", fontsize=7)
-    scale_bar(ax, 50.0)
+    pdf.scale_bar(ax, 50.0)
     fig.tight_layout()
     return fig
 
@@ -88,16 +78,16 @@ def calibration_verdict(calibration) -> list:
            f"largest rod residual {worst:.1f} mg/cm3" if worst is not None else None]
     fit = ", ".join(f for f in fit if f)
     if calibration.warnings:
-        return headline(f"CHECK: {len(calibration.warnings)} quality warning"
+        return pdf.headline(f"CHECK: {len(calibration.warnings)} quality warning"
                         f"{'s' * (len(calibration.warnings) > 1)}", fit + " - see below.", "low")
-    return headline(f"PASS: the line fits the {len(calibration.rods) or 'tissue'} rods" if
+    return pdf.headline(f"PASS: the line fits the {len(calibration.rods) or 'tissue'} rods" if
                     calibration.rods else "PASS", fit, "normal")
 
 
 def calibration_section(calibration, volume_hu=None) -> list:
     """Flowables describing a calibration and its quality checks (with the rods found in
     ``volume_hu`` when given)."""
-    heading = Paragraph("Calibration", STYLES["Heading2"])
+    heading = Paragraph("Calibration", pdf.STYLES["Heading2"])
     summary = (
         f"{calibration.method} calibration"
         + (f" with phantom <b>{calibration.phantom}</b>" if calibration.phantom else "")
@@ -106,23 +96,23 @@ def calibration_section(calibration, volume_hu=None) -> list:
         + (f"; R<super>2</super> = {calibration.r2:.5f} over {len(calibration.slices_used)} "
            "slices" if calibration.r2 is not None else "")
     )
-    story = [heading, *calibration_verdict(calibration), Paragraph(units(summary), STYLES["Normal"])]
+    story = [heading, *calibration_verdict(calibration), Paragraph(pdf.units(summary), pdf.STYLES["Normal"])]
     if calibration.rods:
         if volume_hu is not None and all("center_ras_mm" in r for r in calibration.rods):
-            story += [Spacer(1, 2 * mm), figure_flowable(rod_image_figure(calibration, volume_hu), 70)]
-        story += [Spacer(1, 2 * mm), figure_flowable(calibration_figure(calibration), 170)]
+            story += [Spacer(1, 2 * mm), pdf.figure_flowable(rod_image_figure(calibration, volume_hu), 70)]
+        story += [Spacer(1, 2 * mm), pdf.figure_flowable(calibration_figure(calibration), 170)]
         if any(r.get("water_mg_cm3") for r in calibration.rods):
-            story.append(Paragraph(units(
+            story.append(Paragraph(pdf.units(
                 "Two-step model (Mindways, QCT PRO): each rod's CT number less its water "
                 "equivalent density is plotted against its mineral density; the line gives BMD "
-                "= (HU - intercept) / slope. Residual: measured minus fitted."), NOTE_STYLE))
-        rows = [[units(c) for c in ("Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)",
+                "= (HU - intercept) / slope. Residual: measured minus fitted."), pdf.NOTE_STYLE))
+        rows = [[pdf.units(c) for c in ("Rod", "Density (mg/cm3)", "Measured (HU)", "SD (HU)",
                                     "Voxels", "Residual (HU)", "Residual (mg/cm3)")]]
         rows += [[r["name"], f"{r['density_mg_cm3']:.2f}", f"{r['measured_hu']:.1f}",
                   f"{r['sd_hu']:.1f}", str(r["n_voxels"]), f"{r['residual_hu']:.2f}",
                   f"{r['residual_mg_cm3']:.2f}"] for r in calibration.rods]
-        story += [Spacer(1, 2 * mm), table(rows)]
+        story += [Spacer(1, 2 * mm), pdf.table(rows)]
     for warning in calibration.warnings:
-        story.append(Paragraph(f"<font color='{ALERT_COLOR.hexval()}'>QC warning: {warning}"
-                               "</font>", STYLES["Normal"]))
+        story.append(Paragraph(f"<font color='{pdf.ALERT_COLOR.hexval()}'>QC warning: {warning}"
+                               "</font>", pdf.STYLES["Normal"]))
     return story

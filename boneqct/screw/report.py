@@ -12,16 +12,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.io.images import volume_to_sitk
-from boneqct.report.pdf import (
-    ALERT_COLOR,
-    STYLES,
-    exam_table,
-    figure_flowable,
-    subplots,
-    table,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 from boneqct.spine.interpret import CEMENT_NOTE
 from boneqct.volume import LPS_TO_RAS, Volume
 
@@ -81,7 +72,7 @@ def view_directions(entry_ras_mm, tip_ras_mm) -> tuple[tuple[str, np.ndarray], .
 def _screw_views_figure(result, volume_hu: Volume):
     """Two oblique reformats per measured screw, the cylinder and shell outlined."""
     screws = [s for s in result.screws if s.measured]
-    fig, axes = subplots(len(screws), 2, figsize=(7.0, 2.4 * len(screws)), squeeze=False)
+    fig, axes = pdf.subplots(len(screws), 2, figsize=(7.0, 2.4 * len(screws)), squeeze=False)
     for row, screw in enumerate(screws):
         radius = screw.diameter_mm / 2.0
         half_width_mm = radius + screw.shell_mm + VIEW_MARGIN_MM
@@ -122,7 +113,7 @@ def _screw_table(result) -> object:
         cement = "-" if s.cement_suggested is None else ("YES" if s.cement_suggested else "no")
         rows.append([s.name, s.level or "-", size, _value(cylinder), _value(shell), _value(low),
                      f"{100 * s.cortical_contact_fraction:.0f}%", cement])
-    return table(rows, [18, 12, 25, 26, 24, 27, 21, 17])
+    return pdf.table(rows, [18, 12, 25, 26, 24, 27, 21, 17])
 
 
 def _segment_table(result) -> object:
@@ -135,7 +126,7 @@ def _segment_table(result) -> object:
             rows.append([s.name, f"{g['start_mm']:.0f}-{g['end_mm']:.0f}", g["part"] or "-",
                          _value(value) + low, "-" if g["in_body_fraction"] is None
                          else f"{100 * g['in_body_fraction']:.0f}%"])
-    return table(rows, [24, 40, 24, 34, 20])
+    return pdf.table(rows, [24, 40, 24, 34, 20])
 
 
 def _cement_lines(result) -> list:
@@ -145,24 +136,24 @@ def _cement_lines(result) -> list:
     text = (f"Screws whose cylinder BMD is below {result.cement_threshold_mg_cm3:g} mg/cm3: "
             + (", ".join(f"{s.name} ({s.bmd_mg_cm3:.1f})" for s in flagged) if flagged
                else "none") + ".")
-    color = ALERT_COLOR.hexval() if flagged else "#000000"
-    return [Paragraph(f"<font color='{color}'><b>{text}</b></font>", STYLES["Normal"]),
-            Paragraph(CEMENT_NOTE, STYLES["Italic"])]
+    color = pdf.ALERT_COLOR.hexval() if flagged else "#000000"
+    return [Paragraph(f"<font color='{color}'><b>{text}</b></font>", pdf.STYLES["Normal"]),
+            Paragraph(CEMENT_NOTE, pdf.STYLES["Italic"])]
 
 
 def write_screw_report(path: str | Path, result, volume_hu: Volume, metadata: dict,
                        anonymize: bool = False) -> Path:
     """Write the screw report PDF (atomically) for a ``ScrewResult``."""
     shell = result.screws[0].shell_mm
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm)]
-    story += [Paragraph("Planned screws", STYLES["Heading2"]), _screw_table(result),
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm)]
+    story += [Paragraph("Planned screws", pdf.STYLES["Heading2"]), _screw_table(result),
               Paragraph(f"Cylinder: the screw's volume; shell: {shell:g} mm around it (the bone "
                         "the thread cuts into); cortical contact: share of the shell above "
                         f"{next((s.cortical_threshold for s in result.screws if s.measured), '-')}"
                         ". Voxels weighted by the share of their volume in each region.",
-                        STYLES["Italic"]), Spacer(1, 1.5 * mm)]
+                        pdf.STYLES["Italic"]), Spacer(1, 1.5 * mm)]
     story += _cement_lines(result)
-    story += [Paragraph("Along each path", STYLES["Heading2"]), _segment_table(result)]
+    story += [Paragraph("Along each path", pdf.STYLES["Heading2"]), _segment_table(result)]
     if any(s.measured for s in result.screws):
-        story += [Spacer(1, 2 * mm), figure_flowable(_screw_views_figure(result, volume_hu), 175)]
-    return write_report(path, "Screw trajectories: bone density along planned screws", story)
+        story += [Spacer(1, 2 * mm), pdf.figure_flowable(_screw_views_figure(result, volume_hu), 175)]
+    return pdf.write_report(path, "Screw trajectories: bone density along planned screws", story)

@@ -13,14 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from boneqct.io.atomic import atomic_path
-from boneqct.report.pdf import (
-    exam_table,
-    figure_flowable,
-    subplots,
-    table,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 from boneqct.spine.detect import DetectionResult, working_grid
 from boneqct.volume import Volume, ras_to_lps
 
@@ -34,7 +27,7 @@ def detection_figure(volume_hu: Volume, result: DetectionResult):
                         for lv in result.levels])      # x, y, z index
     x_mid, y_mid = (int(round(v)) for v in np.median(centres[:, :2], axis=0))
     nz, ny, nx = grid.hu.shape
-    fig, (sag, cor) = subplots(1, 2, figsize=(8.0, 5.0))
+    fig, (sag, cor) = pdf.subplots(1, 2, figsize=(8.0, 5.0))
     extent_sag = (0, ny * s, 0, nz * s)      # y index grows posterior: anterior on the left
     extent_cor = (0, nx * s, 0, nz * s)      # x index grows to the patient's left
     sag.imshow(grid.hu[:, :, np.clip(x_mid, 0, nx - 1)], cmap="gray", vmin=-250, vmax=1000,
@@ -68,9 +61,9 @@ def write_detection_report(pdf_path: str | Path, png_path: str | Path, result: D
     rows = [["level", "centre R, A, S (mm)", "confidence", "named by"]]
     rows += [[lv.level, ", ".join(f"{v:.1f}" for v in lv.centroid_ras_mm),
               f"{lv.confidence:.2f}", lv.named_by] for lv in result.levels]
-    write_report(pdf_path, "Vertebra detection", [
-        exam_table(metadata, anonymize), *warnings_box(result.warnings),
-        table([["method", result.method], ["anchors", anchors],
+    pdf.write_report(pdf_path, "Vertebra detection", [
+        pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings),
+        pdf.table([["method", result.method], ["anchors", anchors],
                ["transitional anatomy", result.transitional or "none found"]]),
-        figure_flowable(fig, 170.0), table(rows)])
+        pdf.figure_flowable(fig, 170.0), pdf.table(rows)])
     return Path(pdf_path), Path(png_path)

@@ -10,20 +10,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 from scipy import ndimage
 
-from boneqct.report.pdf import (
-    ALERT_COLOR,
-    NOTE_STYLE,
-    STYLES,
-    exam_table,
-    figure_flowable,
-    headline,
-    scale_bar,
-    subplots,
-    table,
-    units,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 from boneqct.spine.interpret import (
     ACR_NORMAL_ABOVE_MG_CM3,
     ACR_OSTEOPOROSIS_BELOW_MG_CM3,
@@ -74,31 +61,31 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
     """Write the spine report PDF (atomically) for a ``SpineResult`` (live or read back with
     ``SpineResult.from_dict``), with ``roi_labels`` the ROI label map on the CT grid (label
     n + 1 for the n-th measured level, ``boneqct.spine.pipeline.roi_label_map``)."""
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings)]
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings)]
     story += _headline(result)
     story += _cement_flags(result)
     story += [Spacer(1, 1 * mm), *_calibration_line(result)]
-    story += [Paragraph("Levels", STYLES["Heading3"]), _level_table(result)]
+    story += [Paragraph("Levels", pdf.STYLES["Heading3"]), _level_table(result)]
     if any(lv.fracture for lv in result.levels):
         story.append(Paragraph("Heights anterior/middle/posterior and Genant grade: "
-                               + FRACTURE_LEGEND, NOTE_STYLE))
+                               + FRACTURE_LEGEND, pdf.NOTE_STYLE))
     if result.calibrated and result.interpretation["diagnostic"]:
         age = (result.reference or {}).get("age_years") or metadata.get("patient_age_years")
-        story += [Spacer(1, 1.5 * mm), figure_flowable(_reference_chart(result, age), 115)]
+        story += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_reference_chart(result, age), 115)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
-    story += [Spacer(1, 1.5 * mm), figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
+    story += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
                                                    views_width_mm),
               Paragraph(f"Views: window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU; red: the ROI; "
                         "axial views with the patient's right on the left, sagittal views with "
-                        "anterior on the left, as Slicer shows them.", NOTE_STYLE)]
-    return write_report(path, "Spine QCT: trabecular bone mineral density", story)
+                        "anterior on the left, as Slicer shows them.", pdf.NOTE_STYLE)]
+    return pdf.write_report(path, "Spine QCT: trabecular bone mineral density", story)
 
 
 def _calibration_line(result) -> list:
     cal = result.calibration
     if cal is None:
         return [Paragraph("<b>Uncalibrated</b>: values are CT numbers (HU) only; no BMD, "
-                          "category or cement flag.", STYLES["Normal"])]
+                          "category or cement flag.", pdf.STYLES["Normal"])]
     fit = f", R<super>2</super> {cal.r2:.4f}" if cal.r2 is not None else ""
     worst = max((abs(r["residual_mg_cm3"]) for r in cal.rods), default=None)
     residual = f", largest rod residual {worst:.1f} mg/cm3" if worst is not None else ""
@@ -106,9 +93,9 @@ def _calibration_line(result) -> list:
             f"{' (' + cal.phantom + ')' if cal.phantom else ''}, {cal.material}, slope "
             f"{cal.slope_hu_per_mg_cm3:.4f} HU per mg/cm3, intercept {cal.intercept_hu:.1f} HU"
             f"{fit}{residual}.")
-    story = [Paragraph(units(text), STYLES["Normal"])]
-    story += [Paragraph(f"<font color='{ALERT_COLOR.hexval()}'>Calibration QC: {w}</font>",
-                        STYLES["Normal"]) for w in cal.warnings]
+    story = [Paragraph(pdf.units(text), pdf.STYLES["Normal"])]
+    story += [Paragraph(f"<font color='{pdf.ALERT_COLOR.hexval()}'>Calibration QC: {w}</font>",
+                        pdf.STYLES["Normal"]) for w in cal.warnings]
     return story
 
 
@@ -127,8 +114,8 @@ def _level_table(result) -> object:
                      "pass" if lv.qc["passed"] else "FAIL",
                      "yes" if lv.level in result.levels_used else ("excluded" if lv.excluded else ""),
                      _heights_cell(lv.fracture), grade_label(lv.fracture) if lv.fracture else "-"])
-    rows[0] = [units(cell) for cell in rows[0]]
-    return table(rows, [13, 30, 13, 26, 16, 16, 18, 26, 22])
+    rows[0] = [pdf.units(cell) for cell in rows[0]]
+    return pdf.table(rows, [13, 30, 13, 26, 16, 16, 18, 26, 22])
 
 
 def _heights_cell(fracture: dict | None) -> str:
@@ -149,7 +136,7 @@ def _headline(result) -> list:
     if not result.calibrated or result.mean_bmd_mg_cm3 is None:
         why = ("uncalibrated: CT numbers only" if not result.calibrated
                else "no level of the mean was measured with a passing ROI")
-        return headline(f"No BMD - {why}", "See the warnings and the level table.")
+        return pdf.headline(f"No BMD - {why}", "See the warnings and the level table.")
     interpretation = result.interpretation
     value = (f"{result.mean_bmd_mg_cm3:.1f} mg/cm3 {result.calibration.material} "
              f"<font size='10'>(mean of {levels})</font>")
@@ -157,7 +144,7 @@ def _headline(result) -> list:
         why = interpretation.get("why_not") or [
             f"fewer than {MIN_DIAGNOSTIC_LEVELS} levels of the mean were measured with passing "
             "ROIs (see the warnings)"]
-        return headline(f"{value} - no category",
+        return pdf.headline(f"{value} - no category",
                         f"{interpretation['basis']}: " + "; ".join(why) + ".")
     scores = [f"T-score {result.t_score:.2f}" for _ in [0] if result.t_score is not None]
     scores += [f"Z-score {result.z_score:.2f}" for _ in [0] if result.z_score is not None]
@@ -168,7 +155,7 @@ def _headline(result) -> list:
              f"{ACR_NORMAL_ABOVE_MG_CM3:g} low bone mass, < {ACR_OSTEOPOROSIS_BELOW_MG_CM3:g} "
              "osteoporosis (mg/cm3). QCT T-scores are not DXA T-scores; the WHO -2.5 rule does "
              "not apply.")
-    return headline(f"{value} - {result.category.upper()} <font size='10'>(ACR)</font>", note,
+    return pdf.headline(f"{value} - {result.category.upper()} <font size='10'>(ACR)</font>", note,
                     CATEGORY_VERDICTS.get(result.category, "none"))
 
 
@@ -176,16 +163,16 @@ def _cement_flags(result) -> list:
     flagged = [lv for lv in result.levels if lv.cement_augmentation]
     if not result.calibrated or not result.interpretation["diagnostic"]:
         return []
-    note = Paragraph(units(CEMENT_NOTE), NOTE_STYLE)
+    note = Paragraph(pdf.units(CEMENT_NOTE), pdf.NOTE_STYLE)
     if not flagged:
-        return [Paragraph(units(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
+        return [Paragraph(pdf.units(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
                                 "mg/cm3; cement augmentation not indicated by BMD."),
-                          STYLES["Normal"]), note]
+                          pdf.STYLES["Normal"]), note]
     lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f})" for lv in flagged)
-    return [Paragraph(units(f"<font color='{ALERT_COLOR.hexval()}' size='11'><b>Cement augmentation "
+    return [Paragraph(pdf.units(f"<font color='{pdf.ALERT_COLOR.hexval()}' size='11'><b>Cement augmentation "
                             f"suggested for screw fixation at {lines} mg/cm3 (below "
                             f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>"),
-                      STYLES["Normal"]), note]
+                      pdf.STYLES["Normal"]), note]
 
 
 def _reference_chart(result, age_years: float | None):
@@ -194,7 +181,7 @@ def _reference_chart(result, age_years: float | None):
     across the chart when the age is unknown."""
     ref = result.reference or {}
     curve = ref.get("curve")
-    fig, ax = subplots(figsize=(6.2, 1.75))
+    fig, ax = pdf.subplots(figsize=(6.2, 1.75))
     ages = np.array(curve["age_years"]) if curve else np.array([20.0, 90.0])
     top = max(200.0, 1.15 * result.mean_bmd_mg_cm3,
               *(np.array(curve["mean"]) + np.array(curve["sd"]) if curve else [0.0]))
@@ -227,7 +214,7 @@ def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
     """For each measured level: an axial view (perpendicular to the body axis) and a sagittal
     view, the ROI outlined from ``roi_labels``."""
     n = len(result.measured_levels)
-    fig, axes = subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
+    fig, axes = pdf.subplots(2, max(n, 1), figsize=(2.0 * max(n, 1), 4.1), squeeze=False)
     for col, lv in enumerate(result.measured_levels):
         axis = np.asarray(lv.roi_axis_ras, float)
         anterior = np.asarray(lv.roi_anterior_ras, float)
@@ -248,7 +235,7 @@ def _level_views_figure(result, volume_hu: Volume, roi_labels: Volume):
                 ax.contour(mask, levels=[0.5], colors="#ff3b30", linewidths=0.8, origin="lower",
                            extent=extent)
             if col == 0:
-                scale_bar(ax, 10.0)
+                pdf.scale_bar(ax, 10.0)
             for x, y, letter in zip((0.03, 0.97, 0.5), (0.5, 0.5, 0.97), letters, strict=True):
                 ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=6,
                         ha="center", va="center")

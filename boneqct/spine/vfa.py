@@ -19,15 +19,7 @@ from reportlab.platypus import Paragraph, Spacer
 from boneqct.errors import SpineError
 from boneqct.io import anonymized_metadata, write_json_atomic
 from boneqct.options import options_to_dict
-from boneqct.report.pdf import (
-    STYLES,
-    exam_table,
-    figure_flowable,
-    subplots,
-    table,
-    warnings_box,
-    write_report,
-)
+from boneqct.report import pdf
 from boneqct.spine.fracture import (
     MILD_REDUCTION,
     MODERATE_REDUCTION,
@@ -144,12 +136,12 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
     paths = {"json": out_dir / "vfa.json", "report": out_dir / "vfa_overview.pdf"}
     write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
-    story = [exam_table(metadata, anonymize), *warnings_box(result.warnings), Spacer(1, 2 * mm),
+    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm),
              fracture_table(result.levels),
              Paragraph("Heights and grades: " + FRACTURE_LEGEND.replace(
-                 "; grade 2 or more leaves the mean", ""), STYLES["Italic"]), Spacer(1, 2 * mm),
-             figure_flowable(overview_figure(volume_hu, result.levels), 110)]
-    write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
+                 "; grade 2 or more leaves the mean", ""), pdf.STYLES["Italic"]), Spacer(1, 2 * mm),
+             pdf.figure_flowable(overview_figure(volume_hu, result.levels), 110)]
+    pdf.write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
     return paths
 
 
@@ -169,7 +161,7 @@ def fracture_table(levels: list[dict]) -> object:
                          "anterior_posterior", "middle_posterior", "posterior_adjacent")),
                      "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
                      fracture["type"] or "-"])
-    return table(rows, [14, 18, 18, 18, 16, 16, 22, 28, 24])
+    return pdf.table(rows, [14, 18, 18, 18, 16, 16, 22, 28, 24])
 
 
 def overview_figure(volume_hu: Volume, levels: list[dict]):
@@ -188,7 +180,7 @@ def overview_figure(volume_hu: Volume, levels: list[dict]):
     image = sample_volume(volume_hu, np.stack([np.broadcast_to(r_mm[:, None], ss.shape), aa, ss],
                                               axis=-1))
     height_in = 7.0 * (np.ptp(s_mm) / max(np.ptp(a_mm), 1.0)) ** 0.5
-    fig, ax = subplots(figsize=(4.2, min(max(height_in, 3.0), 7.5)))
+    fig, ax = pdf.subplots(figsize=(4.2, min(max(height_in, 3.0), 7.5)))
     ax.imshow(image, cmap="gray", vmin=WINDOW_HU[0], vmax=WINDOW_HU[1], origin="lower",
               extent=(a_mm[0], a_mm[-1], s_mm[0], s_mm[-1]))
     ax.set_xlim(a_mm[-1], a_mm[0])  # anterior (larger A) on the left
