@@ -5,18 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from boneqct.cli.common import (
-    add_body_inputs,
-    add_command,
-    add_measurement,
-    add_patient_options,
-    body_inputs,
-    ct_and_calibration,
-    patient_sex,
-    print_done,
-    read_result_json,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.cli.fe_export import add_export_option
 from boneqct.io.atomic import write_output_set
 
@@ -29,12 +18,12 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     from boneqct.fe.options import FEOptions
 
-    fe = add_measurement(sub, "fe", "vertebral stiffness and strength by voxel finite elements",
+    fe = common.add_measurement(sub, "fe", "vertebral stiffness and strength by voxel finite elements",
                          FE_EXAMPLE, _cmd_fe, FEOptions, where=_add_level_and_body)
-    add_patient_options(fe, age=False, sex_for=" for the fragile flag")
+    common.add_patient_options(fe, age=False, sex_for=" for the fragile flag")
     add_export_option(fe)
 
-    compare = add_command(sub, "fe-compare", "follow-up: change between two fe.json files",
+    compare = common.add_command(sub, "fe-compare", "follow-up: change between two fe.json files",
                           COMPARE_EXAMPLE)
     compare.add_argument("old", type=Path, help="fe.json of the earlier exam")
     compare.add_argument("new", type=Path, help="fe.json of the later exam")
@@ -44,7 +33,7 @@ def register(sub) -> None:
 
 def _add_level_and_body(parser) -> None:
     parser.add_argument("--level", required=True, help="vertebral level to analyse (e.g. L2)")
-    add_body_inputs(parser)
+    common.add_body_inputs(parser)
 
 
 def _cmd_fe(args) -> int:
@@ -52,10 +41,10 @@ def _cmd_fe(args) -> int:
     from boneqct.fe.pipeline import analyze_fe
     from boneqct.fe.vertebra import write_fe_outputs
 
-    seeds, labels, options = body_inputs(args, start_measurement(args, FEOptions))
-    volume, calibration = ct_and_calibration(args)
+    seeds, labels, options = common.body_inputs(args, common.start_measurement(args, FEOptions))
+    volume, calibration = common.ct_and_calibration(args)
     result = analyze_fe(volume, calibration, options, level=args.level, seeds=seeds,
-                        labels=labels, sex=patient_sex(args, volume))
+                        labels=labels, sex=common.patient_sex(args, volume))
     paths = write_output_set(args.out, "fe", lambda folder: write_fe_outputs(
         folder, result, volume.metadata, anonymize=args.anonymize,
         export_formats=args.export or ()))
@@ -63,14 +52,14 @@ def _cmd_fe(args) -> int:
     print(f"{result.level}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
           f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
           f"{result.element_mm:g} mm{flag}")
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0
 
 
 def _cmd_compare(args) -> int:
     from boneqct.fe.vertebra import compare_fe
 
-    change = compare_fe(read_result_json(args.old, "fe"), read_result_json(args.new, "fe"))
+    change = compare_fe(common.read_result_json(args.old, "fe"), common.read_result_json(args.new, "fe"))
     if args.json:
         print(json.dumps(change, indent=2))
         return 0

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from boneqct.cli.common import (
-    add_femur_inputs,
-    add_measurement,
-    add_patient_options,
-    ct_and_calibration,
-    femur_inputs,
-    patient_sex,
-    print_done,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.cli.fe_export import add_export_option
 from boneqct.io.atomic import write_output_set
 
@@ -23,12 +14,12 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     from boneqct.fe.femur import FemurFEOptions
 
-    fe_hip = add_measurement(sub, "fe-hip", "proximal femur stiffness and strength in a "
+    fe_hip = common.add_measurement(sub, "fe-hip", "proximal femur stiffness and strength in a "
                              "sideways fall by voxel finite elements (linear, Pistoia "
                              "criterion)", FE_HIP_EXAMPLE, _cmd_fe_hip, FemurFEOptions,
-                             where=add_femur_inputs)
+                             where=common.add_femur_inputs)
     add_export_option(fe_hip)
-    add_patient_options(fe_hip, age=False, sex_for=" (recorded; the hip thresholds do not "
+    common.add_patient_options(fe_hip, age=False, sex_for=" (recorded; the hip thresholds do not "
                         "apply to this linear strength)")
 
 
@@ -36,16 +27,16 @@ def _cmd_fe_hip(args) -> int:
     from boneqct.fe.femur import FemurFEOptions, analyze_femur_fall
     from boneqct.fe.femur_report import write_femur_outputs
 
-    options = start_measurement(args, FemurFEOptions)
-    seed, labels = femur_inputs(args)
-    volume, calibration = ct_and_calibration(args)
+    options = common.start_measurement(args, FemurFEOptions)
+    seed, labels = common.femur_inputs(args)
+    volume, calibration = common.ct_and_calibration(args)
     result = analyze_femur_fall(volume, calibration, options, side=args.side, seed_ras_mm=seed,
-                                labels=labels, sex=patient_sex(args, volume))
+                                labels=labels, sex=common.patient_sex(args, volume))
     paths = write_output_set(args.out, "fe_hip", lambda folder: write_femur_outputs(
         folder, result, volume.metadata, anonymize=args.anonymize,
         export_formats=args.export or ()))
     print(f"{result.side} femur, sideways fall: strength {result.strength_n:.0f} N (Pistoia), "
           f"stiffness {result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
           f"{result.element_mm:g} mm")
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from boneqct.cli.common import (
-    add_femur_inputs,
-    add_measurement,
-    add_patient_options,
-    ct_and_calibration,
-    femur_inputs,
-    patient_age,
-    patient_sex,
-    print_done,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.hip.interpret import REFERENCE_SETS
 from boneqct.hip.options import HipOptions
 from boneqct.io.atomic import write_output_set
@@ -25,23 +15,23 @@ HIP_EXAMPLE = ("boneqct hip hip_ct/ --side left --slope 1.2 --intercept -2 --mat
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    hip = add_measurement(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
-                          HIP_EXAMPLE, _cmd_hip, HipOptions, where=add_femur_inputs)
+    hip = common.add_measurement(sub, "hip", "DXA-equivalent areal BMD of the proximal femur (CTXA)",
+                          HIP_EXAMPLE, _cmd_hip, HipOptions, where=common.add_femur_inputs)
     hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
-    add_patient_options(hip)
+    common.add_patient_options(hip)
 
 
 def _cmd_hip(args) -> int:
     from boneqct.hip.outputs import write_hip_outputs
     from boneqct.hip.pipeline import analyze_hip
-    options = start_measurement(args, HipOptions)
-    seed, labels = femur_inputs(args)
-    volume, calibration = ct_and_calibration(args)
+    options = common.start_measurement(args, HipOptions)
+    seed, labels = common.femur_inputs(args)
+    volume, calibration = common.ct_and_calibration(args)
     result = analyze_hip(
         volume, calibration, options, side=args.side, seed_ras_mm=seed, labels=labels,
         population=None if args.reference == "none" else args.reference,
-        sex=patient_sex(args, volume), age_years=patient_age(args, volume))
+        sex=common.patient_sex(args, volume), age_years=common.patient_age(args, volume))
     paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(
         folder, result, volume.metadata, anonymize=args.anonymize))
     for name, roi in result.rois.items():
@@ -50,5 +40,5 @@ def _cmd_hip(args) -> int:
               f"area {roi['area_cm2']:.2f} cm2{t}")
     if result.interpretation.get("category"):
         print(f"WHO category: {result.interpretation['category']}")
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0

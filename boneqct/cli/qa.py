@@ -6,15 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from boneqct.cli.common import (
-    add_calibration_options,
-    add_command,
-    add_input,
-    add_max_memory_option,
-    calibration_from_args,
-    load_input,
-    number_in,
-)
+from boneqct.cli import common
 from boneqct.io.atomic import check_output_file, check_writable_parent
 from boneqct.options import add_options, options_from_args
 from boneqct.qa.options import QAOptions
@@ -26,48 +18,48 @@ from boneqct.resources import (
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    prec = add_command(sub, "precision", "RMS-SD, RMS-CV and LSC of a repeated-measures "
+    prec = common.add_command(sub, "precision", "RMS-SD, RMS-CV and LSC of a repeated-measures "
                        "table (columns subject, repeat, site, value)",
                        "boneqct precision repeats.csv --out precision-out")
     prec.add_argument("table", type=Path, help="CSV with columns subject, repeat, site, value")
-    prec.add_argument("--confidence", type=number_in(0.5, 0.999), default=0.90,
+    prec.add_argument("--confidence", type=common.number_in(0.5, 0.999), default=0.90,
                       help="two-sided confidence level of the upper limits (Glueer 1995: 0.90)")
     prec.add_argument("--unit", default="mg/cm3", help="unit of the values (for the output)")
     prec.add_argument("--out", type=Path, help="write precision.json and precision.csv here")
     prec.add_argument("--json", action="store_true", help="print JSON")
     prec.set_defaults(handler=_cmd_precision)
 
-    rep = add_command(sub, "repositioning", "software precision: re-run the spine ROI "
+    rep = common.add_command(sub, "repositioning", "software precision: re-run the spine ROI "
                       "placement from perturbed seeds on one scan",
                       "boneqct repositioning ct_folder/ --phantom mindways-model3 "
                       "--seed L1=0,-25,29 --seed L2=0,-25,0 --runs 10 --out repositioning.json")
-    add_input(rep)
-    add_calibration_options(rep)
+    common.add_input(rep)
+    common.add_calibration_options(rep)
     rep.add_argument("--seed", action="append", required=True, metavar="LEVEL=R,A,S",
                      help="a seed point inside a vertebral body, RAS mm (repeatable; "
                           "negative numbers as typed: L1=-5,20,31)")
-    rep.add_argument("--runs", type=number_in(2, 200, integer=True), default=10,
+    rep.add_argument("--runs", type=common.number_in(2, 200, integer=True), default=10,
                      help="number of placements (2-200, default 10)")
-    rep.add_argument("--perturbation-mm", type=number_in(0.0, 20.0, " mm"), default=3.0,
+    rep.add_argument("--perturbation-mm", type=common.number_in(0.0, 20.0, " mm"), default=3.0,
                      help="radius of the ball the seed offsets are drawn from (mm)")
-    rep.add_argument("--random-seed", type=number_in(0, 2**32 - 1, integer=True), default=0, help="random seed of the offsets")
+    rep.add_argument("--random-seed", type=common.number_in(0, 2**32 - 1, integer=True), default=0, help="random seed of the offsets")
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
     rep.set_defaults(handler=_cmd_repositioning)
-    add_max_memory_option(rep)
+    common.add_max_memory_option(rep)
 
-    qa = add_command(sub, "qa", "measure a QA spine phantom's inserts vs nominal and append "
+    qa = common.add_command(sub, "qa", "measure a QA spine phantom's inserts vs nominal and append "
                      "them to the scanner's QA log",
                      "boneqct qa esp_scan/ --phantom-type esp --hu --log-dir qa_logs")
-    add_input(qa)
-    add_calibration_options(qa)
+    common.add_input(qa)
+    common.add_calibration_options(qa)
     add_options(qa, QAOptions, skip=("baseline_sessions", "tolerance_percent"))
     qa.add_argument("--log-dir", type=Path, default=Path("qa_logs"),
                     help="folder of the per-scanner QA logs (default ./qa_logs)")
     qa.add_argument("--log", type=Path, help="append to this log file instead")
     qa.set_defaults(handler=_cmd_qa)
-    add_max_memory_option(qa)
+    common.add_max_memory_option(qa)
 
-    report = add_command(sub, "qa-report", "control chart and drift check of a QA log (exit "
+    report = common.add_command(sub, "qa-report", "control chart and drift check of a QA log (exit "
                          "status 1 when drift or an out-of-control session is flagged)",
                          "boneqct qa-report qa_logs/SCANNER.csv --out qa-report-out")
     report.add_argument("log", type=Path, help="QA log CSV written by `boneqct qa`")
@@ -121,13 +113,13 @@ def _cmd_repositioning(args) -> int:
     seeds = parse_seed_args(args.seed)
     if args.out:
         check_output_file(args.out, "--out", "repositioning.json")
-    volume = load_input(args)
+    volume = common.load_input(args)
     estimate = repositioning_estimate(volume.array_kji.size, args.runs, len(seeds))
     check_repositioning(estimate)
     if estimate.time_s > REPOSITIONING_NOTICE_S:
         print(f"note: {args.runs} runs of {len(seeds)} level(s) take about "
               f"{estimate.time_s / 60:.1f} min on a 2-core reference machine", file=sys.stderr)
-    calibration = calibration_from_args(args, volume)
+    calibration = common.calibration_from_args(args, volume)
     study = repositioning_study(volume, calibration, seeds,
                                 n_runs=args.runs, perturbation_mm=args.perturbation_mm,
                                 random_seed=args.random_seed)
@@ -145,8 +137,8 @@ def _cmd_qa(args) -> int:
         check_output_file(args.log, "--log", "qa_log.csv")
     else:
         check_writable_parent(args.log_dir / "qa_log.csv", "--log-dir")
-    volume = load_input(args)
-    calibration = calibration_from_args(args, volume)
+    volume = common.load_input(args)
+    calibration = common.calibration_from_args(args, volume)
     result = analyze_qa(volume, calibration, options,
                         log_path=args.log or log_path_for(args.log_dir, volume.metadata))
     for row in result.rows:

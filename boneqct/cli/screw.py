@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from boneqct.cli.common import (
-    add_measurement,
-    body_inputs,
-    ct_and_calibration,
-    number_in,
-    print_done,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.errors import ScrewError
 from boneqct.io.atomic import write_output_set
 from boneqct.screw.options import ScrewOptions
@@ -31,7 +24,7 @@ def _add_screw_inputs(parser) -> None:
     screws.add_argument("--lines", type=Path, metavar="FILE.mrk.json",
                         help="Slicer markups file of line markups (entry point first, tip "
                              "second), LPS or RAS as its coordinateSystem says")
-    parser.add_argument("--length-mm", type=number_in(5.0, 150.0, " mm"),
+    parser.add_argument("--length-mm", type=common.number_in(5.0, 150.0, " mm"),
                         help="screw length: the tip is placed this far from the entry along "
                              "each line (default: the line's own length)")
     where = parser.add_mutually_exclusive_group()
@@ -48,7 +41,7 @@ def _add_screw_inputs(parser) -> None:
 
 def register(sub) -> None:
     """Add the ``screw`` subcommand to the ``boneqct`` parser."""
-    add_measurement(sub, "screw", "bone density along planned screw trajectories: calibrated "
+    common.add_measurement(sub, "screw", "bone density along planned screw trajectories: calibrated "
                     "BMD in each screw's cylinder, in the thread shell around it and along its "
                     "path, cortical contact, level, and a cement suggestion (a research aid)",
                     SCREW_EXAMPLE, _cmd_screw, ScrewOptions, where=_add_screw_inputs)
@@ -64,13 +57,13 @@ def _cmd_screw(args) -> int:
         raise ScrewError("No screw was given; give each planned screw as --line "
                          "NAME=R,A,S:R,A,S (entry:tip, RAS mm) or a Slicer markups line file "
                          "with --lines FILE.mrk.json.")
-    options = start_measurement(args, ScrewOptions)
+    options = common.start_measurement(args, ScrewOptions)
     lines = (read_markups_lines(args.lines, args.length_mm) if args.lines
              else parse_line_args(args.line, args.length_mm))
     seeds = labels = None
     if args.seeds or args.seed or args.labels:
-        seeds, labels, options = body_inputs(args, options)
-    volume, calibration = ct_and_calibration(args)
+        seeds, labels, options = common.body_inputs(args, options)
+    volume, calibration = common.ct_and_calibration(args)
     result = analyze_screws(volume, calibration, options, lines=lines, seeds=seeds,
                             labels=labels)
     paths = write_output_set(args.out, "screw", lambda folder: write_screw_outputs(
@@ -89,5 +82,5 @@ def _cmd_screw(args) -> int:
               f"{100 * s.cortical_contact_fraction:.0f}%{flag}")
     if any(s.cement_suggested for s in result.screws):
         print(CEMENT_NOTE)
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0

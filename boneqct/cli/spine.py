@@ -7,20 +7,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from boneqct.cli.common import (
-    add_body_inputs,
-    add_command,
-    add_measurement,
-    add_patient_options,
-    body_inputs,
-    ct_and_calibration,
-    number_in,
-    patient_age,
-    patient_sex,
-    print_done,
-    read_result_json,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.errors import SpineError
 from boneqct.io.atomic import write_output_set
 from boneqct.spine.options import SpineOptions
@@ -34,21 +21,21 @@ _DEFAULTS = {"--levels": SpineOptions().levels_used, "--exclude": SpineOptions()
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    spine = add_measurement(sub, "spine", "per-level trabecular BMD of the lumbar spine",
+    spine = common.add_measurement(sub, "spine", "per-level trabecular BMD of the lumbar spine",
                             SPINE_EXAMPLE, _cmd_spine, SpineOptions,
-                            where=partial(add_body_inputs, required=False))
+                            where=partial(common.add_body_inputs, required=False))
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
-    add_patient_options(spine)
+    common.add_patient_options(spine)
 
-    compare = add_command(sub, "compare", "follow-up: change between two spine.json files",
+    compare = common.add_command(sub, "compare", "follow-up: change between two spine.json files",
                           COMPARE_EXAMPLE)
     compare.add_argument("old", type=Path, help="spine.json of the earlier exam")
     compare.add_argument("new", type=Path, help="spine.json of the later exam")
     lsc = compare.add_mutually_exclusive_group()
-    lsc.add_argument("--lsc", type=number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
+    lsc.add_argument("--lsc", type=common.number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
                      help="least significant change")
-    lsc.add_argument("--precision", type=number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
+    lsc.add_argument("--precision", type=common.number_in(1e-6, 1000.0, " mg/cm3"), metavar="MG_CM3",
                      help="precision error (RMS-SD); LSC = 2.77 x precision")
     compare.add_argument("--json", action="store_true", help="print JSON")
     compare.set_defaults(handler=_cmd_compare)
@@ -60,22 +47,22 @@ def _cmd_spine(args) -> int:
     from boneqct.spine.outputs import write_spine_outputs
     from boneqct.spine.pipeline import analyze_spine
 
-    seeds, labels, options = body_inputs(args, start_measurement(args, SpineOptions))
+    seeds, labels, options = common.body_inputs(args, common.start_measurement(args, SpineOptions))
     detection = None
     if seeds is None and labels is None:  # neither seeds nor labels: detect the bodies
         from boneqct.spine.detect import detect_vertebrae
 
-        volume, calibration = ct_and_calibration(args)
+        volume, calibration = common.ct_and_calibration(args)
         detection = detect_vertebrae(volume)
         seeds = detection.seeds()
         check_level_names(options, given_levels(seeds, labels, options.label_scheme))
     else:
         check_level_names(options, given_levels(seeds, labels, options.label_scheme))
-        volume, calibration = ct_and_calibration(args)
+        volume, calibration = common.ct_and_calibration(args)
     result = analyze_spine(
         volume, calibration, options, seeds=seeds, labels=labels,
         reference=load_reference(args.reference) if args.reference else None,
-        age_years=patient_age(args, volume), sex=patient_sex(args, volume))
+        age_years=common.patient_age(args, volume), sex=common.patient_sex(args, volume))
     paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(
         folder, result, volume, anonymize=args.anonymize, detection=detection))
     unit = "mg/cm3" if result.calibrated else "HU"
@@ -93,7 +80,7 @@ def _cmd_spine(args) -> int:
               f"{result.category or 'none (see the warnings)'}")
     if any(lv.cement_augmentation for lv in result.levels):
         print(CEMENT_NOTE)
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0
 
 
@@ -123,7 +110,7 @@ def check_level_names(options: SpineOptions, given: list[str]) -> None:
 def _cmd_compare(args) -> int:
     from boneqct.spine.followup import compare_exams
 
-    comparison = compare_exams(read_result_json(args.old, "spine"), read_result_json(args.new, "spine"),
+    comparison = compare_exams(common.read_result_json(args.old, "spine"), common.read_result_json(args.new, "spine"),
                                lsc_mg_cm3=args.lsc, precision_mg_cm3=args.precision)
     for warning in comparison["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from boneqct.cli.common import (
-    add_measurement,
-    ct_and_calibration,
-    parse_point,
-    print_done,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.io.atomic import write_output_set
 from boneqct.tissue.options import TissueOptions
 
@@ -18,7 +12,7 @@ TISSUE_EXAMPLE = ("boneqct tissue ct_folder/ --phantom mindways-model3 --l3 -4.7
 
 def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
-    t = add_measurement(sub, "tissue", "tissue composition: fat, muscle, skin, cortical and "
+    t = common.add_measurement(sub, "tissue", "tissue composition: fat, muscle, skin, cortical and "
                         "cancellous mineral (mass, area, volume) of a slice, slab or scan",
                         TISSUE_EXAMPLE, _cmd_tissue, TissueOptions, memory_limit=False)
     t.add_argument("--l3", metavar="R,A,S", help="a point in L3 (RAS mm) for the skeletal "
@@ -29,9 +23,9 @@ def register(sub) -> None:
 def _cmd_tissue(args) -> int:
     from boneqct.tissue import analyze_tissue, write_tissue_outputs
 
-    l3 = parse_point(args.l3, "--l3", "0,-20,35")
-    options = start_measurement(args, TissueOptions)
-    volume, calibration = ct_and_calibration(args)
+    l3 = common.parse_point(args.l3, "--l3", "0,-20,35")
+    options = common.start_measurement(args, TissueOptions)
+    volume, calibration = common.ct_and_calibration(args)
     result = analyze_tissue(volume, calibration, options, l3_point_ras_mm=l3)
     paths = write_output_set(args.out, "tissue", lambda folder: write_tissue_outputs(
         folder, result, volume.metadata, args.anonymize))
@@ -41,5 +35,5 @@ def _cmd_tissue(args) -> int:
         print(f"{tissue}: {f['mass_g']:.1f} g, {f['area_cm2']:.1f} cm2, {f['volume_cm3']:.1f} cm3")
     if result.skeletal_muscle_l3:
         print(f"skeletal muscle area at L3: {result.skeletal_muscle_l3['area_cm2']:.1f} cm2")
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from boneqct.cli.common import (
-    add_body_inputs,
-    add_command,
-    add_input,
-    add_max_memory_option,
-    add_out,
-    body_inputs,
-    load_input,
-    print_done,
-    start_measurement,
-)
+from boneqct.cli import common
 from boneqct.io.atomic import write_output_set
 from boneqct.options import add_options, options_from_args
 from boneqct.spine.fracture import FractureOptions
@@ -26,12 +16,12 @@ VFA_EXAMPLE = "boneqct vfa ct_folder/ --labels vertebrae.nii.gz --out vfa-out"
 
 def register(sub) -> None:
     """Add the ``vfa`` subcommand to the ``boneqct`` parser."""
-    vfa = add_command(sub, "vfa", "vertebral fracture assessment: anterior, middle and "
+    vfa = common.add_command(sub, "vfa", "vertebral fracture assessment: anterior, middle and "
                       "posterior heights of each vertebral body, Genant grade and type, and a "
                       "one-page sagittal overview", VFA_EXAMPLE)
-    add_input(vfa)
-    add_out(vfa)
-    add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
+    common.add_input(vfa)
+    common.add_out(vfa)
+    common.add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
                     "TotalSegmentator output folder")
     # no BMD mean here: the grade that leaves it is the spine command's
     add_options(vfa, FractureOptions, skip=("exclude_from_grade",))
@@ -40,15 +30,15 @@ def register(sub) -> None:
     vfa.add_argument("--anonymize", action="store_true",
                      help="leave patient identity out of the outputs")
     vfa.set_defaults(handler=_cmd_vfa)
-    add_max_memory_option(vfa)
+    common.add_max_memory_option(vfa)
 
 
 def _cmd_vfa(args) -> int:
     from boneqct.spine.vfa import analyze_vfa, write_vfa_outputs
 
-    seeds, labels, spine_options = body_inputs(args, start_measurement(args, SpineOptions))
+    seeds, labels, spine_options = common.body_inputs(args, common.start_measurement(args, SpineOptions))
     options = options_from_args(FractureOptions, args)
-    volume = load_input(args)
+    volume = common.load_input(args)
     result = analyze_vfa(volume, options, seeds=seeds, labels=labels,
                          label_scheme=spine_options.label_scheme)
     paths = write_output_set(args.out, "vfa", lambda folder: write_vfa_outputs(
@@ -63,5 +53,5 @@ def _cmd_vfa(args) -> int:
                  else f"Genant grade {fracture['genant_grade']} {fracture['type'] or ''}".rstrip())
         print(f"{level['level']}: heights anterior {h['anterior']:.1f}, middle {h['middle']:.1f}, "
               f"posterior {h['posterior']:.1f} mm; {grade}")
-    print_done(result, paths)
+    common.print_done(result, paths)
     return 0
