@@ -273,3 +273,22 @@ def write_model_files(out_dir: str | Path, model: Model, solution, stem: str,
         paths.update(export_model(model, model.modulus_mpa, out_dir, export_formats,
                                   applied_mm=solution.applied_mm, name=f"{stem}_model"))
     return paths
+
+
+def write_fe_files(out_dir: str | Path, result, stem: str, write_report, metadata: dict | None,
+                   anonymize: bool, export_formats=()) -> dict[str, Path]:
+    """The output files of a finite-element result into ``out_dir``: ``<stem>.json``, the
+    report ``<stem>_report.pdf`` (``write_report(path, result, metadata, anonymize)``) and,
+    when ``result`` holds its solved model (not one read back from its JSON), the model files
+    (:func:`write_model_files`); returns the paths by key ("json", "report", "vtu", "inp",
+    "feb")."""
+    from boneqct.io import write_json_atomic
+
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"{stem}.json", "report": out_dir / f"{stem}_report.pdf"}
+    if result.model is not None:
+        paths.update(write_model_files(out_dir, result.model, result.solution, stem,
+                                       export_formats))
+    write_report(paths["report"], result, metadata or {}, anonymize)
+    write_json_atomic(paths["json"], result.to_dict())
+    return paths

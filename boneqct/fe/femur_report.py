@@ -11,7 +11,7 @@ import numpy as np
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
-from boneqct.fe.export import write_model_files
+from boneqct.fe.export import write_fe_files
 from boneqct.fe.femur import (
     CRITERION_CITATION,
     FRAGILE_ABSENT_REASON,
@@ -19,7 +19,6 @@ from boneqct.fe.femur import (
     configuration,
 )
 from boneqct.fe.materials import LAWS
-from boneqct.io import write_json_atomic
 from boneqct.report import pdf
 
 
@@ -79,11 +78,5 @@ def write_femur_outputs(out_dir: str | Path, result: FemurFallResult, metadata: 
     fe_hip.vtu and the model in ``export_formats`` ("inp", "feb": fe_hip_model.inp/.feb, the
     head displaced by the strength load's displacement) into ``out_dir``; return the paths by
     key ("json", "report", "vtu", "inp", "feb")."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / "fe_hip.json", "report": out_dir / "fe_hip_report.pdf"}
-    if result.model is not None:
-        paths.update(write_model_files(out_dir, result.model, result.solution, "fe_hip",
-                                       export_formats))
-    write_femur_report(paths["report"], result, metadata or {}, anonymize)
-    write_json_atomic(paths["json"], result.to_dict())
-    return paths
+    return write_fe_files(out_dir, result, "fe_hip", write_femur_report, metadata, anonymize,
+                          export_formats)

@@ -26,7 +26,7 @@ from boneqct.fe.analysis import (
     solve_displacement,
 )
 from boneqct.fe.criteria import CRITERIA, LINEAR_RULE_STRAIN, fragile_assessment
-from boneqct.fe.export import write_model_files
+from boneqct.fe.export import write_fe_files
 from boneqct.fe.lattice import lattice_preconditioner
 from boneqct.fe.materials import (
     LAWS,
@@ -40,7 +40,6 @@ from boneqct.fe.options import FEOptions
 from boneqct.fe.plasticity import CORRECTION_RTOL, RESIDUAL_RTOL
 from boneqct.fe.report import write_fe_report
 from boneqct.fe.solver import DEFAULT_RTOL
-from boneqct.io import write_json_atomic
 from boneqct.options import options_to_dict
 from boneqct.volume import Volume
 
@@ -274,11 +273,5 @@ def write_fe_outputs(out_dir: str | Path, result: FEResult, metadata: dict | Non
     back with ``FEResult.from_dict``), fe.vtu and the model in ``export_formats`` ("inp",
     "feb": fe_model.inp/.feb) into ``out_dir``, each atomically; return their paths by key
     ("json", "report", "vtu", "inp", "feb")."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / "fe.json", "report": out_dir / "fe_report.pdf"}
-    if result.model is not None:
-        paths.update(write_model_files(out_dir, result.model, result.solution, "fe",
-                                       export_formats))
-    write_fe_report(paths["report"], result, metadata or {}, anonymize)
-    write_json_atomic(paths["json"], result.to_dict())
-    return paths
+    return write_fe_files(out_dir, result, "fe", write_fe_report, metadata, anonymize,
+                          export_formats)
