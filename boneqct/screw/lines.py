@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from boneqct.errors import ScrewError
 from boneqct.io.atomic import write_json_atomic
-from boneqct.io.user_json import finite_number, read_user_json, typed_field
+from boneqct.io.user_json import read_user_json, typed_field
 from boneqct.screw.trajectory import ScrewLine, screw_line
-from boneqct.spine.seeds import MARKUPS_SCHEMA_URL
-from boneqct.volume import lps_to_ras, ras_to_lps
+from boneqct.spine.seeds import MARKUPS_SCHEMA_URL, markup_point_ras
+from boneqct.volume import ras_to_lps
 
 LINE_FORMAT = "NAME=R,A,S:R,A,S (entry:tip, RAS mm), e.g. L4_left=-22,-60,10:-5,-25,12"
 _REMEDY = ("give a Slicer markups line file (.mrk.json): save the line markups (entry point "
@@ -61,15 +59,8 @@ def read_markups_lines(path: str | Path, length_mm: float | None = None) -> list
         if len(points) != 2 or not all(isinstance(p, dict) for p in points):
             raise ScrewError(f"{what}: line '{name}' has {len(points)} control points; a "
                              "screw line has two (entry, tip).")
-        positions = []
-        for point in points:
-            position = typed_field(point, "position", list, f"{what}, line '{name}'")
-            if len(position) != 3:
-                raise ScrewError(f"{what}: a point of line '{name}' has {len(position)} "
-                                 "coordinates, not 3.")
-            position = np.array([finite_number(v, "position", f"{what}, line '{name}'")
-                                 for v in position])
-            positions.append(lps_to_ras(position) if frame == "LPS" else position)
+        positions = [markup_point_ras(point, frame, f"{what}, line '{name}'", ScrewError)
+                     for point in points]
         lines.append(screw_line(name, positions[0], positions[1], length_mm))
     if not lines:
         raise ScrewError(f"{what} holds no line markups; {_REMEDY}")

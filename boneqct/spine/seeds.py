@@ -40,6 +40,17 @@ def _add_point(points: dict, label: str, position_ras_mm, source: str) -> None:
     points[level] = position
 
 
+def markup_point_ras(point: dict, frame: str, where: str, error=SpineError) -> np.ndarray:
+    """The position (RAS mm) of a Slicer markups control point (a dict with "position"), in
+    a markup whose ``coordinateSystem`` is ``frame`` ("LPS" or "RAS"); ``error`` (an error
+    class) names ``where`` when the position is not three finite numbers."""
+    position = typed_field(point, "position", list, where)
+    if len(position) != 3:
+        raise error(f"{where}: the position has {len(position)} coordinates, not 3.")
+    position = np.array([finite_number(v, "position", where) for v in position])
+    return lps_to_ras(position) if frame == "LPS" else position
+
+
 def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
     """Read seed points from a Slicer markups file (.mrk.json); positions returned in RAS mm.
 
@@ -63,14 +74,7 @@ def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
             if not isinstance(point, dict):
                 raise SpineError(f"{what}: a control point is not an object.")
             label = str(point.get("label", ""))[:20]
-            position = typed_field(point, "position", list, f"{what}, point '{label}'")
-            if len(position) != 3:
-                raise SpineError(f"{what}: point '{label}' has {len(position)} coordinates, "
-                                 "not 3.")
-            position = np.array([finite_number(v, "position", f"{what}, point '{label}'")
-                                 for v in position])
-            if frame == "LPS":
-                position = lps_to_ras(position)
+            position = markup_point_ras(point, frame, f"{what}, point '{label}'")
             _add_point(points, label, position, what)
     if not points:
         raise SpineError(f"'{path.name}' holds no points. Place one point per level, "
