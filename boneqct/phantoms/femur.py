@@ -29,16 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from boneqct.phantoms.scanner import (
-    ScannerParams,
-    add_noise,
-    apply_psf,
-    calibration_for,
-    slice_profile_offsets_mm,
-    subsample_offsets_mm,
-    tissue_hu_for,
-    to_int16_hu,
-)
+from boneqct.phantoms import scanner as scanning
 from boneqct.phantoms.spine_phantom import PHANTOM_EXAM
 from boneqct.volume import Volume
 
@@ -283,12 +274,12 @@ FEMUR_LABELS = {0: "background", 1: "femur_left", 2: "femur_right", 3: "acetabul
 
 
 #: The hip phantom's default scan: 0.8 mm pixels, 1 mm slices over 160 mm.
-FEMUR_SCANNER = ScannerParams(pixel_mm=0.8, matrix=(200, 160), n_slices=160,
+FEMUR_SCANNER = scanning.ScannerParams(pixel_mm=0.8, matrix=(200, 160), n_slices=160,
                               slice_spacing_mm=1.0, slice_thickness_mm=1.0, psf_fwhm_mm=0.8,
                               noise_sd_hu=15.0, supersample=2)
 
 
-def femur_grid(p: FemurPhantomParams, scanner: ScannerParams) -> np.ndarray:
+def femur_grid(p: FemurPhantomParams, scanner: scanning.ScannerParams) -> np.ndarray:
     """IJK->RAS of the phantom: axial slices (i to patient left, j posterior, k superior),
     centred in x on the rendered hip(s) and in z around the proximal femur."""
     xs = [f.head_center_ras_mm for f in place_femurs(p)]
@@ -308,7 +299,7 @@ def femur_grid(p: FemurPhantomParams, scanner: ScannerParams) -> np.ndarray:
 
 
 def make_femur_phantom(params: FemurPhantomParams | None = None,
-                       scanner: ScannerParams | None = None, seed: int = 0,
+                       scanner: scanning.ScannerParams | None = None, seed: int = 0,
                        top_z_ras_mm: float | None = None) -> FemurPhantom:
     """Render a hip CT with the scanner model; deterministic per seed.
 
@@ -317,15 +308,15 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
     """
     p = params or FemurPhantomParams()
     scanner = scanner or FEMUR_SCANNER
-    calibration = calibration_for(scanner)
-    tissue = tissue_hu_for(scanner)
+    calibration = scanning.calibration_for(scanner)
+    tissue = scanning.tissue_hu_for(scanner)
     ijk_to_ras = femur_grid(p, scanner)
     if top_z_ras_mm is not None:
         ijk_to_ras[2, 3] = top_z_ras_mm - (scanner.n_slices - 1) * scanner.slice_spacing_mm
     femurs = place_femurs(p)
     ni, nj = scanner.matrix
     nk, ss = scanner.n_slices, scanner.supersample
-    sub = subsample_offsets_mm(ss, 1.0)
+    sub = scanning.subsample_offsets_mm(ss, 1.0)
     fi = (np.arange(ni)[:, None] + sub).ravel()
     fj = (np.arange(nj)[:, None] + sub).ravel()
     x_fine = ijk_to_ras[0, 3] + ijk_to_ras[0, 0] * fi
@@ -333,7 +324,7 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
     body = ((x_fine[None, :] / p.body_semi_axes_mm[0]) ** 2
             + (y_fine[:, None] / p.body_semi_axes_mm[1]) ** 2) <= 1.0
     background_fine = np.where(body, tissue["muscle"], tissue["air"]).astype(np.float32)
-    z_sub = slice_profile_offsets_mm(scanner)
+    z_sub = scanning.slice_profile_offsets_mm(scanner)
     rng = np.random.default_rng(seed)
     hu_kji = np.empty((nk, nj, ni), np.int16)
     labels_kji = np.zeros((nk, nj, ni), np.uint8)
@@ -366,9 +357,9 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
             for mask, value in ((bone, 1 if femur.side == "left" else 2), (acetabulum, 3),
                                 (implant, 4)):
                 labels_kji[k][box][mask[at_centres]] = value
-        blurred = apply_psf(hu_fine, fine_pixel_mm, scanner.psf_fwhm_mm)
+        blurred = scanning.apply_psf(hu_fine, fine_pixel_mm, scanner.psf_fwhm_mm)
         pixel = blurred.reshape(nj, ss, ni, ss).mean(axis=(1, 3))
-        hu_kji[k] = to_int16_hu(add_noise(pixel, scanner.noise_sd_hu, rng))
+        hu_kji[k] = scanning.to_int16_hu(scanning.add_noise(pixel, scanner.noise_sd_hu, rng))
     truth = {
         "generator": "boneqct.phantoms.femur.make_femur_phantom",
         "seed": seed,
