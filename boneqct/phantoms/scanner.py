@@ -14,6 +14,7 @@ and an ILLUSTRATIVE ``a_HA`` derived from the K2HPO4 model (``ha_slope_hu_per_mg
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -204,13 +205,7 @@ class HACalibration:
 
     def as_dict(self) -> dict:
         """The calibration as the truth JSON reports it."""
-        return {
-            "material": "HA",
-            "model": "linear",
-            "kvp": self.kvp,
-            "slope_hu_per_mg_cm3": self.slope_hu_per_mg_cm3,
-            "intercept_hu": self.intercept_hu,
-        }
+        return {"material": "HA", "model": "linear", **dataclasses.asdict(self)}
 
 
 def calibration_for(scanner: ScannerParams, material: str = "K2HPO4") -> Calibration | HACalibration:
