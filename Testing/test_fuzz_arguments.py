@@ -128,6 +128,7 @@ def _base(command: str, option: str, inputs, out):
         "qa-report": ["qa-report", inputs["folder"] / "none.csv", "--out", out],
         "batch": ["batch", "--scan", inputs["folder"], "--out", out.with_suffix(".csv")],
         "screw": ["screw", ct, "--out", out, "--line", "s=0,-35,0:0,-15,0", *manual],
+        "vfa": ["vfa", ct, "--out", out, "--seed", seed],
     }[command]
 
 
