@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from boneqct.cli import common
-from boneqct.cli.fe_export import add_export_option
-from boneqct.io.atomic import write_output_set
+from boneqct.cli.fe_export import add_export_option, write_fe_result
 
 FE_EXAMPLE = ("boneqct fe ct_folder/ --level L2 --phantom mindways-model3 --seed L2=0,-25,0 "
               "--out fe-out")
@@ -45,15 +44,8 @@ def _cmd_fe(args) -> int:
     volume, calibration = common.ct_and_calibration(args)
     result = analyze_fe(volume, calibration, options, level=args.level, seeds=seeds,
                         labels=labels, sex=common.patient_sex(args, volume))
-    paths = write_output_set(args.out, "fe", lambda folder: write_fe_outputs(
-        folder, result, volume.metadata, anonymize=args.anonymize,
-        export_formats=args.export or ()))
     flag = {True: "  FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
-    print(f"{result.level}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
-          f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
-          f"{result.element_mm:g} mm{flag}")
-    common.print_done(result, paths)
-    return 0
+    return write_fe_result(args, "fe", write_fe_outputs, result, volume, result.level, flag)
 
 
 def _cmd_compare(args) -> int:

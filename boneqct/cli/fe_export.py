@@ -24,3 +24,20 @@ def add_export_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", type=export_formats, metavar="inp,feb",
                         help="also write the material-mapped model for other solvers: "
                              "CalculiX/Abaqus .inp, FEBio .feb (comma-separated)")
+
+
+def write_fe_result(args, stem: str, writer, result, volume, title: str, flag: str = "") -> int:
+    """Write a finite-element result's output set (``writer(folder, result, metadata,
+    anonymize=, export_formats=)``, with the --export formats) and print its summary line:
+    ``title: strength (criterion), stiffness, elements``."""
+    from boneqct.cli import common
+    from boneqct.io.atomic import write_output_set
+
+    paths = write_output_set(args.out, stem, lambda folder: writer(
+        folder, result, volume.metadata, anonymize=args.anonymize,
+        export_formats=args.export or ()))
+    print(f"{title}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
+          f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
+          f"{result.element_mm:g} mm{flag}")
+    common.print_done(result, paths)
+    return 0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from boneqct.cli import common
-from boneqct.cli.fe_export import add_export_option
-from boneqct.io.atomic import write_output_set
+from boneqct.cli.fe_export import add_export_option, write_fe_result
 
 FE_HIP_EXAMPLE = ("boneqct fe-hip hip_ct/ --side left --slope 1.2 --intercept -2 --material "
                   "K2HPO4 --seed -95,10,0 --out fe-hip-out")
@@ -32,11 +31,5 @@ def _cmd_fe_hip(args) -> int:
     volume, calibration = common.ct_and_calibration(args)
     result = analyze_femur_fall(volume, calibration, options, side=args.side, seed_ras_mm=seed,
                                 labels=labels, sex=common.patient_sex(args, volume))
-    paths = write_output_set(args.out, "fe_hip", lambda folder: write_femur_outputs(
-        folder, result, volume.metadata, anonymize=args.anonymize,
-        export_formats=args.export or ()))
-    print(f"{result.side} femur, sideways fall: strength {result.strength_n:.0f} N (Pistoia), "
-          f"stiffness {result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
-          f"{result.element_mm:g} mm")
-    common.print_done(result, paths)
-    return 0
+    return write_fe_result(args, "fe_hip", write_femur_outputs, result, volume,
+                           f"{result.side} femur, sideways fall")

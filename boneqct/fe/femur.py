@@ -146,6 +146,11 @@ class FemurFallResult:
     model: Model | None = field(default=None, repr=False)
     solution: Solution | None = field(default=None, repr=False)
 
+    @property
+    def criterion(self) -> str:
+        """The strength criterion (as ``FEResult.criterion``): always Pistoia here."""
+        return CRITERION
+
     def to_dict(self) -> dict:
         """The JSON document written as fe_hip.json."""
         return {

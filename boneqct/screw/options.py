@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from boneqct.options import check_options, option
-from boneqct.spine.interpret import CEMENT_THRESHOLD_MG_CM3
-from boneqct.spine.levels import LABEL_SCHEMES
 from boneqct.spine.measure import CORTICAL_THRESHOLD_MG_CM3
+from boneqct.spine.options import cement_threshold_option, label_scheme_option
 
 #: Default screw diameter (mm): a common lumbar pedicle screw (a project default; the planned
 #: screw's own diameter should be given).
@@ -35,11 +34,8 @@ class ScrewOptions:
     cortical_threshold_mg_cm3: float = option(
         CORTICAL_THRESHOLD_MG_CM3, "density above which a shell voxel counts as cortical contact",
         unit="mg/cm3", low=100.0, high=1500.0, flag="--cortical-threshold", metavar="MG_CM3")
-    cement_threshold_mg_cm3: float = option(
-        CEMENT_THRESHOLD_MG_CM3, "screw BMD below which cement augmentation is suggested",
-        unit="mg/cm3", low=0.0, high=300.0, flag="--cement-threshold", metavar="MG_CM3")
-    label_scheme: str = option("totalsegmentator", "numbering of a --labels file",
-                               choices=tuple(sorted(LABEL_SCHEMES)))
+    cement_threshold_mg_cm3: float = cement_threshold_option("screw BMD")
+    label_scheme: str = label_scheme_option()
 
     def __post_init__(self):
         check_options(self)

@@ -21,6 +21,19 @@ ROI_THICKNESS_MM = 9.0
 MARGIN_MM = 2.0
 
 
+def cement_threshold_option(what: str):
+    """The cement-augmentation threshold option (mg/cm3) of ``what`` ("BMD", "screw BMD"),
+    shared by the spine and the screw measurements."""
+    return option(CEMENT_THRESHOLD_MG_CM3, f"{what} below which cement augmentation is suggested",
+                  unit="mg/cm3", low=0.0, high=300.0, flag="--cement-threshold", metavar="MG_CM3")
+
+
+def label_scheme_option():
+    """The vertebra label numbering option of a --labels file."""
+    return option("totalsegmentator", "numbering of a --labels file",
+                  choices=tuple(sorted(LABEL_SCHEMES)))
+
+
 @dataclass(frozen=True)
 class SpineOptions:
     """How the spine is measured (see each field's help)."""
@@ -35,11 +48,8 @@ class SpineOptions:
     roi_thickness_mm: float = option(ROI_THICKNESS_MM, "ROI slab thickness", unit="mm",
                                      low=3.0, high=20.0)
     margin_mm: float = option(MARGIN_MM, "margin from the cortex", unit="mm", low=0.0, high=10.0)
-    cement_threshold_mg_cm3: float = option(
-        CEMENT_THRESHOLD_MG_CM3, "BMD below which cement augmentation is suggested",
-        unit="mg/cm3", low=0.0, high=300.0, flag="--cement-threshold", metavar="MG_CM3")
-    label_scheme: str = option("totalsegmentator", "numbering of a --labels file",
-                               choices=tuple(sorted(LABEL_SCHEMES)))
+    cement_threshold_mg_cm3: float = cement_threshold_option("BMD")
+    label_scheme: str = label_scheme_option()
 
     def __post_init__(self):
         check_options(self)
