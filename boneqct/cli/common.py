@@ -178,19 +178,27 @@ def ct_and_calibration(args):
     return volume, calibration_from_args(args, volume)
 
 
-def print_done(result, paths: dict) -> None:
-    """The result's warnings (stderr) and where its report is."""
+#: What the command line prints beside a cement-augmentation flag.
+CEMENT_FLAG = "  CEMENT AUGMENTATION SUGGESTED"
+
+
+def print_done(result, paths: dict, cement_flagged: bool = False) -> int:
+    """The cement note when anything was flagged for cement, the result's warnings (stderr)
+    and where its report is; returns the exit status 0."""
+    if cement_flagged:
+        from boneqct.spine.interpret import CEMENT_NOTE
+
+        print(CEMENT_NOTE)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {paths['report']}")
+    return 0
 
 
-def add_max_memory_option(parser) -> None:
-    """Add ``--max-memory-gb`` to a subcommand parser and run its handler under that limit.
-
-    Call it after ``parser.set_defaults(handler=...)``.
-    """
-    handler = parser.get_default("handler")
+def add_max_memory_option(parser, handler=None) -> None:
+    """Add ``--max-memory-gb`` to a subcommand parser and run its ``handler`` (default: the one
+    set with ``parser.set_defaults(handler=...)``) under that limit."""
+    handler = handler or parser.get_default("handler")
     if handler is None:
         raise ValueError("add_max_memory_option needs the parser's handler set first")
     parser.add_argument(

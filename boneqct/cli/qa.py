@@ -44,8 +44,7 @@ def register(sub) -> None:
                      help="radius of the ball the seed offsets are drawn from (mm)")
     rep.add_argument("--random-seed", type=common.number_in(0, 2**32 - 1, integer=True), default=0, help="random seed of the offsets")
     rep.add_argument("--out", type=Path, help="write repositioning.json here")
-    rep.set_defaults(handler=_cmd_repositioning)
-    common.add_max_memory_option(rep)
+    common.add_max_memory_option(rep, _cmd_repositioning)
 
     qa = common.add_command(sub, "qa", "measure a QA spine phantom's inserts vs nominal and append "
                      "them to the scanner's QA log",
@@ -56,8 +55,7 @@ def register(sub) -> None:
     qa.add_argument("--log-dir", type=Path, default=Path("qa_logs"),
                     help="folder of the per-scanner QA logs (default ./qa_logs)")
     qa.add_argument("--log", type=Path, help="append to this log file instead")
-    qa.set_defaults(handler=_cmd_qa)
-    common.add_max_memory_option(qa)
+    common.add_max_memory_option(qa, _cmd_qa)
 
     report = common.add_command(sub, "qa-report", "control chart and drift check of a QA log (exit "
                          "status 1 when drift or an out-of-control session is flagged)",

@@ -51,7 +51,6 @@ def _cmd_screw(args) -> int:
     from boneqct.screw.lines import parse_line_args, read_markups_lines
     from boneqct.screw.outputs import write_screw_outputs
     from boneqct.screw.pipeline import analyze_screws
-    from boneqct.spine.interpret import CEMENT_NOTE
 
     if not args.line and not args.lines:
         raise ScrewError("No screw was given; give each planned screw as --line "
@@ -76,11 +75,8 @@ def _cmd_screw(args) -> int:
         value, shell, low = ((s.bmd_mg_cm3, s.shell_bmd_mg_cm3, s.min_segment_bmd_mg_cm3)
                              if result.calibrated else (s.mean_hu, s.shell_mean_hu,
                                                         s.min_segment_hu))
-        flag = "  CEMENT AUGMENTATION SUGGESTED" if s.cement_suggested else ""
+        flag = common.CEMENT_FLAG if s.cement_suggested else ""
         print(f"{s.name}{' (' + s.level + ')' if s.level else ''}: {value:.1f} {unit} in the "
               f"screw, {shell:.1f} in the shell, lowest segment {low:.1f}; cortical contact "
               f"{100 * s.cortical_contact_fraction:.0f}%{flag}")
-    if any(s.cement_suggested for s in result.screws):
-        print(CEMENT_NOTE)
-    common.print_done(result, paths)
-    return 0
+    return common.print_done(result, paths, any(s.cement_suggested for s in result.screws))

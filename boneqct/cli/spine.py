@@ -43,7 +43,6 @@ def register(sub) -> None:
 
 def _cmd_spine(args) -> int:
     from boneqct.reference import load_reference
-    from boneqct.spine.interpret import CEMENT_NOTE
     from boneqct.spine.outputs import write_spine_outputs
     from boneqct.spine.pipeline import analyze_spine
 
@@ -71,17 +70,14 @@ def _cmd_spine(args) -> int:
             print(f"{lv.level}: not measured (see the warnings)")
             continue
         value = lv.bmd_mg_cm3 if result.calibrated else lv.mean_hu
-        flag = "  CEMENT AUGMENTATION SUGGESTED" if lv.cement_augmentation else ""
+        flag = common.CEMENT_FLAG if lv.cement_augmentation else ""
         qc = "" if lv.qc["passed"] else "  (ROI QC failed: not used)"
         print(f"{lv.level}: {value:.1f} {unit}{flag}{qc}")
     if result.mean_bmd_mg_cm3 is not None:
         print(f"mean {'/'.join(result.levels_used)}: {result.mean_bmd_mg_cm3:.1f} mg/cm3 "
               f"({result.interpretation['basis']}), category: "
               f"{result.category or 'none (see the warnings)'}")
-    if any(lv.cement_augmentation for lv in result.levels):
-        print(CEMENT_NOTE)
-    common.print_done(result, paths)
-    return 0
+    return common.print_done(result, paths, any(lv.cement_augmentation for lv in result.levels))
 
 
 def given_levels(seeds: dict | None, labels, label_scheme: str) -> list[str]:

@@ -29,8 +29,7 @@ def register(sub) -> None:
                                               if f.name != "label_scheme"))
     vfa.add_argument("--anonymize", action="store_true",
                      help="leave patient identity out of the outputs")
-    vfa.set_defaults(handler=_cmd_vfa)
-    common.add_max_memory_option(vfa)
+    common.add_max_memory_option(vfa, _cmd_vfa)
 
 
 def _cmd_vfa(args) -> int:
