@@ -174,6 +174,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         self.loadModuleUI("QCTBoneDensity.ui", QCTBoneDensityLogic(), {
             "convertButton": self.onConvertButton,
             "nameSeedsButton": self.onNameSeedsButton,
+            "detectSeedsButton": self.onDetectSeedsButton,
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
             "tissueApplyButton": self.onTissueApplyButton,
@@ -200,9 +201,12 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         """Show the spine inputs of the chosen mode, enable Measure/Export, show the summary."""
         p = self._parameterNode
         seeds = p.spineInputMode == SPINE_INPUT_SEEDS
-        for widget in (self.ui.spineSeedsLabel, self.ui.spineSeedsSelector,
+        for widget in (self.ui.spineSeedsLabel, self.ui.spineSeedsSelector, self.ui.detectSeedsButton,
                        self.ui.lowestSeedLevelLabel, self.ui.lowestSeedLevelWidget):
             widget.visible = seeds
+        self.offerAction(self.ui.detectSeedsButton, p.inputVolume is not None,
+                         "Find and name the vertebral bodies into the seed point list",
+                         "Select the CT volume")
         self.offerAction(self.ui.nameSeedsButton, p.spineSeeds is not None,
                          "Name the seed points by level from their height, the lowest as chosen",
                          "Select the seed point list")
@@ -266,6 +270,15 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         p = self._parameterNode
         names = self.logic.nameSeedsByLevel(p.spineSeeds, p.lowestSeedLevel)
         slicer.util.showStatusMessage(f"Seed points named {', '.join(names)}", 5000)
+
+    @widgets.moduleAction("Detecting the vertebrae failed.")
+    def onDetectSeedsButton(self) -> None:
+        """Detect and name the vertebral bodies into the seed point list (created if none) and
+        show them in the sagittal view, for the user to check and edit before measuring."""
+        p = self._parameterNode
+        p.spineSeeds = self.logic.detectSeeds(p.inputVolume, p.spineSeeds)
+        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUpYellowSliceView)
+        slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(p.spineSeeds.GetID(), 0, True)
 
     @widgets.moduleAction("Spine measurement failed.")
     def onSpineApplyButton(self) -> None:
@@ -390,6 +403,16 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
             roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
         logWarnings("spine", outputs["result"])
         return outputs
+
+    def detectSeeds(self, inputVolume, seedsNode=None):
+        """Detect and name the vertebral bodies of ``inputVolume`` into ``seedsNode`` (a markups
+        point list; None creates one); returns the list. The detection's warnings (transitional
+        anatomy, names to check) go to the log."""
+        from QCTBoneDensityLib.detect import detect_levels_to_markups
+
+        outputs = detect_levels_to_markups(inputVolume, seedsNode)
+        logWarnings("detection", outputs["result"])
+        return outputs["markups"]
 
     def nameSeedsByLevel(self, seedsNode, lowestLevel: str) -> list:
         """Name the placed points of ``seedsNode`` by level from their height, the lowest one
