@@ -177,6 +177,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
             "detectSeedsButton": self.onDetectSeedsButton,
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
+            "recomputeGradesButton": self.onRecomputeGradesButton,
             "tissueApplyButton": self.onTissueApplyButton,
             "tissueExportReportButton": self.onTissueExportReportButton,
             "qaApplyButton": self.onQAApplyButton})
@@ -194,6 +195,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
                          "Select a CT volume and calibrate first")
 
         self._updateSpineState()
+        self._updateFractureState()
         self._updateTissueState()
         self._updateQAState()
 
@@ -231,6 +233,13 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
                          "Write the spine report (PDF) of the selected spine table",
                          "Measure the spine first (the report needs the table, its CT and its ROI "
                          "label map)")
+
+    def _updateFractureState(self) -> None:
+        """Enable Recompute grades when the spine table has height lines."""
+        p = self._parameterNode
+        self.offerAction(self.ui.recomputeGradesButton, self.logic.hasHeightLines(p.spineTable),
+                         "Recompute the heights and Genant grades from the height lines as moved",
+                         "Measure the spine first (the heights are drawn as lines to move)")
 
     def _updateTissueState(self) -> None:
         """Enable the slice range, Analyse and Export; show the tissue tables and summary."""
@@ -314,6 +323,14 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         p = self._parameterNode
         written = self.logic.exportSpineReport(pathlib.Path(folder) / "spine_report.pdf", p.spineTable)
         slicer.util.showStatusMessage(f"Spine report written to {written}", 5000)
+
+    @widgets.moduleAction("Recomputing the fracture grades failed.")
+    def onRecomputeGradesButton(self) -> None:
+        """Heights and grades from the height lines as the reader moved them."""
+        fractures = self.logic.recomputeFractureGrades(self._parameterNode.spineTable)
+        slicer.util.showStatusMessage("Grades: " + ", ".join(
+            f"{level} G{f['genant_grade']}" for level, f in fractures.items()
+            if f.get("genant_grade") is not None), 5000)
 
     @widgets.moduleAction("Tissue analysis failed.")
     def onTissueApplyButton(self) -> None:
@@ -420,6 +437,19 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         from BoneQCTLib.vertebrae import name_points_by_level
 
         return name_points_by_level(seedsNode, lowestLevel)
+
+    def hasHeightLines(self, spineTable) -> bool:
+        """Whether a spine table references the height lines of its fracture assessment."""
+        from QCTBoneDensityLib.fracture import has_height_lines
+
+        return has_height_lines(spineTable)
+
+    def recomputeFractureGrades(self, spineTable) -> dict:
+        """Heights and Genant grades from the spine table's height lines as they are now, into
+        its fracture table; returns the assessment by level."""
+        from QCTBoneDensityLib.fracture import recompute_grades
+
+        return recompute_grades(spineTable)
 
     def spineSummary(self, tableNode) -> str:
         """Mean BMD, category, T/Z-scores and warnings of a spine table (empty if none)."""

@@ -669,3 +669,39 @@ def test_exam_from_the_dicom_database_reaches_table_and_analysis(scene, phantom,
     # without the database the metadata is empty and the node's name names the series
     monkeypatch.setattr(slicer, "dicomDatabase", None)
     assert volume_from_node(ct_node).metadata == {}
+
+
+def test_fracture_heights_in_the_scene_and_grades_recomputed_from_moved_lines(scene, phantom):
+    """run_spine puts each level's three heights as line nodes and the grades in a fracture
+    table, both referenced by the spine table; moving a line's superior point recomputes that
+    height (its new length) and the grade; a second measurement replaces the lines."""
+    from QCTBoneDensityLib.fracture import HEIGHT_LINES_ROLE, has_height_lines, recompute_grades
+
+    ct_node, out = _measured_phantom(phantom)
+    measured = [lv.level for lv in out["result"].levels if lv.fracture]
+    assert measured and len(out["height_lines"]) == 3 * len(measured)
+    assert out["fracture_table"].GetNumberOfRows() == len(measured)
+    assert has_height_lines(out["table"])
+    level = measured[0]
+    line = next(n for n in out["height_lines"] if n.GetAttribute("BoneQCT.Fracture.Level") == level
+                and n.GetAttribute("BoneQCT.Fracture.Height") == "anterior")
+    before = out["result"].levels[[lv.level for lv in out["result"].levels].index(level)]
+    superior = np.zeros(3)
+    line.GetNthControlPointPositionWorld(0, superior)
+    inferior = np.zeros(3)
+    line.GetNthControlPointPositionWorld(1, inferior)
+    shortened = superior + 0.3 * (inferior - superior)  # the anterior height 30 % lower
+    line.SetNthControlPointPositionWorld(0, *shortened)
+    fractures = recompute_grades(out["table"])
+    assert fractures[level]["heights_mm"]["anterior"] == pytest.approx(
+        0.7 * np.linalg.norm(inferior - superior), rel=1e-6)
+    # a 30 % lower anterior height: Genant grade 2 (25-40 %), a wedge; the phantom's own is 0
+    assert before.fracture["genant_grade"] == 0
+    assert (fractures[level]["genant_grade"], fractures[level]["type"]) == (2, "wedge")
+    # measuring again with the same table replaces the lines, not adds to them
+    again = run_spine(ct_node, calibration_to_table_node(out["result"].calibration),
+                      SpineOptions(levels_used=("L1", "L2")),
+                      seeds_node=scene.GetFirstNodeByClass("vtkMRMLMarkupsFiducialNode"),
+                      table_node=out["table"])
+    assert again["table"].GetNumberOfNodeReferences(HEIGHT_LINES_ROLE) == 3 * len(measured)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsLineNode") == 3 * len(measured)

@@ -21,6 +21,9 @@ HEIGHTS = ("anterior", "middle", "posterior")
 #: Attributes naming the level and the height a line node shows.
 LEVEL_ATTRIBUTE = "BoneQCT.Fracture.Level"
 HEIGHT_ATTRIBUTE = "BoneQCT.Fracture.Height"
+#: Node references from the spine table to its fracture table and to its height lines.
+FRACTURE_TABLE_ROLE = "BoneQCT.FractureTable"
+HEIGHT_LINES_ROLE = "BoneQCT.HeightLines"
 #: What a reader's moved points mean for the quality checks.
 READER_QUALITY = {"passed": True, "reason": None, "points": "placed by the reader"}
 
@@ -123,3 +126,48 @@ def fractures_to_table_node(fractures: dict, table_node=None, name: str = "BoneQ
     write_table(table_node, FRACTURE_COLUMNS, rows)
     store_document(table_node, "Fracture", {"levels": fractures})
     return table_node
+
+
+def _height_lines(spine_table) -> list:
+    return [node for node in (spine_table.GetNthNodeReference(HEIGHT_LINES_ROLE, index)
+                              for index in range(spine_table.GetNumberOfNodeReferences(
+                                  HEIGHT_LINES_ROLE))) if node is not None]
+
+
+def fractures_to_scene(spine_table, result, name: str) -> dict:
+    """The fracture assessment of a spine result in the scene, referenced by its spine table:
+    the height lines (replacing those of an earlier measurement with this table) and the grade
+    table; returns ``{"table": table or None, "lines": [...]}`` (nothing when no level was
+    assessed)."""
+    for node in _height_lines(spine_table):
+        slicer.mrmlScene.RemoveNode(node)
+    spine_table.RemoveNodeReferenceIDs(HEIGHT_LINES_ROLE)
+    fractures = {lv.level: lv.fracture for lv in result.levels if lv.fracture}
+    if not fractures:
+        return {"table": None, "lines": []}
+    lines = height_lines_to_markups(fractures, name)
+    for node in lines:
+        spine_table.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
+    table = fractures_to_table_node(fractures, spine_table.GetNodeReference(FRACTURE_TABLE_ROLE),
+                                    name=f"{name} fractures")
+    spine_table.SetNodeReferenceID(FRACTURE_TABLE_ROLE, table.GetID())
+    return {"table": table, "lines": lines}
+
+
+def has_height_lines(spine_table) -> bool:
+    """Whether a spine table references height lines (what :func:`recompute_grades` reads)."""
+    return spine_table is not None and bool(_height_lines(spine_table))
+
+
+def recompute_grades(spine_table) -> dict:
+    """The grades recomputed from the spine table's height lines as the reader left them,
+    written into its fracture table; returns the assessment by level.
+
+    Raises:
+        ValueError: the table has no height lines (measure the spine first).
+    """
+    fractures = fractures_from_markups(_height_lines(spine_table)) if spine_table else {}
+    if not fractures:
+        raise ValueError("This spine table has no height lines: measure the spine first.")
+    fractures_to_table_node(fractures, spine_table.GetNodeReference(FRACTURE_TABLE_ROLE))
+    return fractures

@@ -38,6 +38,7 @@ from BoneQCTLib.tables import (
 )
 from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
 from BoneQCTLib.volumes import labelmap_to_node, patient_age_and_sex, volume_from_node
+from QCTBoneDensityLib.fracture import fractures_to_scene
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -375,7 +376,8 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
 
     Returns:
         ``{"result": SpineResult, "volume": the CT as a core Volume, "table", "roi_labelmap",
-        "roi_segmentation", "roi_centers", "chart" (None without a reference curve)}``. The
+        "roi_segmentation", "roi_centers", "chart" (None without a reference curve),
+        "fracture_table" and "height_lines" (``QCTBoneDensityLib.fracture.fractures_to_scene``)}``. The
         table references the CT and the ROI label map and holds the exam metadata the report
         shows (series, age, sex), so the report is written from the table alone
         (:func:`export_spine_report`), also after the scene was saved and reloaded.
@@ -408,8 +410,10 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     table.SetNodeReferenceID(CT_VOLUME_ROLE, ct_node.GetID())
     table.SetNodeReferenceID(ROI_LABELMAP_ROLE, labelmap.GetID())
     store_exam_of(table, volume_hu, ct_node, age_years, sex)
+    fracture = fractures_to_scene(table, result, f"{name} spine")
     return {"result": result, "volume": volume_hu, "table": table, "roi_labelmap": labelmap,
-            "roi_segmentation": segmentation, "roi_centers": centers, "chart": chart}
+            "roi_segmentation": segmentation, "roi_centers": centers, "chart": chart,
+            "fracture_table": fracture["table"], "height_lines": fracture["lines"]}
 
 
 # ----------------------------------------------------------------------------- report
