@@ -99,6 +99,9 @@ class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
     patientAgeYears (0: unknown), patientSex - for T/Z-scores.
     spineTable, spineRoiLabelmap, spineRoiSegmentation, spineRoiCenters - results.
 
+    Screw planning (every markups line of the scene is a planned screw, entry then tip):
+    screwDiameterMm - thread diameter; screwTable - per-screw BMD, shell, segments, contact.
+
     Tissue composition (needs the calibration table):
     tissueWholeScan - analyse every slice, else slices tissueFirstSlice..tissueLastSlice (k).
     tissueL3Point - optional point in L3 (named L3, or the only point) for the muscle area.
@@ -130,6 +133,9 @@ class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
     spineRoiSegmentation: slicer.vtkMRMLSegmentationNode
     spineRoiCenters: slicer.vtkMRMLMarkupsFiducialNode
 
+    screwDiameterMm: Annotated[float, WithinRange(2.0, 12.0)] = 6.5
+    screwTable: slicer.vtkMRMLTableNode
+
     tissueWholeScan: bool = True
     tissueFirstSlice: Annotated[int, WithinRange(0, 10000)] = 0
     tissueLastSlice: Annotated[int, WithinRange(0, 10000)] = 0
@@ -159,6 +165,14 @@ def spineOptionsFromParameterNode(parameterNode):
         cement_threshold_mg_cm3=p.cementThresholdMgCm3, label_scheme=p.labelScheme)
 
 
+def screwOptionsFromParameterNode(parameterNode):
+    """The ``boneqct.screw.options.ScrewOptions`` set in the parameter node (the options it has
+    no field for keep the core's defaults)."""
+    from boneqct.screw.options import ScrewOptions
+
+    return ScrewOptions(diameter_mm=parameterNode.screwDiameterMm)
+
+
 #
 # QCTBoneDensityWidget
 #
@@ -178,6 +192,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
             "recomputeGradesButton": self.onRecomputeGradesButton,
+            "screwApplyButton": self.onScrewApplyButton,
             "tissueApplyButton": self.onTissueApplyButton,
             "tissueExportReportButton": self.onTissueExportReportButton,
             "qaApplyButton": self.onQAApplyButton})
@@ -196,6 +211,11 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
 
         self._updateSpineState()
         self._updateFractureState()
+        self.offerAction(self.ui.screwApplyButton,
+                         p.inputVolume is not None and bool(self.logic.screwLineNodes()),
+                         "Measure the bone along each planned screw",
+                         "Select a CT volume and place a markups line per screw (entry, tip)")
+        self.ui.screwTableView.setMRMLTableNode(p.screwTable)
         self._updateTissueState()
         self._updateQAState()
 
@@ -332,6 +352,17 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
             f"{level} G{f['genant_grade']}" for level, f in fractures.items()
             if f.get("genant_grade") is not None), 5000)
 
+    @widgets.moduleAction("Screw measurement failed.")
+    def onScrewApplyButton(self) -> None:
+        """Measure every planned screw (markups lines) and show the table and cylinders."""
+        p = self._parameterNode
+        outputs = self.logic.runScrews(
+            p.inputVolume,
+            p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
+            screwOptionsFromParameterNode(p), seedsNode=p.spineSeeds, tableNode=p.screwTable)
+        p.screwTable = outputs["table"]
+        self._updateState()
+
     @widgets.moduleAction("Tissue analysis failed.")
     def onTissueApplyButton(self) -> None:
         """Analyse the tissue composition and show the two tables."""
@@ -437,6 +468,27 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         from BoneQCTLib.vertebrae import name_points_by_level
 
         return name_points_by_level(seedsNode, lowestLevel)
+
+    def screwLineNodes(self) -> list:
+        """The planned screws: the scene's markups lines, except the height lines of a
+        fracture assessment."""
+        from QCTBoneDensityLib.fracture import LEVEL_ATTRIBUTE
+
+        return [node for node in slicer.util.getNodesByClass("vtkMRMLMarkupsLineNode")
+                if node.GetAttribute(LEVEL_ATTRIBUTE) is None]
+
+    def runScrews(self, inputVolume, calibrationTable=None, options=None, seedsNode=None,
+                  tableNode=None) -> dict:
+        """Measure the planned screws (:meth:`screwLineNodes`) with ``options`` (a
+        ``ScrewOptions``); ``seedsNode`` names each screw's level. Returns the dict of
+        ``QCTBoneDensityLib.screw.run_screws``: "result", "table", "models"."""
+        from QCTBoneDensityLib.screw import run_screws
+
+        outputs = run_screws(inputVolume, calibrationTable, options,
+                             line_nodes=self.screwLineNodes(), seeds_node=seedsNode,
+                             table_node=tableNode)
+        logWarnings("screw", outputs["result"])
+        return outputs
 
     def hasHeightLines(self, spineTable) -> bool:
         """Whether a spine table references the height lines of its fracture assessment."""

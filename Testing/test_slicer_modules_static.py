@@ -793,3 +793,20 @@ def test_sample_data_offers_the_digital_phantoms_made_locally():
     from boneqct.phantoms.femur import make_femur_phantom
 
     assert callable(make_spine_phantom) and callable(make_femur_phantom)
+
+
+def test_qct_screw_parameters_match_the_core():
+    """The screw section's diameter default and range are ScrewOptions'; its button is guarded
+    and measures through the Lib's run_screws."""
+    from boneqct.screw.options import ScrewOptions
+
+    fields = parameter_wrapper_fields(parse_python(module_script("QCTBoneDensity")))[
+        "QCTBoneDensityParameterNode"]
+    option = {f.name: f for f in dataclasses.fields(ScrewOptions)}["diameter_mm"]
+    assert ast.literal_eval(fields["screwDiameterMm"].value) == ScrewOptions().diameter_mm
+    within = [a for a in fields["screwDiameterMm"].annotation.slice.elts[1:]
+              if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
+    assert [ast.literal_eval(v) for v in within[0].args] == [option.metadata["low"],
+                                                              option.metadata["high"]]
+    assert slot_connections("QCTBoneDensity")["screwApplyButton"] == "onScrewApplyButton"
+    assert "run_screws(" in module_script("QCTBoneDensity").read_text()
