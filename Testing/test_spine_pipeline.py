@@ -303,6 +303,9 @@ def test_cli_hu_mode_and_the_slope_1_idiom(phantom, phantom_nifti, tmp_path):
     assert not document["calibrated"] and document["category"] is None
     assert all(lv["bmd_mg_cm3"] is None and lv["cement_augmentation"] is None
                for lv in document["levels"])
+    # the headline gives the mean HU of the levels used, and says why there is no BMD
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(tmp_path / "hu" / "spine_report.pdf").pages)
+    assert f"{document['mean_hu']:.1f} HU" in text and "no BMD, no category" in text
     identity = _cli_spine(phantom_nifti, tmp_path / "one", "--slope", "1", "--intercept", "0",
                           *seeds)
     assert identity.returncode == 0, identity.stderr

@@ -133,10 +133,14 @@ CATEGORY_VERDICTS = {"normal": "normal", "low bone mass": "low", "osteoporosis":
 def _headline(result) -> list:
     """The diagnostic mean and its ACR category (or why there is none), first and largest."""
     levels = ", ".join(result.levels_used)
+    if not result.calibrated and result.mean_hu is not None:
+        return pdf.headline(f"{result.mean_hu:.1f} HU <font size='10'>(mean of {levels})</font>"
+                            " - no BMD, no category",
+                            "Uncalibrated: CT numbers only. Calibrate (a phantom, the patient's "
+                            "own tissues, or a known line) for BMD and the ACR category.")
     if not result.calibrated or result.mean_bmd_mg_cm3 is None:
-        why = ("uncalibrated: CT numbers only" if not result.calibrated
-               else "no level of the mean was measured with a passing ROI")
-        return pdf.headline(f"No BMD - {why}", "See the warnings and the level table.")
+        return pdf.headline("No BMD - no level of the mean was measured with a passing ROI",
+                            "See the warnings and the level table.")
     interpretation = result.interpretation
     value = (f"{result.mean_bmd_mg_cm3:.1f} mg/cm3 {result.calibration.material} "
              f"<font size='10'>(mean of {levels})</font>")
