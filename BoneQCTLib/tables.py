@@ -161,11 +161,14 @@ def store_exam(table_node, metadata: dict) -> None:
 def store_exam_of(table_node, volume, ct_node, age_years=None, sex=None) -> None:
     """Store the exam of ``volume`` (its DICOM header's metadata, when it came from DICOM) with
     the series named by ``ct_node`` when the header names none, and the patient's age and sex
-    the analysis used (:func:`store_exam`)."""
-    store_exam(table_node, {**volume.metadata,
-                            "series_description": volume.metadata.get("series_description")
+    the analysis used where given (else the header's stay) (:func:`store_exam`)."""
+    header = volume.metadata
+    store_exam(table_node, {**header,
+                            "series_description": header.get("series_description")
                             or ct_node.GetName(),
-                            "patient_age_years": age_years, "patient_sex": sex})
+                            "patient_age_years": header.get("patient_age_years")
+                            if age_years is None else age_years,
+                            "patient_sex": header.get("patient_sex") if sex is None else sex})
 
 
 def read_exam(table_node) -> dict:

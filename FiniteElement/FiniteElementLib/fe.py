@@ -32,6 +32,8 @@ from BoneQCTLib.tables import (
 FE_DOCUMENT = "FE"
 #: Node reference of the results table to the mesh model node (fe.vtu of the report).
 REFERENCE_MESH = "BoneQCT.Mesh"
+#: Node reference of the results table to its load-displacement chart (reused by a new run).
+REFERENCE_CHART = "BoneQCT.LoadDisplacementChart"
 #: Cell fields offered for colouring the mesh: array name -> display name.
 COLOR_FIELDS = {
     "effective_strain": "Effective strain",
@@ -209,12 +211,15 @@ def run_fe(input_volume_node, calibration_table_node, level: str, options=None, 
     else:
         labels = labels_from_node(labels_node, input_volume_node, options.label_scheme)
     volume_hu = volume_from_node(input_volume_node)
-    _, sex = patient_age_and_sex(volume_hu, None, sex)
+    age_years, sex = patient_age_and_sex(volume_hu, None, sex)
     result = analyze_fe(volume_hu, calibration_from_table_node(calibration_table_node), options,
                         level=level, seeds=seeds, labels=labels, sex=sex)
+    if chart_node is None and table_node is not None:  # the chart of the table's last run
+        chart_node = table_node.GetNodeReference(REFERENCE_CHART)
     outputs = {"result": result, "table": fe_result_to_table_node(result, table_node),
                "model": mesh_to_model_node(result, model_node, color_by=color_by),
                "chart": load_displacement_plot(result, chart_node)}
     outputs["table"].SetNodeReferenceID(REFERENCE_MESH, outputs["model"].GetID())
-    store_exam_of(outputs["table"], volume_hu, input_volume_node, sex=sex)
+    outputs["table"].SetNodeReferenceID(REFERENCE_CHART, outputs["chart"].GetID())
+    store_exam_of(outputs["table"], volume_hu, input_volume_node, age_years, sex)
     return outputs

@@ -15,7 +15,7 @@ from BoneQCTLib.tables import (
     read_document,
     read_exam,
     store_document,
-    store_exam,
+    store_exam_of,
     table_node_or_new,
     write_table,
 )
@@ -66,7 +66,7 @@ def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed
     from boneqct.fe.femur import FemurFEOptions, analyze_femur_fall
     from BoneQCTLib.calibration import calibration_from_table_node, has_calibration
     from BoneQCTLib.markups import defined_points
-    from BoneQCTLib.volumes import volume_from_node
+    from BoneQCTLib.volumes import patient_age_and_sex, volume_from_node
     from FiniteElementLib.fe import mesh_to_model_node
 
     if ct_node is None:
@@ -83,14 +83,16 @@ def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed
             raise ValueError(f"'{seed_node.GetName()}' has no placed point: place one in the "
                              "femoral head, or clear the seed to find the femur automatically.")
         seed = points[0][1]
+    volume_hu = volume_from_node(ct_node)
+    age_years, sex = patient_age_and_sex(volume_hu, None, sex)
     result = analyze_femur_fall(
-        volume_from_node(ct_node), calibration_from_table_node(calibration_table_node),
+        volume_hu, calibration_from_table_node(calibration_table_node),
         options or FemurFEOptions(), side=side, seed_ras_mm=seed,
         labels=volume_from_node(labels_node) if labels_node is not None else None, sex=sex)
     outputs = {"result": result, "table": fe_hip_result_to_table_node(result, table_node),
                "model": mesh_to_model_node(result, model_node, name="BoneQCT FE hip mesh",
                                            color_by=color_by)}
-    store_exam(outputs["table"], {"series_description": ct_node.GetName(), "patient_sex": sex})
+    store_exam_of(outputs["table"], volume_hu, ct_node, age_years, sex)
     return outputs
 
 
