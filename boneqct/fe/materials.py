@@ -70,11 +70,6 @@ def convert_density_mg_cm3(bmd_mg_cm3, material: str, density_type: str) -> np.n
     return np.clip(density, 0.0, None)
 
 
-def apparent_density_g_cm3(bmd_mg_cm3, material: str) -> np.ndarray:
-    """Wet apparent density (g/cm3) of a calibrated density (mg/cm3 of ``material``)."""
-    return convert_density_mg_cm3(bmd_mg_cm3, material, "apparent") * G_PER_MG
-
-
 def _evaluate(spec: dict, rho_g_cm3: np.ndarray, modulus_mpa: np.ndarray) -> np.ndarray:
     """A modulus or yield equation of the table: ``power`` a rho^b, ``linear`` a + b rho,
     ``strain`` (yield strain x modulus)."""

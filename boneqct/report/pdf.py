@@ -153,11 +153,15 @@ def headline(result_html: str, note_html: str = "", verdict: str = "none") -> li
 def scale_bar(ax, length_mm: float = 10.0, color: str = "#ffd60a") -> None:
     """A scale bar of ``length_mm`` in the lower right of an image axis drawn in mm."""
     x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    right, bottom = max(x0, x1) - 0.06 * abs(x1 - x0), min(y0, y1) + 0.07 * abs(y1 - y0)
+    y_low, y_high = sorted(ax.get_ylim())
+    height = y_high - y_low
+    # the image's bottom is the axis's high end when the y axis is inverted (row 0 at the top)
+    up = -1.0 if ax.yaxis_inverted() else 1.0
+    bottom = (y_high if up < 0 else y_low) + up * 0.07 * height
+    right = max(x0, x1) - 0.06 * abs(x1 - x0)
     ax.plot([right - length_mm, right], [bottom, bottom], color=color, lw=1.6,
             solid_capstyle="butt")
-    ax.text(right - length_mm / 2, bottom + 0.03 * abs(y1 - y0), f"{length_mm:g} mm", color=color,
+    ax.text(right - length_mm / 2, bottom + up * 0.03 * height, f"{length_mm:g} mm", color=color,
             fontsize=5.5, ha="center", va="bottom")
 
 

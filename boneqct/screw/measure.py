@@ -99,7 +99,8 @@ def screw_density(volume_hu: Volume, sampling: ScrewSampling, calibration,
     contact = _cortical_contact(volume_hu, sampling, calibration, threshold)
     segments = _segments(sampling, hu, bmd, in_body)
     measured_segments = [s for s in segments if s["mean_hu"] is not None]
-    lowest = min(measured_segments, key=lambda s: s["mean_hu"]) if measured_segments else None
+    by = "mean_hu" if bmd is None else "bmd_mg_cm3"  # a per-slice line can order them otherwise
+    lowest = min(measured_segments, key=lambda s: s[by]) if measured_segments else None
     return {
         "bmd_mg_cm3": None if bmd is None else mean,
         "sd_mg_cm3": None if bmd is None else sd,
