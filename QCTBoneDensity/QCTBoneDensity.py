@@ -211,9 +211,9 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
 
         self._updateSpineState()
         self._updateFractureState()
-        self.offerAction(self.ui.screwApplyButton,
-                         p.inputVolume is not None and bool(self.logic.screwLineNodes()),
-                         "Measure the bone along each planned screw",
+        # the lines are not watched: a Measure without any line says so
+        self.offerAction(self.ui.screwApplyButton, p.inputVolume is not None,
+                         "Measure the bone along each planned screw (every markups line)",
                          "Select a CT volume and place a markups line per screw (entry, tip)")
         self.ui.screwTableView.setMRMLTableNode(p.screwTable)
         self._updateTissueState()

@@ -88,16 +88,26 @@ def cylinder_polydata(screw) -> vtk.vtkPolyData:
     return polydata
 
 
+#: Attribute naming the screw a cylinder model node shows (reused by a new measurement).
+SCREW_ATTRIBUTE = "BoneQCT.Screw"
+
+
 def screw_model_nodes(result, model_nodes: dict | None = None) -> dict:
     """A model node per screw holding its cylinder, ``{screw name: node}``; nodes in
-    ``model_nodes`` (by screw name) are overwritten, the others created."""
+    ``model_nodes`` (by screw name), else the scene's cylinder of a screw of that name from an
+    earlier measurement, are overwritten; the others created."""
     model_nodes = dict(model_nodes or {})
+    for node in slicer.util.getNodesByClass("vtkMRMLModelNode"):
+        name = node.GetAttribute(SCREW_ATTRIBUTE)
+        if name is not None:
+            model_nodes.setdefault(name, node)
     for screw in result.screws:
         node = model_nodes.get(screw.name)
         if node is None:
             node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLModelNode", f"{screw.name} screw")
             node.CreateDefaultDisplayNodes()
             node.GetDisplayNode().SetColor(*MODEL_COLOR)
+            node.SetAttribute(SCREW_ATTRIBUTE, screw.name)
         node.SetAndObservePolyData(cylinder_polydata(screw))
         model_nodes[screw.name] = node
     return model_nodes
