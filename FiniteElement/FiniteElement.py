@@ -1,5 +1,5 @@
 """Finite Element: vertebral strength (N) and stiffness (N/mm) from voxel finite-element models
-of calibrated QCT.
+of calibrated QCT, and the proximal femur's in a sideways fall.
 
 The module only moves data between the scene and the Slicer-free ``boneqct.fe`` core: it reads
 MRML nodes (through ``FiniteElementLib``), calls the core, and writes nodes back: the mesh as a
@@ -28,6 +28,8 @@ LABEL_SCHEMES = ["totalsegmentator", "verse"]
 LAWS = ["morgan2003", "kopperdahl2002", "crawford2003"]
 #: Strength criteria (as boneqct.fe.analysis.CRITERIA).
 CRITERIA = ["nonlinear", "linear", "pistoia"]
+#: Femur sides (as boneqct.fe.femur.analyze_femur_fall's ``side``).
+FEMUR_SIDES = ["left", "right"]
 #: Element fields to colour the mesh by (as FiniteElementLib.COLOR_FIELDS).
 COLOR_FIELDS = ["effective_strain", "min_principal_strain", "max_principal_strain",
                 "axial_strain", "von_mises_mpa", "sed_mpa", "modulus_mpa", "bmd_mg_cm3",
@@ -43,8 +45,9 @@ class FiniteElement(ScriptedLoadableModule):
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
 cubic elements in the body's axis frame, density-modulus law of choice, PMMA endplate layers,
 axial compression; strength by the linear 0.68% rule (the default), the Pistoia criterion or
-an elastic-plastic analysis (return mapping, Drucker-Prager) to 2% apparent strain. Calibrate
-in QCT Bone Density first.
+an elastic-plastic analysis (return mapping, Drucker-Prager) to 2% apparent strain; and the
+proximal femur's sideways-fall strength (section "Femur sideways fall"). Calibrate in QCT Bone
+Density first.
 """)
 
 
@@ -62,6 +65,10 @@ class FiniteElementParameterNode:
     patientSex - for the fragile-bone-strength flag.
     resultsTable, meshModel - results; colorBy - the field shown on the mesh.
     anonymizeReport - leave the patient's identity out of the exported report.
+    Femur sideways fall (same CT, calibration, sex and law): femurSide; femurSeed (optional
+    point list, first point in the femoral head) or femurLabels (femur label map or
+    segmentation, TotalSegmentator numbering); femurElementMm; femurResultsTable and
+    femurMeshModel - results.
     """
 
     inputVolume: slicer.vtkMRMLScalarVolumeNode
@@ -78,6 +85,12 @@ class FiniteElementParameterNode:
     meshModel: slicer.vtkMRMLModelNode
     colorBy: Annotated[str, Choice(COLOR_FIELDS)] = "effective_strain"
     anonymizeReport: bool = False
+    femurSide: Annotated[str, Choice(FEMUR_SIDES)] = "left"
+    femurSeed: slicer.vtkMRMLMarkupsFiducialNode
+    femurLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
+    femurElementMm: Annotated[float, WithinRange(0.5, 5.0)] = 1.5
+    femurResultsTable: slicer.vtkMRMLTableNode
+    femurMeshModel: slicer.vtkMRMLModelNode
 
 
 def feOptionsFromParameterNode(parameterNode):
@@ -89,6 +102,14 @@ def feOptionsFromParameterNode(parameterNode):
                      criterion=parameterNode.criterion, label_scheme=parameterNode.labelScheme)
 
 
+def femurOptionsFromParameterNode(parameterNode):
+    """The ``boneqct.fe.femur.FemurFEOptions`` set in the parameter node (element size and the
+    law shared with the vertebra; the other options keep the core's defaults)."""
+    from boneqct.fe.femur import FemurFEOptions
+
+    return FemurFEOptions(element_mm=parameterNode.femurElementMm, law=parameterNode.law)
+
+
 class FiniteElementWidget(widgets.ModuleWidget):
     """The module panel: binds the .ui to the parameter node and forwards actions to the logic."""
 
@@ -96,7 +117,9 @@ class FiniteElementWidget(widgets.ModuleWidget):
         """Load the .ui, create the logic and connect the buttons (called once)."""
         super().setup()
         self.loadModuleUI("FiniteElement.ui", FiniteElementLogic(), {
-            "applyButton": self.onApplyButton, "exportReportButton": self.onExportReportButton})
+            "applyButton": self.onApplyButton, "exportReportButton": self.onExportReportButton,
+            "femurApplyButton": self.onFemurApplyButton,
+            "exportFemurReportButton": self.onExportFemurReportButton})
         self.ui.colorByComboBox.connect("currentIndexChanged(int)", self.onColorBy)
 
     def _updateState(self, caller=None, event=None) -> None:
@@ -118,6 +141,17 @@ class FiniteElementWidget(widgets.ModuleWidget):
         self.offerAction(self.ui.exportReportButton, canExport,
                          "Write fe.json, fe.vtu and fe_report.pdf into a folder",
                          "Apply first (the report is written from the results table)")
+        femurInputs = (p.femurSeed is not None) + (p.femurLabels is not None)
+        self.offerAction(self.ui.femurApplyButton,
+                         p.inputVolume is not None and calibrated and femurInputs < 2,
+                         "Extract the femur, build and solve the sideways-fall model",
+                         "Give a head seed or femur labels, not both" if femurInputs == 2
+                         else "Select a CT volume and a calibration table (QCT Bone Density)")
+        self.ui.femurSummaryLabel.text = self.logic.femurSummary(p.femurResultsTable)
+        self.offerAction(self.ui.exportFemurReportButton,
+                         self.logic.canExportFemurReport(p.femurResultsTable),
+                         "Write fe_hip.json and fe_hip_report.pdf into a folder",
+                         "Compute femur strength first (the report is written from its table)")
 
     @widgets.moduleAction("Finite-element analysis failed.")
     def onApplyButton(self) -> None:
@@ -142,6 +176,30 @@ class FiniteElementWidget(widgets.ModuleWidget):
         p = self._parameterNode
         paths = self.logic.exportReport(folder, p.resultsTable, anonymize=p.anonymizeReport)
         slicer.util.showStatusMessage(f"Finite-element report written to {paths['report']}", 5000)
+
+    @widgets.moduleAction("Femur finite-element analysis failed.")
+    def onFemurApplyButton(self) -> None:
+        """Build and solve the sideways-fall model of the selected femur; show mesh and table."""
+        p = self._parameterNode
+        outputs = self.logic.runFemur(
+            p.inputVolume, p.calibrationTable, p.femurSide, femurOptionsFromParameterNode(p),
+            seedNode=p.femurSeed, labelsNode=p.femurLabels,
+            sex=None if p.patientSex == "unknown" else p.patientSex,
+            tableNode=p.femurResultsTable, modelNode=p.femurMeshModel, colorBy=p.colorBy)
+        p.femurResultsTable = outputs["table"]
+        p.femurMeshModel = outputs["model"]
+        slicer.app.layoutManager().threeDWidget(0).threeDView().resetFocalPoint()
+        self._updateState()
+
+    @widgets.moduleAction("Writing the femur finite-element report failed.",
+                          askFolder="Export femur finite-element report")
+    def onExportFemurReportButton(self, folder: str) -> None:
+        """Write fe_hip.json and fe_hip_report.pdf into the chosen folder."""
+        p = self._parameterNode
+        paths = self.logic.exportFemurReport(folder, p.femurResultsTable,
+                                             anonymize=p.anonymizeReport)
+        slicer.util.showStatusMessage(f"Femur finite-element report written to {paths['report']}",
+                                      5000)
 
     def onColorBy(self, index) -> None:
         """Show the chosen field on the mesh."""
@@ -196,6 +254,40 @@ class FiniteElementLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         from FiniteElementLib.fe import export_fe_report
 
         return export_fe_report(folder, tableNode, anonymize=anonymize)
+
+    def runFemur(self, inputVolume, calibrationTable, side: str, options=None, *, seedNode=None,
+                 labelsNode=None, sex=None, tableNode=None, modelNode=None,
+                 colorBy: str = "effective_strain") -> dict:
+        """Sideways-fall strength of the ``side`` femur with ``options`` (a ``FemurFEOptions``;
+        None: the defaults), found from ``seedNode``'s first point, ``labelsNode`` or
+        automatically; mesh and table into the scene (see ``FiniteElementLib.femur.run_fe_hip``).
+        Returns {"result", "table", "model"}."""
+        from FiniteElementLib.femur import run_fe_hip
+
+        outputs = run_fe_hip(inputVolume, calibrationTable, side, options, seed_node=seedNode,
+                             labels_node=labelsNode, sex=sex, table_node=tableNode,
+                             model_node=modelNode, color_by=colorBy)
+        logWarnings("FE hip", outputs["result"])
+        return outputs
+
+    def femurSummary(self, tableNode) -> str:
+        """Side, strength and stiffness of a femur results table (empty if none)."""
+        from FiniteElementLib.femur import fe_hip_summary_text
+
+        return fe_hip_summary_text(tableNode)
+
+    def canExportFemurReport(self, tableNode) -> bool:
+        """Whether ``tableNode`` holds a femur sideways-fall result."""
+        from FiniteElementLib.femur import can_export_fe_hip_report
+
+        return can_export_fe_hip_report(tableNode)
+
+    def exportFemurReport(self, folder, tableNode, anonymize: bool = False) -> dict:
+        """Write fe_hip.json and fe_hip_report.pdf of the femur result held by ``tableNode``
+        into ``folder``; returns the paths by key "json" and "report"."""
+        from FiniteElementLib.femur import export_fe_hip_report
+
+        return export_fe_hip_report(folder, tableNode, anonymize=anonymize)
 
 
 class FiniteElementTest(widgets.ModuleTest):
@@ -277,5 +369,37 @@ class FiniteElementTest(widgets.ModuleTest):
         with tempfile.TemporaryDirectory() as folder:
             paths = logic.exportReport(folder, outputs["table"], anonymize=True)
             for key in ("json", "vtu", "report"):
+                self.assertTrue(paths[key].is_file())
+        self.delayDisplay("Test passed")
+
+    def test_PhantomFemurFall(self) -> None:
+        """The femur phantom's left femur has a sideways-fall strength; its report is written
+        from the results table."""
+        import tempfile
+
+        from boneqct.calibration import manual_calibration
+        from boneqct.fe.femur import FemurFEOptions
+        from boneqct.phantoms.femur import make_femur_phantom
+        from BoneQCTLib.calibration import calibration_to_table_node
+        from BoneQCTLib.volumes import update_node_from_volume
+
+        self.delayDisplay("Femur sideways fall on the digital femur phantom")
+        phantom = make_femur_phantom()
+        line = phantom.truth["calibration"]
+        node = update_node_from_volume(phantom.volume, name="femur phantom")
+        table = calibration_to_table_node(manual_calibration(line["slope_hu_per_mg_cm3"],
+                                                             line["intercept_hu"]))
+        seed = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "head")
+        seed.AddControlPoint(*phantom.truth["femurs"][0]["head_center_ras_mm"], "head")
+        logic = FiniteElementLogic()
+        outputs = logic.runFemur(node, table, "left", FemurFEOptions(element_mm=2.0),
+                                 seedNode=seed, sex="F")
+        self.assertGreater(outputs["result"].strength_n, 0.0)
+        self.assertTrue(logic.femurSummary(outputs["table"]).startswith("left femur"))
+        self.assertTrue(logic.canExportFemurReport(outputs["table"]))
+        self.assertFalse(logic.canExportReport(outputs["table"]))
+        with tempfile.TemporaryDirectory() as folder:
+            paths = logic.exportFemurReport(folder, outputs["table"], anonymize=True)
+            for key in ("json", "report"):
                 self.assertTrue(paths[key].is_file())
         self.delayDisplay("Test passed")

@@ -217,7 +217,14 @@ def test_slicer_adapter_runs_the_scene_and_equals_the_core(left, tmp_path):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "FiniteElement"))
-    from FiniteElementLib.femur import FE_HIP_DOCUMENT, export_fe_hip_report, run_fe_hip
+    from FiniteElementLib.fe import can_export_fe_report
+    from FiniteElementLib.femur import (
+        FE_HIP_DOCUMENT,
+        can_export_fe_hip_report,
+        export_fe_hip_report,
+        fe_hip_summary_text,
+        run_fe_hip,
+    )
 
     from BoneQCTLib.calibration import calibration_to_table_node
     from BoneQCTLib.tables import read_document
@@ -237,13 +244,19 @@ def test_slicer_adapter_runs_the_scene_and_equals_the_core(left, tmp_path):
         # the same model, solved to the same tolerance (rtol 1e-6: reaction within ~1e-5)
         assert document["strength_n"] == pytest.approx(left.strength_n, rel=1e-5)
         assert document["n_elements"] == left.n_elements
-        strength = out["table"].GetTable().GetColumnByName("Strength").GetValue(0)
+        strength = out["table"].GetTable().GetColumnByName("Strength (N)").GetValue(0)
         assert strength == pytest.approx(document["strength_n"], rel=1e-12)
-        assert out["table"].GetColumnUnitLabel("Strength") == "N"
+        assert out["table"].GetColumnUnitLabel("Strength (N)") == "N"
         assert out["model"].GetMesh().GetNumberOfCells() == left.n_elements
         paths = export_fe_hip_report(tmp_path, out["table"])
         assert json.loads(paths["json"].read_text()) == document
         assert paths["report"].stat().st_size > 10_000
+        # the panel's summary and export state read the same table
+        assert fe_hip_summary_text(out["table"]) == (
+            f"left femur, sideways fall: strength {left.strength_n:.0f} N (pistoia), "
+            f"stiffness {left.stiffness_n_mm:.0f} N/mm")
+        assert can_export_fe_hip_report(out["table"]) and not can_export_fe_report(out["table"])
+        assert not can_export_fe_hip_report(None)
         with pytest.raises(ValueError, match="calibrat"):
             run_fe_hip(ct_node, None, "left", OPTIONS)
     finally:

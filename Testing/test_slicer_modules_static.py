@@ -810,3 +810,25 @@ def test_qct_screw_parameters_match_the_core():
                                                               option.metadata["high"]]
     assert slot_connections("QCTBoneDensity")["screwApplyButton"] == "onScrewApplyButton"
     assert "run_screws(" in module_script("QCTBoneDensity").read_text()
+
+
+def test_finite_element_femur_section_matches_the_core():
+    """The femur sideways-fall section's element size default and range are FemurFEOptions',
+    its sides those analyze_femur_fall takes; its buttons are connected and the logic runs
+    and exports through the Lib's run_fe_hip / export_fe_hip_report."""
+    from boneqct.fe.femur import FemurFEOptions
+
+    tree = parse_python(module_script("FiniteElement"))
+    fields = parameter_wrapper_fields(tree)["FiniteElementParameterNode"]
+    option = {f.name: f for f in dataclasses.fields(FemurFEOptions)}["element_mm"]
+    assert ast.literal_eval(fields["femurElementMm"].value) == FemurFEOptions().element_mm
+    within = [a for a in fields["femurElementMm"].annotation.slice.elts[1:]
+              if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
+    assert [ast.literal_eval(v) for v in within[0].args] == [option.metadata["low"],
+                                                              option.metadata["high"]]
+    assert ast.literal_eval(module_constants(tree)["FEMUR_SIDES"]) == ["left", "right"]
+    connections = slot_connections("FiniteElement")
+    assert connections["femurApplyButton"] == "onFemurApplyButton"
+    assert connections["exportFemurReportButton"] == "onExportFemurReportButton"
+    source = module_script("FiniteElement").read_text()
+    assert "run_fe_hip(" in source and "export_fe_hip_report(" in source

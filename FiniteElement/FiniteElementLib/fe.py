@@ -20,6 +20,7 @@ import vtk
 
 from BoneQCTLib.tables import (
     columns,
+    has_document,
     read_document,
     read_exam,
     store_document,
@@ -87,7 +88,7 @@ def fe_summary_text(table_node) -> str:
 
 def can_export_fe_report(table_node) -> bool:
     """Whether ``table_node`` holds a finite-element result (all the report needs)."""
-    return fe_document_from_table_node(table_node) is not None
+    return has_document(table_node, FE_DOCUMENT)
 
 
 def export_fe_report(folder, table_node, anonymize: bool = False) -> dict[str, Path]:

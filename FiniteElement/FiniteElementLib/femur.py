@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import vtk
-
 from BoneQCTLib.tables import (
-    Column,
+    columns,
+    has_document,
     read_document,
     read_exam,
     store_document,
@@ -23,18 +22,8 @@ from BoneQCTLib.tables import (
 #: Kind of the document on the results table (attribute ``BoneQCT.FEHip.JSON``).
 FE_HIP_DOCUMENT = "FEHip"
 #: Columns of the one-row results table (the row: the fe_hip.json document).
-FE_HIP_COLUMNS = (
-    Column("Side", "side", vtk.vtkStringArray, "", "femur analysed"),
-    Column("Strength", "strength_n", vtk.vtkDoubleArray, "N",
-           "sideways-fall strength, Pistoia criterion (linear)"),
-    Column("Stiffness", "stiffness_n_mm", vtk.vtkDoubleArray, "N/mm",
-           "sideways-fall stiffness: head reaction over head displacement"),
-    Column("Law", "law", vtk.vtkStringArray, "", "density-modulus law"),
-    Column("Element size", "element_mm", vtk.vtkDoubleArray, "mm", "element edge"),
-    Column("Elements", "n_elements", vtk.vtkIntArray, "", "bone and PMMA elements"),
-    Column("Converged", lambda doc: "yes" if doc["solver"]["converged"] else "no",
-           vtk.vtkStringArray, "", "whether the linear solve met its tolerance"),
-)
+FE_HIP_COLUMNS = columns("fe_hip", {
+    "converged": lambda doc: "yes" if doc["solver"]["converged"] else "no"})
 
 
 def fe_hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE hip"):
@@ -44,6 +33,20 @@ def fe_hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE
     write_table(table_node, FE_HIP_COLUMNS, [document])
     store_document(table_node, FE_HIP_DOCUMENT, document)
     return table_node
+
+
+def fe_hip_summary_text(table_node) -> str:
+    """Side, strength and stiffness of a femur results table (empty if none)."""
+    document = read_document(table_node, FE_HIP_DOCUMENT)
+    if document is None:
+        return ""
+    return (f"{document['side']} femur, sideways fall: strength {document['strength_n']:.0f} N "
+            f"({document['criterion']}), stiffness {document['stiffness_n_mm']:.0f} N/mm")
+
+
+def can_export_fe_hip_report(table_node) -> bool:
+    """Whether ``table_node`` holds a femur sideways-fall result (all the report needs)."""
+    return has_document(table_node, FE_HIP_DOCUMENT)
 
 
 def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_node=None,
