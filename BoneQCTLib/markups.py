@@ -1,7 +1,8 @@
 """Markups point lists as inputs: the placed control points with their labels.
 
 Shared by the seed points of the spine and finite-element modules (named by level), the L3
-point of the tissue analysis and the tissue points of the internal calibration. Only
+point of the tissue analysis, the tissue points of the internal calibration and the femoral
+head seed of the hip and femur finite-element analyses. Only
 ``slicer.vtkMRML*`` methods are used (no Qt).
 """
 
@@ -43,3 +44,19 @@ def points_by_name(node, names, what: str) -> dict[str, np.ndarray]:
             raise ValueError(f"'{node.GetName()}' has two points named {name}: keep one per {what}.")
         points[name] = position
     return points
+
+
+def first_point(node, where: str):
+    """The first placed point (world RAS mm) of ``node``, or None when ``node`` is None; a
+    seed placed ``where`` ("in the femoral head").
+
+    Raises:
+        ValueError: the list has no placed point.
+    """
+    if node is None:
+        return None
+    points = defined_points(node)
+    if not points:
+        raise ValueError(f"'{node.GetName()}' has no placed point: place one {where}, or clear "
+                         "the seed selection to find it automatically.")
+    return points[0][1]

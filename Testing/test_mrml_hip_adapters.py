@@ -40,7 +40,6 @@ from HipCTXALib.hip import (  # noqa: E402
     hip_summary_text,
     projection_volume,
     run_hip,
-    seed_from_markups_node,
     transform_matrix,
 )
 from test_mrml_adapters import save_and_reload  # noqa: E402
@@ -288,13 +287,15 @@ def test_report_exports_alike_after_scene_save_and_reload(tmp_path):
 # ----------------------------------------------------------------------------- inputs
 
 def test_seed_is_the_first_placed_point_in_world_ras(scene):
-    assert seed_from_markups_node(None) is None
+    from BoneQCTLib.markups import first_point
+
+    assert first_point(None, "in the femoral head") is None
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seed")
-    with pytest.raises(ValueError, match="no placed point"):
-        seed_from_markups_node(node)
+    with pytest.raises(ValueError, match="no placed point: place one in the femoral head"):
+        first_point(node, "in the femoral head")
     node.AddControlPoint(-80.0, 5.5, 12.25, "head")
     node.AddControlPoint(1.0, 2.0, 3.0, "other")
-    np.testing.assert_array_equal(seed_from_markups_node(node), [-80.0, 5.5, 12.25])
+    np.testing.assert_array_equal(first_point(node, "in the femoral head"), [-80.0, 5.5, 12.25])
 
 
 def test_femur_labels_from_a_labelmap_and_from_a_segmentation(scene, phantom):

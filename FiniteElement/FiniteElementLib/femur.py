@@ -68,7 +68,7 @@ def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed
     """
     from boneqct.fe.femur import FemurFEOptions, analyze_femur_fall
     from BoneQCTLib.calibration import calibration_from_table_node, has_calibration
-    from BoneQCTLib.markups import defined_points
+    from BoneQCTLib.markups import first_point
     from BoneQCTLib.volumes import patient_age_and_sex, volume_from_node
     from FiniteElementLib.fe import mesh_to_model_node
 
@@ -79,13 +79,7 @@ def run_fe_hip(ct_node, calibration_table_node, side: str, options=None, *, seed
                          "QCT Bone Density module and select its calibration table.")
     if seed_node is not None and labels_node is not None:
         raise ValueError("Give either a seed point or a femur label map, not both.")
-    seed = None
-    if seed_node is not None:
-        points = defined_points(seed_node)
-        if not points:
-            raise ValueError(f"'{seed_node.GetName()}' has no placed point: place one in the "
-                             "femoral head, or clear the seed to find the femur automatically.")
-        seed = points[0][1]
+    seed = first_point(seed_node, "in the femoral head")
     volume_hu = volume_from_node(ct_node)
     age_years, sex = patient_age_and_sex(volume_hu, None, sex)
     result = analyze_femur_fall(

@@ -29,6 +29,7 @@ import vtk
 
 from BoneQCTLib import tables
 from BoneQCTLib.calibration import calibration_from_table_node
+from BoneQCTLib.markups import first_point
 from BoneQCTLib.volumes import (
     labelmap_to_node,
     patient_age_and_sex,
@@ -83,24 +84,6 @@ def _new_node(node_class: str, name: str):
 
 
 # ----------------------------------------------------------------------------- inputs
-
-def seed_from_markups_node(node):
-    """The seed point (RAS mm, world: a parent transform is applied) of a markups point list:
-    its first placed control point; None when ``node`` is None.
-
-    Raises:
-        ValueError: the list has no placed point.
-    """
-    if node is None:
-        return None
-    for index in range(node.GetNumberOfControlPoints()):
-        if node.GetNthControlPointPositionStatus(index) == node.PositionDefined:
-            position = [0.0, 0.0, 0.0]
-            node.GetNthControlPointPositionWorld(index, position)
-            return np.array(position, dtype=float)
-    raise ValueError(f"'{node.GetName()}' has no placed point: place one point in the femoral "
-                     "head, or clear the seed selection to find the femur automatically.")
-
 
 def _is_side_femur_segment(name: str, side: str) -> bool:
     words = name.lower().replace("_", " ").replace("-", " ").split()
@@ -340,7 +323,7 @@ def run_hip(ct_node, calibration_table_node, side: str, options=None, *, seed_no
     age_years, sex = patient_age_and_sex(volume_hu, age_years, sex)
     age_years = None if age_years is None else float(age_years)
     result = analyze_hip(volume_hu, calibration, options, side=side,
-                         seed_ras_mm=seed_from_markups_node(seed_node), labels=labels,
+                         seed_ras_mm=first_point(seed_node, "in the femoral head"), labels=labels,
                          population=population, sex=sex, age_years=age_years)
     name = f"{ct_node.GetName()} {side} hip"
     outputs = {
