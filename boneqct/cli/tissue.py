@@ -28,7 +28,7 @@ def _cmd_tissue(args) -> int:
     volume, calibration = common.ct_and_calibration(args)
     result = analyze_tissue(volume, calibration, options, l3_point_ras_mm=l3)
     paths = write_output_set(args.out, "tissue", lambda folder: write_tissue_outputs(
-        folder, result, volume.metadata, args.anonymize))
+        folder, result, volume.metadata, args.anonymize, volume))
     image = result.regions["image"]
     for tissue in ("fat", "muscle", "skin", "cortical_mineral", "cancellous_mineral"):
         f = image[tissue]

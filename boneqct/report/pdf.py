@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
 from matplotlib.figure import Figure
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -163,6 +164,45 @@ def scale_bar(ax, length_mm: float = 10.0, color: str = "#ffd60a") -> None:
             solid_capstyle="butt")
     ax.text(right - length_mm / 2, bottom + up * 0.03 * height, f"{length_mm:g} mm", color=color,
             fontsize=5.5, ha="center", va="bottom")
+
+
+def radiological_axial(volume):
+    """How an axial slice (array j, i) of ``volume`` is shown as Slicer shows it: the
+    patient's right on the image's left, anterior at the top (row 0). Returns the function
+    that turns a slice (or a mask of it) into that display and the displayed pixel size (row,
+    column) in mm. Raises ValueError when the slices are not axial."""
+    d, spacing = volume.direction_ras, volume.spacing_mm
+    if abs(d[2, 2]) < 0.9:
+        raise ValueError("The slices are not axial.")
+    along_i = abs(d[0, 0]) >= abs(d[0, 1])  # the i axis (array columns) runs along RAS x
+    x_step, y_step = (d[0, 0], d[1, 1]) if along_i else (d[0, 1], d[1, 0])
+
+    def display(slice_ji: np.ndarray) -> np.ndarray:
+        image = slice_ji if along_i else slice_ji.T
+        # columns from the patient's right (RAS +x) to the left; rows from anterior down
+        return image[::1 if y_step < 0 else -1, ::1 if x_step < 0 else -1]
+
+    return display, ((spacing[1], spacing[0]) if along_i else (spacing[0], spacing[1]))
+
+
+#: Orientation letters of an axial view as Slicer shows it (top, left, right, bottom).
+AXIAL_LETTERS = ("A", "R", "L", "P")
+_LETTER_STYLE = ParagraphStyle("orientation", parent=STYLES["Normal"], fontSize=8, leading=9,
+                               fontName="Helvetica-Bold", alignment=1)
+
+
+def oriented_figure(fig, width_mm: float, letters: tuple[str, str, str, str] = AXIAL_LETTERS
+                    ) -> Table:
+    """A view's figure (drawn without margins) with its orientation letters (top, left, right,
+    bottom) as text at its edges, so they read as the viewer's labels do and stay text."""
+    top, left, right, bottom = (Paragraph(letter, _LETTER_STYLE) for letter in letters)
+    grid = Table([["", top, ""], [left, figure_flowable(fig, width_mm), right],
+                  ["", bottom, ""]], colWidths=[5 * mm, width_mm * mm, 5 * mm], hAlign="LEFT")
+    grid.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+                              ("ALIGN", (0, 0), (-1, -1), "CENTER"),
+                              *((f"{side}PADDING", (0, 0), (-1, -1), 0) for side in
+                                ("TOP", "BOTTOM", "LEFT", "RIGHT"))]))
+    return grid
 
 
 WARNING_STYLE = ParagraphStyle("warning", parent=STYLES["Normal"], fontSize=8, leading=9.5,
