@@ -138,6 +138,28 @@ def add_patient_options(parser: argparse.ArgumentParser, *, age: bool = True,
                         help="leave patient identity out of the outputs")
 
 
+def add_dicom_option(parser: argparse.ArgumentParser) -> None:
+    """--dicom: the results also as DICOM objects in OUT/dicom/."""
+    parser.add_argument("--dicom", action="store_true",
+                        help="also write DICOM: an SR measurement report, a SEG of the regions "
+                             "measured on the CT's slices and the report as Encapsulated PDF, "
+                             "in OUT/dicom/ (import that folder in Slicer's DICOM module); "
+                             "de-identified with --anonymize")
+
+
+def dicom_writer(args, kind: str, volume, result):
+    """``add(folder, paths) -> paths``: adds the DICOM outputs of ``result`` to an output set
+    being written when --dicom was given (else returns ``paths`` unchanged). The source
+    series is read here, before any output is written (``boneqct.dicom.dicom_source``)."""
+    if not getattr(args, "dicom", False):
+        return lambda folder, paths: paths
+    from boneqct.dicom import dicom_source, write_dicom_outputs
+
+    source = dicom_source(volume, list(args.input), args.series, anonymize=args.anonymize)
+    return lambda folder, paths: {**paths, **write_dicom_outputs(folder, kind, paths, source,
+                                                                  volume, result)}
+
+
 def patient_sex(args, volume) -> str | None:
     """"F" or "M" from --sex or the DICOM header, else None."""
     sex = args.sex or volume.metadata.get("patient_sex")

@@ -21,6 +21,7 @@ def register(sub) -> None:
                          FE_EXAMPLE, _cmd_fe, FEOptions, where=_add_level_and_body)
     common.add_patient_options(fe, age=False, sex_for=" for the fragile flag")
     add_export_option(fe)
+    common.add_dicom_option(fe)
 
     compare = common.add_command(sub, "fe-compare", "follow-up: change between two fe.json files",
                           COMPARE_EXAMPLE)
@@ -45,7 +46,8 @@ def _cmd_fe(args) -> int:
     result = analyze_fe(volume, calibration, options, level=args.level, seeds=seeds,
                         labels=labels, sex=common.patient_sex(args, volume))
     flag = {True: "  FRAGILE BONE STRENGTH", False: "", None: ""}[result.fragile]
-    return write_fe_result(args, "fe", write_fe_outputs, result, volume, result.level, flag)
+    return write_fe_result(args, "fe", write_fe_outputs, result, volume, result.level, flag,
+                           add=common.dicom_writer(args, "fe", volume, result))
 
 
 def _cmd_compare(args) -> int:

@@ -26,16 +26,19 @@ def add_export_option(parser: argparse.ArgumentParser) -> None:
                              "CalculiX/Abaqus .inp, FEBio .feb (comma-separated)")
 
 
-def write_fe_result(args, stem: str, writer, result, volume, title: str, flag: str = "") -> int:
+def write_fe_result(args, stem: str, writer, result, volume, title: str, flag: str = "",
+                    add=None) -> int:
     """Write a finite-element result's output set (``writer(folder, result, metadata,
-    anonymize=, export_formats=)``, with the --export formats) and print its summary line:
+    anonymize=, export_formats=)``, with the --export formats, then ``add(folder, paths)``
+    when given, e.g. the DICOM outputs) and print its summary line:
     ``title: strength (criterion), stiffness, elements``."""
     from boneqct.cli import common
     from boneqct.io.atomic import write_output_set
 
-    paths = write_output_set(args.out, stem, lambda folder: writer(
+    add = add or (lambda folder, paths: paths)
+    paths = write_output_set(args.out, stem, lambda folder: add(folder, writer(
         folder, result, volume.metadata, anonymize=args.anonymize,
-        export_formats=args.export or ()))
+        export_formats=args.export or ())))
     print(f"{title}: strength {result.strength_n:.0f} N ({result.criterion}), stiffness "
           f"{result.stiffness_n_mm:.0f} N/mm, {result.n_elements} elements of "
           f"{result.element_mm:g} mm{flag}")

@@ -20,6 +20,7 @@ def register(sub) -> None:
     hip.add_argument("--reference", choices=REFERENCE_CHOICES,
                      default="nhanes3", help="DXA reference population for T-scores")
     common.add_patient_options(hip)
+    common.add_dicom_option(hip)
 
 
 def _cmd_hip(args) -> int:
@@ -32,8 +33,9 @@ def _cmd_hip(args) -> int:
         volume, calibration, options, side=args.side, seed_ras_mm=seed, labels=labels,
         population=None if args.reference == "none" else args.reference,
         sex=common.patient_sex(args, volume), age_years=common.patient_age(args, volume))
-    paths = write_output_set(args.out, "hip", lambda folder: write_hip_outputs(
-        folder, result, volume.metadata, anonymize=args.anonymize))
+    add_dicom = common.dicom_writer(args, "hip", volume, result)
+    paths = write_output_set(args.out, "hip", lambda folder: add_dicom(folder, write_hip_outputs(
+        folder, result, volume.metadata, anonymize=args.anonymize)))
     for name, roi in result.rois.items():
         t = f", T {roi['t_score']:.2f}" if "t_score" in roi else ""
         print(f"{name}: {roi['abmd_g_cm2']:.3f} g/cm2, BMC {roi['bmc_g']:.2f} g, "

@@ -37,6 +37,7 @@ def _add_screw_inputs(parser) -> None:
                        "TotalSegmentator output folder: names each screw's level")
     parser.add_argument("--anonymize", action="store_true",
                         help="leave patient identity out of the outputs")
+    common.add_dicom_option(parser)
 
 
 def register(sub) -> None:
@@ -59,14 +60,17 @@ def _cmd_screw(args) -> int:
     options = common.start_measurement(args, ScrewOptions)
     lines = (read_markups_lines(args.lines, args.length_mm) if args.lines
              else parse_line_args(args.line, args.length_mm))
+    if args.dicom:
+        check_dicom_names(lines)
     seeds = labels = None
     if args.seeds or args.seed or args.labels:
         seeds, labels, options = common.body_inputs(args, options)
     volume, calibration = common.ct_and_calibration(args)
     result = analyze_screws(volume, calibration, options, lines=lines, seeds=seeds,
                             labels=labels)
-    paths = write_output_set(args.out, "screw", lambda folder: write_screw_outputs(
-        folder, result, volume, anonymize=args.anonymize))
+    add_dicom = common.dicom_writer(args, "screw", volume, result)
+    paths = write_output_set(args.out, "screw", lambda folder: add_dicom(folder, write_screw_outputs(
+        folder, result, volume, anonymize=args.anonymize)))
     unit = "mg/cm3" if result.calibrated else "HU"
     for s in result.screws:
         if not s.measured:
@@ -80,3 +84,17 @@ def _cmd_screw(args) -> int:
               f"screw, {shell:.1f} in the shell, lowest segment {low:.1f}; cortical contact "
               f"{100 * s.cortical_contact_fraction:.0f}%{flag}")
     return common.print_done(result, paths, any(s.cement_suggested for s in result.screws))
+
+
+#: Longest screw name the DICOM outputs hold (segment label and tracking identifier: LO).
+MAX_DICOM_NAME = 64
+
+
+def check_dicom_names(lines) -> None:
+    """Refuse (exit 2) --dicom for a screw whose name DICOM would cut short: two screws could
+    no longer be told apart in the SR and SEG."""
+    for line in lines:
+        if len(line.name) > MAX_DICOM_NAME:
+            raise ScrewError(f"--dicom: the screw name '{line.name[:20]}...' has {len(line.name)} "
+                             f"characters; DICOM segment labels and tracking identifiers hold "
+                             f"at most {MAX_DICOM_NAME}. Give the screw a shorter name.")

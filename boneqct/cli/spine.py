@@ -27,6 +27,7 @@ def register(sub) -> None:
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
     common.add_patient_options(spine)
+    common.add_dicom_option(spine)
 
     compare = common.add_command(sub, "compare", "follow-up: change between two spine.json files",
                           COMPARE_EXAMPLE)
@@ -62,8 +63,9 @@ def _cmd_spine(args) -> int:
         volume, calibration, options, seeds=seeds, labels=labels,
         reference=load_reference(args.reference) if args.reference else None,
         age_years=common.patient_age(args, volume), sex=common.patient_sex(args, volume))
-    paths = write_output_set(args.out, "spine", lambda folder: write_spine_outputs(
-        folder, result, volume, anonymize=args.anonymize, detection=detection))
+    add_dicom = common.dicom_writer(args, "spine", volume, result)
+    paths = write_output_set(args.out, "spine", lambda folder: add_dicom(folder, write_spine_outputs(
+        folder, result, volume, anonymize=args.anonymize, detection=detection)))
     unit = "mg/cm3" if result.calibrated else "HU"
     for lv in result.levels:
         if not lv.measured:

