@@ -24,6 +24,7 @@ from boneqct.io import read_volume_file, write_volume
 from boneqct.io.dicom import hashed_uid
 from boneqct.io.dicom_writer import write_dicom_series
 from boneqct.phantoms import ScannerParams, make_spine_phantom
+from boneqct.phantoms.femur import make_femur_phantom
 from boneqct.volume import Volume, ijk_to_ras_matrix, lps_to_ras
 
 IDENTITY = {"PatientName": "Doe^Jane", "PatientID": "MRN-778899",
@@ -89,20 +90,20 @@ def _texts(sr: pydicom.Dataset) -> list[str]:
     return found
 
 
-def _seg_labels(seg_path: Path, grid: Volume) -> np.ndarray:
-    """The SEG's segments as a label map on ``grid`` (segment n -> value n; the frames placed
-    by their ImagePositionPatient), checking each frame's plane is a slice of ``grid``."""
+def _seg_masks(seg_path: Path, grid: Volume) -> dict[str, np.ndarray]:
+    """The SEG's segments by label as boolean masks on ``grid`` (the frames placed by their
+    ImagePositionPatient, each checked to be a whole slice of ``grid``)."""
     seg = hd.seg.segread(seg_path)
-    labels = np.zeros(grid.array_kji.shape, np.uint8)
-    pixels = seg.pixel_array.reshape(-1, *labels.shape[1:])
+    labels = {d.SegmentNumber: d.SegmentLabel for d in seg.SegmentSequence}
+    masks = {label: np.zeros(grid.array_kji.shape, bool) for label in labels.values()}
+    pixels = seg.pixel_array.reshape(-1, *grid.array_kji.shape[1:]).astype(bool)
     for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
         position = frame.PlanePositionSequence[0].ImagePositionPatient
-        i, j, k = np.rint(grid.ras_to_ijk_points(lps_to_ras([float(v) for v in position]))[0])
-        assert abs(i) < 1e-6 and abs(j) < 1e-6
+        i, j, k = grid.ras_to_ijk_points(lps_to_ras([float(v) for v in position]))[0]
+        assert abs(i) < 1e-3 and abs(j) < 1e-3 and abs(k - round(k)) < 1e-3
         number = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
-        assert not (labels[int(k)] & pixels[n].astype(bool)).any()  # no overlap in these sets
-        labels[int(k)][pixels[n].astype(bool)] = number
-    return labels
+        masks[labels[number]][int(round(k))] = pixels[n]
+    return masks
 
 
 # ---- spine on a DICOM series -----------------------------------------------------------
@@ -163,8 +164,12 @@ def test_spine_dicom_outputs_validate_and_hold_the_json_label_map_and_report(spi
     ct_files = {str(pydicom.dcmread(p).SOPInstanceUID) for p in (spine_runs / "ct").glob("*.dcm")}
     assert {str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
             for f in seg_ds.PerFrameFunctionalGroupsSequence} <= ct_files
-    labels = _seg_labels(folder / "spine_seg.dcm", rois)
-    assert labels.any()
+    masks = _seg_masks(folder / "spine_seg.dcm", rois)
+    assert list(masks) == ["L1 ROI", "L2 ROI"]
+    labels = np.zeros(rois.array_kji.shape, np.uint8)
+    for value, mask in enumerate(masks.values(), start=1):
+        assert mask.any() and not labels[mask].any()
+        labels[mask] = value
     np.testing.assert_array_equal(labels, rois.array_kji)
     # the Encapsulated PDF holds the report's bytes
     pdf = pydicom.dcmread(folder / "spine_report.dcm")
@@ -229,11 +234,11 @@ def test_screw_on_a_nifti_input_references_a_made_up_series_and_holds_the_cylind
     assert NOT_DICOM_NOTE in _texts(sr)
     # each cylinder's segment holds its volume (pi r^2 L) within 5%, on the NIfTI's grid
     grid = read_volume_file(tmp_path / "ct.nii.gz")
-    labels = _seg_labels(folder / "screw_seg.dcm", grid)
+    masks = _seg_masks(folder / "screw_seg.dcm", grid)
     voxel_mm3 = float(np.prod(grid.spacing_mm))
-    for n, s in enumerate(document["screws"], start=1):
+    for s in document["screws"]:
         truth_mm3 = np.pi * (s["diameter_mm"] / 2) ** 2 * s["length_mm"]
-        assert np.count_nonzero(labels == n) * voxel_mm3 == pytest.approx(truth_mm3, rel=0.05)
+        assert masks[s["name"]].sum() * voxel_mm3 == pytest.approx(truth_mm3, rel=0.05)
     assert pdf_bytes_of(pydicom.dcmread(folder / "screw_report.dcm")) == (
         tmp_path / "out" / "screw_report.pdf").read_bytes()
 
@@ -249,3 +254,69 @@ def test_dicom_with_a_screw_name_dicom_cannot_hold_is_refused(tmp_path, capsys):
     # without --dicom the same name is measured
     assert main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line",
                  f"{name}=-10,-12,-3:-2,9,4", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+
+
+# ---- hip and finite elements (NIfTI inputs) ----------------------------------------------
+
+@pytest.mark.slow
+def test_hip_sr_holds_the_regions_and_the_seg_the_femur_and_head_neck_regions(tmp_path):
+    phantom = make_femur_phantom()
+    path = write_volume(phantom.volume, tmp_path / "ct.nii.gz")
+    line = phantom.truth["calibration"]
+    code = main(["hip", str(path), "--side", "left", "--out", str(tmp_path / "out"), "--slope",
+                 str(line["slope_hu_per_mg_cm3"]), "--intercept", str(line["intercept_hu"]),
+                 "--sex", "F", "--dicom", "--quiet"])
+    assert code == 0
+    folder = tmp_path / "out" / "dicom"
+    for item in folder.iterdir():
+        _check_valid(item)
+    document = json.loads((tmp_path / "out" / "hip.json").read_text())
+    numbers = _numbers(pydicom.dcmread(folder / "hip_sr.dcm"))
+    for name, roi in document["rois"].items():
+        assert numbers[(f"left {name}", "Areal bone mineral density", None)] == roi["abmd_g_cm2"]
+        assert numbers[(f"left {name}", "Bone mineral content", None)] == roi["bmc_g"]
+        assert numbers[(f"left {name}", "Area", None)] == roi["area_cm2"]
+        if "t_score" in roi:
+            assert numbers[(f"left {name}", "T-score", None)] == roi["t_score"]
+        else:
+            assert (f"left {name}", "T-score", None) not in numbers
+    regions = document["head_neck"]["regions"]
+    masks = _seg_masks(folder / "hip_seg.dcm", read_volume_file(path))
+    femur = masks.pop("left femur")
+    voxel_cm3 = float(np.prod(phantom.volume.spacing_mm)) / 1000.0
+    for name, region in regions.items():
+        group = f"left femoral {name}"
+        assert numbers[(group, "Density", "Mean")] == region["vbmd_mg_cm3"]
+        assert numbers[(group, "Volume", None)] == region["volume_cm3"]
+        # the region's segment: the cylinder measured (its partial-volume volume within 10%),
+        # inside the femur's segment
+        mask = masks[group]
+        assert mask.sum() * voxel_cm3 == pytest.approx(region["volume_cm3"], rel=0.10)
+        assert femur[mask].mean() > 0.95
+    assert pdf_bytes_of(pydicom.dcmread(folder / "hip_report.dcm")) == (
+        tmp_path / "out" / "hip_report.pdf").read_bytes()
+
+
+@pytest.mark.slow
+def test_fe_sr_holds_stiffness_and_strength(tmp_path):
+    phantom = make_spine_phantom(scanner=ScannerParams(n_slices=48), seed=3)
+    path = write_volume(phantom.volume, tmp_path / "ct.nii.gz")
+    v = next(v for v in phantom.truth["vertebrae"] if v["level"] == "L2")
+    cal = phantom.truth["calibration"]
+    code = main(["fe", str(path), "--level", "L2",
+                 "--seed=L2=" + ",".join(f"{x:.2f}" for x in v["body_center_ras_mm"]),
+                 "--slope", str(cal["slope_hu_per_mg_cm3"]), "--intercept",
+                 str(cal["intercept_hu"]), "--material", "K2HPO4", "--criterion", "linear",
+                 "--element-mm", "3", "--sex", "F", "--out", str(tmp_path / "out"), "--dicom",
+                 "--quiet"])
+    assert code == 0
+    folder = tmp_path / "out" / "dicom"
+    assert sorted(p.name for p in folder.iterdir()) == ["fe_report.dcm", "fe_sr.dcm"]  # no mask
+    for item in folder.iterdir():
+        _check_valid(item)
+    document = json.loads((tmp_path / "out" / "fe.json").read_text())
+    numbers = _numbers(pydicom.dcmread(folder / "fe_sr.dcm"))
+    assert numbers[("L2 finite elements", "Axial compressive stiffness", None)] == document[
+        "stiffness_n_mm"]
+    assert numbers[("L2 finite elements", "Axial compressive strength", None)] == document[
+        "strength_n"]
