@@ -1,24 +1,29 @@
-"""QA control chart as PNG and a PDF report: values over sessions, centre, tolerance band,
-3-sigma limits and the sessions where a drift rule fired."""
+"""QA control chart as PNG and a PDF report: the verdict first (PASS, CHECK or FAIL), each
+insert's checks with their thresholds, and the values over sessions with the centre, tolerance
+band, 3-sigma limits and the sessions where a rule fired."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+from reportlab.platypus import Paragraph, Spacer, TableStyle
+
 from boneqct.qa.control import (
+    MIN_TREND_SESSIONS,
     SHEWHART_LIMIT_SIGMA,
     TREND_MIN_CHANGE_PERCENT,
     TREND_P_VALUE,
     ControlLimits,
 )
-from boneqct.report.pdf import subplots
+from boneqct.report import pdf
 
 FIGURE_WIDTH_IN, PANEL_HEIGHT_IN = 7.5, 1.9
 
 
 def chart_figure(charts: list[ControlLimits]):
     """A matplotlib figure with one panel per insert."""
-    fig, axes = subplots(len(charts), 1, figsize=(FIGURE_WIDTH_IN,
+    fig, axes = pdf.subplots(len(charts), 1, figsize=(FIGURE_WIDTH_IN,
                                                       PANEL_HEIGHT_IN * len(charts)),
                              squeeze=False)
     for ax, c in zip(axes[:, 0], charts, strict=True):
@@ -37,18 +42,86 @@ def chart_figure(charts: list[ControlLimits]):
                  f"; trend {c.trend_change_percent:+.1f}% (p = {c.trend_p_value:.2g})")
         state = "DRIFT" if c.drift else "OUT OF CONTROL" if c.out_of_control else "in control"
         ax.set_title(f"{c.insert}: {state}{trend}", fontsize=9)
-        ax.set_ylabel(c.unit, fontsize=8)
+        ax.set_ylabel(pdf.units(c.unit), fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("session", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].legend(fontsize=6, loc="upper left", ncol=3)
     fig.tight_layout()
     return fig
 
 
+#: Verdict words of a check and the headline colour of each (``pdf.VERDICT_COLORS``).
+PASS, FAIL, CHECK, NOT_TESTED = "PASS", "FAIL", "CHECK", "not tested"
+VERDICT_KIND = {PASS: "normal", FAIL: "alert", CHECK: "low", NOT_TESTED: "none"}
+
+
+def tolerance_percent(chart: ControlLimits) -> float:
+    """The tolerance band's half-width as % of the centre (the option it was drawn with)."""
+    return 100.0 * (chart.tolerance_high - chart.center) / abs(chart.center) if chart.center else 0.0
+
+
+def insert_checks(chart: ControlLimits) -> list[list[str]]:
+    """One row per check of an insert: check, threshold, result, verdict. Control limits and
+    trend FAIL (the rules ``qa-report`` exits 1 on); the tolerance band asks for a CHECK."""
+    unit = chart.unit
+    beyond, outside = len(chart.shewhart_sessions), len(chart.out_of_tolerance_sessions)
+    rows = [["control limits (Shewhart 1-3s)",
+             f"{chart.lower_limit:.1f} to {chart.upper_limit:.1f} {unit}",
+             f"{beyond} of {len(chart.values)} sessions beyond", FAIL if beyond else PASS]]
+    if chart.trend_p_value is None:
+        rows.append(["trend (drift)", f"p < {TREND_P_VALUE:g} and |change| >= "
+                     f"{TREND_MIN_CHANGE_PERCENT:g} %", f"fewer than {MIN_TREND_SESSIONS} sessions",
+                     NOT_TESTED])
+    else:
+        rows.append(["trend (drift)", f"p < {TREND_P_VALUE:g} and |change| >= "
+                     f"{TREND_MIN_CHANGE_PERCENT:g} %", f"{chart.trend_change_percent:+.2f} % "
+                     f"(p = {chart.trend_p_value:.3g})", FAIL if chart.drift else PASS])
+    rows.append([f"tolerance band (\u00b1 {tolerance_percent(chart):g} %)",
+                 f"{chart.tolerance_low:.1f} to {chart.tolerance_high:.1f} {unit}",
+                 f"{outside} of {len(chart.values)} sessions outside", CHECK if outside else PASS])
+    return rows
+
+
+def verdict_headline(charts: list[ControlLimits]) -> list:
+    """FAIL (drift or a session beyond the control limits), CHECK (only the tolerance band)
+    or PASS, first and largest, naming the inserts."""
+    n_sessions = max((len(c.values) for c in charts), default=0)
+    latest = next((c.sessions[-1] for c in charts if c.sessions), "-")
+    basis = (f"{len(charts)} insert{'s' * (len(charts) != 1)}, {n_sessions} sessions, latest "
+             f"{latest}. Centre and sigma from the baseline sessions; see the checks below.")
+    failed = [f"{c.insert} " + " and ".join(
+        ([f"drift {c.trend_change_percent:+.1f} %"] if c.drift else [])
+        + ([f"{len(c.shewhart_sessions)} beyond limits"] if c.out_of_control else []))
+        for c in charts if c.drift or c.out_of_control]
+    if failed:
+        return pdf.headline(f"QA FAIL: {'; '.join(failed)}", basis, VERDICT_KIND[FAIL])
+    outside = [c.insert for c in charts if c.out_of_tolerance_sessions]
+    if outside:
+        return pdf.headline(f"QA CHECK: {', '.join(outside)} outside the tolerance band",
+                            "In control and no drift; " + basis, VERDICT_KIND[CHECK])
+    return pdf.headline("QA PASS: every insert in control, no drift, within tolerance", basis,
+                        VERDICT_KIND[PASS])
+
+
+def _checks_table(charts: list[ControlLimits]):
+    rows = [["Insert", "Check", "Threshold", "Result", "Verdict"]]
+    style = list(pdf.TABLE_STYLE.getCommands())
+    for c in charts:
+        for check in insert_checks(c):
+            rows.append([c.insert, *check])
+            color = pdf.VERDICT_COLORS[VERDICT_KIND[check[-1]]]
+            style += [("TEXTCOLOR", (4, len(rows) - 1), (4, len(rows) - 1), color),
+                      ("FONTNAME", (4, len(rows) - 1), (4, len(rows) - 1), "Helvetica-Bold")]
+    return pdf.table([[pdf.units(cell) for cell in row] for row in rows], [18, 46, 46, 50, 20],
+                     TableStyle(style))
+
+
 def write_qa_report(out_dir: str | Path, charts: list[ControlLimits], log_name: str) -> dict:
-    """Write qa_chart.png and qa_report.pdf (atomically) into ``out_dir``."""
+    """Write qa_chart.png and qa_report.pdf (atomically) into ``out_dir``: the verdict, the
+    checks of each insert with their thresholds, the rules and the chart."""
     from boneqct.io.atomic import atomic_path
-    from boneqct.report.pdf import STYLES, figure_flowable, table, write_report
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,23 +129,15 @@ def write_qa_report(out_dir: str | Path, charts: list[ControlLimits], log_name: 
     fig = chart_figure(charts)
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=150)
-    from reportlab.platypus import Paragraph, Spacer
-
-    rows = [["Insert", "Sessions", "Centre", "Sigma", "Tolerance band", "Trend %", "Drift",
-             "Beyond limits", "Out of tol."]]
-    for c in charts:
-        trend = "-" if c.trend_change_percent is None else f"{c.trend_change_percent:+.2f}"
-        rows.append([c.insert, len(c.values), f"{c.center:.2f}", f"{c.sigma:.2f}",
-                     f"{c.tolerance_low:.1f} - {c.tolerance_high:.1f}", trend,
-                     "YES" if c.drift else "no", len(c.shewhart_sessions),
-                     len(c.out_of_tolerance_sessions)])
     rule = (f"Rules: centre = mean of the baseline sessions; sigma = mean moving range / 1.128 "
             f"(Montgomery 2009); out of control when a later session lies beyond centre +/- "
             f"{SHEWHART_LIMIT_SIGMA:g} sigma x sqrt(1 + 1/baseline) (Shewhart 1-3s); drift when "
             f"the least-squares trend over the log is significant (p < {TREND_P_VALUE:g}) and "
-            f"changes the value by at least {TREND_MIN_CHANGE_PERCENT:g}% of the centre.")
-    pdf = write_report(out_dir / "qa_report.pdf", f"QA control chart - {log_name}", [
-        table(rows), Spacer(1, 3), Paragraph(rule, STYLES["BodyText"]),
-        figure_flowable(chart_figure(charts), min(180.0, 200.0 * FIGURE_WIDTH_IN
-                                                  / (PANEL_HEIGHT_IN * len(charts))))])
-    return {"png": png, "pdf": pdf}
+            f"changes the value by at least {TREND_MIN_CHANGE_PERCENT:g} % of the centre; a "
+            "session outside the tolerance band asks for a check (not by itself drift).")
+    report = pdf.write_report(out_dir / "qa_report.pdf", f"QA control chart - {log_name}", [
+        *verdict_headline(charts), _checks_table(charts), Spacer(1, 3),
+        Paragraph(rule, pdf.NOTE_STYLE), Spacer(1, 3),
+        pdf.figure_flowable(fig, min(180.0, 200.0 * FIGURE_WIDTH_IN
+                                     / (PANEL_HEIGHT_IN * len(charts))))])
+    return {"png": png, "pdf": report}
