@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -60,12 +61,31 @@ def register(sub) -> None:
     batch.set_defaults(handler=_cmd_batch)
 
 
+#: Packages a batch runs on: the ``batch`` extra of pyproject.toml, left out of a plain install.
+BATCH_EXTRA_MODULES = ("dask", "distributed", "pyarrow")
+
+
+def _check_batch_extra() -> None:
+    """Refuse a batch run (not --scan) when the ``batch`` extra is not installed."""
+    missing = []
+    for name in BATCH_EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise BoneQCTError(f"boneqct batch needs {', '.join(missing)}, which a plain install "
+                           "leaves out: pip install 'boneqct[batch]' (from a clone: pip install "
+                           "-e '.[batch]').")
+
+
 def _cmd_batch(args) -> int:
     if args.scan is not None:
         return _scan(args)
     if args.manifest is None:
         raise BoneQCTError("Give the manifest CSV to run (boneqct batch MANIFEST.csv --out DIR), "
                            "or --scan FOLDER to write one.")
+    _check_batch_extra()
     from boneqct.batch import run
 
     batch = run(args.manifest, args.out, client=args.scheduler, workers=args.workers,
