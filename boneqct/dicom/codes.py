@@ -47,7 +47,7 @@ HU = codes.UCUM.HounsfieldUnit
 #: volumetric BMD; attenuation coefficient (DCM 112031) the mean CT number of an uncalibrated run.
 DENSITY = codes.DCM.Density
 MEAN = codes.SCT.Mean
-MINIMUM = codes.SCT.Minimum
+STANDARD_DEVIATION = codes.SCT.StandardDeviation
 ATTENUATION = codes.DCM.AttenuationCoefficient
 VOLUME = codes.SCT.Volume
 AREA = codes.SCT.Area
@@ -65,6 +65,7 @@ STRENGTH = private("STRENGTH", "Axial compressive strength")
 CATEGORY = private("CATEGORY", "Bone density category")
 CEMENT = private("CEMENT", "Cement augmentation suggested")
 FRAGILE = private("FRAGILE", "Fragile bone strength")
+SOURCE_NOTE = private("SOURCE-NOTE", "Source image reference")
 YES, NO = codes.SCT.Yes, codes.SCT.No
 
 #: Procedure, finding types and sites.
@@ -79,6 +80,7 @@ SPINE = codes.SCT.Spine
 TISSUE = codes.SCT.Tissue
 ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
 PHYSICAL_OBJECT = codes.SCT.PhysicalObject
+DEVICE = codes.DCM.Device
 
 
 def algorithm() -> hd.AlgorithmIdentificationSequence:
@@ -95,6 +97,3 @@ def vertebra(level: str | None):
 
 def yes_no(flag: bool):
     return YES if flag else NO
-STANDARD_DEVIATION = codes.SCT.StandardDeviation
-DEVICE = codes.DCM.Device
-SOURCE_NOTE = private("SOURCE-NOTE", "Source image reference")

@@ -36,9 +36,9 @@ COPIED_ATTRIBUTES = (
     "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
     "StudyDescription",
 )
-NOT_DICOM_NOTE = ("The CT was read from a volume file (NIfTI/NRRD/MHA), not a DICOM series: the image "
-                  "references of this object are to a series made from the volume's geometry "
-                  "(new Series and Frame of Reference UIDs) that is not stored anywhere.")
+NOT_DICOM_NOTE = ("The CT was read from a volume file (NIfTI/NRRD/MHA), not a DICOM series: "
+                  "the image references of this object are to a series made from the volume's "
+                  "geometry (new Series and Frame of Reference UIDs) that is not stored anywhere.")
 RESAMPLED_NOTE = ("The DICOM series was resampled when read (gantry tilt): the image references "
                   "of this object are to a series made from the resampled grid (new Series and "
                   "Frame of Reference UIDs) that is not stored anywhere.")
