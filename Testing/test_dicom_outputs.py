@@ -18,6 +18,7 @@ import pydicom
 import pytest
 
 from boneqct.cli import main
+from boneqct.dicom import codes
 from boneqct.dicom.encapsulated_pdf import pdf_bytes_of
 from boneqct.dicom.source import NOT_DICOM_NOTE
 from boneqct.io import read_volume_file, write_volume
@@ -76,6 +77,23 @@ def _numbers(sr: pydicom.Dataset) -> dict:
     return out
 
 
+def _evaluations(sr: pydicom.Dataset) -> dict:
+    """{(group's tracking identifier, concept meaning): value meaning} of the CODE items in
+    the SR's measurement groups."""
+    out = {}
+    for container in sr.ContentSequence:
+        for group in container.get("ContentSequence", []):
+            items = group.get("ContentSequence", [])
+            name = next((i.TextValue for i in items if i.ValueType == "TEXT"
+                         and i.ConceptNameCodeSequence[0].CodeMeaning == "Tracking Identifier"),
+                        None)
+            for item in items:
+                if item.ValueType == "CODE":
+                    out[(name, item.ConceptNameCodeSequence[0].CodeMeaning)] = (
+                        item.ConceptCodeSequence[0].CodeMeaning)
+    return out
+
+
 def _texts(sr: pydicom.Dataset) -> list[str]:
     found = []
 
@@ -101,7 +119,9 @@ def _seg_masks(seg_path: Path, grid: Volume) -> dict[str, np.ndarray]:
         position = frame.PlanePositionSequence[0].ImagePositionPatient
         i, j, k = grid.ras_to_ijk_points(lps_to_ras([float(v) for v in position]))[0]
         assert abs(i) < 1e-3 and abs(j) < 1e-3 and abs(k - round(k)) < 1e-3
-        number = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        identification = (frame if "SegmentIdentificationSequence" in frame
+                          else seg.SharedFunctionalGroupsSequence[0])
+        number = identification.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         masks[labels[number]][int(round(k))] = pixels[n]
     return masks
 
@@ -151,6 +171,12 @@ def test_spine_dicom_outputs_validate_and_hold_the_json_label_map_and_report(spi
         assert numbers[(lv["level"], "Density", "Standard Deviation")] == lv["sd_mg_cm3"]
         assert numbers[(lv["level"], "Volume", None)] == lv["roi_volume_mm3"]
     assert numbers[("mean L1-L2", "Density", "Mean")] == document["mean_bmd_mg_cm3"]
+    evaluations = _evaluations(pydicom.dcmread(folder / "spine_sr.dcm"))
+    assert document["category"] == "osteoporosis"  # the phantom's L1 and L2 (50, 100 mg/cm3)
+    assert evaluations[("mean L1-L2", "Bone density category")] == document["category"]
+    for lv in measured:
+        flag = evaluations[(lv["level"], "Cement augmentation suggested")]
+        assert flag == {True: "Yes", False: "No"}[lv["cement_augmentation"]]
     # the SR refers to the source CT series and to the SEG's segments
     sr = pydicom.dcmread(folder / "spine_sr.dcm")
     ct_series = str(pydicom.dcmread(next((spine_runs / "ct").glob("*.dcm"))).SeriesInstanceUID)
@@ -180,12 +206,14 @@ def test_spine_dicom_outputs_validate_and_hold_the_json_label_map_and_report(spi
 
 def test_anonymized_dicom_outputs_carry_no_identity(spine_runs):
     folder = spine_runs / "anonymous" / "dicom"
-    ct = pydicom.dcmread(next((spine_runs / "ct").glob("*.dcm")))
+    ct_files = [pydicom.dcmread(p) for p in (spine_runs / "ct").glob("*.dcm")]
+    ct = ct_files[0]
+    uids = [str(ct.StudyInstanceUID), str(ct.SeriesInstanceUID), str(ct.FrameOfReferenceUID),
+            *(str(f.SOPInstanceUID) for f in ct_files)]
     for path in folder.iterdir():
         _check_valid(path)
         raw = path.read_bytes()
-        for value in (*IDENTITY.values(), "Doe", "MRN-778899", str(ct.StudyInstanceUID),
-                      str(ct.SeriesInstanceUID)):
+        for value in (*IDENTITY.values(), "Doe", *uids):
             assert value.encode() not in raw, (path.name, value)
         ds = pydicom.dcmread(path)
         assert ds.PatientIdentityRemoved == "YES"
@@ -197,6 +225,50 @@ def test_anonymized_dicom_outputs_carry_no_identity(spine_runs):
         assert ds.PatientSex == ct.PatientSex  # Retain Patient Characteristics Option
     exam = json.loads((spine_runs / "anonymous" / "spine.json").read_text())["exam"]
     assert exam["study_uid"] == pydicom.dcmread(folder / "spine_sr.dcm").StudyInstanceUID
+
+
+# ---- the source: a DICOM series on the analysed grid, or one resampled --------------------
+
+def _series(folder: Path, tilt_deg: float) -> Path:
+    """A small CT series of a bright block; with ``tilt_deg`` its slices are shifted along y
+    as a tilted gantry's are (the reader resamples it to an orthogonal grid)."""
+    shape = (10, 24, 28)
+    array = np.full(shape, -1000, np.int16)
+    array[3:7, 8:16, 10:20] = 1000
+    m = ijk_to_ras_matrix([-14.0, -12.0, 0.0], [1.0, 1.0, 2.0])
+    files = write_dicom_series(Volume(array, m), folder)
+    shift_mm = 2.0 * np.tan(np.radians(tilt_deg))
+    for k, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        position = [float(v) for v in ds.ImagePositionPatient]
+        position[1] -= k * shift_mm
+        ds.ImagePositionPatient = position
+        ds.save_as(path)
+    return folder
+
+
+@pytest.mark.parametrize("tilt_deg", [0.0, 12.0])
+def test_seg_lies_on_the_source_slices_or_on_a_stated_resampled_series(tmp_path, tilt_deg):
+    from boneqct.dicom.seg import Segment, segmentation
+    from boneqct.dicom.source import RESAMPLED_NOTE, dicom_source
+    from boneqct.io import load_ct
+
+    folder = _series(tmp_path / "ct", tilt_deg)
+    volume = load_ct(folder)
+    source = dicom_source(volume, [folder])
+    instances = {str(pydicom.dcmread(p).SOPInstanceUID) for p in folder.glob("*.dcm")}
+    assert len(source.headers) == volume.array_kji.shape[0]
+    if tilt_deg:
+        assert source.note == RESAMPLED_NOTE
+        assert not {str(h.SOPInstanceUID) for h in source.headers} & instances
+    else:
+        assert source.note == ""
+        assert {str(h.SOPInstanceUID) for h in source.headers} == instances
+    mask = volume.array_kji > 0  # the block, as the reader placed it
+    seg = segmentation(source, [Segment("block", mask, codes.TISSUE, codes.BONE)], "test")
+    seg.save_as(tmp_path / "seg.dcm")
+    _check_valid(tmp_path / "seg.dcm")
+    np.testing.assert_array_equal(_seg_masks(tmp_path / "seg.dcm", volume)["block"], mask)
 
 
 # ---- screws and a NIfTI input ----------------------------------------------------------
