@@ -5,7 +5,6 @@ command."""
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -47,13 +46,10 @@ def _seeds(phantom) -> dict:
 
 
 def _assess(phantom):
-    """Heights of every level, the assessment, and the seconds the heights took per level."""
+    """The assessment of every level (speed: Testing/benchmarks/bench_fracture.py)."""
     bodies = [delineate_body_from_seed(phantom.volume, seed, level)
               for level, seed in _seeds(phantom).items()]
-    start = time.perf_counter()
-    measured = {body.level: measure_heights(phantom.volume, body) for body in bodies}
-    seconds = (time.perf_counter() - start) / len(bodies)
-    return grade_levels(measured), seconds
+    return grade_levels({body.level: measure_heights(phantom.volume, body) for body in bodies})
 
 
 def _true_heights(phantom, fracture, level) -> dict:
@@ -87,8 +83,7 @@ def assessed_1mm(phantom_1mm):
     return _assess(phantom_1mm)
 
 
-def _check_heights_and_grades(phantom, assessed, tolerance_mm):
-    fractures, _ = assessed
+def _check_heights_and_grades(phantom, fractures, tolerance_mm):
     truths = {level: _true_heights(phantom, fractures[level], level) for level in LEVELS}
     for index, level in enumerate(LEVELS):
         fracture = fractures[level]
@@ -105,7 +100,7 @@ def _check_heights_and_grades(phantom, assessed, tolerance_mm):
 
 def test_heights_grades_and_types_at_1mm_slices(phantom_1mm, assessed_1mm):
     _check_heights_and_grades(phantom_1mm, assessed_1mm, tolerance_mm=0.5)
-    fractures, _ = assessed_1mm
+    fractures = assessed_1mm
     # the deformities as built: crush -30 %, biconcave -45 %, wedge -32 % at the walls
     assert fractures["L3"]["height_ratios"]["posterior_adjacent"] == pytest.approx(
         1.0 - DEFORMITY_REDUCTIONS["crush"], abs=0.03)
@@ -114,13 +109,6 @@ def test_heights_grades_and_types_at_1mm_slices(phantom_1mm, assessed_1mm):
     assert fractures["L1"]["genant_grade"] == 3 and fractures["L3"]["genant_grade"] == 2
 
 
-def test_fracture_assessment_takes_under_a_second_per_level(assessed_1mm):
-    _, seconds_per_level = assessed_1mm
-    assert seconds_per_level < 1.0
-
-
-@pytest.mark.xfail(strict=True, reason="3 mm slices: the endplate's cortical line is located "
-                   "within about 1.5 mm, not 1 mm (issue 15 acceptance not met yet)")
 def test_heights_grades_and_types_at_3mm_slices():
     phantom = make_spine_phantom(PARAMS, _scanner(3.0), seed=12)
     _check_heights_and_grades(phantom, _assess(phantom), tolerance_mm=1.0)

@@ -10,18 +10,26 @@ parallel to the body axis, endplate to endplate:
    foramen in the posterior wall does not shorten it). The anterior and posterior lines lie
    ``wall_inset_fraction`` of that depth inside the walls (clear of the walls' cortex and its
    partial volume), the middle line halfway between the walls.
-2. Along each line the CT is sampled (linear interpolation, ``SAMPLE_STEP_MM``) and averaged
-   over a small patch across the line (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives
-   each endplate roughly; the endplate is then located on the CT as the centre of its bright
-   cortical line: the centroid of the profile above half its peak over the trabecular level.
-   A symmetric blur (slice profile, point spread) moves the edges of a thin plate but not its
-   centre, so the heights do not depend on slice thickness. Heights are therefore between the
-   endplates' cortical mid-surfaces - where a reader marks the endplate on a sagittal
-   reformat; the outer (surface-to-surface) height exceeds them by one endplate thickness.
-3. Ratios: anterior/posterior and middle/posterior of the same body, and posterior/reference,
+2. Along lines parallel to the axis every ``LINE_STEP_MM`` the CT is sampled (linear
+   interpolation, ``SAMPLE_STEP_MM``) and averaged over a small patch across the line
+   (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives each endplate roughly; on each
+   line the endplate is then found as its bright cortical line (the centroid of the profile
+   above half its peak over the trabecular level), and these positions, fitted across the
+   lines near a height line, locate it to within about a slice spacing and tell whether the
+   endplate is seen and regular (``quality``).
+3. The endplate's position at the height line is then fitted subvoxel to the CT's voxels
+   around it (``boneqct.spine.endplate_fit``): a plate on a locally smooth surface between
+   trabecular bone and disc, each voxel reading its mean over its slice extent. A profile
+   between slice centres cannot place a plate thinner than a slice (it sits at the slice
+   centre, up to half a spacing off); the partial volume of a tilted endplate crossing the
+   slices can. A symmetric blur moves a thin plate's edges but not its centre, so heights are
+   between the endplates' cortical mid-surfaces - where a reader marks the endplate on a
+   sagittal reformat; the outer (surface-to-surface) height exceeds them by one endplate
+   thickness.
+4. Ratios: anterior/posterior and middle/posterior of the same body, and posterior/reference,
    the reference being the mean posterior height of the measured adjacent levels (one above,
    one below; one when only one is measured).
-4. Genant semi-quantitative grade from the largest height reduction among the three ratios,
+5. Genant semi-quantitative grade from the largest height reduction among the three ratios,
    type from which ratio it is (wedge: anterior, biconcave: middle, crush: posterior vs the
    adjacent levels).
 
@@ -37,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.options import check_options, option
+from boneqct.spine.endplate_fit import locate_endplate
 from boneqct.spine.levels import LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
@@ -65,6 +74,9 @@ PATCH_HALF_WIDTH_MM = 1.5
 LINE_STEP_MM = 0.5
 WALL_CLEARANCE_MM = 3.0
 FIT_HALF_WIDTH_MM = 6.0
+#: Widest half-patch (mm) of the subvoxel endplate fit (``endplate_fit.locate_endplate``):
+#: wide enough for an endplate tilted 10 degrees against 3 mm slices to cross one of them.
+MAX_FIT_HALF_WIDTH_MM = 12.0
 MIN_FIT_LINES = 5
 FIT_OUTLIER_MM = 1.5
 MIN_LOCATED_SHARE = 0.6
@@ -260,10 +272,10 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     points (RAS mm) and quality checks (``quality.passed`` False: no grade may rest on them,
     ``quality.reason`` says why).
 
-    Each endplate's position at a height line is a polynomial (straight at the walls,
-    quadratic in the middle) fitted to its positions on lines every ``LINE_STEP_MM`` within
-    ``FIT_HALF_WIDTH_MM`` of it: on a tilted spine the endplate crosses the slices, and the
-    fit recovers its position between slice centres that one line cannot.
+    Each endplate is first located on lines every ``LINE_STEP_MM`` within
+    ``FIT_HALF_WIDTH_MM`` of a height line (a polynomial fitted to its positions there:
+    straight at the walls, quadratic in the middle), then fitted subvoxel to the voxels
+    around it (``endplate_fit.locate_endplate``).
     """
     options = options or FractureOptions()
     mask = _body_mask_volume(volume_hu, body)
@@ -284,6 +296,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     offsets_mm = np.arange(posterior_mm + WALL_CLEARANCE_MM, anterior_mm - WALL_CLEARANCE_MM
                            + 1e-9, LINE_STEP_MM)
     found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm)
+    blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
+    lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
     heights, points, contrasts, located = {}, {}, [], []
     for name, at_mm in positions.items():
         located_ends = [_endplate_at(offsets_mm, found, key, at_mm, 2 if name == "middle" else 1)
@@ -291,7 +305,15 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         if None in located_ends:
             quality["reason"] = f"too few endplate positions found near the {name} height line"
             return out
-        ends = [end[0] for end in located_ends]
+        ends = []
+        for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
+            fitted = locate_endplate(volume_hu, body, at_mm, rough_mm, outward, lines_mm,
+                                     (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
+                                     FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM)
+            if fitted is None:
+                quality["reason"] = f"too few voxels around the {name} height line's endplates"
+                return out
+            ends.append(fitted["position_mm"])
         contrasts += [end[1] for end in located_ends]
         located += [end[2] for end in located_ends]
         base = body.center_ras_mm + at_mm * body.anterior_ras
