@@ -88,6 +88,21 @@ def add_column(table_node, name: str, array_class, values, unit: str, descriptio
     table_node.SetColumnDescription(name, description)
 
 
+def yes_no(value, missing: str = "") -> str:
+    """A yes/no cell of a flag; ``missing`` when the flag is None (not assessed)."""
+    return missing if value is None else "yes" if value else "no"
+
+
+def qc_text(qc: dict) -> str:
+    """A quality-check cell: "pass", or "FAIL (the failed checks)"; "" without checks."""
+    if not qc:
+        return ""
+    if qc.get("passed"):
+        return "pass"
+    failed = [key for key, ok in qc.items() if key != "passed" and isinstance(ok, bool) and not ok]
+    return "FAIL" + (f" ({', '.join(failed)})" if failed else "")
+
+
 def table_node_or_new(table_node, name: str):
     """``table_node``, or a new ``vtkMRMLTableNode`` named ``name`` in ``slicer.mrmlScene``."""
     if table_node is None:

@@ -46,6 +46,16 @@ CALIBRATION_METHODS = [CALIBRATION_PHANTOM, CALIBRATION_INTERNAL, CALIBRATION_MA
 PATIENT_SEXES = ["unknown", "F", "M"]
 
 
+def patientSexOrNone(sex: str):
+    """The core's sex ("F", "M") of a ``PATIENT_SEXES`` choice; None for "unknown"."""
+    return None if sex == "unknown" else sex
+
+
+def patientAgeOrNone(ageYears: float):
+    """The core's age in years of an age field; None for 0 (the fields' "unknown")."""
+    return ageYears if ageYears > 0 else None
+
+
 def describeModule(parent, title: str, helpText: str) -> None:
     """Fill the module description Slicer shows (``parent`` of ``ScriptedLoadableModule``)."""
     parent.title = title

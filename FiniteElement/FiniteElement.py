@@ -130,12 +130,12 @@ class FiniteElementWidget(widgets.ModuleWidget):
         self.ui.labelSchemeComboBox.enabled = p.vertebraLabels is not None
         calibrated = self.logic.hasCalibration(p.calibrationTable)
         bodyInputs = (p.seeds is not None) + (p.vertebraLabels is not None)
-        self.ui.applyButton.enabled = p.inputVolume is not None and calibrated and bodyInputs == 1
-        self.ui.applyButton.toolTip = (
-            "Give either seed points or vertebra labels, not both" if bodyInputs == 2
-            else "Delineate the body, build and solve the model" if self.ui.applyButton.enabled
-            else "Select a CT volume, a calibration table (QCT Bone Density), and seed points "
-                 "or vertebra labels")
+        self.offerAction(self.ui.applyButton,
+                         p.inputVolume is not None and calibrated and bodyInputs == 1,
+                         "Delineate the body, build and solve the model",
+                         "Give either seed points or vertebra labels, not both" if bodyInputs == 2
+                         else "Select a CT volume, a calibration table (QCT Bone Density), and "
+                              "seed points or vertebra labels")
         self.ui.summaryLabel.text = self.logic.feSummary(p.resultsTable)
         canExport = self.logic.canExportReport(p.resultsTable)
         self.offerAction(self.ui.exportReportButton, canExport,
@@ -159,7 +159,7 @@ class FiniteElementWidget(widgets.ModuleWidget):
         p = self._parameterNode
         outputs = self.logic.run(
             p.inputVolume, p.calibrationTable, p.seeds, p.level, feOptionsFromParameterNode(p),
-            sex=None if p.patientSex == "unknown" else p.patientSex,
+            sex=widgets.patientSexOrNone(p.patientSex),
             tableNode=p.resultsTable, modelNode=p.meshModel, colorBy=p.colorBy,
             labelsNode=p.vertebraLabels)
         p.resultsTable = outputs["table"]
@@ -184,7 +184,7 @@ class FiniteElementWidget(widgets.ModuleWidget):
         outputs = self.logic.runFemur(
             p.inputVolume, p.calibrationTable, p.femurSide, femurOptionsFromParameterNode(p),
             seedNode=p.femurSeed, labelsNode=p.femurLabels,
-            sex=None if p.patientSex == "unknown" else p.patientSex,
+            sex=widgets.patientSexOrNone(p.patientSex),
             tableNode=p.femurResultsTable, modelNode=p.femurMeshModel, colorBy=p.colorBy)
         p.femurResultsTable = outputs["table"]
         p.femurMeshModel = outputs["model"]

@@ -140,11 +140,10 @@ class HipCTXAWidget(widgets.CalibratingModuleWidget):
 
         calibrated = self.logic.hasCalibration(p.calibrationTable)
         both = p.seedPoints is not None and p.femurLabels is not None
-        self.ui.applyButton.enabled = p.inputVolume is not None and calibrated and not both
-        self.ui.applyButton.toolTip = (
-            "Give either a seed point or femur labels, not both" if both
-            else "Extract, rotate, project and measure the hip" if self.ui.applyButton.enabled
-            else "Select a CT volume and calibrate first (CTXA needs BMD)")
+        self.offerAction(self.ui.applyButton, p.inputVolume is not None and calibrated and not both,
+                         "Extract, rotate, project and measure the hip",
+                         "Give either a seed point or femur labels, not both" if both
+                         else "Select a CT volume and calibrate first (CTXA needs BMD)")
         self.ui.resultsTableView.setMRMLTableNode(p.resultsTable)
         self.ui.resultsSummaryLabel.text = self.logic.hipSummary(p.resultsTable)
         self.ui.frameSummaryLabel.text = self.logic.frameSummary(p.resultsTable)
@@ -162,8 +161,8 @@ class HipCTXAWidget(widgets.CalibratingModuleWidget):
             p.inputVolume, p.calibrationTable, p.side, hipOptionsFromParameterNode(p),
             seedNode=p.seedPoints, labelsNode=p.femurLabels,
             population=None if p.referencePopulation == "none" else p.referencePopulation,
-            sex=None if p.patientSex == "unknown" else p.patientSex,
-            ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
+            sex=widgets.patientSexOrNone(p.patientSex),
+            ageYears=widgets.patientAgeOrNone(p.patientAgeYears),
             tableNode=p.resultsTable, segmentationNode=p.femurSegmentation,
             transformNode=p.dxaTransform, projectionNode=p.projectionVolume,
             roiLabelmapNode=p.roiLabelmap, rotatedVolumeNode=p.rotatedVolume,
@@ -233,13 +232,9 @@ class HipCTXALogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
 
     def frameSummary(self, tableNode) -> str:
         """The anatomical frame's angles stored on a results table (empty if none)."""
-        from HipCTXALib.hip import has_hip_result
+        from HipCTXALib.hip import hip_frame_text
 
-        if not has_hip_result(tableNode):
-            return ""
-        return (f"Neck-shaft angle {float(tableNode.GetAttribute('BoneQCT.Hip.NeckShaftAngleDeg')):.1f}"
-                f" deg, anteversion {float(tableNode.GetAttribute('BoneQCT.Hip.AnteversionDeg')):.1f}"
-                f" deg, head radius {float(tableNode.GetAttribute('BoneQCT.Hip.HeadRadiusMm')):.1f} mm")
+        return hip_frame_text(tableNode)
 
     def canExportReport(self, tableNode) -> bool:
         """Whether ``tableNode`` holds a hip result with its projection and region volumes."""

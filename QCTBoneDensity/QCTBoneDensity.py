@@ -319,8 +319,8 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
             p.calibrationTable if self.logic.hasCalibration(p.calibrationTable) else None,
             seedsNode=p.spineSeeds if seeds else None,
             labelsNode=None if seeds else p.spineLabels, options=spineOptionsFromParameterNode(p),
-            ageYears=p.patientAgeYears if p.patientAgeYears > 0 else None,
-            sex=None if p.patientSex == "unknown" else p.patientSex,
+            ageYears=widgets.patientAgeOrNone(p.patientAgeYears),
+            sex=widgets.patientSexOrNone(p.patientSex),
             tableNode=p.spineTable, roiLabelmapNode=p.spineRoiLabelmap,
             roiSegmentationNode=p.spineRoiSegmentation, roiCentersNode=p.spineRoiCenters)
         p.spineTable = outputs["table"]

@@ -795,6 +795,17 @@ def test_sample_data_offers_the_digital_phantoms_made_locally():
     assert callable(make_spine_phantom) and callable(make_femur_phantom)
 
 
+def assert_field_is_the_option(field, options_class, name: str) -> None:
+    """A numeric parameter-node field has the default and the WithinRange of the option
+    ``name`` of the core's ``options_class``."""
+    option = {f.name: f for f in dataclasses.fields(options_class)}[name]
+    assert ast.literal_eval(field.value) == getattr(options_class(), name)
+    within = [a for a in field.annotation.slice.elts[1:]
+              if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
+    assert [ast.literal_eval(v) for v in within[0].args] == [option.metadata["low"],
+                                                              option.metadata["high"]]
+
+
 def test_qct_screw_parameters_match_the_core():
     """The screw section's diameter default and range are ScrewOptions'; its button is guarded
     and measures through the Lib's run_screws."""
@@ -802,12 +813,7 @@ def test_qct_screw_parameters_match_the_core():
 
     fields = parameter_wrapper_fields(parse_python(module_script("QCTBoneDensity")))[
         "QCTBoneDensityParameterNode"]
-    option = {f.name: f for f in dataclasses.fields(ScrewOptions)}["diameter_mm"]
-    assert ast.literal_eval(fields["screwDiameterMm"].value) == ScrewOptions().diameter_mm
-    within = [a for a in fields["screwDiameterMm"].annotation.slice.elts[1:]
-              if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
-    assert [ast.literal_eval(v) for v in within[0].args] == [option.metadata["low"],
-                                                              option.metadata["high"]]
+    assert_field_is_the_option(fields["screwDiameterMm"], ScrewOptions, "diameter_mm")
     assert slot_connections("QCTBoneDensity")["screwApplyButton"] == "onScrewApplyButton"
     assert "run_screws(" in module_script("QCTBoneDensity").read_text()
 
@@ -820,12 +826,7 @@ def test_finite_element_femur_section_matches_the_core():
 
     tree = parse_python(module_script("FiniteElement"))
     fields = parameter_wrapper_fields(tree)["FiniteElementParameterNode"]
-    option = {f.name: f for f in dataclasses.fields(FemurFEOptions)}["element_mm"]
-    assert ast.literal_eval(fields["femurElementMm"].value) == FemurFEOptions().element_mm
-    within = [a for a in fields["femurElementMm"].annotation.slice.elts[1:]
-              if isinstance(a, ast.Call) and a.func.id == "WithinRange"]
-    assert [ast.literal_eval(v) for v in within[0].args] == [option.metadata["low"],
-                                                              option.metadata["high"]]
+    assert_field_is_the_option(fields["femurElementMm"], FemurFEOptions, "element_mm")
     assert ast.literal_eval(module_constants(tree)["FEMUR_SIDES"]) == ["left", "right"]
     connections = slot_connections("FiniteElement")
     assert connections["femurApplyButton"] == "onFemurApplyButton"

@@ -27,6 +27,7 @@ from BoneQCTLib.tables import (
     store_exam_of,
     table_node_or_new,
     write_table,
+    yes_no,
 )
 
 #: Kind of the document on the results table (attribute ``BoneQCT.FE.JSON``).
@@ -49,14 +50,10 @@ COLOR_FIELDS = {
 }
 
 
-def _yes_no(value) -> str:
-    return "unknown" if value is None else "yes" if value else "no"
-
-
 #: Columns of the one-row results table (the row: the fe.json document) and of the
 #: load-displacement table (rows: ``FEResult.curve`` points).
-RESULT_COLUMNS = columns("fe_result", {"fragile": lambda doc: _yes_no(doc["fragile"]),
-                                       "converged": lambda doc: _yes_no(doc["solver"]["converged"])})
+RESULT_COLUMNS = columns("fe_result", {"fragile": lambda doc: yes_no(doc["fragile"], "unknown"),
+                                       "converged": lambda doc: yes_no(doc["solver"]["converged"], "unknown")})
 CURVE_COLUMNS = columns("fe_curve")
 
 

@@ -17,13 +17,14 @@ from BoneQCTLib.tables import (
     store_exam_of,
     table_node_or_new,
     write_table,
+    yes_no,
 )
 
 #: Kind of the document on the results table (attribute ``BoneQCT.FEHip.JSON``).
 FE_HIP_DOCUMENT = "FEHip"
 #: Columns of the one-row results table (the row: the fe_hip.json document).
 FE_HIP_COLUMNS = columns("fe_hip", {
-    "converged": lambda doc: "yes" if doc["solver"]["converged"] else "no"})
+    "converged": lambda doc: yes_no(doc["solver"]["converged"], "unknown")})
 
 
 def fe_hip_result_to_table_node(result, table_node=None, name: str = "BoneQCT FE hip"):

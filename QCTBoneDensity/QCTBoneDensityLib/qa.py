@@ -28,10 +28,6 @@ ATTRIBUTE_QA_SESSIONS = "BoneQCT.QA.SessionsInLog"
 ATTRIBUTE_QA_FLAGGED = "BoneQCT.QA.Flagged"
 
 
-def _yes_no(value: bool) -> str:
-    return "yes" if value else "no"
-
-
 def qa_columns(unit: str, charts: dict) -> tuple[tables.Column, ...]:
     """The columns of a QA table over ``measure_esp`` rows (dicts).
 
@@ -44,7 +40,7 @@ def qa_columns(unit: str, charts: dict) -> tuple[tables.Column, ...]:
     def flag(test):
         def value(row):
             chart = charts.get(row["insert"])
-            return None if chart is None else _yes_no(test(chart, len(chart.values) - 1))
+            return None if chart is None else tables.yes_no(test(chart, len(chart.values) - 1))
         return value
 
     def trend(row):

@@ -18,10 +18,16 @@ import slicer
 import vtk
 
 from BoneQCTLib.markups import defined_points
-from BoneQCTLib.tables import columns, store_document, table_node_or_new, write_table
+from BoneQCTLib.tables import (
+    columns,
+    qc_text,
+    store_document,
+    table_node_or_new,
+    write_table,
+    yes_no,
+)
 from BoneQCTLib.vertebrae import labels_from_node, seeds_from_markups_node
 from BoneQCTLib.volumes import volume_from_node
-from QCTBoneDensityLib.spine import _cement_text, _qc_text
 
 #: Document kind of a screws table: ``ScrewResult.to_dict()`` (screw.json), saved with the scene.
 SCREW_KIND = "Screw"
@@ -58,7 +64,7 @@ def screw_columns() -> tuple:
     return columns("screws", {
         "contact": lambda s: None if s.cortical_contact_fraction is None
         else 100.0 * s.cortical_contact_fraction,
-        "cement": lambda s: _cement_text(s.cement_suggested), "qc": lambda s: _qc_text(s.qc)})
+        "cement": lambda s: yes_no(s.cement_suggested), "qc": lambda s: qc_text(s.qc)})
 
 
 def screw_result_to_table_node(result, table_node=None, name: str = "BoneQCT screws"):

@@ -28,6 +28,7 @@ from BoneQCTLib.tables import (
     columns,
     document_attribute,
     has_document,
+    qc_text,
     read_document,
     read_exam,
     referenced_volume,
@@ -35,6 +36,7 @@ from BoneQCTLib.tables import (
     store_exam_of,
     table_node_or_new,
     write_table,
+    yes_no,
 )
 from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
 from BoneQCTLib.volumes import labelmap_to_node, patient_age_and_sex, volume_from_node
@@ -61,19 +63,6 @@ CT_VOLUME_ROLE = "BoneQCT.CT"
 ROI_LABELMAP_ROLE = "BoneQCT.ROIs"
 
 
-def _cement_text(value) -> str:
-    return "" if value is None else ("yes" if value else "no")
-
-
-def _qc_text(qc: dict) -> str:
-    if not qc:
-        return ""
-    if qc.get("passed"):
-        return "pass"
-    failed = [key for key, ok in qc.items() if key != "passed" and isinstance(ok, bool) and not ok]
-    return "FAIL" + (f" ({', '.join(failed)})" if failed else "")
-
-
 def spine_columns(result) -> tuple:
     """The columns of the spine table of ``result``, one row per level (a ``LevelResult``);
     missing values are NaN (numbers) or empty (text)."""
@@ -83,8 +72,8 @@ def spine_columns(result) -> tuple:
         return "excluded" if getattr(lv, "excluded", False) else ""
 
     return columns("spine_levels", {
-        "voxels": lambda lv: lv.n_voxels or 0, "cement": lambda lv: _cement_text(lv.cement_augmentation),
-        "qc": lambda lv: _qc_text(lv.qc), "used": used})
+        "voxels": lambda lv: lv.n_voxels or 0, "cement": lambda lv: yes_no(lv.cement_augmentation),
+        "qc": lambda lv: qc_text(lv.qc), "used": used})
 
 
 # ----------------------------------------------------------------------------- outputs
