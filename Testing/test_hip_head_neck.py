@@ -3,6 +3,7 @@ whose head and neck cores have known trabecular densities."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -61,3 +62,12 @@ def test_head_neck_in_hip_json_and_report(neutral, tmp_path):
     text = "".join(page.extract_text() for page in pypdf.PdfReader(paths["report"]).pages)
     assert "Femoral head and neck" in text and "subcapital" in text
     assert np.isfinite(document["head_neck"]["regions"]["head"]["vbmd_mg_cm3"])
+    # hip.csv: a row per head/neck region after the CTXA regions, vBMD and volume only
+    rows = {r["roi"]: r for r in csv.DictReader(paths["csv"].open())}
+    for name in REGION_NAMES:
+        region = document["head_neck"]["regions"][name]
+        assert float(rows[f"{name}_vbmd"]["vbmd_mg_cm3"]) == pytest.approx(
+            region["vbmd_mg_cm3"], rel=1e-5)
+        assert float(rows[f"{name}_vbmd"]["volume_cm3"]) == pytest.approx(
+            region["volume_cm3"], rel=1e-5)
+        assert rows[f"{name}_vbmd"]["abmd_g_cm2"] == ""

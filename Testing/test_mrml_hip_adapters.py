@@ -36,6 +36,7 @@ from HipCTXALib.hip import (  # noqa: E402
     export_hip_report,
     femur_labels_from_node,
     has_hip_result,
+    hip_frame_text,
     hip_result_from_table_node,
     hip_summary_text,
     projection_volume,
@@ -145,7 +146,15 @@ def test_table_attributes_hold_the_frame_and_the_interpretation(analysed):
     assert has_hip_result(node)
     summary = hip_summary_text(node)
     assert summary.startswith("Left hip: Femoral neck ") and "WHO category" in summary
-    assert "Neck-shaft angle" in summary
+    frame_text = hip_frame_text(node)
+    assert frame_text == (f"Neck-shaft angle {frame.neck_shaft_angle_deg:.1f} deg, anteversion "
+                          f"(to the scanner) {frame.anteversion_deg:.1f} deg, head radius "
+                          f"{frame.head_radius_mm:.1f} mm")
+    assert summary.endswith(frame_text) and hip_frame_text(None) == ""
+    head_neck = result.head_neck["regions"]
+    assert (f"Head / subcapital / neck vBMD: {head_neck['head']['vbmd_mg_cm3']:.0f} / "
+            f"{head_neck['subcapital']['vbmd_mg_cm3']:.0f} / {head_neck['neck']['vbmd_mg_cm3']:.0f}"
+            f" mg/cm3 {result.calibration.material}") in summary
 
 
 def test_projection_node_is_the_core_projection_in_g_cm2(analysed):

@@ -183,14 +183,27 @@ def hip_summary_text(table_node) -> str:
     category = table_node.GetAttribute(ATTRIBUTE_CATEGORY)
     if category:
         text += f"; WHO category: {category}"
-    text += (f"\nNeck-shaft angle {float(table_node.GetAttribute(ATTRIBUTE_NECK_SHAFT_ANGLE_DEG)):.1f}"
-             f" deg, anteversion (to the scanner) "
-             f"{float(table_node.GetAttribute(ATTRIBUTE_ANTEVERSION_DEG)):.1f} deg, head radius "
-             f"{float(table_node.GetAttribute(ATTRIBUTE_HEAD_RADIUS_MM)):.1f} mm")
+    head_neck = (document.get("head_neck") or {}).get("regions")
+    if head_neck:
+        values = " / ".join("-" if region["vbmd_mg_cm3"] is None else f"{region['vbmd_mg_cm3']:.0f}"
+                            for region in head_neck.values())
+        text += (f"\n{' / '.join(head_neck).capitalize()} vBMD: {values} mg/cm3 "
+                 f"{table_node.GetAttribute(ATTRIBUTE_MATERIAL)}")
+    text += "\n" + hip_frame_text(table_node)
     warnings = table_node.GetAttribute(ATTRIBUTE_WARNINGS)
     if warnings:
         text += "\nWarnings: " + warnings.replace("\n", "; ")
     return text
+
+
+def hip_frame_text(table_node) -> str:
+    """The anatomical frame's angles and head radius stored on a results table (or "")."""
+    if not has_hip_result(table_node):
+        return ""
+    return (f"Neck-shaft angle {float(table_node.GetAttribute(ATTRIBUTE_NECK_SHAFT_ANGLE_DEG)):.1f}"
+            f" deg, anteversion (to the scanner) "
+            f"{float(table_node.GetAttribute(ATTRIBUTE_ANTEVERSION_DEG)):.1f} deg, head radius "
+            f"{float(table_node.GetAttribute(ATTRIBUTE_HEAD_RADIUS_MM)):.1f} mm")
 
 
 def femur_segmentation_node(result, segmentation_node=None, name: str = "BoneQCT femur"):

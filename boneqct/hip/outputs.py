@@ -25,12 +25,16 @@ CSV_COLUMNS = ("roi", "abmd_g_cm2", "vbmd_mg_cm3", "bmc_g", "area_cm2", "volume_
 
 
 def hip_csv(result: HipResult) -> str:
-    """One row per region, units in the column names."""
+    """One row per CTXA region, then one per volumetric head/neck region (``head_vbmd``,
+    ``subcapital_vbmd``, ``neck_vbmd``: vBMD and volume only); units in the column names."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for name in ROI_NAMES:
-        roi = result.rois[name]
+    rows = [(name, result.rois[name]) for name in ROI_NAMES]
+    if result.head_neck is not None:
+        rows += [(f"{name}_vbmd", region)
+                 for name, region in result.head_neck["regions"].items()]
+    for name, roi in rows:
         writer.writerow([name, *("" if roi.get(k) is None else f"{roi[k]:.6g}" for k in CSV_COLUMNS[1:])])
     return buffer.getvalue()
 
