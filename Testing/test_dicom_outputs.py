@@ -77,6 +77,21 @@ def _numbers(sr: pydicom.Dataset) -> dict:
     return out
 
 
+def _check_segment_references(sr_path: Path, seg_path: Path, names) -> None:
+    """Read with highdicom, the SR's groups ``names`` are volumetric ROI groups each referring
+    to the SEG's segment of the same label."""
+    seg = pydicom.dcmread(seg_path)
+    label_of = {d.SegmentNumber: d.SegmentLabel for d in seg.SegmentSequence}
+    groups = hd.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    referenced = {}
+    for group in groups:
+        segment = group.referenced_segment
+        assert segment.referenced_sop_instance_uid == seg.SOPInstanceUID
+        [number] = segment.referenced_segment_numbers
+        referenced[group.tracking_identifier] = label_of[number]
+    assert referenced == {name: name for name in names}
+
+
 def _evaluations(sr: pydicom.Dataset) -> dict:
     """{(group's tracking identifier, concept meaning): value meaning} of the CODE items in
     the SR's measurement groups."""
@@ -142,8 +157,11 @@ def spine_runs(tmp_path_factory):
         ds.save_as(path)
     seeds = [f"--seed={v['level']}=" + ",".join(f"{x:.2f}" for x in v["body_center_ras_mm"])
              for v in phantom.truth["vertebrae"] if v["level"] in ("L1", "L2")]
+    line = phantom.truth["calibration"]
+    calibration = ["--slope", str(line["slope_hu_per_mg_cm3"]), "--intercept",
+                   str(line["intercept_hu"]), "--material", "K2HPO4"]
     for name, extra in (("plain", []), ("anonymous", ["--anonymize"])):
-        code = main(["spine", str(root / "ct"), "--phantom", "mindways-model3", *seeds,
+        code = main(["spine", str(root / "ct"), *calibration, *seeds,
                      "--out", str(root / name), "--dicom", "--quiet",
                      *extra])
         assert code == 0
@@ -185,13 +203,14 @@ def test_spine_dicom_outputs_validate_and_hold_the_json_label_map_and_report(spi
     seg_ds = pydicom.dcmread(folder / "spine_seg.dcm")
     assert {ct_series, seg_ds.SeriesInstanceUID} <= evidence
     assert not any("not stored" in t for t in _texts(sr))
+    _check_segment_references(folder / "spine_sr.dcm", folder / "spine_seg.dcm", ["L1", "L2"])
     # SEG frames equal the ROI label map voxel for voxel on the source slices
     rois = read_volume_file(out / "spine_rois.nii.gz")
     ct_files = {str(pydicom.dcmread(p).SOPInstanceUID) for p in (spine_runs / "ct").glob("*.dcm")}
     assert {str(f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
             for f in seg_ds.PerFrameFunctionalGroupsSequence} <= ct_files
     masks = _seg_masks(folder / "spine_seg.dcm", rois)
-    assert list(masks) == ["L1 ROI", "L2 ROI"]
+    assert list(masks) == ["L1", "L2"]
     labels = np.zeros(rois.array_kji.shape, np.uint8)
     for value, mask in enumerate(masks.values(), start=1):
         assert mask.any() and not labels[mask].any()
@@ -307,6 +326,7 @@ def test_screw_on_a_nifti_input_references_a_made_up_series_and_holds_the_cylind
     # each cylinder's segment holds its volume (pi r^2 L) within 5%, on the NIfTI's grid
     grid = read_volume_file(tmp_path / "ct.nii.gz")
     masks = _seg_masks(folder / "screw_seg.dcm", grid)
+    _check_segment_references(folder / "screw_sr.dcm", folder / "screw_seg.dcm", ["a", "b"])
     voxel_mm3 = float(np.prod(grid.spacing_mm))
     for s in document["screws"]:
         truth_mm3 = np.pi * (s["diameter_mm"] / 2) ** 2 * s["length_mm"]
@@ -355,6 +375,7 @@ def test_hip_sr_holds_the_regions_and_the_seg_the_femur_and_head_neck_regions(tm
     regions = document["head_neck"]["regions"]
     masks = _seg_masks(folder / "hip_seg.dcm", read_volume_file(path))
     femur = masks.pop("left femur")
+    _check_segment_references(folder / "hip_sr.dcm", folder / "hip_seg.dcm", list(masks))
     voxel_cm3 = float(np.prod(phantom.volume.spacing_mm)) / 1000.0
     for name, region in regions.items():
         group = f"left femoral {name}"

@@ -32,7 +32,7 @@ def spine_segments(volume: Volume, result) -> list[Segment]:
     from boneqct.spine.pipeline import roi_label_map
 
     labels = roi_label_map(volume, result)
-    return [Segment(f"{level} ROI", labels.array_kji == value, codes.TISSUE, codes.BONE,
+    return [Segment(level, labels.array_kji == value, codes.TISSUE, codes.BONE,
                     codes.vertebra(level))
             for value, level in labels.metadata["labels"].items()]
 
