@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import pypdf
 import pytest
 
 from boneqct.batch import read_manifest, read_run_log, run
+from boneqct.batch.child import THREAD_VARIABLES
 from boneqct.batch.run import TEST_HANG_ENV, _to_run
 from boneqct.cli import main
 from boneqct.io.dicom_writer import write_dicom_series
@@ -127,7 +129,7 @@ def test_run_log_and_summary_files_are_complete(batch, cohort):
     cases = {c.case_id: c for c in read_manifest(cohort["manifest"])}
     for record in log:
         assert {"start_utc", "end_utc", "worker", "status", "message", "tool_version",
-                "options_hash"} <= set(record)
+                "options_hash", "cpu_s", "threads", "server_start_s"} <= set(record)
         assert record["options_hash"] == cases[record["case_id"]].options_hash
     with open(out / "summary.csv") as handle:
         table = list(csv.DictReader(handle))
@@ -144,12 +146,17 @@ def test_run_log_and_summary_files_are_complete(batch, cohort):
 
 
 def test_a_case_equals_the_single_case_command(batch, cohort, tmp_path):
+    """Bit for bit, although the batch gives its cases another number of threads than the
+    single command run here has (parallel sums could change the last digits)."""
     root = cohort["root"]
+    assert read_run_log(root / "out")["c2"]["threads"] == batch.threads_per_case
+    threads = {name: str(batch.threads_per_case + 1) for name in THREAD_VARIABLES}
     single = subprocess.run(
         [sys.executable, "-m", "boneqct.cli", "spine", str(root / "spine" / "phantom_ct.nii.gz"),
          "--out", str(tmp_path / "single"), "--phantom", "mindways-model3", "--levels", "L2,L3",
          *[f"--seed={s}" for s in cohort["seeds"].split(";")],
-         "--sex", "M", "--age", "48"], capture_output=True, text=True, timeout=300)
+         "--sex", "M", "--age", "48"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **threads})
     assert single.returncode == 0, single.stderr
     by_batch = json.loads((root / "out" / "c2" / "spine.json").read_text())
     alone = json.loads((tmp_path / "single" / "spine.json").read_text())

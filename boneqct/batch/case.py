@@ -1,24 +1,29 @@
 """One case of a batch, run on a Dask worker in a process of its own.
 
-The worker starts ``boneqct.batch.child`` (the single-case command under an address-space
-limit) as a subprocess in a new session, waits at most the case's time limit, and kills the
-whole session when it is exceeded. Whatever the case does - refuse its input, crash, run out of
-memory, hang - the worker returns a record and goes on with the next case.
+The worker keeps a case server (``boneqct.batch.child``): a process that has imported the
+single-case command once, with the batch's thread budget, and forks one process per case.
+The worker asks it for a case, waits at most the case's time limit, and kills the case's
+whole session when it is exceeded. Whatever the case does - refuse its input, crash, run out
+of memory, hang - the worker returns a record and goes on with the next case.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 from boneqct import __version__
-from boneqct.batch.child import HANG_ENV
+from boneqct.batch.child import thread_environment
 
 #: Exit code of the single-case command for a problem with the input (boneqct.cli).
 EXIT_INPUT_ERROR = 2
@@ -30,61 +35,175 @@ OUT_OF_MEMORY_HINTS = ("MemoryError", "Unable to allocate", "failed to map segme
                        "Cannot allocate memory", "this machine ran out of memory")
 
 
+class CaseServerLost(Exception):
+    """The case server ended, or did not answer in time; the message says what it printed."""
+
+
+class CaseServer:
+    """A running ``boneqct.batch.child`` server with ``threads`` threads per library."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self._errors = tempfile.TemporaryFile()
+        self._pending = b""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "boneqct.batch.child", str(threads)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._errors,
+            env={**os.environ, **thread_environment(threads)})
+
+    def send(self, request: dict) -> None:
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except OSError:
+            raise CaseServerLost(self._said()) from None
+
+    def read(self, timeout_s: float) -> dict | None:
+        """The server's next message, or None when none came within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise CaseServerLost(self._said())
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        """End the server (its cases end with it)."""
+        self.process.kill()
+        self.process.wait()
+        self._errors.close()
+
+    def _said(self) -> str:
+        """The last line the server wrote on its standard error, or its exit code."""
+        self._errors.seek(0)
+        lines = [x.strip() for x in self._errors.read().decode(errors="replace").splitlines()
+                 if x.strip()]
+        code = self.process.poll()
+        return lines[-1][:300] if lines else f"exit code {code}" if code is not None else \
+            "no answer"
+
+
+#: Idle case servers of this worker process, by threads per case; a server runs one case at a
+#: time, so a worker running several cases at once has as many servers.
+_IDLE: dict[int, list[CaseServer]] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+def _take_server(threads: int, timeout_s: float) -> tuple[CaseServer, float]:
+    """An idle case server, or a new one once it has imported the command (at most
+    ``timeout_s``); and the seconds spent starting it (0 for an idle one)."""
+    with _IDLE_LOCK:
+        idle = _IDLE.setdefault(threads, [])
+        while idle:
+            server = idle.pop()
+            if server.process.poll() is None:
+                return server, 0.0
+            server.close()
+    started = time.monotonic()
+    server = CaseServer(threads)
+    try:
+        ready = server.read(timeout_s)
+    except CaseServerLost:
+        server.close()
+        raise
+    if ready is None:
+        server.close()
+        raise CaseServerLost(f"it did not import the command within {timeout_s:g} s")
+    return server, time.monotonic() - started
+
+
+def _give_back(server: CaseServer) -> None:
+    with _IDLE_LOCK:
+        _IDLE.setdefault(server.threads, []).append(server)
+
+
 def now_utc() -> str:
     """The current time, UTC, ISO 8601 to the millisecond."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def run_case(case_id: str, argv: list[str], log_path: str, timeout_s: float,
-             memory_limit_gb: float, test_hang: bool = False) -> dict:
+             memory_limit_gb: float, test_hang: bool = False, threads: int = 1) -> dict:
     """Run one case's single-case command line ``argv`` (``spine CT --out DIR ...``) in a
-    subprocess limited to ``timeout_s`` seconds and ``memory_limit_gb`` GB of address space;
-    its output goes to ``log_path``. ``test_hang`` (the batch's test hook) makes the case's
+    process limited to ``timeout_s`` seconds and ``memory_limit_gb`` GB of address space,
+    forked by this worker's case server with ``threads`` threads per numerical library; its
+    output goes to ``log_path``. ``test_hang`` (the batch's test hook) makes the case's
     process sleep instead of measuring.
 
-    Returns the run-log record: ``case_id``, ``start_utc``, ``end_utc``, ``elapsed_s``,
-    ``worker`` (host and process), ``status`` (``ok``, ``failed``, ``timeout``), ``message``
-    (the command's error, or why the case stopped) and ``tool_version``.
+    Returns the run-log record: ``case_id``, ``start_utc``, ``end_utc``, ``elapsed_s`` (the
+    case process's wall time), ``cpu_s`` (its CPU time), ``server_start_s`` (seconds spent
+    starting this worker's case server before the case: its imports; 0 when one was
+    running), ``threads``, ``worker`` (host and process), ``status`` (``ok``, ``failed``,
+    ``timeout``), ``message`` (the command's error, or why the case stopped) and
+    ``tool_version``.
     """
-    command = [sys.executable, "-m", "boneqct.batch.child", f"{memory_limit_gb:g}", *argv]
-    environment = {**os.environ, HANG_ENV: "1" if test_hang else "0"}
-    start, started = now_utc(), time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, text=True, errors="replace",
-                               start_new_session=True, env=environment)
+    log = Path(log_path)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"$ boneqct {' '.join(argv)}\n", encoding="utf-8")
+    record = {"case_id": case_id, "start_utc": None, "end_utc": None, "elapsed_s": None,
+              "cpu_s": None, "server_start_s": None, "threads": threads,
+              "worker": f"{socket.gethostname()}:{os.getpid()}", "tool_version": __version__}
     try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
-        status, message = _outcome(process.returncode, stderr, memory_limit_gb)
-    except subprocess.TimeoutExpired:
-        _kill_session(process)
-        try:
-            stdout, stderr = process.communicate(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            stdout, stderr = "", ""
-        status, message = "timeout", (f"no result within the time limit of {timeout_s:g} s; "
-                                      "the case was stopped (raise --timeout-s for large "
-                                      "cases)")
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(log_path).write_text(f"$ boneqct {' '.join(argv)}\n{stdout}{stderr}", encoding="utf-8")
-    return {"case_id": case_id, "start_utc": start, "end_utc": now_utc(),
-            "elapsed_s": round(time.monotonic() - started, 3),
-            "worker": f"{socket.gethostname()}:{os.getpid()}", "status": status,
-            "message": message, "tool_version": __version__}
+        server, record["server_start_s"] = _take_server(threads, timeout_s)
+    except CaseServerLost as exc:
+        return {**record, "end_utc": now_utc(), "status": "failed",
+                "message": f"the worker's case server did not start ({exc})"}
+    record["start_utc"], started = now_utc(), time.monotonic()
+    try:
+        server.send({"argv": argv, "log": str(log), "memory_limit_gb": memory_limit_gb,
+                     "hang": test_hang})
+        status, message, cpu_s = _wait(server, timeout_s, memory_limit_gb, log)
+        _give_back(server)
+    except CaseServerLost as exc:
+        server.close()
+        status, message, cpu_s = "failed", (f"the worker's case server ended during the case "
+                                            f"({exc}); the case was lost"), None
+    return {**record, "end_utc": now_utc(), "elapsed_s": round(time.monotonic() - started, 3),
+            "cpu_s": cpu_s, "status": status, "message": message}
 
 
-def _kill_session(process: subprocess.Popen) -> None:
+def _wait(server: CaseServer, timeout_s: float, memory_limit_gb: float,
+          log: Path) -> tuple[str, str, float | None]:
+    """Status, message and CPU seconds of the case just sent to ``server``."""
+    deadline = time.monotonic() + timeout_s
+    forked = server.read(timeout_s)
+    if forked is None:
+        raise CaseServerLost("it did not start the case")
+    finished = server.read(deadline - time.monotonic())
+    if finished is None:
+        _kill_session(forked["pid"])
+        if server.read(KILL_GRACE_S) is None:
+            raise CaseServerLost(f"the case did not end within {KILL_GRACE_S:g} s of SIGKILL")
+        return "timeout", (f"no result within the time limit of {timeout_s:g} s; the case "
+                           "was stopped (raise --timeout-s for large cases)"), None
+    status, message = _outcome(finished["returncode"],
+                               log.read_text(encoding="utf-8", errors="replace"),
+                               memory_limit_gb)
+    return status, message, finished["cpu_s"]
+
+
+def _kill_session(pid: int) -> None:
     """Kill the case's process and anything it started (its own session)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # not yet the leader of its session
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
-def _outcome(returncode: int, stderr: str, memory_limit_gb: float) -> tuple[str, str]:
-    """Status and message of a finished case process."""
+def _outcome(returncode: int, output: str, memory_limit_gb: float) -> tuple[str, str]:
+    """Status and message of a finished case process from its exit code and its log."""
     if returncode == 0:
         return "ok", ""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [line.strip() for line in output.splitlines()[1:] if line.strip()]
     if any(hint in line for line in lines for hint in OUT_OF_MEMORY_HINTS):
         return "failed", (f"the case ran out of its memory limit of {memory_limit_gb:g} GB "
                           "(raise --memory-limit-gb, or crop the CT)")

@@ -5,7 +5,9 @@ unless given a ``distributed.Client`` or a scheduler address, submits one task p
 appends each finished case's record to ``out_dir/run_log.jsonl`` as it arrives. A case runs in
 a subprocess of its worker with a time and an address-space limit (``boneqct.batch.case``), so
 a refused input, a crash, a memory blow-up or a hang marks that case ``failed`` or ``timeout``
-and the batch goes on. ``resume=True`` skips the cases that finished with the same settings,
+and the batch goes on. Each case gets a share of the machine's cores for its numerical
+libraries (``threads_per_case``): on a LocalCluster the cores divided by the workers, so that
+the cases running at once do not fight for the same cores. ``resume=True`` skips the cases that finished with the same settings,
 and the failed ones too unless ``retry_failed``. At the end the summary (``summary.csv``,
 ``summary.parquet``) and the cohort report cover every case of the manifest.
 
@@ -21,6 +23,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +50,18 @@ CONNECT_TIMEOUT_S = 20
 @dataclass
 class BatchRun:
     """What a batch did: the summary rows (one per manifest case), the cases run now, the
-    cases skipped as already done, the dashboard link and the files written."""
+    cases skipped as already done, the dashboard link, the files written, the threads each
+    case was given, and the wall time of the phases, s: ``cluster_start_s`` (starting or
+    connecting to the cluster), ``cases_s`` (from the first case submitted to the last
+    finished), ``cluster_close_s`` and ``summary_s`` (summary and cohort report)."""
 
     rows: list[dict]
     ran: list[str]
     skipped: list[str]
     dashboard: str | None
     paths: dict[str, Path]
+    threads_per_case: int
+    phases_s: dict[str, float]
 
 
 def read_run_log(out_dir: str | Path) -> dict[str, dict]:
@@ -111,6 +119,19 @@ def _to_run(cases: list[Case], previous: dict, out_dir: Path, retry_failed: bool
     return runs
 
 
+def _threads_per_case(client, workers: int | None, threads: int | None) -> int:
+    """Threads per case: the given number; on a LocalCluster the usable cores (affinity and
+    container quota) shared among its workers; 1 on a cluster given by client or address,
+    whose workers are meant to be one per core (as Dask's nanny sets for BLAS)."""
+    from dask.system import CPU_COUNT
+
+    if threads is not None:
+        return threads
+    if client is not None:
+        return 1
+    return max(1, CPU_COUNT // (workers or CPU_COUNT))
+
+
 @contextlib.contextmanager
 def _client(client, workers: int | None, memory_limit_gb: float):
     """A distributed Client: the one given, one connected to a scheduler address, or one on a
@@ -132,7 +153,9 @@ def _client(client, workers: int | None, memory_limit_gb: float):
             yield connected
         return
 
-    n_workers = workers or os.cpu_count() or 1
+    from dask.system import CPU_COUNT
+
+    n_workers = workers or CPU_COUNT
     # one case per idle worker: with the default saturation (1.1) a worker takes a second
     # case while busy, and a long case then holds back a short one another worker could run
     saturation = dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
@@ -145,7 +168,8 @@ def _client(client, workers: int | None, memory_limit_gb: float):
 
 def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool = False,
         retry_failed: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S,
-        memory_limit_gb: float = DEFAULT_MAX_MEMORY_GB, progress: bool = True) -> BatchRun:
+        memory_limit_gb: float = DEFAULT_MAX_MEMORY_GB, progress: bool = True,
+        threads_per_case: int | None = None) -> BatchRun:
     """Measure every case of ``manifest`` on Dask and write the summary and cohort report.
 
     Args:
@@ -163,6 +187,10 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
         memory_limit_gb: address-space limit of one case's process, GB (a manifest's
             ``memory_limit_gb`` column replaces it for its case).
         progress: show Dask's progress bar and the dashboard link on stderr.
+        threads_per_case: threads of each numerical library (OpenMP, OpenBLAS, MKL, ITK,
+            VTK) in a case's process; default: on a LocalCluster the CPUs divided by the
+            workers, else 1. FE results change in their last digits with the thread count
+            (parallel sums), other analyses do not (docs/batch.md).
 
     Raises:
         InputError: the output folder holds a batch and ``resume`` is not set, or the
@@ -174,17 +202,24 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
                          "numbers (seconds, GB).")
     if retry_failed and not resume:
         raise InputError("Retrying failed cases continues an earlier batch; add --resume.")
+    if threads_per_case is not None and threads_per_case < 1:
+        raise InputError("A case needs at least one thread (threads_per_case).")
     out_dir = _check_batch_folder(Path(out_dir), resume)
     previous = read_run_log(out_dir)
     todo = _to_run(cases, previous, out_dir, retry_failed)
     hang = {c.strip() for c in os.environ.get(TEST_HANG_ENV, "").split(",") if c.strip()}
-    dashboard = None
+    threads = _threads_per_case(client, workers, threads_per_case)
+    dashboard, phases_s, clock = None, {}, time.perf_counter()
     if todo:
         with _client(client, workers, memory_limit_gb) as dask_client:
+            phases_s["cluster_start_s"], clock = _lap(clock)
             dashboard = dask_client.dashboard_link
             if progress:
                 print(f"Dask dashboard: {dashboard}", file=sys.stderr)
-            _compute(dask_client, todo, out_dir, timeout_s, memory_limit_gb, hang, progress)
+            _compute(dask_client, todo, out_dir, timeout_s, memory_limit_gb, threads, hang,
+                     progress)
+            phases_s["cases_s"], clock = _lap(clock)
+        phases_s["cluster_close_s"], clock = _lap(clock)
     from boneqct.batch.report import write_cohort_report
     from boneqct.batch.summary import summary_row, write_summary
 
@@ -192,13 +227,21 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
     rows = [summary_row(case, records.get(case.case_id), out_dir) for case in cases]
     paths = {**write_summary(rows, out_dir), **{
         f"report_{k}": v for k, v in write_cohort_report(rows, out_dir).items()}}
+    phases_s["summary_s"], _ = _lap(clock)
     ran = {c.case_id for c in todo}
     return BatchRun(rows, [c.case_id for c in cases if c.case_id in ran],
-                    [c.case_id for c in cases if c.case_id not in ran], dashboard, paths)
+                    [c.case_id for c in cases if c.case_id not in ran], dashboard, paths,
+                    threads, phases_s)
+
+
+def _lap(clock: float) -> tuple[float, float]:
+    """Seconds since ``clock`` (rounded) and the new clock."""
+    now = time.perf_counter()
+    return round(now - clock, 3), now
 
 
 def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
-             memory_limit_gb: float, hang: set[str], progress: bool) -> None:
+             memory_limit_gb: float, threads: int, hang: set[str], progress: bool) -> None:
     """Submit one task per case and log each record as its case finishes."""
     from distributed import as_completed
     from distributed import progress as progress_bar
@@ -207,7 +250,8 @@ def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
     futures = {client.submit(
         run_case, case.case_id, case.argv(out_dir / case.case_id),
         str(out_dir / "logs" / f"{case.case_id}.log"), case.limits.get("timeout_s", timeout_s),
-        case.limits.get("memory_limit_gb", memory_limit_gb), case.case_id in hang, key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
+        case.limits.get("memory_limit_gb", memory_limit_gb), case.case_id in hang, threads,
+        key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
         for case in cases}
     with contextlib.ExitStack() as stack:
         bar = None
