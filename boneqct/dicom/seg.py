@@ -17,6 +17,10 @@ from boneqct.dicom.source import DicomSource
 
 #: Series number of the SEG.
 SEG_SERIES_NUMBER = 902
+#: Display colours of the segments in turn (CSS names; stored as CIELab, so that a viewer
+#: such as Slicer shows each segment in a colour of its own).
+COLORS = ("gold", "deepskyblue", "limegreen", "orchid", "tomato", "turquoise", "orange",
+          "slateblue")
 
 
 @dataclass
@@ -46,6 +50,7 @@ def segmentation(source: DicomSource, segments: list[Segment],
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
             algorithm_identification=codes.algorithm(), tracking_uid=generate_uid(),
             tracking_id=s.label[:64],
+            display_color=hd.color.CIELabColor.from_string(COLORS[n % len(COLORS)]),
             anatomic_regions=[s.anatomic_region] if s.anatomic_region is not None else None)
         for n, s in enumerate(segments)]
     return hd.seg.Segmentation(
