@@ -192,6 +192,7 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
             "spineApplyButton": self.onSpineApplyButton,
             "exportReportButton": self.onExportReportButton,
             "recomputeGradesButton": self.onRecomputeGradesButton,
+            "showSagittalButton": self.onShowSagittalButton,
             "screwApplyButton": self.onScrewApplyButton,
             "tissueApplyButton": self.onTissueApplyButton,
             "tissueExportReportButton": self.onTissueExportReportButton,
@@ -255,11 +256,21 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
                          "label map)")
 
     def _updateFractureState(self) -> None:
-        """Enable Recompute grades when the spine table has height lines."""
+        """Enable Recompute grades and the sagittal view when the spine table has height lines;
+        offer its levels and show its fracture table."""
         p = self._parameterNode
-        self.offerAction(self.ui.recomputeGradesButton, self.logic.hasHeightLines(p.spineTable),
+        levels = self.logic.assessedLevels(p.spineTable)
+        self.offerAction(self.ui.recomputeGradesButton, bool(levels),
                          "Recompute the heights and Genant grades from the height lines as moved",
                          "Measure the spine first (the heights are drawn as lines to move)")
+        self.offerAction(self.ui.showSagittalButton, bool(levels),
+                         "Reformat the sagittal (yellow) view to the level's mid-sagittal plane",
+                         "Measure the spine first (the view follows the level's height lines)")
+        combo = self.ui.sagittalLevelComboBox
+        if [combo.itemText(i) for i in range(combo.count)] != levels:
+            combo.clear()
+            combo.addItems(levels)
+        self.ui.fractureTableView.setMRMLTableNode(self.logic.fractureTable(p.spineTable))
 
     def _updateTissueState(self) -> None:
         """Enable the slice range, Analyse and Export; show the tissue tables and summary."""
@@ -336,6 +347,8 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         if outputs["chart"] is not None:
             slicer.modules.plots.logic().ShowChartInLayout(outputs["chart"])
         self._updateState()
+        if self.ui.sagittalLevelComboBox.count:  # the heights of the first level, sagittally
+            self.onShowSagittalButton()
 
     @widgets.moduleAction("Writing the spine report failed.", askFolder="Export spine report")
     def onExportReportButton(self, folder: str) -> None:
@@ -351,6 +364,13 @@ class QCTBoneDensityWidget(widgets.CalibratingModuleWidget):
         slicer.util.showStatusMessage("Grades: " + ", ".join(
             f"{level} G{f['genant_grade']}" for level, f in fractures.items()
             if f.get("genant_grade") is not None), 5000)
+
+    @widgets.moduleAction("Showing the level sagittally failed.")
+    def onShowSagittalButton(self) -> None:
+        """Reformat the sagittal (yellow) view through the chosen level's height lines."""
+        sliceNode = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceNode()
+        self.logic.showLevelSagittally(self._parameterNode.spineTable,
+                                       self.ui.sagittalLevelComboBox.currentText, sliceNode)
 
     @widgets.moduleAction("Screw measurement failed.")
     def onScrewApplyButton(self) -> None:
@@ -490,11 +510,23 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         logWarnings("screw", outputs["result"])
         return outputs
 
-    def hasHeightLines(self, spineTable) -> bool:
-        """Whether a spine table references the height lines of its fracture assessment."""
-        from QCTBoneDensityLib.fracture import has_height_lines
+    def assessedLevels(self, spineTable) -> list:
+        """The levels whose height lines a spine table references (empty if none)."""
+        from QCTBoneDensityLib.fracture import assessed_levels
 
-        return has_height_lines(spineTable)
+        return assessed_levels(spineTable)
+
+    def fractureTable(self, spineTable):
+        """The fracture table (heights, ratios, Genant grade and type) of a spine table."""
+        from QCTBoneDensityLib.fracture import FRACTURE_TABLE_ROLE
+
+        return spineTable.GetNodeReference(FRACTURE_TABLE_ROLE) if spineTable else None
+
+    def showLevelSagittally(self, spineTable, level: str, sliceNode) -> None:
+        """Reformat ``sliceNode`` to ``level``'s mid-sagittal plane through its height lines."""
+        from QCTBoneDensityLib.fracture import show_level_in_slice_view
+
+        show_level_in_slice_view(spineTable, level, sliceNode)
 
     def recomputeFractureGrades(self, spineTable) -> dict:
         """Heights and Genant grades from the spine table's height lines as they are now, into

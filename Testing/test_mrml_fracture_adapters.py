@@ -21,11 +21,14 @@ sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
 from QCTBoneDensityLib.fracture import (  # noqa: E402
     FRACTURE_COLUMNS,
+    HEIGHT_LINES_ROLE,
     HEIGHTS,
+    assessed_levels,
     fractures_from_markups,
     fractures_to_table_node,
     height_lines_to_markups,
     reformat_sagittal,
+    show_level_in_slice_view,
 )
 
 from boneqct.spine.fracture import grade_levels  # noqa: E402
@@ -136,3 +139,24 @@ def test_sagittal_reformat_is_slicers_sagittal_through_the_six_points(scene):
         for point in pair.values():
             assert abs((np.array(point) - origin) @ normal) < 1e-9
     np.testing.assert_allclose([matrix.GetElement(r, 1) for r in range(3)], AXIS, atol=1e-12)
+
+
+def test_a_level_is_shown_in_its_mid_sagittal_plane_from_its_lines(scene):
+    """The panel's "Show in sagittal view": the slice view through a level's height lines as
+    they are in the scene, its axis up and anterior on the left (Slicer's sagittal)."""
+    spine_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "spine")
+    for node in height_lines_to_markups(_fractures()):
+        spine_table.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
+    assert assessed_levels(spine_table) == ["L1", "L2", "L3"]
+    assert assessed_levels(None) == []
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    show_level_in_slice_view(spine_table, "L2", slice_node)
+    matrix = slice_node.GetSliceToRAS()
+    column = lambda c: np.array([matrix.GetElement(r, c) for r in range(3)])  # noqa: E731
+    np.testing.assert_allclose(column(1), AXIS, atol=1e-12)  # up: the body axis
+    np.testing.assert_allclose(column(0), -ANTERIOR, atol=1e-12)  # right of view: posterior
+    for pair in _fractures()["L2"]["points_ras_mm"].values():
+        for point in pair.values():
+            assert abs((np.array(point) - column(3)) @ column(2)) < 1e-9
+    with pytest.raises(ValueError, match="L4 has no height lines"):
+        show_level_in_slice_view(spine_table, "L4", slice_node)

@@ -675,13 +675,13 @@ def test_fracture_heights_in_the_scene_and_grades_recomputed_from_moved_lines(sc
     """run_spine puts each level's three heights as line nodes and the grades in a fracture
     table, both referenced by the spine table; moving a line's superior point recomputes that
     height (its new length) and the grade; a second measurement replaces the lines."""
-    from QCTBoneDensityLib.fracture import HEIGHT_LINES_ROLE, has_height_lines, recompute_grades
+    from QCTBoneDensityLib.fracture import HEIGHT_LINES_ROLE, assessed_levels, recompute_grades
 
     ct_node, out = _measured_phantom(phantom)
     measured = [lv.level for lv in out["result"].levels if lv.fracture]
     assert measured and len(out["height_lines"]) == 3 * len(measured)
     assert out["fracture_table"].GetNumberOfRows() == len(measured)
-    assert has_height_lines(out["table"])
+    assert assessed_levels(out["table"]) == measured
     level = measured[0]
     line = next(n for n in out["height_lines"] if n.GetAttribute("BoneQCT.Fracture.Level") == level
                 and n.GetAttribute("BoneQCT.Fracture.Height") == "anterior")

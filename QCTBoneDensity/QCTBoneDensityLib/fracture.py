@@ -101,6 +101,16 @@ def fractures_from_markups(nodes) -> dict:
     types from ``boneqct.spine.fracture.grade_levels``. Levels missing a line are left out."""
     from boneqct.spine.fracture import grade_levels
 
+    measured = {level: {"heights_mm": {h: float(np.linalg.norm(np.subtract(
+                            pair[h]["superior"], pair[h]["inferior"]))) for h in HEIGHTS},
+                        "points_ras_mm": pair, "quality": dict(READER_QUALITY)}
+                for level, pair in line_points(nodes).items()}
+    return grade_levels(measured)
+
+
+def line_points(nodes) -> dict:
+    """``{level: {height: {"superior", "inferior"}}}``: the ends (world RAS mm) of the height
+    line nodes as they are now, for the levels that have all three lines."""
     points: dict[str, dict] = {}
     for node in nodes:
         level, height = node.GetAttribute(LEVEL_ATTRIBUTE), node.GetAttribute(HEIGHT_ATTRIBUTE)
@@ -111,11 +121,35 @@ def fractures_from_markups(nodes) -> dict:
             node.GetNthControlPointPositionWorld(index, end)
         points.setdefault(level, {})[height] = {"superior": ends[0].tolist(),
                                                 "inferior": ends[1].tolist()}
-    measured = {level: {"heights_mm": {h: float(np.linalg.norm(np.subtract(
-                            pair[h]["superior"], pair[h]["inferior"]))) for h in HEIGHTS},
-                        "points_ras_mm": pair, "quality": dict(READER_QUALITY)}
-                for level, pair in points.items() if set(pair) == set(HEIGHTS)}
-    return grade_levels(measured)
+    return {level: pair for level, pair in points.items() if set(pair) == set(HEIGHTS)}
+
+
+def assessed_levels(spine_table) -> list[str]:
+    """The levels with all three height lines referenced by ``spine_table``, cranial first as
+    measured (empty without a table)."""
+    return list(line_points(_height_lines(spine_table))) if spine_table is not None else []
+
+
+def show_level_in_slice_view(spine_table, level: str, slice_node) -> None:
+    """Show ``level``'s height lines, as the reader left them, in ``slice_node`` reformatted
+    to their mid-sagittal plane (:func:`reformat_sagittal`): the body axis is the mean
+    inferior-to-superior direction of the three lines, anterior the direction from the
+    posterior to the anterior line, made perpendicular to the axis.
+
+    Raises:
+        ValueError: the level has no complete set of height lines.
+    """
+    pairs = line_points(_height_lines(spine_table)).get(level) if spine_table else None
+    if pairs is None:
+        raise ValueError(f"{level} has no height lines: measure the spine first.")
+    ends = {h: (np.asarray(pairs[h]["superior"]), np.asarray(pairs[h]["inferior"]))
+            for h in HEIGHTS}
+    axis = sum(superior - inferior for superior, inferior in ends.values())
+    axis /= np.linalg.norm(axis)
+    anterior = sum(ends["anterior"]) / 2.0 - sum(ends["posterior"]) / 2.0
+    anterior -= (anterior @ axis) * axis
+    reformat_sagittal(slice_node, {"points_ras_mm": pairs}, axis,
+                      anterior / np.linalg.norm(anterior))
 
 
 def fractures_to_table_node(fractures: dict, table_node=None, name: str = "BoneQCT fractures"):
@@ -152,11 +186,6 @@ def fractures_to_scene(spine_table, result, name: str) -> dict:
                                     name=f"{name} fractures")
     spine_table.SetNodeReferenceID(FRACTURE_TABLE_ROLE, table.GetID())
     return {"table": table, "lines": lines}
-
-
-def has_height_lines(spine_table) -> bool:
-    """Whether a spine table references height lines (what :func:`recompute_grades` reads)."""
-    return spine_table is not None and bool(_height_lines(spine_table))
 
 
 def recompute_grades(spine_table) -> dict:
