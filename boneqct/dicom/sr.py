@@ -75,8 +75,15 @@ class _Groups:
                       qualitative_evaluations=list(evaluations) or None)
         number = self.segment_numbers.get(name)
         if self.seg is not None and number is not None:
+            # built here, not with ReferencedSegment.from_segmentation, which fails on a SEG of
+            # one segment (highdicom 0.28.2 looks for its identification per frame, where the
+            # SEG holds it in the shared functional groups)
             self.groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                referenced_segment=hd.sr.ReferencedSegment.from_segmentation(self.seg, number),
+                referenced_segment=hd.sr.ReferencedSegment(
+                    sop_class_uid=self.seg.SOPClassUID,
+                    sop_instance_uid=self.seg.SOPInstanceUID, segment_number=number,
+                    source_series=hd.sr.SourceSeriesForSegmentation(
+                        self.seg.ReferencedSeriesSequence[0].SeriesInstanceUID)),
                 **common))
         else:
             self.groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))
