@@ -31,9 +31,12 @@ NODE_OFFSETS_KJI = NODE_OFFSETS_XYZ[:, ::-1]
 #: The coarsest multigrid level is solved directly once it has at most this many free DOFs.
 MAX_COARSE_DOF = 1000
 #: Chebyshev smoother: polynomial degree and the targeted part of the spectrum of D^-1 K,
-#: [LOWER_FRACTION, UPPER_FACTOR] x the estimated largest eigenvalue.
+#: [LOWER_FRACTION, UPPER_FACTOR] x the estimated largest eigenvalue (PETSc's default
+#: Chebyshev bounds, 0.1 and 1.1). On the 1 mm vertebra of Testing/benchmarks/bench_fe.py
+#: (46k elements) the lower bound 0.1 instead of 0.25 took the CG iterations to 1e-6 from 19
+#: to 14; degree 2 or 4 cost as much per unit of residual reduction.
 CHEBYSHEV_DEGREE = 3
-CHEBYSHEV_LOWER_FRACTION, CHEBYSHEV_UPPER_FACTOR = 0.25, 1.1
+CHEBYSHEV_LOWER_FRACTION, CHEBYSHEV_UPPER_FACTOR = 0.1, 1.1
 #: Power iterations estimating the largest eigenvalue of D^-1 K on each level.
 POWER_ITERATIONS = 12
 
@@ -72,12 +75,19 @@ class VoxelOperator:
         self._slices = _node_slices(self.cell_shape)
         self.k_ref = (reference_stiffness(poisson_ratio) * self.element_mm).astype(self.dtype)
         self.shear_modulus_kji = None
+        # The gathered cell displacements are scaled by the cell moduli and multiplied by one
+        # stacked reference matrix: K_REF (24 x 24), or [K_lambda; K_mu] (48 x 24) on the
+        # displacements scaled by the modulus and by the shear modulus (one product, no pass
+        # scaling the forces).
+        self._cell_moduli = (self.modulus_kji,)
+        self._k_stack = self.k_ref
         if shear_modulus_kji is not None:
             self.shear_modulus_kji = np.ascontiguousarray(shear_modulus_kji, dtype=self.dtype)
             k_lambda, k_mu = reference_stiffness_parts(poisson_ratio)
             self.k_parts = tuple((k * self.element_mm).astype(self.dtype)
                                  for k in (k_lambda, k_mu))
-            self._shear_row = self.shear_modulus_kji.reshape(1, -1)
+            self._cell_moduli = (self.modulus_kji, self.shear_modulus_kji)
+            self._k_stack = np.concatenate(self.k_parts)
         has_cell = self.modulus_kji > 0
         self.exists = np.zeros(self.node_shape, bool)
         for sl in self._slices:
@@ -87,10 +97,12 @@ class VoxelOperator:
         self.fixed = ~self.free
         self._free_values = self.free.astype(self.dtype)
         n_cells = int(np.prod(self.cell_shape))
-        self._cell_u = np.empty((8, 3, *self.cell_shape), self.dtype)
+        self._cell_u = np.empty((len(self._cell_moduli), 8, 3, *self.cell_shape), self.dtype)
         self._cell_f = np.empty((24, n_cells), self.dtype)
         self._masked = np.empty(self.vector_shape, self.dtype)
-        self._modulus_row = self.modulus_kji.reshape(1, -1)
+        # node-grid faces no cell has as its local node 0 (they are zeroed, the rest assigned)
+        self._far_faces = [tuple(slice(n, n + 1) if axis == a else slice(None)
+                                 for a, n in enumerate(self.cell_shape)) for axis in range(3)]
 
     def apply_unconstrained(self, u, out=None):
         """``K u`` on node-grid vectors (flat or shaped); returns the shaped result."""
@@ -98,21 +110,18 @@ class VoxelOperator:
         out = np.empty(self.vector_shape, self.dtype) if out is None else out.reshape(
             self.vector_shape)
         cell_u = self._cell_u
-        for a, sl in enumerate(self._slices):
-            for c in range(3):
-                cell_u[a, c] = u[c][sl]
-        # (cells, 24) x (24, 24) as the transposed views of (24, cells) arrays (K is symmetric).
-        if self.shear_modulus_kji is None:
-            np.matmul(cell_u.reshape(24, -1).T, self.k_ref, out=self._cell_f.T)
-            self._cell_f *= self._modulus_row
-        else:
-            np.matmul(cell_u.reshape(24, -1).T, self.k_parts[0], out=self._cell_f.T)
-            self._cell_f *= self._modulus_row
-            shear_f = cell_u.reshape(24, -1).T @ self.k_parts[1]
-            self._cell_f += shear_f.T * self._shear_row
+        for s, modulus in enumerate(self._cell_moduli):
+            for a, sl in enumerate(self._slices):
+                for c in range(3):
+                    np.multiply(u[c][sl], modulus, out=cell_u[s, a, c])
+        # (cells, 24 or 48) x (24 or 48, 24) as transposed views (the matrices are symmetric)
+        np.matmul(cell_u.reshape(len(self._k_stack), -1).T, self._k_stack, out=self._cell_f.T)
         cell_f = self._cell_f.reshape(8, 3, *self.cell_shape)
-        out.fill(0.0)
-        for a, sl in enumerate(self._slices):
+        for c in range(3):
+            for face in self._far_faces:
+                out[c][face] = 0.0
+            out[c][self._slices[0]] = cell_f[0, c]
+        for a, sl in enumerate(self._slices[1:], start=1):
             for c in range(3):
                 out[c][sl] += cell_f[a, c]
         return out

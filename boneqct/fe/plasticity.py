@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from boneqct.fe.hexahedron import elasticity_matrix, strain_matrix
+from boneqct.fe.hexahedron import strain_matrix
 from boneqct.fe.lattice import lattice_operator, lattice_preconditioner, to_grid
 from boneqct.fe.materials import POISSON_RATIO
 from boneqct.fe.solver import solve
@@ -70,8 +70,8 @@ _SHEAR_WEIGHT = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
 
 @dataclass
 class PlasticState:
-    """Committed state of every integration point: plastic strain (n_el, 8, 6) and equivalent
-    plastic strain gamma (n_el, 8)."""
+    """Committed state of every integration point, component-major: plastic strain (6, 8,
+    n_el) (engineering shear) and equivalent plastic strain gamma (8, n_el)."""
 
     plastic_strain: np.ndarray
     gamma: np.ndarray
@@ -80,12 +80,14 @@ class PlasticState:
 @dataclass
 class Surface:
     """Per-element yield surface parameters (see the module docstring): beta, k0 (MPa),
-    hardening H (MPa), shear modulus G (MPa), modulus E (MPa), plastic (bool: bone)."""
+    hardening H (MPa), shear modulus G (MPa), bulk modulus (MPa), modulus E (MPa), plastic
+    (bool: bone)."""
 
     beta: np.ndarray
     k0_mpa: np.ndarray
     hardening_mpa: np.ndarray
     shear_mpa: np.ndarray
+    bulk_mpa: np.ndarray
     modulus_mpa: np.ndarray
     plastic: np.ndarray
 
@@ -100,12 +102,13 @@ class Surface:
         eta = np.clip(model.post_yield_fraction, 0.0, 0.99)
         e = model.modulus_mpa
         hardening = (1.0 - beta / 3.0) * eta * e / (1.0 - eta)
-        return cls(beta, k0, hardening, e / (2.0 * (1.0 + POISSON_RATIO)), e, plastic)
+        return cls(beta, k0, hardening, e / (2.0 * (1.0 + POISSON_RATIO)),
+                   e / (3.0 * (1.0 - 2.0 * POISSON_RATIO)), e, plastic)
 
 
 @dataclass
 class Increment:
-    """Result of the return mapping at a displacement: stresses (n_el, 8, 6), updated plastic
+    """Result of the return mapping at a displacement: stresses (6, 8, n_el), updated plastic
     state, per-element secant ratio and whether any point of the element is plastic."""
 
     stress_mpa: np.ndarray
@@ -115,26 +118,29 @@ class Increment:
 
 
 class ElementKinematics:
-    """Strains at the integration points and internal forces of a voxel model."""
+    """Strains at the integration points and internal forces of a voxel model; point arrays
+    are component-major, (6, 8, n_el), so that per-element parameters broadcast along the last
+    axis and each component is one contiguous vector."""
 
     def __init__(self, model):
         h = model.mesh.element_mm
-        self.b_all = np.concatenate([strain_matrix(p, h) for p in GAUSS_POINTS])  # (48, 24)
+        b = np.stack([strain_matrix(p, h) for p in GAUSS_POINTS])  # (8 points, 6, 24)
+        self.b_all = b.transpose(1, 0, 2).reshape(6 * len(GAUSS_POINTS), 24)  # rows (c, point)
         self.volume_weight = h ** 3 / len(GAUSS_POINTS)
         nodes = model.assembler.element_nodes
-        self.dofs = (3 * nodes[:, :, None] + np.arange(3)).reshape(len(nodes), 24)
+        self.n_el = len(nodes)
+        self.dofs = np.ascontiguousarray(
+            (3 * nodes[:, :, None] + np.arange(3)).reshape(self.n_el, 24).T)  # (24, n_el)
         self.n_dof = model.n_dof
-        self.d_unit = elasticity_matrix(POISSON_RATIO)
-        self.c_unit = np.linalg.inv(self.d_unit)
 
     def strains(self, displacement_mm: np.ndarray) -> np.ndarray:
-        """(n_el, 8, 6) strains (engineering shear) at the Gauss points."""
-        u_el = displacement_mm[self.dofs]
-        return (u_el @ self.b_all.T).reshape(len(u_el), len(GAUSS_POINTS), 6)
+        """(6, 8, n_el) strains (engineering shear) at the Gauss points."""
+        return (self.b_all @ displacement_mm[self.dofs]).reshape(6, len(GAUSS_POINTS), -1)
 
     def internal_force(self, stress_mpa: np.ndarray) -> np.ndarray:
-        """(n_dof,) nodal forces (N) of the integration-point stresses."""
-        f_el = stress_mpa.reshape(len(stress_mpa), -1) @ self.b_all * self.volume_weight
+        """(n_dof,) nodal forces (N) of the integration-point stresses (6, 8, n_el)."""
+        f_el = self.b_all.T @ stress_mpa.reshape(len(self.b_all), -1)
+        f_el *= self.volume_weight
         return np.bincount(self.dofs.ravel(), weights=f_el.ravel(), minlength=self.n_dof)
 
 
@@ -154,47 +160,75 @@ def yield_function(surface: Surface, stress_mpa: np.ndarray,
     return q + surface.beta.reshape(shape) * p - k
 
 
+def _elastic_trial(surface: Surface, elastic_strain: np.ndarray):
+    """Deviatoric strain (in place of ``elastic_strain``, (6, 8, n_el)), pressure p = K tr(e)
+    and q = sqrt(3 J2) of the elastic stress (MPa) of an elastic strain: isotropic, so
+    s = 2 G dev(e) (shear: G gamma) and q = G sqrt(6 |dev(e)_normal|^2 + 3 |gamma|^2)."""
+    dev = elastic_strain
+    volumetric = dev[0] + dev[1] + dev[2]
+    p = surface.bulk_mpa * volumetric
+    dev[:3] -= volumetric / 3.0
+    squares = dev * dev
+    q = surface.shear_mpa * np.sqrt(6.0 * (squares[0] + squares[1] + squares[2])
+                                    + 3.0 * (squares[3] + squares[4] + squares[5]))
+    return dev, p, q
+
+
+def _stress(surface: Surface, dev: np.ndarray, p: np.ndarray, scale=None) -> np.ndarray:
+    """(6, 8, n_el) stresses (MPa) of deviatoric strains ``dev`` scaled by ``scale`` (radial
+    return) and pressure ``p``."""
+    g = surface.shear_mpa if scale is None else surface.shear_mpa * scale
+    stress = dev * g
+    stress[:3] *= 2.0
+    stress[:3] += p
+    return stress
+
+
 def return_map(kin: ElementKinematics, surface: Surface, strain: np.ndarray,
                committed: PlasticState) -> Increment:
-    """Stresses of total strains ``strain`` (n_el, 8, 6) from the committed plastic state."""
-    e = surface.modulus_mpa[:, None, None]
-    trial = e * ((strain - committed.plastic_strain) @ kin.d_unit.T)
-    q, p, dev = _q_and_p(trial)
-    k = surface.k0_mpa[:, None] + surface.hardening_mpa[:, None] * committed.gamma
-    f = q + surface.beta[:, None] * p - k
+    """Stresses of total strains ``strain`` (6, 8, n_el) from the committed plastic state."""
+    dev, p, q = _elastic_trial(surface, strain - committed.plastic_strain)
+    hardening = surface.hardening_mpa
+    k = surface.k0_mpa + hardening * committed.gamma
+    f = q + surface.beta * p - k
     yielding = f > 1e-12 * np.maximum(k, 1.0)
     if not yielding.any():
-        ratio = np.ones(len(strain))
-        return Increment(trial, committed, ratio, np.zeros(len(strain), bool))
-    g = surface.shear_mpa[:, None]
-    delta = np.where(yielding, f / (3.0 * g + surface.hardening_mpa[:, None]), 0.0)
+        n_el = strain.shape[-1]
+        return Increment(_stress(surface, dev, p), committed, np.ones(n_el),
+                         np.zeros(n_el, bool))
+    g = surface.shear_mpa
+    delta = np.where(yielding, f / (3.0 * g + hardening), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(yielding, 1.0 - 3.0 * g * delta / q, 1.0)
     apex = yielding & (scale < 0.0)
-    scale = np.where(apex, 0.0, scale)
-    delta = np.where(apex, q / (3.0 * g), delta)
-    beta = surface.beta[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_apex = np.where(beta > 0, (k + surface.hardening_mpa[:, None] * delta) / beta, p)
-    p = np.where(apex, np.minimum(p, p_apex), p)
-    stress = dev * scale[..., None] + p[..., None] * _NORMAL
-    plastic_strain = np.where(yielding[..., None], strain - (stress @ kin.c_unit.T) / e,
-                              committed.plastic_strain)
+    p_new = p
+    if apex.any():
+        scale = np.where(apex, 0.0, scale)
+        delta = np.where(apex, q / (3.0 * g), delta)
+        beta = np.broadcast_to(surface.beta, p.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_apex = np.where(beta > 0, (k + hardening * delta) / beta, p)
+        p_new = np.where(apex, np.minimum(p, p_apex), p)
+    stress = _stress(surface, dev, p_new, scale)
+    # plastic strain: the part of the elastic trial strain the return removed (deviatoric
+    # (1 - scale) dev, volumetric only at the apex); exactly the committed one elsewhere
+    plastic_strain = dev * (1.0 - scale)
+    plastic_strain += committed.plastic_strain
+    if p_new is not p:
+        plastic_strain[:3] += (p - p_new) / (3.0 * surface.bulk_mpa)
     state = PlasticState(plastic_strain, committed.gamma + delta)
-    ratio = np.maximum(scale.mean(axis=1), MIN_SECANT_RATIO)
-    return Increment(stress, state, ratio, yielding.any(axis=1))
+    ratio = np.maximum(scale.mean(axis=0), MIN_SECANT_RATIO)
+    return Increment(stress, state, ratio, yielding.any(axis=0))
 
 
 def first_yield_factor(kin: ElementKinematics, surface: Surface,
                        unit_displacement_mm: np.ndarray) -> float:
     """Smallest factor of an elastic displacement field at which a bone point reaches f = 0
     (inf when none does)."""
-    e = surface.modulus_mpa[:, None, None]
-    q, p, _ = _q_and_p(e * (kin.strains(unit_displacement_mm) @ kin.d_unit.T))
-    drive = q + surface.beta[:, None] * p
+    _, p, q = _elastic_trial(surface, kin.strains(unit_displacement_mm))
+    drive = q + surface.beta * p
     with np.errstate(divide="ignore"):
-        factor = np.where((drive > 0) & surface.plastic[:, None],
-                          surface.k0_mpa[:, None] / drive, np.inf)
+        factor = np.where((drive > 0) & surface.plastic, surface.k0_mpa / drive, np.inf)
     return float(factor.min())
 
 
@@ -263,9 +297,8 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
     targets = [final_strain * height * i / steps for i in range(1, steps + 1)]
     if first_yield_mm < targets[-1]:
         targets = sorted({*targets, first_yield_mm})
-    n_el = model.assembler.element_nodes.shape[0]
-    state = PlasticState(np.zeros((n_el, len(GAUSS_POINTS), 6)),
-                         np.zeros((n_el, len(GAUSS_POINTS))))
+    state = PlasticState(np.zeros((6, len(GAUSS_POINTS), kin.n_el)),
+                         np.zeros((len(GAUSS_POINTS), kin.n_el)))
     top = model.top_z_dofs
     solver = SecantSolver(model, preconditioner, apply_m)
     curve = [_point(0.0, height, 0.0, 0.0, 0)]
@@ -284,9 +317,8 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
             force = unit_force * target
             step = return_map(kin, surface, kin.strains(u), state)
         else:
+            step, internal = _evaluate(kin, surface, state, u)
             while True:
-                step = return_map(kin, surface, kin.strains(u), state)
-                internal = kin.internal_force(step.stress_mpa)
                 residual = np.where(model.fixed, 0.0, internal)
                 scale = np.linalg.norm(internal[model.fixed])
                 if np.linalg.norm(residual) <= residual_rtol * max(scale, 1e-30):
@@ -295,31 +327,49 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
                     converged = False
                     break
                 delta = solver.correction(model.modulus_mpa * step.secant_ratio, residual)
-                u = u + _line_search(kin, surface, state, model.fixed, u, delta, residual)
+                u, step, internal = _line_search(kin, surface, state, model.fixed, u, delta,
+                                                 residual)
                 iterations += 1
             force = -float(internal[top].sum())
             last_increment = (u - u_start) / (target - previous)
         previous = target
         state = step.state
-        yielded_ever |= (state.gamma > 0).any(axis=1)
+        yielded_ever |= (state.gamma > 0).any(axis=0)
         curve.append(_point(target, height, force,
                             float((yielded_ever & model.is_bone).sum() / n_bone), iterations))
-    final = {"displacement_mm": u, "stress_mpa": step.stress_mpa.mean(axis=1),
+    final = {"displacement_mm": u, "stress_mpa": step.stress_mpa.mean(axis=1).T,
              "yielded": yielded_ever & model.is_bone, "reports": solver.reports,
              "first_yield_mm": first_yield_mm}
     return curve, final, bool(converged)
 
 
-def _line_search(kin, surface, state, fixed, u, delta, residual) -> np.ndarray:
-    """The correction scaled to where the residual's component along it vanishes (secant
-    step on g(a) = delta . R(u + a delta), a in [1, MAX_STEP_SCALE]): the secant matrix is
-    stiffer than the tangent of yielding points, so plain corrections fall short."""
+def _evaluate(kin, surface, state, u):
+    """The return-mapped increment at displacement ``u`` and its internal force (n_dof)."""
+    step = return_map(kin, surface, kin.strains(u), state)
+    return step, kin.internal_force(step.stress_mpa)
+
+
+def _line_search(kin, surface, state, fixed, u, delta, residual):
+    """The displacement ``u`` corrected by ``delta`` scaled to where the residual's component
+    along it vanishes (secant step on g(a) = delta . R(u + a delta), a in [1, MAX_STEP_SCALE]:
+    the secant matrix is stiffer than the tangent of yielding points, so plain corrections fall
+    short), with its increment and internal force.
+
+    Returns:
+        (u, step, internal): the full step's evaluation is reused when the step is not
+        extended.
+    """
     g0 = float(delta @ residual)
-    trial = return_map(kin, surface, kin.strains(u + delta), state)
-    g1 = float(delta @ np.where(fixed, 0.0, kin.internal_force(trial.stress_mpa)))
-    if g0 * g1 <= 0 or g0 == g1:  # the root lies within the full step: take it
-        return delta
-    return delta * float(np.clip(g0 / (g0 - g1), 1.0, MAX_STEP_SCALE))
+    full = u + delta
+    step, internal = _evaluate(kin, surface, state, full)
+    g1 = float(delta @ np.where(fixed, 0.0, internal))
+    # the root lies within the full step (or the secant extrapolates backwards): take it
+    factor = 1.0 if g0 * g1 <= 0 or g0 == g1 else float(np.clip(g0 / (g0 - g1), 1.0,
+                                                                 MAX_STEP_SCALE))
+    if factor == 1.0:
+        return full, step, internal
+    u = u + delta * factor
+    return (u, *_evaluate(kin, surface, state, u))
 
 
 def _point(displacement_mm: float, height_mm: float, force_n: float, yielded: float,
