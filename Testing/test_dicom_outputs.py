@@ -337,9 +337,11 @@ def test_screw_on_a_nifti_input_references_a_made_up_series_and_holds_the_cylind
 
 def test_one_uncalibrated_screw_gives_hu_in_the_sr_and_a_one_segment_seg(tmp_path, capsys):
     """--hu: CT numbers in the SR; one screw: a SEG of one segment (highdicom keeps its
-    identification in the shared functional groups), referenced by the SR's group."""
+    identification in the shared functional groups), referenced by the SR's group; a name
+    beyond ASCII kept as typed (UTF-8)."""
+    name = "L4_Pédicule"
     write_volume(_cube(), tmp_path / "ct.nii.gz")
-    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line", "a=-10,-12,-3:-2,9,4",
+    code = main(["screw", str(tmp_path / "ct.nii.gz"), "--hu", "--line", f"{name}=-10,-12,-3:-2,9,4",
                  "--out", str(tmp_path / "out"), "--dicom", "--anonymize", "--quiet"])
     assert code == 0, capsys.readouterr().err
     folder = tmp_path / "out" / "dicom"
@@ -347,11 +349,11 @@ def test_one_uncalibrated_screw_gives_hu_in_the_sr_and_a_one_segment_seg(tmp_pat
         _check_valid(path)
     [screw] = json.loads((tmp_path / "out" / "screw.json").read_text())["screws"]
     numbers = _numbers(pydicom.dcmread(folder / "screw_sr.dcm"))
-    assert numbers[("a", "Attenuation Coefficient", "Mean")] == screw["mean_hu"]
-    assert numbers[("a", "Mean CT number of the thread shell", None)] == screw["shell_mean_hu"]
+    assert numbers[(name, "Attenuation Coefficient", "Mean")] == screw["mean_hu"]
+    assert numbers[(name, "Mean CT number of the thread shell", None)] == screw["shell_mean_hu"]
     assert not any(name == "Density" for _, name, _ in numbers)  # no BMD without calibration
-    _check_segment_references(folder / "screw_sr.dcm", folder / "screw_seg.dcm", ["a"])
-    mask = _seg_masks(folder / "screw_seg.dcm", read_volume_file(tmp_path / "ct.nii.gz"))["a"]
+    _check_segment_references(folder / "screw_sr.dcm", folder / "screw_seg.dcm", [name])
+    mask = _seg_masks(folder / "screw_seg.dcm", read_volume_file(tmp_path / "ct.nii.gz"))[name]
     truth_mm3 = np.pi * (screw["diameter_mm"] / 2) ** 2 * screw["length_mm"]
     assert mask.sum() * np.prod(_cube().spacing_mm) == pytest.approx(truth_mm3, rel=0.05)
 

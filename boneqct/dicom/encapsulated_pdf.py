@@ -36,7 +36,6 @@ def encapsulated_pdf(pdf_bytes: bytes, title: str, source: DicomSource,
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SpecificCharacterSet = "ISO_IR 192"
     ds.SOPClassUID = EncapsulatedPDFStorage
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     header = source.headers[0]

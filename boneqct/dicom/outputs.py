@@ -19,6 +19,8 @@ from boneqct.volume import Volume
 
 #: Folder of the DICOM files inside the output folder (import it in Slicer's DICOM module).
 DICOM_FOLDER = "dicom"
+#: Character set of every output (UTF-8): text taken from the source is decoded on reading.
+CHARACTER_SET = "ISO_IR 192"
 TITLES = {"spine": "BoneQCT spine QCT report", "hip": "BoneQCT hip CTXA report",
           "fe": "BoneQCT vertebral FE report", "screw": "BoneQCT screw trajectory report"}
 
@@ -48,6 +50,7 @@ def write_dicom_outputs(out_dir: str | Path, kind: str, paths: dict[str, Path],
             continue
         if source.anonymized:
             mark_deidentified(ds)
+        ds.SpecificCharacterSet = CHARACTER_SET  # names as typed (e.g. a screw's), in UTF-8
         with atomic_path(folder / names[key]) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
         written[key] = folder / names[key]
