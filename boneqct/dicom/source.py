@@ -39,9 +39,10 @@ COPIED_ATTRIBUTES = (
 NOT_DICOM_NOTE = ("The CT was read from a volume file (NIfTI/NRRD/MHA), not a DICOM series: "
                   "the image references of this object are to a series made from the volume's "
                   "geometry (new Series and Frame of Reference UIDs) that is not stored anywhere.")
-RESAMPLED_NOTE = ("The DICOM series was resampled when read (gantry tilt): the image references "
-                  "of this object are to a series made from the resampled grid (new Series and "
-                  "Frame of Reference UIDs) that is not stored anywhere.")
+RESAMPLED_NOTE = ("The DICOM series does not lie slice for slice on the analysed grid (resampled "
+                  "when read, e.g. for a gantry tilt): the image references of this object are "
+                  "to a series made from the analysed grid (new Series and Frame of Reference "
+                  "UIDs) that is not stored anywhere.")
 
 
 @dataclass
