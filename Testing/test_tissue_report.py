@@ -91,7 +91,7 @@ def test_report_headline_units_and_orientation_letters(analysed, tmp_path):
     assert n_pages == 1
     fat = result.fat_compartments
     headline = (f"L3 muscle {result.skeletal_muscle_l3['area_cm2']:.1f} cm\u00b2 \u00b7 "
-                f"Visceral fat {fat['visceral_fat']['area_cm2']:.1f} cm\u00b2 \u00b7 "
+                f"visceral fat {fat['visceral_fat']['area_cm2']:.1f} cm\u00b2 \u00b7 "
                 f"subcutaneous fat {fat['subcutaneous_fat']['area_cm2']:.1f} cm\u00b2")
     assert headline in text.replace("\n", " ").replace("\u00a0", " ")
     # first: before the view's legend and every table

@@ -65,21 +65,21 @@ def _headline(result: TissueResult) -> list:
     largest; no verdict colour (no reference ranges are applied)."""
     fat = result.fat_compartments
     visceral, subcutaneous = fat["visceral_fat"]["area_cm2"], fat["subcutaneous_fat"]["area_cm2"]
-    parts = [f"Visceral fat {visceral:.1f}&nbsp;cm2",
+    parts = [f"visceral fat {visceral:.1f}&nbsp;cm2",
              f"subcutaneous fat {subcutaneous:.1f}&nbsp;cm2"]
     sma = result.skeletal_muscle_l3
     if sma is not None:
         parts.insert(0, f"L3 muscle {sma['area_cm2']:.1f}&nbsp;cm2")
     extent = result.extent
-    where = (f"slice {sma['k']} (L3)" if sma is not None else
-             f"mean per slice over slices {extent['k_first']}-{extent['k_stop'] - 1} "
-             f"({extent['slab_thickness_mm']:.1f} mm)")
     ratio = f"{visceral / subcutaneous:.2f}" if subcutaneous > 0 else "-"
     note = (f"Fat areas: mean per slice over slices {extent['k_first']}-{extent['k_stop'] - 1} "
-            f"({extent['slab_thickness_mm']:.1f} mm); visceral/subcutaneous {ratio}. "
-            if sma is not None else f"Areas: {where}; visceral/subcutaneous {ratio}. ")
-    note += "No reference ranges applied (sarcopenia and obesity cut-offs need height and sex)."
-    return pdf.headline(" \u00b7 ".join(parts), note)
+            f"({extent['slab_thickness_mm']:.1f} mm); visceral/subcutaneous {ratio}. ")
+    if sma is not None:
+        note += f"L3 muscle area on slice {sma['k']}. "
+    note += ("No reference ranges applied (the L3 muscle index needs the patient's height; "
+             "cut-offs differ by sex and population).")
+    text = " \u00b7 ".join(parts)
+    return pdf.headline(text[0].upper() + text[1:], note)
 
 
 def _reference_rows(result: TissueResult) -> list[list]:
