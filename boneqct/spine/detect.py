@@ -87,6 +87,9 @@ RIB_REACH_MM = 60.0
 RIB_FRONT_MM = 25.0
 RIB_BACK_MM = 45.0
 RIB_MAX_SECTION_MM2 = 150.0
+#: A body's ribs can be seen only where the scan reaches RIB_VIEW_MARGIN_MM beyond
+#: RIB_REACH_MM from the canal's midline on both sides.
+RIB_VIEW_MARGIN_MM = 20.0
 #: Ribs are not sought on the two bodies above the sacrum (the iliac crests lie beside them).
 RIB_CLEAR_OF_SACRUM = 2
 #: Said with every detection: the method is checked on digital phantoms and one real CT (an
@@ -354,7 +357,8 @@ def _anchor_scores(grid: _Grid, bone: np.ndarray, canal: dict, body: dict) -> di
 
 
 def _count_ribs(grid: _Grid, bone: np.ndarray, canal: dict, bodies: list[dict]) -> None:
-    """Set each body's ``ribs``: how many rib components have their medial end in its span."""
+    """Set each body's ``ribs`` (how many rib components have their medial end in its span)
+    and ``rib_view`` (whether the scan is wide enough there to show them)."""
     s = grid.spacing_mm
     z0, z1 = int(canal["z"][0]), int(canal["z"][-1])
     sub = bone[z0:z1 + 1]
@@ -369,13 +373,19 @@ def _count_ribs(grid: _Grid, bone: np.ndarray, canal: dict, bodies: list[dict]) 
     labels[~candidate] = 0
     for body in bodies:
         body["ribs"] = 0
+        # whether the scan reaches far enough out on both sides to show a rib of this body
+        x = body["canal_yx"][1]
+        body["rib_view"] = bool(min(x, bone.shape[2] - 1 - x) * s
+                                >= RIB_REACH_MM + RIB_VIEW_MARGIN_MM)
     if n == 0:
         return
     index = np.arange(1, n + 1)
     lateral = np.broadcast_to(lateral_mm, sub.shape)
-    inner = np.asarray(ndimage.minimum(lateral, labels, index))
-    outer = np.asarray(ndimage.maximum(lateral, labels, index))
-    section_mm2 = (np.bincount(labels.ravel(), minlength=n + 1)[1:] * s ** 3
+    inside = labels > 0
+    values, value_lateral = labels[inside], lateral[inside]
+    inner = np.asarray(ndimage.minimum(value_lateral, values, index))
+    outer = np.asarray(ndimage.maximum(value_lateral, values, index))
+    section_mm2 = (np.bincount(values, minlength=n + 1)[1:] * s ** 3
                    / np.maximum(outer - inner, s))
     body_z = np.array([b["zyx"][0] for b in bodies])
     for value in index[(inner <= RIB_HEAD_MM) & (outer >= RIB_REACH_MM)
@@ -400,6 +410,13 @@ def _name(bodies: list[dict]) -> tuple[list[tuple[str, float, str]], list[dict],
     t12 = next((i for i in range(len(ribbed) - 1, -1, -1) if ribbed[i]
                 and (i > 0 and ribbed[i - 1] or all(ribbed[:i + 1]))), None)
     anchors, warnings, transitional = [], [], None
+    if t12 is not None and not all(b["rib_view"] for b in bodies[t12 + 1:rib_limit]):
+        # a rib-free body is no evidence where the scan is too narrow to show its ribs
+        warnings.append(
+            f"Ribs were seen down to body {t12 + 1} from the top, but the scan is too narrow "
+            f"below it (under {RIB_REACH_MM + RIB_VIEW_MARGIN_MM:.0f} mm beside the canal) to "
+            "see whether lower bodies bear ribs: the ribs are not used to name the levels.")
+        t12 = None
     if sacrum is not None:
         anchors.append({"anchor": "sacrum", "level": "S1", "body_index": sacrum,
                         "ala_fraction": round(bodies[sacrum]["ala"], 2)})
@@ -410,8 +427,9 @@ def _name(bodies: list[dict]) -> tuple[list[tuple[str, float, str]], list[dict],
         raise DetectionError(
             f"{n} vertebral bodies were found but neither anchor to name them: no sacrum "
             "(first body fused to the iliac wings) and no lowest rib-bearing vertebra (T12) "
-            "in the scan. Levels are not guessed; give seed points (--seeds/--seed) or a "
-            "label map (--labels).")
+            "in the scan" + (" (the scan is too narrow beside the spine to show the ribs)"
+                             if warnings else "") + ". Levels are not guessed; give seed "
+            "points (--seeds/--seed) or a label map (--labels).")
     base = 0.8
     if sacrum is not None and t12 is not None:
         lumbar = sacrum - t12 - 1
