@@ -4,6 +4,8 @@ command."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -22,6 +24,7 @@ from boneqct.spine.fracture import (
     measure_heights,
 )
 from boneqct.spine.options import SpineOptions
+from boneqct.spine.outputs import spine_csv
 from boneqct.spine.pipeline import analyze_spine
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
@@ -126,6 +129,10 @@ def test_fractured_level_leaves_the_bmd_mean_with_a_note(phantom_1mm):
     assert any(w.startswith("L3: moderate crush deformity") and "left out of the BMD mean" in w
                for w in result.warnings)
     assert not by_level["L2"].excluded and by_level["L2"].fracture["genant_grade"] == 0
+    rows = {row["level"]: row for row in csv.DictReader(io.StringIO(spine_csv(result)))}
+    assert (rows["L3"]["genant_grade"], rows["L3"]["fracture_type"]) == ("2", "crush")
+    assert (rows["L1"]["genant_grade"], rows["L1"]["fracture_type"]) == ("3", "biconcave")
+    assert (rows["L2"]["genant_grade"], rows["L2"]["fracture_type"]) == ("0", "")
 
 
 def test_grade_one_is_flagged_and_kept():

@@ -109,20 +109,23 @@ def femur_inputs(args):
             read_volume_file(args.labels) if args.labels else None)
 
 
-def body_inputs(args, options):
+def body_inputs(args, options, levels: tuple[str, ...] | None = None):
     """(seeds, labels, options) from --seeds, --seed or --labels: seed points by level (RAS
     mm) or a vertebra label map, the options' label scheme set by a TotalSegmentator folder;
-    (None, None, options) when none is given (the bodies are to be detected)."""
+    (None, None, options) when none is given (the bodies are to be detected). ``levels``:
+    the level names accepted (None: those of spine QCT, ``LEVEL_NAMES``)."""
     from boneqct.spine.label_input import read_vertebra_labels
+    from boneqct.spine.levels import LEVEL_NAMES
     from boneqct.spine.seeds import parse_seed_args, read_markups_seeds
 
+    levels = levels or LEVEL_NAMES
     if args.seeds:
-        return read_markups_seeds(args.seeds), None, options
+        return read_markups_seeds(args.seeds, levels), None, options
     if args.seed:
-        return parse_seed_args(args.seed), None, options
+        return parse_seed_args(args.seed, levels), None, options
     if args.labels is None:
         return None, None, options
-    labels, folder_scheme = read_vertebra_labels(args.labels)
+    labels, folder_scheme = read_vertebra_labels(args.labels, levels)
     return None, labels, replace(options, label_scheme=folder_scheme) if folder_scheme else options
 
 

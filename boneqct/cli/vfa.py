@@ -22,7 +22,7 @@ def register(sub) -> None:
     common.add_input(vfa)
     common.add_out(vfa)
     common.add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
-                    "TotalSegmentator output folder")
+                    "TotalSegmentator output folder; every level T4-L5 it holds is assessed")
     # no BMD mean here: the grade that leaves it is the spine command's
     add_options(vfa, FractureOptions, skip=("exclude_from_grade",))
     add_options(vfa, SpineOptions, skip=tuple(f.name for f in fields(SpineOptions)
@@ -33,9 +33,11 @@ def register(sub) -> None:
 
 
 def _cmd_vfa(args) -> int:
+    from boneqct.spine.levels import VFA_LEVEL_NAMES
     from boneqct.spine.vfa import analyze_vfa, write_vfa_outputs
 
-    seeds, labels, spine_options = common.body_inputs(args, common.start_measurement(args, SpineOptions))
+    seeds, labels, spine_options = common.body_inputs(
+        args, common.start_measurement(args, SpineOptions), VFA_LEVEL_NAMES)
     options = options_from_args(FractureOptions, args)
     volume = common.load_input(args)
     result = analyze_vfa(volume, options, seeds=seeds, labels=labels,

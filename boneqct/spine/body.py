@@ -37,7 +37,7 @@ from scipy import ndimage
 from boneqct.errors import SpineError
 from boneqct.io.images import volume_to_sitk
 from boneqct.spine.axis import find_body_axis
-from boneqct.spine.levels import normalize_level
+from boneqct.spine.levels import VFA_LEVEL_NAMES, normalize_level
 from boneqct.spine.local_grid import LocalGrid, bounding_box
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
@@ -358,7 +358,7 @@ def delineate_body_from_seed(volume_hu: Volume, seed_ras_mm, level: str) -> Vert
         SpineError: seed outside the scan or outside bone, body cut by the scan's end, body
             too small (the first attempt's reason when no retry finds the body).
     """
-    level = normalize_level(level)
+    level = normalize_level(level, VFA_LEVEL_NAMES)
     seed_ras_mm = np.asarray(seed_ras_mm, float).reshape(3)
     try:
         return _delineate(volume_hu, seed_ras_mm, level)
@@ -456,7 +456,7 @@ def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
     ``LABEL_REACH_MM`` of the label so the posterior elements and neighbours stay out, and its
     trabecular interior is kept within the label.
     """
-    level = normalize_level(level)
+    level = normalize_level(level, VFA_LEVEL_NAMES)
     spacing_kji = volume_hu.spacing_mm[::-1]
     pad = int(np.ceil(LABEL_REACH_MM / spacing_kji.min())) + 2
     label = _label_on_ct(volume_hu, labels, int(label_value), pad)

@@ -99,8 +99,9 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     exactly there: the model is linear in them), as its cost has local minima about a slice
     apart.
 
-    Returns ``position_mm``, ``slope`` (mm along the axis per mm anterior),
-    ``phase_span_mm`` (how far the fitted surface moves across the slices within the patch),
+    Returns ``position_mm``, ``slope`` (mm along the axis per mm anterior), ``at_bound``
+    (the position or slope ended at the end of its search range: the model did not find the
+    endplate), ``phase_span_mm`` (how far the fitted surface moves across the slices within the patch),
     ``contrast_hu`` (the plate over the trabecular bone, averaged over one slice extent),
     ``thickness_mm``, ``rms_hu`` (residual) and ``voxels``.
     """
@@ -139,6 +140,9 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     low = np.full(len(p0), -np.inf)
     high = np.full(len(p0), np.inf)
     low[degree + 1], high[degree + 1] = THICKNESS_RANGE_MM
+    # the lines place the endplate within about half a slice: the fit stays near them
+    low[degree], high[degree] = start_mm - search_mm, start_mm + search_mm
+    low[degree - 1], high[degree - 1] = -SLOPE_MAX, SLOPE_MAX
     p0 = np.clip(p0, low + 1e-6, high - 1e-6)
     fit = optimize.least_squares(residual, p0, bounds=(low, high), x_scale="jac",
                                  xtol=1e-5, ftol=1e-6, max_nfev=60)
@@ -146,7 +150,10 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     thickness, trabecular, plate, _disc = p[degree + 1:]
     course = np.polyval(p[:degree + 1], a_mm)
     along_slices = a_mm * along_a + course * along_s
+    bounded = [degree - 1, degree]  # slope and position
     return {"position_mm": float(p[degree]), "slope": float(p[degree - 1]),
+            "at_bound": bool(np.any(np.minimum(p[bounded] - low[bounded],
+                                               high[bounded] - p[bounded]) < 1e-3)),
             "phase_span_mm": float(np.ptp(along_slices)),
             "contrast_hu": float((plate - trabecular) * min(1.0, thickness / slice_mm)),
             "thickness_mm": float(thickness),

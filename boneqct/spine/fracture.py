@@ -46,7 +46,7 @@ from scipy import ndimage
 
 from boneqct.options import check_options, option
 from boneqct.spine.endplate_fit import locate_endplate
-from boneqct.spine.levels import LEVEL_NAMES
+from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
 
@@ -281,7 +281,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     mask = _body_mask_volume(volume_hu, body)
     half_height_mm = body.height_mm / 2.0
     quality = {"endplate_contrast_hu": None, "depth_mm": None, "endplates_seen": False,
-               "endplates_located": False, "plausible_shape": False, "passed": False,
+               "endplates_located": False, "endplates_fitted": False,
+               "plausible_shape": False, "passed": False,
                "reason": None}
     out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
     extent = _depth_extent(mask, body, half_height_mm)
@@ -298,7 +299,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm)
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
-    heights, points, contrasts, located = {}, {}, [], []
+    heights, points, contrasts, located, fitted_all = {}, {}, [], [], True
     for name, at_mm in positions.items():
         located_ends = [_endplate_at(offsets_mm, found, key, at_mm, 2 if name == "middle" else 1)
                         for key in ("inferior", "superior")]
@@ -314,6 +315,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                 quality["reason"] = f"too few voxels around the {name} height line's endplates"
                 return out
             ends.append(fitted["position_mm"])
+            fitted_all &= not fitted["at_bound"]
         contrasts += [end[1] for end in located_ends]
         located += [end[2] for end in located_ends]
         base = body.center_ras_mm + at_mm * body.anterior_ras
@@ -323,6 +325,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
+                   endplates_fitted=bool(fitted_all),
                    plausible_shape=bool(DEPTH_RANGE_MM[0] <= depth_mm <= DEPTH_RANGE_MM[1] and all(
                        HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1] for h in heights.values())))
     reasons = [text for key, text in (
@@ -332,6 +335,9 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                               f"find its endplate within {FIT_OUTLIER_MM:g} mm of the others' "
                               "course (irregular or broken endplate, or a disc space narrower "
                               "than the slices)"),
+        ("endplates_fitted", "the subvoxel endplate model ended at the edge of its search "
+                             "range (position within half a slice of the lines' estimate, "
+                             "slope within a 30 degree wedge) for a point"),
         ("plausible_shape", f"depth {depth_mm:.1f} mm or a height outside "
                             f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm"))
@@ -344,10 +350,10 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
 
 def _neighbours(level: str, measured: dict) -> list[str]:
     """The adjacent levels (one above, one below) whose heights passed their checks."""
-    index = LEVEL_NAMES.index(level)
-    return [LEVEL_NAMES[i] for i in (index - 1, index + 1)
-            if 0 <= i < len(LEVEL_NAMES) and LEVEL_NAMES[i] in measured
-            and measured[LEVEL_NAMES[i]]["quality"]["passed"]]
+    index = VFA_LEVEL_NAMES.index(level)
+    return [VFA_LEVEL_NAMES[i] for i in (index - 1, index + 1)
+            if 0 <= i < len(VFA_LEVEL_NAMES) and VFA_LEVEL_NAMES[i] in measured
+            and measured[VFA_LEVEL_NAMES[i]]["quality"]["passed"]]
 
 
 def grade_levels(measured: dict) -> dict:
@@ -395,6 +401,15 @@ def assess_fractures(volume_hu: Volume, bodies: list[VertebralBody],
                      options: FractureOptions | None = None) -> dict:
     """Level name -> fracture assessment (``grade_levels``) of delineated bodies."""
     return grade_levels({body.level: measure_heights(volume_hu, body, options) for body in bodies})
+
+
+def grade_cells(fracture: dict | None) -> tuple[str, str]:
+    """A level's Genant grade and type as CSV cells (empty when not graded; no type for a
+    normal level)."""
+    grade = (fracture or {}).get("genant_grade")
+    if grade is None:
+        return "", ""
+    return str(grade), fracture["type"] or ""
 
 
 def fracture_note(level: str, fracture: dict, exclude_from_grade: int | None) -> str | None:

@@ -16,7 +16,7 @@ from scipy import ndimage
 from boneqct.errors import SpineError
 from boneqct.io import read_volume_file
 from boneqct.io.resample import labels_to_grid
-from boneqct.spine.levels import LABEL_SCHEMES
+from boneqct.spine.levels import LEVEL_NAMES, label_schemes
 from boneqct.spine.local_grid import bounding_box
 from boneqct.volume import Volume
 
@@ -34,8 +34,10 @@ ALIGNMENT_SHIFTS_MM = np.arange(-15.0, 15.01, 2.5)
 MIN_EDGE_FIT = 0.85
 
 
-def read_vertebra_labels(path: str | Path) -> tuple[Volume, str | None]:
-    """Read a label map file, or a TotalSegmentator folder of per-structure masks.
+def read_vertebra_labels(path: str | Path,
+                         levels: tuple[str, ...] = LEVEL_NAMES) -> tuple[Volume, str | None]:
+    """Read a label map file, or a TotalSegmentator folder of per-structure masks (those of
+    ``levels``).
 
     Returns the label map and the scheme it is known to follow ("totalsegmentator" for a
     folder; None for a file, whose numbering the user states).
@@ -43,7 +45,7 @@ def read_vertebra_labels(path: str | Path) -> tuple[Volume, str | None]:
     path = Path(path)
     if not path.is_dir():
         return read_volume_file(path), None
-    table = LABEL_SCHEMES["totalsegmentator"]
+    table = label_schemes(levels)["totalsegmentator"]
     found = {value: path / TOTALSEG_MASK_NAME.format(level=level)
              for value, level in table.items()
              if (path / TOTALSEG_MASK_NAME.format(level=level)).is_file()}

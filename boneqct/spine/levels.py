@@ -9,13 +9,28 @@ from boneqct.errors import SpineError
 
 #: Levels measured by spine QCT, cranial first (docs/domain.md section 3: L1-L2, up to L1-L4).
 LEVEL_NAMES: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5")
+#: Levels a vertebral fracture assessment grades, cranial first: T4-L5, the levels of
+#: Genant's semi-quantitative method (Genant 1993, J Bone Miner Res 8:1137) and of VFA on DXA
+#: (ISCD 2019 adult official positions); ``LEVEL_NAMES`` are its last levels, in its order.
+VFA_LEVEL_NAMES: tuple[str, ...] = tuple(f"T{n}" for n in range(4, 11)) + LEVEL_NAMES
 
-#: Label value -> level per label-map scheme. TotalSegmentator (v2 "total" task) and VerSe
+#: Label value -> level per label-map scheme, for every level of ``VFA_LEVEL_NAMES``.
+#: TotalSegmentator (v2 "total" task: vertebrae_L5 27 up to vertebrae_T4 40) and VerSe
 #: (vertebra number: 1-7 cervical, 8-19 thoracic, 20-24 lumbar).
-LABEL_SCHEMES: dict[str, dict[int, str]] = {
-    "totalsegmentator": {33: "T11", 32: "T12", 31: "L1", 30: "L2", 29: "L3", 28: "L4", 27: "L5"},
-    "verse": {18: "T11", 19: "T12", 20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"},
+VFA_LABEL_SCHEMES: dict[str, dict[int, str]] = {
+    "totalsegmentator": {40 - n: name for n, name in enumerate(VFA_LEVEL_NAMES)},
+    "verse": {11 + n: name for n, name in enumerate(VFA_LEVEL_NAMES)},
 }
+
+
+def label_schemes(levels: tuple[str, ...] = LEVEL_NAMES) -> dict[str, dict[int, str]]:
+    """``VFA_LABEL_SCHEMES`` restricted to ``levels`` (label value -> level per scheme)."""
+    return {scheme: {value: name for value, name in table.items() if name in levels}
+            for scheme, table in VFA_LABEL_SCHEMES.items()}
+
+
+#: Label value -> level per label-map scheme for the levels of spine QCT (``LEVEL_NAMES``).
+LABEL_SCHEMES: dict[str, dict[int, str]] = label_schemes(LEVEL_NAMES)
 
 
 def _scheme(scheme: str) -> dict[int, str]:
@@ -27,11 +42,11 @@ def _scheme(scheme: str) -> dict[int, str]:
     return table
 
 
-def normalize_level(name: str) -> str:
-    """The canonical level name ("l1" -> "L1"), or SpineError listing the known levels."""
+def normalize_level(name: str, levels: tuple[str, ...] = LEVEL_NAMES) -> str:
+    """The canonical level name ("l1" -> "L1"), or SpineError listing the known ``levels``."""
     level = str(name).strip().upper()
-    if level not in LEVEL_NAMES:
-        raise SpineError(f"Unknown vertebral level '{name}'. Use one of: {', '.join(LEVEL_NAMES)}.")
+    if level not in levels:
+        raise SpineError(f"Unknown vertebral level '{name}'. Use one of: {', '.join(levels)}.")
     return level
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from boneqct.calibration.provenance import anonymized_provenance
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic, write_volume
 from boneqct.spine.detect import DetectionResult
+from boneqct.spine.fracture import grade_cells
 from boneqct.spine.pipeline import SpineResult, roi_label_map
 from boneqct.spine.report import write_spine_report
 from boneqct.spine.seeds import write_markups_points
@@ -19,7 +20,8 @@ from boneqct.volume import Volume
 DETECTED_MARKUPS = "detected_levels.mrk.json"
 CSV_COLUMNS = ("level", "measured", "bmd_mg_cm3", "sd_mg_cm3", "median_mg_cm3", "mean_hu", "sd_hu",
                "n_voxels", "roi_volume_mm3", "roi_center_r_mm", "roi_center_a_mm",
-               "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded", "reason")
+               "roi_center_s_mm", "cement_augmentation", "qc_passed", "used", "excluded", "reason",
+               "genant_grade", "fracture_type")
 
 
 def spine_csv(result: SpineResult) -> str:
@@ -34,7 +36,7 @@ def spine_csv(result: SpineResult) -> str:
                          "" if lv.n_voxels is None else lv.n_voxels, _num(lv.roi_volume_mm3),
                          _num(r), _num(a), _num(s), _cell(lv.cement_augmentation),
                          _cell(lv.qc and lv.qc["passed"]), lv.level in result.levels_used,
-                         lv.excluded, lv.reason or ""])
+                         lv.excluded, lv.reason or "", *grade_cells(lv.fracture)])
     return buffer.getvalue()
 
 

@@ -27,7 +27,7 @@ from boneqct.spine.interpret import (
     spine_basis,
 )
 from boneqct.spine.label_input import check_labels_match_ct
-from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
+from boneqct.spine.levels import LEVEL_NAMES, VFA_LEVEL_NAMES, label_schemes
 from boneqct.spine.measure import roi_statistics
 from boneqct.spine.options import SpineOptions
 from boneqct.spine.roi import place_roi
@@ -297,7 +297,7 @@ def check_level_order(bodies: list[VertebralBody]) -> None:
     for upper, lower in zip(bodies, bodies[1:], strict=False):
         axis = upper.axis_ras + lower.axis_ras
         rise_mm = float(np.dot(upper.center_ras_mm - lower.center_ras_mm, axis / np.linalg.norm(axis)))
-        steps = LEVEL_NAMES.index(lower.level) - LEVEL_NAMES.index(upper.level)
+        steps = VFA_LEVEL_NAMES.index(lower.level) - VFA_LEVEL_NAMES.index(upper.level)
         if rise_mm < MIN_LEVEL_STEP_MM * steps:
             where = "below" if rise_mm < -1.0 else f"only {max(rise_mm, 0.0):.0f} mm above"
             raise SpineError(f"{upper.level} lies {where} {lower.level}: the levels are out of "
@@ -370,11 +370,11 @@ def roi_label_map(volume_hu: Volume, result: SpineResult) -> Volume:
 
 
 def body_finders(volume_hu: Volume, *, seeds: dict | None = None, labels: Volume | None = None,
-                 scheme: str = "totalsegmentator") -> dict:
+                 scheme: str = "totalsegmentator", levels: tuple[str, ...] = LEVEL_NAMES) -> dict:
     """level -> a function delineating its body, from seeds (level -> RAS mm) or from every
-    level present in a vertebra label map numbered in ``scheme``."""
+    level of ``levels`` present in a vertebra label map numbered in ``scheme``."""
     if seeds is None:
-        return _label_finders(volume_hu, labels, scheme)
+        return _label_finders(volume_hu, labels, scheme, label_schemes(levels))
     if not seeds:
         raise SpineError("No seed points were given; give one per level "
                          "(e.g. --seed L1=R,A,S).")
@@ -382,16 +382,18 @@ def body_finders(volume_hu: Volume, *, seeds: dict | None = None, labels: Volume
             for level, p in seeds.items()}
 
 
-def _label_finders(volume_hu: Volume, labels: Volume, scheme: str) -> dict:
-    """level -> a function delineating its body from the label map, for every level present."""
-    if scheme not in LABEL_SCHEMES:
-        raise SpineError(f"Unknown label scheme '{scheme}'; use one of {', '.join(LABEL_SCHEMES)}.")
+def _label_finders(volume_hu: Volume, labels: Volume, scheme: str, schemes: dict) -> dict:
+    """level -> a function delineating its body from the label map, for every level of the
+    label ``schemes`` present."""
+    if scheme not in schemes:
+        raise SpineError(f"Unknown label scheme '{scheme}'; use one of {', '.join(schemes)}.")
     present = set(np.unique(labels.array_kji).tolist())
-    found = {level: value for value, level in LABEL_SCHEMES[scheme].items() if value in present}
+    found = {level: value for value, level in schemes[scheme].items() if value in present}
     if not found:
         raise SpineError(
-            f"The label map holds no lumbar or low thoracic vertebra in {scheme} numbering "
-            f"(expected labels {sorted(LABEL_SCHEMES[scheme])}). Check --label-scheme."
+            f"The label map holds no vertebra of levels {', '.join(schemes[scheme].values())} "
+            f"in {scheme} numbering (expected labels {sorted(schemes[scheme])}). Check "
+            "--label-scheme."
         )
     check_labels_match_ct(volume_hu, labels, found.values())
     return {level: partial(body_from_label, volume_hu, labels, value, level)

@@ -24,13 +24,14 @@ MARKUPS_SCHEMA_URL = ("https://raw.githubusercontent.com/slicer/slicer/master/Mo
 _SEED_FORMAT = "LEVEL=R,A,S (RAS mm), e.g. L1=2.5,-30.0,112.0"
 
 
-def _add_point(points: dict, label: str, position_ras_mm, source: str) -> None:
-    """Add one seed, rejecting unknown level names and duplicates."""
+def _add_point(points: dict, label: str, position_ras_mm, source: str,
+               levels: tuple[str, ...]) -> None:
+    """Add one seed, rejecting names not in ``levels`` and duplicates."""
     try:
-        level = normalize_level(label)
+        level = normalize_level(label, levels)
     except SpineError:
         raise SpineError(f"{source}: the point label '{label}' is not a vertebral level. "
-                         f"Name each point by its level ({', '.join(LEVEL_NAMES)}).") from None
+                         f"Name each point by its level ({', '.join(levels)}).") from None
     if level in points:
         raise SpineError(f"{source}: level {level} has more than one seed point. "
                          "Keep one point per level.")
@@ -51,10 +52,10 @@ def markup_point_ras(point: dict, frame: str, where: str, error=SpineError) -> n
     return lps_to_ras(position) if frame == "LPS" else position
 
 
-def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
+def read_markups_seeds(path: str | Path, levels: tuple[str, ...] = LEVEL_NAMES) -> dict[str, np.ndarray]:
     """Read seed points from a Slicer markups file (.mrk.json); positions returned in RAS mm.
 
-    Point labels must be level names (case-insensitive). Raises SpineError for an unreadable
+    Point labels must be level names of ``levels`` (case-insensitive). Raises SpineError for an unreadable
     file, an unknown label, a duplicate level or a file with no points.
     """
     path = Path(path)
@@ -75,15 +76,16 @@ def read_markups_seeds(path: str | Path) -> dict[str, np.ndarray]:
                 raise SpineError(f"{what}: a control point is not an object.")
             label = str(point.get("label", ""))[:20]
             position = markup_point_ras(point, frame, f"{what}, point '{label}'")
-            _add_point(points, label, position, what)
+            _add_point(points, label, position, what, levels)
     if not points:
         raise SpineError(f"'{path.name}' holds no points. Place one point per level, "
                          "labelled by its level (e.g. L1).")
     return points
 
 
-def parse_seed_args(texts: list[str]) -> dict[str, np.ndarray]:
-    """Parse seeds given as text, one per level, in the form ``LEVEL=R,A,S`` (RAS mm)."""
+def parse_seed_args(texts: list[str], levels: tuple[str, ...] = LEVEL_NAMES) -> dict[str, np.ndarray]:
+    """Parse seeds given as text, one per level of ``levels``, in the form ``LEVEL=R,A,S``
+    (RAS mm)."""
     points: dict[str, np.ndarray] = {}
     for text in texts:
         label, sep, coords = str(text).partition("=")
@@ -93,7 +95,7 @@ def parse_seed_args(texts: list[str]) -> dict[str, np.ndarray]:
             position = []
         if not sep or len(position) != 3:
             raise SpineError(f"Cannot read the seed '{text}'. Give each seed as {_SEED_FORMAT}.")
-        _add_point(points, label.strip(), position, f"Seed '{text}'")
+        _add_point(points, label.strip(), position, f"Seed '{text}'", levels)
     return points
 
 

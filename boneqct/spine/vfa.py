@@ -3,12 +3,15 @@ present in a vertebra label map is delineated and graded (``boneqct.spine.fractu
 one-page sagittal overview of the imaged spine - the view in which fractures are found.
 
 ``analyze_vfa`` returns a :class:`VFAResult` whose ``to_dict`` is ``vfa.json``;
-``write_vfa_outputs`` writes ``vfa.json`` and ``vfa_overview.pdf`` (the CLI puts them in place
-as one output set, ``boneqct.io.atomic.write_output_set``).
+``write_vfa_outputs`` writes ``vfa.json``, ``vfa.csv`` (one row per level) and
+``vfa_overview.pdf`` (the CLI puts them in place as one output set,
+``boneqct.io.atomic.write_output_set``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, Spacer
 
 from boneqct.errors import SpineError
-from boneqct.io import anonymized_metadata, write_json_atomic
+from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic
 from boneqct.options import options_to_dict
 from boneqct.report import pdf
 from boneqct.spine.fracture import (
@@ -27,9 +30,10 @@ from boneqct.spine.fracture import (
     FractureOptions,
     assess_fractures,
     fracture_note,
+    grade_cells,
     sample_volume,
 )
-from boneqct.spine.levels import LEVEL_NAMES
+from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.pipeline import body_finders, check_level_order
 from boneqct.spine.report import (
     FRACTURE_LEGEND,
@@ -84,8 +88,8 @@ class VFAResult:
 def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
                 seeds: dict | None = None, labels: Volume | None = None,
                 label_scheme: str = "totalsegmentator") -> VFAResult:
-    """Delineate and grade every level given by ``seeds`` (level -> RAS mm inside the body)
-    or present in ``labels`` (numbered in ``label_scheme``).
+    """Delineate and grade every level (T4-L5, ``VFA_LEVEL_NAMES``) given by ``seeds``
+    (level -> RAS mm inside the body) or present in ``labels`` (numbered in ``label_scheme``).
 
     A level whose body cannot be delineated is kept as not measured with its reason; only
     when no level is measured is SpineError raised.
@@ -93,9 +97,10 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
     options = options or FractureOptions()
     if (seeds is None) == (labels is None):
         raise SpineError("Give either seed points (one per level) or a vertebra label map.")
-    finders = body_finders(volume_hu, seeds=seeds, labels=labels, scheme=label_scheme)
+    finders = body_finders(volume_hu, seeds=seeds, labels=labels, scheme=label_scheme,
+                           levels=VFA_LEVEL_NAMES)
     bodies, failed, warnings = [], {}, []
-    for level in sorted(finders, key=LEVEL_NAMES.index):
+    for level in sorted(finders, key=VFA_LEVEL_NAMES.index):
         try:
             body = finders[level]()
         except SpineError as exc:
@@ -110,7 +115,7 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
     fractures = assess_fractures(volume_hu, bodies, options)
     by_level = {body.level: body for body in bodies}
     levels = []
-    for level in sorted(finders, key=LEVEL_NAMES.index):
+    for level in sorted(finders, key=VFA_LEVEL_NAMES.index):
         body = by_level.get(level)
         if body is None:
             levels.append({"level": level, "measured": False, "reason": failed[level],
@@ -131,11 +136,14 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
 
 def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
                       anonymize: bool = False) -> dict[str, Path]:
-    """Write ``vfa.json`` (with the exam) and ``vfa_overview.pdf`` into ``out_dir``."""
+    """Write ``vfa.json`` (with the exam), ``vfa.csv`` and ``vfa_overview.pdf`` into
+    ``out_dir``."""
     out_dir = Path(out_dir)
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
-    paths = {"json": out_dir / "vfa.json", "report": out_dir / "vfa_overview.pdf"}
+    paths = {"json": out_dir / "vfa.json", "csv": out_dir / "vfa.csv",
+             "report": out_dir / "vfa_overview.pdf"}
     write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
+    write_text_atomic(paths["csv"], vfa_csv(result.levels))
     story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm),
              fracture_table(result.levels),
              Paragraph("Heights and grades: " + FRACTURE_LEGEND.replace(
@@ -143,6 +151,35 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
              pdf.figure_flowable(overview_figure(volume_hu, result.levels), 110)]
     pdf.write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
     return paths
+
+
+#: Columns of vfa.csv, units in the names (ratios are dimensionless).
+CSV_COLUMNS = ("level", "measured", "height_anterior_mm", "height_middle_mm",
+               "height_posterior_mm", "ratio_anterior_posterior", "ratio_middle_posterior",
+               "ratio_posterior_adjacent", "genant_grade", "fracture_type", "reason")
+
+
+def vfa_csv(levels: list[dict]) -> str:
+    """One row per level (``VFAResult.levels``): heights, ratios, Genant grade and type, and
+    why a level was not measured or not graded."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for level in levels:
+        fracture = level["fracture"] or {}
+        heights = fracture.get("heights_mm") or {}
+        ratios = fracture.get("height_ratios") or {}
+        writer.writerow([
+            level["level"], level["measured"],
+            *(_num(heights.get(k)) for k in ("anterior", "middle", "posterior")),
+            *(_num(ratios.get(k)) for k in ("anterior_posterior", "middle_posterior",
+                                            "posterior_adjacent")),
+            *grade_cells(fracture), level["reason"] or fracture.get("reason") or ""])
+    return buffer.getvalue()
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def fracture_table(levels: list[dict]) -> object:
@@ -191,7 +228,8 @@ def overview_figure(volume_hu: Volume, levels: list[dict]):
     for lv in measured:
         draw_heights(ax, lv["fracture"], to_view)
         center = lv["body_center_ras_mm"]
-        ax.text(centers[:, 1].max() + 22.0, center[2], f"{lv['level']} {grade_label(lv['fracture'])}",
+        # in front of its own body: a kyphotic thoracic spine curves away from a common column
+        ax.text(center[1] + 22.0, center[2], f"{lv['level']} {grade_label(lv['fracture'])}",
                 color="#ffd60a", fontsize=6, ha="right", va="center")
     for x, y, letter in ((0.03, 0.5, "A"), (0.97, 0.5, "P"), (0.5, 0.98, "S")):
         ax.text(x, y, letter, transform=ax.transAxes, color="#ffd60a", fontsize=7,
