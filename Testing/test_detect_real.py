@@ -39,9 +39,9 @@ BODY_MARGIN_MM = 2.0
 TOLERANCE_MM = 5.0
 
 
-def label_body_centroids(labels, table: dict[int, str]) -> dict[str, np.ndarray]:
-    """level -> centroid (RAS mm) of each labelled vertebra's body (voxels in front of the
-    canal the label encloses in its axial slices; with no enclosed canal, in front of the
+def label_body_points(labels, table: dict[int, str]) -> dict[str, np.ndarray]:
+    """level -> RAS points (mm) of each labelled vertebra's body: its voxels in front of the
+    canal the label encloses in its axial slices (with no enclosed canal, in front of the
     label's median A + 5 mm)."""
     out = {}
     for value, level in table.items():
@@ -57,8 +57,14 @@ def label_body_centroids(labels, table: dict[int, str]) -> dict[str, np.ndarray]
             front = np.percentile(canal[:, 1], 95) + BODY_MARGIN_MM
         else:
             front = np.median(ras[:, 1]) + 5.0
-        out[level] = ras[ras[:, 1] > front].mean(axis=0)
+        out[level] = ras[ras[:, 1] > front]
     return out
+
+
+def label_body_centroids(labels, table: dict[int, str]) -> dict[str, np.ndarray]:
+    """level -> centroid (RAS mm) of each labelled vertebra's body (``label_body_points``)."""
+    return {level: points.mean(axis=0) for level, points in
+            label_body_points(labels, table).items()}
 
 
 def resampled(volume, spacing_mm: float):

