@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from boneqct.fe.hexahedron import NODE_OFFSETS_XYZ, reference_stiffness, reference_stiffness_parts
 
@@ -37,6 +38,14 @@ MAX_COARSE_DOF = 1000
 #: to 14; degree 2 or 4 cost as much per unit of residual reduction.
 CHEBYSHEV_DEGREE = 3
 CHEBYSHEV_LOWER_FRACTION, CHEBYSHEV_UPPER_FACTOR = 0.1, 1.1
+#: BLAS threads of the finite-element products and solves. Their matrices are skinny (cells x
+#: 24 by 24 x 24), so threads gain little and lose much when the cores are busy: on the 1 mm
+#: vertebra of Testing/benchmarks/bench_fe.py (46k elements; 2 cores shared with other work,
+#: load average 6-10; 2026-11-29) the elastic-plastic curve took 15 s CPU and 21-49 s wall with
+#: 1 thread, 47-55 s CPU and 84-175 s wall with OpenBLAS's default of 2.
+BLAS_THREADS = 1
+#: Decorator running a function with ``BLAS_THREADS`` BLAS threads.
+limited_blas = threadpool_limits.wrap(limits=BLAS_THREADS, user_api="blas")
 #: Power iterations estimating the largest eigenvalue of D^-1 K on each level.
 POWER_ITERATIONS = 12
 
@@ -261,6 +270,7 @@ class _Level:
 class GeometricMultigrid:
     """V-cycle preconditioner ``r -> M^-1 r`` for a :class:`VoxelOperator` (flat vectors)."""
 
+    @limited_blas
     def __init__(self, op: VoxelOperator, dtype=np.float32, max_coarse_dof: int | None = None):
         max_coarse_dof = MAX_COARSE_DOF if max_coarse_dof is None else max_coarse_dof
         rng = np.random.default_rng(0)

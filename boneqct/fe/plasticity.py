@@ -40,6 +40,7 @@ import numpy as np
 from boneqct.fe.hexahedron import strain_matrix
 from boneqct.fe.lattice import lattice_operator, lattice_preconditioner, to_grid
 from boneqct.fe.materials import POISSON_RATIO
+from boneqct.fe.operator import limited_blas
 from boneqct.fe.solver import solve
 
 #: Gauss points of the 2x2x2 rule on the unit cube (weight 1/8 each), as in K_REF.
@@ -265,6 +266,7 @@ class SecantSolver:
         return grid.reshape(3, -1)[:, model.assembler.node_flat].T.ravel()
 
 
+@limited_blas
 def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
                           preconditioner: str = "gmg", apply_m=None,
                           residual_rtol: float = RESIDUAL_RTOL):

@@ -20,6 +20,7 @@ import numpy as np
 import pyamg
 
 from boneqct.errors import FEError
+from boneqct.fe.operator import limited_blas
 
 #: Default relative residual tolerance |b - A x| / |b|. Measured against a 1e-11 reference
 #: solve (multigrid), the reaction force error was at most 3e-5 at 1e-6 (1 mm vertebra: 3e-5;
@@ -92,6 +93,7 @@ def make_preconditioner(matrix, preconditioner: str, near_null_space: np.ndarray
                   f"{', '.join(PRECONDITIONERS)}.")
 
 
+@limited_blas
 def solve(matrix, rhs: np.ndarray, *, preconditioner: str = "jacobi",
           near_null_space: np.ndarray | None = None, x0: np.ndarray | None = None,
           rtol: float = DEFAULT_RTOL, max_iterations: int | None = None, apply_m=None):
