@@ -26,9 +26,17 @@ from boneqct.volume import Volume
 #: Step (mm) of the positions tried before the fit (and the least slice extent across the
 #: surface), and the half-width (mm, left-right) of the patch of voxels fitted around a line.
 POSITION_STEP_MM = 0.4
-PATCH_HALF_WIDTH_MM = 1.5
+PATCH_HALF_WIDTH_MM = 2.5
 #: Bounds of the plate's fitted thickness (mm): from a trace to a thick sclerotic endplate.
 THICKNESS_RANGE_MM = (0.2, 4.0)
+#: Strongest left-right curvature (1/mm) of an endplate across a patch (a dish 10 mm deep
+#: over a 30 mm wide body: 0.04/mm; a project bound).
+MAX_DISH_PER_MM = 0.1
+#: Searches again from the edge of the search range when a fit ends there (at most this
+#: often), and keeps a widened patch only when its residual is at most WIDER_RMS_FACTOR times
+#: the narrower one's (project choices).
+FOLLOW_FITS = 2
+WIDER_RMS_FACTOR = 1.25
 #: Steepest endplate searched (mm along the axis per mm anterior: a 30 degree wedge).
 SLOPE_MAX = 0.6
 
@@ -111,20 +119,25 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
         return None
     slice_ras, slice_mm = _slice_axis(volume_hu)
     along_s, along_a = float(slice_ras @ body.axis_ras), float(slice_ras @ body.anterior_ras)
-    s_mm, a_mm = local[:, 0], local[:, 1] - at_mm
+    along_l = float(slice_ras @ np.cross(body.axis_ras, body.anterior_ras))
+    s_mm, a_mm, l_mm = local[:, 0], local[:, 1] - at_mm, local[:, 2]
 
-    def geometry(coefficients):
-        """Voxel centres' q (mm into the disc) and slice extents along q (mm)."""
+    def geometry(coefficients, dish=0.0):
+        """Voxel centres' q (mm into the disc) and slice extents along q (mm), for a surface
+        polynomial in ``a`` (``coefficients``, highest power first) curving ``dish`` (1/mm)
+        left-right (a dished endplate across the patch's width)."""
         course = sum(c * a_mm ** (degree - n) for n, c in enumerate(coefficients))
+        course = course + dish * l_mm ** 2
         slope = sum((degree - n) * c * a_mm ** (degree - n - 1)
                     for n, c in enumerate(coefficients[:-1]))
         q = outward * (s_mm - course)
-        extent = np.maximum(slice_mm * np.abs(along_s - slope * along_a), POSITION_STEP_MM)
+        extent = np.maximum(slice_mm * np.abs(along_s - slope * along_a
+                                              - 2.0 * dish * l_mm * along_l), POSITION_STEP_MM)
         return q, extent
 
     def residual(p):
-        q, extent = geometry(p[:degree + 1])
-        return _shares(q, extent, p[degree + 1]) @ p[degree + 2:] - values
+        q, extent = geometry(p[:degree + 1], p[-1])
+        return _shares(q, extent, p[degree + 1]) @ p[degree + 2:degree + 5] - values
 
     search_mm = slice_mm / 2.0 + 1.0
     axes = [np.zeros(1)] if degree == 2 else []  # curvature (1/mm): refined below
@@ -136,9 +149,11 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     q, extent = geometry(coefficients)
     levels, cost = _solve_levels(_shares(q, extent, mesh[-1]), values)
     best = np.unravel_index(np.argmin(cost), cost.shape)
-    p0 = np.concatenate([[c[best][0] for c in coefficients], [mesh[-1][best]], levels[best]])
+    p0 = np.concatenate([[c[best][0] for c in coefficients], [mesh[-1][best]], levels[best],
+                         [0.0]])
     low = np.full(len(p0), -np.inf)
     high = np.full(len(p0), np.inf)
+    low[-1], high[-1] = -MAX_DISH_PER_MM, MAX_DISH_PER_MM
     low[degree + 1], high[degree + 1] = THICKNESS_RANGE_MM
     # the lines place the endplate within about half a slice: the fit stays near them
     low[degree], high[degree] = start_mm - search_mm, start_mm + search_mm
@@ -147,7 +162,7 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     fit = optimize.least_squares(residual, p0, bounds=(low, high), x_scale="jac",
                                  xtol=1e-5, ftol=1e-6, max_nfev=60)
     p = fit.x if fit.cost <= 0.5 * cost[best] else p0
-    thickness, trabecular, plate, _disc = p[degree + 1:]
+    thickness, trabecular, plate, _disc = p[degree + 1:degree + 5]
     course = np.polyval(p[:degree + 1], a_mm)
     along_slices = a_mm * along_a + course * along_s
     bounded = [degree - 1, degree]  # slope and position
@@ -164,10 +179,12 @@ def locate_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_
                     outward: int, lines_mm: tuple[float, float], reach_mm: tuple[float, float],
                     half_width_mm: float, max_half_width_mm: float) -> dict | None:
     """``fit_endplate`` (a quadratic surface; straight for a point beyond the lines) on a patch
-    ``half_width_mm`` either side of the height line, widened up to ``max_half_width_mm`` when the fitted surface crosses less than
-    one slice spacing within it (the partial volume of one slice alone cannot place it). A
-    patch cut by the end of the height lines ``lines_mm`` (first, last: anterior offsets, mm)
-    keeps its width on the other side.
+    ``half_width_mm`` either side of the height line, searched again from the edge of its
+    search range when it ends there, then widened up to ``max_half_width_mm`` when the fitted
+    surface crosses less than one slice spacing within it (the partial volume of one slice
+    alone cannot place it) unless the model fits the wider patch worse. A patch cut by the end
+    of the height lines ``lines_mm`` (first, last: anterior offsets, mm) keeps its width on
+    the other side.
     """
     _, slice_mm = _slice_axis(volume_hu)
 
@@ -181,11 +198,21 @@ def locate_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_
 
     # a patch on one side of its point cannot hold a quadratic's value at its end: straight
     degree = 2 if lines_mm[0] < at_mm < lines_mm[1] else 1
-    fitted = fit_endplate(volume_hu, body, at_mm, start_mm, outward, degree, patch(half_width_mm),
-                          reach_mm)
-    if fitted is None or fitted["phase_span_mm"] >= slice_mm:
+
+    def fit(from_mm: float, half_mm: float):
+        return fit_endplate(volume_hu, body, at_mm, from_mm, outward, degree, patch(half_mm),
+                            reach_mm)
+
+    fitted = fit(start_mm, half_width_mm)
+    for _ in range(FOLLOW_FITS):  # the lines' estimate was off: search again from the edge
+        if fitted is None or not fitted["at_bound"]:
+            break
+        fitted = fit(fitted["position_mm"], half_width_mm)
+    if fitted is None or fitted["at_bound"] or fitted["phase_span_mm"] >= slice_mm:
         return fitted
-    wider_mm = min(max_half_width_mm,
-                   half_width_mm * slice_mm / max(fitted["phase_span_mm"], 1e-3))
-    return fit_endplate(volume_hu, body, at_mm, fitted["position_mm"], outward, degree,
-                        patch(wider_mm), reach_mm) or fitted
+    wider = fit(fitted["position_mm"], min(max_half_width_mm, half_width_mm * slice_mm
+                                           / max(fitted["phase_span_mm"], 1e-3)))
+    # a surface the model cannot follow over the wider patch (a dish seen by a straight line)
+    if wider is None or wider["rms_hu"] > WIDER_RMS_FACTOR * fitted["rms_hu"]:
+        return fitted
+    return wider
