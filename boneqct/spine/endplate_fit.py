@@ -8,7 +8,8 @@ endplate crosses them - but only a model of what each voxel sees can read it bac
 
 The model, in the body's frame (``s`` along its axis, ``a`` anterior, mm from its centre):
 near a height line at ``a0`` the endplate's cortical mid-surface is a polynomial
-``s_p(a)`` (straight, or quadratic for the dished middle of a biconcave body); along the axis
+``s_p(a)`` (straight, or quadratic for the dished middle of a biconcave body) plus a
+left-right dish ``d l**2`` (``l`` mm to the left); along the axis
 the bone is trabecular (``trabecular_hu``) on the body's side, a plate ``thickness_mm`` thick
 (``plate_hu``) on the surface, and disc (``disc_hu``) beyond. Each voxel reads the mean of that
 model across its extent along its coarsest axis (the slice: a rectangular slice profile).
