@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,25 @@ def test_a_case_beyond_its_memory_limit_fails_with_that_reason(tmp_path):
     assert record["status"] == "failed"
     assert "ran out of its memory limit of 0.3 GB" in record["message"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_case_whose_server_dies_fails_and_the_next_gets_a_new_server(tmp_path):
+    """The worker's case server ends during a case (here killed): that case fails saying so
+    (its process goes with the server), and the next case starts a new server."""
+    from boneqct.batch import case
+
+    server, _ = case._take_server(1, TIMEOUT_S)
+    case._give_back(server)
+    killer = threading.Timer(3.0, server.process.kill)
+    killer.start()
+    lost = case.run_case("lost", ["spine", "x.nii.gz"], str(tmp_path / "lost.log"), 120, 8,
+                         test_hang=True)
+    killer.join()
+    assert lost["status"] == "failed"
+    assert "case server ended during the case" in lost["message"]
+    assert lost["elapsed_s"] == pytest.approx(3.0, abs=2.5)
+    after = case.run_case("next", ["spine", str(tmp_path / "none.nii.gz"), "--out",
+                                   str(tmp_path / "out"), "--seed=L1=0,0,0"],
+                          str(tmp_path / "next.log"), TIMEOUT_S, 8)
+    assert after["server_start_s"] > 0 and after["status"] == "failed"
+    assert "none.nii.gz' does not exist" in after["message"]
