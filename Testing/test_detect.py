@@ -124,6 +124,30 @@ def test_spine_without_seeds_detects_and_its_markups_rerun_with_seeds(normal_spi
             assert abs(lv["bmd_mg_cm3"] - truth[lv["level"]]) < 8.0, lv["level"]
 
 
+def test_vfa_without_seeds_assesses_the_detected_levels_and_says_they_are_a_proposal(
+        normal_spine, tmp_path):
+    """boneqct vfa with neither seeds nor labels: the detected T11-L5 are assessed (none of this
+    undeformed phantom graded as fractured), vfa.json holds the detection, its warnings lead
+    the result's, and the editable markups rerun with --seeds to the same heights."""
+    ct = tmp_path / "ct.nii.gz"
+    write_volume(normal_spine.volume, ct)
+    assert main(["vfa", str(ct), "--out", str(tmp_path / "auto")]) == 0
+    auto = json.loads((tmp_path / "auto" / "vfa.json").read_text())
+    assert [lv["level"] for lv in auto["levels"]] == list(NORMAL)
+    assert [lv["level"] for lv in auto["detection"]["levels"]] == [*NORMAL, "S1"]
+    assert auto["warnings"][:len(auto["detection"]["warnings"])] == [
+        f"Detection: {w}" for w in auto["detection"]["warnings"]]
+    assert f"Detection: {REVIEW_NOTE}" in auto["warnings"]
+    grades = [lv["fracture"]["genant_grade"] for lv in auto["levels"] if lv["fracture"]]
+    assert grades and all(g in (0, None) for g in grades)
+    markups = tmp_path / "auto" / "detected_levels.mrk.json"
+    assert list(read_markups_seeds(markups)) == list(NORMAL)
+    assert main(["vfa", str(ct), "--seeds", str(markups), "--out", str(tmp_path / "edited")]) == 0
+    edited = json.loads((tmp_path / "edited" / "vfa.json").read_text())
+    assert "detection" not in edited
+    assert [lv["fracture"] for lv in edited["levels"]] == [lv["fracture"] for lv in auto["levels"]]
+
+
 def test_real_crop_too_narrow_for_the_ribs_is_refused_not_named_off(real_data_dir):
     """The repository's crop of the real chest CT (105 mm wide: T10 to L2, ribs cut off beside
     the spine) shows a rib on its top body only; counting T12 from there would name every

@@ -22,7 +22,9 @@ def register(sub) -> None:
     common.add_input(vfa)
     common.add_out(vfa)
     common.add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
-                    "TotalSegmentator output folder; every level T4-L5 it holds is assessed")
+                    "TotalSegmentator output folder; every level T4-L5 it holds is assessed "
+                    "(none of --seeds/--seed/--labels: the bodies are detected and named, "
+                    "see boneqct detect)", required=False)
     # no BMD mean here: the grade that leaves it is the spine command's
     add_options(vfa, FractureOptions, skip=("exclude_from_grade",))
     add_options(vfa, SpineOptions, skip=tuple(f.name for f in fields(SpineOptions)
@@ -40,10 +42,18 @@ def _cmd_vfa(args) -> int:
         args, common.start_measurement(args, SpineOptions), VFA_LEVEL_NAMES)
     options = options_from_args(FractureOptions, args)
     volume = common.load_input(args)
+    detection = None
+    if seeds is None and labels is None:  # neither seeds nor labels: detect the bodies
+        from boneqct.spine.detect import detect_vertebrae
+
+        detection = detect_vertebrae(volume)
+        seeds = detection.seeds(VFA_LEVEL_NAMES)
     result = analyze_vfa(volume, options, seeds=seeds, labels=labels,
                          label_scheme=spine_options.label_scheme)
+    if detection is not None:  # the names are a proposal: said where the grades are read
+        result.warnings[:0] = [f"Detection: {w}" for w in detection.warnings]
     paths = write_output_set(args.out, "vfa", lambda folder: write_vfa_outputs(
-        folder, result, volume, anonymize=args.anonymize))
+        folder, result, volume, anonymize=args.anonymize, detection=detection))
     for level in result.levels:
         fracture = level["fracture"]
         if fracture is None or fracture["heights_mm"] is None:

@@ -132,11 +132,12 @@ class DetectionResult:
     work_spacing_mm: float = WORK_SPACING_MM
     canal_length_mm: float | None = None
 
-    def seeds(self) -> dict[str, np.ndarray]:
-        """{level: centroid RAS mm} of the detected levels spine QCT measures
-        (``LEVEL_NAMES``): the seeds of ``analyze_spine``."""
+    def seeds(self, levels=LEVEL_NAMES) -> dict[str, np.ndarray]:
+        """{level: centroid RAS mm} of the detected levels among ``levels`` (default: those
+        spine QCT measures, the seeds of ``analyze_spine``; ``VFA_LEVEL_NAMES`` for
+        ``analyze_vfa``)."""
         return {lv.level: np.asarray(lv.centroid_ras_mm) for lv in self.levels
-                if lv.level in LEVEL_NAMES}
+                if lv.level in levels}
 
     def to_dict(self) -> dict:
         out = asdict(self)

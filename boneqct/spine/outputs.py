@@ -11,6 +11,7 @@ from boneqct.calibration.provenance import anonymized_provenance
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic, write_volume
 from boneqct.spine.detect import DetectionResult
 from boneqct.spine.fracture import grade_cells
+from boneqct.spine.levels import LEVEL_NAMES
 from boneqct.spine.pipeline import SpineResult, roi_label_map
 from boneqct.spine.report import write_spine_report
 from boneqct.spine.seeds import write_markups_points
@@ -73,11 +74,12 @@ def write_spine_outputs(out_dir: str | Path, result: SpineResult, volume_hu: Vol
     return {**paths, **detected}
 
 
-def write_detected_levels(detection: DetectionResult, out_dir: str | Path) -> Path:
-    """The detected centres of the levels spine QCT measures as a Slicer markups point list
-    (``DETECTED_MARKUPS``, LPS, one point labelled by its level each): move or rename points
-    in Slicer and rerun with ``--seeds``."""
-    return write_markups_points(detection.seeds(), Path(out_dir) / DETECTED_MARKUPS,
+def write_detected_levels(detection: DetectionResult, out_dir: str | Path,
+                          levels=LEVEL_NAMES) -> Path:
+    """The detected centres of ``levels`` (default: those spine QCT measures) as a Slicer
+    markups point list (``DETECTED_MARKUPS``, LPS, one point labelled by its level each): move
+    or rename points in Slicer and rerun with ``--seeds``."""
+    return write_markups_points(detection.seeds(levels), Path(out_dir) / DETECTED_MARKUPS,
                                 name="Detected levels")
 
 

@@ -23,6 +23,7 @@ from boneqct.errors import SpineError
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic
 from boneqct.options import options_to_dict
 from boneqct.report import pdf
+from boneqct.spine.detect import DetectionResult
 from boneqct.spine.fracture import (
     MILD_REDUCTION,
     MODERATE_REDUCTION,
@@ -34,6 +35,7 @@ from boneqct.spine.fracture import (
     sample_volume,
 )
 from boneqct.spine.levels import VFA_LEVEL_NAMES
+from boneqct.spine.outputs import write_detected_levels
 from boneqct.spine.pipeline import body_finders, check_level_order
 from boneqct.spine.report import (
     FRACTURE_LEGEND,
@@ -135,14 +137,21 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
 
 
 def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
-                      anonymize: bool = False) -> dict[str, Path]:
+                      anonymize: bool = False,
+                      detection: DetectionResult | None = None) -> dict[str, Path]:
     """Write ``vfa.json`` (with the exam), ``vfa.csv`` and ``vfa_overview.pdf`` into
-    ``out_dir``."""
+    ``out_dir``. With a ``detection`` (levels found without seeds), vfa.json gains
+    ``detection`` and the detected T4-L5 centres are written as markups
+    (``detected_levels.mrk.json``) to edit and rerun with ``--seeds``."""
     out_dir = Path(out_dir)
     metadata = anonymized_metadata(volume_hu.metadata) if anonymize else volume_hu.metadata
     paths = {"json": out_dir / "vfa.json", "csv": out_dir / "vfa.csv",
              "report": out_dir / "vfa_overview.pdf"}
-    write_json_atomic(paths["json"], {**result.to_dict(), "exam": metadata})
+    document = {**result.to_dict(), "exam": metadata}
+    if detection is not None:
+        document["detection"] = detection.to_dict()
+        paths["detected_levels"] = write_detected_levels(detection, out_dir, VFA_LEVEL_NAMES)
+    write_json_atomic(paths["json"], document)
     write_text_atomic(paths["csv"], vfa_csv(result.levels))
     story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm),
              fracture_table(result.levels),
