@@ -19,9 +19,10 @@ from boneqct.spine.levels import LABEL_SCHEMES
 ELEMENT_MM = 1.0
 #: Default strength criterion, chosen from Testing/benchmarks/bench_fe_command.py on the 1 mm
 #: phantom L2 (29955 elements), whole ``boneqct fe`` command on this shared 2-core machine
-#: (2026-11-29, load average 5-7): linear 27 s wall / 7.7 s CPU, nonlinear 40 s / 15 s (1.5x
-#: wall, 2.0x CPU; issue 13's goal 3x met), so the default is the nonlinear analysis - the one
-#: the fragile thresholds belong to; --criterion linear asks for the 0.68% rule.
+#: (2026-11-29, load average 3.4-3.7, fastest of 2): linear 6.5 s wall / 6.2 s CPU, nonlinear
+#: 12.3 s / 11.8 s (1.9x; issue 13's goal 3x met; it was 3.3x before the solver work of that
+#: day), so the default is the nonlinear analysis - the one the fragile thresholds belong to;
+#: --criterion linear asks for the 0.68% rule.
 DEFAULT_CRITERION = "nonlinear"
 CRITERION_HELP = ("strength criterion: nonlinear (the default: elastic-plastic to 2% apparent "
                   "strain; the only criterion that gives the fragile flag; about 2x the linear "
