@@ -185,8 +185,7 @@ def _stress(surface: Surface, dev: np.ndarray, p: np.ndarray, scale=None) -> np.
     return stress
 
 
-def return_map(kin: ElementKinematics, surface: Surface, strain: np.ndarray,
-               committed: PlasticState) -> Increment:
+def return_map(surface: Surface, strain: np.ndarray, committed: PlasticState) -> Increment:
     """Stresses of total strains ``strain`` (6, 8, n_el) from the committed plastic state."""
     dev, p, q = _elastic_trial(surface, strain - committed.plastic_strain)
     hardening = surface.hardening_mpa
@@ -317,7 +316,7 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
         iterations = 0
         if target <= first_yield_mm:
             force = unit_force * target
-            step = return_map(kin, surface, kin.strains(u), state)
+            step = return_map(surface, kin.strains(u), state)
         else:
             step, internal = _evaluate(kin, surface, state, u)
             while True:
@@ -347,7 +346,7 @@ def elastic_plastic_curve(model, linear, *, final_strain: float, steps: int,
 
 def _evaluate(kin, surface, state, u):
     """The return-mapped increment at displacement ``u`` and its internal force (n_dof)."""
-    step = return_map(kin, surface, kin.strains(u), state)
+    step = return_map(surface, kin.strains(u), state)
     return step, kin.internal_force(step.stress_mpa)
 
 
