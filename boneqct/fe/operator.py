@@ -2,9 +2,9 @@
 
 Every element of a voxel mesh is the same cube, so ``K u = sum_e E_e h K_REF u_e``. On the
 regular node lattice this is three array passes, with no index arrays: gather the 8 nodal
-displacements of every cell by slicing the node grid (``(24, cells)``), one BLAS product with
-the 24x24 reference matrix, scale by the cell modulus (0 for empty cells), and add the 8
-corner blocks back by slicing. Vectors live on the full node grid, component-major
+displacements of every cell by slicing the node grid, scaled by the cell modulus on the way
+(``(24, cells)``; 0 for empty cells), one BLAS product with the 24x24 reference matrix, and
+add the 8 corner blocks back by slicing. Vectors live on the full node grid, component-major
 ``(3, nk+1, nj+1, ni+1)`` so that every slice copy is contiguous along i;
 nodes touched by no element and prescribed DOFs are decoupled (identity rows), as in the
 assembled constrained system.
