@@ -44,8 +44,8 @@ class FiniteElement(ScriptedLoadableModule):
         widgets.describeModule(self.parent, "Finite Element", """
 Vertebral strength (N) and stiffness (N/mm) from voxel finite-element models of calibrated QCT:
 cubic elements in the body's axis frame, density-modulus law of choice, PMMA endplate layers,
-axial compression; strength by the linear 0.68% rule (the default), the Pistoia criterion or
-an elastic-plastic analysis (return mapping, Drucker-Prager) to 2% apparent strain; and the
+axial compression; strength by an elastic-plastic analysis (return mapping, Drucker-Prager)
+to 2% apparent strain (the default), the linear 0.68% rule or the Pistoia criterion; and the
 proximal femur's sideways-fall strength (section "Femur sideways fall"). Calibrate in QCT Bone
 Density first.
 """)
@@ -79,7 +79,7 @@ class FiniteElementParameterNode:
     level: Annotated[str, Choice(LEVELS)] = "L1"
     elementMm: Annotated[float, WithinRange(0.5, 5.0)] = 1.0
     law: Annotated[str, Choice(LAWS)] = "kopperdahl2002"
-    criterion: Annotated[str, Choice(CRITERIA)] = "linear"
+    criterion: Annotated[str, Choice(CRITERIA)] = "nonlinear"
     patientSex: Annotated[str, Choice(widgets.PATIENT_SEXES)] = "unknown"
     resultsTable: slicer.vtkMRMLTableNode
     meshModel: slicer.vtkMRMLModelNode
