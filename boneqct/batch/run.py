@@ -189,8 +189,8 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
         progress: show Dask's progress bar and the dashboard link on stderr.
         threads_per_case: threads of each numerical library (OpenMP, OpenBLAS, MKL, ITK,
             VTK) in a case's process; default: on a LocalCluster the CPUs divided by the
-            workers, else 1. FE results change in their last digits with the thread count
-            (parallel sums), other analyses do not (docs/batch.md).
+            workers, else 1. Hip results change in their last digits with the thread count
+            (parallel sums); spine, tissue, VFA and FE did not (docs/batch.md).
 
     Raises:
         InputError: the output folder holds a batch and ``resume`` is not set, or the
