@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, Spacer
+from reportlab.platypus import KeepInFrame, Paragraph, Spacer
 from scipy import ndimage
 
 from boneqct.report import pdf
@@ -69,15 +69,20 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
     if any(lv.fracture for lv in result.levels):
         story.append(Paragraph("Heights anterior/middle/posterior and Genant grade: "
                                + FRACTURE_LEGEND, pdf.NOTE_STYLE))
+    figures = []
     if result.calibrated and result.interpretation["diagnostic"]:
         age = (result.reference or {}).get("age_years") or metadata.get("patient_age_years")
-        story += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_reference_chart(result, age), 115)]
+        figures += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_reference_chart(result, age), 115)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
-    story += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
-                                                   views_width_mm),
-              Paragraph(f"Views: window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU; red: the ROI; "
-                        "axial views with the patient's right on the left, sagittal views with "
-                        "anterior on the left, as Slicer shows them.", pdf.NOTE_STYLE)]
+    figures += [Spacer(1, 1.5 * mm),
+                pdf.figure_flowable(_level_views_figure(result, volume_hu, roi_labels),
+                                    views_width_mm),
+                Paragraph(f"Views: window {WINDOW_HU[0]:g} to {WINDOW_HU[1]:g} HU; red: the ROI; "
+                          "axial views with the patient's right on the left, sagittal views with "
+                          "anterior on the left, as Slicer shows them.", pdf.NOTE_STYLE)]
+    # the chart and the views shrink together into what the text leaves of the page (warnings
+    # can take several lines): a one-page report stays one page
+    story.append(KeepInFrame(0, 0, figures, mode="shrink"))
     return pdf.write_report(path, "Spine QCT: trabecular bone mineral density", story)
 
 
