@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from report_text import text_and_letter_positions
 
 from boneqct.calibration import calibrate_with_phantom
 from boneqct.phantoms import make_spine_phantom
@@ -69,25 +70,12 @@ def analysed():
                                           TissueOptions(slices=(0, 3)), l3_point_ras_mm=l3)
 
 
-def _text_and_positions(path):
-    """The report's text and the (x, y) page position of each one-letter text run."""
-    reader = pypdf.PdfReader(path)
-    letters: dict[str, list] = {}
-
-    def visit(text, cm, tm, font, size):
-        if len(text.strip()) == 1:  # the text matrix's origin through the graphics matrix
-            letters.setdefault(text.strip(), []).append(
-                (tm[4] * cm[0] + tm[5] * cm[2] + cm[4], tm[4] * cm[1] + tm[5] * cm[3] + cm[5]))
-
-    text = "".join(page.extract_text(visitor_text=visit) for page in reader.pages)
-    return text, letters, len(reader.pages)
-
 
 def test_report_headline_units_and_orientation_letters(analysed, tmp_path):
     volume, result = analysed
     paths = write_tissue_outputs(tmp_path, result, {"patient_name": "PHANTOM^DIGITAL"},
                                  volume_hu=volume)
-    text, letters, n_pages = _text_and_positions(paths["report"])
+    text, letters, n_pages = text_and_letter_positions(paths["report"])
     assert n_pages == 1
     fat = result.fat_compartments
     headline = (f"L3 muscle {result.skeletal_muscle_l3['area_cm2']:.1f} cm\u00b2 \u00b7 "
@@ -110,6 +98,6 @@ def test_report_of_a_stored_result_has_the_headline_without_a_view(analysed, tmp
 
     _, result = analysed
     stored = TissueResult.from_dict(result.to_dict())
-    text, letters, _ = _text_and_positions(write_tissue_outputs(tmp_path, stored)["report"])
+    text, letters, _ = text_and_letter_positions(write_tissue_outputs(tmp_path, stored)["report"])
     assert f"L3 muscle {result.skeletal_muscle_l3['area_cm2']:.1f}" in text
     assert "Axial slice" not in text and "R" not in letters

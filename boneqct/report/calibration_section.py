@@ -48,19 +48,28 @@ def calibration_figure(calibration):
 
 
 def rod_image_figure(calibration, volume_hu):
-    """The middle calibration slice of ``volume_hu`` with each rod's centre circled and named,
-    so a reader sees which inserts were measured."""
+    """The middle calibration slice of ``volume_hu`` as Slicer shows an axial slice (patient's
+    right on the left, anterior on top: ``pdf.radiological_axial``) with each rod's centre
+    circled and named, so a reader sees which inserts were measured.
+
+    Raises:
+        ValueError: the slices are not axial.
+    """
+    display, (row_mm, column_mm) = pdf.radiological_axial(volume_hu)
     centers = np.array([r["center_ras_mm"] for r in calibration.rods], float)
     slices = calibration.slices_used or [volume_hu.array_kji.shape[0] // 2]
     k = int(slices[len(slices) // 2])
-    image = volume_hu.array_kji[k].astype(float)
-    spacing_j, spacing_i = volume_hu.spacing_mm[1], volume_hu.spacing_mm[0]
-    ijk = volume_hu.ras_to_ijk_points(centers)
+    image = display(volume_hu.array_kji[k].astype(float))
+    # where each voxel lands in the display: the rods' centres follow their voxels
+    n_j, n_i = volume_hu.array_kji.shape[1:]
+    shown_index = display(np.arange(n_j * n_i, dtype=float).reshape(n_j, n_i))
     fig, ax = pdf.subplots(figsize=(3.2, 3.2))
     ax.imshow(image, cmap="gray", vmin=ROD_WINDOW_HU[0], vmax=ROD_WINDOW_HU[1],
-              extent=(0, image.shape[1] * spacing_i, image.shape[0] * spacing_j, 0))
-    for rod, (i, j, _) in zip(calibration.rods, ijk, strict=True):
-        x, y = i * spacing_i, j * spacing_j
+              extent=(0, image.shape[1] * column_mm, image.shape[0] * row_mm, 0))
+    for rod, (i, j, _) in zip(calibration.rods, volume_hu.ras_to_ijk_points(centers), strict=True):
+        voxel = int(round(j)) * n_i + int(round(i))
+        (row, column), = np.argwhere(shown_index == voxel)
+        x, y = (column + 0.5) * column_mm, (row + 0.5) * row_mm  # the voxel's centre
         ax.plot(x, y, "o", ms=9, mfc="none", mec="#ffd60a", mew=1.0)
         ax.text(x, y - 9, rod["name"], color="#ffd60a", fontsize=7, ha="center", va="bottom")
     ax.set_xticks([])
@@ -99,7 +108,11 @@ def calibration_section(calibration, volume_hu=None) -> list:
     story = [heading, *calibration_verdict(calibration), Paragraph(pdf.units(summary), pdf.STYLES["Normal"])]
     if calibration.rods:
         if volume_hu is not None and all("center_ras_mm" in r for r in calibration.rods):
-            story += [Spacer(1, 2 * mm), pdf.figure_flowable(rod_image_figure(calibration, volume_hu), 70)]
+            try:
+                story += [Spacer(1, 2 * mm),
+                          pdf.oriented_figure(rod_image_figure(calibration, volume_hu), 70)]
+            except ValueError as exc:  # not axial slices: no view rather than a wrong one
+                story.append(Paragraph(f"No image of the rods: {exc}", pdf.NOTE_STYLE))
         story += [Spacer(1, 2 * mm), pdf.figure_flowable(calibration_figure(calibration), 170)]
         if any(r.get("water_mg_cm3") for r in calibration.rods):
             story.append(Paragraph(pdf.units(
