@@ -34,6 +34,11 @@ from boneqct.resources import MAX_MAX_MEMORY_GB, MIN_MAX_MEMORY_GB
 
 #: Analyses a manifest row can ask for: the ``boneqct`` subcommand of each.
 ANALYSES = ("spine", "hip", "fe", "tissue", "vfa")
+#: The packages of ``boneqct`` each analysis runs on (beside what the command line imports): a
+#: batch's case servers import those of its manifest's analyses before the first case.
+ANALYSIS_PACKAGES = {"spine": ("boneqct.spine",), "vfa": ("boneqct.spine",),
+                     "hip": ("boneqct.hip",), "fe": ("boneqct.fe", "boneqct.spine"),
+                     "tissue": ("boneqct.tissue",)}
 DEFAULT_ANALYSIS = "spine"
 #: Per-case limits (columns) that replace the batch's for one case, with their ranges: a case
 #: known to be long (fine FE mesh) or large gets its own.

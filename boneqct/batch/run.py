@@ -30,7 +30,7 @@ from pathlib import Path
 
 from boneqct import __version__
 from boneqct.batch.case import now_utc, run_case
-from boneqct.batch.manifest import Case, read_manifest
+from boneqct.batch.manifest import ANALYSIS_PACKAGES, Case, read_manifest
 from boneqct.errors import InputError
 from boneqct.io.atomic import check_output_folder
 from boneqct.resources import DEFAULT_MAX_MEMORY_GB
@@ -132,10 +132,17 @@ def _threads_per_case(client, workers: int | None, threads: int | None) -> int:
     return max(1, CPU_COUNT // (workers or CPU_COUNT))
 
 
+def _packages(cases: list[Case]) -> tuple[str, ...]:
+    """The ``boneqct`` packages the cases' analyses run on, for the case servers to import."""
+    return tuple(sorted({p for case in cases for p in ANALYSIS_PACKAGES[case.analysis]}))
+
+
 @contextlib.contextmanager
-def _client(client, workers: int | None, memory_limit_gb: float):
+def _client(client, workers: int | None, memory_limit_gb: float, threads: int,
+            packages: tuple[str, ...]):
     """A distributed Client: the one given, one connected to a scheduler address, or one on a
-    new LocalCluster of ``workers`` processes (closed at the end)."""
+    new LocalCluster of ``workers`` processes (closed at the end) whose workers start their
+    case servers (``threads`` per library, importing ``packages``) as they start."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -155,13 +162,16 @@ def _client(client, workers: int | None, memory_limit_gb: float):
 
     from dask.system import CPU_COUNT
 
+    from boneqct.batch.worker_plugin import CaseServerStart
+
     n_workers = workers or CPU_COUNT
     # one case per idle worker: with the default saturation (1.1) a worker takes a second
     # case while busy, and a long case then holds back a short one another worker could run
     saturation = dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
     with saturation, LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0", silence_logs=logging.ERROR,
-                                  memory_limit=f"{memory_limit_gb + 1:g}GB") as cluster, \
+                                  memory_limit=f"{memory_limit_gb + 1:g}GB",
+                                  plugins=(CaseServerStart(threads, packages),)) as cluster, \
             Client(cluster) as local:
         yield local
 
@@ -211,13 +221,14 @@ def run(manifest, out_dir, client=None, workers: int | None = None, resume: bool
     threads = _threads_per_case(client, workers, threads_per_case)
     dashboard, phases_s, clock = None, {}, time.perf_counter()
     if todo:
-        with _client(client, workers, memory_limit_gb) as dask_client:
+        packages = _packages(todo)
+        with _client(client, workers, memory_limit_gb, threads, packages) as dask_client:
             phases_s["cluster_start_s"], clock = _lap(clock)
             dashboard = dask_client.dashboard_link
             if progress:
                 print(f"Dask dashboard: {dashboard}", file=sys.stderr)
-            _compute(dask_client, todo, out_dir, timeout_s, memory_limit_gb, threads, hang,
-                     progress)
+            _compute(dask_client, todo, out_dir, timeout_s, memory_limit_gb, threads, packages,
+                     hang, progress)
             phases_s["cases_s"], clock = _lap(clock)
         phases_s["cluster_close_s"], clock = _lap(clock)
     from boneqct.batch.report import write_cohort_report
@@ -241,7 +252,8 @@ def _lap(clock: float) -> tuple[float, float]:
 
 
 def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
-             memory_limit_gb: float, threads: int, hang: set[str], progress: bool) -> None:
+             memory_limit_gb: float, threads: int, packages: tuple[str, ...], hang: set[str],
+             progress: bool) -> None:
     """Submit one task per case and log each record as its case finishes."""
     from distributed import as_completed
     from distributed import progress as progress_bar
@@ -251,7 +263,7 @@ def _compute(client, cases: list[Case], out_dir: Path, timeout_s: float,
         run_case, case.case_id, case.argv(out_dir / case.case_id),
         str(out_dir / "logs" / f"{case.case_id}.log"), case.limits.get("timeout_s", timeout_s),
         case.limits.get("memory_limit_gb", memory_limit_gb), case.case_id in hang, threads,
-        key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
+        packages, key=f"boneqct-case-{case.case_id}-{token}", pure=False): case
         for case in cases}
     with contextlib.ExitStack() as stack:
         bar = None
