@@ -318,8 +318,8 @@ def test_a_case_whose_server_dies_fails_and_the_next_gets_a_new_server(tmp_path)
     (its process goes with the server), and the next case starts a new server."""
     from boneqct.batch import case
 
-    server, _ = case._take_server(1, TIMEOUT_S)
-    case._give_back(server)
+    server, _ = case._take_server(1, (), TIMEOUT_S)
+    case.give_back(server)
     killer = threading.Timer(3.0, server.process.kill)
     killer.start()
     lost = case.run_case("lost", ["spine", "x.nii.gz"], str(tmp_path / "lost.log"), 120, 8,
@@ -333,3 +333,41 @@ def test_a_case_whose_server_dies_fails_and_the_next_gets_a_new_server(tmp_path)
                           str(tmp_path / "next.log"), TIMEOUT_S, 8)
     assert after["server_start_s"] > 0 and after["status"] == "failed"
     assert "none.nii.gz' does not exist" in after["message"]
+
+
+def _environment_of(pid: int) -> dict[str, str]:
+    """A running process's environment (Linux /proc)."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_case_servers_start_with_their_workers_without_the_nannys_malloc_setting(tmp_path):
+    """A LocalCluster worker starts its case server as it starts (before any case); the server
+    has the batch's thread budget and not the MALLOC_TRIM_THRESHOLD_ Dask's nanny gives its
+    workers (a case ran 30 % slower with it), while a value of the user's own is kept."""
+    from distributed import Client, LocalCluster
+
+    from boneqct.batch import case
+    from boneqct.batch.worker_plugin import CaseServerStart
+
+    def servers(threads, packages):
+        return [(s.process.pid, s.ready) for s in case._IDLE.get((threads, packages), [])]
+
+    def environments(threads, packages):
+        return [_environment_of(s.process.pid) for s in case._IDLE[(threads, packages)]]
+
+    packages = ("boneqct.tissue",)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      plugins=(CaseServerStart(3, packages),)) as cluster, \
+            Client(cluster) as client:
+        (started,) = client.run(servers, 3, packages).values()
+        (worker_environment,) = client.run(lambda: dict(os.environ)).values()
+        (environment,) = client.run(environments, 3, packages).values()
+    assert len(started) == 1  # one server, started with the worker, before any case
+    assert worker_environment["MALLOC_TRIM_THRESHOLD_"] == "65536"  # the nanny's
+    (server_environment,) = environment
+    assert "MALLOC_TRIM_THRESHOLD_" not in server_environment
+    assert {server_environment[name] for name in THREAD_VARIABLES} == {"3"}
+    mine = case._without_nanny_environment({"MALLOC_TRIM_THRESHOLD_": "1000000", "A": "1"})
+    assert mine == {"MALLOC_TRIM_THRESHOLD_": "1000000", "A": "1"}
