@@ -1,6 +1,11 @@
 """Benchmark: throughput of ``boneqct batch`` - 8 spine phantom cases on a local Dask cluster of
 2 worker processes against 1; goal: 2 workers at least 1.7 times as fast.
 
+Two sizes of case (``--size``): ``clinical`` (default), a CT as a clinic writes it for spine
+QCT (512 x 512 pixels of 0.7 mm, 112 slices of 1.25 mm, four levels L1-L4 measured); and
+``small``, the test suite's cropped phantom (300 x 230 pixels of 1 mm, 56 slices of 1.6 mm,
+L1-L3), whose cases take a few seconds, so the batch's fixed costs weigh more.
+
 Each case is the full single-case command (CT read, phantom calibration, three levels, every
 output) in a process of its own, forked by its worker's case server; the wall time of each
 batch includes starting the cluster (and the case servers' imports) and writing the summary
@@ -14,7 +19,7 @@ imports), the median wall and CPU time of a case, and the machine's load: the 1-
 the cores the whole machine kept busy during the run (from /proc/stat; this benchmark's own
 processes included - on a 2-core machine anything above about 1 with 1 worker, or 2 with 2
 workers, is other work, which lowers the ratio).
-Run: ``python Testing/benchmarks/bench_batch.py [--repeats 3]``.
+Run: ``python Testing/benchmarks/bench_batch.py [--repeats 3] [--size clinical|small]``.
 """
 
 from __future__ import annotations
@@ -33,14 +38,23 @@ from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phant
 
 N_CASES = 8
 GOAL_RATIO = 1.7
-SCANNER = ScannerParams(pixel_mm=1.0, matrix=(300, 230), n_slices=56, slice_spacing_mm=1.6,
-                        slice_thickness_mm=1.6, noise_sd_hu=10.0)
+#: The phantom of each case size: its scanner and its vertebrae.
+SIZES = {
+    "clinical": (ScannerParams(pixel_mm=0.7, matrix=(512, 512), n_slices=112,
+                               slice_spacing_mm=1.25, slice_thickness_mm=1.25, noise_sd_hu=15.0),
+                 SpinePhantomParams(levels=("L1", "L2", "L3", "L4"),
+                                    trabecular_bmd_mg_cm3=(80.0, 110.0, 140.0, 120.0),
+                                    cortical_thickness_mm=(1.0, 1.5, 2.0, 1.5))),
+    "small": (ScannerParams(pixel_mm=1.0, matrix=(300, 230), n_slices=56, slice_spacing_mm=1.6,
+                            slice_thickness_mm=1.6, noise_sd_hu=10.0),
+              SpinePhantomParams(trabecular_bmd_mg_cm3=(80.0, 110.0, 140.0))),
+}
 
 
-def write_cohort(folder: Path) -> Path:
-    """A phantom CT and a manifest of N_CASES spine cases on it."""
-    phantom = make_spine_phantom(SpinePhantomParams(trabecular_bmd_mg_cm3=(80.0, 110.0, 140.0)),
-                                 SCANNER, seed=5)
+def write_cohort(folder: Path, size: str) -> Path:
+    """A phantom CT of the ``size`` and a manifest of N_CASES spine cases on it."""
+    scanner, anatomy = SIZES[size]
+    phantom = make_spine_phantom(anatomy, scanner, seed=5)
     write_phantom(phantom, folder / "spine", formats=("nifti",))
     seeds = ";".join(f"{v['level']}={','.join(f'{x:g}' for x in v['body_center_ras_mm'])}"
                      for v in phantom.truth["vertebrae"])
@@ -103,10 +117,12 @@ def describe(r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (default 3)")
+    parser.add_argument("--size", choices=SIZES, default="clinical",
+                        help="the cases' CT (default clinical)")
     args = parser.parse_args()
     ratios, steady = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = write_cohort(Path(tmp))
+        manifest = write_cohort(Path(tmp), args.size)
         for i in range(args.repeats):
             one = timed_run(manifest, Path(tmp) / f"one{i}", 1)
             print(describe(one), flush=True)
@@ -118,7 +134,7 @@ def main() -> None:
             print(f"  pair {i + 1}: ratio {ratios[-1]:.2f} (cases phase without the case "
                   f"servers' start: {steady[-1]:.2f})", flush=True)
     ratio = statistics.median(ratios)
-    print(f"{N_CASES} spine cases on {os.cpu_count()} CPUs: ratio 1 worker / 2 workers "
+    print(f"{N_CASES} {args.size} spine cases on {os.cpu_count()} CPUs: ratio 1 worker / 2 workers "
           f"{', '.join(f'{r:.2f}' for r in ratios)}; median {ratio:.2f} (goal >= {GOAL_RATIO}: "
           f"{'met' if ratio >= GOAL_RATIO else 'not met'}); the cases alone, without the fixed "
           f"costs (cluster, case servers' imports, summary): {', '.join(f'{r:.2f}' for r in steady)}")
