@@ -446,6 +446,32 @@ def _cut_by_scan_end(volume_hu: Volume, box_kji, mask: np.ndarray) -> bool:
     return any(np.take(mask, end, axis=axis_kji).any() for end in ends)
 
 
+def endplate_at_scan_end(volume_hu: Volume, points_ras_mm: dict, disc_mm: float) -> str | None:
+    """Why a level's heights cannot be trusted when one of its endplates lies at the scan's
+    end: the endplate (of ``points_ras_mm``, ``{height: {"superior", "inferior"}}`` RAS mm)
+    nearest the first or last voxel layer along the grid axis closest to the cranio-caudal
+    axis, when less than ``disc_mm`` of the scan lies beyond it (the disc an endplate fit
+    needs); None when every endplate has that much beyond it."""
+    axis_ijk = int(np.argmax(np.abs(volume_hu.direction_ras[2, :])))
+    n, spacing_mm = volume_hu.size_ijk[axis_ijk], float(volume_hu.spacing_mm[axis_ijk])
+    nearest = None
+    for end in ("superior", "inferior"):
+        index = volume_hu.ras_to_ijk_points(np.array(
+            [pair[end] for pair in points_ras_mm.values()]))[:, axis_ijk]
+        for layer, beyond_mm in (("first", index.min() * spacing_mm),
+                                 ("last", (n - 1 - index.max()) * spacing_mm)):
+            if beyond_mm < disc_mm and (nearest is None or beyond_mm < nearest[2]):
+                nearest = (end, layer, float(beyond_mm))
+    if nearest is None:
+        return None
+    end, layer, beyond_mm = nearest
+    toward = "cranially" if end == "superior" else "caudally"
+    return (f"its {end} endplate lies at the end of the scan, {max(beyond_mm, 0.0):.1f} mm from "
+            f"its {layer} slice, where {disc_mm:.1f} mm of disc beyond it are needed to locate "
+            f"it; a scan reaching at least 10 mm further {toward} grades this level, else read "
+            "it on the images")
+
+
 def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
                     level: str) -> VertebralBody:
     """Delineate a vertebral body from a whole-vertebra label (TotalSegmentator, VerSe).

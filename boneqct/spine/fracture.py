@@ -45,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from boneqct.options import check_options, option
+from boneqct.spine.body import endplate_at_scan_end
 from boneqct.spine.endplate_fit import locate_endplate
 from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
@@ -342,6 +343,9 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                             f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm"))
         if not quality[key]]
+    at_end = endplate_at_scan_end(volume_hu, points, blur_mm / 2.0 + 2.0) if reasons else None
+    if at_end:  # first: it says what to do
+        reasons.insert(0, at_end)
     quality["passed"] = not reasons
     quality["reason"] = "; ".join(reasons) or None
     out.update(heights_mm=heights, points_ras_mm=points)
