@@ -212,13 +212,15 @@ def test_scheduler_started_separately_is_used_by_address(cohort, batch, tmp_path
                       dashboard_address=None) as cluster:
         command = subprocess.run(
             [sys.executable, "-m", "boneqct.cli", "batch", str(manifest), "--out",
-             str(tmp_path / "out"), "--scheduler", cluster.scheduler_address],
+             str(tmp_path / "out"), "--scheduler", cluster.scheduler_address,
+             "--threads-per-case", "2"],
             capture_output=True, text=True, timeout=300)
         worker_pids = {str(nanny.process.pid) for nanny in cluster.workers.values()}
     assert command.returncode == 0, command.stderr
     assert "2 cases: 2 ok" in command.stdout
     record = read_run_log(tmp_path / "out")["c2"]
     assert record["status"] == "ok" and record["worker"].split(":")[-1] in worker_pids
+    assert record["threads"] == 2  # the option's, not the default (1 by address)
     with open(tmp_path / "out" / "summary.csv") as handle:
         vfa = next(r for r in csv.DictReader(handle) if r["case_id"] == "v1")
     # L1's superior endplate lies 2.5 mm inside the scan's last slice: too little disc beyond

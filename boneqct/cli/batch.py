@@ -49,6 +49,10 @@ def register(sub) -> None:
                        default=DEFAULT_MAX_MEMORY_GB,
                        help=f"memory (address space) limit of one case, GB (default "
                             f"{DEFAULT_MAX_MEMORY_GB:g})")
+    batch.add_argument("--threads-per-case", type=number_in(1, 1024, integer=True),
+                       help="threads of each numerical library in a case (default: on the "
+                            "local cluster the CPUs divided by the workers, else 1); hip "
+                            "results change in their last digits with it")
     batch.add_argument("--scan", type=Path, metavar="FOLDER",
                        help="write a manifest (--out manifest.csv) from a folder tree of CT "
                             "studies instead of running one")
@@ -90,7 +94,7 @@ def _cmd_batch(args) -> int:
 
     batch = run(args.manifest, args.out, client=args.scheduler, workers=args.workers,
                 resume=args.resume, retry_failed=args.retry_failed, timeout_s=args.timeout_s,
-                memory_limit_gb=args.memory_limit_gb)
+                memory_limit_gb=args.memory_limit_gb, threads_per_case=args.threads_per_case)
     counts = Counter(row["status"] for row in batch.rows)
     print(f"{len(batch.rows)} cases: {counts['ok']} ok, {counts['failed']} failed, "
           f"{counts['timeout']} timed out ({len(batch.ran)} run now, {len(batch.skipped)} "
