@@ -21,8 +21,12 @@ from boneqct.calibration.definitions import PhantomDefinition, load_phantom_defi
 
 AIR, SKIN, FAT, MUSCLE, SOFT_TISSUE, BLOOD, SPINAL_SOFT_TISSUE = 0, 1, 2, 3, 4, 5, 6
 TABLE, PHANTOM_BODY, CORTICAL_BONE, POSTERIOR_ELEMENTS = 7, 8, 9, 10
-#: Trabecular bone of vertebra n (0 = most superior) has label TRABECULAR_FIRST + n.
+#: Trabecular bone of vertebra n (0 = most superior) has label TRABECULAR_FIRST + n for the
+#: first TRABECULAR_FIRST_COUNT vertebrae, TRABECULAR_MORE_FIRST + n - TRABECULAR_FIRST_COUNT
+#: beyond (``trabecular_label``: a phantom of more vertebrae keeps the labels of a smaller one).
 TRABECULAR_FIRST = 11
+TRABECULAR_FIRST_COUNT = 10
+TRABECULAR_MORE_FIRST = 200
 #: Calibration rod n (in the definition's order) has label ROD_FIRST + n.
 ROD_FIRST = 21
 
@@ -49,6 +53,24 @@ RIB_REACH_MM = 110.0
 RIB_HALF_SIZE_MM = 4.0
 RIB_SLOPE = 0.3
 EXTRA_LABELS: dict[int, str] = {SACRAL_ALA: "sacral_ala", ILIAC_WING: "iliac_wing", RIB: "rib"}
+#: Most vertebrae (sacrum included) a phantom can hold: as many as there are trabecular labels.
+MAX_VERTEBRAE = TRABECULAR_FIRST_COUNT + SACRAL_ALA - TRABECULAR_MORE_FIRST
+
+#: Vertebral body (width, depth, height) in mm by level, for ``anatomical_spine_params``: upper
+#: endplate width and depth and posterior body height, growing caudally. After Panjabi 1991
+#: (Spine 16:888, thoracic) and Panjabi 1992 (Spine 17:299, lumbar); unverified: means as
+#: recalled and rounded, the papers' tables were not read here.
+VERTEBRAL_BODY_MM: dict[str, tuple[float, float, float]] = {
+    "T4": (27.0, 19.0, 17.0), "T5": (28.0, 21.0, 17.5), "T6": (29.5, 23.0, 18.0),
+    "T7": (31.0, 24.5, 18.5), "T8": (32.5, 26.0, 19.0), "T9": (34.0, 27.0, 19.5),
+    "T10": (36.0, 28.5, 20.5), "T11": (38.5, 30.0, 21.5), "T12": (40.5, 31.5, 23.0),
+    "L1": (42.0, 33.0, 25.0), "L2": (44.0, 34.0, 26.0), "L3": (46.0, 35.0, 26.5),
+    "L4": (48.0, 35.5, 26.5), "L5": (50.0, 35.5, 26.0),
+}
+#: Intervertebral disc heights (mm) of ``anatomical_spine_params``: above a thoracic level and
+#: above a lumbar one (placeholders: adult thoracic discs are thinner than lumbar ones, 8-12 mm).
+THORACIC_DISC_MM = 5.0
+LUMBAR_DISC_MM = 9.0
 
 #: Label value -> compartment name of the phantom's label map (uint8).
 LABELS: dict[int, str] = {
@@ -92,10 +114,13 @@ class SpinePhantomParams:
     Attributes:
         levels: vertebra names, superior first.
         trabecular_bmd_mg_cm3: trabecular density per level (ESP: 50/100/200, Kalender 1995).
-        vertebra_spacing_mm: distance between vertebra centres along the spine axis (ALBA: 29).
+        vertebra_spacing_mm: distance between vertebra centres along the spine axis (ALBA: 29),
+            or one distance per pair of neighbouring levels (superior first).
         body_width_mm: left-right diameter of the centrum (ALBA: about 35).
         body_depth_mm: anterior-posterior diameter of the centrum (placeholder: cylindrical).
         body_height_mm: centrum height along the spine axis (placeholder; not published).
+            Each of the three is one value for every level or one per level
+            (``anatomical_spine_params``: sizes by level from ``VERTEBRAL_BODY_MM``).
         cortical_thickness_mm: cortical shell thickness per level, or one value for all
             (placeholder: the ESP's cortical structures differ in thickness by level, Kalender
             1995; the values are not published).
@@ -147,10 +172,10 @@ class SpinePhantomParams:
 
     levels: tuple[str, ...] = ("L1", "L2", "L3")
     trabecular_bmd_mg_cm3: tuple[float, ...] = (50.0, 100.0, 200.0)
-    vertebra_spacing_mm: float = 29.0
-    body_width_mm: float = 35.0
-    body_depth_mm: float = 35.0
-    body_height_mm: float = 25.0
+    vertebra_spacing_mm: float | tuple[float, ...] = 29.0
+    body_width_mm: float | tuple[float, ...] = 35.0
+    body_depth_mm: float | tuple[float, ...] = 35.0
+    body_height_mm: float | tuple[float, ...] = 25.0
     cortical_thickness_mm: tuple[float, ...] = (1.0, 1.5, 2.0)
     cortical_bmd_mg_cm3: float = 800.0
     posterior_bmd_mg_cm3: float = 400.0
@@ -202,11 +227,53 @@ class SpinePhantomParams:
             raise ValueError("levels, trabecular_bmd_mg_cm3 and cortical_thickness_mm differ in length")
         if any(level not in self.levels for level in self.ribs):
             raise ValueError(f"ribs {self.ribs}: each level must be one of {self.levels}")
-        if n + int(self.sacrum) > ROD_FIRST - TRABECULAR_FIRST:
-            raise ValueError(f"at most {ROD_FIRST - TRABECULAR_FIRST} vertebrae")
-        if max(self.cortical_thickness_mm) * 2 >= min(self.body_width_mm, self.body_depth_mm,
-                                                      self.body_height_mm):
+        if n + int(self.sacrum) > MAX_VERTEBRAE:
+            raise ValueError(f"at most {MAX_VERTEBRAE} vertebrae")
+        for name, count in (("body_width_mm", n), ("body_depth_mm", n), ("body_height_mm", n),
+                            ("vertebra_spacing_mm", n - 1)):
+            if np.ndim(getattr(self, name)) and len(getattr(self, name)) != count:
+                raise ValueError(f"{name}: one value, or {count} (one per level"
+                                 f"{' pair' if name == 'vertebra_spacing_mm' else ''})")
+        sizes = [self.body_size_mm(index) for index in range(n)]
+        if any(max(t * 2 for t in self.cortical_thickness_mm) >= min(size) for size in sizes):
             raise ValueError("the cortical shell leaves no trabecular bone")
+
+    def body_size_mm(self, index: int) -> tuple[float, float, float]:
+        """(width, depth, height) of the body of level ``index`` (mm)."""
+        return tuple(float(value if np.ndim(value) == 0 else value[index]) for value in (
+            self.body_width_mm, self.body_depth_mm, self.body_height_mm))
+
+    @property
+    def uniform_bodies(self) -> bool:
+        """Whether every level has the same body size (one value each)."""
+        return all(np.ndim(v) == 0 for v in (self.body_width_mm, self.body_depth_mm,
+                                              self.body_height_mm))
+
+
+def anatomical_spine_params(levels: tuple[str, ...], **params) -> SpinePhantomParams:
+    """Phantom parameters with each level's body size from ``VERTEBRAL_BODY_MM`` (smaller
+    thoracic bodies) and its neighbours one disc away (``THORACIC_DISC_MM`` above a thoracic
+    level, ``LUMBAR_DISC_MM`` above a lumbar one); ``params`` sets the other fields (the
+    densities and cortical thicknesses default to 100 mg/cm3 and 1 mm per level)."""
+    unknown = [level for level in levels if level not in VERTEBRAL_BODY_MM]
+    if unknown:
+        raise ValueError(f"no body size for {unknown}: levels are {', '.join(VERTEBRAL_BODY_MM)}")
+    width, depth, height = zip(*(VERTEBRAL_BODY_MM[level] for level in levels), strict=True)
+    spacing = tuple((upper + lower) / 2.0 + (LUMBAR_DISC_MM if below.startswith("L")
+                                             else THORACIC_DISC_MM)
+                    for upper, lower, below in zip(height, height[1:], levels[1:], strict=False))
+    defaults = {"trabecular_bmd_mg_cm3": (100.0,) * len(levels),
+                "cortical_thickness_mm": (1.0,) * len(levels)}
+    return SpinePhantomParams(**{**defaults, **params, "levels": tuple(levels),
+                                 "body_width_mm": width, "body_depth_mm": depth,
+                                 "body_height_mm": height, "vertebra_spacing_mm": spacing})
+
+
+def trabecular_label(index: int) -> int:
+    """Label of the trabecular bone of vertebra ``index`` (0 = most superior)."""
+    if index < TRABECULAR_FIRST_COUNT:
+        return TRABECULAR_FIRST + index
+    return TRABECULAR_MORE_FIRST + index - TRABECULAR_FIRST_COUNT
 
 
 def _rotation_z(angle_deg: float) -> np.ndarray:
@@ -255,6 +322,10 @@ class Vertebra:
     cortical_thickness_mm: float
     center_ras_mm: np.ndarray
     axial_offset_mm: float
+    #: body width (left-right), depth (antero-posterior) and height (along the axis), mm
+    width_mm: float
+    depth_mm: float
+    height_mm: float
     deformity: str | None = None
 
 
@@ -278,7 +349,10 @@ class Anatomy:
         # spine frame: columns are the local right, anterior and superior axes in RAS
         self.spine_frame_ras = _rotation_x(-p.spine_tilt_deg) @ _rotation_z(p.spine_rotation_deg)
         self.spine_center_ras_mm = np.array([0.0, self.back_y_ras_mm + p.spine_depth_mm, 0.0])
-        self.canal_center_v_mm = -(p.body_depth_mm / 2.0 + p.canal_radius_mm)
+        sizes = np.array([p.body_size_mm(index) for index in range(len(p.levels))])
+        #: the largest body width, depth and height (mm): the reach of the spine's column
+        self.largest_body_mm = sizes.max(axis=0)
+        self.canal_center_v_mm = -(self.largest_body_mm[1] / 2.0 + p.canal_radius_mm)
         self.rods = self._place_rods() if p.phantom_present else ()
         self.vertebrae = self._place_vertebrae()
 
@@ -297,25 +371,39 @@ class Anatomy:
                               (float(x), float(y)), self.rod_diameter_mm))
         return tuple(placed)
 
+    def _axial_offsets_mm(self) -> list[float]:
+        """Each level's centre along the spine axis (mm from the spine's centre, superior
+        positive), the first and last level equally far from it; the sacrum's (one spacing
+        below the last level, the last pair's spacing when they differ) last when present."""
+        p = self.params
+        n = len(p.levels)
+        if np.ndim(p.vertebra_spacing_mm) == 0:
+            return [((n - 1) / 2.0 - index) * p.vertebra_spacing_mm for index in range(n + 1)]
+        below_first = np.concatenate([[0.0], np.cumsum(p.vertebra_spacing_mm)])
+        sacrum_gap_mm = (p.vertebra_spacing_mm or (SpinePhantomParams.vertebra_spacing_mm,))[-1]
+        below_first = np.append(below_first, below_first[-1] + sacrum_gap_mm)
+        return [float(below_first[n - 1] / 2.0 - b) for b in below_first]
+
     def _place_vertebrae(self) -> tuple[Vertebra, ...]:
         """Vertebrae along the spine axis, the first (superior) one highest."""
         p = self.params
         n = len(p.levels)
         deformities = dict(p.deformities)
+        offsets_mm = self._axial_offsets_mm()
         vertebrae = []
         for index, level in enumerate(p.levels):
-            w_mm = ((n - 1) / 2.0 - index) * p.vertebra_spacing_mm
+            w_mm = offsets_mm[index]
             center = self.spine_center_ras_mm + self.spine_frame_ras[:, 2] * w_mm
-            vertebrae.append(Vertebra(level, TRABECULAR_FIRST + index,
+            vertebrae.append(Vertebra(level, trabecular_label(index),
                                       float(p.trabecular_bmd_mg_cm3[index]),
                                       float(p.cortical_thickness_mm[index]), center, w_mm,
-                                      deformities.get(level)))
+                                      *p.body_size_mm(index), deformities.get(level)))
         if p.sacrum:
-            w_mm = ((n - 1) / 2.0 - n) * p.vertebra_spacing_mm
-            vertebrae.append(Vertebra("S1", TRABECULAR_FIRST + n, float(p.sacrum_bmd_mg_cm3),
+            w_mm = offsets_mm[n]
+            vertebrae.append(Vertebra("S1", trabecular_label(n), float(p.sacrum_bmd_mg_cm3),
                                       float(p.cortical_thickness_mm[-1]),
                                       self.spine_center_ras_mm + self.spine_frame_ras[:, 2] * w_mm,
-                                      w_mm))
+                                      w_mm, *p.body_size_mm(n - 1)))
         return tuple(vertebrae)
 
     @property
@@ -343,14 +431,14 @@ class Anatomy:
             np.hypot(p.transverse_width_mm / 2.0,
                      abs(self.canal_center_v_mm) + p.transverse_base_mm / 2.0),
             np.hypot(p.spinous_width_mm / 2.0, tip_v_mm + p.spinous_length_mm),
-            max(p.body_width_mm, p.body_depth_mm) / 2.0,
+            max(self.largest_body_mm[:2]) / 2.0,
         )
         if p.sacrum:
             in_plane_mm = max(in_plane_mm, np.hypot(SACRAL_ALA_REACH_MM + ILIAC_WING_THICKNESS_MM,
-                                                    p.body_depth_mm))
+                                                    self.largest_body_mm[1]))
         if p.ribs:
             in_plane_mm = max(in_plane_mm, np.hypot(RIB_REACH_MM, abs(self.canal_center_v_mm)))
-        height_mm = max(p.body_height_mm, p.posterior_height_mm) / 2.0
+        height_mm = max(self.largest_body_mm[2], p.posterior_height_mm) / 2.0
         if p.sacrum:
             height_mm = max(height_mm, ILIAC_CREST_RISE_MM)
         if p.ribs:
@@ -363,7 +451,7 @@ class Anatomy:
         centers = [v.center_ras_mm[:2] for v in self.vertebrae]
         lows = [c - radius for c in centers]
         highs = [c + radius for c in centers]
-        column_radius_mm = max(self.params.body_width_mm, self.params.body_depth_mm) / 2.0
+        column_radius_mm = max(self.largest_body_mm[:2]) / 2.0
         column_radius_mm /= abs(self.spine_frame_ras[2, 2])
         axis = self.spine_axis_ras
         for z_mm in (z_min_mm, z_max_mm):
@@ -388,11 +476,11 @@ class Anatomy:
             labels[_inside_ellipse(x, y, 0.0, 0.0, half_w - depth_mm, half_d - depth_mm)] = label
         # paraspinal muscles either side of the spinous process (placeholder sizes)
         spine_y = self.spine_center_ras_mm[1]
-        paraspinal_y = spine_y - p.body_depth_mm / 2.0 - 2.0 * p.canal_radius_mm
+        paraspinal_y = spine_y - self.largest_body_mm[1] / 2.0 - 2.0 * p.canal_radius_mm
         for side in (-1.0, 1.0):
             labels[_inside_ellipse(x, y, side * 30.0, paraspinal_y, 24.0, 20.0)] = MUSCLE
         aorta_x = -(p.aorta_radius_mm + 6.0)  # slightly to the patient's left (RAS -x)
-        aorta_y = spine_y + p.body_depth_mm / 2.0 + p.aorta_radius_mm + 2.0
+        aorta_y = spine_y + self.largest_body_mm[1] / 2.0 + p.aorta_radius_mm + 2.0
         labels[_inside_ellipse(x, y, aorta_x, aorta_y, p.aorta_radius_mm, p.aorta_radius_mm)] = BLOOD
         if p.phantom_present:
             self._paint_rod_phantom(labels, x, y)
@@ -426,7 +514,6 @@ class Anatomy:
     # ----- the spine -------------------------------------------------------------------------
     def spine_labels(self, x_ras_mm, y_ras_mm, z_ras_mm) -> np.ndarray:
         """Spine labels at RAS points (broadcast arrays); 0 where the spine is absent."""
-        p = self.params
         x, y, z = np.broadcast_arrays(x_ras_mm, y_ras_mm, z_ras_mm)
         dx, dy, dz = (x - self.spine_center_ras_mm[0], y - self.spine_center_ras_mm[1],
                       z - self.spine_center_ras_mm[2])
@@ -434,7 +521,7 @@ class Anatomy:
         u = frame[0, 0] * dx + frame[1, 0] * dy + frame[2, 0] * dz
         v = frame[0, 1] * dx + frame[1, 1] * dy + frame[2, 1] * dz
         w = frame[0, 2] * dx + frame[1, 2] * dy + frame[2, 2] * dz
-        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        semi_u, semi_v = self._column_semi_axes_mm(w)
         in_column = (u / semi_u) ** 2 + (v / semi_v) ** 2 <= 1.0
         labels = np.where(in_column, SPINAL_SOFT_TISSUE, AIR).astype(np.uint8)
         reach_mm = self.vertebra_bounding_radius_mm()
@@ -445,12 +532,27 @@ class Anatomy:
             self._paint_vertebra(labels, u, v, w_local, in_column, vertebra)
         return labels
 
+    def canal_center_v_of(self, vertebra: Vertebra) -> float:
+        """Antero-posterior position (mm, local frame) of a vertebra's spinal canal centre:
+        just behind its body."""
+        return -(vertebra.depth_mm / 2.0 + self.params.canal_radius_mm)
+
+    def _column_semi_axes_mm(self, w_mm):
+        """Semi-axes (mm, left-right and antero-posterior) of the spine's column (bodies and
+        discs) at axial positions ``w_mm``: one body's, or between levels of different sizes
+        interpolated along the axis from one body's centre to the next."""
+        if self.params.uniform_bodies:
+            return self.params.body_width_mm / 2.0, self.params.body_depth_mm / 2.0
+        offsets = [v.axial_offset_mm for v in self.vertebrae][::-1]  # increasing
+        return tuple(np.interp(w_mm, offsets, [getattr(v, name) / 2.0 for v in self.vertebrae][::-1])
+                     .astype(np.result_type(w_mm, np.float32)) for name in ("width_mm", "depth_mm"))
+
     def _paint_vertebra(self, labels, u, v, w, in_column, vertebra: Vertebra) -> None:
         """Posterior elements, canal, cortical shell and trabecular core in the local frame."""
         p = self.params
-        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        semi_u, semi_v = vertebra.width_mm / 2.0, vertebra.depth_mm / 2.0
         in_post = np.abs(w) <= p.posterior_height_mm / 2.0
-        dv = v - self.canal_center_v_mm
+        dv = v - self.canal_center_v_of(vertebra)
         r2 = u**2 + dv**2
         arch = r2 <= (p.canal_radius_mm + p.arch_thickness_mm) ** 2
         half_tp = p.transverse_width_mm / 2.0
@@ -464,16 +566,18 @@ class Anatomy:
         if vertebra.level in p.ribs:
             self._paint_ribs(labels, u, dv, w)
         if vertebra.level == "S1" and p.sacrum:
-            self._paint_sacral_wings(labels, u, v, w)
+            self._paint_sacral_wings(labels, u, v, w, vertebra)
         t = vertebra.cortical_thickness_mm
         inner_ellipse = (u / (semi_u - t)) ** 2 + (v / (semi_v - t)) ** 2 <= 1.0
+        # the column is this body's cross-section when every body has the same size
+        in_body = in_column if p.uniform_bodies else (u / semi_u) ** 2 + (v / semi_v) ** 2 <= 1.0
         if vertebra.deformity is None:
-            labels[in_column & (np.abs(w) <= p.body_height_mm / 2.0)] = CORTICAL_BONE
-            labels[inner_ellipse & (np.abs(w) <= p.body_height_mm / 2.0 - t)] = vertebra.label
+            labels[in_body & (np.abs(w) <= vertebra.height_mm / 2.0)] = CORTICAL_BONE
+            labels[inner_ellipse & (np.abs(w) <= vertebra.height_mm / 2.0 - t)] = vertebra.label
             return
         sink_mm = self.endplate_sink_mm(vertebra, u, v)
-        top_mm, bottom_mm = p.body_height_mm / 2.0 - sink_mm, -p.body_height_mm / 2.0 + sink_mm
-        labels[in_column & (w <= top_mm) & (w >= bottom_mm)] = CORTICAL_BONE
+        top_mm, bottom_mm = vertebra.height_mm / 2.0 - sink_mm, -vertebra.height_mm / 2.0 + sink_mm
+        labels[in_body & (w <= top_mm) & (w >= bottom_mm)] = CORTICAL_BONE
         labels[inner_ellipse & (w <= top_mm - t) & (w >= bottom_mm + t)] = vertebra.label
 
     def _paint_ribs(self, labels, u, dv, w) -> None:
@@ -485,18 +589,18 @@ class Anatomy:
                & (np.abs(w + RIB_SLOPE * out_mm) <= RIB_HALF_SIZE_MM))
         labels[rib] = RIB
 
-    def _paint_sacral_wings(self, labels, u, v, w) -> None:
+    def _paint_sacral_wings(self, labels, u, v, w, sacrum: Vertebra) -> None:
         """Sacral alae either side of S1's body (its height, its depth) out to the iliac wings:
         plates from the back of the canal to the body's front, rising ``ILIAC_CREST_RISE_MM``
         above S1's centre and reaching as far below."""
         p = self.params
-        semi_v = p.body_depth_mm / 2.0
+        semi_v = sacrum.depth_mm / 2.0
         ala = ((np.abs(u) <= SACRAL_ALA_REACH_MM) & (np.abs(v) <= semi_v)
-               & (np.abs(w) <= p.body_height_mm / 2.0))
+               & (np.abs(w) <= sacrum.height_mm / 2.0))
         labels[ala] = SACRAL_ALA
         wing = ((np.abs(u) > SACRAL_ALA_REACH_MM)
                 & (np.abs(u) <= SACRAL_ALA_REACH_MM + ILIAC_WING_THICKNESS_MM)
-                & (v >= self.canal_center_v_mm - p.canal_radius_mm) & (v <= semi_v)
+                & (v >= self.canal_center_v_of(sacrum) - p.canal_radius_mm) & (v <= semi_v)
                 & (np.abs(w) <= ILIAC_CREST_RISE_MM))
         labels[wing] = ILIAC_WING
 
@@ -504,12 +608,11 @@ class Anatomy:
         """How far (mm, along the spine axis) each endplate of a vertebral body has moved
         towards the body's centre at local (u, v) mm (u to the right, v anterior, from the
         body's axis): half the height lost there (0 for a normal body)."""
-        p = self.params
         u, v = np.broadcast_arrays(np.asarray(u, float), np.asarray(v, float))
         if vertebra.deformity is None:
             return np.zeros(u.shape)
-        lost = DEFORMITY_REDUCTIONS[vertebra.deformity] * p.body_height_mm
-        semi_u, semi_v = p.body_width_mm / 2.0, p.body_depth_mm / 2.0
+        lost = DEFORMITY_REDUCTIONS[vertebra.deformity] * vertebra.height_mm
+        semi_u, semi_v = vertebra.width_mm / 2.0, vertebra.depth_mm / 2.0
         if vertebra.deformity == "wedge":  # linear from the posterior to the anterior wall
             share = np.clip((v + semi_v) / (2.0 * semi_v), 0.0, 1.0)
         elif vertebra.deformity == "biconcave":  # a smooth dish, deepest at the centre
@@ -524,4 +627,4 @@ class Anatomy:
         vertebra = next(v for v in self.vertebrae if v.level == level)
         offset = np.asarray(point_ras_mm, float) - vertebra.center_ras_mm
         u, v = offset @ self.spine_frame_ras[:, 0], offset @ self.spine_frame_ras[:, 1]
-        return float(self.params.body_height_mm - 2.0 * self.endplate_sink_mm(vertebra, u, v))
+        return float(vertebra.height_mm - 2.0 * self.endplate_sink_mm(vertebra, u, v))

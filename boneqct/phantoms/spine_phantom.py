@@ -208,16 +208,16 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
             "body_center_ras_mm": v.center_ras_mm.tolist(),
             "body_axis_ras": axis_ras.tolist(),
             "body_lr_axis_ras": frame[:, 0].tolist(), "body_ap_axis_ras": frame[:, 1].tolist(),
-            "body_semi_axes_mm": [p.body_width_mm / 2.0, p.body_depth_mm / 2.0],
-            "body_height_mm": p.body_height_mm,
-            "trabecular_semi_axes_mm": [p.body_width_mm / 2.0 - t, p.body_depth_mm / 2.0 - t],
-            "trabecular_height_mm": p.body_height_mm - 2.0 * t,
+            "body_semi_axes_mm": [v.width_mm / 2.0, v.depth_mm / 2.0],
+            "body_height_mm": v.height_mm,
+            "trabecular_semi_axes_mm": [v.width_mm / 2.0 - t, v.depth_mm / 2.0 - t],
+            "trabecular_height_mm": v.height_mm - 2.0 * t,
         })
         if p.deformities:
-            semi_v = p.body_depth_mm / 2.0
+            semi_v = v.depth_mm / 2.0
             vertebrae[-1]["deformity"] = v.deformity
             vertebrae[-1]["body_heights_at_walls_mm"] = {
-                name: float(p.body_height_mm - 2.0 * anatomy.endplate_sink_mm(v, 0.0, v_mm))
+                name: float(v.height_mm - 2.0 * anatomy.endplate_sink_mm(v, 0.0, v_mm))
                 for name, v_mm in (("anterior", semi_v), ("middle", 0.0),
                                    ("posterior", -semi_v))}
     rods = [{
