@@ -103,6 +103,7 @@ def test_a_phantom_holds_at_most_max_vertebrae():
 def test_t4_to_l5_phantom_is_graded_with_heights_within_half_a_millimetre():
     """1 mm slices over the whole column (420 slices of a small field of view)."""
     phantom = make_spine_phantom(PARAMS, _scanner(1.0, 420), seed=15)
+    assert "unverified" in phantom.truth["notes"]["body_sizes"]
     result = analyze_vfa(phantom.volume, seeds=_seeds(phantom))
     anatomy = Anatomy(PARAMS)
     assert [lv["level"] for lv in result.levels] == list(VFA_LEVEL_NAMES)

@@ -264,6 +264,11 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
                            "Goodsitt 1992's K2HPO4/HA ratio) and all soft-tissue HU are "
                            "illustrative; bone densities are in the phantom's material",
             "coordinates": "RAS mm; rods run along z, their centre given at the middle slice",
+            # only for sizes by level, so the default phantom's truth stays as it was
+            **({} if p.uniform_bodies else {"body_sizes": (
+                "per level (vertebrae[].body_semi_axes_mm, body_height_mm); "
+                "anatomical_spine_params takes them from Panjabi 1991/1992 as recalled, "
+                "unverified (the papers' tables were not read), its discs are placeholders")}),
         },
     }
 
