@@ -26,19 +26,20 @@ def level_names() -> tuple[str, ...]:
     return LEVEL_NAMES
 
 
-def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
+def seeds_from_markups_node(node, levels: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """Seed points from a markups node: ``{level: RAS position (mm)}``.
 
-    Each control point's label is its level ("L1", "t12"; case and surrounding spaces are
-    ignored). Positions are world RAS (a parent transform of the markups is applied), in mm.
-    Control points without a defined position are skipped.
+    Each control point's label is its level, one of ``levels`` (None: :func:`level_names`;
+    "L1", "t12": case and surrounding spaces are ignored). Positions are world RAS (a parent
+    transform of the markups is applied), in mm. Control points without a defined position
+    are skipped.
 
     Raises:
         ValueError: no node or no points, a label that is not a level, or a level given twice.
     """
     if node is None:
         raise ValueError("Select the markups point list that holds the seed points.")
-    seeds = points_by_name(node, level_names(), "vertebral level")
+    seeds = points_by_name(node, levels or level_names(), "vertebral level")
     if not seeds:
         raise ValueError(f"'{node.GetName()}' has no placed points: place one point per level, "
                          "named by its level (e.g. L1).")
@@ -48,18 +49,19 @@ def seeds_from_markups_node(node) -> dict[str, np.ndarray]:
 _LEVEL_IN_NAME = re.compile(r"(?:^|[^A-Za-z0-9])([TL]\d{1,2})(?:$|[^0-9])", re.IGNORECASE)
 
 
-def _segment_label_value(segment, scheme: str) -> int | None:
-    """Label value (in ``scheme``) of a segment: from a level in its name, else its label value."""
-    from boneqct.spine.levels import LABEL_SCHEMES, label_for_level
-
+def _segment_label_value(segment, table: dict[int, str]) -> int | None:
+    """Label value (in a scheme's ``table``, value -> level) of a segment: from a level in its
+    name, else its label value."""
     match = _LEVEL_IN_NAME.search(segment.GetName() or "")
-    if match and match.group(1).upper() in level_names():
-        return label_for_level(match.group(1).upper(), scheme)
+    named = match.group(1).upper() if match else None
+    if named in table.values():
+        return next(value for value, level in table.items() if level == named)
     value = segment.GetLabelValue()
-    return value if value in LABEL_SCHEMES[scheme] else None
+    return value if value in table else None
 
 
-def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegmentator"):
+def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegmentator",
+                     levels: tuple[str, ...] | None = None):
     """A vertebra label map (core ``Volume``) from a label map volume or segmentation node.
 
     Args:
@@ -71,6 +73,7 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
             label map imported into a segmentation); other segments are left out.
         reference_volume_node: the CT volume node (geometry for a segmentation).
         label_scheme: "totalsegmentator" or "verse".
+        levels: the levels a segment may be (None: :func:`level_names`).
 
     Raises:
         ValueError: no node, or a segmentation with no vertebral level.
@@ -81,22 +84,24 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
         return volume_from_node(node)
     if reference_volume_node is None:
         raise ValueError("Select the CT volume: the segmentation is exported on its grid.")
-    from boneqct.spine.levels import LABEL_SCHEMES
+    from boneqct.spine.levels import label_schemes
 
-    if label_scheme not in LABEL_SCHEMES:
+    levels = levels or level_names()
+    schemes = label_schemes(levels)
+    if label_scheme not in schemes:
         raise ValueError(f"Unknown label scheme '{label_scheme}'; use one of "
-                         f"{', '.join(sorted(LABEL_SCHEMES))}.")
+                         f"{', '.join(sorted(schemes))}.")
     segmentation = node.GetSegmentation()
     segment_ids, values = vtk.vtkStringArray(), []
     for index in range(segmentation.GetNumberOfSegments()):
-        value = _segment_label_value(segmentation.GetNthSegment(index), label_scheme)
+        value = _segment_label_value(segmentation.GetNthSegment(index), schemes[label_scheme])
         if value is not None:
             segment_ids.InsertNextValue(segmentation.GetNthSegmentID(index))
             values.append(value)
     if not values:
         raise ValueError(
             f"The segmentation '{node.GetName()}' has no vertebral level: name the segments by "
-            f"level ({', '.join(level_names())}) or check the label scheme ({label_scheme}).")
+            f"level ({', '.join(levels)}) or check the label scheme ({label_scheme}).")
     exported = segments_to_volume(node, segment_ids, reference_volume_node)
     # exported voxels are n + 1 for the n-th exported segment: map them to the scheme's values
     lut = np.zeros(len(values) + 1, dtype=np.uint8)
@@ -104,17 +109,18 @@ def labels_from_node(node, reference_volume_node, label_scheme: str = "totalsegm
     return exported.with_array(lut[exported.array_kji.astype(np.intp)])
 
 
-def name_points_by_level(node, lowest_level: str) -> list[str]:
+def name_points_by_level(node, lowest_level: str, levels: tuple[str, ...] | None = None) -> list[str]:
     """Name the placed points of a markups list by level, from their height: the lowest point
     (smallest world S) becomes ``lowest_level`` and each higher point the next level up (L4,
-    L3, ... T11), as the user places one point per vertebra in any order and picks the lowest.
+    L3, ... the first of ``levels``, cranial to caudal; None: :func:`level_names`), as the
+    user places one point per vertebra in any order and picks the lowest.
 
     Returns the names in the order of the points in the list.
 
     Raises:
         ValueError: no placed point, an unknown level, or more points than levels above it.
     """
-    levels = level_names()  # cranial to caudal
+    levels = levels or level_names()  # cranial to caudal
     lowest = lowest_level.strip().upper()
     if lowest not in levels:
         raise ValueError(f"'{lowest_level}' is not a vertebral level ({', '.join(levels)}).")

@@ -36,8 +36,11 @@ SPINE_INPUT_SEEDS = "Seed points"
 SPINE_INPUT_LABELS = "Label map or segmentation"
 SPINE_INPUT_MODES = [SPINE_INPUT_SEEDS, SPINE_INPUT_LABELS]
 
-#: Vertebral levels, cranial to caudal (as boneqct.spine.levels.LEVEL_NAMES; checked by the tests).
-LEVEL_NAMES = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+#: Levels seed points may name, cranial to caudal (as boneqct.spine.levels.VFA_LEVEL_NAMES;
+#: checked by the tests): T11-L5 are measured (BMD and fractures), T4-T10 graded for
+#: fractures only.
+SEED_LEVEL_NAMES = ["T4", "T5", "T6", "T7", "T8", "T9", "T10",
+                    "T11", "T12", "L1", "L2", "L3", "L4", "L5"]
 
 #: Vertebra label numberings (as boneqct.spine.levels.LABEL_SCHEMES; checked by the tests).
 LABEL_SCHEMES = ["totalsegmentator", "verse"]
@@ -59,8 +62,9 @@ Calibrates a CT scan to bone mineral density (mg/cm3) with the calibration phant
 with the patient (Mindways Model 3, QRM-BDC 3/6, B-MAS 200) or with a known slope and
 intercept, and converts the scan into a BMD map. The spine section places a trabecular ROI in
 each vertebral body (from seed points named by level, or from a TotalSegmentator/VerSe label
-map or segmentation) and reports the BMD per level, the diagnostic mean of the levels used
-(L1-L2 by default), its ACR category, cement-augmentation flags and ROI quality checks.
+map or segmentation) and reports the BMD per level (T11-L5), the diagnostic mean of the levels
+used (L1-L2 by default), its ACR category, cement-augmentation flags and ROI quality checks, and
+the vertebral fracture assessment (heights, Genant grade and type) of every level T4-L5 given.
 Without a phantom, the internal calibration uses the patient's own air, subcutaneous fat and
 paraspinal muscle (points can replace the automatic ROIs). The tissue section reports fat,
 muscle, skin, cortical and cancellous mineral (mass, area, volume), subcutaneous and visceral
@@ -91,7 +95,8 @@ class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
 
     Spine (the calibration table above is used when it holds a calibration, else HU only):
     spineInputMode - levels from seed points or from a label map / segmentation.
-    spineSeeds - markups point list, one point per level named by the level (L1, L2, ...).
+    spineSeeds - markups point list, one point per level named by the level (T4 ... L5; T4-T10
+        are assessed for fractures only); lowestSeedLevel - the lowest point's level when naming.
     spineLabels - vertebra label map or segmentation, numbered by ``labelScheme``.
     levelsUsed, excludedLevels - comma-separated levels of the diagnostic mean / left out.
     roiThicknessMm, roiMarginMm - ROI slab thickness and margin to the cortex (mm).
@@ -118,7 +123,7 @@ class QCTBoneDensityParameterNode(widgets.CalibrationParameters):
 
     spineInputMode: Annotated[str, Choice(SPINE_INPUT_MODES)] = SPINE_INPUT_SEEDS
     spineSeeds: slicer.vtkMRMLMarkupsFiducialNode
-    lowestSeedLevel: Annotated[str, Choice(LEVEL_NAMES)] = "L4"
+    lowestSeedLevel: Annotated[str, Choice(SEED_LEVEL_NAMES)] = "L4"
     spineLabels: Union[slicer.vtkMRMLLabelMapVolumeNode, slicer.vtkMRMLSegmentationNode]  # noqa: UP007
     labelScheme: Annotated[str, Choice(LABEL_SCHEMES)] = "totalsegmentator"
     levelsUsed: str = "L1,L2"
@@ -457,7 +462,8 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         None: the defaults) and write the results into the scene.
 
         Levels come from ``seedsNode`` (markups points named by level) when given, else from
-        ``labelsNode`` (label map or segmentation in ``options.label_scheme`` numbering). Without a
+        ``labelsNode`` (label map or segmentation in ``options.label_scheme`` numbering): T11-L5
+        are measured, T4-T10 assessed for fractures only (``outputs["thoracic"]``). Without a
         calibration table the values are HU only. Output nodes given are overwritten, the
         others created. Returns the dict of ``QCTBoneDensityLib.run_spine``: "result",
         "volume", "table", "roi_labelmap", "roi_segmentation", "roi_centers", "chart" (or None).
@@ -470,6 +476,8 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
             table_node=tableNode, roi_labelmap_node=roiLabelmapNode,
             roi_segmentation_node=roiSegmentationNode, roi_centers_node=roiCentersNode)
         logWarnings("spine", outputs["result"])
+        if outputs["thoracic"] is not None:
+            logWarnings("fracture assessment T4-T10", outputs["thoracic"])
         return outputs
 
     def detectSeeds(self, inputVolume, seedsNode=None):
@@ -483,11 +491,12 @@ class QCTBoneDensityLogic(CalibrationLogicMixin, ScriptedLoadableModuleLogic):
         return outputs["markups"]
 
     def nameSeedsByLevel(self, seedsNode, lowestLevel: str) -> list:
-        """Name the placed points of ``seedsNode`` by level from their height, the lowest one
-        ``lowestLevel``; returns the names in list order."""
+        """Name the placed points of ``seedsNode`` by level (T4-L5) from their height, the lowest
+        one ``lowestLevel``; returns the names in list order."""
+        from boneqct.spine.levels import VFA_LEVEL_NAMES
         from BoneQCTLib.vertebrae import name_points_by_level
 
-        return name_points_by_level(seedsNode, lowestLevel)
+        return name_points_by_level(seedsNode, lowestLevel, VFA_LEVEL_NAMES)
 
     def screwLineNodes(self) -> list:
         """The planned screws: the scene's markups lines, except the height lines of a
@@ -723,6 +732,45 @@ class QCTBoneDensityTest(widgets.ModuleTest):
             report = freshLogic.exportSpineReport(pathlib.Path(folder) / "spine_report.pdf", table)
             self.assertGreater(report.stat().st_size, 10000)
         self.delayDisplay("Spine measurement passed")
+
+    def test_ThoracicFractureAssessment(self) -> None:
+        """Seeds T9-L1 on a phantom with a T10 wedge: BMD for T11-L1 only, height lines and
+        grades for all five (T10 moderate or worse, the others 0), T10 shown sagittally,
+        the grades recomputed from the lines."""
+        import numpy as np
+
+        from boneqct.phantoms import ScannerParams, make_spine_phantom
+        from boneqct.phantoms.anatomy import anatomical_spine_params
+        from BoneQCTLib.volumes import update_node_from_volume
+
+        self.delayDisplay("Fracture assessment of thoracic levels")
+        levels = ["T9", "T10", "T11", "T12", "L1"]
+        phantom = make_spine_phantom(
+            anatomical_spine_params(tuple(levels), spine_tilt_deg=5.0, phantom_present=False,
+                                    deformities=(("T10", "wedge"),)),
+            ScannerParams(pixel_mm=0.8, matrix=(100, 150), n_slices=85, slice_spacing_mm=2.0,
+                          slice_thickness_mm=2.0, fov_center_ras_mm=(0.0, -45.0),
+                          noise_sd_hu=15.0, supersample=2), seed=17)
+        inputVolume = update_node_from_volume(phantom.volume, name="thoracic phantom")
+        seeds = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+        for vertebra in phantom.truth["vertebrae"]:
+            seeds.AddControlPoint(*vertebra["body_center_ras_mm"], vertebra["level"])
+        logic = QCTBoneDensityLogic()
+        table = logic.runSpine(inputVolume, seedsNode=seeds)["table"]
+        self.assertEqual(table.GetNumberOfRows(), 3)  # BMD: T11, T12, L1
+        self.assertEqual(logic.assessedLevels(table), levels)
+        fractures = logic.fractureTable(table)
+        grades = {fractures.GetCellText(row, 0): int(fractures.GetCellText(row, 7))
+                  for row in range(fractures.GetNumberOfRows())}
+        self.assertGreaterEqual(grades.pop("T10"), 2)
+        self.assertEqual(set(grades.values()), {0})
+        sliceNode = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceNode()
+        logic.showLevelSagittally(table, "T10", sliceNode)
+        up = [sliceNode.GetSliceToRAS().GetElement(row, 1) for row in range(3)]
+        axis = phantom.truth["vertebrae"][1]["body_axis_ras"]
+        self.assertGreater(float(np.dot(up, axis)), float(np.cos(np.radians(3.0))))
+        self.assertEqual(list(logic.recomputeFractureGrades(table)), levels)
+        self.delayDisplay("Fracture assessment passed")
 
     def test_TissueWithInternalCalibration(self) -> None:
         """Phantom -> internal calibration -> tissue tables and class label map equal to the core's."""

@@ -31,6 +31,7 @@ from QCTBoneDensityLib.fracture import (  # noqa: E402
     show_level_in_slice_view,
 )
 
+from boneqct.phantoms.anatomy import anatomical_spine_params  # noqa: E402
 from boneqct.spine.fracture import grade_levels  # noqa: E402
 
 AXIS = np.array([0.0, np.sin(np.radians(10.0)), np.cos(np.radians(10.0))])  # tilted body axis
@@ -160,3 +161,122 @@ def test_a_level_is_shown_in_its_mid_sagittal_plane_from_its_lines(scene):
             assert abs((np.array(point) - column(3)) @ column(2)) < 1e-9
     with pytest.raises(ValueError, match="L4 has no height lines"):
         show_level_in_slice_view(spine_table, "L4", slice_node)
+
+
+# ----------------------------------------------------------------------------- thoracic levels
+
+#: T9-L1 with their own body sizes, a wedge (anterior height -32 %) at T10, tilted 5 degrees.
+THORACIC_LEVELS = ("T9", "T10", "T11", "T12", "L1")
+THORACIC_PARAMS = anatomical_spine_params(THORACIC_LEVELS, spine_tilt_deg=5.0,
+                                          phantom_present=False, deformities=(("T10", "wedge"),))
+THORACIC_SCANNER = dict(pixel_mm=0.8, matrix=(100, 150), n_slices=85, slice_spacing_mm=2.0,
+                        slice_thickness_mm=2.0, fov_center_ras_mm=(0.0, -45.0), noise_sd_hu=15.0,
+                        supersample=2)
+
+
+@pytest.fixture(scope="module")
+def thoracic_phantom():
+    from boneqct.phantoms import ScannerParams, make_spine_phantom
+
+    return make_spine_phantom(THORACIC_PARAMS, ScannerParams(**THORACIC_SCANNER), seed=17)
+
+
+def _vertebra_labels(phantom, scheme: str):
+    """The phantom's vertebrae as a segmentation tool labels them (body and posterior
+    elements, as the phantom's compartment labels hold them at voxel centres), numbered in
+    ``scheme``: each bone voxel belongs to the vertebra nearest along the spine's axis."""
+    from boneqct.phantoms.anatomy import CORTICAL_BONE, POSTERIOR_ELEMENTS
+    from boneqct.spine.levels import VFA_LABEL_SCHEMES
+
+    value_of = {level: value for value, level in VFA_LABEL_SCHEMES[scheme].items()}
+    vertebrae = phantom.truth["vertebrae"]
+    bone_kji = np.argwhere(np.isin(phantom.labels.array_kji, [CORTICAL_BONE, POSTERIOR_ELEMENTS]
+                                   + [v["label"] for v in vertebrae]))
+    axis = np.array(phantom.truth["spine_axis_ras"])
+    along_mm = phantom.volume.ijk_to_ras_points(bone_kji[:, ::-1]) @ axis
+    centres_mm = np.array([v["body_center_ras_mm"] for v in vertebrae]) @ axis
+    nearest = np.argmin(np.abs(along_mm[:, None] - centres_mm[None, :]), axis=1)
+    labels = np.zeros(phantom.labels.array_kji.shape, np.uint8)
+    labels[tuple(bone_kji.T)] = np.array([value_of[v["level"]] for v in vertebrae])[nearest]
+    return phantom.volume.with_array(labels)
+
+
+@pytest.mark.parametrize("source", ["seeds", "labels"])
+def test_thoracic_levels_are_graded_in_the_fracture_table_and_shown_sagittally(
+        scene, thoracic_phantom, source):
+    """Seeds or labels naming T9-L1: BMD for T11-L1 only (the spine measurement's levels),
+    heights and grades for all five (the T10 wedge graded from its true heights, the others
+    0), T10 compared with T11 for the crush ratio, the sagittal view through T10's lines."""
+    from QCTBoneDensityLib.fracture import FRACTURE_TABLE_ROLE
+    from QCTBoneDensityLib.spine import run_spine
+
+    from boneqct.phantoms.anatomy import Anatomy
+    from boneqct.spine.fracture import genant_grade
+    from boneqct.spine.levels import LEVEL_NAMES
+    from BoneQCTLib.volumes import update_node_from_volume
+
+    phantom = thoracic_phantom
+    ct_node = update_node_from_volume(phantom.volume, name="thoracic phantom")
+    truth = {v["level"]: v for v in phantom.truth["vertebrae"]}
+    if source == "seeds":
+        inputs = {"seeds_node": scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")}
+        for level, vertebra in truth.items():
+            inputs["seeds_node"].AddControlPoint(*vertebra["body_center_ras_mm"], level)
+    else:
+        inputs = {"labels_node": update_node_from_volume(
+            _vertebra_labels(phantom, "totalsegmentator"), name="vertebrae",
+            node_class="vtkMRMLLabelMapVolumeNode")}
+    outputs = run_spine(ct_node, None, **inputs)
+    # BMD: the spine measurement's levels only
+    assert [lv.level for lv in outputs["result"].levels] == ["T11", "T12", "L1"]
+    assert set(outputs["result"].levels_used) <= set(LEVEL_NAMES)
+    table = outputs["table"]
+    assert [table.GetCellText(row, 0) for row in range(table.GetNumberOfRows())] == ["T11", "T12", "L1"]
+    # fractures: every level, cranial first
+    fracture_table = table.GetNodeReference(FRACTURE_TABLE_ROLE)
+    assert fracture_table is outputs["fracture_table"]
+    assert [fracture_table.GetCellText(row, 0) for row in range(fracture_table.GetNumberOfRows())] \
+        == list(THORACIC_LEVELS)
+    assert assessed_levels(table) == list(THORACIC_LEVELS)
+    document = json.loads(fracture_table.GetAttribute("BoneQCT.Fracture.JSON"))["levels"]
+    anatomy = Anatomy(THORACIC_PARAMS)
+    for row, level in enumerate(THORACIC_LEVELS):
+        fracture = document[level]
+        assert fracture["quality"]["passed"], (level, fracture["quality"]["reason"])
+        if level == "T10":
+            points = fracture["points_ras_mm"]
+            true_mm = {name: anatomy.body_height_mm(level, (np.array(p["superior"]) + p["inferior"]) / 2)
+                       - truth[level]["cortical_thickness_mm"] for name, p in points.items()}
+            expected = genant_grade(1.0 - true_mm["anterior"] / true_mm["posterior"])
+            assert expected >= 2 and (fracture["genant_grade"], fracture["type"]) == (expected, "wedge")
+        else:
+            assert (fracture["genant_grade"], fracture["type"]) == (0, None), level
+        assert fracture_table.GetCellText(row, 7) == str(fracture["genant_grade"])
+    posterior = {level: document[level]["heights_mm"]["posterior"] for level in THORACIC_LEVELS}
+    assert document["T10"]["height_ratios"]["posterior_adjacent"] == pytest.approx(
+        posterior["T10"] / np.mean([posterior["T9"], posterior["T11"]]))
+    # the spine's levels keep the grades of the spine measurement (they decide its BMD mean)
+    for lv in outputs["result"].levels:
+        assert document[lv.level]["genant_grade"] == lv.fracture["genant_grade"]
+    assert any(w.startswith("T10: moderate wedge deformity") for w in outputs["thoracic"].warnings)
+    # "Show in sagittal view" for a thoracic level: its axis up, its six points in the plane
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    show_level_in_slice_view(table, "T10", slice_node)
+    matrix = slice_node.GetSliceToRAS()
+    column = lambda c: np.array([matrix.GetElement(r, c) for r in range(3)])  # noqa: E731
+    assert column(1) @ np.array(truth["T10"]["body_axis_ras"]) > np.cos(np.radians(3.0))
+    for pair in document["T10"]["points_ras_mm"].values():
+        for point in pair.values():
+            assert abs((np.array(point) - column(3)) @ column(2)) < 1e-6
+
+
+def test_seeds_of_thoracic_levels_only_say_what_the_spine_measurement_needs(scene, thoracic_phantom):
+    from QCTBoneDensityLib.spine import run_spine
+
+    from BoneQCTLib.volumes import update_node_from_volume
+
+    ct_node = update_node_from_volume(thoracic_phantom.volume, name="thoracic phantom")
+    seeds = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "seeds")
+    seeds.AddControlPoint(0.0, -25.0, 40.0, "T9")
+    with pytest.raises(ValueError, match="only thoracic levels .T9.*at least one of T11, T12"):
+        run_spine(ct_node, None, seeds_node=seeds)

@@ -167,6 +167,21 @@ def test_points_named_by_level_from_their_height(scene):
         name_points_by_level(node, "L7")
 
 
+def test_points_named_up_to_thoracic_levels_for_the_fracture_assessment(scene):
+    """The panel names points T4-L5 (thoracic levels are graded for fractures); seeds then
+    read them with the levels given, the BMD levels (T11-L5) by default."""
+    from boneqct.spine.levels import VFA_LEVEL_NAMES
+
+    node = add_points(scene, [("F-1", [0.0, 0.0, 100.0]), ("F-2", [1.0, 2.0, 140.0]),
+                              ("F-3", [-1.0, 0.0, 70.0])])
+    assert name_points_by_level(node, "t12", VFA_LEVEL_NAMES) == ["T11", "T10", "T12"]
+    assert seeds_from_markups_node(node, VFA_LEVEL_NAMES)["T10"].tolist() == [1.0, 2.0, 140.0]
+    with pytest.raises(ValueError, match="'T10' of .* is not named by a vertebral level"):
+        seeds_from_markups_node(node)
+    with pytest.raises(ValueError, match="only 1 levels from T4 down to T4"):
+        name_points_by_level(node, "T4", VFA_LEVEL_NAMES)
+
+
 def test_seeds_from_markups_node_are_the_placed_ras_points(scene):
     placed = {"L1": [12.25, -30.5, 101.125], "L2": [-3.0, 44.0, 66.75], "T12": [0.0, 0.0, 140.0]}
     node = add_points(scene, [("L1", placed["L1"]), (" l2 ", placed["L2"]), ("t12", placed["T12"])])
@@ -257,6 +272,24 @@ def test_labels_from_segmentation_use_level_names_and_the_ct_grid(scene, scheme,
     np.testing.assert_array_equal(labels.array_kji, expected)
     # no temporary node is left behind
     assert scene.GetFirstNodeByName("__BoneQCT_temporary_labels__") is None
+
+
+@pytest.mark.parametrize("scheme, t8, l1", [("totalsegmentator", 36, 31), ("verse", 15, 20)])
+def test_labels_from_segmentation_name_thoracic_levels_when_asked(scene, scheme, t8, l1):
+    """Segments named T4-T10 are levels of the fracture assessment: kept when those levels
+    are asked for, left out of the BMD levels' label map."""
+    from boneqct.spine.levels import VFA_LEVEL_NAMES
+
+    ct_node = update_node_from_volume(small_ct(), name="ct")
+    masks = {name: np.zeros((6, 7, 8), bool) for name in ("vertebrae_T8", "L1")}
+    masks["vertebrae_T8"][1:3, 2:4, 2:5] = True
+    masks["L1"][3:5, 1:3, 1:3] = True
+    node = import_segments(scene, ct_node, list(masks.items()))
+    labels = labels_from_node(node, ct_node, scheme, VFA_LEVEL_NAMES)
+    assert labels.array_kji[masks["vertebrae_T8"]].tolist() == [t8] * int(masks["vertebrae_T8"].sum())
+    assert set(labels.array_kji[masks["L1"]].tolist()) == {l1}
+    spine_only = labels_from_node(node, ct_node, scheme)
+    assert set(np.unique(spine_only.array_kji).tolist()) == {0, l1}
 
 
 def test_labels_from_imported_labelmap_segmentation_keep_scheme_values(scene):

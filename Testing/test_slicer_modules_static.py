@@ -438,16 +438,20 @@ def module_constants(tree: ast.Module) -> dict[str, ast.expr]:
 
 
 def test_qct_spine_parameters_match_the_core():
-    from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES
+    from boneqct.spine.levels import LABEL_SCHEMES, LEVEL_NAMES, VFA_LEVEL_NAMES
 
     tree = parse_python(module_script("QCTBoneDensity"))
     constants = shared_and_module_constants("QCTBoneDensity")
     assert ast.literal_eval(constants["LABEL_SCHEMES"]) == list(LABEL_SCHEMES)
     assert ast.literal_eval(constants["PATIENT_SEXES"]) == ["unknown", "F", "M"]
-    assert ast.literal_eval(constants["LEVEL_NAMES"]) == list(LEVEL_NAMES)
+    # seed points name T4-L5 (the fracture assessment's levels), the BMD levels stay T11-L5
+    assert ast.literal_eval(constants["SEED_LEVEL_NAMES"]) == list(VFA_LEVEL_NAMES)
     fields = parameter_wrapper_fields(tree)["QCTBoneDensityParameterNode"]
     assert ast.literal_eval(fields["labelScheme"].value) in LABEL_SCHEMES
-    assert ast.literal_eval(fields["lowestSeedLevel"].value) in LEVEL_NAMES
+    choices = [a for a in fields["lowestSeedLevel"].annotation.slice.elts[1:]
+               if isinstance(a, ast.Call) and a.func.id == "Choice"]
+    assert [a.id for a in choices[0].args] == ["SEED_LEVEL_NAMES"]
+    assert ast.literal_eval(fields["lowestSeedLevel"].value) in VFA_LEVEL_NAMES
     levels_used = ast.literal_eval(fields["levelsUsed"].value).split(",")
     assert levels_used and set(levels_used) <= set(LEVEL_NAMES)
     assert annotation_node_classes(fields["spineLabels"].annotation) == {

@@ -15,8 +15,9 @@ from BoneQCTLib.volumes import volume_from_node
 
 def detect_levels_to_markups(ct_node, node=None, name: str = "BoneQCT detected levels") -> dict:
     """Detect the vertebral bodies of a CT volume node (HU) and put the centres of the levels
-    spine QCT measures into a markups point list (RAS mm; labels = level names; each point's
-    description says how it was named and its confidence). The points stay editable.
+    T4-L5 into a markups point list (RAS mm; labels = level names; each point's description
+    says how it was named and its confidence): spine QCT measures T11-L5, the fracture
+    assessment grades them all. The points stay editable.
 
     Returns ``{"result": DetectionResult, "markups": the point list}``.
 
@@ -25,12 +26,13 @@ def detect_levels_to_markups(ct_node, node=None, name: str = "BoneQCT detected l
             levels by (the message says what to give instead).
     """
     from boneqct.spine.detect import detect_vertebrae
+    from boneqct.spine.levels import VFA_LEVEL_NAMES
 
     result = detect_vertebrae(volume_from_node(ct_node))
     if node is None:
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
         node.CreateDefaultDisplayNodes()
-    seeds = result.seeds()
+    seeds = result.seeds(VFA_LEVEL_NAMES)
     was_modifying = node.StartModify()
     node.RemoveAllControlPoints()
     for level in result.levels:

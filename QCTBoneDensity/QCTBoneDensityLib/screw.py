@@ -149,8 +149,10 @@ def run_screws(ct_node, calibration_table_node=None, options=None, *, line_nodes
     calibration = (None if calibration_table_node is None
                    else calibration_from_table_node(calibration_table_node))
     inputs = {}
-    if seeds_node is not None:
-        inputs["seeds"] = seeds_from_markups_node(seeds_node)
+    if seeds_node is not None:  # the spine's seed list: any level T4-L5 names a screw's level
+        from boneqct.spine.levels import VFA_LEVEL_NAMES
+
+        inputs["seeds"] = seeds_from_markups_node(seeds_node, VFA_LEVEL_NAMES)
     elif labels_node is not None:
         inputs["labels"] = labels_from_node(labels_node, ct_node, options.label_scheme)
     result = analyze_screws(volume_from_node(ct_node), calibration, options, lines=lines,

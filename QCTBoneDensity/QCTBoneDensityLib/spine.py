@@ -40,7 +40,7 @@ from BoneQCTLib.tables import (
 )
 from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
 from BoneQCTLib.volumes import labelmap_to_node, patient_age_and_sex, volume_from_node
-from QCTBoneDensityLib.fracture import fractures_to_scene
+from QCTBoneDensityLib.fracture import assess_thoracic_levels, fractures_to_scene
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -358,7 +358,9 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
         options: a ``boneqct.spine.options.SpineOptions`` (levels of the diagnostic mean,
             exclusions, ROI, cement threshold, label scheme); None: the defaults.
         seeds_node: markups point list with one point per level (labels = level names); used
-            when given, else ``labels_node`` (label map volume or segmentation node).
+            when given, else ``labels_node`` (label map volume or segmentation node). Levels
+            T11-L5 are measured (BMD and fractures); T4-T10 are assessed for fractures only
+            (``QCTBoneDensityLib.fracture.assess_thoracic_levels``).
         age_years, sex ("F"/"M"), reference (``boneqct.reference.Reference``): for T/Z-scores.
         table_node, roi_labelmap_node, roi_segmentation_node, roi_centers_node: output nodes
             to overwrite (None creates them).
@@ -366,7 +368,8 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     Returns:
         ``{"result": SpineResult, "volume": the CT as a core Volume, "table", "roi_labelmap",
         "roi_segmentation", "roi_centers", "chart" (None without a reference curve),
-        "fracture_table" and "height_lines" (``QCTBoneDensityLib.fracture.fractures_to_scene``)}``. The
+        "fracture_table" and "height_lines" (``QCTBoneDensityLib.fracture.fractures_to_scene``:
+        T4-L5), "thoracic" (the ``VFAResult`` of T4-T10, None without them)}``. The
         table references the CT and the ROI label map and holds the exam metadata the report
         shows (series, age, sex), so the report is written from the table alone
         (:func:`export_spine_report`), also after the scene was saved and reloaded.
@@ -375,6 +378,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
         raise ValueError("Select the CT volume to measure.")
     if seeds_node is None and labels_node is None:
         raise ValueError("Select seed points (one per level) or a vertebra label map / segmentation.")
+    from boneqct.spine.levels import LEVEL_NAMES, VFA_LEVEL_NAMES
     from boneqct.spine.options import SpineOptions
     from boneqct.spine.pipeline import analyze_spine
     from BoneQCTLib.calibration import calibration_from_table_node
@@ -382,11 +386,24 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     volume_hu = volume_from_node(ct_node)
     calibration = None if calibration_table_node is None else calibration_from_table_node(calibration_table_node)
     options = SpineOptions() if options is None else options
-    inputs = ({"seeds": seeds_from_markups_node(seeds_node)} if seeds_node is not None else
-              {"labels": labels_from_node(labels_node, ct_node, options.label_scheme)})
+    inputs = ({"seeds": seeds_from_markups_node(seeds_node, VFA_LEVEL_NAMES)}
+              if seeds_node is not None else
+              {"labels": labels_from_node(labels_node, ct_node, options.label_scheme, VFA_LEVEL_NAMES)})
+    spine_inputs = dict(inputs)
+    if "seeds" in inputs:
+        spine_inputs["seeds"] = {level: p for level, p in inputs["seeds"].items() if level in LEVEL_NAMES}
+        if not spine_inputs["seeds"]:
+            raise ValueError(f"The seed points name only thoracic levels ({', '.join(inputs['seeds'])}): "
+                             "the spine measurement needs a point in at least one of "
+                             f"{', '.join(LEVEL_NAMES)} (BMD is measured there; T4-T10 are "
+                             "assessed for fractures only).")
     age_years, sex = patient_age_and_sex(volume_hu, age_years, sex)
-    result = analyze_spine(volume_hu, calibration, options, **inputs, reference=reference,
+    result = analyze_spine(volume_hu, calibration, options, **spine_inputs, reference=reference,
                            age_years=None if age_years is None else float(age_years), sex=sex)
+    fractures = {lv.level: lv.fracture for lv in result.levels}
+    thoracic = assess_thoracic_levels(volume_hu, fractures, **inputs, label_scheme=options.label_scheme)
+    if thoracic is not None:  # cranial first: T4-T10, then the spine's levels
+        fractures = {**{lv["level"]: lv["fracture"] for lv in thoracic.levels}, **fractures}
     name = ct_node.GetName()
     table = spine_result_to_table_node(result, table_node, name=f"{name} spine")
     labelmap = roi_labelmap_to_node(volume_hu, result, roi_labelmap_node, name=f"{name} spine ROIs")
@@ -399,10 +416,11 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     table.SetNodeReferenceID(CT_VOLUME_ROLE, ct_node.GetID())
     table.SetNodeReferenceID(ROI_LABELMAP_ROLE, labelmap.GetID())
     store_exam_of(table, volume_hu, ct_node, age_years, sex)
-    fracture = fractures_to_scene(table, result, f"{name} spine")
+    fracture = fractures_to_scene(table, fractures, f"{name} spine")
     return {"result": result, "volume": volume_hu, "table": table, "roi_labelmap": labelmap,
             "roi_segmentation": segmentation, "roi_centers": centers, "chart": chart,
-            "fracture_table": fracture["table"], "height_lines": fracture["lines"]}
+            "fracture_table": fracture["table"], "height_lines": fracture["lines"],
+            "thoracic": thoracic}
 
 
 # ----------------------------------------------------------------------------- report
