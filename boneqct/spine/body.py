@@ -468,7 +468,7 @@ def endplate_at_scan_end(volume_hu: Volume, points_ras_mm: dict, disc_mm: float)
     toward = "cranially" if end == "superior" else "caudally"
     return (f"its {end} endplate lies at the end of the scan, {max(beyond_mm, 0.0):.1f} mm from "
             f"its {layer} slice, where {disc_mm:.1f} mm of disc beyond it are needed to locate "
-            f"it; a scan reaching at least 10 mm further {toward} grades this level, else read "
+            f"it; a scan reaching at least 10 mm further {toward} covers it, else read "
             "it on the images")
 
 
