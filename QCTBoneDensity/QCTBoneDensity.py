@@ -764,7 +764,9 @@ class QCTBoneDensityTest(widgets.ModuleTest):
                   for row in range(fractures.GetNumberOfRows())}
         self.assertGreaterEqual(grades.pop("T10"), 2)
         self.assertEqual(set(grades.values()), {0})
-        sliceNode = slicer.app.layoutManager().sliceWidget("Yellow").mrmlSliceNode()
+        # the yellow view's slice node (a new one where the scene has no views)
+        sliceNode = (slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeYellow")
+                     or slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSliceNode"))
         logic.showLevelSagittally(table, "T10", sliceNode)
         up = [sliceNode.GetSliceToRAS().GetElement(row, 1) for row in range(3)]
         axis = phantom.truth["vertebrae"][1]["body_axis_ras"]
