@@ -9,6 +9,7 @@ import io
 import json
 
 import numpy as np
+import pypdf
 import pytest
 
 from boneqct.cli import main
@@ -26,6 +27,7 @@ from boneqct.spine.fracture import (
 from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import spine_csv
 from boneqct.spine.pipeline import analyze_spine
+from boneqct.spine.vfa import VFAResult, write_vfa_outputs
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 DEFORMITIES = {"L1": "biconcave", "L3": "crush", "L5": "wedge"}
@@ -171,6 +173,16 @@ def test_vfa_command_writes_the_output_set(phantom_1mm, tmp_path, capsys):
     assert (fracture["genant_grade"], fracture["type"]) == (2, "crush")
     assert (tmp_path / "out" / "vfa_overview.pdf").stat().st_size > 10_000
     assert "L3: heights anterior" in capsys.readouterr().out
+    # fourteen long warnings (a whole thoracic spine not graded, as on an old patient's CT):
+    # the overview shrinks and the report stays one page
+    result = VFAResult.from_dict(document)
+    result.warnings += [f"T{n}: heights not reliable (an endplate's subvoxel fit lies 2.1 mm "
+                        "from its cortical line, more than half a slice (1.2 mm): the model "
+                        "does not follow its voxels): not graded" for n in range(1, 15)]
+    paths = write_vfa_outputs(tmp_path / "warned", result, phantom_1mm.volume)
+    pages = pypdf.PdfReader(paths["report"]).pages
+    assert len(pages) == 1 and len(pages[0].images) == 1
+    assert "T14: heights not reliable" in pages[0].extract_text()
 
 
 def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, Spacer
+from reportlab.platypus import KeepInFrame, Paragraph, Spacer
 
 from boneqct.errors import SpineError
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic
@@ -157,7 +157,9 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
              fracture_table(result.levels),
              Paragraph("Heights and grades: " + FRACTURE_LEGEND.replace(
                  "; grade 2 or more leaves the mean", ""), pdf.STYLES["Italic"]), Spacer(1, 2 * mm),
-             pdf.figure_flowable(overview_figure(volume_hu, result.levels), 110)]
+             # the overview shrinks into what the warnings and the table leave of the page
+             KeepInFrame(0, 0, [pdf.figure_flowable(overview_figure(volume_hu, result.levels),
+                                                    110)], mode="shrink")]
     pdf.write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
     return paths
 
