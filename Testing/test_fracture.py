@@ -173,16 +173,31 @@ def test_vfa_command_writes_the_output_set(phantom_1mm, tmp_path, capsys):
     assert (fracture["genant_grade"], fracture["type"]) == (2, "crush")
     assert (tmp_path / "out" / "vfa_overview.pdf").stat().st_size > 10_000
     assert "L3: heights anterior" in capsys.readouterr().out
+    first = pypdf.PdfReader(tmp_path / "out" / "vfa_overview.pdf").pages[0]
+    assert "L5" in first.extract_text() and _drawn_image_height_mm(first) > 100
     # fourteen long warnings (a whole thoracic spine not graded, as on an old patient's CT):
-    # the overview shrinks and the report stays one page
+    # the first page still holds them all and the overview, at least 100 mm high
     result = VFAResult.from_dict(document)
     result.warnings += [f"T{n}: heights not reliable (an endplate's subvoxel fit lies 2.1 mm "
                         "from its cortical line, more than half a slice (1.2 mm): the model "
                         "does not follow its voxels): not graded" for n in range(1, 15)]
     paths = write_vfa_outputs(tmp_path / "warned", result, phantom_1mm.volume)
-    pages = pypdf.PdfReader(paths["report"]).pages
-    assert len(pages) == 1 and len(pages[0].images) == 1
-    assert "T14: heights not reliable" in pages[0].extract_text()
+    first = pypdf.PdfReader(paths["report"]).pages[0]
+    assert "T14: heights not reliable" in first.extract_text()
+    assert _drawn_image_height_mm(first) > 100
+
+
+def _drawn_image_height_mm(page) -> float:
+    """Height (mm) at which a PDF page draws its (one) image."""
+    heights = []
+
+    def visit(operator, operands, cm, tm):
+        if operator == b"Do":
+            heights.append(abs(cm[3]) * 25.4 / 72.0)
+
+    page.extract_text(visitor_operand_before=visit)
+    assert len(heights) == 1
+    return heights[0]
 
 
 def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from reportlab.lib.units import mm
-from reportlab.platypus import KeepInFrame, Paragraph, Spacer
+from reportlab.platypus import KeepInFrame, KeepTogether, Paragraph, Spacer
 
 from boneqct.errors import SpineError
 from boneqct.io import anonymized_metadata, write_json_atomic, write_text_atomic
@@ -51,6 +51,8 @@ OVERVIEW_MARGIN_S_MM = 30.0
 OVERVIEW_MARGIN_ANTERIOR_MM = 60.0
 OVERVIEW_MARGIN_POSTERIOR_MM = 75.0
 OVERVIEW_PIXEL_MM = 0.5
+#: Most height (mm) the warnings take on the overview's page (a longer list is set smaller).
+WARNINGS_MAX_HEIGHT_MM = 70.0
 #: The Genant grading as recorded in vfa.json.
 GRADING = {
     "method": "Genant semi-quantitative, from measured heights (Genant 1993, J Bone Miner Res "
@@ -153,13 +155,18 @@ def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
         paths["detected_levels"] = write_detected_levels(detection, out_dir, VFA_LEVEL_NAMES)
     write_json_atomic(paths["json"], document)
     write_text_atomic(paths["csv"], vfa_csv(result.levels))
-    story = [pdf.exam_table(metadata, anonymize), *pdf.warnings_box(result.warnings), Spacer(1, 2 * mm),
-             fracture_table(result.levels),
-             Paragraph("Heights and grades: " + FRACTURE_LEGEND.replace(
-                 "; grade 2 or more leaves the mean", ""), pdf.STYLES["Italic"]), Spacer(1, 2 * mm),
-             # the overview shrinks into what the warnings and the table leave of the page
+    # the overview - every level's name and grade on the sagittal view - stands on the first
+    # page: the warnings above it shrink into at most WARNINGS_MAX_HEIGHT_MM, the view into
+    # the rest of the page; the table follows (on a second page when the view fills the first)
+    story = [pdf.exam_table(metadata, anonymize),
+             KeepInFrame(0, WARNINGS_MAX_HEIGHT_MM * mm, pdf.warnings_box(result.warnings),
+                         mode="shrink"),
              KeepInFrame(0, 0, [pdf.figure_flowable(overview_figure(volume_hu, result.levels),
-                                                    110)], mode="shrink")]
+                                                    110)], mode="shrink"),
+             Spacer(1, 2 * mm),
+             KeepTogether([fracture_table(result.levels), Paragraph(
+                 "Heights and grades: " + FRACTURE_LEGEND.replace(
+                     "; grade 2 or more leaves the mean", ""), pdf.STYLES["Italic"])])]
     pdf.write_report(paths["report"], "Vertebral fracture assessment: sagittal overview", story)
     return paths
 
