@@ -75,11 +75,13 @@ def busy_jiffies() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def timed_run(manifest: Path, out: Path, workers: int) -> dict:
-    """One batch of the manifest with ``workers`` workers, and what it took."""
+def timed_run(manifest: Path, out: Path, workers: int, threads: int | None) -> dict:
+    """One batch of the manifest with ``workers`` workers (``threads`` per case, None: the
+    batch's default), and what it took."""
     load_before, (busy_before, total_before) = os.getloadavg()[0], busy_jiffies()
     start = time.perf_counter()
-    batch = run(manifest, out, workers=workers, timeout_s=600, progress=False)
+    batch = run(manifest, out, workers=workers, timeout_s=600, progress=False,
+                threads_per_case=threads)
     wall_s = time.perf_counter() - start
     busy_after, total_after = busy_jiffies()
     failed = [f"{r['case_id']}: {r['status']}: {r['message']}" for r in batch.rows
@@ -119,14 +121,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs (default 3)")
     parser.add_argument("--size", choices=SIZES, default="clinical",
                         help="the cases' CT (default clinical)")
+    parser.add_argument("--threads-per-case", type=int,
+                        help="threads per case in both runs (default: the batch's, the CPUs "
+                             "divided by the workers: 2 with 1 worker, 1 with 2)")
     args = parser.parse_args()
     ratios, steady = [], []
     with tempfile.TemporaryDirectory() as tmp:
         manifest = write_cohort(Path(tmp), args.size)
         for i in range(args.repeats):
-            one = timed_run(manifest, Path(tmp) / f"one{i}", 1)
+            one = timed_run(manifest, Path(tmp) / f"one{i}", 1, args.threads_per_case)
             print(describe(one), flush=True)
-            two = timed_run(manifest, Path(tmp) / f"two{i}", 2)
+            two = timed_run(manifest, Path(tmp) / f"two{i}", 2, args.threads_per_case)
             print(describe(two), flush=True)
             ratios.append(one["wall_s"] / two["wall_s"])
             steady.append((one["cases_s"] - one["server_start_s"])
