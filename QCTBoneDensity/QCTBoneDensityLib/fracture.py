@@ -2,7 +2,7 @@
 posterior heights as markups lines the reader can move, the grade table, and the grades
 recomputed from the moved lines. The spine measurement's levels (T11-L5) are assessed with
 it; thoracic levels T4-T10 among the seeds or labels are assessed for fractures only
-(:func:`assess_thoracic_levels`, as ``boneqct vfa`` does).
+(``boneqct.spine.vfa.assess_thoracic_levels``, as ``boneqct vfa`` does).
 
 The core measures and grades (``boneqct.spine.fracture``); this module only puts its points
 into line nodes, reads them back, and writes the table. Heights read back are the lengths of
@@ -168,51 +168,6 @@ def _height_lines(spine_table) -> list:
     return [node for node in (spine_table.GetNthNodeReference(HEIGHT_LINES_ROLE, index)
                               for index in range(spine_table.GetNumberOfNodeReferences(
                                   HEIGHT_LINES_ROLE))) if node is not None]
-
-
-def assess_thoracic_levels(volume_hu, spine_fractures: dict, *, seeds: dict | None = None,
-                           labels=None, label_scheme: str = "totalsegmentator"):
-    """The fracture assessment of the thoracic levels T4-T10 among ``seeds`` (level -> RAS mm)
-    or ``labels`` (a vertebra label map in ``label_scheme`` numbering), which the spine
-    measurement leaves out (its BMD levels are T11-L5, ``boneqct.spine.levels.LEVEL_NAMES``),
-    by ``boneqct.spine.vfa.analyze_vfa``. Each is graded against its measured neighbours,
-    the spine measurement's levels included (``spine_fractures``: level -> its assessment),
-    so T10's crush ratio sees T11; the spine's levels keep their own grades (they decided its
-    BMD mean).
-
-    Returns a ``VFAResult`` of the thoracic levels (its warnings: levels not measured or not
-    graded, deformities), or None when the input names no level T4-T10.
-    """
-    from boneqct.errors import SpineError
-    from boneqct.spine.fracture import fracture_note, grade_levels
-    from boneqct.spine.levels import LEVEL_NAMES, VFA_LABEL_SCHEMES
-    from boneqct.spine.vfa import VFAResult, analyze_vfa
-
-    if seeds is not None:
-        seeds = {level: point for level, point in seeds.items() if level not in LEVEL_NAMES}
-        if not seeds:
-            return None
-    else:
-        thoracic = [value for value, level in VFA_LABEL_SCHEMES[label_scheme].items()
-                    if level not in LEVEL_NAMES]
-        kept = np.isin(labels.array_kji, thoracic)
-        if not kept.any():
-            return None
-        labels = labels.with_array(np.where(kept, labels.array_kji, 0).astype(labels.array_kji.dtype))
-    try:
-        vfa = analyze_vfa(volume_hu, seeds=seeds, labels=labels, label_scheme=label_scheme)
-    except SpineError as exc:
-        return VFAResult(levels=[], warnings=[f"Thoracic levels not assessed: {exc}"])
-    measured = {lv["level"]: lv["fracture"] for lv in vfa.levels if lv["fracture"]}
-    together = {**measured, **{level: f for level, f in spine_fractures.items() if f}}
-    graded = grade_levels({level: {key: f[key] for key in ("heights_mm", "points_ras_mm", "quality")}
-                           for level, f in together.items()})
-    graded_alone = {fracture_note(level, f, None) for level, f in measured.items()}
-    warnings = [w for w in vfa.warnings if w not in graded_alone]
-    warnings += [note for level in measured if (note := fracture_note(level, graded[level], None))]
-    levels = [{**lv, "fracture": graded[lv["level"]] if lv["fracture"] else None}
-              for lv in vfa.levels]
-    return VFAResult(levels=levels, warnings=warnings, options=vfa.options)
 
 
 def fractures_to_scene(spine_table, fractures: dict, name: str) -> dict:

@@ -40,7 +40,7 @@ from BoneQCTLib.tables import (
 )
 from BoneQCTLib.vertebrae import labels_from_node, level_names, seeds_from_markups_node
 from BoneQCTLib.volumes import labelmap_to_node, patient_age_and_sex, volume_from_node
-from QCTBoneDensityLib.fracture import assess_thoracic_levels, fractures_to_scene
+from QCTBoneDensityLib.fracture import fractures_to_scene
 
 #: Attributes of the spine table node holding the diagnostic summary.
 ATTRIBUTE_SPINE_MEAN_BMD_MG_CM3 = "BoneQCT.Spine.MeanBMDMgCm3"
@@ -360,7 +360,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
         seeds_node: markups point list with one point per level (labels = level names); used
             when given, else ``labels_node`` (label map volume or segmentation node). Levels
             T11-L5 are measured (BMD and fractures); T4-T10 are assessed for fractures only
-            (``QCTBoneDensityLib.fracture.assess_thoracic_levels``).
+            (``boneqct.spine.vfa.assess_thoracic_levels``).
         age_years, sex ("F"/"M"), reference (``boneqct.reference.Reference``): for T/Z-scores.
         table_node, roi_labelmap_node, roi_segmentation_node, roi_centers_node: output nodes
             to overwrite (None creates them).
@@ -381,6 +381,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     from boneqct.spine.levels import LEVEL_NAMES, VFA_LEVEL_NAMES
     from boneqct.spine.options import SpineOptions
     from boneqct.spine.pipeline import analyze_spine
+    from boneqct.spine.vfa import assess_thoracic_levels
     from BoneQCTLib.calibration import calibration_from_table_node
 
     volume_hu = volume_from_node(ct_node)
