@@ -27,6 +27,7 @@ from QCTBoneDensityLib.fracture import (  # noqa: E402
     fractures_from_markups,
     fractures_to_table_node,
     height_lines_to_markups,
+    recompute_grades,
     reformat_sagittal,
     show_level_in_slice_view,
 )
@@ -253,8 +254,15 @@ def test_thoracic_levels_are_graded_in_the_fracture_table_and_shown_sagittally(
             assert (fracture["genant_grade"], fracture["type"]) == (0, None), level
         assert fracture_table.GetCellText(row, 7) == str(fracture["genant_grade"])
     posterior = {level: document[level]["heights_mm"]["posterior"] for level in THORACIC_LEVELS}
-    assert document["T10"]["height_ratios"]["posterior_adjacent"] == pytest.approx(
-        posterior["T10"] / np.mean([posterior["T9"], posterior["T11"]]))
+    for level, below in (("T10", "T9"), ("T11", "T10")):  # T10 and T11 see each other
+        above = THORACIC_LEVELS[THORACIC_LEVELS.index(level) + 1]
+        assert document[level]["height_ratios"]["posterior_adjacent"] == pytest.approx(
+            posterior[level] / np.mean([posterior[below], posterior[above]]))
+    # the reader's recompute from the lines as placed grades every level as the table does
+    recomputed = recompute_grades(table)
+    for level in THORACIC_LEVELS:
+        assert recomputed[level]["genant_grade"] == document[level]["genant_grade"], level
+        assert recomputed[level]["height_ratios"] == pytest.approx(document[level]["height_ratios"])
     # the spine's levels keep the grades of the spine measurement (they decide its BMD mean)
     for lv in outputs["result"].levels:
         assert document[lv.level]["genant_grade"] == lv.fracture["genant_grade"]

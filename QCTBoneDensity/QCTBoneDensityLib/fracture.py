@@ -2,7 +2,8 @@
 posterior heights as markups lines the reader can move, the grade table, and the grades
 recomputed from the moved lines. The spine measurement's levels (T11-L5) are assessed with
 it; thoracic levels T4-T10 among the seeds or labels are assessed for fractures only
-(``boneqct.spine.vfa.assess_thoracic_levels``, as ``boneqct vfa`` does).
+(``boneqct.spine.vfa.measure_thoracic_levels``), all graded together
+(``grade_thoracic_levels``), as ``boneqct vfa`` does.
 
 The core measures and grades (``boneqct.spine.fracture``); this module only puts its points
 into line nodes, reads them back, and writes the table. Heights read back are the lengths of

@@ -360,7 +360,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
         seeds_node: markups point list with one point per level (labels = level names); used
             when given, else ``labels_node`` (label map volume or segmentation node). Levels
             T11-L5 are measured (BMD and fractures); T4-T10 are assessed for fractures only
-            (``boneqct.spine.vfa.assess_thoracic_levels``).
+            (``boneqct.spine.vfa.measure_thoracic_levels``), graded together with T11-L5.
         age_years, sex ("F"/"M"), reference (``boneqct.reference.Reference``): for T/Z-scores.
         table_node, roi_labelmap_node, roi_segmentation_node, roi_centers_node: output nodes
             to overwrite (None creates them).
@@ -381,7 +381,7 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
     from boneqct.spine.levels import LEVEL_NAMES, VFA_LEVEL_NAMES
     from boneqct.spine.options import SpineOptions
     from boneqct.spine.pipeline import analyze_spine
-    from boneqct.spine.vfa import assess_thoracic_levels
+    from boneqct.spine.vfa import grade_thoracic_levels, measure_thoracic_levels, thoracic_heights
     from BoneQCTLib.calibration import calibration_from_table_node
 
     volume_hu = volume_from_node(ct_node)
@@ -399,11 +399,14 @@ def run_spine(ct_node, calibration_table_node=None, options=None, *, seeds_node=
                              f"{', '.join(LEVEL_NAMES)} (BMD is measured there; T4-T10 are "
                              "assessed for fractures only).")
     age_years, sex = patient_age_and_sex(volume_hu, age_years, sex)
+    # heights first, grades together: T10 and T11 each see the other in their crush ratios
+    thoracic = measure_thoracic_levels(volume_hu, **inputs, label_scheme=options.label_scheme)
     result = analyze_spine(volume_hu, calibration, options, **spine_inputs, reference=reference,
-                           age_years=None if age_years is None else float(age_years), sex=sex)
+                           age_years=None if age_years is None else float(age_years), sex=sex,
+                           fracture_neighbours=thoracic_heights(thoracic))
     fractures = {lv.level: lv.fracture for lv in result.levels}
-    thoracic = assess_thoracic_levels(volume_hu, fractures, **inputs, label_scheme=options.label_scheme)
     if thoracic is not None:  # cranial first: T4-T10, then the spine's levels
+        thoracic = grade_thoracic_levels(thoracic, fractures)
         fractures = {**{lv["level"]: lv["fracture"] for lv in thoracic.levels}, **fractures}
     name = ct_node.GetName()
     table = spine_result_to_table_node(result, table_node, name=f"{name} spine")

@@ -450,7 +450,7 @@ def grade_levels(measured: dict) -> dict:
                     "genant_grade": None, "grade_name": None, "type": None,
                     "reference_height_mm": None, "reference_method": None,
                     "reason": None, "excluded_from_mean": False,
-                    "heights_between": "endplate cortical mid-surfaces, along the body axis"}
+                    "heights_between": "endplate cortical mid-surfaces, on lines along the body's walls"}
         out[level] = fracture
         if not m["quality"]["passed"]:
             fracture["reason"] = f"{level}: heights not reliable ({m['quality']['reason']}): not graded"
@@ -481,9 +481,21 @@ def grade_levels(measured: dict) -> dict:
 
 
 def assess_fractures(volume_hu: Volume, bodies: list[VertebralBody],
-                     options: FractureOptions | None = None) -> dict:
-    """Level name -> fracture assessment (``grade_levels``) of delineated bodies."""
-    return grade_levels({body.level: measure_heights(volume_hu, body, options) for body in bodies})
+                     options: FractureOptions | None = None,
+                     neighbours: dict | None = None) -> dict:
+    """Level name -> fracture assessment (``grade_levels``) of delineated bodies.
+    ``neighbours`` (level -> ``measure_heights`` of levels measured elsewhere: the thoracic
+    levels beside a spine measurement) join the crush ratios of the bodies next to them, as
+    they do when all are graded together (``boneqct vfa``, the reader's recompute)."""
+    measured = {body.level: measure_heights(volume_hu, body, options) for body in bodies}
+    graded = grade_levels({**(neighbours or {}), **measured})
+    return {level: graded[level] for level in measured}
+
+
+def measured_heights(fracture: dict) -> dict:
+    """The ``measure_heights`` part of a level's assessment (heights, points, quality): what
+    grading it again needs."""
+    return {key: fracture[key] for key in ("heights_mm", "points_ras_mm", "quality")}
 
 
 def grade_cells(fracture: dict | None) -> tuple[str, str]:

@@ -165,7 +165,8 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
                   seeds: dict | None = None, labels: Volume | None = None,
                   reference: Reference | None = None, age_years: float | None = None,
                   sex: str | None = None,
-                  fracture_options: FractureOptions | None = None) -> SpineResult:
+                  fracture_options: FractureOptions | None = None,
+                  fracture_neighbours: dict | None = None) -> SpineResult:
     """Measure every level given by ``seeds`` (level -> RAS mm) or present in ``labels``.
 
     A level that cannot be measured (seed off the body, body cut by the scan, too little
@@ -191,6 +192,9 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
         fracture_options: the vertebral fracture assessment of every measured level
             (``boneqct.spine.fracture``); a level graded at or above
             ``exclude_from_grade`` leaves the diagnostic mean, a lower grade is flagged.
+        fracture_neighbours: heights of levels measured beside the spine's (level ->
+            ``boneqct.spine.fracture.measure_heights``, e.g. T10 from
+            ``boneqct.spine.vfa.measure_thoracic_levels``): T11's crush ratio sees T10.
 
     Category, cement flag and scores are given only when the calibration allows them
     (``boneqct.spine.interpret.spine_basis``); ``SpineResult.interpretation`` says what the
@@ -244,7 +248,8 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
             warnings.append(f"{level}: ROI quality check failed ({_qc_failures(levels[-1])});"
                             " this level is left out of the diagnosis and has no cement flag.")
     check_level_order(bodies)
-    warnings += _assess_fractures(volume_hu, levels, bodies, fracture_options or FractureOptions())
+    warnings += _assess_fractures(volume_hu, levels, bodies, fracture_options or FractureOptions(),
+                                  fracture_neighbours)
     if not rois:
         raise SpineError("No level could be measured: " + " ".join(
             f"{lv.level}: {lv.reason.removeprefix(lv.level + ': ')}" for lv in levels))
@@ -271,11 +276,12 @@ def analyze_spine(volume_hu: Volume, calibration=None, options: SpineOptions | N
 
 
 def _assess_fractures(volume_hu: Volume, levels: list[LevelResult], bodies: list[VertebralBody],
-                      options: FractureOptions) -> list[str]:
-    """Grade each measured level's deformity into ``LevelResult.fracture``; a level graded at
-    or above ``options.exclude_from_grade`` is excluded from the diagnostic mean. The notes
-    for the warnings."""
-    fractures = assess_fractures(volume_hu, bodies, options)
+                      options: FractureOptions, neighbours: dict | None) -> list[str]:
+    """Grade each measured level's deformity (against ``neighbours`` too: level -> heights
+    measured beside the spine's) into ``LevelResult.fracture``; a level graded at or above
+    ``options.exclude_from_grade`` is excluded from the diagnostic mean. The notes for the
+    warnings."""
+    fractures = assess_fractures(volume_hu, bodies, options, neighbours)
     notes = []
     for level in levels:
         if level.level not in fractures:

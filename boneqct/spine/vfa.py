@@ -33,6 +33,7 @@ from boneqct.spine.fracture import (
     fracture_note,
     grade_cells,
     grade_levels,
+    measured_heights,
     sample_volume,
 )
 from boneqct.spine.levels import LEVEL_NAMES, VFA_LABEL_SCHEMES, VFA_LEVEL_NAMES
@@ -139,18 +140,17 @@ def analyze_vfa(volume_hu: Volume, options: FractureOptions | None = None, *,
                      options={**options_to_dict(options), "label_scheme": label_scheme})
 
 
-def assess_thoracic_levels(volume_hu: Volume, spine_fractures: dict, *, seeds: dict | None = None,
-                           labels=None, label_scheme: str = "totalsegmentator"):
-    """The fracture assessment of the thoracic levels T4-T10 among ``seeds`` (level -> RAS mm)
-    or ``labels`` (a vertebra label map in ``label_scheme`` numbering), which the spine
-    measurement leaves out (its BMD levels are T11-L5, ``boneqct.spine.levels.LEVEL_NAMES``),
-    by ``analyze_vfa``. Each is graded against its measured neighbours,
-    the spine measurement's levels included (``spine_fractures``: level -> its assessment),
-    so T10's crush ratio sees T11; the spine's levels keep their own grades (they decided its
-    BMD mean).
+def measure_thoracic_levels(volume_hu: Volume, *, seeds: dict | None = None, labels=None,
+                            label_scheme: str = "totalsegmentator") -> VFAResult | None:
+    """The fracture assessment (``analyze_vfa``) of the thoracic levels T4-T10 among ``seeds``
+    (level -> RAS mm) or ``labels`` (a vertebra label map in ``label_scheme`` numbering), which
+    the spine measurement leaves out (its BMD levels are T11-L5,
+    ``boneqct.spine.levels.LEVEL_NAMES``), graded among themselves: their heights are the
+    spine measurement's ``fracture_neighbours``, and ``grade_thoracic_levels`` grades them
+    again beside its levels.
 
-    Returns a ``VFAResult`` of the thoracic levels (its warnings: levels not measured or not
-    graded, deformities), or None when the input names no level T4-T10.
+    Returns a ``VFAResult`` (no level when none could be measured, with the reason), or None
+    when the input names no level T4-T10.
     """
     if seeds is not None:
         seeds = {level: point for level, point in seeds.items() if level not in LEVEL_NAMES}
@@ -164,19 +164,33 @@ def assess_thoracic_levels(volume_hu: Volume, spine_fractures: dict, *, seeds: d
             return None
         labels = labels.with_array(np.where(kept, labels.array_kji, 0).astype(labels.array_kji.dtype))
     try:
-        vfa = analyze_vfa(volume_hu, seeds=seeds, labels=labels, label_scheme=label_scheme)
+        return analyze_vfa(volume_hu, seeds=seeds, labels=labels, label_scheme=label_scheme)
     except SpineError as exc:
         return VFAResult(levels=[], warnings=[f"Thoracic levels not assessed: {exc}"])
-    measured = {lv["level"]: lv["fracture"] for lv in vfa.levels if lv["fracture"]}
+
+
+def thoracic_heights(thoracic: VFAResult | None) -> dict:
+    """Level -> measured heights (``fracture.measured_heights``) of the thoracic levels, for
+    ``analyze_spine``'s ``fracture_neighbours``."""
+    return {lv["level"]: measured_heights(lv["fracture"])
+            for lv in (thoracic.levels if thoracic else []) if lv["fracture"]}
+
+
+def grade_thoracic_levels(thoracic: VFAResult, spine_fractures: dict) -> VFAResult:
+    """The thoracic levels (``measure_thoracic_levels``) graded against their measured
+    neighbours, the spine measurement's levels included (``spine_fractures``: level -> its
+    assessment), so T10's crush ratio sees T11 as T11's saw T10 (``fracture_neighbours``):
+    every level is graded as ``boneqct vfa`` and the reader's recompute grade it. Its
+    warnings: levels not measured or not graded, deformities."""
+    measured = {lv["level"]: lv["fracture"] for lv in thoracic.levels if lv["fracture"]}
     together = {**measured, **{level: f for level, f in spine_fractures.items() if f}}
-    graded = grade_levels({level: {key: f[key] for key in ("heights_mm", "points_ras_mm", "quality")}
-                           for level, f in together.items()})
+    graded = grade_levels({level: measured_heights(f) for level, f in together.items()})
     graded_alone = {fracture_note(level, f, None) for level, f in measured.items()}
-    warnings = [w for w in vfa.warnings if w not in graded_alone]
+    warnings = [w for w in thoracic.warnings if w not in graded_alone]
     warnings += [note for level in measured if (note := fracture_note(level, graded[level], None))]
     levels = [{**lv, "fracture": graded[lv["level"]] if lv["fracture"] else None}
-              for lv in vfa.levels]
-    return VFAResult(levels=levels, warnings=warnings, options=vfa.options)
+              for lv in thoracic.levels]
+    return VFAResult(levels=levels, warnings=warnings, options=thoracic.options)
 
 
 def write_vfa_outputs(out_dir: str | Path, result: VFAResult, volume_hu: Volume,
