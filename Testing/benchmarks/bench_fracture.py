@@ -9,10 +9,11 @@ match those of the true heights, and the levels whose quality failed (no grade: 
 counted). ``--verbose`` prints every height.
 
 ``--slice-samples N`` renders the phantoms' rectangular slice profile with N sub-slices instead
-of the phantom's own sampling (one per in-plane sub-pixel: 8, 0.375 mm apart, at 3 mm slices):
-a diagnostic. A 1 mm endplate nearly parallel to the slices (the wedge's inferior endplate,
-3.5 degrees) then covers 2 or 3 of the 8 samples, so its rendered partial volume steps by
-about a third along it, which no model of a rectangular slice profile fits.
+of the phantom's own (one per in-plane sub-pixel: 8, 0.375 mm apart, at 3 mm slices, each
+pixel's 2x2 in-plane samples shifted across a sub-slice, so a pixel samples 32 depths): a
+diagnostic of how much the heights move with the rendering alone. Without the shifts, a 1 mm
+endplate nearly parallel to the slices (the wedge's inferior endplate, 3.5 degrees) covered
+2 or 3 of the 8 samples, its rendered partial volume stepping by about a third along it.
 Run: ``python Testing/benchmarks/bench_fracture.py [--seeds 11,12,...] [--slices 1,3]
 [--slice-samples 30] [--verbose]``.
 """

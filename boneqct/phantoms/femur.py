@@ -325,6 +325,7 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
             + (y_fine[:, None] / p.body_semi_axes_mm[1]) ** 2) <= 1.0
     background_fine = np.where(body, tissue["muscle"], tissue["air"]).astype(np.float32)
     z_sub = scanning.slice_profile_offsets_mm(scanner)
+    z_fine = scanning.dithered_offsets_mm(z_sub, scanner.slice_thickness_mm, ss, (nj * ss, ni * ss))
     rng = np.random.default_rng(seed)
     hu_kji = np.empty((nk, nj, ni), np.int16)
     labels_kji = np.zeros((nk, nj, ni), np.uint8)
@@ -347,7 +348,7 @@ def make_femur_phantom(params: FemurPhantomParams | None = None,
                         slice(box[1].start * ss, box[1].stop * ss))
             density, bone, acetabulum, implant = femur_density(
                 p, femur, x_fine[None, None, fine_box[1]], y_fine[None, fine_box[0], None],
-                (z + z_sub)[:, None, None])
+                z + z_fine[(slice(None), *fine_box)])
             sub_hu = np.broadcast_to(hu_fine[fine_box], bone.shape)
             sub_hu = np.where(bone, calibration.tissue_hu(density), sub_hu)
             sub_hu = np.where(acetabulum, calibration.tissue_hu(p.acetabulum_mg_cm3), sub_hu)

@@ -3,11 +3,14 @@
 Rendering per slice: the z-invariant compartments (body, table, rod phantom) are rendered
 once on a grid ``supersample`` times finer in-plane; the spine is rendered per slice on that
 fine grid inside its bounding box, at sub-slices spread evenly across the slice thickness
-(rectangular slice profile). The fine HU are averaged over the sub-slices, blurred in-plane by
-the Gaussian PSF (on the fine grid, so a PSF narrower than a pixel is still sampled well), then
-averaged over each pixel (partial volume); noise is added and the result rounded to int16. The
-blur is linear, so the blurred background is computed once and each slice adds the blurred
-difference the spine makes inside its box.
+(rectangular slice profile), each fine sample of a pixel shifted by its own share of a
+sub-slice, so a pixel samples the profile at ``supersample**2`` times as many depths (the
+partial volume of an endplate nearly parallel to the slices steps that much finer along it:
+``scanner.dithered_offsets_mm``). The fine HU are averaged over the sub-slices, blurred
+in-plane by the Gaussian PSF (on the fine grid, so a PSF narrower than a pixel is still
+sampled well), then averaged over each pixel (partial volume); noise is added and the result
+rounded to int16. The blur is linear, so the blurred background is computed once and each
+slice adds the blurred difference the spine makes inside its box.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from boneqct.phantoms.scanner import (
     add_noise,
     apply_psf,
     calibration_for,
+    dithered_offsets_mm,
     slice_profile_offsets_mm,
     subsample_offsets_mm,
     tissue_hu_for,
@@ -166,12 +170,14 @@ def _render(anatomy: Anatomy, scanner: ScannerParams, ijk_to_ras: np.ndarray, lu
     outside = np.bincount(background_fine.ravel(), minlength=256)
     outside -= np.bincount(box_background_fine.ravel(), minlength=256)
     counts = outside * (nk * len(z_sub_mm))
+    z_fine_mm = dithered_offsets_mm(z_sub_mm, scanner.slice_thickness_mm, ss,
+                                    box_background_fine.shape)
 
     hu_kji = np.empty((nk, nj, ni), dtype=np.int16)
     labels_kji = np.empty((nk, nj, ni), dtype=np.uint8)
     for k, z_mm in enumerate(z_ras):
         spine_fine = anatomy.spine_labels(box_x_fine, box_y_fine,
-                                          (z_mm + z_sub_mm).astype(np.float32)[:, None, None])
+                                          (z_mm + z_fine_mm).astype(np.float32))
         combined = np.where(spine_fine > 0, spine_fine, box_background_fine[None])
         counts += np.bincount(combined.ravel(), minlength=256)
         spine_delta_hu_fine = lut[combined].mean(axis=0) - box_background_hu_fine
@@ -192,7 +198,8 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
     p = anatomy.params
     spacing_mm = np.abs(np.diag(ijk_to_ras)[:3])
     voxel_cm3 = float(np.prod(spacing_mm)) / 1000.0
-    sub_sample_cm3 = voxel_cm3 / (scanner.supersample**2 * len(slice_profile_offsets_mm(scanner)))
+    ss, n_sub = scanner.supersample, len(slice_profile_offsets_mm(scanner))
+    sub_sample_cm3 = voxel_cm3 / (ss**2 * n_sub)
     label_counts = np.bincount(labels_kji.ravel(), minlength=256)
     z_center_mm = float(ijk_to_ras[2, 3] + ijk_to_ras[2, 2] * (scanner.n_slices - 1) / 2.0)
     axis_ras = anatomy.spine_axis_ras
@@ -264,6 +271,10 @@ def _truth(anatomy, scanner, seed, calibration, lut, labels_kji, counts, ijk_to_
                            "Goodsitt 1992's K2HPO4/HA ratio) and all soft-tissue HU are "
                            "illustrative; bone densities are in the phantom's material",
             "coordinates": "RAS mm; rods run along z, their centre given at the middle slice",
+            "slice_profile": (
+                f"rectangular, sampled at {n_sub} sub-slices, the {ss}x{ss} in-plane samples of "
+                f"each pixel shifted across a sub-slice: {n_sub * ss * ss} evenly spaced depths "
+                "per pixel"),
             # only for sizes by level, so the default phantom's truth stays as it was
             **({} if p.uniform_bodies else {"body_sizes": (
                 "per level (vertebrae[].body_semi_axes_mm, body_height_mm); "
