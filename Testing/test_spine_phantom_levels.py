@@ -135,11 +135,6 @@ def test_endplate_at_scan_end_names_the_endplate_the_slice_and_what_to_do():
     assert "further caudally" in bottom
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fracture.measure_heights adds the scan-end reason only when another check fails; with the "
-    "slice profile sampled at 16 depths per pixel (phantom dithering) every check passes and "
-    "L1 is graded 0 with heights 2.0-2.8 mm too tall (its superior endplate 2.1 mm from the "
-    "last slice, 2.8 mm needed): the scan-end check should refuse on its own"))
 def test_a_level_not_graded_at_the_scan_end_says_why_and_what_to_do():
     """The default phantom (L1-L3) on 1.6 mm slices: L1's superior endplate 2 mm inside the
     scan's last slice is too close to it for the endplate fit, and L1 is not graded, saying so;

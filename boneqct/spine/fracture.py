@@ -39,8 +39,9 @@ parallel to the body's walls, endplate to endplate:
    adjacent levels).
 
 A level whose endplates are not seen clearly, whose subvoxel fit strays from the cortical
-lines by more than half a slice (the two estimates of one endplate disagree), or whose body
-is implausibly shaped, gets heights but no grade, with the reason (``quality``).
+lines by more than half a slice (the two estimates of one endplate disagree), whose body
+is implausibly shaped, or one of whose endplates lies at the scan's end (too little disc
+beyond it for the fit), gets heights but no grade, with the reason (``quality``).
 """
 
 from __future__ import annotations
@@ -356,7 +357,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
-               "plausible_shape": False, "passed": False,
+               "plausible_shape": False, "endplates_within_scan": False, "passed": False,
                "reason": None}
     out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
     walls = _walls(mask, body, half_height_mm)
@@ -440,7 +441,10 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm, or a middle "
                             f"height over {MAX_MIDDLE_RATIO:g} times both wall heights"))
         if not quality[key]]
-    at_end = endplate_at_scan_end(volume_hu, points, blur_mm / 2.0 + 2.0) if reasons else None
+    # an endplate without the disc beyond it that its fit needs: refused even when every
+    # other check passes (a phantom's L1 2.1 mm from the last slice read 2.0-2.8 mm too tall)
+    at_end = endplate_at_scan_end(volume_hu, points, blur_mm / 2.0 + 2.0)
+    quality["endplates_within_scan"] = at_end is None
     if at_end:  # first: it says what to do
         reasons.insert(0, at_end)
     quality["passed"] = not reasons
