@@ -97,6 +97,29 @@ def test_moving_points_recomputes_the_grade(scene):
     assert recomputed["L2"]["quality"]["points"] == "placed by the reader"
 
 
+def test_a_level_not_graded_stays_so_until_the_reader_moves_its_points(scene):
+    """Recomputing from unmoved lines keeps a level's measured checks: L2, whose heights
+    failed them, stays ungraded with its reason (and out of L1's and L3's crush ratios);
+    once the reader moves one of its points, it is graded from the points as placed."""
+    fractures = _fractures()
+    fractures["L2"]["quality"] = {"passed": False, "reason": "its endplates were not seen"}
+    nodes = height_lines_to_markups(grade_levels(
+        {level: {k: f[k] for k in ("heights_mm", "points_ras_mm", "quality")}
+         for level, f in fractures.items()}))
+    unmoved = fractures_from_markups(nodes)
+    assert unmoved["L2"]["genant_grade"] is None
+    assert "its endplates were not seen" in unmoved["L2"]["reason"]
+    assert unmoved["L1"]["height_ratios"]["posterior_adjacent"] is None  # L2 is not a reference
+    line = next(n for n in nodes if n.GetName().endswith("L2 anterior height"))
+    superior = np.zeros(3)
+    line.GetNthControlPointPositionWorld(0, superior)
+    line.SetNthControlPointPositionWorld(0, *(superior + 1.0 * AXIS))  # the reader: 17 mm
+    moved = fractures_from_markups(nodes)
+    assert moved["L2"]["quality"]["points"] == "placed by the reader"
+    assert moved["L2"]["genant_grade"] == 2  # 17 / 24: 29 % lower
+    assert moved["L1"]["height_ratios"]["posterior_adjacent"] == pytest.approx(1.0)
+
+
 def test_grade_table_has_units_descriptions_and_the_document(scene):
     fractures = _fractures()
     fractures["L4"] = None  # a level without an assessment still gets its row

@@ -14,6 +14,8 @@ it, so this file loads before the core's dependencies are installed.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import slicer
 import vtk
@@ -27,6 +29,12 @@ HEIGHT_ATTRIBUTE = "BoneQCT.Fracture.Height"
 #: Node references from the spine table to its fracture table and to its height lines.
 FRACTURE_TABLE_ROLE = "BoneQCT.FractureTable"
 HEIGHT_LINES_ROLE = "BoneQCT.HeightLines"
+#: Attributes keeping, on each line node, the points as measured (JSON: superior, inferior)
+#: and its level's quality checks (JSON): a level whose lines are unmoved keeps them.
+MEASURED_ATTRIBUTE = "BoneQCT.Fracture.MeasuredPoints"
+QUALITY_ATTRIBUTE = "BoneQCT.Fracture.Quality"
+#: How far (mm) a line's end may lie from where it was measured and count as unmoved.
+UNMOVED_MM = 1e-3
 #: What a reader's moved points mean for the quality checks.
 READER_QUALITY = {"passed": True, "reason": None, "points": "placed by the reader"}
 
@@ -79,6 +87,8 @@ def height_lines_to_markups(fractures: dict, name: str = "BoneQCT") -> list:
                 node.AddControlPoint(vtk.vtkVector3d(*map(float, pair[end])), f"{level} {end}")
             node.SetAttribute(LEVEL_ATTRIBUTE, level)
             node.SetAttribute(HEIGHT_ATTRIBUTE, height)
+            node.SetAttribute(MEASURED_ATTRIBUTE, json.dumps(pair))
+            node.SetAttribute(QUALITY_ATTRIBUTE, json.dumps(fracture.get("quality")))
             nodes.append(node)
     return nodes
 
@@ -102,14 +112,30 @@ def reformat_sagittal(slice_node, fracture: dict, axis_ras, anterior_ras) -> Non
 def fractures_from_markups(nodes) -> dict:
     """The fracture assessment recomputed from height line nodes (``height_lines_to_markups``,
     possibly moved by the reader): heights are the lines' lengths (mm, world RAS), grades and
-    types from ``boneqct.spine.fracture.grade_levels``. Levels missing a line are left out."""
+    types from ``boneqct.spine.fracture.grade_levels``. A level whose lines the reader moved
+    rests on their points (``READER_QUALITY``); one whose lines are as measured keeps its
+    measured quality checks, so a level the measurement did not grade stays ungraded. Levels
+    missing a line are left out."""
     from boneqct.spine.fracture import grade_levels
 
     measured = {level: {"heights_mm": {h: float(np.linalg.norm(np.subtract(
                             pair[h]["superior"], pair[h]["inferior"]))) for h in HEIGHTS},
-                        "points_ras_mm": pair, "quality": dict(READER_QUALITY)}
+                        "points_ras_mm": pair, "quality": _quality(nodes, level, pair)}
                 for level, pair in line_points(nodes).items()}
     return grade_levels(measured)
+
+
+def _quality(nodes, level: str, pair: dict) -> dict:
+    """A level's quality checks as measured when none of its lines moved (their ends within
+    ``UNMOVED_MM`` of the measured points), else the reader's (``READER_QUALITY``)."""
+    lines = [n for n in nodes if n.GetAttribute(LEVEL_ATTRIBUTE) == level]
+    stored = {n.GetAttribute(HEIGHT_ATTRIBUTE): n.GetAttribute(MEASURED_ATTRIBUTE) for n in lines}
+    quality = json.loads(lines[0].GetAttribute(QUALITY_ATTRIBUTE) or "null") if lines else None
+    if not quality or any(stored.get(h) is None for h in HEIGHTS):
+        return dict(READER_QUALITY)
+    unmoved = all(np.allclose(json.loads(stored[h])[end], pair[h][end], atol=UNMOVED_MM)
+                  for h in HEIGHTS for end in ("superior", "inferior"))
+    return quality if unmoved else dict(READER_QUALITY)
 
 
 def line_points(nodes) -> dict:

@@ -180,10 +180,8 @@ def grade_thoracic_levels(thoracic: VFAResult, spine_fractures: dict) -> VFAResu
     """The thoracic levels (``measure_thoracic_levels``) graded against their measured
     neighbours, the spine measurement's levels included (``spine_fractures``: level -> its
     assessment), so T10's crush ratio sees T11 as T11's saw T10 (``fracture_neighbours``):
-    every level is graded as ``boneqct vfa`` grades it, and as the reader's recompute does
-    from the unmoved lines where every level's heights passed their checks (the recompute
-    takes the reader's points as checked). Its warnings: levels not measured or not graded,
-    deformities."""
+    every level is graded as ``boneqct vfa`` and the reader's recompute from the unmoved
+    lines grade it. Its warnings: levels not measured or not graded, deformities."""
     measured = {lv["level"]: lv["fracture"] for lv in thoracic.levels if lv["fracture"]}
     together = {**measured, **{level: f for level, f in spine_fractures.items() if f}}
     graded = grade_levels({level: measured_heights(f) for level, f in together.items()})
