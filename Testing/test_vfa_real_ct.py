@@ -207,11 +207,11 @@ def test_real_ct_graded_heights_match_the_labels(crop, slice_mm):
 
 #: What the real CT does not yet give (issue 15): its subvoxel endplate fits lie inward of
 #: the cortical lines (median 0.65 mm on the whole scan's T4-L1) and up to 6 mm off them, so
-#: every level is refused, and the heights it reports fall short of the label's.
+#: T11 and T12 are refused at 2.5 mm and every level at 3 mm; only L1 is graded, at 2.5 mm.
 REAL_CT_SHORTFALL = pytest.mark.xfail(strict=True, reason=(
-    "issue 15: no level of the crop is graded, at 2.5 or 3 mm (subvoxel endplate fits off "
-    "their cortical lines or at their search edge), and T11/T12 heights fall 5-9 mm short of "
-    "the label's"))
+    "issue 15: of the crop's levels only L1 is graded, at 2.5 mm (T11 and T12 refused: "
+    "subvoxel endplate fits off their cortical lines or at their search edge; none at 3 mm), "
+    "and T11/T12 heights fall 4-8 mm short of the label's"))
 
 
 @REAL_CT_SHORTFALL

