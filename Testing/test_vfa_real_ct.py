@@ -7,7 +7,9 @@ endplates' cortical lines are seen (their contrast over the trabecular bone is m
 hidden by the neighbour's endplate across the thin disc); a level not graded says why.
 
 ``label_body_heights`` is the independent truth, also used by
-Testing/benchmarks/check_vfa_real.py on the whole scan.
+Testing/benchmarks/check_vfa_real.py on the whole scan. A second real CT, TPTBox's L3 (1.5 mm
+isotropic, Testing/Data/tptbox_L3), at its own voxels and averaged to 2-5 mm slices: graded
+only as not deformed, on heights near its label's.
 """
 
 from __future__ import annotations
@@ -225,3 +227,43 @@ def test_real_ct_levels_are_graded_on_heights_near_the_labels(crop, slice_mm):
         for key, mm in truth[name]["heights_mm"].items():
             excess_mm = mm - levels[name]["fracture"]["heights_mm"][key]
             assert LABEL_EXCESS_MM[0] <= excess_mm <= LABEL_EXCESS_MM[1], (name, key, excess_mm)
+
+
+TPTBOX = Path(__file__).resolve().parent / "Data" / "tptbox_L3"
+
+
+@pytest.fixture(scope="module")
+def tptbox():
+    """TPTBox's L3 (1.5 mm isotropic, VerSe labels: L3 = 22, L2 and L4 cut by the scan) and
+    its heights read from the label map."""
+    ct = read_volume_file(TPTBOX / "sub-ct_label-22_ct.nii.gz")
+    labels = read_volume_file(TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz")
+    return ct, labels, label_body_heights(labels, 22, FractureOptions().wall_inset_fraction)
+
+
+@pytest.mark.parametrize("slice_mm", [None, 2.0, 2.5, 3.0, 4.0, 5.0])
+def test_real_l3_graded_only_on_heights_near_the_labels(tptbox, slice_mm):
+    """A second real CT (TPTBox's L3, an osteoporotic lumbar body: no deformity on its
+    sagittal reformat, the label's middle height 86 % of its posterior), at its own 1.5 mm
+    voxels and averaged to 2-5 mm slices along the patient's axis: graded, it is graded 0 on
+    heights below the label's by LABEL_EXCESS_MM; not graded, it says why. (Measured: graded
+    only at 3 mm, 0.5-1.3 mm below the label's; refused at the others by its subvoxel fits
+    1.5-2.9 mm off the cortical lines, where its anterior height read up to 3.5 mm over the
+    label's at 2.5 and 5 mm.)"""
+    ct, labels, truth = tptbox
+    if slice_mm is not None:
+        spacing = list(ct.spacing_mm)
+        spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm  # the S axis
+        ct = average_to_spacing(ct, tuple(spacing))
+        labels = labels_to_grid(labels, ct)
+    level = next(lv for lv in analyze_vfa(ct, labels=labels, label_scheme="verse").levels
+                 if lv["level"] == "L3")
+    fracture = level["fracture"]
+    assert fracture["heights_mm"], level
+    if fracture["genant_grade"] is None:
+        assert fracture["reason"], fracture
+        return
+    assert fracture["genant_grade"] == 0, fracture
+    for key, mm in truth["heights_mm"].items():
+        excess_mm = mm - fracture["heights_mm"][key]
+        assert LABEL_EXCESS_MM[0] <= excess_mm <= LABEL_EXCESS_MM[1], (key, excess_mm)

@@ -8,7 +8,8 @@ thickness above ours, each end within half a slice), the differences, the endpla
 over the trabecular bone, how far the subvoxel fit moved an endplate from its cortical line,
 and the grade or why there is none - at the scan's own 2.5 mm slices, averaged to 3 mm
 (``average_to_spacing``, as in the CI test) and, with ``--fine``, to 1.25 mm (interpolated:
-``resampled`` of test_detect_real).
+``resampled`` of test_detect_real); then TPTBox's L3 (1.5 mm isotropic, VerSe labels) at its
+own voxels and averaged to 2-5 mm slices.
 
     .venv/bin/python Testing/benchmarks/check_vfa_real.py [../shared/data/real] [--fine]
 """
@@ -19,6 +20,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from boneqct.io import read_volume_file
 from boneqct.io.resample import average_to_spacing, labels_to_grid
@@ -39,10 +42,10 @@ def _cells(heights: dict | None) -> str:
     return " ".join(f"{heights[k]:5.1f}" if heights else "    -" for k in KEYS)
 
 
-def report(ct, labels, truth: dict, title: str) -> None:
+def report(ct, labels, truth: dict, title: str, scheme: str = "totalsegmentator") -> None:
     """Print one table: a row per level, ours against the label's."""
     start = time.perf_counter()
-    result = analyze_vfa(ct, labels=labels)
+    result = analyze_vfa(ct, labels=labels, label_scheme=scheme)
     seconds = time.perf_counter() - start
     print(f"\n{title} ({seconds:.1f} s)")
     print("level | ours A M P (mm)   | labels A M P      | ours - labels     | contrast HU"
@@ -86,6 +89,18 @@ def main() -> None:
     if args.fine:
         fine = resampled(ct, 1.25)
         report(fine, labels_to_grid(labels, fine), truth, "interpolated to 1.25 mm isotropic")
+    # TPTBox's L3 (1.5 mm isotropic, VerSe labels), as in test_vfa_real_ct, to 5 mm slices
+    folder = args.data / "tptbox_L3"
+    ct = read_volume_file(folder / "sub-ct_label-22_ct.nii.gz")
+    labels = read_volume_file(folder / "sub-ct_seg-vert_label-22_msk.nii.gz")
+    truth = {"L3": label_body_heights(labels, 22, inset)}
+    report(ct, labels, truth, "TPTBox L3, 1.5 mm isotropic", "verse")
+    for slice_mm in (2.0, 2.5, 3.0, 4.0, 5.0):
+        spacing = list(ct.spacing_mm)
+        spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm  # the S axis
+        coarse = average_to_spacing(ct, tuple(spacing))
+        report(coarse, labels_to_grid(labels, coarse), truth,
+               f"TPTBox L3 averaged to {slice_mm:g} mm slices", "verse")
 
 
 if __name__ == "__main__":
