@@ -210,15 +210,17 @@ def test_vfa_command_refuses_bad_input(phantom_1mm, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
-def _sheared_body(lean_deg: float | tuple[float, float], height_mm: float = 24.0):
+def _sheared_body(lean_deg: float | tuple[float, float], height_mm: float = 24.0, *,
+                  slice_mm: float = 1.0, subchondral_hu: float = 0.0):
     """A CT of one vertebral body whose walls lean ``lean_deg`` from its axis (a sheared
     deck of cards: endplates perpendicular to the axis, walls parallel to each other, as a
     CT with an uncorrected gantry tilt shows bodies; or (posterior, anterior): each wall its
     own lean, the body's depth sheared in proportion between them), its axis 6 degrees from
-    the slices, on
-    0.6 x 0.6 x 1 mm voxels averaged from 2 x 2 x 5 samples each (a rectangular slice
-    profile); 1 mm cortex (700 HU) around 200 HU trabecular bone, 80 HU discs, 40 HU around;
-    endplates' mid-surfaces ``height_mm`` apart. Returns the volume and its ``VertebralBody``."""
+    the slices, on 0.6 x 0.6 x ``slice_mm`` voxels averaged from 2 x 2 x 5 samples per mm of
+    slice each (a rectangular slice profile); 1 mm cortex (700 HU) around 200 HU trabecular
+    bone, under each endplate a 2 mm layer ``subchondral_hu`` denser, 80 HU discs, 40 HU
+    around; endplates' mid-surfaces ``height_mm`` apart. Returns the volume and its
+    ``VertebralBody``."""
     from boneqct.spine.types import VertebralBody
     from boneqct.volume import Volume
 
@@ -226,8 +228,9 @@ def _sheared_body(lean_deg: float | tuple[float, float], height_mm: float = 24.0
     axis = np.array([0.0, -np.sin(tilt), np.cos(tilt)])
     anterior = np.array([0.0, np.cos(tilt), np.sin(tilt)])
     shear_posterior, shear_anterior = np.tan(np.radians(np.broadcast_to(lean_deg, 2)))
-    spacing = np.array([0.6, 0.6, 1.0])
-    shape_ijk = (74, 94, 48)
+    spacing = np.array([0.6, 0.6, slice_mm])
+    samples = (2, 2, int(round(5 * slice_mm)))
+    shape_ijk = (74, 94, int(round(48 / slice_mm)))
     origin = -spacing * (np.array(shape_ijk) - 1) / 2.0
 
     def hu_at(x, y, z):
@@ -246,14 +249,15 @@ def _sheared_body(lean_deg: float | tuple[float, float], height_mm: float = 24.0
         hu = np.full(s.shape, 40.0)
         hu[within & ~body & (np.abs(s) <= height_mm / 2.0 + 8.5)] = 80.0
         hu[body] = 200.0
+        hu[body & (np.abs(s) >= height_mm / 2.0 - 2.5)] += subchondral_hu
         hu[body & (plate | wall)] = 700.0
         return hu, body
 
     fine = [origin[n] + spacing[n] * (np.arange(shape_ijk[n])[:, None] + (
-        (np.arange(m) + 0.5) / m - 0.5)[None, :]).ravel() for n, m in enumerate((2, 2, 5))]
+        (np.arange(m) + 0.5) / m - 0.5)[None, :]).ravel() for n, m in enumerate(samples)]
     z, y, x = np.meshgrid(fine[2], fine[1], fine[0], indexing="ij")
-    hu = hu_at(x, y, z)[0].reshape(shape_ijk[2], 5, shape_ijk[1], 2, shape_ijk[0], 2).mean(
-        axis=(1, 3, 5))
+    hu = hu_at(x, y, z)[0].reshape(shape_ijk[2], samples[2], shape_ijk[1], samples[1],
+                                   shape_ijk[0], samples[0]).mean(axis=(1, 3, 5))
     hu += np.random.default_rng(3).normal(0.0, 10.0, hu.shape)
     centres = [origin[n] + spacing[n] * np.arange(shape_ijk[n]) for n in range(3)]
     z, y, x = np.meshgrid(centres[2], centres[1], centres[0], indexing="ij")
@@ -312,3 +316,26 @@ def test_a_wall_leaning_alone_is_followed_by_its_height_line(lean_deg):
     for name, height_mm in measured["heights_mm"].items():
         assert height_mm == pytest.approx(expected_mm[name], abs=0.3), name
 
+
+
+#: What the subvoxel endplate model does not yet follow (issue 15): real endplates sit on
+#: trabecular bone denser than the body's core (a subchondral layer), which the model - one
+#: trabecular level under a plate - reads as a thicker plate whose mid-surface lies inward.
+SUBCHONDRAL_SHORTFALL = pytest.mark.xfail(strict=True, reason=(
+    "issue 15: a 2 mm subchondral layer 100-200 HU denser than the core draws the subvoxel "
+    "fit inward on 2.5 mm slices: heights 0.8-1.1 mm short with every check passed"))
+
+
+@pytest.mark.parametrize("subchondral_hu", [0.0, pytest.param(100.0, marks=SUBCHONDRAL_SHORTFALL),
+                                            pytest.param(200.0, marks=SUBCHONDRAL_SHORTFALL)])
+def test_a_denser_subchondral_layer_on_thick_slices_leaves_heights_right_or_ungraded(
+        subchondral_hu):
+    """A body on 2.5 mm slices whose endplates sit on a 2 mm layer ``subchondral_hu`` denser
+    than its core (as on the real CTs, whose fits lie inward of the cortical lines): a level
+    whose checks pass has its heights within 0.5 mm (24 mm). Without the layer they are
+    (within 0.33 mm)."""
+    volume, body = _sheared_body(0.0, slice_mm=2.5, subchondral_hu=subchondral_hu)
+    measured = measure_heights(volume, body)
+    if measured["quality"]["passed"]:
+        for name, height_mm in measured["heights_mm"].items():
+            assert height_mm == pytest.approx(24.0, abs=0.5), name
