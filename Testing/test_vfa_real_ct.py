@@ -9,7 +9,8 @@ hidden by the neighbour's endplate across the thin disc); a level not graded say
 ``label_body_heights`` is the independent truth, also used by
 Testing/benchmarks/check_vfa_real.py on the whole scan. A second real CT, TPTBox's L3 (1.5 mm
 isotropic, Testing/Data/tptbox_L3), at its own voxels and averaged to 2-5 mm slices: graded
-only as not deformed, on heights near its label's.
+only as not deformed, on heights near its label's; graded at 3 mm (strict xfails for the
+others).
 """
 
 from __future__ import annotations
@@ -230,40 +231,68 @@ def test_real_ct_levels_are_graded_on_heights_near_the_labels(crop, slice_mm):
 
 
 TPTBOX = Path(__file__).resolve().parent / "Data" / "tptbox_L3"
+#: TPTBox's L3 at its own voxels (None) and averaged to slices of about 2-5 mm; graded (as
+#: not deformed) at 3 mm only (issue 15: its subvoxel fits stray from the cortical lines).
+TPTBOX_SLICES_MM = (None, 2.0, 2.5, 3.0, 4.0, 5.0)
+TPTBOX_GRADED_MM = (3.0,)
+
+
+def averaged_along_patient_axis(ct, labels, slice_mm: float | None):
+    """The CT averaged to ``slice_mm`` along its voxel axis nearest the patient's (RAS S)
+    axis (whole voxels: 1.5 mm to 2.0, 2.5, 2.9, 3.9, 5.0 mm) and the labels on its grid;
+    both unchanged for None."""
+    if slice_mm is None:
+        return ct, labels
+    spacing = list(ct.spacing_mm)
+    spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm
+    coarse = average_to_spacing(ct, tuple(spacing))
+    return coarse, labels_to_grid(labels, coarse)
+
+
+_TPTBOX_ASSESSED: dict = {}
 
 
 @pytest.fixture(scope="module")
 def tptbox():
-    """TPTBox's L3 (1.5 mm isotropic, VerSe labels: L3 = 22, L2 and L4 cut by the scan) and
-    its heights read from the label map."""
+    """TPTBox's L3 (1.5 mm isotropic, VerSe labels: L3 = 22, L2 and L4 cut by the scan; its
+    body's interior about 54 HU, SOURCE.md) and its heights read from the label map."""
     ct = read_volume_file(TPTBOX / "sub-ct_label-22_ct.nii.gz")
     labels = read_volume_file(TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz")
     return ct, labels, label_body_heights(labels, 22, FractureOptions().wall_inset_fraction)
 
 
-@pytest.mark.parametrize("slice_mm", [None, 2.0, 2.5, 3.0, 4.0, 5.0])
+def _tptbox_l3(tptbox, slice_mm):
+    """L3's assessment at ``slice_mm`` (once per module)."""
+    if slice_mm not in _TPTBOX_ASSESSED:
+        ct, labels = averaged_along_patient_axis(*tptbox[:2], slice_mm)
+        _TPTBOX_ASSESSED[slice_mm] = next(
+            lv for lv in analyze_vfa(ct, labels=labels, label_scheme="verse").levels
+            if lv["level"] == "L3")
+    return _TPTBOX_ASSESSED[slice_mm]
+
+
+@pytest.mark.parametrize("slice_mm", TPTBOX_SLICES_MM)
 def test_real_l3_graded_only_on_heights_near_the_labels(tptbox, slice_mm):
-    """A second real CT (TPTBox's L3, an osteoporotic lumbar body: no deformity on its
-    sagittal reformat, the label's middle height 86 % of its posterior), at its own 1.5 mm
-    voxels and averaged to 2-5 mm slices along the patient's axis: graded, it is graded 0 on
-    heights below the label's by LABEL_EXCESS_MM; not graded, it says why. (Measured: graded
-    only at 3 mm, 0.5-1.3 mm below the label's; refused at the others by its subvoxel fits
-    1.5-2.9 mm off the cortical lines, where its anterior height read up to 3.5 mm over the
-    label's at 2.5 and 5 mm.)"""
-    ct, labels, truth = tptbox
-    if slice_mm is not None:
-        spacing = list(ct.spacing_mm)
-        spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm  # the S axis
-        ct = average_to_spacing(ct, tuple(spacing))
-        labels = labels_to_grid(labels, ct)
-    level = next(lv for lv in analyze_vfa(ct, labels=labels, label_scheme="verse").levels
-                 if lv["level"] == "L3")
-    fracture = level["fracture"]
-    assert fracture["heights_mm"], level
+    """A second real CT (TPTBox's L3: no deformity on its sagittal reformat, the label's
+    middle height 86 % of its posterior, a normal concave lumbar body), at its own 1.5 mm
+    voxels and averaged to 2-5 mm slices: graded, it is graded 0 on heights within
+    LABEL_EXCESS_MM of the label's (measured at 3 mm: 30.7/22.8/25.7 mm against
+    30.0/23.3/27.0, -0.7 to +1.3 mm); not graded, it says why."""
+    fracture = _tptbox_l3(tptbox, slice_mm)["fracture"]
+    assert fracture["heights_mm"], fracture
     if fracture["genant_grade"] is None:
         assert fracture["reason"], fracture
         return
     assert fracture["genant_grade"] == 0, fracture
-    for key, mm in truth["heights_mm"].items():
+    for key, mm in tptbox[2]["heights_mm"].items():
         excess_mm = mm - fracture["heights_mm"][key]
         assert LABEL_EXCESS_MM[0] <= excess_mm <= LABEL_EXCESS_MM[1], (key, excess_mm)
+
+
+@pytest.mark.parametrize("slice_mm", [
+    pytest.param(mm, marks=[] if mm in TPTBOX_GRADED_MM else pytest.mark.xfail(
+        strict=True, reason="issue 15: its subvoxel fits lie 1.5-2.9 mm off the cortical "
+        "lines: not graded")) for mm in TPTBOX_SLICES_MM])
+def test_real_l3_is_graded(tptbox, slice_mm):
+    """L3 is graded at every slice thickness (at 3 mm only, so far)."""
+    assert _tptbox_l3(tptbox, slice_mm)["fracture"]["genant_grade"] is not None

@@ -30,7 +30,11 @@ from boneqct.spine.vfa import analyze_vfa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_detect_real import resampled  # noqa: E402
-from test_vfa_real_ct import label_body_heights  # noqa: E402
+from test_vfa_real_ct import (  # noqa: E402
+    TPTBOX_SLICES_MM,
+    averaged_along_patient_axis,
+    label_body_heights,
+)
 
 #: TotalSegmentator v2 "total" numbering of the levels assessed (the data's SOURCE.md).
 TOTALSEG = {31: "L1", 32: "T12", 33: "T11", 34: "T10", 35: "T9", 36: "T8", 37: "T7",
@@ -94,13 +98,10 @@ def main() -> None:
     ct = read_volume_file(folder / "sub-ct_label-22_ct.nii.gz")
     labels = read_volume_file(folder / "sub-ct_seg-vert_label-22_msk.nii.gz")
     truth = {"L3": label_body_heights(labels, 22, inset)}
-    report(ct, labels, truth, "TPTBox L3, 1.5 mm isotropic", "verse")
-    for slice_mm in (2.0, 2.5, 3.0, 4.0, 5.0):
-        spacing = list(ct.spacing_mm)
-        spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm  # the S axis
-        coarse = average_to_spacing(ct, tuple(spacing))
-        report(coarse, labels_to_grid(labels, coarse), truth,
-               f"TPTBox L3 averaged to {slice_mm:g} mm slices", "verse")
+    for slice_mm in TPTBOX_SLICES_MM:
+        coarse, coarse_labels = averaged_along_patient_axis(ct, labels, slice_mm)
+        report(coarse, coarse_labels, truth, f"TPTBox L3, {np.round(coarse.spacing_mm, 2)} mm",
+               "verse")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ leaning far from it alone - endplate to endplate:
    an uncorrected gantry tilt shows bodies) is measured on lines along its walls: a line
    parallel to the axis would run into a wall's cortex near one endplate; for the same
    reason a wall leaning alone by ``MIN_WALL_LEAN_ALONE_DEG`` (a trapezoid) takes its own
-   line along it. The anterior and posterior lines lie ``wall_inset_fraction`` of the depth
-   inside the walls (clear of the walls' cortex and its partial volume), the middle line
-   halfway between the walls; each
-   height is the distance between its two endplate points (six-point morphometry: the length
-   a reader's line between them has).
+   line along it (the middle line then runs along the axis, or along the mean of the wall
+   lines when both walls take their own; a ratio may then compare a length along a wall with
+   one along the axis, as six-point morphometry's point-to-point heights do; each line's
+   lean is in ``quality.height_lines_lean_deg``). The anterior and posterior lines lie
+   ``wall_inset_fraction`` of the depth inside the walls (clear of the walls' cortex and its
+   partial volume), the middle line halfway between the walls; each height is the distance
+   between its two endplate points (six-point morphometry: the length a reader's line
+   between them has).
 2. Along these lines every ``LINE_STEP_MM`` the CT is sampled (linear
    interpolation, ``SAMPLE_STEP_MM``) and averaged over a small patch across the line
    (``PATCH_HALF_WIDTH_MM``) against noise. The mask gives each endplate roughly; on each
@@ -229,14 +232,21 @@ def _followed_shear(lean_deg: tuple[float, float]) -> float:
     return 0.0
 
 
-def _wall_shear(lean_deg: float, together: float) -> float:
-    """The shear (mm anterior per mm along the axis) of a height line beside a wall leaning
-    ``lean_deg``: the walls' common shear ``together`` when they lean together, else the
-    wall's own when it leans ``MIN_WALL_LEAN_ALONE_DEG`` to ``MAX_WALL_SHEAR_DEG`` (a line
-    along the axis would run into that wall's cortex near an endplate), else 0."""
-    if together or not MIN_WALL_LEAN_ALONE_DEG <= abs(lean_deg) <= MAX_WALL_SHEAR_DEG:
-        return together
-    return float(np.tan(np.radians(lean_deg)))
+def _line_shears(lean_deg: tuple[float, float]) -> dict:
+    """The shear (mm anterior per mm along the axis) of each height line for walls leaning
+    ``lean_deg`` (posterior, anterior): the walls' common shear when they lean together
+    (``_followed_shear``); else a wall line takes its wall's own when that wall leans
+    ``MIN_WALL_LEAN_ALONE_DEG`` to ``MAX_WALL_SHEAR_DEG`` (a line along the axis would run
+    into its cortex near an endplate), and the middle line the mean of the wall lines' when
+    both do; else 0 (along the axis)."""
+    together_shear = _followed_shear(lean_deg)
+    if together_shear:
+        return dict.fromkeys(("anterior", "middle", "posterior"), together_shear)
+    walls = {name: float(np.tan(np.radians(lean)))
+             if MIN_WALL_LEAN_ALONE_DEG <= abs(lean) <= MAX_WALL_SHEAR_DEG else 0.0
+             for name, lean in zip(("posterior", "anterior"), lean_deg, strict=True)}
+    middle = (walls["posterior"] + walls["anterior"]) / 2.0 if all(walls.values()) else 0.0
+    return {"anterior": walls["anterior"], "middle": middle, "posterior": walls["posterior"]}
 
 
 def _falling_run(values: np.ndarray, peak: int, keep: np.ndarray) -> tuple[int, int]:
@@ -373,7 +383,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     mask = _body_mask_volume(volume_hu, body)
     half_height_mm = body.height_mm / 2.0
     quality = {"endplate_contrast_hu": None, "depth_mm": None, "walls_lean_deg": None,
-               "height_lines_follow_walls": False, "walls_plausible": False,
+               "height_lines_follow_walls": False, "height_lines_lean_deg": None,
+               "walls_plausible": False,
                "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
@@ -385,20 +396,17 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         quality["reason"] = "the body's antero-posterior extent was not found in its mask"
         return out
     posterior_mm, anterior_mm, lean_deg = walls
-    shear = _followed_shear(lean_deg)
+    line_shears = _line_shears(lean_deg)
     depth_mm = anterior_mm - posterior_mm
     inset_mm = options.wall_inset_fraction * depth_mm
     positions = {"anterior": anterior_mm - inset_mm, "middle": (anterior_mm + posterior_mm) / 2.0,
                  "posterior": posterior_mm + inset_mm}
     offsets_mm = np.arange(posterior_mm + WALL_CLEARANCE_MM, anterior_mm - WALL_CLEARANCE_MM
                            + 1e-9, LINE_STEP_MM)
-    found = _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm, shear)
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
     heights, points, contrasts, located, fitted_all, moved = {}, {}, [], [], True, []
-    line_shears = {"anterior": _wall_shear(lean_deg[1], shear), "middle": shear,
-                   "posterior": _wall_shear(lean_deg[0], shear)}
-    found_by_shear = {shear: found}
+    found_by_shear = {}  # the endplates on lines of each shear the height lines take
     for name, at_mm in positions.items():
         line_shear = line_shears[name]
         if line_shear not in found_by_shear:
@@ -436,6 +444,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     quality.update(endplate_contrast_hu=float(min(contrasts)), depth_mm=float(depth_mm),
                    walls_lean_deg={"posterior": lean_deg[0], "anterior": lean_deg[1]},
                    height_lines_follow_walls=bool(any(line_shears.values())),
+                   height_lines_lean_deg={name: float(np.degrees(np.arctan(line_shear)))
+                                          for name, line_shear in line_shears.items()},
                    walls_plausible=bool(abs(np.mean(lean_deg)) <= MAX_WALL_SHEAR_DEG),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),

@@ -11,6 +11,7 @@ from reportlab.platypus import KeepInFrame, Paragraph, Spacer
 from scipy import ndimage
 
 from boneqct.report import pdf
+from boneqct.spine.fracture import MIN_WALL_LEAN_ALONE_DEG
 from boneqct.spine.interpret import (
     ACR_NORMAL_ABOVE_MG_CM3,
     ACR_OSTEOPOROSIS_BELOW_MG_CM3,
@@ -30,8 +31,9 @@ WINDOW_HU = (-250.0, 750.0)
 GRADE_COLORS = {0: "#34c759", 1: "#ffd60a", 2: "#ff9500", 3: "#ff3b30", None: "#8e8e93"}
 FRACTURE_LEGEND = (
     "heights between the endplates' cortical mid-surfaces, in the body's mid-sagittal plane on "
-    "lines along its walls (its axis unless they lean together or one leans alone 12 deg or "
-    "more); ratios anterior/posterior (wedge), middle/posterior (biconcave), "
+    "lines along its walls (its axis unless they lean together or one leans alone "
+    f"{MIN_WALL_LEAN_ALONE_DEG:g} deg or more); ratios anterior/posterior (wedge), "
+    "middle/posterior (biconcave), "
     "posterior/adjacent levels' posterior (crush); Genant 1993 grade 1 mild 20-25 %, 2 "
     "moderate 25-40 %, 3 severe > 40 % height reduction (G0-G3); grade 2 or more leaves the "
     "mean. Sagittal views: anterior on the left, as Slicer shows them.")
