@@ -12,7 +12,8 @@ near a height line at ``a0`` the endplate's cortical mid-surface is a polynomial
 left-right dish ``d l**2`` (``l`` mm to the left); along the axis
 the bone is trabecular (``trabecular_hu``) on the body's side, a plate ``thickness_mm`` thick
 (``plate_hu``) on the surface, and disc (``disc_hu``) beyond. Each voxel reads the mean of that
-model across its extent along its coarsest axis (the slice: a rectangular slice profile).
+model across its extent along its coarsest axis (the slice, over the thickness the scan
+states: a rectangular slice profile).
 The parameters are fitted to the voxels within a patch around the line by least squares.
 """
 
@@ -42,10 +43,24 @@ WIDER_RMS_FACTOR = 1.25
 SLOPE_MAX = 0.6
 
 
+def voxel_extent_mm(volume: Volume) -> np.ndarray:
+    """How far (mm) each voxel reads along its i, j and k axes: the spacing, with k widened
+    to the slice thickness the scan states (``metadata["slice_thickness_mm"]``, DICOM
+    SliceThickness along the slices' normal): an overlapping reconstruction (3 mm slices
+    every 1.5 mm) reads each slice over its thickness, not its spacing."""
+    extent = np.asarray(volume.spacing_mm, float).copy()
+    thickness_mm = volume.metadata.get("slice_thickness_mm")
+    if thickness_mm is not None and np.isfinite(float(thickness_mm)):
+        extent[2] = max(extent[2], float(thickness_mm))
+    return extent
+
+
 def _slice_axis(volume: Volume) -> tuple[np.ndarray, float]:
-    """The unit RAS direction of the volume's coarsest voxel axis and its spacing (mm)."""
-    axis = int(np.argmax(volume.spacing_mm))
-    return volume.direction_ras[:, axis], float(volume.spacing_mm[axis])
+    """The unit RAS direction of the volume's voxel axis read over the longest extent (its
+    slices' normal) and that extent (mm, ``voxel_extent_mm``): the slice profile's width."""
+    extent = voxel_extent_mm(volume)
+    axis = int(np.argmax(extent))
+    return volume.direction_ras[:, axis], float(extent[axis])
 
 
 def _patch_voxels(volume: Volume, body: VertebralBody, a_range_mm, s_range_mm):

@@ -59,7 +59,7 @@ from scipy import ndimage, stats
 
 from boneqct.options import check_options, option
 from boneqct.spine.body import endplate_at_scan_end
-from boneqct.spine.endplate_fit import locate_endplate
+from boneqct.spine.endplate_fit import locate_endplate, voxel_extent_mm
 from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
@@ -305,8 +305,9 @@ def _endplate_centre(profile: np.ndarray, s_mm: np.ndarray, rough_mm: float, out
 
 
 def _blur_along_mm(volume: Volume, axis_ras: np.ndarray) -> float:
-    """The CT's coarsest sampling (mm) along a direction: its largest voxel step projected."""
-    return float(np.max(np.abs(volume.direction_ras.T @ axis_ras) * volume.spacing_mm))
+    """The CT's coarsest reading (mm) along a direction: its voxels' largest extent
+    (``voxel_extent_mm``: the slice thickness for the slices' normal) projected."""
+    return float(np.max(np.abs(volume.direction_ras.T @ axis_ras) * voxel_extent_mm(volume)))
 
 
 def _endplates_along(volume_hu: Volume, mask: Volume, body: VertebralBody, offsets_mm,
