@@ -370,3 +370,16 @@ def test_an_overlapping_reconstruction_is_read_over_its_slice_thickness(slice_mm
     assert measured["quality"]["passed"], measured["quality"]["reason"]
     for name, height_mm in measured["heights_mm"].items():
         assert height_mm == pytest.approx(24.0, abs=0.15), name
+
+
+@pytest.mark.parametrize("stated_mm", [50.0, float("nan"), -2.5, 0.5])
+def test_an_impossible_slice_thickness_in_the_header_is_not_taken(stated_mm):
+    """A header stating a slice thickness over 3 times the spacing, not a number, negative or
+    below the spacing: the voxels are read over their spacing, as without it (the same
+    heights to the bit)."""
+    from boneqct.volume import Volume
+
+    volume, body = _sheared_body(0.0, slice_mm=1.25, thickness_mm=2.5)
+    stated = Volume(volume.array_kji, volume.ijk_to_ras, {"slice_thickness_mm": stated_mm})
+    plain = Volume(volume.array_kji, volume.ijk_to_ras, {})
+    assert measure_heights(stated, body)["heights_mm"] == measure_heights(plain, body)["heights_mm"]
