@@ -24,6 +24,7 @@ from boneqct.tissue import (
     write_tissue_outputs,
 )
 from boneqct.tissue.composition import TISSUE_LABELS, TissueError
+from boneqct.volume import Volume
 
 LEAN = ("muscle", "soft_tissue", "blood", "spinal_soft_tissue")
 
@@ -239,3 +240,19 @@ def test_options_change_the_measurement(phantom):
     assert high.reference["cortical_threshold_mg_cm3"] == 500.0
     assert (high.regions["image"]["cortical_mineral"]["volume_cm3"]
             < one.regions["image"]["cortical_mineral"]["volume_cm3"])
+
+
+@pytest.mark.parametrize("stated_mm", [float("nan"), 50.0, -2.0, "2 mm"])
+def test_an_impossible_slice_thickness_in_the_header_is_not_taken(phantom, result, stated_mm):
+    """A header whose slice thickness is not a number, over 3 times the spacing or negative:
+    the slice profile is the spacing (the phantom's 2 mm slices are 2 mm thick), and the
+    masses equal those of the phantom's own header to the bit. Taken as stated, a NaN
+    stopped the analysis with an internal error, 50 mm changed the masses and -2 mm left no
+    cancellous mineral at all."""
+    calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
+    l3 = next(v for v in phantom.truth["vertebrae"] if v["level"] == "L3")["body_center_ras_mm"]
+    volume = Volume(phantom.volume.array_kji, phantom.volume.ijk_to_ras,
+                    {**phantom.volume.metadata, "slice_thickness_mm": stated_mm})
+    hostile = analyze_tissue(volume, calibration, l3_point_ras_mm=l3)
+    for region, values in result.regions["image"].items():
+        assert hostile.regions["image"][region] == values, region

@@ -76,6 +76,23 @@ class Volume:
         return replace(self, array_kji=array_kji, warnings=list(self.warnings))
 
 
+#: Largest slice thickness, per slice spacing, taken from a scan's header: overlapping
+#: reconstructions use about 1.5-2 (a project bound).
+MAX_THICKNESS_PER_SPACING = 3.0
+
+
+def stated_slice_thickness_mm(volume: Volume) -> float | None:
+    """The slice thickness (mm, along k) the scan states (``metadata["slice_thickness_mm"]``,
+    DICOM SliceThickness) when it is a positive number at most ``MAX_THICKNESS_PER_SPACING``
+    times the slice spacing; else None (a header error is more likely than such a scan)."""
+    stated = volume.metadata.get("slice_thickness_mm")
+    try:
+        stated = float(stated)
+    except (TypeError, ValueError):
+        return None
+    return stated if 0.0 < stated <= MAX_THICKNESS_PER_SPACING * volume.spacing_mm[2] else None
+
+
 def ijk_to_ras_matrix(origin_ras_mm, spacing_mm, direction_ras=None) -> np.ndarray:
     """Build a 4x4 IJK->RAS matrix from origin (RAS mm), spacing (mm) and a direction matrix
     whose columns are the i, j, k axes in RAS (identity when omitted)."""

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import optimize
 
 from boneqct.spine.types import VertebralBody
-from boneqct.volume import Volume
+from boneqct.volume import Volume, stated_slice_thickness_mm
 
 #: Step (mm) of the positions tried before the fit (and the least slice extent across the
 #: surface), and the half-width (mm, left-right) of the patch of voxels fitted around a line.
@@ -39,25 +39,19 @@ MAX_DISH_PER_MM = 0.1
 #: the narrower one's (project choices).
 FOLLOW_FITS = 2
 WIDER_RMS_FACTOR = 1.25
-#: Largest slice thickness, per slice spacing, taken from a scan's header for the voxels'
-#: extent (overlapping reconstructions use about 1.5-2; a project bound).
-MAX_THICKNESS_PER_SPACING = 3.0
 #: Steepest endplate searched (mm along the axis per mm anterior: a 30 degree wedge).
 SLOPE_MAX = 0.6
 
 
 def voxel_extent_mm(volume: Volume) -> np.ndarray:
     """How far (mm) each voxel reads along its i, j and k axes: the spacing, with k widened
-    to the slice thickness the scan states (``metadata["slice_thickness_mm"]``, DICOM
-    SliceThickness along the slices' normal) up to ``MAX_THICKNESS_PER_SPACING`` times the
-    spacing: an overlapping reconstruction (3 mm slices every 1.5 mm) reads each slice over
-    its thickness, not its spacing. A thickness beyond that bound is not taken (a header
-    error more likely than such a reconstruction): the spacing is."""
+    to the slice thickness the scan states (``stated_slice_thickness_mm``, DICOM
+    SliceThickness, within its plausible bound) where that is thicker: an overlapping
+    reconstruction (3 mm slices every 1.5 mm) reads each slice over its thickness. A stated
+    thickness below the spacing is not taken: a volume averaged to thicker slices keeps its
+    source's header."""
     extent = np.asarray(volume.spacing_mm, float).copy()
-    thickness_mm = volume.metadata.get("slice_thickness_mm")
-    if thickness_mm is not None and extent[2] < float(thickness_mm) <= (
-            MAX_THICKNESS_PER_SPACING * extent[2]):
-        extent[2] = float(thickness_mm)
+    extent[2] = max(extent[2], stated_slice_thickness_mm(volume) or 0.0)
     return extent
 
 

@@ -53,7 +53,7 @@ from boneqct.tissue.segmentation import (
     skeletal_muscle,
     visceral_cavity,
 )
-from boneqct.volume import Volume
+from boneqct.volume import Volume, stated_slice_thickness_mm
 
 #: Reference densities of the QCT PRO Tissue Analysis Report (docs/domain.md section 1), g/cm3.
 FAT_DENSITY_G_CM3 = 0.923
@@ -354,7 +354,7 @@ def analyze_tissue(volume_hu: Volume, calibration, options: TissueOptions | None
     slab_cm = (k1 - k0) * spacing[2] / 10.0
     mineral = bone_mineral(classes["bmd"], masks["body"], masks["cortical"], spacing,
                            MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0),
-                           slice_thickness_mm=volume_hu.metadata.get("slice_thickness_mm"),
+                           slice_thickness_mm=stated_slice_thickness_mm(volume_hu),
                            open_cortex_cancellous=classes["open_cortex"])
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
