@@ -159,6 +159,18 @@ def test_label_heights_are_those_of_adult_bodies(crop):
         assert 20.0 <= body["depth_mm"] <= 40.0, (level, body)
 
 
+def averaged_along_patient_axis(ct, labels, slice_mm: float | None):
+    """The CT averaged to ``slice_mm`` along its voxel axis nearest the patient's (RAS S)
+    axis (whole voxels: 1.5 mm to 2.0, 2.5, 2.9, 3.9, 5.0 mm) and the labels on its grid;
+    both unchanged for None."""
+    if slice_mm is None:
+        return ct, labels
+    spacing = list(ct.spacing_mm)
+    spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm
+    coarse = average_to_spacing(ct, tuple(spacing))
+    return coarse, labels_to_grid(labels, coarse)
+
+
 _ASSESSED: dict = {}
 
 
@@ -166,10 +178,7 @@ def _assessed(crop, slice_mm):
     """The levels of the crop assessed at its own slices (None) or averaged to ``slice_mm``
     (once per module)."""
     if slice_mm not in _ASSESSED:
-        ct, labels, _ = crop
-        if slice_mm is not None:
-            ct = average_to_spacing(ct, (*ct.spacing_mm[:2], slice_mm))
-            labels = labels_to_grid(labels, ct)
+        ct, labels = averaged_along_patient_axis(*crop[:2], slice_mm)
         _ASSESSED[slice_mm] = {lv["level"]: lv for lv in analyze_vfa(ct, labels=labels).levels}
     return _ASSESSED[slice_mm]
 
@@ -235,18 +244,6 @@ TPTBOX = Path(__file__).resolve().parent / "Data" / "tptbox_L3"
 #: not deformed) at 3 mm only (issue 15: its subvoxel fits stray from the cortical lines).
 TPTBOX_SLICES_MM = (None, 2.0, 2.5, 3.0, 4.0, 5.0)
 TPTBOX_GRADED_MM = (3.0,)
-
-
-def averaged_along_patient_axis(ct, labels, slice_mm: float | None):
-    """The CT averaged to ``slice_mm`` along its voxel axis nearest the patient's (RAS S)
-    axis (whole voxels: 1.5 mm to 2.0, 2.5, 2.9, 3.9, 5.0 mm) and the labels on its grid;
-    both unchanged for None."""
-    if slice_mm is None:
-        return ct, labels
-    spacing = list(ct.spacing_mm)
-    spacing[int(np.argmax(np.abs(ct.direction_ras[2])))] = slice_mm
-    coarse = average_to_spacing(ct, tuple(spacing))
-    return coarse, labels_to_grid(labels, coarse)
 
 
 _TPTBOX_ASSESSED: dict = {}

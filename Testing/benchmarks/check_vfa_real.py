@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from boneqct.io import read_volume_file
-from boneqct.io.resample import average_to_spacing, labels_to_grid
+from boneqct.io.resample import labels_to_grid
 from boneqct.spine.fracture import FractureOptions
 from boneqct.spine.vfa import analyze_vfa
 
@@ -88,8 +88,7 @@ def main() -> None:
     inset = FractureOptions().wall_inset_fraction
     truth = {level: label_body_heights(labels, value, inset) for value, level in TOTALSEG.items()}
     report(ct, labels, truth, "native 0.70 x 0.70 x 2.5 mm")
-    coarse = average_to_spacing(ct, (*ct.spacing_mm[:2], 3.0))
-    report(coarse, labels_to_grid(labels, coarse), truth, "averaged to 3 mm slices")
+    report(*averaged_along_patient_axis(ct, labels, 3.0), truth, "averaged to 3 mm slices")
     if args.fine:
         fine = resampled(ct, 1.25)
         report(fine, labels_to_grid(labels, fine), truth, "interpolated to 1.25 mm isotropic")
