@@ -34,6 +34,12 @@ THICKNESS_RANGE_MM = (0.2, 4.0)
 #: Strongest left-right curvature (1/mm) of an endplate across a patch (a dish 10 mm deep
 #: over a 30 mm wide body: 0.04/mm; a project bound).
 MAX_DISH_PER_MM = 0.1
+#: Plate thicknesses (mm) of the grid the fit starts from. Position, slope and thickness
+#: trade off along a shallow valley of the cost on slices thicker than the plate: with two
+#: (0.8 and 2 mm) the fit started on the thick side of a 1 mm plate on 3 mm slices and
+#: stopped 1 mm inward (a tilted wedge phantom graded 1 instead of 2; project choice, from
+#: Testing/benchmarks/bench_fracture.py over 20 noise seeds).
+THICKNESS_STARTS_MM = (0.6, 1.2, 2.0, 3.0)
 #: Searches again from the edge of the search range when a fit ends there (at most this
 #: often), and keeps a widened patch only when its residual is at most WIDER_RMS_FACTOR times
 #: the narrower one's (project choices).
@@ -159,7 +165,7 @@ def fit_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_mm:
     axes = [np.zeros(1)] if degree == 2 else []  # curvature (1/mm): refined below
     axes += [np.arange(-SLOPE_MAX, SLOPE_MAX + 1e-9, 0.05),  # slope
              np.arange(-search_mm, search_mm + 1e-9, POSITION_STEP_MM) + start_mm,  # mm
-             np.array([0.8, 2.0])]  # plate thickness (mm)
+             np.asarray(THICKNESS_STARTS_MM)]  # plate thickness (mm)
     mesh = np.meshgrid(*axes, indexing="ij")
     coefficients = [m[..., None] for m in mesh[:-1]]
     q, extent = geometry(coefficients)
