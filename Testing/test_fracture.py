@@ -185,10 +185,21 @@ def test_vfa_command_writes_the_output_set(phantom_1mm, tmp_path, capsys):
     result.warnings += [f"T{n}: heights not reliable (an endplate's subvoxel fit lies 2.1 mm "
                         "from its cortical line, more than half a slice (1.2 mm): the model "
                         "does not follow its voxels): not graded" for n in range(1, 15)]
+    # a level whose heights failed their checks shows them in parentheses in the table
+    failed = result.levels[0]["fracture"]
+    failed["quality"] = {**failed["quality"], "passed": False, "reason": "a test's"}
+    failed.update(genant_grade=None, height_ratios=None, type=None)
     paths = write_vfa_outputs(tmp_path / "warned", result, phantom_1mm.volume)
     first = pypdf.PdfReader(paths["report"]).pages[0]
     assert "T14: heights not reliable" in first.extract_text()
     assert _drawn_image_height_mm(first) > 100
+    text = " ".join(" ".join(page.extract_text() for page in pypdf.PdfReader(
+        paths["report"]).pages).split())
+    heights = [failed["heights_mm"][k] for k in ("anterior", "middle", "posterior")]
+    assert " ".join(f"({h:.1f})" for h in heights) in text
+    passed = result.levels[1]["fracture"]["heights_mm"]
+    assert f"{passed['anterior']:.1f} {passed['middle']:.1f}" in text
+    assert "in parentheses failed their checks" in text
 
 
 def _drawn_image_height_mm(page) -> float:

@@ -11,7 +11,7 @@ from reportlab.platypus import KeepInFrame, Paragraph, Spacer
 from scipy import ndimage
 
 from boneqct.report import pdf
-from boneqct.spine.fracture import MIN_WALL_LEAN_ALONE_DEG
+from boneqct.spine.fracture import MIN_WALL_LEAN_ALONE_DEG, height_cells
 from boneqct.spine.interpret import (
     ACR_NORMAL_ABOVE_MG_CM3,
     ACR_OSTEOPOROSIS_BELOW_MG_CM3,
@@ -36,7 +36,8 @@ FRACTURE_LEGEND = (
     "middle/posterior (biconcave), "
     "posterior/adjacent levels' posterior (crush); Genant 1993 grade 1 mild 20-25 %, 2 "
     "moderate 25-40 %, 3 severe > 40 % height reduction (G0-G3); grade 2 or more leaves the "
-    "mean. Sagittal views: anterior on the left, as Slicer shows them.")
+    "mean; heights in parentheses failed their checks (not reliable, not graded). Sagittal "
+    "views: anterior on the left, as Slicer shows them.")
 
 
 def draw_heights(ax, fracture: dict | None, to_view) -> None:
@@ -127,11 +128,10 @@ def _level_table(result) -> object:
 
 
 def _heights_cell(fracture: dict | None) -> str:
-    """Anterior/middle/posterior heights (mm) of a level's fracture assessment, or "-"."""
-    heights = (fracture or {}).get("heights_mm")
-    if not heights:
-        return "-"
-    return "/".join(f"{heights[k]:.1f}" for k in ("anterior", "middle", "posterior"))
+    """Anterior/middle/posterior heights (mm) of a level's fracture assessment
+    (``height_cells``), or "-"."""
+    cells = height_cells(fracture)
+    return "-" if cells is None else "/".join(cells)
 
 
 #: Headline frame colour of each ACR category.

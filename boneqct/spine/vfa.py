@@ -33,6 +33,7 @@ from boneqct.spine.fracture import (
     fracture_note,
     grade_cells,
     grade_levels,
+    height_cells,
     measured_heights,
     sample_volume,
 )
@@ -264,9 +265,9 @@ def fracture_table(levels: list[dict]) -> object:
         if not fracture or not fracture.get("heights_mm"):
             rows.append([level["level"], "-", "-", "-", "-", "-", "-", "-", "-"])
             continue
-        h, ratios = fracture["heights_mm"], fracture["height_ratios"] or {}
+        ratios = fracture["height_ratios"] or {}
         grade = fracture["genant_grade"]
-        rows.append([level["level"], *(f"{h[k]:.1f}" for k in ("anterior", "middle", "posterior")),
+        rows.append([level["level"], *height_cells(fracture),
                      *("-" if ratios.get(k) is None else f"{ratios[k]:.2f}" for k in (
                          "anterior_posterior", "middle_posterior", "posterior_adjacent")),
                      "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
