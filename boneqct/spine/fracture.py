@@ -632,15 +632,15 @@ def measured_heights(fracture: dict) -> dict:
     return {key: fracture[key] for key in ("heights_mm", "points_ras_mm", "quality")}
 
 
-def height_cells(fracture: dict | None) -> list[str] | None:
-    """A level's anterior, middle and posterior heights as report cells (mm, one decimal), in
-    parentheses when they failed their checks (not reliable: no grade rests on them); None
-    without heights."""
+def height_cells(fracture: dict | None) -> tuple[list[str], bool] | None:
+    """A level's anterior, middle and posterior heights as report cells (mm, one decimal) and
+    whether they passed their checks (reports put those that failed in parentheses: not
+    reliable, no grade rests on them); None without heights."""
     heights = (fracture or {}).get("heights_mm")
     if not heights:
         return None
-    form = "{:.1f}" if fracture["quality"]["passed"] else "({:.1f})"
-    return [form.format(heights[key]) for key in ("anterior", "middle", "posterior")]
+    return ([f"{heights[key]:.1f}" for key in ("anterior", "middle", "posterior")],
+            bool(fracture["quality"]["passed"]))
 
 
 def grade_cells(fracture: dict | None) -> tuple[str, str]:

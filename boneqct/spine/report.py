@@ -131,7 +131,10 @@ def _heights_cell(fracture: dict | None) -> str:
     """Anterior/middle/posterior heights (mm) of a level's fracture assessment
     (``height_cells``), or "-"."""
     cells = height_cells(fracture)
-    return "-" if cells is None else "/".join(cells)
+    if cells is None:
+        return "-"
+    text = "/".join(cells[0])
+    return text if cells[1] else f"({text})"
 
 
 #: Headline frame colour of each ACR category.

@@ -267,7 +267,8 @@ def fracture_table(levels: list[dict]) -> object:
             continue
         ratios = fracture["height_ratios"] or {}
         grade = fracture["genant_grade"]
-        rows.append([level["level"], *height_cells(fracture),
+        heights, passed = height_cells(fracture)
+        rows.append([level["level"], *(h if passed else f"({h})" for h in heights),
                      *("-" if ratios.get(k) is None else f"{ratios[k]:.2f}" for k in (
                          "anterior_posterior", "middle_posterior", "posterior_adjacent")),
                      "not graded" if grade is None else f"{grade} {fracture['grade_name']}",
