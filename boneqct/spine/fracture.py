@@ -132,6 +132,10 @@ MIN_WALL_LEAN_ALONE_DEG = 12.0
 #: refused. On the digital phantoms the bisector lies within 4.5 deg (3 mm slices: the
 #: cortical lines' staircase). A project choice.
 MAX_ENDPLATES_TILT_DEG = 8.0
+#: An endplate's tilt is read only from lines spanning at least this share of the lines'
+#: extent across the body (a project choice: a line through five lines 2 mm apart read a
+#: flat endplate -3.7 deg from 0.3 mm noise).
+MIN_TILT_SPAN_SHARE = 0.6
 #: Endplates are concave towards the discs: a middle height above both wall heights by more
 #: than the least graded reduction (MILD_REDUCTION) is no body's shape - the walls' endplates
 #: were missed (a project check).
@@ -399,12 +403,12 @@ def _endplate_at(offsets_mm: np.ndarray, found: dict, key: str, at_mm: float, de
 def _endplates_tilt_deg(offsets_mm: np.ndarray, found: dict) -> dict | None:
     """Tilt (degrees, rising anteriorly) from perpendicular to the axis of a straight line
     through each endplate's cortical-line positions across the body (``_robust_course``), or
-    None when the lines it keeps span less than ``MIN_LOCATED_SHARE`` of the lines' extent
+    None when the lines it keeps span less than ``MIN_TILT_SPAN_SHARE`` of the lines' extent
     (too little of the depth to read a tilt from)."""
     tilts = {}
     for key in ("inferior", "superior"):
         fitted = _robust_course(offsets_mm, found[key], np.isfinite(found[key]), 1)
-        if fitted is None or np.ptp(offsets_mm[fitted[1]]) < MIN_LOCATED_SHARE * np.ptp(offsets_mm):
+        if fitted is None or np.ptp(offsets_mm[fitted[1]]) < MIN_TILT_SPAN_SHARE * np.ptp(offsets_mm):
             return None
         tilts[key] = float(np.degrees(np.arctan(fitted[0][0])))
     return tilts
@@ -525,7 +529,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                             f"its axis (more than {MAX_WALL_SHEAR_DEG:g}): its delineation or "
                             "axis is off"),
         ("axis_across_endplates",
-         f"an endplate's cortical line was not followed across {MIN_LOCATED_SHARE:.0%} of "
+         f"an endplate's cortical line was not followed across {MIN_TILT_SPAN_SHARE:.0%} of "
          "the body's depth" if tilt_deg is None
          else f"both endplates tilt the same way from perpendicular to the body's axis, their "
               f"bisector by {abs(quality['endplates_bisector_deg']):.0f} degrees (more than "
