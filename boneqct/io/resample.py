@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from scipy import sparse
 
 from boneqct.io.images import volume_from_sitk, volume_to_sitk
-from boneqct.volume import Volume
+from boneqct.volume import Volume, stated_slice_thickness_mm
 
 
 def _overlap_matrix(n_old: int, old_mm: float, new_mm: float) -> tuple[sparse.csr_matrix, float]:
@@ -43,7 +43,10 @@ def average_to_spacing(volume: Volume, spacing_mm) -> Volume:
     same extent (each spacing adjusted so a whole number of voxels fits), float32.
 
     Every new voxel is the mean of the old voxel values weighted by their overlap with it:
-    the partial-volume average a scanner forms over a larger voxel.
+    the partial-volume average a scanner forms over a larger voxel. A slice thickness the
+    source states (``stated_slice_thickness_mm``) becomes the averaged slices' nominal one:
+    the mean of slices ``t`` mm thick every ``d`` mm over ``D`` mm reads a trapezoid of full
+    width at half maximum ``max(D, t)``.
     """
     array = volume.array_kji.astype(np.float64)
     shifts_ijk, new_spacing_ijk = [], []
@@ -60,8 +63,11 @@ def average_to_spacing(volume: Volume, spacing_mm) -> Volume:
     ijk_to_ras = np.eye(4)
     ijk_to_ras[:3, :3] = direction * np.array(new_spacing_ijk)
     ijk_to_ras[:3, 3] = volume.origin_ras_mm + direction @ np.array(shifts_ijk)
-    return Volume(array.astype(np.float32), ijk_to_ras, dict(volume.metadata),
-                  list(volume.warnings))
+    metadata = dict(volume.metadata)
+    stated_mm = stated_slice_thickness_mm(volume)
+    if stated_mm is not None:
+        metadata["slice_thickness_mm"] = max(stated_mm, float(new_spacing_ijk[2]))
+    return Volume(array.astype(np.float32), ijk_to_ras, metadata, list(volume.warnings))
 
 
 def labels_to_grid(labels: Volume, reference: Volume) -> Volume:
