@@ -187,6 +187,25 @@ def test_a_level_is_shown_in_its_mid_sagittal_plane_from_its_lines(scene):
         show_level_in_slice_view(spine_table, "L4", slice_node)
 
 
+def test_a_line_along_a_leaning_wall_does_not_tilt_the_view(scene):
+    """A level whose anterior line follows a wall leaning 20 degrees (its ends moved along the
+    endplates, as the measurement places them): the view's up is still the body axis (it was
+    the mean of the lines' directions: 6.9 degrees off)."""
+    level = _level(0.0, {"anterior": 24.0, "middle": 24.0, "posterior": 24.0})
+    for end, sign in (("superior", 1.0), ("inferior", -1.0)):
+        point = np.array(level["points_ras_mm"]["anterior"][end])
+        level["points_ras_mm"]["anterior"][end] = (
+            point + sign * 12.0 * np.tan(np.radians(20.0)) * ANTERIOR).tolist()
+    spine_table = scene.AddNewNodeByClass("vtkMRMLTableNode", "spine")
+    for node in height_lines_to_markups(grade_levels({"L2": level})):
+        spine_table.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    show_level_in_slice_view(spine_table, "L2", slice_node)
+    matrix = slice_node.GetSliceToRAS()
+    np.testing.assert_allclose([matrix.GetElement(r, 1) for r in range(3)], AXIS, atol=1e-9)
+    np.testing.assert_allclose([matrix.GetElement(r, 0) for r in range(3)], -ANTERIOR, atol=1e-9)
+
+
 # ----------------------------------------------------------------------------- thoracic levels
 
 #: T9-L1 with their own body sizes, a wedge (anterior height -32 %) at T10, tilted 5 degrees.

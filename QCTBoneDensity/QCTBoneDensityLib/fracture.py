@@ -162,9 +162,10 @@ def assessed_levels(spine_table) -> list[str]:
 
 def show_level_in_slice_view(spine_table, level: str, slice_node) -> None:
     """Show ``level``'s height lines, as the reader left them, in ``slice_node`` reformatted
-    to their mid-sagittal plane (:func:`reformat_sagittal`): the body axis is the mean
-    inferior-to-superior direction of the three lines, anterior the direction from the
-    posterior to the anterior line, made perpendicular to the axis.
+    to their mid-sagittal plane (:func:`reformat_sagittal`): anterior is the mean direction of
+    the two endplates (posterior to anterior point: the bisector of a wedge's), the body axis
+    perpendicular to it in the lines' plane (a line that follows a leaning wall does not tilt
+    the view).
 
     Raises:
         ValueError: the level has no complete set of height lines.
@@ -172,14 +173,16 @@ def show_level_in_slice_view(spine_table, level: str, slice_node) -> None:
     pairs = line_points(_height_lines(spine_table)).get(level) if spine_table else None
     if pairs is None:
         raise ValueError(f"{level} has no height lines: measure the spine first.")
-    ends = {h: (np.asarray(pairs[h]["superior"]), np.asarray(pairs[h]["inferior"]))
+    def unit(vector):
+        return vector / np.linalg.norm(vector)
+
+    ends = {h: {end: np.asarray(pairs[h][end]) for end in ("superior", "inferior")}
             for h in HEIGHTS}
-    axis = sum(superior - inferior for superior, inferior in ends.values())
-    axis /= np.linalg.norm(axis)
-    anterior = sum(ends["anterior"]) / 2.0 - sum(ends["posterior"]) / 2.0
-    anterior -= (anterior @ axis) * axis
-    reformat_sagittal(slice_node, {"points_ras_mm": pairs}, axis,
-                      anterior / np.linalg.norm(anterior))
+    anterior = unit(sum(unit(ends["anterior"][end] - ends["posterior"][end])
+                        for end in ("superior", "inferior")))
+    axis = sum(unit(pair["superior"] - pair["inferior"]) for pair in ends.values())
+    reformat_sagittal(slice_node, {"points_ras_mm": pairs}, unit(axis - (axis @ anterior) * anterior),
+                      anterior)
 
 
 def fractures_to_table_node(fractures: dict, table_node=None, name: str = "BoneQCT fractures"):
