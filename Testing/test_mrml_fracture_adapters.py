@@ -204,6 +204,13 @@ def test_a_line_along_a_leaning_wall_does_not_tilt_the_view(scene):
     matrix = slice_node.GetSliceToRAS()
     np.testing.assert_allclose([matrix.GetElement(r, 1) for r in range(3)], AXIS, atol=1e-9)
     np.testing.assert_allclose([matrix.GetElement(r, 0) for r in range(3)], -ANTERIOR, atol=1e-9)
+    # the anterior line dragged onto the posterior one: a clear error, not a view of NaNs
+    level["points_ras_mm"]["anterior"] = dict(level["points_ras_mm"]["posterior"])
+    dragged = scene.AddNewNodeByClass("vtkMRMLTableNode", "dragged")
+    for node in height_lines_to_markups(grade_levels({"L2": level})):
+        dragged.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
+    with pytest.raises(ValueError, match="L2's height lines do not span"):
+        show_level_in_slice_view(dragged, "L2", slice_node)
 
 
 # ----------------------------------------------------------------------------- thoracic levels

@@ -174,7 +174,11 @@ def show_level_in_slice_view(spine_table, level: str, slice_node) -> None:
     if pairs is None:
         raise ValueError(f"{level} has no height lines: measure the spine first.")
     def unit(vector):
-        return vector / np.linalg.norm(vector)
+        length = np.linalg.norm(vector)
+        if length < 1e-6:
+            raise ValueError(f"{level}'s height lines do not span its mid-sagittal plane (their "
+                             "ends on top of each other): move them apart.")
+        return vector / length
 
     ends = {h: {end: np.asarray(pairs[h][end]) for end in ("superior", "inferior")}
             for h in HEIGHTS}
