@@ -209,8 +209,17 @@ def test_a_line_along_a_leaning_wall_does_not_tilt_the_view(scene):
     dragged = scene.AddNewNodeByClass("vtkMRMLTableNode", "dragged")
     for node in height_lines_to_markups(grade_levels({"L2": level})):
         dragged.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
-    with pytest.raises(ValueError, match="L2's height lines do not span"):
+    with pytest.raises(ValueError, match="L2's height lines do not span a plane"):
         show_level_in_slice_view(dragged, "L2", slice_node)
+    # one line's ends dragged together: the others still orient the view
+    level = _level(0.0, {"anterior": 24.0, "middle": 24.0, "posterior": 24.0})
+    level["points_ras_mm"]["middle"]["inferior"] = level["points_ras_mm"]["middle"]["superior"]
+    collapsed = scene.AddNewNodeByClass("vtkMRMLTableNode", "collapsed")
+    for node in height_lines_to_markups(grade_levels({"L2": level})):
+        collapsed.AddNodeReferenceID(HEIGHT_LINES_ROLE, node.GetID())
+    show_level_in_slice_view(collapsed, "L2", slice_node)
+    matrix = slice_node.GetSliceToRAS()
+    np.testing.assert_allclose([matrix.GetElement(r, 1) for r in range(3)], AXIS, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- thoracic levels

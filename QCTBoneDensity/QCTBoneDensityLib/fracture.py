@@ -96,7 +96,7 @@ def height_lines_to_markups(fractures: dict, name: str = "BoneQCT") -> list:
 def reformat_sagittal(slice_node, fracture: dict, axis_ras, anterior_ras) -> None:
     """Show a level's mid-sagittal plane in a slice view, oriented as Slicer's sagittal views
     (anterior on the left, the body axis up), centred on the level's six points, which lie
-    in that plane. ``axis_ras`` and ``anterior_ras`` are the body's unit axis and anterior
+    in or near that plane (in it as measured; a reader may move them out of it). ``axis_ras`` and ``anterior_ras`` are the body's unit axis and anterior
     direction (``LevelResult.roi_axis_ras``, ``roi_anterior_ras``)."""
     pairs = fracture["points_ras_mm"].values()
     center = np.mean([p[end] for p in pairs for end in ("superior", "inferior")], axis=0)
@@ -168,25 +168,35 @@ def show_level_in_slice_view(spine_table, level: str, slice_node) -> None:
     the view).
 
     Raises:
-        ValueError: the level has no complete set of height lines.
+        ValueError: the level has no complete set of height lines, or they do not span a
+            plane (ends dragged on top of each other, undefined points).
     """
     pairs = line_points(_height_lines(spine_table)).get(level) if spine_table else None
     if pairs is None:
         raise ValueError(f"{level} has no height lines: measure the spine first.")
-    def unit(vector):
-        length = np.linalg.norm(vector)
-        if length < 1e-6:
-            raise ValueError(f"{level}'s height lines do not span its mid-sagittal plane (their "
-                             "ends on top of each other): move them apart.")
-        return vector / length
-
-    ends = {h: {end: np.asarray(pairs[h][end]) for end in ("superior", "inferior")}
+    ends = {h: {end: np.asarray(pairs[h][end], float) for end in ("superior", "inferior")}
             for h in HEIGHTS}
-    anterior = unit(sum(unit(ends["anterior"][end] - ends["posterior"][end])
-                        for end in ("superior", "inferior")))
-    axis = sum(unit(pair["superior"] - pair["inferior"]) for pair in ends.values())
-    reformat_sagittal(slice_node, {"points_ras_mm": pairs}, unit(axis - (axis @ anterior) * anterior),
-                      anterior)
+    if not all(np.isfinite(point).all() for pair in ends.values() for point in pair.values()):
+        raise ValueError(f"{level}'s height lines have undefined points: place them again.")
+
+    def mean_direction(vectors, what: str) -> np.ndarray:
+        """The unit mean of the unit vectors (those of zero length left out)."""
+        total = sum((v / np.linalg.norm(v) for v in vectors if np.linalg.norm(v) > 1e-6),
+                    np.zeros(3))
+        if np.linalg.norm(total) < 1e-6:
+            raise ValueError(f"{level}'s height lines do not span a plane ({what}): move "
+                             "their ends apart.")
+        return total / np.linalg.norm(total)
+
+    anterior = mean_direction([ends["anterior"][end] - ends["posterior"][end]
+                               for end in ("superior", "inferior")], "no endplate direction")
+    lines = mean_direction([pair["superior"] - pair["inferior"] for pair in ends.values()],
+                           "no line direction")
+    axis = lines - (lines @ anterior) * anterior
+    if np.linalg.norm(axis) < 1e-6:
+        raise ValueError(f"{level}'s height lines do not span a plane (the lines run along the "
+                         "endplates): move their ends apart.")
+    reformat_sagittal(slice_node, {"points_ras_mm": pairs}, axis / np.linalg.norm(axis), anterior)
 
 
 def fractures_to_table_node(fractures: dict, table_node=None, name: str = "BoneQCT fractures"):

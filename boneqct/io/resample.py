@@ -43,10 +43,12 @@ def average_to_spacing(volume: Volume, spacing_mm) -> Volume:
     same extent (each spacing adjusted so a whole number of voxels fits), float32.
 
     Every new voxel is the mean of the old voxel values weighted by their overlap with it:
-    the partial-volume average a scanner forms over a larger voxel. A slice thickness the
-    source states (``stated_slice_thickness_mm``) becomes the averaged slices' nominal one:
-    the mean of slices ``t`` mm thick every ``d`` mm over ``D`` mm reads a trapezoid of full
-    width at half maximum ``max(D, t)``.
+    the partial-volume average a scanner forms over a larger voxel. Averaged along k, a
+    slice thickness the source states (``stated_slice_thickness_mm``) becomes the averaged
+    slices' nominal one: the mean of slices ``t`` mm thick every ``d`` mm over ``D`` mm
+    reads a trapezoid of full width at half maximum ``max(D, t)`` when they touch or overlap
+    (``t >= d``), and ``D - d + t`` mm end to end when they leave gaps; a stated thickness
+    the source's own check refused is dropped (it could pass the coarser grid's).
     """
     array = volume.array_kji.astype(np.float64)
     shifts_ijk, new_spacing_ijk = [], []
@@ -64,9 +66,15 @@ def average_to_spacing(volume: Volume, spacing_mm) -> Volume:
     ijk_to_ras[:3, :3] = direction * np.array(new_spacing_ijk)
     ijk_to_ras[:3, 3] = volume.origin_ras_mm + direction @ np.array(shifts_ijk)
     metadata = dict(volume.metadata)
-    stated_mm = stated_slice_thickness_mm(volume)
-    if stated_mm is not None:
-        metadata["slice_thickness_mm"] = max(stated_mm, float(new_spacing_ijk[2]))
+    old_k_mm, new_k_mm = float(volume.spacing_mm[2]), float(new_spacing_ijk[2])
+    if new_k_mm > old_k_mm * (1.0 + 1e-9) and "slice_thickness_mm" in metadata:
+        stated_mm = stated_slice_thickness_mm(volume)
+        if stated_mm is None:
+            del metadata["slice_thickness_mm"]
+        elif stated_mm >= old_k_mm:
+            metadata["slice_thickness_mm"] = max(stated_mm, new_k_mm)
+        else:
+            metadata["slice_thickness_mm"] = new_k_mm - old_k_mm + stated_mm
     return Volume(array.astype(np.float32), ijk_to_ras, metadata, list(volume.warnings))
 
 

@@ -54,8 +54,7 @@ def voxel_extent_mm(volume: Volume) -> np.ndarray:
     to the slice thickness the scan states (``stated_slice_thickness_mm``, DICOM
     SliceThickness, within its plausible bound) where that is thicker: an overlapping
     reconstruction (3 mm slices every 1.5 mm) reads each slice over its thickness. A stated
-    thickness below the spacing is not taken: a volume averaged to thicker slices keeps its
-    source's header."""
+    thickness below the spacing (slices with gaps between them) is not taken."""
     extent = np.asarray(volume.spacing_mm, float).copy()
     extent[2] = max(extent[2], stated_slice_thickness_mm(volume) or 0.0)
     return extent
