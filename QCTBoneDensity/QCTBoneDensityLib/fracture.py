@@ -96,8 +96,9 @@ def height_lines_to_markups(fractures: dict, name: str = "BoneQCT") -> list:
 def reformat_sagittal(slice_node, fracture: dict, axis_ras, anterior_ras) -> None:
     """Show a level's mid-sagittal plane in a slice view, oriented as Slicer's sagittal views
     (anterior on the left, the body axis up), centred on the level's six points, which lie
-    in or near that plane (in it as measured; a reader may move them out of it). ``axis_ras`` and ``anterior_ras`` are the body's unit axis and anterior
-    direction (``LevelResult.roi_axis_ras``, ``roi_anterior_ras``)."""
+    in that plane as measured (near it once a reader moves them out of it). ``axis_ras`` and
+    ``anterior_ras`` are the body's unit axis and anterior direction
+    (``LevelResult.roi_axis_ras``, ``roi_anterior_ras``)."""
     pairs = fracture["points_ras_mm"].values()
     center = np.mean([p[end] for p in pairs for end in ("superior", "inferior")], axis=0)
     right_of_view = -np.asarray(anterior_ras, float)
