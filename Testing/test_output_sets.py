@@ -99,21 +99,50 @@ def test_rerun_replaces_the_set_and_an_error_keeps_the_previous_one(tmp_path):
         pass
 
 
+#: Runs killed while they write their set: each kill lands after the run's staging folder
+#: appears, a random share of the time a complete run spent writing later.
+KILLS = 6
+
+
+def _writing(command, out) -> subprocess.Popen:
+    """Start ``command`` and return its process once it writes (its own staging folder beside
+    ``out`` exists) or has ended: a kill before then would only stop its start-up."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300.0
+    while process.poll() is None and not list(out.parent.glob(f".{out.name}.staging-{process.pid}-*")):
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the run did not start writing within 300 s")
+        time.sleep(0.005)
+    return process
+
+
 def test_kills_mid_write_leave_one_complete_set(inputs, tmp_path):
     out = tmp_path / "out"
     assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
                           timeout=300).returncode == 0
     assert _consistent_levels(out) == 1
+    # how long a complete two-level run writes its set
+    process = _writing(_spine_command(inputs, out, 2), out)
+    started = time.monotonic()
+    assert process.wait(timeout=300) == 0
+    writing_s = time.monotonic() - started
+    assert _consistent_levels(out) == 2
     rng = np.random.default_rng(7)
-    outcomes = {1: 0, 2: 0}
-    for _ in range(20):
-        process = subprocess.Popen(_spine_command(inputs, out, 2), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(0.3, 3.5)))
+    held, kept_while_writing = 2, 0
+    for _ in range(KILLS):  # each run writes the set the folder does not hold
+        writes = 3 - held
+        process = _writing(_spine_command(inputs, out, writes), out)
+        time.sleep(float(rng.uniform(0.0, 0.8 * writing_s)))
+        writing = process.poll() is None
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
-        outcomes[_consistent_levels(out)] += 1
-    assert sum(outcomes.values()) == 20
+        now = _consistent_levels(out)
+        assert now in (held, writes)
+        kept_while_writing += writing and now == held
+        held = now
+    # the kills did land mid-write, and left the previous set whole
+    assert kept_while_writing >= KILLS // 3, kept_while_writing
     # a run that completes afterwards cleans up what the killed ones left
     assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
                           timeout=300).returncode == 0
