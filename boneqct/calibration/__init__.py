@@ -1,32 +1,11 @@
 """HU -> mineral density calibration: phantom definitions, rod detection, fit, conversion."""
 
-from boneqct.calibration.definitions import (
-    PhantomDefinition,
-    Rod,
-    bundled_phantom_names,
-    load_phantom_definition,
-)
-from boneqct.calibration.fit import (
-    Calibration,
-    convert_volume_to_bmd,
-    fit_calibration,
-    manual_calibration,
-)
-from boneqct.calibration.phantom_calibration import calibrate_with_phantom, per_slice_calibration
-from boneqct.calibration.rod_detection import DetectedRod, RodDetection, detect_rods
+from boneqct.lazy_exports import lazy_exports
 
-__all__ = [
-    "Calibration",
-    "DetectedRod",
-    "RodDetection",
-    "calibrate_with_phantom",
-    "detect_rods",
-    "per_slice_calibration",
-    "PhantomDefinition",
-    "Rod",
-    "bundled_phantom_names",
-    "convert_volume_to_bmd",
-    "fit_calibration",
-    "load_phantom_definition",
-    "manual_calibration",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "definitions": ("PhantomDefinition", "Rod", "bundled_phantom_names",
+                    "load_phantom_definition"),
+    "fit": ("Calibration", "convert_volume_to_bmd", "fit_calibration", "manual_calibration"),
+    "phantom_calibration": ("calibrate_with_phantom", "per_slice_calibration"),
+    "rod_detection": ("DetectedRod", "RodDetection", "detect_rods"),
+})

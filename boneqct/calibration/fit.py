@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats
+import scipy
 
 from boneqct.calibration.definitions import MATERIALS, PhantomDefinition
 from boneqct.errors import CalibrationError
@@ -172,12 +172,12 @@ def fit_line(definition: PhantomDefinition, measured_hu) -> tuple[float, float, 
     rho = np.array([r.density_mg_cm3 for r in definition.rods])
     if definition.fit == "mindways-two-step":
         water = np.array([r.water_mg_cm3 for r in definition.rods], dtype=float)
-        reg = stats.linregress(rho, hu - water)
+        reg = scipy.stats.linregress(rho, hu - water)
         residual_hu = hu - (water + reg.slope * rho + reg.intercept)
         slope = reg.slope - MINDWAYS_SLOPE_OFFSET_HU_PER_MG_CM3
         intercept = reg.intercept + MINDWAYS_INTERCEPT_OFFSET_HU
         return float(slope), float(intercept), float(reg.rvalue ** 2), residual_hu
-    reg = stats.linregress(rho, hu)
+    reg = scipy.stats.linregress(rho, hu)
     residual_hu = hu - (reg.slope * rho + reg.intercept)
     return float(reg.slope), float(reg.intercept), float(reg.rvalue ** 2), residual_hu
 

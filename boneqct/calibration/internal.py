@@ -35,7 +35,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage, optimize, stats
+import scipy
+from scipy import ndimage, optimize
 
 from boneqct.calibration.attenuation import (
     DENSITY_G_CM3,
@@ -124,7 +125,7 @@ def automatic_rois(volume: Volume, k_range: tuple[int, int] | None = None) -> di
 
 def _effective_energy_fit(x_by_energy, hu: np.ndarray, energy_kev: float) -> tuple:
     """(gain, beta_ref HU, R^2) of HU regressed on the water-equivalent densities at E."""
-    fit = stats.linregress(x_by_energy(energy_kev), hu)
+    fit = scipy.stats.linregress(x_by_energy(energy_kev), hu)
     return float(fit.slope), float(fit.intercept), float(fit.rvalue**2)
 
 

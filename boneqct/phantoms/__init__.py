@@ -4,16 +4,10 @@
 label map and truth JSON. See ``anatomy.LABELS`` for the label table.
 """
 
-from boneqct.phantoms.anatomy import LABELS, SpinePhantomParams
-from boneqct.phantoms.scanner import KVP_CALIBRATION_PRESETS, ScannerParams
-from boneqct.phantoms.spine_phantom import SpinePhantom, make_spine_phantom, write_phantom
+from boneqct.lazy_exports import lazy_exports
 
-__all__ = [
-    "KVP_CALIBRATION_PRESETS",
-    "LABELS",
-    "ScannerParams",
-    "SpinePhantom",
-    "SpinePhantomParams",
-    "make_spine_phantom",
-    "write_phantom",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "anatomy": ("LABELS", "SpinePhantomParams"),
+    "scanner": ("KVP_CALIBRATION_PRESETS", "ScannerParams"),
+    "spine_phantom": ("SpinePhantom", "make_spine_phantom", "write_phantom"),
+})

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+import scipy
 
 from boneqct.errors import PrecisionError
 from boneqct.io.atomic import write_json_atomic, write_text_atomic
@@ -86,7 +86,7 @@ def site_precision(values_by_subject: dict, site: str = "",
     df = int(dof.sum())
     rms_sd = float(np.sqrt(np.sum(dof * variances) / df))
     rms_cv = float(np.sqrt(np.sum(dof * variances / means**2) / df))
-    upper_factor = float(np.sqrt(df / stats.chi2.ppf((1.0 - confidence) / 2.0, df)))
+    upper_factor = float(np.sqrt(df / scipy.stats.chi2.ppf((1.0 - confidence) / 2.0, df)))
     return SitePrecision(
         site=site, n_subjects=len(groups), n_measurements=int(sum(len(g) for g in groups)),
         degrees_of_freedom=df, mean_value=float(means.mean()), rms_sd=rms_sd,

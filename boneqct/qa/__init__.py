@@ -9,25 +9,13 @@ applies the drift rules of ``boneqct.qa.control`` and ``write_qa_report`` draws 
 (PNG and PDF).
 """
 
-from boneqct.qa.control import ControlLimits, control_chart
-from boneqct.qa.esp import QAError, load_nominal, measure_esp
-from boneqct.qa.log import append_to_log, log_path_for, read_log
-from boneqct.qa.options import QAOptions
-from boneqct.qa.pipeline import QAResult, analyze_qa, session_label
-from boneqct.qa.report import write_qa_report
+from boneqct.lazy_exports import lazy_exports
 
-__all__ = [
-    "ControlLimits",
-    "QAError",
-    "QAOptions",
-    "QAResult",
-    "analyze_qa",
-    "append_to_log",
-    "control_chart",
-    "load_nominal",
-    "log_path_for",
-    "measure_esp",
-    "read_log",
-    "session_label",
-    "write_qa_report",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "control": ("ControlLimits", "control_chart"),
+    "esp": ("QAError", "load_nominal", "measure_esp"),
+    "log": ("append_to_log", "log_path_for", "read_log"),
+    "options": ("QAOptions",),
+    "pipeline": ("QAResult", "analyze_qa", "session_label"),
+    "report": ("write_qa_report",),
+})

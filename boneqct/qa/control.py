@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+import scipy
 
 from boneqct.qa.options import BASELINE_SESSIONS, TOLERANCE_PERCENT
 
@@ -99,7 +99,7 @@ def insert_chart(insert: str, sessions: list[str], values, unit: str = "",
         beyond = np.flatnonzero(np.abs(x - center) > half_width)
         chart.shewhart_sessions = [int(i) for i in beyond if i >= n_base]
     if len(x) >= MIN_TREND_SESSIONS and np.ptp(x) > 0 and center != 0:
-        fit = stats.linregress(np.arange(len(x)), x)
+        fit = scipy.stats.linregress(np.arange(len(x)), x)
         chart.trend_change_percent = float(100.0 * fit.slope * (len(x) - 1) / abs(center))
         chart.trend_p_value = float(fit.pvalue)
         chart.trend = bool(fit.pvalue < TREND_P_VALUE

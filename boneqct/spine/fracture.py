@@ -56,7 +56,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, stats
+import scipy
+from scipy import ndimage
 
 from boneqct.options import check_options, option
 from boneqct.spine.body import endplate_at_scan_end
@@ -235,7 +236,7 @@ def _walls(mask: Volume, body: VertebralBody, half_height_mm: float):
     if len(rows) < 3 or np.ptp([row[0] for row in rows]) <= 0.0:
         return None
     at_mm, posterior_mm, anterior_mm = np.array(rows).T
-    walls = [stats.theilslopes(wall, at_mm) for wall in (posterior_mm, anterior_mm)]
+    walls = [scipy.stats.theilslopes(wall, at_mm) for wall in (posterior_mm, anterior_mm)]
     return (float(walls[0].intercept), float(walls[1].intercept),
             tuple(float(np.degrees(np.arctan(w.slope))) for w in walls))
 

@@ -2,26 +2,12 @@
 and cancellous mineral by mass, area and volume, for the whole image and the spine region;
 subcutaneous and visceral fat; skeletal muscle area at L3. See ``analyze_tissue``."""
 
-from boneqct.tissue.composition import (
-    FAT_DENSITY_G_CM3,
-    MUSCLE_DENSITY_G_CM3,
-    TissueError,
-    analyze_tissue,
-    tissue_label_map,
-    tissue_reference,
-)
-from boneqct.tissue.options import TissueOptions
-from boneqct.tissue.outputs import write_tissue_outputs
-from boneqct.tissue.result import TissueResult
+from boneqct.lazy_exports import lazy_exports
 
-__all__ = [
-    "FAT_DENSITY_G_CM3",
-    "MUSCLE_DENSITY_G_CM3",
-    "TissueError",
-    "TissueOptions",
-    "TissueResult",
-    "analyze_tissue",
-    "tissue_label_map",
-    "tissue_reference",
-    "write_tissue_outputs",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "composition": ("FAT_DENSITY_G_CM3", "MUSCLE_DENSITY_G_CM3", "TissueError",
+                    "analyze_tissue", "tissue_label_map", "tissue_reference"),
+    "options": ("TissueOptions",),
+    "outputs": ("write_tissue_outputs",),
+    "result": ("TissueResult",),
+})

@@ -1,0 +1,28 @@
+"""Package names imported on first use (PEP 562), so that importing one light submodule of a
+package (``boneqct.io.atomic``, ``boneqct.qa.options``: what the command line's parsers need)
+does not import its heavy ones (pydicom, matplotlib, reportlab): ``boneqct --help`` took 4 s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
+    """The module ``__getattr__``, ``__dir__`` and ``__all__`` of ``package``: each name of
+    ``exports`` (submodule -> names it defines) is imported from its submodule when first
+    asked for."""
+    where = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in where:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *where})
+
+    return __getattr__, __dir__, sorted(where)
