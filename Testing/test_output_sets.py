@@ -99,6 +99,20 @@ def test_rerun_replaces_the_set_and_an_error_keeps_the_previous_one(tmp_path):
         pass
 
 
+def test_a_set_moved_aside_by_a_run_killed_before_the_next_took_its_place_comes_back(tmp_path):
+    out = tmp_path / "out"
+    with output_set(out, "test") as staging:
+        (staging / "file0.txt").write_text("1")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    # what a kill between output_set's two renames leaves: the set moved aside, none in place
+    out.rename(tmp_path / f".out.old-{ended.pid}-0123abcd")
+    with pytest.raises(RuntimeError), output_set(out, "test"):
+        raise RuntimeError("disk full")
+    assert (out / "file0.txt").read_text() == "1"
+    _no_leftovers(out)
+
+
 #: Runs killed while they write their set: each kill lands after the run's staging folder
 #: appears, a random share of the time a complete run spent writing later.
 KILLS = 6

@@ -137,7 +137,8 @@ def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
     is added and the staging folder takes the place of ``out_dir`` (a previous BoneQCT set
     there is removed), under a lock so that concurrent runs into one folder each leave a
     complete set (the last to finish wins). On an error or a kill ``out_dir`` keeps its
-    previous set; staging folders left by dead processes are removed on the next run.
+    previous set; staging folders left by dead processes are removed on the next run, which
+    puts back a previous set a kill caught between the two renames.
 
     Raises:
         InputError: ``out_dir`` is empty text, an existing file, or a folder holding files
@@ -147,7 +148,8 @@ def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(parent, out_dir.name)
+        with _locked(parent / f".{out_dir.name}.lock"):
+            _remove_stale_staging(parent, out_dir.name)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-{os.getpid()}-",
                                         dir=parent))
         os.chmod(staging, 0o777 & ~_umask())
@@ -186,15 +188,21 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 
 def _remove_stale_staging(parent: Path, name: str) -> None:
-    """Remove staging and replaced folders of ``name`` left by processes no longer running."""
-    for path in parent.glob(f".{name}.*-*-*"):
+    """Remove staging and replaced folders of ``name`` left by processes no longer running
+    (under the set's lock); a replaced set whose process died before its new set took its
+    place (between the two renames of ``output_set``) is put back as ``name`` instead."""
+    for path in sorted(parent.glob(f".{name}.*-*-*")):
         if not path.is_dir():
             continue
         try:
             pid = int(path.name[len(name) + 2:].split("-")[1])  # .NAME.staging-PID-...
         except (IndexError, ValueError):
             continue
-        if not _process_alive(pid):
+        if _process_alive(pid):
+            continue
+        if path.name.startswith(f".{name}.old-") and not (parent / name).exists():
+            os.rename(path, parent / name)
+        else:
             shutil.rmtree(path, ignore_errors=True)
 
 
