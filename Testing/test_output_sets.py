@@ -4,11 +4,14 @@ concurrent runs into one folder always leave one complete, consistent set."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,9 +116,54 @@ def test_a_set_moved_aside_by_a_run_killed_before_the_next_took_its_place_comes_
     _no_leftovers(out)
 
 
-#: Runs killed while they write their set: each kill lands after the run's staging folder
-#: appears, a random share of the time a complete run spent writing later.
-KILLS = 6
+def test_a_partly_removed_set_is_not_put_back_and_odd_names_are_cleaned_up(tmp_path):
+    out = tmp_path / "scan[1]"
+    with output_set(out, "test") as staging:
+        for index in range(3):
+            (staging / f"file{index}.txt").write_text("1")
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    aside = tmp_path / f".scan[1].old-{ended.pid}-0123abcd"
+    out.rename(aside)
+    (aside / "file1.txt").unlink()  # its removal after a completed run was cut short
+    with pytest.raises(RuntimeError), output_set(out, "test"):
+        raise RuntimeError("disk full")
+    assert not out.exists() and not aside.exists()
+    _no_leftovers(out)
+
+
+def test_a_new_set_that_cannot_take_its_place_puts_the_previous_one_back(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with output_set(out, "test") as staging:
+        (staging / "file0.txt").write_text("1")
+    rename = os.rename
+
+    def refuse_the_new_set(source, target):
+        if Path(source).name.startswith(".out.staging-"):
+            raise OSError(errno.EIO, "input/output error")
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", refuse_the_new_set)
+    with pytest.raises(OSError), output_set(out, "test") as staging:
+        (staging / "file0.txt").write_text("2")
+    monkeypatch.undo()
+    assert (out / "file0.txt").read_text() == "1"
+    _no_leftovers(out)
+
+
+#: Runs are killed while they write their set (after the run's staging folder appears, a
+#: random share of the time a complete run took from then until its set was in place) until
+#: KEPT_KILLS of them have left the previous set whole, at most MAX_KILLS.
+KEPT_KILLS = 2
+MAX_KILLS = 20
+
+
+def _run_id(out) -> str | None:
+    """The run id of the set in ``out`` (None in the instant between its two renames)."""
+    try:
+        return json.loads((out / MANIFEST_NAME).read_text())["run_id"]
+    except FileNotFoundError:
+        return None
 
 
 def _writing(command, out) -> subprocess.Popen:
@@ -127,7 +175,7 @@ def _writing(command, out) -> subprocess.Popen:
         if time.monotonic() > deadline:
             process.kill()
             pytest.fail("the run did not start writing within 300 s")
-        time.sleep(0.005)
+        time.sleep(0.002)
     return process
 
 
@@ -136,27 +184,30 @@ def test_kills_mid_write_leave_one_complete_set(inputs, tmp_path):
     assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
                           timeout=300).returncode == 0
     assert _consistent_levels(out) == 1
-    # how long a complete two-level run writes its set
+    # how long a complete two-level run writes before its set is in place
+    previous = _run_id(out)
     process = _writing(_spine_command(inputs, out, 2), out)
     started = time.monotonic()
-    assert process.wait(timeout=300) == 0
+    while _run_id(out) == previous:
+        assert process.poll() in (None, 0)
+        time.sleep(0.002)
     writing_s = time.monotonic() - started
-    assert _consistent_levels(out) == 2
+    assert process.wait(timeout=300) == 0 and _consistent_levels(out) == 2
     rng = np.random.default_rng(7)
-    held, kept_while_writing = 2, 0
-    for _ in range(KILLS):  # each run writes the set the folder does not hold
+    held, kept, kills = 2, 0, 0
+    while kept < KEPT_KILLS and kills < MAX_KILLS:  # each run writes the set not held
         writes = 3 - held
         process = _writing(_spine_command(inputs, out, writes), out)
-        time.sleep(float(rng.uniform(0.0, 0.8 * writing_s)))
-        writing = process.poll() is None
+        time.sleep(float(rng.uniform(0.0, 0.9 * writing_s)))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
+        kills += 1
         now = _consistent_levels(out)
         assert now in (held, writes)
-        kept_while_writing += writing and now == held
+        kept += now == held
         held = now
-    # the kills did land mid-write, and left the previous set whole
-    assert kept_while_writing >= KILLS // 3, kept_while_writing
+    # kills did land mid-write, and left the previous set whole
+    assert kept == KEPT_KILLS, f"{kept} of {kills} kills left the previous set"
     # a run that completes afterwards cleans up what the killed ones left
     assert subprocess.run(_spine_command(inputs, out, 1), capture_output=True,
                           timeout=300).returncode == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -168,7 +169,12 @@ def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
             if out_dir.exists():
                 old = parent / f".{out_dir.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 os.rename(out_dir, old)
-            os.rename(staging, out_dir)
+            try:
+                os.rename(staging, out_dir)
+            except OSError:
+                if old is not None:
+                    os.rename(old, out_dir)
+                raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -189,9 +195,9 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def _remove_stale_staging(parent: Path, name: str) -> None:
     """Remove staging and replaced folders of ``name`` left by processes no longer running
-    (under the set's lock); a replaced set whose process died before its new set took its
-    place (between the two renames of ``output_set``) is put back as ``name`` instead."""
-    for path in sorted(parent.glob(f".{name}.*-*-*")):
+    (under the set's lock); a whole replaced set whose process died before its new set took
+    its place (between the two renames of ``output_set``) is put back as ``name`` instead."""
+    for path in sorted(parent.glob(f".{glob.escape(name)}.*-*-*")):
         if not path.is_dir():
             continue
         try:
@@ -200,10 +206,21 @@ def _remove_stale_staging(parent: Path, name: str) -> None:
             continue
         if _process_alive(pid):
             continue
-        if path.name.startswith(f".{name}.old-") and not (parent / name).exists():
+        if path.name.startswith(f".{name}.old-") and not (parent / name).exists() \
+                and _whole_set(path):
             os.rename(path, parent / name)
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _whole_set(folder: Path) -> bool:
+    """Whether ``folder`` holds every file its manifest lists (a replaced set whose removal
+    was cut short does not)."""
+    try:
+        files = json.loads((folder / MANIFEST_NAME).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(files, list) and all((folder / str(name)).is_file() for name in files)
 
 
 def _process_alive(pid: int) -> bool:
