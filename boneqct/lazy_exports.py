@@ -11,14 +11,16 @@ import sys
 
 def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
     """The module ``__getattr__``, ``__dir__`` and ``__all__`` of ``package``: each name of
-    ``exports`` (submodule -> names it defines) is imported from its submodule when first
-    asked for."""
+    ``exports`` (submodule, or a module's full ``boneqct.`` name -> names it defines) is
+    imported from its module when first asked for."""
     where = {name: module for module, names in exports.items() for name in names}
 
     def __getattr__(name: str):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        module = where[name]
+        value = getattr(importlib.import_module(
+            module if module.startswith("boneqct.") else f"{package}.{module}"), name)
         setattr(sys.modules[package], name, value)
         return value
 

@@ -14,4 +14,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "images": ("is_volume_file", "read_volume_file", "volume_from_sitk", "volume_to_sitk",
                "write_volume"),
     "load": ("load_ct",),
+    "boneqct.volume": ("Volume",),
 })
