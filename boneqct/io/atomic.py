@@ -150,7 +150,7 @@ def output_set(out_dir: str | Path, kind: str) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with _locked(parent / f".{out_dir.name}.lock"):
-            _remove_stale_staging(parent, out_dir.name)
+            _tidy_stale_folders(parent, out_dir.name)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-{os.getpid()}-",
                                         dir=parent))
         os.chmod(staging, 0o777 & ~_umask())
@@ -193,10 +193,11 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_stale_staging(parent: Path, name: str) -> None:
-    """Remove staging and replaced folders of ``name`` left by processes no longer running
-    (under the set's lock); a whole replaced set whose process died before its new set took
-    its place (between the two renames of ``output_set``) is put back as ``name`` instead."""
+def _tidy_stale_folders(parent: Path, name: str) -> None:
+    """Remove the staging and replaced folders of ``name`` that processes no longer running
+    left (under the set's lock), except a whole replaced set whose process died before its
+    new set took its place (between the two renames of ``output_set``): that one is put back
+    as ``name``."""
     for path in sorted(parent.glob(f".{glob.escape(name)}.*-*-*")):
         if not path.is_dir():
             continue
