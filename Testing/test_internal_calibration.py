@@ -120,5 +120,7 @@ def test_automatic_rois_use_the_classification_only(monkeypatch):
     internal = internal_calibration(phantom.volume)
     assert [r["measured_hu"] for r in internal.rods] == pytest.approx(
         [-1008.4515734928592, -83.30785660152034, 32.86569166778479], rel=1e-12)
-    assert internal.slope_hu_per_mg_cm3 == pytest.approx(1.2503997979900112, rel=1e-12)
-    assert internal.intercept_hu == pytest.approx(-10.060719255574327, rel=1e-12)
+    # the tissue fit is iterative (scipy's least squares): its last digits follow the CPU's
+    # floating-point kernels (slope 1.25039983 on an AMD EPYC, 1.25039980 where recorded)
+    assert internal.slope_hu_per_mg_cm3 == pytest.approx(1.2503997979900112, rel=1e-6)
+    assert internal.intercept_hu == pytest.approx(-10.060719255574327, rel=1e-6)
