@@ -37,7 +37,11 @@ leaning far from it alone - endplate to endplate:
    slices can. A symmetric blur moves a thin plate's edges but not its centre, so heights are
    between the endplates' cortical mid-surfaces - where a reader marks the endplate on a
    sagittal reformat; the outer (surface-to-surface) height exceeds them by one endplate
-   thickness.
+   thickness. Where a fitted surface crosses no whole slice within its patch (an endplate
+   nearly parallel to the slices), the partial volume cannot tell a thicker plate from one
+   farther out, and the fit is repeated with the plate's thickness held at the median of the
+   body's fits that do cross one (``quality.plate_thickness_mm``,
+   ``quality.plate_thickness_held``).
 4. Ratios: anterior/posterior and middle/posterior of the same body, and posterior/reference,
    the reference being the mean posterior height of the measured adjacent levels (one above,
    one below; one when only one is measured).
@@ -79,6 +83,8 @@ SEVERE_REDUCTION = 0.40
 TYPES = {"anterior_posterior": "wedge", "middle_posterior": "biconcave",
          "posterior_adjacent": "crush"}
 GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
+#: The endplates by the direction (along the body axis) from the body into their disc.
+ENDS = {-1: "inferior", 1: "superior"}
 #: Step (mm) of the profiles along the axis and half-width (mm) of the patch averaged across
 #: each line (left-right and antero-posterior).
 SAMPLE_STEP_MM = 0.2
@@ -485,6 +491,15 @@ def _axis_off_endplates(tilt_deg: dict) -> bool:
                 and abs(inferior + superior) / 2.0 > MAX_ENDPLATES_TILT_DEG)
 
 
+def _determined_plate_thickness_mm(fits: dict) -> float | None:
+    """The body's endplate thickness (mm) where its fits determine it: the median of the
+    fitted plates whose surface crosses a whole slice within its patch
+    (``endplate_fit.locate_endplate``); None when none does."""
+    crossing = [f["thickness_mm"] for f in fits.values()
+                if f is not None and f["crosses_a_slice"] and not f["at_bound"]]
+    return float(np.median(crossing)) if crossing else None
+
+
 def measure_heights(volume_hu: Volume, body: VertebralBody,
                     options: FractureOptions | None = None) -> dict:
     """Anterior, middle and posterior heights (mm) of a delineated body, their endplate
@@ -506,6 +521,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                "endplates_seen": False,
                "endplates_located": False, "endplates_fitted": False,
                "endplate_fit_shift_mm": None, "endplates_consistent": False,
+               "plate_thickness_mm": None, "plate_thickness_held": [],
                "plausible_shape": False, "endplates_within_scan": False, "passed": False,
                "reason": None}
     out = {"heights_mm": None, "points_ras_mm": None, "quality": quality}
@@ -531,6 +547,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     outlier_mm = _outlier_mm(blur_mm)
     allowed_shift_mm = min(blur_mm / 2.0 + CONSISTENT_MARGIN_MM, MAX_FIT_SHIFT_MM)
     tilt_deg = _endplates_tilt_deg(offsets_mm, found_by_shear[0.0], outlier_mm)
+    located_by_name, requests = {}, {}
     for name, at_mm in positions.items():
         line_shear = line_shears[name]
         if line_shear not in found_by_shear:
@@ -542,14 +559,27 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         if None in located_ends:
             quality["reason"] = f"too few endplate positions found near the {name} height line"
             return out
-        ends = []
+        located_by_name[name] = located_ends
         for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
             # the line meets this endplate sheared_mm anterior of where it crosses the centre
             sheared_mm = line_shear * rough_mm
-            fitted = locate_endplate(volume_hu, body, at_mm + sheared_mm, rough_mm, outward,
-                                     (lines_mm[0] + sheared_mm, lines_mm[1] + sheared_mm),
-                                     (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
-                                     FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM)
+            requests[name, outward] = (
+                (volume_hu, body, at_mm + sheared_mm, rough_mm, outward,
+                 (lines_mm[0] + sheared_mm, lines_mm[1] + sheared_mm),
+                 (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
+                 FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM), sheared_mm)
+    fits = {key: locate_endplate(*args) for key, (args, _) in requests.items()}
+    plate_mm = _determined_plate_thickness_mm(fits)
+    for key, fitted in fits.items():
+        if fitted is not None and plate_mm is not None and not fitted["crosses_a_slice"]:
+            fits[key] = locate_endplate(*requests[key][0], thickness_mm=plate_mm)
+    quality["plate_thickness_mm"] = plate_mm
+    quality["plate_thickness_held"] = sorted(f"{name} {ENDS[outward]}" for (name, outward), f
+                                             in fits.items() if f and f["thickness_held"])
+    for name, at_mm in positions.items():
+        line_shear, located_ends, ends = line_shears[name], located_by_name[name], []
+        for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
+            fitted, sheared_mm = fits[name, outward], requests[name, outward][1]
             if fitted is None:
                 quality["reason"] = f"too few voxels around the {name} height line's endplates"
                 return out
