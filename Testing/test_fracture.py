@@ -163,6 +163,10 @@ def test_grade_one_is_flagged_and_kept():
     assert "kept in the BMD mean" in fracture_note("L2", mild, 2)
     assert graded["L1"]["reason"] is None and graded["L1"]["genant_grade"] == 0
     assert fracture_note("L1", graded["L1"], 2) is None
+    # a normal level without a neighbour to compare with says a crush was not assessed
+    alone = grade_levels({"L1": heights(25.0, 25.0, 25.0)})["L1"]
+    assert alone["genant_grade"] == 0 and alone["height_ratios"]["posterior_adjacent"] is None
+    assert "crush" in fracture_note("L1", alone, 2) and "not assessed" in alone["reason"]
 
 
 def test_unreliable_heights_get_no_grade_and_say_why():

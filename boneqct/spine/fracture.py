@@ -704,8 +704,9 @@ def grade_levels(measured: dict) -> dict:
             fracture.update(reference_height_mm=h["posterior"],
                             reference_method="posterior height of the same vertebra")
         if adjacent_mm is None:
-            fracture["reason"] = (f"{level}: no adjacent level measured: a crush (posterior "
-                                  "height against the neighbours) could not be assessed")
+            fracture["reason"] = (f"{level}: no adjacent level with reliable heights: a crush "
+                                  "(posterior height against the neighbours) was not assessed, "
+                                  "its grade rests on its own height ratios")
     return out
 
 
@@ -750,12 +751,11 @@ def grade_cells(fracture: dict | None) -> tuple[str, str]:
 def fracture_note(level: str, fracture: dict, exclude_from_grade: int | None) -> str | None:
     """The warning a level's assessment calls for: a deformity (grade >= 1), whether it
     leaves the BMD mean or stays in it (``exclude_from_grade`` None: no BMD is measured), or
-    why it was not graded; None for a normal level."""
+    why it was not graded; for a normal level, what its grade could not assess (a crush,
+    without a neighbour to compare with), else None."""
     grade = fracture.get("genant_grade")
-    if grade is None:
+    if grade is None or grade == 0:
         return fracture.get("reason")
-    if grade == 0:
-        return None
     what = (f"{level}: {fracture['grade_name']} {fracture['type']} deformity (Genant grade "
             f"{grade}, height reduction {100.0 * fracture['height_reduction']:.0f} %)")
     if exclude_from_grade is None:
