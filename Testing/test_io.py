@@ -321,6 +321,17 @@ def test_error_missing_input(tmp_path):
     _expect_error(tmp_path / "nowhere", "does not exist")
 
 
+def test_error_a_volume_file_among_several_inputs(tmp_path):
+    """A CT and its label map given as two inputs (a first-timer's mistake: the labels go
+    with --labels) name the problem; before, they read as 'no DICOM image files found'."""
+    paths = []
+    for name in ("ct.nii.gz", "labels.nii.gz"):
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 8, 8), np.int16)),
+                        str(tmp_path / name))
+        paths.append(tmp_path / name)
+    _expect_error(paths, "2 inputs were given", "'ct.nii.gz' is a volume file", "--labels")
+
+
 def test_real_ct_cutout_keeps_its_pir_voxel_order(real_data_dir):
     """The TPTBox L3 cut-out is stored PIR: loaded as stored, with SimpleITK's geometry in RAS."""
     path = real_data_dir / "tptbox_L3" / "sub-ct_label-22_ct.nii.gz"

@@ -27,6 +27,12 @@ def load_ct(source: str | Path | list, series_uid: str | None = None,
         boneqct.resources.ResourceError: the DICOM pixel buffer exceeds the memory limit.
     """
     if isinstance(source, (list, tuple)):
+        volumes = [Path(p).name for p in source if is_volume_file(Path(p))]
+        if volumes and len(source) > 1:
+            raise InputError(
+                f"{len(source)} inputs were given, and '{volumes[0]}' is a volume file "
+                "(NIfTI/NRRD/MHA), which is read alone: give one volume file (a label map "
+                "goes with --labels), or the DICOM files of one series.")
         return load_dicom_series([Path(p) for p in source], series_uid, max_memory_gb)
     path = Path(source)
     if not path.exists():
