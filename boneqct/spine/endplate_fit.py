@@ -213,7 +213,7 @@ def locate_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_
     The fit's dict gains ``crosses_a_slice`` (its surface crosses a whole slice within its
     patch: only then does the partial volume place the plate's edges, and so its thickness;
     on a plate nearly parallel to the slices the fit trades thickness for position, 1.35 mm
-    outward per mm thicker on the phantoms' wedge on 3 mm slices) and ``thickness_held``.
+    outward per mm thicker on the phantoms' wedge on 3 mm slices).
     """
     _, slice_mm = _slice_axis(volume_hu)
 
@@ -232,8 +232,7 @@ def locate_endplate(volume_hu: Volume, body: VertebralBody, at_mm: float, start_
         fitted = fit_endplate(volume_hu, body, at_mm, from_mm, outward, degree, patch(half_mm),
                               reach_mm, thickness_mm)
         if fitted is not None:
-            fitted.update(crosses_a_slice=bool(fitted["phase_span_mm"] >= slice_mm),
-                          thickness_held=thickness_mm is not None)
+            fitted["crosses_a_slice"] = bool(fitted["phase_span_mm"] >= slice_mm)
         return fitted
 
     fitted = fit(start_mm, half_width_mm)

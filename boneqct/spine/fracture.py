@@ -592,12 +592,12 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                  FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM), sheared_mm)
     fits = {key: locate_endplate(*args) for key, (args, _) in requests.items()}
     plate_mm = _determined_plate_thickness_mm(fits)
-    for key, fitted in fits.items():
-        if fitted is not None and plate_mm is not None and not fitted["crosses_a_slice"]:
-            fits[key] = locate_endplate(*requests[key][0], thickness_mm=plate_mm)
+    held = [key for key, fitted in fits.items()
+            if fitted is not None and plate_mm is not None and not fitted["crosses_a_slice"]]
+    for key in held:
+        fits[key] = locate_endplate(*requests[key][0], thickness_mm=plate_mm)
     quality["plate_thickness_mm"] = plate_mm
-    quality["plate_thickness_held"] = sorted(f"{name} {ENDS[outward]}" for (name, outward), f
-                                             in fits.items() if f and f["thickness_held"])
+    quality["plate_thickness_held"] = sorted(f"{name} {ENDS[outward]}" for name, outward in held)
     for name, at_mm in positions.items():
         line_shear, located_ends, ends = line_shears[name], located_by_name[name], []
         for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
