@@ -17,6 +17,7 @@ from boneqct.cli import main
 from boneqct.io import write_volume
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom
 from boneqct.phantoms.anatomy import DEFORMITY_REDUCTIONS, Anatomy
+from boneqct.spine import fracture as fracture_module
 from boneqct.spine.body import delineate_body_from_seed
 from boneqct.spine.fracture import (
     GRADE_NAMES,
@@ -461,6 +462,40 @@ def test_a_denser_subchondral_layer_on_thick_slices_leaves_heights_right_or_ungr
     if measured["quality"]["passed"]:
         for name, height_mm in measured["heights_mm"].items():
             assert height_mm == pytest.approx(24.0, abs=0.5 if subchondral_hu else 0.35), name
+
+
+@pytest.mark.parametrize(("slice_mm", "graded"), [(1.0, True), (1.5, True), (2.0, False),
+                                               (3.0, False)])
+def test_a_stray_fit_on_thin_slices_leaves_the_endplate_at_its_cortical_line(
+        monkeypatch, slice_mm, graded):
+    """The anterior-superior endplate's subvoxel fit moved 2.5 mm into the body (as TPTBox's
+    L3 at its 1.5 mm voxels strayed 1.1-1.4 mm at its curved rims): on slices of at most
+    ``LINES_SUFFICE_MM`` that endplate takes its cortical line's position, listed in
+    ``quality.endplates_from_lines`` and said in the grade's reason, and the heights stay
+    within half a slice of the truth (24 mm); on thicker slices the level is refused, with
+    the fit's distance in its reason."""
+    volume, body = _sheared_body(0.0, slice_mm=slice_mm)
+    fitted_by_model = fracture_module.locate_endplate
+
+    def strayed(volume_hu, body, at_mm, start_mm, outward, *args, **kwargs):
+        fitted = fitted_by_model(volume_hu, body, at_mm, start_mm, outward, *args, **kwargs)
+        if at_mm > 5.0 and outward > 0:  # the anterior height line, not the middle one
+            fitted = {**fitted, "position_mm": fitted["position_mm"] - 2.5}
+        return fitted
+
+    monkeypatch.setattr(fracture_module, "locate_endplate", strayed)
+    measured = measure_heights(volume, body)
+    quality = measured["quality"]
+    assert quality["endplate_fit_shift_mm"] > 2.0
+    assert quality["passed"] == graded, quality["reason"]
+    if not graded:
+        assert "subvoxel fit lies" in quality["reason"]
+        return
+    assert quality["endplates_from_lines"] == ["anterior superior"]
+    for name, height_mm in measured["heights_mm"].items():
+        assert height_mm == pytest.approx(24.0, abs=slice_mm / 2.0), name
+    reason = grade_levels({"L2": measured})["L2"]["reason"]
+    assert "anterior superior endplate placed at its cortical line" in reason
 
 
 @pytest.mark.parametrize(("slice_mm", "thickness_mm"), [(1.25, 2.5), (1.5, 3.0)])
