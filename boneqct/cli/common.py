@@ -22,6 +22,7 @@ from boneqct.resources import (
     MIN_MAX_MEMORY_GB,
     limited_memory,
 )
+from boneqct.volume import with_stated_slice_thickness
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -244,6 +245,11 @@ def add_input(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", nargs="+", type=Path,
                         help="DICOM folder, DICOM files of one series, or a NIfTI/NRRD/MHA file")
     parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use in a folder")
+    parser.add_argument("--slice-thickness", type=number_in(0.05, 20.0, " mm"), metavar="MM",
+                        help="the thickness (mm) the slices were reconstructed at, for a "
+                             "volume file, which states none (a DICOM series states its "
+                             "own); without it a volume file's slices are taken as thick as "
+                             "they are apart")
 
 
 def add_calibration_options(parser: argparse.ArgumentParser) -> None:
@@ -360,6 +366,8 @@ def load_input(args, ct: bool = True):
 
     source = args.input[0] if len(args.input) == 1 else list(args.input)
     volume = load_ct(source, series_uid=args.series)
+    if getattr(args, "slice_thickness", None) is not None:
+        volume = with_stated_slice_thickness(volume, args.slice_thickness)
     if ct:
         refuse_label_map(volume, Path(source[0] if isinstance(source, list) else source).name)
     if getattr(args, "anonymize", False):

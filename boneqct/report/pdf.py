@@ -116,7 +116,8 @@ def exam_table(metadata: dict, anonymize: bool) -> Table:
          f"{value('manufacturer')} {value('model')}".strip()],
         ["Tube", f"{value('kvp', ' kV')} / {value('exposure_mas', ' mAs')}", "Kernel",
          value("convolution_kernel")],
-        ["Slice thickness", value("slice_thickness_mm", " mm"), "Pixel spacing",
+        ["Slice thickness", value("slice_thickness_mm", " mm")
+         + (" (given)" if shown.get("slice_thickness_given") else ""), "Pixel spacing",
          value("pixel_spacing_mm", " mm")],
     ]
     style = TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8),

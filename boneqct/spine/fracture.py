@@ -690,7 +690,9 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                                  f"{MAX_FIT_SHIFT_MM:g}): the model does not follow its voxels"
                                  + ("; the scan does not state its slice thickness (a NIfTI "
                                     "file), so its cortical lines may be those of thicker slices "
-                                    "interpolated and cannot stand in" if thin_slices else "")),
+                                    "interpolated and cannot stand in (state the thickness, "
+                                    "--slice-thickness, if the slices were reconstructed that "
+                                    "thin)" if thin_slices else "")),
         ("plausible_shape", f"depth {depth_mm:.1f} mm or a height outside "
                             f"{DEPTH_RANGE_MM[0]:g}-{DEPTH_RANGE_MM[1]:g} / "
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm, or a middle "
