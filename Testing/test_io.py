@@ -359,7 +359,8 @@ def test_a_given_slice_thickness_is_stated_unless_impossible_or_contradicted():
     """``--slice-thickness`` for a volume file: the volume states it (what the endplate and
     partial-volume models read a voxel over), flagged as given, with a warning; the same as
     the scan's own changes nothing; another than the scan's, or one not possible for its
-    spacing (not positive, not finite, over 3 times the spacing), is refused naming both."""
+    spacing (not positive, not finite, over 3 times the spacing), is refused naming both; a
+    header's thickness the models do not take (0 mm) is replaced, the warning naming it."""
     ijk_to_ras = np.diag([0.7, 0.7, 1.25, 1.0])
     plain = Volume(np.zeros((4, 3, 3), np.float32), ijk_to_ras, {})
     given = with_stated_slice_thickness(plain, 2.5)
@@ -370,6 +371,9 @@ def test_a_given_slice_thickness_is_stated_unless_impossible_or_contradicted():
     assert with_stated_slice_thickness(dicom, 2.5) is dicom
     with pytest.raises(InputError, match="states 2.5 mm slices .* and 1.25 mm was given"):
         with_stated_slice_thickness(dicom, 1.25)
+    broken = Volume(plain.array_kji, ijk_to_ras, {"slice_thickness_mm": 0.0})  # not taken
+    fixed = with_stated_slice_thickness(broken, 2.5)
+    assert stated_slice_thickness_mm(fixed) == 2.5 and "header states 0.0" in fixed.warnings[-1]
     for impossible in (0.0, -1.0, float("nan"), float("inf"), 3.8):
         with pytest.raises(InputError, match="not possible for slices 1.25 mm apart"):
             with_stated_slice_thickness(plain, impossible)

