@@ -246,7 +246,8 @@ def test_options_change_the_measurement(phantom):
 def test_an_impossible_slice_thickness_in_the_header_is_not_taken(phantom, result, stated_mm):
     """A header whose slice thickness is not a number, over 3 times the spacing or negative:
     the slice profile is the spacing (the phantom's 2 mm slices are 2 mm thick), and the
-    masses equal those of the phantom's own header to the bit. Taken as stated, a NaN
+    masses equal those of the phantom's own header to the bit, and tissue.json's reference
+    says the spacing was taken. Taken as stated, a NaN
     stopped the analysis with an internal error, 50 mm changed the masses and -2 mm left no
     cancellous mineral at all."""
     calibration = calibrate_with_phantom(phantom.volume, "mindways-model3")
@@ -256,3 +257,8 @@ def test_an_impossible_slice_thickness_in_the_header_is_not_taken(phantom, resul
     hostile = analyze_tissue(volume, calibration, l3_point_ras_mm=l3)
     for region, values in result.regions["image"].items():
         assert hostile.regions["image"][region] == values, region
+    # tissue.json says what each voxel was read over, and why
+    assert (result.reference["slice_thickness_mm"], result.reference["slice_thickness_from"]) == (
+        2.0, "the scan's header")
+    assert (hostile.reference["slice_thickness_mm"], hostile.reference["slice_thickness_from"]) == (
+        2.0, "the slice spacing (the scan states none)")

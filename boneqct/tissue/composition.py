@@ -352,9 +352,10 @@ def analyze_tissue(volume_hu: Volume, calibration, options: TissueOptions | None
     spacing = volume_hu.spacing_mm
     voxel_cm3 = float(np.prod(spacing)) / 1000.0
     slab_cm = (k1 - k0) * spacing[2] / 10.0
+    stated_mm = stated_slice_thickness_mm(volume_hu)  # what the mineral model reads over
     mineral = bone_mineral(classes["bmd"], masks["body"], masks["cortical"], spacing,
                            MIN_CANCELLOUS_AREA_MM2, (masks["fat"] > 0) | (masks["muscle"] > 0),
-                           slice_thickness_mm=stated_slice_thickness_mm(volume_hu),
+                           slice_thickness_mm=stated_mm,
                            open_cortex_cancellous=classes["open_cortex"])
     if spine_mask_kji is None:
         spine = ndimage.binary_dilation(masks["cortical"] | masks["cancellous"],
@@ -373,6 +374,10 @@ def analyze_tissue(volume_hu: Volume, calibration, options: TissueOptions | None
                                        + calibration.intercept_hu),
         "cancellous": "the interior enclosed by cortex, any density",
         "skin_thickness_mm": options.skin_thickness_mm,
+        "slice_thickness_mm": stated_mm or float(spacing[2]),
+        "slice_thickness_from": ("the slice spacing (the scan states none)" if stated_mm is None
+                                 else "given by the user" if volume_hu.metadata.get(
+                                     "slice_thickness_given") else "the scan's header"),
         "calibration": {"material": calibration.material, "method": calibration.method,
                         "slope_hu_per_mg_cm3": calibration.slope_hu_per_mg_cm3,
                         "intercept_hu": calibration.intercept_hu},
