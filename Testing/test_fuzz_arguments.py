@@ -36,6 +36,9 @@ SEED_OPTIONS = {"--seed", "--random-seed"}
 #: subcommands (the calibration options) is run in full once, elsewhere; here only parsed.
 SLOW = {"fe", "fe-hip"}
 SHARED = {"--slope", "--intercept"}
+#: An option read by a few subcommands only, run in full in those (and ``info``, which shows
+#: it), elsewhere only parsed: ``--slice-thickness`` (every command that reads a CT takes it).
+FULL_RUNS_OF = {"--slice-thickness": {"info", "spine", "tissue", "vfa"}}
 N_RANDOM = 3
 
 
@@ -129,6 +132,10 @@ def _base(command: str, option: str, inputs, out):
         "batch": ["batch", "--scan", inputs["folder"], "--out", out.with_suffix(".csv")],
         "screw": ["screw", ct, "--out", out, "--line", "s=0,-35,0:0,-15,0", *manual],
         "vfa": ["vfa", ct, "--out", out, "--seed", seed],
+        "info": ["info", ct, "--json"],
+        "calibrate": ["calibrate", ct, "--phantom", "mindways-model3", "--out",
+                      out.with_suffix(".json")],
+        "detect": ["detect", ct, "--out", out],
     }[command]
 
 
@@ -183,7 +190,8 @@ def test_number_option(inputs, one_parser, tmp_path, monkeypatch, command, optio
     parsed = _parsed_value(one_parser, argv, option)
     if isinstance(parsed, (int, float)):
         key = (command, option, _value_class(parsed))
-        if (command in SLOW and option in SHARED) or key in _RUN_CLASSES:
+        if ((command in SLOW and option in SHARED) or key in _RUN_CLASSES
+                or command not in FULL_RUNS_OF.get(option, {command})):
             # accepted and not run again: the same class of value ran in full already (or,
             # for a finite-element solve, runs in full in the other subcommands)
             outcome = Outcome("silent wrong" if must_refuse else "ok", 0, "", "", "parsed only")
