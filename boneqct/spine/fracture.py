@@ -556,6 +556,26 @@ def _determined_plate_thickness_mm(fits: dict) -> float | None:
     return float(np.median(agreeing))
 
 
+def _why_lines_did_not_stand_in(line_width_mm: float | None, thickness_stated: bool,
+                                strayed_shifts_mm: list[float]) -> str:
+    """Why a thin-sliced level's cortical lines did not stand in for its stray fits
+    (``LINES_SUFFICE_MM``): lines too wide (``line_width_mm``, mm), no slice thickness stated,
+    or too many or too far strayed fits (``strayed_shifts_mm``: each fit's distance, mm)."""
+    if line_width_mm is None or line_width_mm > MAX_LINE_WIDTH_MM:
+        width = "not measured" if line_width_mm is None else f"{line_width_mm:.1f} mm wide"
+        return (f"the cortical lines cannot stand in: they are {width} at half their height "
+                f"(at most {MAX_LINE_WIDTH_MM:g}: thicker slices interpolated, or endplates "
+                "thicker than the lines can place)")
+    if not thickness_stated:
+        return ("the cortical lines cannot stand in: the scan does not state a usable slice "
+                "thickness (a NIfTI file states none), so they may be those of thicker slices "
+                "interpolated (state the thickness - --slice-thickness on the command line - "
+                "if the slices were reconstructed that thin)")
+    return (f"the cortical lines stand in for at most {MAX_ENDPLATES_FROM_LINES} endplates "
+            f"whose fits lie within {MAX_FIT_SHIFT_MM:g} mm of them; here "
+            f"{len(strayed_shifts_mm)} strayed, up to {max(strayed_shifts_mm):.1f} mm")
+
+
 def measure_heights(volume_hu: Volume, body: VertebralBody,
                     options: FractureOptions | None = None) -> dict:
     """Anterior, middle and posterior heights (mm) of a delineated body, their endplate
@@ -608,8 +628,8 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     widths_mm = np.concatenate([found_by_shear[0.0]["width_" + key] for key in ENDS.values()])
     line_width_mm = (float(np.nanmedian(widths_mm)) if np.isfinite(widths_mm).any()
                      else None)
-    lines_sharp = line_width_mm is not None and line_width_mm <= MAX_LINE_WIDTH_MM
-    lines_suffice = (thin_slices and lines_sharp
+    lines_suffice = (thin_slices and line_width_mm is not None
+                     and line_width_mm <= MAX_LINE_WIDTH_MM
                      and stated_slice_thickness_mm(volume_hu) is not None)
     outlier_mm = _outlier_mm(blur_mm)
     allowed_shift_mm = min(blur_mm / 2.0 + CONSISTENT_MARGIN_MM, MAX_FIT_SHIFT_MM)
@@ -725,18 +745,10 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
                             f"{HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm, or a middle "
                             f"height over {MAX_MIDDLE_RATIO:g} times both wall heights"))
         if not quality[key]]
-    if thin_slices and strayed and not from_lines:  # why the lines did not stand in
-        reasons.append(
-            f"the cortical lines cannot stand in: they are {line_width_mm or float('nan'):.1f} "
-            f"mm wide at half their height (more than {MAX_LINE_WIDTH_MM:g}: thicker slices "
-            "interpolated, or endplates thicker than the lines can place)" if not lines_sharp
-            else "the cortical lines cannot stand in: the scan does not state a usable slice "
-            "thickness (a NIfTI file states none), so they may be those of thicker slices "
-            "interpolated (state the thickness - --slice-thickness on the command line - if "
-            "the slices were reconstructed that thin)" if not lines_suffice else
-            f"the cortical lines stand in for at most {MAX_ENDPLATES_FROM_LINES} endplates "
-            f"whose fits lie within {MAX_FIT_SHIFT_MM:g} mm of them; here {len(strayed)} "
-            f"strayed, up to {max(shift_mm[key] for key in strayed):.1f} mm")
+    if thin_slices and strayed and not from_lines:
+        reasons.append(_why_lines_did_not_stand_in(
+            line_width_mm, stated_slice_thickness_mm(volume_hu) is not None,
+            [shift_mm[key] for key in strayed]))
     # an endplate without the disc beyond it that its fit needs: refused even when every
     # other check passes (a phantom's L1 2.1 mm from the last slice read 2.0-2.8 mm too tall)
     at_end = endplate_at_scan_end(volume_hu, points, blur_mm / 2.0 + 2.0)
