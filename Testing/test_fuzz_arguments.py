@@ -36,8 +36,8 @@ SEED_OPTIONS = {"--seed", "--random-seed"}
 #: subcommands (the calibration options) is run in full once, elsewhere; here only parsed.
 SLOW = {"fe", "fe-hip"}
 SHARED = {"--slope", "--intercept"}
-#: An option read by a few subcommands only, run in full in those (and ``info``, which shows
-#: it), elsewhere only parsed: ``--slice-thickness`` (every command that reads a CT takes it).
+#: An option run in full only in some of the subcommands that take it, elsewhere only parsed:
+#: ``--slice-thickness`` (calibrate records it in the calibration's provenance only).
 FULL_RUNS_OF = {"--slice-thickness": {"info", "spine", "tissue", "vfa"}}
 N_RANDOM = 3
 
@@ -135,7 +135,6 @@ def _base(command: str, option: str, inputs, out):
         "info": ["info", ct, "--json"],
         "calibrate": ["calibrate", ct, "--phantom", "mindways-model3", "--out",
                       out.with_suffix(".json")],
-        "detect": ["detect", ct, "--out", out],
     }[command]
 
 

@@ -54,14 +54,15 @@ def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentPar
 
 
 def add_measurement(sub, name: str, help: str, example: str, handler, options_class, *,
-                    where=None, memory_limit: bool = True) -> argparse.ArgumentParser:
-    """A subcommand measuring a CT into an output folder: the input, --out, the calibration
-    options, ``where(parser)`` (where the structure is, if given), the flags of
-    ``options_class``, and ``handler`` (run under --max-memory-gb when ``memory_limit``)."""
+                    where=None, memory_limit: bool = True,
+                    slice_thickness: bool = False) -> argparse.ArgumentParser:
+    """A subcommand measuring a CT into an output folder: the input (``add_input``), --out,
+    the calibration options, ``where(parser)`` (where the structure is, if given), the flags
+    of ``options_class``, and ``handler`` (run under --max-memory-gb when ``memory_limit``)."""
     from boneqct.options import add_options
 
     parser = add_command(sub, name, help, example)
-    add_input(parser)
+    add_input(parser, slice_thickness)
     add_out(parser)
     add_calibration_options(parser)
     if where is not None:
@@ -241,10 +242,14 @@ def add_max_memory_option(parser, handler=None) -> None:
     parser.set_defaults(handler=limited)
 
 
-def add_input(parser: argparse.ArgumentParser) -> None:
+def add_input(parser: argparse.ArgumentParser, slice_thickness: bool = False) -> None:
+    """The CT input and --series; with ``slice_thickness``, --slice-thickness (for the
+    commands whose models read a voxel over its slice, or that record it)."""
     parser.add_argument("input", nargs="+", type=Path,
                         help="DICOM folder, DICOM files of one series, or a NIfTI/NRRD/MHA file")
     parser.add_argument("--series", metavar="UID", help="SeriesInstanceUID to use in a folder")
+    if not slice_thickness:
+        return
     parser.add_argument("--slice-thickness", type=number_in(0.05, 20.0, " mm"), metavar="MM",
                         help="the thickness (mm) the slices were reconstructed at, for a "
                              "volume file, which states none (a DICOM series states its "

@@ -24,14 +24,14 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     info = add_command(sub, "info", "describe a CT input: series, geometry, exam metadata",
                        "boneqct info ct_folder/ --anonymize")
-    add_input(info)
+    add_input(info, slice_thickness=True)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--anonymize", action="store_true", help="leave out patient identity")
     info.set_defaults(handler=_cmd_info)
 
     cal = add_command(sub, "calibrate", "calibrate HU to mineral density with a phantom",
                       "boneqct calibrate ct_folder/ --phantom mindways-model3 --out cal.json")
-    add_input(cal)
+    add_input(cal, slice_thickness=True)
     add_options(cal, CalibrationOptions, skip=("phantom", "per_slice"))
     cal.add_argument("--phantom", required=True, help=_help_of("phantom"))
     cal.add_argument("--per-slice", action="store_true", help=_help_of("per_slice"))

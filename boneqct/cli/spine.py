@@ -23,7 +23,8 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     spine = common.add_measurement(sub, "spine", "per-level trabecular BMD of the lumbar spine",
                             SPINE_EXAMPLE, _cmd_spine, SpineOptions,
-                            where=partial(common.add_body_inputs, required=False))
+                            where=partial(common.add_body_inputs, required=False),
+                            slice_thickness=True)
     spine.add_argument("--reference", help="reference data (bundled name or JSON file) for "
                        "T/Z-scores")
     common.add_patient_options(spine)

@@ -14,7 +14,8 @@ def register(sub) -> None:
     """Add this module's subcommands to the ``boneqct`` parser."""
     t = common.add_measurement(sub, "tissue", "tissue composition: fat, muscle, skin, cortical and "
                         "cancellous mineral (mass, area, volume) of a slice, slab or scan",
-                        TISSUE_EXAMPLE, _cmd_tissue, TissueOptions, memory_limit=False)
+                        TISSUE_EXAMPLE, _cmd_tissue, TissueOptions, memory_limit=False,
+                        slice_thickness=True)
     t.add_argument("--l3", metavar="R,A,S", help="a point in L3 (RAS mm) for the skeletal "
                    "muscle area")
     t.add_argument("--anonymize", action="store_true", help="leave patient identity out")

@@ -19,7 +19,7 @@ def register(sub) -> None:
     vfa = common.add_command(sub, "vfa", "vertebral fracture assessment: anterior, middle and "
                       "posterior heights of each vertebral body, Genant grade and type, and a "
                       "one-page sagittal overview", VFA_EXAMPLE)
-    common.add_input(vfa)
+    common.add_input(vfa, slice_thickness=True)
     common.add_out(vfa)
     common.add_body_inputs(vfa, "vertebra label map (NIfTI/NRRD) on any grid covering the CT, or a "
                     "TotalSegmentator output folder; every level T4-L5 it holds is assessed "
