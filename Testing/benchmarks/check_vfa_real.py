@@ -8,8 +8,9 @@ thickness above ours, each end within half a slice), the differences, the endpla
 over the trabecular bone, how far the subvoxel fit moved an endplate from its cortical line,
 and the grade or why there is none - at the scan's own 2.5 mm slices, averaged to 3 mm
 (``average_to_spacing``, as in the CI test) and, with ``--fine``, to 1.25 mm (interpolated:
-``resampled`` of test_detect_real); then TPTBox's L3 (1.5 mm isotropic, VerSe labels) at its
-own voxels and averaged to 2-5 mm slices.
+``resampled`` of test_detect_real; also stated as 1.25 mm slices); then TPTBox's L3 (1.5 mm
+isotropic, VerSe labels) at its own voxels, averaged to 2-5 mm slices, and at its own voxels
+stated as 1.5 mm slices.
 
     .venv/bin/python Testing/benchmarks/check_vfa_real.py [../shared/data/real] [--fine]
 """
@@ -27,6 +28,7 @@ from boneqct.io import read_volume_file
 from boneqct.io.resample import labels_to_grid
 from boneqct.spine.fracture import FractureOptions
 from boneqct.spine.vfa import analyze_vfa
+from boneqct.volume import with_stated_slice_thickness
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_detect_real import resampled  # noqa: E402
@@ -92,6 +94,10 @@ def main() -> None:
     if args.fine:
         fine = resampled(ct, 1.25)
         report(fine, labels_to_grid(labels, fine), truth, "interpolated to 1.25 mm isotropic")
+        # a header (or a user) claiming the interpolated slices are 1.25 mm thick: the lines
+        # are too wide to stand in for stray fits (fracture.MAX_LINE_WIDTH_MM)
+        report(with_stated_slice_thickness(fine, 1.25), labels_to_grid(labels, fine), truth,
+               "interpolated to 1.25 mm isotropic, stated as 1.25 mm slices")
     # TPTBox's L3 (1.5 mm isotropic, VerSe labels), as in test_vfa_real_ct, to 5 mm slices
     folder = args.data / "tptbox_L3"
     ct = read_volume_file(folder / "sub-ct_label-22_ct.nii.gz")
@@ -101,6 +107,10 @@ def main() -> None:
         coarse, coarse_labels = averaged_along_patient_axis(ct, labels, slice_mm)
         report(coarse, coarse_labels, truth, f"TPTBox L3, {np.round(coarse.spacing_mm, 2)} mm",
                "verse")
+    # its own voxels stated as 1.5 mm slices (--slice-thickness 1.5): the cortical lines may
+    # stand in for fits that stray at its curved rims (fracture.LINES_SUFFICE_MM)
+    report(with_stated_slice_thickness(ct, 1.5), labels, truth,
+           "TPTBox L3, 1.5 mm voxels stated as 1.5 mm slices", "verse")
 
 
 if __name__ == "__main__":
