@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from boneqct.errors import InputError
+
 #: Diagonal flip between DICOM/ITK patient LPS and Slicer RAS (same for points and matrices).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -105,8 +107,6 @@ def with_stated_slice_thickness(volume: Volume, thickness_mm: float) -> Volume:
             ``MAX_THICKNESS_PER_SPACING`` times the slice spacing, or the scan states another
             (a stated thickness ``stated_slice_thickness_mm`` does not take is replaced).
     """
-    from boneqct.errors import InputError
-
     spacing_mm = float(volume.spacing_mm[2])
     limit_mm = MAX_THICKNESS_PER_SPACING * spacing_mm
     if not (math.isfinite(thickness_mm) and 0.0 < thickness_mm <= limit_mm):

@@ -634,7 +634,7 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     outlier_mm = _outlier_mm(blur_mm)
     allowed_shift_mm = min(blur_mm / 2.0 + CONSISTENT_MARGIN_MM, MAX_FIT_SHIFT_MM)
     tilt_deg = _endplates_tilt_deg(offsets_mm, found_by_shear[0.0], outlier_mm)
-    located_by_name, requests = {}, {}
+    located_by_name, requests, rough_mm = {}, {}, {}
     for name, at_mm in positions.items():
         line_shear = line_shears[name]
         if line_shear not in found_by_shear:
@@ -647,11 +647,12 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
             quality["reason"] = f"too few endplate positions found near the {name} height line"
             return out
         located_by_name[name] = located_ends
-        for (rough_mm, _, _), outward in zip(located_ends, (-1, 1), strict=True):
+        for (rough, _, _), outward in zip(located_ends, (-1, 1), strict=True):
+            rough_mm[name, outward] = rough
             # the line meets this endplate sheared_mm anterior of where it crosses the centre
-            sheared_mm = line_shear * rough_mm
+            sheared_mm = line_shear * rough
             requests[name, outward] = (
-                (volume_hu, body, at_mm + sheared_mm, rough_mm, outward,
+                (volume_hu, body, at_mm + sheared_mm, rough, outward,
                  (lines_mm[0] + sheared_mm, lines_mm[1] + sheared_mm),
                  (blur_mm / 2.0 + 2.0, blur_mm / 2.0 + 3.5),
                  FIT_HALF_WIDTH_MM, MAX_FIT_HALF_WIDTH_MM), sheared_mm)
@@ -671,17 +672,17 @@ def measure_heights(volume_hu: Volume, body: VertebralBody,
     # cortical lines' estimate, and the fits the lines may stand in for (LINES_SUFFICE_MM)
     along_mm, shift_mm = {}, {}
     for (name, outward), fitted in fits.items():
-        rough_mm, sheared_mm = located_by_name[name][(outward + 1) // 2][0], requests[name, outward][1]
+        sheared_mm = requests[name, outward][1]
         along_mm[name, outward] = ((fitted["position_mm"] - fitted["slope"] * sheared_mm)
                                    / (1.0 - fitted["slope"] * line_shears[name]))
-        shift_mm[name, outward] = abs(along_mm[name, outward] - rough_mm)
+        shift_mm[name, outward] = abs(along_mm[name, outward] - rough_mm[name, outward])
     strayed = [key for key, fitted in fits.items()
                if fitted["at_bound"] or shift_mm[key] > allowed_shift_mm]
     lines_stand_in = lines_suffice and len(strayed) <= MAX_ENDPLATES_FROM_LINES and all(
         shift_mm[key] <= MAX_FIT_SHIFT_MM for key in strayed)
     from_lines = strayed if lines_stand_in else []
     for name, outward in from_lines:
-        along_mm[name, outward] = located_by_name[name][(outward + 1) // 2][0]
+        along_mm[name, outward] = rough_mm[name, outward]
     kept_shifts = [shift for key, shift in shift_mm.items() if key not in from_lines]
     fitted_all = not any(fits[key]["at_bound"] for key in fits if key not in from_lines)
     for name, at_mm in positions.items():
