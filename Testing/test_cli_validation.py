@@ -36,6 +36,7 @@ def _run(*args):
     (("--age", "inf"), "--age: inf is outside"),
     (("--slope", "-1", "--intercept", "0"), "--slope: -1 is outside"),
     (("--slope", "0", "--intercept", "0"), "--slope: 0 is outside"),
+    (("--slope", "0.1", "--intercept", "0"), "--slope: 0.1 is outside 0.3-10"),
     (("--slope", "1.2", "--intercept", "inf"), "--intercept: inf is outside"),
     (("--slope", "abc", "--intercept", "0"), "--slope: 'abc' is not a number"),
     (("--exclude", "XX"), "--exclude: Unknown vertebral level 'XX'"),
@@ -66,7 +67,8 @@ def test_impossible_sizes_are_refused_before_any_work(phantom_file, tmp_path, co
 
 
 @pytest.mark.parametrize(("slope", "intercept", "message"), [
-    (-1.2, -10.0, "slope of -1.2"), (0.0, -10.0, "slope of 0"), (None, -10.0, "'slope_hu_per_mg_cm3' must be a finite number"),
+    (-1.2, -10.0, "slope of -1.2"), (0.0, -10.0, "slope of 0"), (1e-4, -10.0, "slope of 0.0001"),
+    (None, -10.0, "'slope_hu_per_mg_cm3' must be a finite number"),
     ("NaN", -10.0, "NaN is not a JSON number"), (1.2, 1e30, "intercept of 1e+30"),
 ])
 def test_impossible_calibration_files(phantom_file, tmp_path, slope, intercept, message):
@@ -80,6 +82,20 @@ def test_impossible_calibration_files(phantom_file, tmp_path, slope, intercept, 
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_report_without_a_usable_level(phantom_file, tmp_path):
+    """A plausible but wrong manual slope reads the phantom's L2 (100 mg/cm3) as about 360,
+    its ROI then failing the cortical-voxel check: no mean, no category, and the report is
+    still written (it drew the reference chart of a mean that was not there: a traceback)."""
+    path, seed = phantom_file
+    run = _run("spine", path, "--out", tmp_path / "out", "--seed", seed, "--slope", "0.35",
+               "--intercept", "-10", "--material", "K2HPO4")
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert "L2 is left out (its ROI failed QC) and no other usable level" in run.stderr
+    result = json.loads((tmp_path / "out" / "spine.json").read_text())
+    assert result["mean_bmd_mg_cm3"] is None and result["category"] is None
+    assert (tmp_path / "out" / "spine_report.pdf").stat().st_size > 0
 
 
 def test_wrong_phantom_definition_is_refused(phantom_file, tmp_path):

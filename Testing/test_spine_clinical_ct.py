@@ -206,7 +206,7 @@ def test_diagnostic_set_replaces_an_unusable_level_by_the_nearest_usable_one():
     levels = [_level("T12"), _level("L1", passed=False), _level("L2"), _level("L3")]
     used, warnings = _diagnostic_levels(levels, ("L1", "L2"))
     assert [lv.level for lv in used] == ["T12", "L2"]
-    assert any("L1 is its ROI failed QC" in w and "uses T12" in w for w in warnings)
+    assert any("L1 is left out (its ROI failed QC)" in w and "uses T12" in w for w in warnings)
     levels = [_level("L1", measured=False), _level("L2"), _level("L3", excluded=True)]
     used, warnings = _diagnostic_levels(levels, ("L1", "L2"))
     assert [lv.level for lv in used] == ["L2"]

@@ -264,7 +264,7 @@ def add_calibration_options(parser: argparse.ArgumentParser) -> None:
                        "calibrate` (refused for another kVp or scanner), or 'internal' for a "
                        "phantomless estimate from the patient's own tissues (opportunistic, "
                        "no category)")
-    group.add_argument("--slope", type=number_in(1e-3, MAX_SLOPE_HU_PER_MG_CM3),
+    group.add_argument("--slope", type=number_in(MIN_SLOPE_HU_PER_MG_CM3, MAX_SLOPE_HU_PER_MG_CM3),
                        help="manual calibration slope, HU per mg/cm3 "
                        "(with --intercept)")
     group.add_argument("--hu", action="store_true", help="no calibration: CT numbers only "
@@ -320,10 +320,12 @@ def calibration_from_args(args, volume):
     return calibration
 
 
-#: Plausible calibration lines: a CT number rises with mineral density (slope > 0; K2HPO4 and
-#: HA lines lie near 1-2 HU per mg/cm3, Goodsitt 1992) and the line meets zero mineral near
-#: water, 0 HU; these wide bounds only catch impossible lines, e.g. a phantom definition that
-#: does not match the rods in the scan (not verified as clinical limits).
+#: Plausible calibration lines: a CT number rises with mineral density (K2HPO4 and HA lines
+#: lie near 1-2 HU per mg/cm3, Goodsitt 1992) and the line meets zero mineral near water,
+#: 0 HU; these wide bounds only catch impossible lines, e.g. a phantom definition that does
+#: not match the rods in the scan, or a slope of 0.1 that reads the phantom's 100 mg/cm3
+#: vertebra as 1250 (project bounds, not verified as clinical limits).
+MIN_SLOPE_HU_PER_MG_CM3 = 0.3
 MAX_SLOPE_HU_PER_MG_CM3 = 10.0
 MAX_ABS_INTERCEPT_HU = 100.0
 
@@ -353,11 +355,11 @@ def _check_line(calibration) -> None:
                            "with `boneqct calibrate`.") from None
     source = {"phantom": "The phantom fit", "internal": "The internal calibration",
               "manual": "The manual calibration"}.get(calibration.method, "The calibration")
-    if not (np.all(np.isfinite(slopes)) and np.all(slopes > 0)
+    if not (np.all(np.isfinite(slopes)) and np.all(slopes >= MIN_SLOPE_HU_PER_MG_CM3)
             and np.all(slopes <= MAX_SLOPE_HU_PER_MG_CM3)):
         raise BoneQCTError(f"{source} has a slope of {_number(calibration.slope_hu_per_mg_cm3)} HU per "
-                           f"mg/cm3; a calibration line rises with density (0 < slope <= "
-                           f"{MAX_SLOPE_HU_PER_MG_CM3:g}). Check the phantom definition (--phantom) "
+                           f"mg/cm3; a calibration line rises with density by {MIN_SLOPE_HU_PER_MG_CM3:g} to "
+                           f"{MAX_SLOPE_HU_PER_MG_CM3:g} HU per mg/cm3. Check the phantom definition (--phantom) "
                            "or the calibration values.")
     if not np.all(np.isfinite(intercepts)) or np.any(np.abs(intercepts) > MAX_ABS_INTERCEPT_HU):
         raise BoneQCTError(f"{source} has an intercept of {_number(calibration.intercept_hu)} HU; water-"

@@ -347,7 +347,7 @@ def _diagnostic_levels(levels: list[LevelResult],
             chosen.append(level)
             continue
         why = ("not measured" if level is None or not level.measured else
-               "excluded" if level.excluded else "its ROI failed QC")
+               "excluded" if level.excluded else "left out (its ROI failed QC)")
         spare = sorted((lv for lv in levels if lv.usable and lv.level not in wanted
                         and lv not in chosen),
                        key=lambda lv: abs(LEVEL_NAMES.index(lv.level) - LEVEL_NAMES.index(name)))

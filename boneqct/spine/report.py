@@ -74,7 +74,8 @@ def write_spine_report(path: str | Path, result, volume_hu: Volume, roi_labels: 
         story.append(Paragraph("Heights anterior/middle/posterior and Genant grade: "
                                + FRACTURE_LEGEND, pdf.NOTE_STYLE))
     figures = []
-    if result.calibrated and result.interpretation["diagnostic"]:
+    if (result.calibrated and result.interpretation["diagnostic"]
+            and result.mean_bmd_mg_cm3 is not None):  # no usable level: no mean to chart
         age = (result.reference or {}).get("age_years") or metadata.get("patient_age_years")
         figures += [Spacer(1, 1.5 * mm), pdf.figure_flowable(_reference_chart(result, age), 115)]
     views_width_mm = min(180.0, VIEW_COLUMN_WIDTH_MM * max(len(result.measured_levels), 1))
