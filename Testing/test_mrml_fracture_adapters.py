@@ -19,6 +19,7 @@ from slicer import vtkMRMLScene  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "QCTBoneDensity"))
 
+from phantom_labels import vertebra_labels  # noqa: E402
 from QCTBoneDensityLib.fracture import (  # noqa: E402
     FRACTURE_COLUMNS,
     HEIGHT_LINES_ROLE,
@@ -240,26 +241,6 @@ def thoracic_phantom():
     return make_spine_phantom(THORACIC_PARAMS, ScannerParams(**THORACIC_SCANNER), seed=17)
 
 
-def _vertebra_labels(phantom, scheme: str):
-    """The phantom's vertebrae as a segmentation tool labels them (body and posterior
-    elements, as the phantom's compartment labels hold them at voxel centres), numbered in
-    ``scheme``: each bone voxel belongs to the vertebra nearest along the spine's axis."""
-    from boneqct.phantoms.anatomy import CORTICAL_BONE, POSTERIOR_ELEMENTS
-    from boneqct.spine.levels import VFA_LABEL_SCHEMES
-
-    value_of = {level: value for value, level in VFA_LABEL_SCHEMES[scheme].items()}
-    vertebrae = phantom.truth["vertebrae"]
-    bone_kji = np.argwhere(np.isin(phantom.labels.array_kji, [CORTICAL_BONE, POSTERIOR_ELEMENTS]
-                                   + [v["label"] for v in vertebrae]))
-    axis = np.array(phantom.truth["spine_axis_ras"])
-    along_mm = phantom.volume.ijk_to_ras_points(bone_kji[:, ::-1]) @ axis
-    centres_mm = np.array([v["body_center_ras_mm"] for v in vertebrae]) @ axis
-    nearest = np.argmin(np.abs(along_mm[:, None] - centres_mm[None, :]), axis=1)
-    labels = np.zeros(phantom.labels.array_kji.shape, np.uint8)
-    labels[tuple(bone_kji.T)] = np.array([value_of[v["level"]] for v in vertebrae])[nearest]
-    return phantom.volume.with_array(labels)
-
-
 @pytest.mark.parametrize("source", ["seeds", "labels"])
 def test_thoracic_levels_are_graded_in_the_fracture_table_and_shown_sagittally(
         scene, thoracic_phantom, source):
@@ -283,7 +264,7 @@ def test_thoracic_levels_are_graded_in_the_fracture_table_and_shown_sagittally(
             inputs["seeds_node"].AddControlPoint(*vertebra["body_center_ras_mm"], level)
     else:
         inputs = {"labels_node": update_node_from_volume(
-            _vertebra_labels(phantom, "totalsegmentator"), name="vertebrae",
+            vertebra_labels(phantom, "totalsegmentator"), name="vertebrae",
             node_class="vtkMRMLLabelMapVolumeNode")}
     outputs = run_spine(ct_node, None, **inputs)
     # BMD: the spine measurement's levels only

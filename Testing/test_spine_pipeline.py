@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pypdf
@@ -16,11 +17,15 @@ from boneqct.errors import SpineError
 from boneqct.io import read_volume_file, write_volume
 from boneqct.options import options_to_dict
 from boneqct.phantoms import ScannerParams, SpinePhantomParams, make_spine_phantom, write_phantom
+from boneqct.phantoms.anatomy import POSTERIOR_ELEMENTS
 from boneqct.spine.measure import MAX_ROI_SD_HU
 from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import write_spine_outputs
 from boneqct.spine.pipeline import SpineResult, analyze_spine
 from boneqct.spine.seeds import read_markups_seeds
+
+sys.path.insert(0, str(Path(__file__).parent))
+from phantom_labels import vertebra_labels  # noqa: E402
 
 # L1 at 36 mg/cm3: the seed's cement case; L2 and L3 well above the threshold.
 DENSITIES_MG_CM3 = (36.0, 100.0, 200.0)
@@ -87,6 +92,28 @@ def test_levels_out_of_anatomical_order_are_refused(phantom, true_calibration, s
     """Swapped seed labels or two levels in one vertebra: no number at all (issue 11)."""
     with pytest.raises(SpineError, match=message + ".*out of anatomical order"):
         analyze_spine(phantom.volume, true_calibration, seeds=seeds(_seeds(phantom)))
+
+
+@pytest.mark.parametrize("painted", ["L3", "L3 body"])
+def test_one_label_on_two_vertebrae_measures_neither_as_that_level(phantom, true_calibration,
+                                                                   painted):
+    """L3 labelled as L2 too (whole, or its body only: joined to L2 or not through the
+    posterior elements): L2 is not measured, saying why, where it measured L3's 200 mg/cm3
+    as L2 with no warning; L1 still is (adversarial review)."""
+    labels = vertebra_labels(phantom, "totalsegmentator")
+    array = labels.array_kji.copy()
+    l3 = array == 29
+    if painted == "L3 body":
+        l3 &= phantom.labels.array_kji != POSTERIOR_ELEMENTS
+    array[l3] = 30
+    result = analyze_spine(phantom.volume, true_calibration,
+                           SpineOptions(levels_used=("L1", "L2")),
+                           labels=labels.with_array(array))
+    by_level = {lv.level: lv for lv in result.levels}
+    assert not by_level["L2"].measured
+    assert "covers two separate vertebral bodies" in by_level["L2"].reason
+    assert by_level["L1"].bmd_mg_cm3 == pytest.approx(DENSITIES_MG_CM3[0], abs=5.0)
+    assert result.category is None
 
 
 def test_noise_beyond_what_the_mean_can_bear_fails_qc(true_calibration):

@@ -87,6 +87,12 @@ POSTERIOR_BONE_HU = 200.0
 #: Distance (mm) from a vertebra label within which the interior is kept on the working grid
 #: (label maps are often a little tight on the cortex).
 LABEL_REACH_MM = 2.0
+#: A label's cores: where it is at least CORE_DEPTH_FRACTION of its greatest depth (distance
+#: to its edge) deep; a second core at least SECOND_CORE_FRACTION as deep as the deepest is a
+#: second vertebral body under the same label (the posterior elements that may join two
+#: bodies are a few mm thick; a body's core 10-15 mm deep). Project choices.
+CORE_DEPTH_FRACTION = 0.6
+SECOND_CORE_FRACTION = 0.75
 #: Largest angle (degrees) between the anterior direction found and RAS A before falling back.
 MAX_ANTERIOR_DEVIATION_DEG = 45.0
 
@@ -472,6 +478,22 @@ def endplate_at_scan_end(volume_hu: Volume, points_ras_mm: dict, disc_mm: float)
             "it on the images")
 
 
+def _refuse_two_bodies(depth_mm: np.ndarray, label_value: int, level: str) -> None:
+    """Raise SpineError when a label's depth map (mm to its edge) has two cores as deep as a
+    vertebral body's: one label on two vertebrae, whose deepest point - the seed - could lie
+    in either (a duplicated label measured the wrong body with no warning)."""
+    deepest_mm = float(depth_mm.max())
+    cores, n = ndimage.label(depth_mm >= CORE_DEPTH_FRACTION * deepest_mm,
+                             structure=np.ones((3, 3, 3)))
+    core_depths_mm = sorted(ndimage.maximum(depth_mm, cores, range(1, n + 1)), reverse=True)
+    if n > 1 and core_depths_mm[1] >= SECOND_CORE_FRACTION * deepest_mm:
+        raise SpineError(
+            f"Label {label_value} ({level}) covers two separate vertebral bodies (cores "
+            f"{core_depths_mm[0]:.0f} and {core_depths_mm[1]:.0f} mm deep): the label map gives "
+            "two vertebrae one label, and either could be this level. Correct the label map "
+            "(one label per vertebra).")
+
+
 def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
                     level: str) -> VertebralBody:
     """Delineate a vertebral body from a whole-vertebra label (TotalSegmentator, VerSe).
@@ -495,6 +517,7 @@ def body_from_label(volume_hu: Volume, labels: Volume, label_value: int,
                          "first or last slice, so the vertebra goes on beyond the CT. Measure "
                          "another level or use a longer scan.")
     depth_mm = ndimage.distance_transform_edt(mask, sampling=spacing_kji)
+    _refuse_two_bodies(depth_mm, label_value, level)
     seed_kji = np.array(np.unravel_index(np.argmax(depth_mm), depth_mm.shape))
     seed_kji += [s.start for s in box]
     seed_ras = volume_hu.ijk_to_ras_points(seed_kji[::-1])[0]
