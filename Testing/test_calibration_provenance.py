@@ -136,6 +136,25 @@ def test_cli_calibration_from_80_kvp_on_120_kvp(dicom_phantoms, tmp_path):
     assert np.isfinite(l2["bmd_mg_cm3"])
 
 
+def test_cli_calibrate_refuses_a_line_from_rods_that_are_not_the_certificate_s(dicom_phantoms,
+                                                                              tmp_path):
+    """A certificate of two of the scan's five rods (C and D, a linear fit): its rods were
+    matched to two others in the scan and calibrate wrote a line through them, R2 1, intercept
+    265 HU, with exit 0 (adversarial review); now exit 2, asking whether the phantom is the
+    one named, and no file."""
+    certificate = load_phantom_definition("mindways-model3")
+    rods = [{"name": r.name, "density_mg_cm3": r.density_mg_cm3}
+            for r in certificate.rods if r.name in ("C", "D")]
+    path = tmp_path / "two_rods.json"
+    path.write_text(json.dumps({"name": "two rods", "material": "K2HPO4", "fit": "linear",
+                                "nominal_rod_diameter_mm": 20.0, "rods": rods}))
+    run = _run("calibrate", dicom_phantoms[120][1], "--phantom", path, "--out",
+               tmp_path / "calibration.json")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "intercept of" in run.stderr and "Is the phantom in the scan the one named" in run.stderr
+    assert not (tmp_path / "calibration.json").exists()
+
+
 def _spine_doc(bmd: float, method="phantom", material="K2HPO4", **exam) -> dict:
     return {"calibrated": True, "material": material, "calibration": {"method": method},
             "levels": [{"level": "L1", "bmd_mg_cm3": bmd}, {"level": "L2", "bmd_mg_cm3": bmd}],

@@ -154,3 +154,34 @@ def test_reference_and_phantom_files_that_are_not_text(tmp_path):
         load_reference(file)
     with pytest.raises(BoneQCTError, match="'reference.json' is not UTF-8 text; give a phantoms"):
         load_phantom_definition(file)
+
+
+def _mindways_rods(**changes) -> dict:
+    from boneqct.data_files import read_named_json_text
+
+    certificate = json.loads(read_named_json_text("phantoms", "mindways-model3"))
+    for index, fields in changes.get("rods", {}).items():
+        certificate["rods"][index].update(fields)
+    certificate.update(changes.get("top", {}))
+    return certificate
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"rods": {1: {"name": "A"}}}, "names rod A more than once"),
+    ({"rods": {i: {"density_mg_cm3": 100.0} for i in range(5)}},
+     "at least two of them different"),
+    ({"rods": {2: {"density_mg_cm3": float("inf")}}}, "needs finite rod densities"),
+    ({"top": {"nominal_rod_diameter_mm": 0}}, r"rod diameter of 0 mm \(expected 3-60 mm\)"),
+    ({"top": {"nominal_rod_diameter_mm": 2000}}, "rod diameter of 2000 mm"),
+    ({"top": {"rods": []}}, "fewer than 2 rods"),
+])
+def test_phantom_certificates_no_line_can_come_from(tmp_path, changes, message):
+    """A certificate naming rod B 'A' calibrated on rod A's HU twice with exit 0 and read
+    the phantom's 50 mg/cm3 L1 as 42 (cement suggested); equal densities and a rod
+    diameter of 0 or 2000 mm ended in tracebacks (adversarial review)."""
+    from boneqct.calibration.definitions import load_phantom_definition
+
+    file = tmp_path / "certificate.json"
+    file.write_text(json.dumps(_mindways_rods(**changes)).replace("Infinity", "1e999"))
+    with pytest.raises(BoneQCTError, match=message):
+        load_phantom_definition(file)

@@ -7,6 +7,7 @@ one of the bundled names or the path of their own certificate file in the same f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from boneqct.errors import CalibrationError
 
 MATERIALS = ("K2HPO4", "HA")
 FIT_MODELS = ("mindways-two-step", "linear")
+#: Nominal rod diameters (mm) a certificate may give: the bundled phantoms' rods are 15-20 mm
+#: (project bound; a rod of 0 or 2000 mm failed inside the detector instead).
+ROD_DIAMETER_RANGE_MM = (3.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,29 @@ def load_phantom_definition(name_or_path: str | Path) -> PhantomDefinition:
             f"The phantom certificate '{name_or_path}' uses the two-step K2HPO4 fit, which needs "
             "water_mg_cm3 for every rod."
         )
-    if len(rods) < 2:
-        raise CalibrationError(f"The phantom certificate '{name_or_path}' lists fewer than 2 rods.")
+    problem = _certificate_problem(definition)
+    if problem:
+        raise CalibrationError(f"The phantom certificate '{name_or_path}' {problem}; correct "
+                               "it from the phantom's certificate.")
     return definition
+
+
+def _certificate_problem(definition: PhantomDefinition) -> str | None:
+    """What makes a certificate unusable for a calibration line, or None: too few rods, a
+    name twice (the rods are matched to the scan by name), densities that are not finite or
+    not at least two distinct (no line through them), or a rod diameter outside
+    ``ROD_DIAMETER_RANGE_MM``."""
+    names = [rod.name for rod in definition.rods]
+    densities = [rod.density_mg_cm3 for rod in definition.rods]
+    if len(names) < 2:
+        return "lists fewer than 2 rods"
+    if len(set(names)) < len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        return f"names rod {', '.join(twice)} more than once"
+    if not all(math.isfinite(d) for d in densities) or len(set(densities)) < 2:
+        return "needs finite rod densities, at least two of them different"
+    low, high = ROD_DIAMETER_RANGE_MM
+    if not low <= definition.nominal_rod_diameter_mm <= high:
+        return (f"gives a rod diameter of {definition.nominal_rod_diameter_mm:g} mm (expected "
+                f"{low:g}-{high:g} mm)")
+    return None

@@ -313,7 +313,7 @@ def calibration_from_args(args, volume):
             print("warning: no calibration given: measuring HU only (no BMD, no category); "
                   "say --hu to choose this explicitly.", file=sys.stderr)
         return None
-    _check_line(calibration)
+    check_calibration_line(calibration)
     for warning in [*calibration.warnings, calibration.applied["warning"]]:
         if warning:
             print(f"warning: calibration: {warning}", file=sys.stderr)
@@ -338,7 +338,7 @@ def _number(value) -> str:
         return repr(value)
 
 
-def _check_line(calibration) -> None:
+def check_calibration_line(calibration) -> None:
     """Refuse a calibration line that cannot convert HU to density (InputError-like exit 2):
     a slope that is not finite and positive, an intercept beyond +-MAX_ABS_INTERCEPT_HU, or
     per-slice values that are not finite."""
@@ -364,7 +364,10 @@ def _check_line(calibration) -> None:
     if not np.all(np.isfinite(intercepts)) or np.any(np.abs(intercepts) > MAX_ABS_INTERCEPT_HU):
         raise BoneQCTError(f"{source} has an intercept of {_number(calibration.intercept_hu)} HU; water-"
                            f"like tissue lies near 0 HU (|intercept| <= {MAX_ABS_INTERCEPT_HU:g}). "
-                           "Check the calibration values.")
+                           + ("Is the phantom in the scan the one named (--phantom), and its "
+                              "certificate's rods those in the scan?"
+                              if calibration.method == "phantom" else
+                              "Check the calibration values."))
 
 
 def load_input(args, ct: bool = True):

@@ -9,7 +9,13 @@ from dataclasses import fields
 from pathlib import Path
 
 from boneqct.calibration.options import CalibrationOptions
-from boneqct.cli.common import add_command, add_input, load_input, number_in
+from boneqct.cli.common import (
+    add_command,
+    add_input,
+    check_calibration_line,
+    load_input,
+    number_in,
+)
 from boneqct.errors import BoneQCTError
 from boneqct.io.atomic import check_output_file, check_writable_parent
 from boneqct.options import add_options, options_from_args
@@ -131,6 +137,7 @@ def _cmd_calibrate(args) -> int:
         check_output_file(args.out, "--out", "calibration.json")
     volume = load_input(args)
     calibration = calibrate(volume, options)
+    check_calibration_line(calibration)  # the rods matched to the wrong densities
     print(_calibration_text(calibration))
     if args.out:
         write_json_atomic(args.out, calibration.to_dict())
