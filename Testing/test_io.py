@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from boneqct.errors import InputError
 from boneqct.io import find_series, load_ct, read_volume_file, write_volume
 from boneqct.io.dicom_writer import write_dicom_series
+from boneqct.io.images import volume_to_sitk
 from boneqct.volume import (
     Volume,
     lps_to_ras,
@@ -187,8 +188,11 @@ def test_exam_metadata_has_report_fields(series_dir):
         assert key in metadata
 
 
-def test_gantry_tilt_is_resampled_to_an_orthogonal_grid(tmp_path):
-    """Slices shifted along y as k grows (tilted gantry): a bright block stays where it is."""
+@pytest.mark.parametrize("form", ["dicom", "mha"])
+def test_gantry_tilt_is_resampled_to_an_orthogonal_grid(tmp_path, form):
+    """Slices shifted along y as k grows (tilted gantry): a bright block stays where it is.
+    An MHA file keeps the sheared axes (DICOM only the slice positions): read as they were,
+    the outputs written through ITK on its grid landed 23-25 mm off (adversarial review)."""
     shape = (12, 40, 40)
     tilt_deg = 15.0
     step_mm = 2.0
@@ -202,20 +206,25 @@ def test_gantry_tilt_is_resampled_to_an_orthogonal_grid(tmp_path):
     ras = tilted.ijk_to_ras_points(np.stack([ii.ravel(), jj.ravel(), kk.ravel()], 1))
     inside = np.all(np.abs(ras - block_ras) <= [6.0, 6.0, 6.0], axis=1).reshape(shape)
     tilted.array_kji[inside] = 1000
-    # The writer accepts orthogonal grids only: write the slices, then shift each slice's
-    # position as a tilted gantry does (RAS +y is LPS -y).
-    orthogonal = m.copy()
-    orthogonal[1, 2] = 0.0
-    files = write_dicom_series(Volume(tilted.array_kji, orthogonal), tmp_path / "tilted")
-    for k, path in enumerate(files):
-        ds = pydicom.dcmread(path)
-        position = [float(v) for v in ds.ImagePositionPatient]
-        position[1] -= k * m[1, 2]
-        ds.ImagePositionPatient = position
-        ds.save_as(path)
+    if form == "mha":
+        source = tmp_path / "tilted.mha"
+        sitk.WriteImage(volume_to_sitk(tilted), str(source))
+    else:
+        # The writer accepts orthogonal grids only: write the slices, then shift each slice's
+        # position as a tilted gantry does (RAS +y is LPS -y).
+        orthogonal = m.copy()
+        orthogonal[1, 2] = 0.0
+        source = tmp_path / "tilted"
+        files = write_dicom_series(Volume(tilted.array_kji, orthogonal), source)
+        for k, path in enumerate(files):
+            ds = pydicom.dcmread(path)
+            position = [float(v) for v in ds.ImagePositionPatient]
+            position[1] -= k * m[1, 2]
+            ds.ImagePositionPatient = position
+            ds.save_as(path)
 
-    loaded = load_ct(tmp_path / "tilted")
-    assert "gantry tilt of 15.00 degrees" in loaded.warnings[0]
+    loaded = load_ct(source)
+    assert "gantry tilt of 15.00 degrees" in loaded.warnings[-1]
     assert loaded.metadata["gantry_tilt_deg"] == pytest.approx(tilt_deg, abs=0.01)
     d = loaded.direction_ras
     np.testing.assert_allclose(d.T @ d, np.eye(3), atol=1e-9)  # orthogonal grid

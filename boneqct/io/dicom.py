@@ -18,11 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from boneqct.errors import InputError
-from boneqct.io.images import is_regular_file
+from boneqct.io.images import (
+    TILT_TOLERANCE_DEG,
+    is_regular_file,
+    resample_sheared,
+    tilt_deg_of,
+)
 from boneqct.resources import check_dicom_buffer
 from boneqct.volume import LPS_TO_RAS, Volume
 
@@ -33,10 +37,6 @@ SPACING_WARN_FRACTION = 0.01
 #: Tolerances for "the same" orientation cosines and pixel spacing across slices.
 ORIENTATION_TOLERANCE = 1e-3
 SPACING_TOLERANCE_MM = 1e-3
-#: Gantry tilt (degrees) below which the stack is treated as orthogonal.
-TILT_TOLERANCE_DEG = 0.05
-#: Value (HU) given to voxels that a gantry-tilt resampling takes from outside the scan: air.
-OUTSIDE_HU = -1024.0
 
 # Header ranges: a value outside is a damaged header, refused (InputError) before any pixel
 # is read, so that no impossible geometry or rescale yields numbers.
@@ -172,7 +172,7 @@ def load_dicom_series(source: str | Path | list, series_uid: str | None = None,
     along_mm = geometry.positions_along_normal_mm[order]
     step_mm = _check_slice_spacing(along_mm, warnings)
     slice_step_lps = (positions_lps_mm[-1] - positions_lps_mm[0]) / (len(datasets) - 1)
-    tilt_deg = _tilt_deg(slice_step_lps, geometry.normal_lps)
+    tilt_deg = tilt_deg_of(slice_step_lps, geometry.normal_lps)
     check_dicom_buffer(int(datasets[0].Rows), int(datasets[0].Columns), len(datasets),
                        tilt_deg > TILT_TOLERANCE_DEG, max_memory_gb)
     _check_pixel_module(datasets)
@@ -186,13 +186,9 @@ def load_dicom_series(source: str | Path | list, series_uid: str | None = None,
     metadata["gantry_tilt_deg"] = round(tilt_deg, 3)
     if tilt_deg > TILT_TOLERANCE_DEG:
         ijk_to_lps[:3, 2] = slice_step_lps
-        array_kji, ijk_to_lps = _resample_orthogonal(array_kji, ijk_to_lps, geometry.normal_lps)
-        warnings.append(
-            f"The series was acquired with a gantry tilt of {tilt_deg:.2f} degrees; it was "
-            "resampled (linear interpolation) to an orthogonal grid with slices along the "
-            f"normal, spacing {ijk_to_lps[:3, 2] @ geometry.normal_lps:.3f} mm; voxels shifted "
-            f"in from outside the scan were set to {OUTSIDE_HU:.0f} HU."
-        )
+        array_kji, ijk_to_lps, warning = resample_sheared(array_kji, ijk_to_lps,
+                                                          geometry.normal_lps)
+        warnings.append(warning)
     else:
         ijk_to_lps[:3, 2] = geometry.normal_lps * step_mm
     metadata["source_format"] = "dicom"
@@ -556,31 +552,6 @@ def _check_slice_spacing(along_mm: np.ndarray, warnings: list[str]) -> float:
             "the volume uses the mean spacing."
         )
     return float((along_mm[-1] - along_mm[0]) / (len(along_mm) - 1))
-
-
-def _tilt_deg(slice_step_lps: np.ndarray, normal_lps: np.ndarray) -> float:
-    along = float(slice_step_lps @ normal_lps)
-    across = float(np.linalg.norm(slice_step_lps - along * normal_lps))
-    return float(np.degrees(np.arctan2(across, abs(along))))
-
-
-def _resample_orthogonal(array_kji, ijk_to_lps, normal_lps):
-    """Resample a sheared (gantry-tilted) stack onto the orthogonal grid along the normal."""
-    image = sitk.GetImageFromArray(array_kji.astype(np.float32))
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((ijk_to_lps[:3, :3] / spacing).flatten().tolist())
-    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
-    step_mm = float(ijk_to_lps[:3, 2] @ normal_lps)
-    out = np.array(ijk_to_lps)
-    out[:3, 2] = normal_lps * step_mm
-    reference = sitk.Image(image.GetSize(), sitk.sitkFloat32)
-    out_spacing = np.linalg.norm(out[:3, :3], axis=0)
-    reference.SetSpacing(out_spacing.tolist())
-    reference.SetDirection((out[:3, :3] / out_spacing).flatten().tolist())
-    reference.SetOrigin(out[:3, 3].tolist())
-    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, OUTSIDE_HU)
-    return sitk.GetArrayFromImage(resampled), out
 
 
 #: Largest |RescaleIntercept| (HU) taken as a CT rescale: CT numbers span about -1024 to

@@ -120,6 +120,45 @@ def _nifti_header_problem(raw: bytes, order: str) -> str | None:
     return None
 
 
+#: Gantry tilt (degrees) below which the stack is treated as orthogonal.
+TILT_TOLERANCE_DEG = 0.05
+#: Value (HU) given to voxels that a gantry-tilt resampling takes from outside the scan: air.
+OUTSIDE_HU = -1024.0
+
+
+def tilt_deg_of(slice_step_lps: np.ndarray, normal_lps: np.ndarray) -> float:
+    """Angle (degrees) of the slice step from the normal of the image plane (a gantry tilt)."""
+    along = float(slice_step_lps @ normal_lps)
+    across = float(np.linalg.norm(slice_step_lps - along * normal_lps))
+    return float(np.degrees(np.arctan2(across, abs(along))))
+
+
+def resample_sheared(array_kji, ijk_to_lps, normal_lps):
+    """Resample a sheared (gantry-tilted) stack onto the orthogonal grid along the normal of
+    its image plane (``normal_lps``), linearly, voxels from outside the scan at OUTSIDE_HU;
+    returns the array, its IJK-to-LPS matrix and the warning that says so."""
+    image = sitk.GetImageFromArray(array_kji.astype(np.float32))
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((ijk_to_lps[:3, :3] / spacing).flatten().tolist())
+    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
+    step_mm = float(ijk_to_lps[:3, 2] @ normal_lps)
+    out = np.array(ijk_to_lps)
+    out[:3, 2] = normal_lps * step_mm
+    reference = sitk.Image(image.GetSize(), sitk.sitkFloat32)
+    out_spacing = np.linalg.norm(out[:3, :3], axis=0)
+    reference.SetSpacing(out_spacing.tolist())
+    reference.SetDirection((out[:3, :3] / out_spacing).flatten().tolist())
+    reference.SetOrigin(out[:3, 3].tolist())
+    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, OUTSIDE_HU)
+    tilt_deg = tilt_deg_of(ijk_to_lps[:3, 2], normal_lps)
+    warning = (f"The scan was acquired with a gantry tilt of {tilt_deg:.2f} degrees; it was "
+               "resampled (linear interpolation) to an orthogonal grid with slices along the "
+               f"normal, spacing {step_mm:.3f} mm; voxels shifted in from outside the scan "
+               f"were set to {OUTSIDE_HU:.0f} HU.")
+    return sitk.GetArrayFromImage(resampled), out, warning
+
+
 def _geometry_problem(spacing, direction, origin) -> str | None:
     """What makes a volume's geometry impossible for a CT, or None."""
     spacing, direction, origin = (np.asarray(v, float) for v in (spacing, direction, origin))
