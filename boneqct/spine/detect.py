@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from boneqct.errors import DetectionError
 from boneqct.io import volume_to_sitk
+from boneqct.resources import check_detection_grid
 from boneqct.spine.detect_bodies import (
     PITCH_RANGE_MM,
     body_intervals,
@@ -46,6 +47,8 @@ from boneqct.volume import Volume, lps_to_ras
 
 #: Voxel edge (mm) of the working copy.
 WORK_SPACING_MM = 2.5
+#: Least extent (mm) of a scan along each axis to search: a vertebral body is 25-50 mm wide.
+MIN_SCAN_EXTENT_MM = 20.0
 #: HU above which a voxel counts as (cortical or dense) bone, and the lower HU above which
 #: it counts as the bone enclosing the canal (thin laminae of low density, partial volume).
 BONE_HU = 180.0
@@ -204,8 +207,14 @@ def detect_vertebrae(volume_hu: Volume) -> DetectionResult:
 def working_grid(volume_hu: Volume) -> _Grid:
     """The CT block-averaged to about WORK_SPACING_MM, then resampled onto an axis-aligned
     LPS grid of that spacing (linear), -1000 HU outside."""
+    extent_mm = volume_hu.spacing_mm * np.array(volume_hu.size_ijk)
+    if np.any(extent_mm < MIN_SCAN_EXTENT_MM):
+        raise DetectionError(
+            f"The scan spans only {' x '.join(f'{v:.3g}' for v in extent_mm)} mm: too small "
+            "to hold a vertebra. Check the voxel size the file's header states.")
     image = sitk.Cast(volume_to_sitk(volume_hu), sitk.sitkFloat32)
-    factors = [max(1, int(WORK_SPACING_MM / s)) for s in image.GetSpacing()]
+    factors = [max(1, min(int(WORK_SPACING_MM / s), n))
+               for s, n in zip(image.GetSpacing(), image.GetSize(), strict=True)]
     image = sitk.BinShrink(image, factors)
     size = np.array(image.GetSize())
     corners = np.array([image.TransformContinuousIndexToPhysicalPoint(
@@ -213,6 +222,7 @@ def working_grid(volume_hu: Volume) -> _Grid:
         for corner in np.ndindex(2, 2, 2)])
     low, high = corners.min(axis=0), corners.max(axis=0)
     shape = np.floor((high - low) / WORK_SPACING_MM).astype(int) + 1
+    check_detection_grid(shape[::-1], WORK_SPACING_MM)
     reference = sitk.Image([int(n) for n in shape], sitk.sitkFloat32)
     reference.SetSpacing([WORK_SPACING_MM] * 3)
     reference.SetOrigin([float(v) for v in low])
