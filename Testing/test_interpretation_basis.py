@@ -81,6 +81,11 @@ def test_hip_category_only_with_a_diagnostic_basis_and_matching_regions():
     assert rois["neck"]["t_score"] == pytest.approx((0.55 - 0.858) / 0.120)
     internal = hip_scores(_rois(), "nhanes3", "F", 70, hip_basis(_phantom(method="internal")))
     assert internal["category"] is None and internal["basis"] == "opportunistic estimate"
+    assert internal["why"] == "; ".join(internal["why_not"])
+    unknown_sex = hip_scores(_rois(), "nhanes3", None, 70, hip_basis(_phantom()))
+    # the report's headline said "see the warnings" where there were none
+    assert unknown_sex["category"] is None and unknown_sex["warnings"] == []
+    assert unknown_sex["why"] == "patient sex unknown (give --sex F|M)"
     lunar = hip_scores(_rois(), "chinese-women", "F", 70, hip_basis(_phantom()))
     assert lunar["category"] is None and lunar["t_score_min"] is not None
     assert "lunar regions" in lunar["warnings"][0] and "no WHO category" in lunar["warnings"][0]

@@ -42,5 +42,7 @@ def _cmd_hip(args) -> int:
               f"area {roi['area_cm2']:.2f} cm2{t}")
     if result.interpretation.get("category"):
         print(f"WHO category: {result.interpretation['category']}")
+    elif result.interpretation.get("why"):
+        print(f"WHO category: none ({result.interpretation['why']})")
     common.print_done(result, paths)
     return 0

@@ -90,6 +90,12 @@ def hip_scores(rois: dict, population: str | None, sex: str | None,
         out["t_score_min"] = min(diagnostic)
         if basis.diagnostic and not out["warnings"]:
             out["category"] = who_category(out["t_score_min"])
+    if out["category"] is None and not out["warnings"]:
+        # say why, as the report's headline and the command's summary do
+        reasons = set(basis.why_not)
+        if not diagnostic:  # no T-score: why the references gave none
+            reasons |= {why for r in out["regions"].values() for why in r["why_absent"] or []}
+        out["why"] = "; ".join(sorted(reasons)) or None
     return out
 
 
