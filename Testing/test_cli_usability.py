@@ -427,3 +427,15 @@ def test_make_demo_installs_no_test_extras_and_make_test_does():
     assert "[test]" not in demo and "[batch]" not in demo
     assert any("pip install --progress-bar on" in line and line.endswith(" -e '.[test]'")
                for line in test.splitlines()) and "pytest" in test
+
+
+def test_a_reader_that_stops_reading_is_no_error(spine):
+    """`boneqct info CT --json | head`: the reader gone before the output is written ended
+    with "error: Broken pipe ('a file'). Check the path, its permissions and the free disk
+    space." (new-user review); now nothing is said, exit 0, and the file was read."""
+    process = subprocess.Popen([sys.executable, "-m", "boneqct.cli", "info", str(spine["ct"]),
+                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the command has started writing
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, stderr
+    assert stderr == ""

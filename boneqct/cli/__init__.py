@@ -13,6 +13,7 @@ long steps are shown on a terminal (``progress_display``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except BrokenPipeError:
+        # the reader of the output stopped (`boneqct info --json | head`): nothing to say;
+        # standard output goes to devnull so that its flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         # the file system refused (name too long, no space, no permission): the user's to fix
         name = Path(exc.filename).name[:60] if exc.filename else "a file"

@@ -22,6 +22,7 @@ def register(sub) -> None:
 
 
 def _cmd_detect(args) -> int:
+    from boneqct.errors import DetectionError
     from boneqct.io import anonymized_metadata, write_json_atomic
     from boneqct.spine.detect import detect_vertebrae
     from boneqct.spine.detect_report import write_detection_report
@@ -29,7 +30,11 @@ def _cmd_detect(args) -> int:
 
     check_output_folder(args.out)
     volume = load_input(args)
-    result = detect_vertebrae(volume)
+    try:
+        result = detect_vertebrae(volume)
+    except DetectionError as error:  # its advice names options of spine and vfa, not detect's
+        raise DetectionError(f"{error} (--seeds, --seed and --labels are options of "
+                             "boneqct spine and vfa.)") from None
     metadata = anonymized_metadata(volume.metadata) if args.anonymize else volume.metadata
 
     def write(folder):

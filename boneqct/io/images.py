@@ -257,7 +257,9 @@ def read_volume_file(path: str | Path) -> Volume:
         if bad:
             raise InputError(f"{bad} voxels of '{path.name}' are NaN or infinite; BoneQCT needs "
                              "finite values. Re-export the volume from the source.")
-    volume.metadata.update({"source_format": path.suffix.lstrip(".").lower()})
+    name = path.name.lower()
+    volume.metadata.update({"source_format": "nii.gz" if name.endswith(".nii.gz")
+                            else path.suffix.lstrip(".").lower()})
     return volume
 
 

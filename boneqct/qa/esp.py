@@ -119,7 +119,7 @@ def measure_esp(volume: Volume, nominal: dict, calibration=None) -> list[dict]:
             f"The calibration is in mg {calibration.material}/cm3 but the '{nominal['name']}' "
             f"nominal values are in mg {nominal['material']}/cm3. Calibrate with a phantom of "
             "the same material, or give nominal values in the calibration's material "
-            "(--nominal FILE).")
+            "(--phantom-type FILE).")
     masks = find_inserts(volume)
     if len(masks) != len(nominal["inserts"]):
         raise QAError(

@@ -184,10 +184,10 @@ def _cement_flags(result) -> list:
         return [Paragraph(pdf.units(f"Screw fixation: no level below {result.cement_threshold_mg_cm3:g} "
                                 "mg/cm3; cement augmentation not indicated by BMD."),
                           pdf.STYLES["Normal"]), note]
-    lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f})" for lv in flagged)
+    lines = ", ".join(f"{lv.level} ({lv.bmd_mg_cm3:.1f} mg/cm3)" for lv in flagged)
     return [Paragraph(pdf.units(f"<font color='{pdf.ALERT_COLOR.hexval()}' size='11'><b>Cement augmentation "
-                            f"suggested for screw fixation at {lines} mg/cm3 (below "
-                            f"{result.cement_threshold_mg_cm3:g} mg/cm3).</b></font>"),
+                            f"suggested for screw fixation at {lines}, below "
+                            f"{result.cement_threshold_mg_cm3:g} mg/cm3.</b></font>"),
                       pdf.STYLES["Normal"]), note]
 
 
