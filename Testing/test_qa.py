@@ -50,9 +50,22 @@ def test_cli_qa_appends_sessions_and_report(phantom, tmp_path):
     assert [r["session"] for r in rows if r["insert"] == "L2"] == ["2025-01-01", "2025-01-08"]
     with log.open() as handle:
         assert tuple(next(csv.reader(handle))) == LOG_COLUMNS
+    # the same session again, or another phantom into this log: refused, the log unchanged
+    for phantom_type, calibration, session, message in (
+            ("digital-esp", ("--phantom", "mindways-model3"), "2025-01-08",
+             "holds session '2025-01-08' already"),
+            ("esp", ("--hu",), "2025-01-15",
+             "holds sessions of the digital-esp phantom; this one is esp")):
+        run = subprocess.run([sys.executable, "-m", "boneqct.cli", "qa", str(ct), "--phantom-type",
+                              phantom_type, *calibration, "--log", str(log), "--session", session],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and message in run.stderr, run.stderr
+    assert read_log(log) == rows
     run = subprocess.run([sys.executable, "-m", "boneqct.cli", "qa-report", str(log), "--out",
                           str(tmp_path / "report")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+    # two sessions: no limits to check against yet, which "no drift" alone did not say
+    assert "not judged yet: 2 session(s), none after the 5 that set the control limits" in run.stdout
     assert (tmp_path / "report" / "qa_chart.png").stat().st_size > 10_000
     assert (tmp_path / "report" / "qa_report.pdf").read_bytes().startswith(b"%PDF")
 

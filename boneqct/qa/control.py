@@ -51,6 +51,7 @@ class ControlLimits:
             sessions beyond the control limits and outside the tolerance band.
         trend: the trend rule fired; trend_change_percent: fitted change across the log (%
             of the centre); trend_p_value: its p value (None with too few sessions).
+        baseline_sessions: sessions that set the centre line and sigma.
     """
 
     insert: str
@@ -69,6 +70,20 @@ class ControlLimits:
     trend: bool = False
     trend_change_percent: float | None = None
     trend_p_value: float | None = None
+    baseline_sessions: int = BASELINE_SESSIONS
+
+    @property
+    def judged(self) -> str | None:
+        """None when the log holds sessions enough for both rules, else what it lacks (a log
+        of two sessions read "no drift, 0 sessions beyond the control limits": new-user
+        review)."""
+        n = len(self.values)
+        if n <= self.baseline_sessions:
+            return (f"{n} session(s), none after the {self.baseline_sessions} that set the "
+                    "control limits")
+        if n < MIN_TREND_SESSIONS:
+            return f"{n} sessions, the drift rule needs {MIN_TREND_SESSIONS}"
+        return None
 
     @property
     def drift(self) -> bool:
@@ -93,7 +108,8 @@ def insert_chart(insert: str, sessions: list[str], values, unit: str = "",
     half_width = SHEWHART_LIMIT_SIGMA * sigma * np.sqrt(1.0 + 1.0 / n_base)
     tol = abs(center) * tolerance_percent / 100.0
     chart = ControlLimits(insert, unit, nominal, list(sessions), x.tolist(), center, sigma,
-                          center - half_width, center + half_width, center - tol, center + tol)
+                          center - half_width, center + half_width, center - tol, center + tol,
+                          baseline_sessions=baseline_sessions)
     chart.out_of_tolerance_sessions = [int(i) for i in np.flatnonzero(np.abs(x - center) > tol)]
     if sigma > 0.0:
         beyond = np.flatnonzero(np.abs(x - center) > half_width)

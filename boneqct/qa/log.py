@@ -48,6 +48,7 @@ def append_to_log(path: str | Path, session: str, metadata: dict, phantom_type: 
     if existing and not existing.startswith(",".join(LOG_COLUMNS)):
         raise QAError(f"The QA log '{path.name}' does not start with the expected header; "
                       "give a log written by `boneqct qa` or a new file name.")
+    _refuse_mixing(path, session, phantom_type)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if not existing:
@@ -58,6 +59,24 @@ def append_to_log(path: str | Path, session: str, metadata: dict, phantom_type: 
                   "calibration": calibration_method}
         writer.writerow([_format(record.get(c)) for c in LOG_COLUMNS])
     return write_text_atomic(path, existing + buffer.getvalue())
+
+
+def _refuse_mixing(path: Path, session: str, phantom_type: str) -> None:
+    """Refuse (QAError) a session the log holds already, or another phantom than its own: a
+    scan logged twice under one date, and two phantom types in one series, made a control
+    chart of two sessions read "no drift" (new-user review)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    rows = read_log(path)
+    if any(row["session"] == session for row in rows):
+        raise QAError(f"The QA log '{path.name}' holds session '{session}' already. Give "
+                      "--session LABEL to log another scan of that day (the same scan is "
+                      "logged once).")
+    types = sorted({row["phantom_type"] for row in rows})
+    if types and types != [phantom_type]:
+        raise QAError(f"The QA log '{path.name}' holds sessions of the {', '.join(types)} "
+                      f"phantom; this one is {phantom_type}. Log each phantom in a folder of "
+                      "its own (--log-dir).")
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -97,6 +97,9 @@ def verdict_headline(charts: list[ControlLimits]) -> list:
         for c in charts if c.drift or c.out_of_control]
     if failed:
         return pdf.headline(f"QA FAIL: {'; '.join(failed)}", basis, VERDICT_KIND[FAIL])
+    unjudged = next((c.judged for c in charts if c.judged), None)
+    if unjudged:
+        return pdf.headline(f"QA: not judged yet ({unjudged})", basis, VERDICT_KIND[NOT_TESTED])
     outside = [c.insert for c in charts if c.out_of_tolerance_sessions]
     if outside:
         return pdf.headline(f"QA CHECK: {', '.join(outside)} outside the tolerance band",
