@@ -439,3 +439,18 @@ def test_a_reader_that_stops_reading_is_no_error(spine):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize(("command", "flag", "example"), [
+    ("calibrate", "--out", "calibration.json"), ("qa", "--log", "qa_log.csv"),
+    ("repositioning", "--out", "repositioning.json")])
+def test_an_output_file_typed_as_a_folder_is_refused(spine, tmp_path, capsys, command, flag,
+                                                     example):
+    """`calibrate --out cal/` wrote a file named 'cal' (new-user review): the trailing '/'
+    was dropped by Path; now a usage error naming the file it could be."""
+    folder = f"{tmp_path / 'out'}/"
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(spine["ct"]), flag, folder])
+    assert exit_info.value.code == 2
+    assert f"naming a folder; give a file name (e.g. {folder}{example})" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import textwrap
 from dataclasses import replace
@@ -38,6 +39,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         shown = (",".join(map(str, action.default)) if isinstance(action.default, (list, tuple))
                  else action.default)
         return f"{text} (default {shown})"
+
+
+def file_path(example_name: str):
+    """An argparse type for an output file's path as typed: one ending in '/' names a folder,
+    which Path would drop silently (`calibrate --out cal/` wrote a file named 'cal'); the
+    message suggests ``example_name`` in it."""
+    def parse(text: str) -> Path:
+        if text.endswith(("/", os.sep)):
+            raise argparse.ArgumentTypeError(f"'{text}' ends with '/', naming a folder; give a "
+                                             f"file name (e.g. {text}{example_name})")
+        return Path(text)
+    return parse
 
 
 def add_command(sub, name: str, help: str, example: str) -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from boneqct.cli.common import (
     add_command,
     add_input,
     check_calibration_line,
+    file_path,
     load_input,
     number_in,
 )
@@ -41,7 +42,7 @@ def register(sub) -> None:
     add_options(cal, CalibrationOptions, skip=("phantom", "per_slice"))
     cal.add_argument("--phantom", required=True, help=_help_of("phantom"))
     cal.add_argument("--per-slice", action="store_true", help=_help_of("per_slice"))
-    cal.add_argument("--out", type=Path, help="write the calibration JSON here")
+    cal.add_argument("--out", type=file_path("calibration.json"), help="write the calibration JSON here")
     cal.set_defaults(handler=_cmd_calibrate)
 
     ph = add_command(sub, "phantom", "generate a digital phantom CT (spine with rods, or "

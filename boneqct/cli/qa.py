@@ -43,7 +43,7 @@ def register(sub) -> None:
     rep.add_argument("--perturbation-mm", type=common.number_in(0.0, 20.0, " mm"), default=3.0,
                      help="radius of the ball the seed offsets are drawn from (mm)")
     rep.add_argument("--random-seed", type=common.number_in(0, 2**32 - 1, integer=True), default=0, help="random seed of the offsets")
-    rep.add_argument("--out", type=Path, help="write repositioning.json here")
+    rep.add_argument("--out", type=common.file_path("repositioning.json"), help="write repositioning.json here")
     common.add_max_memory_option(rep, _cmd_repositioning)
 
     qa = common.add_command(sub, "qa", "measure a QA spine phantom's inserts vs nominal and append "
@@ -54,7 +54,7 @@ def register(sub) -> None:
     add_options(qa, QAOptions, skip=("baseline_sessions", "tolerance_percent"))
     qa.add_argument("--log-dir", type=Path, default=Path("qa_logs"),
                     help="folder of the per-scanner QA logs (default ./qa_logs)")
-    qa.add_argument("--log", type=Path, help="append to this log file instead")
+    qa.add_argument("--log", type=common.file_path("qa_log.csv"), help="append to this log file instead")
     common.add_max_memory_option(qa, _cmd_qa)
 
     report = common.add_command(sub, "qa-report", "control chart and drift check of a QA log (exit "
