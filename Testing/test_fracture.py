@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pypdf
@@ -30,7 +32,10 @@ from boneqct.spine.fracture import (
 from boneqct.spine.options import SpineOptions
 from boneqct.spine.outputs import spine_csv
 from boneqct.spine.pipeline import analyze_spine
-from boneqct.spine.vfa import VFAResult, write_vfa_outputs
+from boneqct.spine.vfa import VFAResult, analyze_vfa, write_vfa_outputs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from phantom_labels import vertebra_labels  # noqa: E402
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 DEFORMITIES = {"L1": "biconcave", "L3": "crush", "L5": "wedge"}
@@ -181,6 +186,27 @@ def test_unreliable_heights_get_no_grade_and_say_why():
         "passed": False, "reason": "the body's antero-posterior extent was not found"}}})
     assert graded["L1"]["genant_grade"] is None
     assert "not graded" in graded["L1"]["reason"] and "extent" in graded["L1"]["reason"]
+
+
+def test_a_body_parallel_to_thick_slices_is_not_graded():
+    """The default phantom (untilted, 2 mm slices, 4 mm discs) from a label map: L2 was
+    graded 0 on heights 1.1-1.7 mm under its mid-surface height with every check passed
+    (adversarial review): its fits' surfaces move 0.05 mm across their patches, so nothing in
+    it places a plate within its slice. Now it is not graded, saying why; a level graded is
+    within 0.6 mm."""
+    phantom = make_spine_phantom()
+    labels = vertebra_labels(phantom, "totalsegmentator")
+    assessed = analyze_vfa(phantom.volume, labels=labels, label_scheme="totalsegmentator")
+    by_level = {lv["level"]: lv["fracture"] for lv in assessed.levels}
+    l2 = by_level["L2"]
+    assert l2["genant_grade"] is None and not l2["quality"]["endplates_placed_in_slices"]
+    assert "lie parallel to the 2.0 mm slices" in l2["quality"]["reason"]
+    for vertebra in phantom.truth["vertebrae"]:
+        fracture = by_level[vertebra["level"]]
+        if fracture["genant_grade"] is not None:
+            mid_surfaces_mm = vertebra["body_height_mm"] - vertebra["cortical_thickness_mm"]
+            for height_mm in fracture["heights_mm"].values():
+                assert height_mm == pytest.approx(mid_surfaces_mm, abs=0.6)
 
 
 def test_vfa_command_writes_the_output_set(phantom_1mm, tmp_path, capsys):

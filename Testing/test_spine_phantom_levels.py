@@ -158,4 +158,8 @@ def test_a_level_not_graded_at_the_scan_end_says_why_and_what_to_do():
     longer = assess(66)  # no endplate at the scan's end; graded levels are the truth's 0
     assert not any("end of the scan" in w for w in longer.warnings), longer.warnings
     grades = [lv["fracture"]["genant_grade"] for lv in longer.levels]
-    assert set(grades) <= {0, None} and 0 in grades
+    assert set(grades) <= {0, None}
+    # L2 and L3 lie parallel to the slices: not graded (L2 was, 0 on a posterior height
+    # 1.3 mm over its truth)
+    assert all("lie parallel to the 1.6 mm slices" in lv["fracture"]["quality"]["reason"]
+               for lv in longer.levels[1:])
