@@ -66,8 +66,11 @@ def cohort():
 
 
 def _write_cohort(root: Path) -> dict:
+    # tilted: endplates parallel to the slices would leave the fracture assessment nothing
+    # to grade (each level's endplates must cross the slices)
     phantom = make_spine_phantom(SpinePhantomParams(
-        trabecular_bmd_mg_cm3=tuple(DENSITIES_MG_CM3.values())), SCANNER, seed=3)
+        trabecular_bmd_mg_cm3=tuple(DENSITIES_MG_CM3.values()), spine_tilt_deg=8.0), SCANNER,
+        seed=3)
     write_phantom(phantom, root / "spine", formats=("nifti",))
     (root / "corrupt.nii.gz").write_bytes(b"\x1f\x8b\x08\x00 damaged")
     seeds = _seed_cell(phantom.truth)
@@ -223,11 +226,11 @@ def test_scheduler_started_separately_is_used_by_address(cohort, batch, tmp_path
     assert record["threads"] == 2  # the option's, not the default (1 by address)
     with open(tmp_path / "out" / "summary.csv") as handle:
         vfa = next(r for r in csv.DictReader(handle) if r["case_id"] == "v1")
-    # L1's superior endplate lies 2.5 mm inside the scan's last slice: too little disc beyond
-    # it for the subvoxel endplate fit, which is flagged, so L1 gets heights but no grade (on
-    # a scan 22 mm longer all three are graded 0); L2 and L3 are graded, none fractured
+    # L1's superior and L3's inferior endplates lie 1.3-1.7 mm inside the scan's last and
+    # first slices: too little disc beyond them for the subvoxel endplate fit, which is
+    # flagged, so they get heights but no grade; L2 is graded 0 (its heights within 0.01 mm)
     assert (vfa["vfa_levels_graded"], vfa["vfa_max_genant_grade"], vfa["vfa_fractured_levels"]) \
-        == ("2", "0", "")
+        == ("1", "0", "")
     assert json.loads((tmp_path / "out" / "c2" / "spine.json").read_text()) == \
         json.loads((cohort["root"] / "out" / "c2" / "spine.json").read_text())
 

@@ -704,19 +704,28 @@ def test_exam_from_the_dicom_database_reaches_table_and_analysis(scene, phantom,
     assert volume_from_node(ct_node).metadata == {}
 
 
-def test_fracture_heights_in_the_scene_and_grades_recomputed_from_moved_lines(scene, phantom):
+@pytest.fixture(scope="module")
+def tilted_phantom():
+    """The default phantom with its spine tilted 8 degrees: its endplates cross the slices
+    (untilted, they lie parallel to its 2 mm slices and no level is graded)."""
+    from boneqct.phantoms import SpinePhantomParams, make_spine_phantom
+
+    return make_spine_phantom(SpinePhantomParams(spine_tilt_deg=8.0))
+
+
+def test_fracture_heights_in_the_scene_and_grades_recomputed_from_moved_lines(scene,
+                                                                             tilted_phantom):
     """run_spine puts each level's three heights as line nodes and the grades in a fracture
     table, both referenced by the spine table; moving a line's superior point recomputes that
     height (its new length) and the grade; a second measurement replaces the lines."""
     from QCTBoneDensityLib.fracture import HEIGHT_LINES_ROLE, assessed_levels, recompute_grades
 
-    ct_node, out = _measured_phantom(phantom)
+    ct_node, out = _measured_phantom(tilted_phantom)
     measured = [lv.level for lv in out["result"].levels if lv.fracture]
     assert measured and len(out["height_lines"]) == 3 * len(measured)
     assert out["fracture_table"].GetNumberOfRows() == len(measured)
     assert assessed_levels(out["table"]) == measured
-    # the first level graded (on this untilted phantom's slices a level can be left ungraded:
-    # endplates parallel to the slices hold little subvoxel information)
+    # the first level graded
     level = next(lv.level for lv in out["result"].levels
                  if lv.fracture and lv.fracture["genant_grade"] is not None)
     line = next(n for n in out["height_lines"] if n.GetAttribute("BoneQCT.Fracture.Level") == level
