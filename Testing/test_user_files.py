@@ -185,3 +185,21 @@ def test_phantom_certificates_no_line_can_come_from(tmp_path, changes, message):
     file.write_text(json.dumps(_mindways_rods(**changes)).replace("Infinity", "1e999"))
     with pytest.raises(BoneQCTError, match=message):
         load_phantom_definition(file)
+
+
+def test_a_phantom_calibration_whose_line_is_not_its_rods_is_refused(tmp_path):
+    """A calibration.json whose slope was edited (1.25 -> 2.5) while its rods still give
+    1.25 was applied, halving every BMD (adversarial review); as written it reads back."""
+    from boneqct.calibration import fit_calibration, load_phantom_definition
+    from boneqct.io import write_json_atomic
+
+    definition = load_phantom_definition("mindways-model3")
+    # the phantom's scanner: HU = water + 1.4668 K2HPO4 - 1009.75 (boneqct phantom's truth)
+    hu = [rod.water_mg_cm3 + 1.4668 * rod.density_mg_cm3 - 1009.75 for rod in definition.rods]
+    document = fit_calibration(definition, hu).to_dict()
+    path = write_json_atomic(tmp_path / "calibration.json", document)
+    assert read_calibration_file(path).slope_hu_per_mg_cm3 == pytest.approx(1.2494, abs=1e-3)
+    for field, value in (("slope_hu_per_mg_cm3", 2.5), ("intercept_hu", 5.0)):
+        write_json_atomic(path, {**document, field: value})
+        with pytest.raises(BoneQCTError, match="but its rods give 1.2494"):
+            read_calibration_file(path)

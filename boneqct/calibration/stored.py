@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from boneqct.calibration.definitions import MATERIALS
-from boneqct.calibration.fit import MATERIAL_UNSTATED, Calibration
+from boneqct.calibration.definitions import MATERIALS, PhantomDefinition, Rod
+from boneqct.calibration.fit import MATERIAL_UNSTATED, Calibration, fit_line
 from boneqct.io.user_json import UserFileError, finite_number, read_user_json, typed_field
 
 REMEDY = "give a calibration JSON written by `boneqct calibrate --out`."
@@ -33,7 +33,7 @@ def read_calibration_file(path: str | Path) -> Calibration:
     if method not in METHODS:
         raise UserFileError(f"{what}: method '{method[:20]}' is not one of {', '.join(METHODS)}.")
     r2 = document.get("r2")
-    return Calibration(
+    calibration = Calibration(
         material=material, method=method,
         slope_hu_per_mg_cm3=finite_number(document.get("slope_hu_per_mg_cm3"),
                                           "slope_hu_per_mg_cm3", what),
@@ -51,6 +51,41 @@ def read_calibration_file(path: str | Path) -> Calibration:
         applied=None,
         internal_fit=typed_field(document, "internal_fit", dict, what, required=False),
     )
+    _check_line_follows_rods(calibration, what)
+    return calibration
+
+
+#: How far (relative slope, HU intercept) a phantom calibration's line may lie from the line
+#: its own rods give (the JSON's floats round-trip exactly; this is rounding room only).
+LINE_TOLERANCE = (1e-6, 1e-4)
+
+
+def _check_line_follows_rods(calibration: Calibration, what: str) -> None:
+    """Refuse a phantom calibration whose slope or intercept is not the line through its own
+    rods (their certified densities and measured HU, by a linear fit, or the two-step one
+    when they carry water densities): a slope edited from 1.25 to 2.5 halved every BMD and
+    suggested cement (adversarial review)."""
+    rods = calibration.rods
+    if calibration.method != "phantom" or len(rods) < 2 or len(
+            {rod["density_mg_cm3"] for rod in rods}) < 2:
+        return
+    fits = ["linear"] + (["mindways-two-step"] if all(
+        rod.get("water_mg_cm3") is not None for rod in rods) else [])
+    relative, hu = LINE_TOLERANCE
+    for fit in fits:  # the file does not name its phantom's fit: either may be it
+        definition = PhantomDefinition(
+            name="", material=calibration.material, fit=fit, nominal_rod_diameter_mm=0.0,
+            rods=tuple(Rod(rod["name"], rod["density_mg_cm3"], rod.get("water_mg_cm3"))
+                       for rod in rods))
+        slope, intercept, _, _ = fit_line(definition, [rod["measured_hu"] for rod in rods])
+        if (abs(slope - calibration.slope_hu_per_mg_cm3) <= relative * abs(slope)
+                and abs(intercept - calibration.intercept_hu) <= hu):
+            return
+    raise UserFileError(
+        f"{what} states slope {calibration.slope_hu_per_mg_cm3:g} HU per mg/cm3 and intercept "
+        f"{calibration.intercept_hu:g} HU, but its rods give {slope:.6g} and {intercept:.6g}: "
+        "the file was changed after it was written. Calibrate again (boneqct calibrate --out), "
+        "or give a manual line with --slope and --intercept.")
 
 
 def _rod(rod, n: int, what: str) -> dict:
