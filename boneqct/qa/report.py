@@ -40,7 +40,9 @@ def chart_figure(charts: list[ControlLimits]):
                 "o", color="#b00020", ms=6, mfc="none", label="beyond control limits")
         trend = ("" if c.trend_change_percent is None else
                  f"; trend {c.trend_change_percent:+.1f}% (p = {c.trend_p_value:.2g})")
-        state = "DRIFT" if c.drift else "OUT OF CONTROL" if c.out_of_control else "in control"
+        state = ("DRIFT" if c.drift else "OUT OF CONTROL" if c.out_of_control
+                 else "baseline incomplete" if len(c.values) <= c.baseline_sessions
+                 else "in control")
         ax.set_title(f"{c.insert}: {state}{trend}", fontsize=9)
         ax.set_ylabel(pdf.units(c.unit), fontsize=8)
         ax.tick_params(labelsize=7)
@@ -67,9 +69,12 @@ def insert_checks(chart: ControlLimits) -> list[list[str]]:
     trend FAIL (the rules ``qa-report`` exits 1 on); the tolerance band asks for a CHECK."""
     unit = chart.unit
     beyond, outside = len(chart.shewhart_sessions), len(chart.out_of_tolerance_sessions)
+    after = len(chart.values) - chart.baseline_sessions
     rows = [["control limits (Shewhart 1-3s)",
              f"{chart.lower_limit:.1f} to {chart.upper_limit:.1f} {unit}",
-             f"{beyond} of {len(chart.values)} sessions beyond", FAIL if beyond else PASS]]
+             f"{beyond} of {len(chart.values)} sessions beyond" if after > 0 else
+             f"no session after the {chart.baseline_sessions} of the baseline",
+             FAIL if beyond else PASS if after > 0 else NOT_TESTED]]
     if chart.trend_p_value is None:
         rows.append(["trend (drift)", f"p < {TREND_P_VALUE:g} and |change| >= "
                      f"{TREND_MIN_CHANGE_PERCENT:g} %", f"fewer than {MIN_TREND_SESSIONS} sessions",
