@@ -120,7 +120,7 @@ def test_slices_are_inclusive_in_options_and_on_the_command_line(tmp_path):
 
     from boneqct.calibration.options import CalibrationOptions
     from boneqct.calibration.pipeline import calibrate
-    from boneqct.errors import OptionsError
+    from boneqct.errors import CalibrationError, OptionsError
     from boneqct.io import write_volume
 
     ph = _phantom()
@@ -130,6 +130,11 @@ def test_slices_are_inclusive_in_options_and_on_the_command_line(tmp_path):
         == list(range(2, 10))
     with pytest.raises(OptionsError):
         CalibrationOptions(slices=(10, 9))
+    # beyond the volume: said in the numbers typed (it said "(70, 81) is empty")
+    last = ph.volume.array_kji.shape[0] - 1
+    with pytest.raises(CalibrationError, match=rf"The slices 70:80 \(first:last, inclusive\) "
+                                               rf"lie outside this volume's 0:{last}"):
+        calibrate(ph.volume, CalibrationOptions(slices=(70, 80)))
     ct = write_volume(ph.volume, tmp_path / "ct.nii.gz")
     for text, used in (("10:10", [10]), ("10", [10]), ("3:5", [3, 4, 5])):
         out = tmp_path / f"cal-{text.replace(':', '-')}.json"

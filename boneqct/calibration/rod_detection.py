@@ -390,8 +390,8 @@ def detect_rods(volume: Volume, definition: PhantomDefinition,
     nk = volume.array_kji.shape[0]
     k0, k1 = (0, nk) if slice_range is None else (max(0, slice_range[0]), min(nk, slice_range[1]))
     if k1 <= k0:
-        raise CalibrationError(f"The slice range {slice_range} is empty for a volume of {nk} "
-                               f"slices. {_REMEDY}")
+        raise CalibrationError(f"The slices {slice_range[0]}:{slice_range[1] - 1} (first:last, "
+                               f"inclusive) lie outside this volume's 0:{nk - 1}. {_REMEDY}")
     n_rods = len(definition.rods)
     factor = max(1, int(definition.nominal_rod_diameter_mm / 16.0
                         / volume.spacing_mm[:2].min()))
