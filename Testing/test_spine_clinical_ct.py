@@ -179,6 +179,16 @@ def test_totalsegmentator_mask_folder_gives_the_label_map_result(real_ct, real_r
         assert lv.mean_hu == pytest.approx(expected[lv.level], abs=1e-6)
 
 
+def test_a_label_map_with_fractional_values_is_refused(tmp_path):
+    """Labels of 31.0000001 (an interpolated map): refused saying so; it said the map named
+    no vertebral level (adversarial review)."""
+    array = np.zeros((4, 5, 6), np.float64)
+    array[1:3, 1:4, 1:5] = 31.0000001
+    path = write_volume(Volume(array, np.eye(4)), tmp_path / "labels.nii.gz")
+    with pytest.raises(SpineError, match="holds values that are not whole numbers"):
+        read_vertebra_labels(path)
+
+
 def test_empty_folder_is_refused_naming_the_expected_files(tmp_path):
     with pytest.raises(SpineError, match="vertebrae_L1.nii.gz"):
         read_vertebra_labels(tmp_path)

@@ -44,7 +44,9 @@ def read_vertebra_labels(path: str | Path,
     """
     path = Path(path)
     if not path.is_dir():
-        return read_volume_file(path), None
+        labels = read_volume_file(path)
+        _refuse_fractional_labels(labels, path.name)
+        return labels, None
     table = label_schemes(levels)["totalsegmentator"]
     found = {value: path / TOTALSEG_MASK_NAME.format(level=level)
              for value, level in table.items()
@@ -66,6 +68,20 @@ def read_vertebra_labels(path: str | Path,
     combined.metadata = {"source": "TotalSegmentator masks", "files": sorted(
         f.name for f in found.values())}
     return combined, "totalsegmentator"
+
+
+def _refuse_fractional_labels(labels: Volume, name: str) -> None:
+    """Refuse a label map holding values that are not whole numbers (31.0000001 matched no
+    level, and the message said the map held none): an interpolated label map, or a CT."""
+    array = labels.array_kji
+    if np.issubdtype(array.dtype, np.integer):
+        return
+    fractional = array[array != np.round(array)]
+    if fractional.size:
+        raise SpineError(f"The label map '{name}' holds values that are not whole numbers "
+                         f"({fractional.size} voxels, e.g. {float(fractional[0]):.9g}): labels "
+                         "are integers. Give the label map as the segmentation tool wrote it "
+                         "(resampled by nearest neighbour, not interpolated).")
 
 
 def check_labels_match_ct(volume_hu: Volume, labels: Volume, values) -> None:
