@@ -429,12 +429,16 @@ def test_make_demo_installs_no_test_extras_and_make_test_does():
                for line in test.splitlines()) and "pytest" in test
 
 
-def test_a_reader_that_stops_reading_is_no_error(spine):
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_reader_that_stops_reading_is_no_error(spine, unbuffered):
     """`boneqct info CT --json | head`: the reader gone before the output is written ended
     with "error: Broken pipe ('a file'). Check the path, its permissions and the free disk
-    space." (new-user review); now nothing is said, exit 0, and the file was read."""
+    space." (new-user review); now nothing is said and the command's own status is returned,
+    whether Python buffers its output (the pipe then fails at the end) or not (at once)."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
     process = subprocess.Popen([sys.executable, "-m", "boneqct.cli", "info", str(spine["ct"]),
-                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=environment)
     process.stdout.close()  # before the command has started writing
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr

@@ -201,6 +201,8 @@ def test_a_body_parallel_to_thick_slices_is_not_graded():
     l2 = by_level["L2"]
     assert l2["genant_grade"] is None and not l2["quality"]["endplates_placed_in_slices"]
     assert "lie parallel to the 2.0 mm slices" in l2["quality"]["reason"]
+    # L1's fits move up to 1.07 mm across their patches: graded, its heights checked below
+    assert by_level["L1"]["genant_grade"] == 0
     for vertebra in phantom.truth["vertebrae"]:
         fracture = by_level[vertebra["level"]]
         if fracture["genant_grade"] is not None:

@@ -70,6 +70,16 @@ def test_cli_qa_appends_sessions_and_report(phantom, tmp_path):
     assert (tmp_path / "report" / "qa_report.pdf").read_bytes().startswith(b"%PDF")
 
 
+def test_a_log_of_its_header_alone_takes_a_session(tmp_path):
+    """A log holding only its header (no session yet) takes the first session (the check
+    for a session logged twice read it and refused: reviewer)."""
+    log = tmp_path / "log.csv"
+    log.write_text(",".join(LOG_COLUMNS) + "\n")
+    rows = [{"insert": "L1", "nominal_mg_cm3": 50.0, "unit": "HU", "value": 51.0}]
+    append_to_log(log, "2025-01-01", {"manufacturer": "A", "model": "B"}, "esp", rows, "none")
+    assert [r["session"] for r in read_log(log)] == ["2025-01-01"]
+
+
 def test_no_phantom_in_the_scan_is_a_clean_error(phantom, tmp_path):
     empty = phantom.volume.with_array(np.full(phantom.volume.array_kji.shape, -1000, np.int16))
     ct = write_volume(empty, tmp_path / "air.nii.gz")

@@ -260,5 +260,5 @@ def check_detection_grid(shape_kji, spacing_mm: float, max_memory_gb: float | No
     check_memory(n_voxels * DETECT_BYTES_PER_WORK_VOXEL / BYTES_PER_GB,
                  f"Finding the vertebrae on a {spacing_mm:g} mm grid over the scan's "
                  f"{extent_mm} mm", "check the voxel size the file's header states (a CT "
-                 "spans at most about 2 m, 0.7 m across), or give seed points or a label map",
+                 "spans at most about 2 m, 0.7 m across)",
                  max_memory_gb)

@@ -13,6 +13,8 @@ long steps are shown on a terminal (``progress_display``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -33,17 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv))
     _refuse_empty_values(parser, args)
+    stdout = _PipeGuard(sys.stdout)
     try:
-        with terminal_progress(getattr(args, "quiet", False)) as display, reporting(display):
-            return args.handler(args) or 0
+        with (contextlib.redirect_stdout(stdout),
+              terminal_progress(getattr(args, "quiet", False)) as display, reporting(display)):
+            status = args.handler(args) or 0
+            stdout.flush()
+        if stdout.broken:  # standard output to devnull: its flush at exit fails no more
+            _silence_stdout()
+        return status
     except BoneQCTError as exc:
         print(f"boneqct {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except BrokenPipeError:
-        # the reader of the output stopped (`boneqct info --json | head`): nothing to say;
-        # standard output goes to devnull so that its flush at exit does not fail again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except OSError as exc:
         # the file system refused (name too long, no space, no permission): the user's to fix
         name = Path(exc.filename).name[:60] if exc.filename else "a file"
@@ -54,6 +57,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"boneqct {args.command}: error: this machine ran out of memory. Crop the CT to the "
               "region measured, or use a machine with more memory.", file=sys.stderr)
         return EXIT_INPUT_ERROR
+
+
+class _PipeGuard(io.TextIOBase):
+    """Standard output that outlives its reader: once the reader of a pipe has gone
+    (`boneqct info --json | head`) what is printed is dropped, the command finishes its work
+    (its files) and exits with its own status; ``broken`` says it happened."""
+
+    def __init__(self, stream):
+        super().__init__()
+        self.stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+def _silence_stdout() -> None:
+    """Point standard output's file descriptor at devnull (where it has one)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # no descriptor (an embedding application's stream): nothing to flush at exit
 
 
 def _refuse_empty_values(parser: argparse.ArgumentParser, args) -> None:

@@ -377,8 +377,8 @@ def check_calibration_line(calibration) -> None:
     if not np.all(np.isfinite(intercepts)) or np.any(np.abs(intercepts) > MAX_ABS_INTERCEPT_HU):
         raise BoneQCTError(f"{source} has an intercept of {_number(calibration.intercept_hu)} HU; water-"
                            f"like tissue lies near 0 HU (|intercept| <= {MAX_ABS_INTERCEPT_HU:g}). "
-                           + ("Is the phantom in the scan the one named (--phantom), and its "
-                              "certificate's rods those in the scan?"
+                           + ("Is the phantom in the scan the one its certificate describes, "
+                              "and are its rods those in the scan?"
                               if calibration.method == "phantom" else
                               "Check the calibration values."))
 

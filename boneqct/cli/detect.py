@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from boneqct.cli.common import add_command, add_input, add_out, load_input
+from boneqct.cli.common import (
+    add_command,
+    add_input,
+    add_max_memory_option,
+    add_out,
+    load_input,
+)
 from boneqct.io.atomic import check_output_folder, write_output_set
 
 DETECT_EXAMPLE = "boneqct detect ct_folder/ --out detect-out"
@@ -19,6 +25,7 @@ def register(sub) -> None:
     parser.add_argument("--anonymize", action="store_true",
                         help="leave patient identity out of the outputs")
     parser.set_defaults(handler=_cmd_detect)
+    add_max_memory_option(parser)  # the working grid's estimate names it
 
 
 def _cmd_detect(args) -> int:
@@ -33,6 +40,8 @@ def _cmd_detect(args) -> int:
     try:
         result = detect_vertebrae(volume)
     except DetectionError as error:  # its advice names options of spine and vfa, not detect's
+        if "--seed" not in str(error):
+            raise
         raise DetectionError(f"{error} (--seeds, --seed and --labels are options of "
                              "boneqct spine and vfa.)") from None
     metadata = anonymized_metadata(volume.metadata) if args.anonymize else volume.metadata

@@ -161,7 +161,7 @@ def _cmd_qa_report(args) -> int:
     paths = write_qa_report(args.out or args.log.parent, charts, args.log.name)
     if args.json:
         print(json.dumps([{**asdict(c), "drift": c.drift, "out_of_control": c.out_of_control,
-                           "not_judged": c.judged}
+                           "not_judged": c.not_judged}
                           for c in charts], indent=2))
     else:
         for c in charts:
@@ -170,6 +170,6 @@ def _cmd_qa_report(args) -> int:
             print(f"{c.insert}: {'DRIFT' if c.drift else 'no drift'}{trend}; "
                   f"{len(c.shewhart_sessions)} session(s) beyond the control limits, "
                   f"{len(c.out_of_tolerance_sessions)} out of tolerance"
-                  + (f" (not judged yet: {c.judged})" if c.judged else ""))
+                  + (f" (not judged yet: {c.not_judged})" if c.not_judged else ""))
         print(f"chart: {paths['png']}\nreport: {paths['pdf']}")
     return 1 if any(c.drift or c.out_of_control for c in charts) else 0

@@ -73,7 +73,7 @@ class ControlLimits:
     baseline_sessions: int = BASELINE_SESSIONS
 
     @property
-    def judged(self) -> str | None:
+    def not_judged(self) -> str | None:
         """None when the log holds sessions enough for both rules, else what it lacks (a log
         of two sessions read "no drift, 0 sessions beyond the control limits": new-user
         review)."""

@@ -48,7 +48,8 @@ def append_to_log(path: str | Path, session: str, metadata: dict, phantom_type: 
     if existing and not existing.startswith(",".join(LOG_COLUMNS)):
         raise QAError(f"The QA log '{path.name}' does not start with the expected header; "
                       "give a log written by `boneqct qa` or a new file name.")
-    _refuse_mixing(path, session, phantom_type)
+    if existing.strip() not in ("", ",".join(LOG_COLUMNS)):  # a header alone: no session
+        _refuse_mixing(path, session, phantom_type)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if not existing:
@@ -65,8 +66,6 @@ def _refuse_mixing(path: Path, session: str, phantom_type: str) -> None:
     """Refuse (QAError) a session the log holds already, or another phantom than its own: a
     scan logged twice under one date, and two phantom types in one series, made a control
     chart of two sessions read "no drift" (new-user review)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
     rows = read_log(path)
     if any(row["session"] == session for row in rows):
         raise QAError(f"The QA log '{path.name}' holds session '{session}' already. Give "

@@ -90,8 +90,9 @@ def insert_checks(chart: ControlLimits) -> list[list[str]]:
 
 
 def verdict_headline(charts: list[ControlLimits]) -> list:
-    """FAIL (drift or a session beyond the control limits), CHECK (only the tolerance band)
-    or PASS, first and largest, naming the inserts."""
+    """FAIL (drift or a session beyond the control limits), CHECK (only the tolerance band),
+    not judged yet (a log too short for a rule: ``ControlLimits.not_judged``) or PASS, first
+    and largest, naming the inserts."""
     n_sessions = max((len(c.values) for c in charts), default=0)
     latest = next((c.sessions[-1] for c in charts if c.sessions), "-")
     basis = (f"{len(charts)} insert{'s' * (len(charts) != 1)}, {n_sessions} sessions, latest "
@@ -102,13 +103,15 @@ def verdict_headline(charts: list[ControlLimits]) -> list:
         for c in charts if c.drift or c.out_of_control]
     if failed:
         return pdf.headline(f"QA FAIL: {'; '.join(failed)}", basis, VERDICT_KIND[FAIL])
-    unjudged = next((c.judged for c in charts if c.judged), None)
-    if unjudged:
-        return pdf.headline(f"QA: not judged yet ({unjudged})", basis, VERDICT_KIND[NOT_TESTED])
+    not_judged = next((c.not_judged for c in charts if c.not_judged), None)
     outside = [c.insert for c in charts if c.out_of_tolerance_sessions]
     if outside:
         return pdf.headline(f"QA CHECK: {', '.join(outside)} outside the tolerance band",
-                            "In control and no drift; " + basis, VERDICT_KIND[CHECK])
+                            (f"Not judged yet for control and drift ({not_judged}); "
+                             if not_judged else "In control and no drift; ") + basis,
+                            VERDICT_KIND[CHECK])
+    if not_judged:
+        return pdf.headline(f"QA: not judged yet ({not_judged})", basis, VERDICT_KIND[NOT_TESTED])
     return pdf.headline("QA PASS: every insert in control, no drift, within tolerance", basis,
                         VERDICT_KIND[PASS])
 
