@@ -132,6 +132,7 @@ def _base(command: str, option: str, inputs, out):
         "batch": ["batch", "--scan", inputs["folder"], "--out", out.with_suffix(".csv")],
         "screw": ["screw", ct, "--out", out, "--line", "s=0,-35,0:0,-15,0", *manual],
         "vfa": ["vfa", ct, "--out", out, "--seed", seed],
+        "detect": ["detect", ct, "--out", out],
         "info": ["info", ct, "--json"],
         "calibrate": ["calibrate", ct, "--phantom", "mindways-model3", "--out",
                       out.with_suffix(".json")],
