@@ -200,8 +200,8 @@ def _outline_warnings(shares_by_slice: dict[int, float]) -> list[str]:
     low, high = (f"{f(shares_by_slice[k] for k in flagged):.0%}" for f in (min, max))
     return [f"Slice{'s' * (len(flagged) > 1)} {', '.join(runs)} ({len(flagged)} of "
             f"{len(shares_by_slice)}): {low if low == high else low + '-' + high} as much soft tissue "
-            "outside the body outline as inside (arms, a second body part, or an outline cut "
-            "short); check the tissue label map."]
+            "outside the body outline as inside (arms, a second body part, a calibration "
+            "phantom under the patient, or an outline cut short); check the tissue label map."]
 
 
 def _slice_range(n_slices: int, options: TissueOptions) -> tuple[int, int]:
