@@ -353,8 +353,8 @@ def _number(value) -> str:
 
 def check_calibration_line(calibration) -> None:
     """Refuse a calibration line that cannot convert HU to density (InputError-like exit 2):
-    a slope that is not finite and positive, an intercept beyond +-MAX_ABS_INTERCEPT_HU, or
-    per-slice values that are not finite."""
+    a slope outside MIN_SLOPE_HU_PER_MG_CM3-MAX_SLOPE_HU_PER_MG_CM3 (or not finite), an
+    intercept beyond +-MAX_ABS_INTERCEPT_HU, or per-slice values that are not finite."""
     slopes = [calibration.slope_hu_per_mg_cm3]
     intercepts = [calibration.intercept_hu]
     if calibration.per_slice:
